@@ -1,0 +1,98 @@
+//! `ferry history`: recent runs, newest first, as a table or JSON.
+
+use clap::Args;
+
+use super::tasks::print_table;
+use super::{Cli, EXIT_FAILED, EXIT_OK, load_project, print_error};
+use crate::config::{StoreSpec, format_duration};
+use crate::store::sqlite::SqliteStore;
+use crate::store::{HistoryFilter, RunStore};
+
+#[derive(Debug, Args)]
+pub struct HistoryArgs {
+    /// Only runs of this task.
+    #[arg(long)]
+    pub task: Option<String>,
+    /// How many runs to show.
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// Print a JSON array instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(cli: &Cli, args: &HistoryArgs) -> i32 {
+    let project = match load_project(cli) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let StoreSpec::Sqlite { path } = &project.config.store;
+    let store = match SqliteStore::open(path).await {
+        Ok(s) => s,
+        Err(e) => {
+            print_error(&e);
+            return EXIT_FAILED;
+        }
+    };
+    let runs = match store
+        .list(&HistoryFilter {
+            task: args.task.clone(),
+            limit: args.limit,
+        })
+        .await
+    {
+        Ok(r) => r,
+        Err(e) => {
+            print_error(&e);
+            return EXIT_FAILED;
+        }
+    };
+    if args.json {
+        println!("{}", serde_json::to_string_pretty(&runs).expect("records serialize"));
+        return EXIT_OK;
+    }
+    let mut rows = vec![[
+        "SCHEDULED".to_string(),
+        "TASK".into(),
+        "STATUS".into(),
+        "ROWS".into(),
+        "DURATION".into(),
+        "RUN ID".into(),
+        "DETAIL".into(),
+    ]];
+    for r in &runs {
+        let tz = project
+            .tasks
+            .get(&r.task)
+            .map(|t| t.timezone)
+            .unwrap_or(project.config.timezone);
+        let detail = match (&r.error, r.files.first()) {
+            (Some(e), _) => e.clone(),
+            (None, Some(f)) if r.files.len() == 1 => f.path.clone(),
+            (None, Some(f)) => format!("{} (+{} more)", f.path, r.files.len() - 1),
+            (None, None) => String::new(),
+        };
+        let detail = if r.warnings.is_empty() {
+            detail
+        } else {
+            format!("{detail} [{} warning(s)]", r.warnings.len())
+        };
+        rows.push([
+            r.scheduled_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %:z").to_string(),
+            r.task.clone(),
+            r.status.to_string(),
+            r.rows.to_string(),
+            r.duration_ms
+                .map(|ms| format_duration(std::time::Duration::from_millis(ms.max(0) as u64)))
+                .unwrap_or_else(|| "-".into()),
+            r.run_id.clone(),
+            detail,
+        ]);
+    }
+    if runs.is_empty() {
+        println!("no runs recorded yet");
+    } else {
+        print_table(&rows);
+    }
+    EXIT_OK
+}

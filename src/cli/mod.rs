@@ -1,0 +1,135 @@
+//! The command line: one file per subcommand, this file holds the argument types, the
+//! dispatch and the exit codes.
+//!
+//! Exit codes: 0 success; 1 a failed run or an environment error (store, disk);
+//! 2 a configuration or usage error. Errors are printed as one clear paragraph on stderr,
+//! never as a panic or a backtrace.
+
+mod history;
+mod next;
+mod run;
+mod tasks;
+mod validate;
+
+use std::path::PathBuf;
+
+use clap::{Parser, Subcommand};
+
+use crate::config::{Problem, Project, TaskSpec, problem::hint};
+
+/// Exit code for success.
+pub const EXIT_OK: i32 = 0;
+/// Exit code for a failed run or an environment error.
+pub const EXIT_FAILED: i32 = 1;
+/// Exit code for configuration and usage errors.
+pub const EXIT_CONFIG: i32 = 2;
+
+/// ferry: scheduled exports from SQL databases to CSV and XLSX files.
+#[derive(Debug, Parser)]
+#[command(name = "ferry", version, about, long_about = None)]
+pub struct Cli {
+    /// The configuration file; relative paths inside it resolve against its folder.
+    #[arg(long, global = true, default_value = "config.yaml", value_name = "PATH")]
+    pub config: PathBuf,
+
+    /// Log progress to stderr (-v info, -vv debug). `FERRY_LOG` sets filters directly.
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Check config.yaml and every task file; print one line per problem.
+    Validate,
+    /// Run a task now.
+    Run(run::RunArgs),
+    /// Print the next fire times of a task (UTC, then the task's zone).
+    Next(next::NextArgs),
+    /// List the tasks with their schedule and next fire time.
+    Tasks,
+    /// Show recent runs.
+    History(history::HistoryArgs),
+}
+
+/// Sets up logging on stderr. Quiet by default (warnings and errors only).
+pub fn init_logging(verbose: u8) {
+    let default = match verbose {
+        0 => "warn",
+        1 => "info",
+        _ => "debug",
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .try_init();
+}
+
+/// Runs a parsed command line; returns the exit code.
+pub async fn run(cli: Cli) -> i32 {
+    match &cli.command {
+        Command::Validate => validate::run(&cli).await,
+        Command::Run(args) => run::run(&cli, args).await,
+        Command::Next(args) => next::run(&cli, args).await,
+        Command::Tasks => tasks::run(&cli).await,
+        Command::History(args) => history::run(&cli, args).await,
+    }
+}
+
+/// Prints problems, one per line, on stderr.
+pub fn print_problems(problems: &[Problem]) {
+    for p in problems {
+        eprintln!("{p}");
+    }
+}
+
+/// Loads the project or prints why not (exit code 2).
+pub fn load_project(cli: &Cli) -> Result<Project, i32> {
+    Project::load(&cli.config).map_err(|problems| {
+        print_problems(&problems);
+        EXIT_CONFIG
+    })
+}
+
+/// Finds a valid task by name, or prints why not (unknown with close matches, or invalid
+/// with its problems) and returns exit code 2.
+pub fn find_task<'a>(project: &'a Project, name: &str) -> Result<&'a TaskSpec, i32> {
+    if let Some(t) = project.tasks.get(name) {
+        return Ok(t);
+    }
+    if let Some(problems) = project.task_problems.get(name) {
+        eprintln!("error: task `{name}` is invalid:");
+        print_problems(problems);
+        return Err(EXIT_CONFIG);
+    }
+    let names = project.all_names();
+    let listing = if names.is_empty() {
+        format!("{} has no task files", project.config.tasks_dir.display())
+    } else {
+        format!("known tasks: {}", names.join(", "))
+    };
+    eprintln!(
+        "error: unknown task `{name}`{} ({listing})",
+        hint(name, names.iter().copied())
+    );
+    Err(EXIT_CONFIG)
+}
+
+/// Prints an error paragraph with its causes.
+pub fn print_error(e: &dyn std::error::Error) {
+    let mut text = format!("error: {e}");
+    let mut source = e.source();
+    while let Some(s) = source {
+        let s_text = s.to_string();
+        if !text.contains(&s_text) {
+            text.push_str(&format!(": {s_text}"));
+        }
+        source = s.source();
+    }
+    eprintln!("{text}");
+}

@@ -1,0 +1,318 @@
+//! Configuration: `config.yaml` plus one `tasks/<name>.yaml` per task.
+//!
+//! The flow is parse → validate → build (GUIDE §5.1):
+//! - [`raw`] holds the serde types, exactly the shape of the files;
+//! - [`validate`] turns them into the specs below in pure code, collecting every
+//!   [`Problem`] (file, line, column, field path, message, hint) instead of stopping at the
+//!   first one;
+//! - callers build runtime objects (sources, channels, the store) from the specs only.
+//!
+//! `${VAR}` in `config.yaml` string values is replaced from the environment (a missing
+//! variable is a problem that names it); task files are never interpolated.
+
+pub mod problem;
+pub mod raw;
+pub mod validate;
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use chrono_tz::Tz;
+
+pub use problem::Problem;
+
+use crate::params::{ParamValue, Period};
+use crate::schedule::Schedule;
+
+/// The validated `config.yaml`.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The config file itself.
+    pub path: PathBuf,
+    /// Its folder: relative paths resolve against it.
+    pub base_dir: PathBuf,
+    pub timezone: Tz,
+    pub tasks_dir: PathBuf,
+    pub output_dir: PathBuf,
+    pub templates_dir: PathBuf,
+    pub node_name: String,
+    pub store: StoreSpec,
+    pub export: ExportDefaults,
+    pub datasources: BTreeMap<String, DatasourceSpec>,
+    pub channels: BTreeMap<String, ChannelSpec>,
+}
+
+/// Where run history lives.
+#[derive(Debug, Clone, PartialEq)]
+pub enum StoreSpec {
+    Sqlite { path: PathBuf },
+}
+
+#[derive(Debug, Clone)]
+pub struct ExportDefaults {
+    pub chunk_rows: usize,
+    pub timeout: Duration,
+    /// Template of the sub-folder of `output_dir` for a run's files.
+    pub directory: String,
+    pub temp_dir: PathBuf,
+}
+
+#[derive(Debug, Clone)]
+pub enum DatasourceSpec {
+    Sqlite {
+        path: PathBuf,
+        seed_sql: Option<PathBuf>,
+    },
+}
+
+impl DatasourceSpec {
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DatasourceSpec::Sqlite { .. } => "sqlite",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct ChannelSpec {
+    pub name: String,
+    pub kind: ChannelKind,
+    pub template: String,
+    pub recipients: Vec<String>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ChannelKind {
+    Outbox { dir: PathBuf },
+}
+
+/// A validated task.
+#[derive(Debug, Clone)]
+pub struct TaskSpec {
+    pub name: String,
+    pub file: PathBuf,
+    pub description: Option<String>,
+    pub owners: Vec<String>,
+    pub enabled: bool,
+    pub schedule: Schedule,
+    pub timezone: Tz,
+    pub source: String,
+    pub query: String,
+    pub params: BTreeMap<String, ParamValue>,
+    pub period: Period,
+    pub timeout: Duration,
+    pub chunk_rows: usize,
+    pub on_empty: OnEmpty,
+    pub output: OutputSpec,
+    pub notify: Vec<NotifySpec>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OnEmpty {
+    Send,
+    Skip,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Format {
+    Csv,
+    Xlsx,
+}
+
+impl Format {
+    pub fn extension(self) -> &'static str {
+        match self {
+            Format::Csv => "csv",
+            Format::Xlsx => "xlsx",
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct OutputSpec {
+    pub format: Format,
+    /// Template of the file name, without extension.
+    pub file_name: String,
+    pub sheet_name: String,
+    pub csv: CsvOptions,
+    pub zip: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CsvOptions {
+    pub delimiter: u8,
+    pub bom: bool,
+    pub encoding: CsvEncoding,
+    pub escape_formulas: bool,
+    pub header: bool,
+    pub crlf: bool,
+}
+
+impl Default for CsvOptions {
+    fn default() -> Self {
+        CsvOptions {
+            delimiter: b',',
+            bom: false,
+            encoding: CsvEncoding::Utf8,
+            escape_formulas: true,
+            header: true,
+            crlf: false,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CsvEncoding {
+    Utf8,
+    Gb18030,
+}
+
+#[derive(Debug, Clone)]
+pub struct NotifySpec {
+    pub channel: String,
+    pub template: String,
+    pub recipients: Vec<String>,
+    pub on: NotifyOn,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum NotifyOn {
+    Always,
+    Success,
+    Failure,
+}
+
+impl NotifyOn {
+    pub fn matches(self, succeeded: bool) -> bool {
+        match self {
+            NotifyOn::Always => true,
+            NotifyOn::Success => succeeded,
+            NotifyOn::Failure => !succeeded,
+        }
+    }
+}
+
+/// Everything loaded from disk: the config, the valid tasks, and the problems of the
+/// invalid ones (other tasks stay usable).
+#[derive(Debug, Clone)]
+pub struct Project {
+    pub config: Config,
+    pub tasks: BTreeMap<String, TaskSpec>,
+    /// Problems per task name (task files that did not validate).
+    pub task_problems: BTreeMap<String, Vec<Problem>>,
+}
+
+impl Project {
+    /// Loads `config_path` and every task. A broken `config.yaml` is fatal (all of its
+    /// problems are returned); a broken task only removes that task.
+    pub fn load(config_path: &Path) -> Result<Project, Vec<Problem>> {
+        let config = validate::load_config(config_path)?;
+        let (tasks, task_problems) = validate::load_tasks(&config);
+        Ok(Project {
+            config,
+            tasks,
+            task_problems,
+        })
+    }
+
+    /// All problems of all task files, in file order.
+    pub fn problems(&self) -> Vec<Problem> {
+        self.task_problems.values().flatten().cloned().collect()
+    }
+
+    /// Every task name, valid or not.
+    pub fn all_names(&self) -> Vec<&str> {
+        self.tasks
+            .keys()
+            .chain(self.task_problems.keys())
+            .map(String::as_str)
+            .collect()
+    }
+}
+
+/// Resolves `p` against `base` unless it is absolute.
+pub fn resolve(base: &Path, p: &str) -> PathBuf {
+    let path = Path::new(p);
+    if path.is_absolute() {
+        path.to_path_buf()
+    } else {
+        base.join(path)
+    }
+}
+
+/// Parses a duration such as `90s`, `30m`, `2h`, `1h30m`, `1d`. A bare number is seconds.
+pub fn parse_duration(text: &str) -> Result<Duration, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty duration".into());
+    }
+    if let Ok(secs) = t.parse::<u64>() {
+        return Ok(Duration::from_secs(secs));
+    }
+    let mut total: u64 = 0;
+    let mut num = String::new();
+    for c in t.chars() {
+        if c.is_ascii_digit() {
+            num.push(c);
+            continue;
+        }
+        let unit = match c {
+            's' => 1,
+            'm' => 60,
+            'h' => 3600,
+            'd' => 86_400,
+            _ => {
+                return Err(format!(
+                    "invalid duration `{t}` (use a number with s, m, h or d, e.g. `30m` or `1h30m`)"
+                ));
+            }
+        };
+        let n: u64 = num.parse().map_err(|_| {
+            format!("invalid duration `{t}` (use a number with s, m, h or d, e.g. `30m`)")
+        })?;
+        total = total.saturating_add(n.saturating_mul(unit));
+        num.clear();
+    }
+    if !num.is_empty() {
+        return Err(format!("invalid duration `{t}`: `{num}` has no unit (s, m, h or d)"));
+    }
+    if total == 0 {
+        return Err(format!("duration `{t}` must be greater than zero"));
+    }
+    Ok(Duration::from_secs(total))
+}
+
+/// Formats a duration the way users write it (`1h30m`, `45s`).
+pub fn format_duration(d: Duration) -> String {
+    let mut s = d.as_secs();
+    if s == 0 {
+        return format!("{}ms", d.as_millis());
+    }
+    let mut out = String::new();
+    for (unit, len) in [("d", 86_400), ("h", 3600), ("m", 60), ("s", 1)] {
+        if s >= len {
+            out.push_str(&format!("{}{unit}", s / len));
+            s %= len;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn durations() {
+        assert_eq!(parse_duration("90").unwrap(), Duration::from_secs(90));
+        assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
+        assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
+        assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
+        assert!(parse_duration("10x").unwrap_err().contains("invalid duration"));
+        assert!(parse_duration("10m5").unwrap_err().contains("no unit"));
+        assert!(parse_duration("0s").is_err());
+        assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
+        assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+    }
+}

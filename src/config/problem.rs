@@ -1,0 +1,95 @@
+//! Configuration problems: one per mistake, each naming file, position and field.
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use serde_saphyr::Spanned;
+
+/// One mistake in a configuration or task file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Problem {
+    pub file: PathBuf,
+    /// 1-based line and column, when known.
+    pub pos: Option<(usize, usize)>,
+    /// Field path such as `output.format` or `notify[1].channel` (may be empty).
+    pub field: String,
+    pub message: String,
+}
+
+impl Problem {
+    pub fn new(file: &Path, field: impl Into<String>, message: impl Into<String>) -> Problem {
+        Problem {
+            file: file.to_path_buf(),
+            pos: None,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+
+    /// A problem located at a spanned value.
+    pub fn at<T>(
+        file: &Path,
+        span: &Spanned<T>,
+        field: impl Into<String>,
+        message: impl Into<String>,
+    ) -> Problem {
+        let loc = span.referenced;
+        let pos = (loc.line() > 0).then(|| (loc.line() as usize, loc.column() as usize));
+        Problem {
+            file: file.to_path_buf(),
+            pos,
+            field: field.into(),
+            message: message.into(),
+        }
+    }
+}
+
+impl fmt::Display for Problem {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file.display())?;
+        if let Some((line, col)) = self.pos {
+            write!(f, ":{line}:{col}")?;
+        }
+        if self.field.is_empty() {
+            write!(f, ": {}", self.message)
+        } else {
+            write!(f, ": {}: {}", self.field, self.message)
+        }
+    }
+}
+
+/// Suggests the closest candidate to `given` ("did you mean ...?"), if one is close.
+pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+    candidates
+        .into_iter()
+        .map(|c| (strsim::jaro_winkler(given, c), c))
+        .filter(|(score, _)| *score >= 0.8)
+        .max_by(|a, b| a.0.total_cmp(&b.0))
+        .map(|(_, c)| c)
+}
+
+/// `" (did you mean `x`?)"` or an empty string.
+pub fn hint<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
+    did_you_mean(given, candidates)
+        .map(|c| format!(" (did you mean `{c}`?)"))
+        .unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn display_with_and_without_position() {
+        let mut p = Problem::new(Path::new("tasks/a.yaml"), "output.format", "unknown format `xls`");
+        assert_eq!(p.to_string(), "tasks/a.yaml: output.format: unknown format `xls`");
+        p.pos = Some((3, 11));
+        assert_eq!(p.to_string(), "tasks/a.yaml:3:11: output.format: unknown format `xls`");
+    }
+
+    #[test]
+    fn suggestions_are_close_only() {
+        assert_eq!(did_you_mean("schedul", ["schedule", "source"]), Some("schedule"));
+        assert_eq!(did_you_mean("zzz", ["schedule", "source"]), None);
+    }
+}

@@ -1,0 +1,212 @@
+//! Raw configuration types: exactly what `config.yaml` and `tasks/*.yaml` may contain.
+//!
+//! These types only describe the shape of the files. Unknown fields and duplicate keys are
+//! errors (serde-saphyr rejects duplicates; `deny_unknown_fields` rejects typos). Fields
+//! whose meaning is checked later (cron syntax, zone names, references to datasources and
+//! channels, templates) are wrapped in [`Spanned`] so that the validator can point at their
+//! line and column. Every field is documented in `docs/configuration.md`.
+
+use std::collections::BTreeMap;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+use serde_saphyr::Spanned;
+
+/// `config.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawConfig {
+    /// Default IANA time zone of tasks (default `UTC`).
+    pub timezone: Option<Spanned<String>>,
+    /// Folder of task files, relative to config.yaml (default `tasks`).
+    pub tasks_dir: Option<Spanned<String>>,
+    /// Folder where result files are published (default `exports`).
+    pub output_dir: Option<Spanned<String>>,
+    /// Folder of message templates (default `templates`).
+    pub templates_dir: Option<Spanned<String>>,
+    /// Name of this node in run history (default: the host name).
+    pub node_name: Option<Spanned<String>>,
+    /// Where run history lives.
+    pub store: Option<RawStore>,
+    /// Export defaults that tasks inherit.
+    pub export: Option<RawExport>,
+    /// Named data sources.
+    #[serde(default)]
+    pub datasources: BTreeMap<String, Spanned<RawDatasource>>,
+    /// Named notification channels.
+    #[serde(default)]
+    pub channels: BTreeMap<String, Spanned<RawChannel>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawStore {
+    /// `sqlite://PATH` (default `sqlite://data/ferry.db`).
+    pub url: Spanned<String>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawExport {
+    /// Rows per chunk handed from the source to the writer (default 10000).
+    pub chunk_rows: Option<usize>,
+    /// Default run timeout, e.g. `30m` (default `1h`).
+    pub timeout: Option<Spanned<String>>,
+    /// Sub-folder of `output_dir` for each run's files, a template (default `{{ task }}`).
+    pub directory: Option<Spanned<String>>,
+    /// Folder for temporary files while writing (default `<output_dir>/.tmp`).
+    pub temp_dir: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawDatasource {
+    Sqlite {
+        /// `sqlite://PATH`, relative to config.yaml.
+        url: Spanned<String>,
+        /// A SQL file that builds the database when the file does not exist yet.
+        seed_sql: Option<Spanned<String>>,
+    },
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum RawChannel {
+    /// Writes each rendered message and its attachment list into a folder.
+    Outbox {
+        /// Folder, relative to config.yaml (default `outbox`).
+        dir: Option<Spanned<String>>,
+        /// Template name in `templates_dir` (default `report`).
+        template: Option<Spanned<String>>,
+        /// Default recipients (free text for the outbox).
+        #[serde(default)]
+        recipients: Vec<String>,
+    },
+}
+
+/// `tasks/<name>.yaml`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawTask {
+    /// What the export is for (shown in `ferry tasks` and messages).
+    pub description: Option<String>,
+    /// Who is told when the task fails (email addresses).
+    #[serde(default)]
+    pub owners: Vec<String>,
+    /// `false` keeps the file valid but never scheduled (default `true`).
+    pub enabled: Option<bool>,
+    /// Cron expression.
+    pub schedule: Spanned<String>,
+    /// IANA zone of the schedule and the date parameters.
+    pub timezone: Option<Spanned<String>>,
+    /// Datasource name from config.yaml.
+    pub source: Spanned<String>,
+    /// The SQL (one read-only statement).
+    pub query: Option<Spanned<String>>,
+    /// A file with the SQL, relative to the task file.
+    pub query_file: Option<Spanned<String>>,
+    /// Named parameters with fixed values.
+    #[serde(default)]
+    pub params: BTreeMap<String, Spanned<RawParam>>,
+    /// Which period `:period_start`/`:period_end` cover (default `day`).
+    pub period: Option<Spanned<String>>,
+    /// Run timeout, e.g. `45m`.
+    pub timeout: Option<Spanned<String>>,
+    /// Rows per chunk (default from `export.chunk_rows`).
+    pub chunk_rows: Option<usize>,
+    /// `send` (default) or `skip` when the query returns no rows.
+    pub on_empty: Option<Spanned<String>>,
+    pub output: RawOutput,
+    #[serde(default)]
+    pub notify: Vec<Spanned<RawNotify>>,
+}
+
+/// A fixed task parameter value.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(untagged)]
+pub enum RawParam {
+    Bool(bool),
+    Int(i64),
+    Float(f64),
+    Text(String),
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    /// `xlsx` or `csv`.
+    pub format: Spanned<String>,
+    /// File name template without extension.
+    pub file_name: Option<Spanned<String>>,
+    /// Worksheet name (xlsx only; default `data`).
+    pub sheet_name: Option<Spanned<String>>,
+    /// CSV options (csv only).
+    pub csv: Option<Spanned<RawCsv>>,
+    /// Zip the result files into one archive (default false).
+    pub zip: Option<bool>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCsv {
+    /// One ASCII character (default `,`).
+    pub delimiter: Option<Spanned<String>>,
+    /// Write a UTF-8 byte order mark so that Excel detects UTF-8 (default false).
+    pub bom: Option<bool>,
+    /// `utf-8` (default) or `gb18030`.
+    pub encoding: Option<Spanned<String>>,
+    /// Prefix text starting with `= + - @ TAB CR` with `'` (default true).
+    pub escape_formulas: Option<bool>,
+    /// Write the header row (default true).
+    pub header: Option<bool>,
+    /// `\n` (default) or `\r\n`.
+    pub line_ending: Option<Spanned<String>>,
+}
+
+/// One entry of a task's `notify` list: a channel name, or a map with overrides.
+#[derive(Debug)]
+pub struct RawNotify {
+    pub channel: String,
+    pub template: Option<String>,
+    pub recipients: Option<Vec<String>>,
+    pub on: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawNotifyMap {
+    channel: String,
+    template: Option<String>,
+    recipients: Option<Vec<String>>,
+    on: Option<String>,
+}
+
+impl<'de> Deserialize<'de> for RawNotify {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = RawNotify;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a channel name or a map with `channel`")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<RawNotify, E> {
+                Ok(RawNotify {
+                    channel: v.to_string(),
+                    template: None,
+                    recipients: None,
+                    on: None,
+                })
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<RawNotify, A::Error> {
+                let m = RawNotifyMap::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(RawNotify {
+                    channel: m.channel,
+                    template: m.template,
+                    recipients: m.recipients,
+                    on: m.on,
+                })
+            }
+        }
+        deserializer.deserialize_any(V)
+    }
+}

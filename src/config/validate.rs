@@ -1,0 +1,932 @@
+//! Raw → validated: reads the files, parses them with serde-saphyr and checks everything
+//! that can be checked without touching a database or the network. Every problem is
+//! collected; nothing stops at the first one.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde_saphyr::Spanned;
+
+use super::raw::{RawChannel, RawConfig, RawCsv, RawDatasource, RawOutput, RawParam, RawTask};
+use super::{
+    ChannelKind, ChannelSpec, Config, CsvEncoding, CsvOptions, DatasourceSpec, ExportDefaults,
+    Format, NotifyOn, NotifySpec, OnEmpty, OutputSpec, Problem, StoreSpec, TaskSpec,
+    parse_duration, problem::hint, resolve,
+};
+use crate::params::{self, ParamValue, Period, RunParams};
+use crate::schedule::{Schedule, parse_zone};
+use crate::template::{self, MessageTemplate, is_plain_name};
+
+/// Default file name template (without extension).
+pub const DEFAULT_FILE_NAME: &str = "{{ task }}_{{ run_time | strftime('%Y%m%d_%H%M%S') }}";
+/// Default sub-folder template of `output_dir`.
+pub const DEFAULT_DIRECTORY: &str = "{{ task }}";
+/// Default message template name.
+pub const DEFAULT_TEMPLATE: &str = "report";
+/// Largest accepted `chunk_rows`.
+pub const MAX_CHUNK_ROWS: usize = 1_000_000;
+
+/// Parses YAML text into `T`, turning the first error into a located problem with the
+/// field path and a "did you mean" hint for unknown fields.
+pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Problem> {
+    let mut path = String::new();
+    let options = serde_saphyr::options! { with_snippet: false };
+    let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
+        serde_path_to_error::deserialize(de).map_err(|e| {
+            path = e.path().to_string();
+            e.into_inner()
+        })
+    });
+    result.map_err(|e| {
+        let pos = e
+            .location()
+            .filter(|l| l.line() > 0)
+            .map(|l| (l.line() as usize, l.column() as usize));
+        let mut message = strip_location(&e.to_string());
+        if let Some(h) = unknown_field_hint(&message) {
+            message.push_str(&h);
+        }
+        if message.contains("duplicate mapping key") {
+            message = message
+                .split(", set DuplicateKeyPolicy")
+                .next()
+                .unwrap_or(&message)
+                .to_string();
+        }
+        if message.contains("found a tab") {
+            message.push_str(" (YAML indentation must use spaces, not tabs)");
+        }
+        let field = if path == "." || path == "?" {
+            String::new()
+        } else {
+            path.clone()
+        };
+        Problem {
+            file: file.to_path_buf(),
+            pos,
+            field,
+            message,
+        }
+    })
+}
+
+fn strip_location(msg: &str) -> String {
+    let first = msg.lines().next().unwrap_or(msg);
+    let rest = first.strip_prefix("error: ").unwrap_or(first);
+    if let Some(after) = rest.strip_prefix("line ")
+        && let Some(idx) = after.find(": ")
+        && after[..idx].contains("column")
+    {
+        return after[idx + 2..].to_string();
+    }
+    rest.to_string()
+}
+
+/// For `unknown field `x`, expected one of a, b` (or `expected `a` or `b``), a hint.
+fn unknown_field_hint(message: &str) -> Option<String> {
+    let rest = message
+        .strip_prefix("unknown field `")
+        .or_else(|| message.strip_prefix("unknown variant `"))?;
+    let (given, tail) = rest.split_once('`')?;
+    let expected = tail.split_once("expected")?.1;
+    let candidates: Vec<&str> = expected
+        .split([',', ' ', '`'])
+        .filter(|w| !w.is_empty() && !matches!(*w, "one" | "of" | "or"))
+        .collect();
+    let h = hint(given, candidates.iter().copied());
+    (!h.is_empty()).then_some(h)
+}
+
+/// Replaces `${NAME}` with the environment variable `NAME`; `$${` is a literal `${`.
+pub fn interpolate(text: &str) -> Result<String, String> {
+    interpolate_with(text, |name| std::env::var(name).ok())
+}
+
+fn interpolate_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Result<String, String> {
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(idx) = rest.find('$') {
+        out.push_str(&rest[..idx]);
+        let after = &rest[idx..];
+        if let Some(tail) = after.strip_prefix("$${") {
+            out.push_str("${");
+            rest = tail;
+        } else if let Some(tail) = after.strip_prefix("${") {
+            let end = tail
+                .find('}')
+                .ok_or_else(|| format!("unclosed `${{` in `{text}`"))?;
+            let name = &tail[..end];
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            {
+                return Err(format!("invalid variable name `${{{name}}}`"));
+            }
+            let value = lookup(name)
+                .ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            out.push_str(&value);
+            rest = &tail[end + 1..];
+        } else {
+            out.push('$');
+            rest = &after[1..];
+        }
+    }
+    out.push_str(rest);
+    Ok(out)
+}
+
+/// Collects problems while turning raw values into spec values.
+struct Checker<'a> {
+    file: &'a Path,
+    problems: Vec<Problem>,
+}
+
+impl<'a> Checker<'a> {
+    fn new(file: &'a Path) -> Self {
+        Checker {
+            file,
+            problems: Vec::new(),
+        }
+    }
+
+    fn at<T>(&mut self, span: &Spanned<T>, field: impl Into<String>, msg: impl Into<String>) {
+        self.problems.push(Problem::at(self.file, span, field, msg));
+    }
+
+    fn plain(&mut self, field: impl Into<String>, msg: impl Into<String>) {
+        self.problems.push(Problem::new(self.file, field, msg));
+    }
+
+    /// Interpolates an optional config string (or returns `default`).
+    fn env(&mut self, v: &Option<Spanned<String>>, field: &str, default: &str) -> String {
+        match v {
+            Some(s) => self.env_req(s, field),
+            None => default.to_string(),
+        }
+    }
+
+    fn env_req(&mut self, s: &Spanned<String>, field: &str) -> String {
+        match interpolate(&s.value) {
+            Ok(v) => v,
+            Err(e) => {
+                self.at(s, field, e);
+                String::new()
+            }
+        }
+    }
+}
+
+fn read_file(path: &Path) -> Result<String, Problem> {
+    std::fs::read_to_string(path).map_err(|e| {
+        let what = match e.kind() {
+            std::io::ErrorKind::NotFound => "file not found".to_string(),
+            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
+            _ => e.to_string(),
+        };
+        Problem::new(path, "", format!("cannot read: {what}"))
+    })
+}
+
+/// Loads and validates `config.yaml`.
+pub fn load_config(path: &Path) -> Result<Config, Vec<Problem>> {
+    let text = read_file(path).map_err(|p| {
+        vec![Problem {
+            message: format!(
+                "{} (pass --config PATH, or run ferry in the folder that holds config.yaml)",
+                p.message
+            ),
+            ..p
+        }]
+    })?;
+    let raw: RawConfig = parse_yaml(path, &text).map_err(|p| vec![p])?;
+    validate_config(path, raw)
+}
+
+fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> {
+    let mut c = Checker::new(path);
+    // `config.yaml` in the working folder has the empty parent: paths stay relative.
+    let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
+
+    let timezone = match &raw.timezone {
+        Some(z) => match interpolate(&z.value).map_err(|e| e).and_then(|v| parse_zone(&v)) {
+            Ok(tz) => tz,
+            Err(e) => {
+                c.at(z, "timezone", e);
+                chrono_tz::UTC
+            }
+        },
+        None => chrono_tz::UTC,
+    };
+    let tasks_dir = resolve(&base_dir, &c.env(&raw.tasks_dir, "tasks_dir", "tasks"));
+    let output_dir = resolve(&base_dir, &c.env(&raw.output_dir, "output_dir", "exports"));
+    let templates_dir = resolve(
+        &base_dir,
+        &c.env(&raw.templates_dir, "templates_dir", "templates"),
+    );
+    let node_name = match &raw.node_name {
+        Some(n) => c.env_req(n, "node_name"),
+        None => default_node_name(),
+    };
+
+    let store = match &raw.store {
+        Some(s) => {
+            let url = c.env_req(&s.url, "store.url");
+            match url.strip_prefix("sqlite://") {
+                Some(p) if !p.is_empty() => StoreSpec::Sqlite {
+                    path: resolve(&base_dir, p),
+                },
+                _ => {
+                    if !url.is_empty() {
+                        c.at(
+                            &s.url,
+                            "store.url",
+                            format!(
+                                "unsupported store url `{}`: use `sqlite://PATH` (shared PostgreSQL/MySQL stores come with cluster support)",
+                                redact_url(&url)
+                            ),
+                        );
+                    }
+                    StoreSpec::Sqlite {
+                        path: base_dir.join("data/ferry.db"),
+                    }
+                }
+            }
+        }
+        None => StoreSpec::Sqlite {
+            path: base_dir.join("data/ferry.db"),
+        },
+    };
+
+    let ex = raw.export.unwrap_or_default();
+    let chunk_rows = match ex.chunk_rows {
+        Some(0) => {
+            c.plain("export.chunk_rows", "must be at least 1");
+            10_000
+        }
+        Some(n) if n > MAX_CHUNK_ROWS => {
+            c.plain(
+                "export.chunk_rows",
+                format!("must be at most {MAX_CHUNK_ROWS} (memory grows with it)"),
+            );
+            10_000
+        }
+        Some(n) => n,
+        None => 10_000,
+    };
+    let timeout = match &ex.timeout {
+        Some(t) => parse_duration(&t.value).unwrap_or_else(|e| {
+            c.at(t, "export.timeout", e);
+            std::time::Duration::from_secs(3600)
+        }),
+        None => std::time::Duration::from_secs(3600),
+    };
+    let directory = match &ex.directory {
+        Some(d) => {
+            if let Err(e) = check_name_template(&d.value) {
+                c.at(d, "export.directory", e);
+            }
+            d.value.clone()
+        }
+        None => DEFAULT_DIRECTORY.to_string(),
+    };
+    let temp_dir = match &ex.temp_dir {
+        Some(t) => resolve(&base_dir, &c.env_req(t, "export.temp_dir")),
+        None => output_dir.join(".tmp"),
+    };
+
+    let mut datasources = BTreeMap::new();
+    for (name, ds) in &raw.datasources {
+        let field = format!("datasources.{name}");
+        if !is_plain_name(name) {
+            c.at(ds, &field, "datasource names may use letters, digits, `_` and `-` only");
+        }
+        match &ds.value {
+            RawDatasource::Sqlite { url, seed_sql } => {
+                let u = c.env_req(url, &format!("{field}.url"));
+                let Some(p) = u.strip_prefix("sqlite://").filter(|p| !p.is_empty()) else {
+                    if !u.is_empty() {
+                        c.at(
+                            url,
+                            format!("{field}.url"),
+                            format!("expected `sqlite://PATH`, got `{}`", redact_url(&u)),
+                        );
+                    }
+                    continue;
+                };
+                let seed = seed_sql
+                    .as_ref()
+                    .map(|s| resolve(&base_dir, &c.env_req(s, &format!("{field}.seed_sql"))));
+                if let (Some(seed), Some(span)) = (&seed, seed_sql) {
+                    if !seed.is_file() {
+                        c.at(
+                            span,
+                            format!("{field}.seed_sql"),
+                            format!("file not found: {}", seed.display()),
+                        );
+                    }
+                }
+                datasources.insert(
+                    name.clone(),
+                    DatasourceSpec::Sqlite {
+                        path: resolve(&base_dir, p),
+                        seed_sql: seed,
+                    },
+                );
+            }
+        }
+    }
+
+    let mut channels = BTreeMap::new();
+    for (name, ch) in &raw.channels {
+        let field = format!("channels.{name}");
+        if !is_plain_name(name) {
+            c.at(ch, &field, "channel names may use letters, digits, `_` and `-` only");
+        }
+        match &ch.value {
+            RawChannel::Outbox {
+                dir,
+                template,
+                recipients,
+            } => {
+                let d = resolve(&base_dir, &c.env(dir, &format!("{field}.dir"), "outbox"));
+                let tpl = template
+                    .as_ref()
+                    .map(|t| t.value.clone())
+                    .unwrap_or_else(|| DEFAULT_TEMPLATE.to_string());
+                if let Err(e) = MessageTemplate::locate(&templates_dir, &tpl).check() {
+                    match template {
+                        Some(t) => c.at(t, format!("{field}.template"), e),
+                        None => c.at(ch, format!("{field}.template"), e),
+                    }
+                }
+                let mut rcpt = Vec::new();
+                for (i, r) in recipients.iter().enumerate() {
+                    match interpolate(r) {
+                        Ok(v) => rcpt.push(v),
+                        Err(e) => c.at(ch, format!("{field}.recipients[{i}]"), e),
+                    }
+                }
+                channels.insert(
+                    name.clone(),
+                    ChannelSpec {
+                        name: name.clone(),
+                        kind: ChannelKind::Outbox { dir: d },
+                        template: tpl,
+                        recipients: rcpt,
+                    },
+                );
+            }
+        }
+    }
+
+    if !c.problems.is_empty() {
+        return Err(c.problems);
+    }
+    Ok(Config {
+        path: path.to_path_buf(),
+        base_dir,
+        timezone,
+        tasks_dir,
+        output_dir,
+        templates_dir,
+        node_name,
+        store,
+        export: ExportDefaults {
+            chunk_rows,
+            timeout,
+            directory,
+            temp_dir,
+        },
+        datasources,
+        channels,
+    })
+}
+
+fn default_node_name() -> String {
+    std::fs::read_to_string("/etc/hostname")
+        .ok()
+        .map(|s| s.trim().to_string())
+        .filter(|s| !s.is_empty())
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// Hides the password of `scheme://user:password@host` URLs.
+pub fn redact_url(url: &str) -> String {
+    if let Some((scheme, rest)) = url.split_once("://")
+        && let Some((userinfo, host)) = rest.split_once('@')
+        && let Some((user, _)) = userinfo.split_once(':')
+    {
+        return format!("{scheme}://{user}:***@{host}");
+    }
+    url.to_string()
+}
+
+/// The task files in `tasks_dir` (`*.yaml`, `*.yml`), sorted by name.
+pub fn task_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
+    let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| {
+            p.is_file()
+                && matches!(
+                    p.extension().and_then(|e| e.to_str()),
+                    Some("yaml") | Some("yml")
+                )
+        })
+        .collect();
+    files.sort();
+    Ok(files)
+}
+
+/// Loads every task file; valid tasks and the problems of the others.
+pub fn load_tasks(
+    config: &Config,
+) -> (BTreeMap<String, TaskSpec>, BTreeMap<String, Vec<Problem>>) {
+    let mut tasks = BTreeMap::new();
+    let mut problems: BTreeMap<String, Vec<Problem>> = BTreeMap::new();
+    let files = match task_files(&config.tasks_dir) {
+        Ok(f) => f,
+        Err(e) => {
+            problems.insert(
+                String::new(),
+                vec![Problem::new(
+                    &config.tasks_dir,
+                    "tasks_dir",
+                    format!("cannot read the tasks folder: {e}"),
+                )],
+            );
+            return (tasks, problems);
+        }
+    };
+    for file in files {
+        let name = file
+            .file_stem()
+            .and_then(|s| s.to_str())
+            .unwrap_or_default()
+            .to_string();
+        if let Some(prev) = tasks.get(&name).map(|t: &TaskSpec| t.file.clone()) {
+            problems.entry(name.clone()).or_default().push(Problem::new(
+                &file,
+                "",
+                format!("task `{name}` is also defined by {}", prev.display()),
+            ));
+            continue;
+        }
+        match load_task(config, &name, &file) {
+            Ok(t) => {
+                tasks.insert(name, t);
+            }
+            Err(p) => {
+                problems.entry(name).or_default().extend(p);
+            }
+        }
+    }
+    (tasks, problems)
+}
+
+/// Loads and validates one task file.
+pub fn load_task(config: &Config, name: &str, file: &Path) -> Result<TaskSpec, Vec<Problem>> {
+    let text = read_file(file).map_err(|p| vec![p])?;
+    let raw: RawTask = parse_yaml(file, &text).map_err(|p| vec![p])?;
+    validate_task(config, name, file, raw)
+}
+
+/// Validates a parsed task against the config.
+pub fn validate_task(
+    config: &Config,
+    name: &str,
+    file: &Path,
+    raw: RawTask,
+) -> Result<TaskSpec, Vec<Problem>> {
+    let mut c = Checker::new(file);
+    if !is_plain_name(name) {
+        c.plain(
+            "",
+            format!("task file name `{name}` must use letters, digits, `_` and `-` only (the name is the file stem)"),
+        );
+    }
+
+    let timezone = match &raw.timezone {
+        Some(z) => parse_zone(&z.value).unwrap_or_else(|e| {
+            c.at(z, "timezone", e);
+            config.timezone
+        }),
+        None => config.timezone,
+    };
+    let schedule = match Schedule::parse(&raw.schedule.value, timezone) {
+        Ok(s) => Some(s),
+        Err(e) => {
+            c.at(&raw.schedule, "schedule", e);
+            None
+        }
+    };
+
+    if !config.datasources.contains_key(&raw.source.value) {
+        let names: Vec<&str> = config.datasources.keys().map(String::as_str).collect();
+        let known = if names.is_empty() {
+            " (config.yaml defines no datasources)".to_string()
+        } else {
+            format!("{} (defined: {})", hint(&raw.source.value, names.iter().copied()), names.join(", "))
+        };
+        c.at(
+            &raw.source,
+            "source",
+            format!("undefined datasource `{}`{known}", raw.source.value),
+        );
+    }
+
+    let mut fixed = BTreeMap::new();
+    for (k, v) in &raw.params {
+        let field = format!("params.{k}");
+        if !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
+            || k.starts_with(|ch: char| ch.is_ascii_digit())
+        {
+            c.at(v, &field, "parameter names may use letters, digits and `_`, and must not start with a digit");
+        }
+        if params::BUILTIN.contains(&k.as_str()) {
+            c.at(v, &field, format!("`{k}` is a built-in parameter and cannot be redefined"));
+        }
+        let pv = match &v.value {
+            RawParam::Bool(b) => ParamValue::Bool(*b),
+            RawParam::Int(i) => ParamValue::Int(*i),
+            RawParam::Float(f) => ParamValue::Float(*f),
+            RawParam::Text(s) => ParamValue::Text(s.clone()),
+        };
+        fixed.insert(k.clone(), pv);
+    }
+
+    let query = match (&raw.query, &raw.query_file) {
+        (Some(_), Some(f)) => {
+            c.at(f, "query_file", "set either `query` or `query_file`, not both");
+            None
+        }
+        (None, None) => {
+            c.plain("query", "missing: set `query` (the SQL) or `query_file` (a file with the SQL)");
+            None
+        }
+        (Some(q), None) => Some((q.value.clone(), q)),
+        (None, Some(f)) => {
+            let base = file.parent().unwrap_or(Path::new("."));
+            let p = resolve(base, &f.value);
+            match std::fs::read_to_string(&p) {
+                Ok(s) => Some((s, f)),
+                Err(e) => {
+                    c.at(f, "query_file", format!("cannot read {}: {e}", p.display()));
+                    None
+                }
+            }
+        }
+    };
+    let query = match query {
+        Some((q, span)) => {
+            let field = if raw.query.is_some() { "query" } else { "query_file" };
+            if q.trim().is_empty() {
+                c.at(span, field, "the query is empty");
+            }
+            for p in params::scan(&q) {
+                if !params::BUILTIN.contains(&p.name.as_str()) && !fixed.contains_key(&p.name) {
+                    let candidates = params::BUILTIN
+                        .iter()
+                        .copied()
+                        .chain(fixed.keys().map(String::as_str));
+                    c.at(
+                        span,
+                        field,
+                        format!(
+                            "unknown parameter `:{}`{} (built-in: {}; or define it under `params`)",
+                            p.name,
+                            hint(&p.name, candidates),
+                            params::BUILTIN.join(", ")
+                        ),
+                    );
+                }
+            }
+            q
+        }
+        None => String::new(),
+    };
+
+    let period = match &raw.period {
+        Some(p) => Period::parse(&p.value).unwrap_or_else(|| {
+            c.at(
+                p,
+                "period",
+                format!(
+                    "unknown period `{}`{} (one of: {})",
+                    p.value,
+                    hint(&p.value, Period::NAMES.iter().copied()),
+                    Period::NAMES.join(", ")
+                ),
+            );
+            Period::Day
+        }),
+        None => Period::Day,
+    };
+    let timeout = match &raw.timeout {
+        Some(t) => parse_duration(&t.value).unwrap_or_else(|e| {
+            c.at(t, "timeout", e);
+            config.export.timeout
+        }),
+        None => config.export.timeout,
+    };
+    let chunk_rows = match raw.chunk_rows {
+        Some(0) => {
+            c.plain("chunk_rows", "must be at least 1");
+            config.export.chunk_rows
+        }
+        Some(n) if n > MAX_CHUNK_ROWS => {
+            c.plain("chunk_rows", format!("must be at most {MAX_CHUNK_ROWS}"));
+            config.export.chunk_rows
+        }
+        Some(n) => n,
+        None => config.export.chunk_rows,
+    };
+    let on_empty = match &raw.on_empty {
+        Some(o) => match o.value.as_str() {
+            "send" => OnEmpty::Send,
+            "skip" => OnEmpty::Skip,
+            other => {
+                c.at(o, "on_empty", format!("unknown value `{other}` (one of: send, skip)"));
+                OnEmpty::Send
+            }
+        },
+        None => OnEmpty::Send,
+    };
+
+    let output = validate_output(&mut c, &raw.output, name, &fixed, timezone);
+
+    let mut notify = Vec::new();
+    for (i, n) in raw.notify.iter().enumerate() {
+        let field = format!("notify[{i}]");
+        let Some(ch) = config.channels.get(&n.value.channel) else {
+            let names: Vec<&str> = config.channels.keys().map(String::as_str).collect();
+            let known = if names.is_empty() {
+                " (config.yaml defines no channels)".to_string()
+            } else {
+                format!("{} (defined: {})", hint(&n.value.channel, names.iter().copied()), names.join(", "))
+            };
+            c.at(
+                n,
+                format!("{field}.channel"),
+                format!("undefined channel `{}`{known}", n.value.channel),
+            );
+            continue;
+        };
+        let template = match &n.value.template {
+            Some(t) => {
+                if let Err(e) = MessageTemplate::locate(&config.templates_dir, t).check() {
+                    c.at(n, format!("{field}.template"), e);
+                }
+                t.clone()
+            }
+            None => ch.template.clone(),
+        };
+        let on = match n.value.on.as_deref() {
+            None | Some("always") => NotifyOn::Always,
+            Some("success") => NotifyOn::Success,
+            Some("failure") => NotifyOn::Failure,
+            Some(other) => {
+                c.at(
+                    n,
+                    format!("{field}.on"),
+                    format!("unknown value `{other}` (one of: always, success, failure)"),
+                );
+                NotifyOn::Always
+            }
+        };
+        notify.push(NotifySpec {
+            channel: ch.name.clone(),
+            template,
+            recipients: n.value.recipients.clone().unwrap_or_else(|| ch.recipients.clone()),
+            on,
+        });
+    }
+
+    for (i, o) in raw.owners.iter().enumerate() {
+        if !looks_like_email(o) {
+            c.plain(format!("owners[{i}]"), format!("`{o}` is not an email address"));
+        }
+    }
+
+    match (schedule, c.problems.is_empty()) {
+        (Some(schedule), true) => Ok(TaskSpec {
+            name: name.to_string(),
+            file: file.to_path_buf(),
+            description: raw.description,
+            owners: raw.owners,
+            enabled: raw.enabled.unwrap_or(true),
+            schedule,
+            timezone,
+            source: raw.source.value,
+            query,
+            params: fixed,
+            period,
+            timeout,
+            chunk_rows,
+            on_empty,
+            output,
+            notify,
+        }),
+        _ => Err(c.problems),
+    }
+}
+
+fn looks_like_email(s: &str) -> bool {
+    match s.split_once('@') {
+        Some((user, domain)) => {
+            !user.is_empty()
+                && domain.contains('.')
+                && !domain.starts_with('.')
+                && !domain.ends_with('.')
+                && !s.chars().any(|c| c.is_whitespace() || c == '<' || c == '>')
+        }
+        None => false,
+    }
+}
+
+/// Checks a file-name or folder template: syntax, and a trial render with sample values
+/// (which catches unknown variables and bad `strftime` formats).
+pub fn check_name_template(source: &str) -> Result<(), String> {
+    template::check_syntax(source)?;
+    let sample = RunParams::compute(
+        chrono::Utc::now(),
+        chrono_tz::UTC,
+        Period::Day,
+        None,
+        &BTreeMap::new(),
+    );
+    let ctx = sample.template_context("task", "run-id");
+    let out = template::render_str(source, &ctx)?;
+    if out.trim().is_empty() {
+        return Err("renders to an empty name".into());
+    }
+    Ok(())
+}
+
+fn validate_output(
+    c: &mut Checker,
+    raw: &RawOutput,
+    task: &str,
+    fixed: &BTreeMap<String, ParamValue>,
+    tz: chrono_tz::Tz,
+) -> OutputSpec {
+    let format = match raw.format.value.as_str() {
+        "csv" => Format::Csv,
+        "xlsx" => Format::Xlsx,
+        other => {
+            c.at(
+                &raw.format,
+                "output.format",
+                format!("unknown format `{other}`{} (one of: xlsx, csv)", hint(other, ["xlsx", "csv"])),
+            );
+            Format::Csv
+        }
+    };
+    let file_name = match &raw.file_name {
+        Some(f) => {
+            let sample = RunParams::compute(chrono::Utc::now(), tz, Period::Day, None, fixed);
+            let ctx = sample.template_context(task, "run-id");
+            match template::check_syntax(&f.value).and_then(|_| template::render_str(&f.value, &ctx)) {
+                Ok(out) if out.trim().is_empty() => {
+                    c.at(f, "output.file_name", "renders to an empty name");
+                }
+                Ok(_) => {}
+                Err(e) => c.at(f, "output.file_name", e),
+            }
+            f.value.clone()
+        }
+        None => DEFAULT_FILE_NAME.to_string(),
+    };
+    let sheet_name = match &raw.sheet_name {
+        Some(s) => {
+            if format != Format::Xlsx {
+                c.at(s, "output.sheet_name", "applies to xlsx output only");
+            }
+            if let Err(e) = check_sheet_name(&s.value) {
+                c.at(s, "output.sheet_name", e);
+            }
+            s.value.clone()
+        }
+        None => "data".to_string(),
+    };
+    let csv = match &raw.csv {
+        Some(opts) => {
+            if format != Format::Csv {
+                c.at(opts, "output.csv", "CSV options apply to csv output only");
+            }
+            csv_options(c, &opts.value)
+        }
+        None => CsvOptions::default(),
+    };
+    OutputSpec {
+        format,
+        file_name,
+        sheet_name,
+        csv,
+        zip: raw.zip.unwrap_or(false),
+    }
+}
+
+/// Excel's sheet-name rules: 1–31 characters, none of `[]:*?/\`, no leading/trailing `'`.
+pub fn check_sheet_name(name: &str) -> Result<(), String> {
+    let n = name.chars().count();
+    if n == 0 || n > 31 {
+        return Err(format!("sheet names must have 1 to 31 characters, `{name}` has {n}"));
+    }
+    if let Some(bad) = name.chars().find(|c| "[]:*?/\\".contains(*c)) {
+        return Err(format!("sheet names cannot contain `{bad}`"));
+    }
+    if name.starts_with('\'') || name.ends_with('\'') {
+        return Err("sheet names cannot begin or end with `'`".into());
+    }
+    Ok(())
+}
+
+fn csv_options(c: &mut Checker, raw: &RawCsv) -> CsvOptions {
+    let mut o = CsvOptions::default();
+    if let Some(d) = &raw.delimiter {
+        let v = if d.value == "\\t" { "\t" } else { d.value.as_str() };
+        match v.as_bytes() {
+            [b] if b.is_ascii() && !matches!(*b, b'"' | b'\n' | b'\r') => o.delimiter = *b,
+            _ => c.at(
+                d,
+                "output.csv.delimiter",
+                format!("must be one ASCII character other than a quote or a line break (got `{}`)", d.value),
+            ),
+        }
+    }
+    if let Some(e) = &raw.encoding {
+        match e.value.to_ascii_lowercase().as_str() {
+            "utf-8" | "utf8" => o.encoding = CsvEncoding::Utf8,
+            "gb18030" => o.encoding = CsvEncoding::Gb18030,
+            other => c.at(
+                e,
+                "output.csv.encoding",
+                format!("unsupported encoding `{other}` (one of: utf-8, gb18030)"),
+            ),
+        }
+    }
+    o.bom = raw.bom.unwrap_or(false);
+    if o.bom && o.encoding == CsvEncoding::Gb18030 {
+        c.plain("output.csv.bom", "a byte order mark applies to utf-8 only; remove `bom` or use utf-8");
+    }
+    o.escape_formulas = raw.escape_formulas.unwrap_or(true);
+    o.header = raw.header.unwrap_or(true);
+    if let Some(l) = &raw.line_ending {
+        match l.value.as_str() {
+            "\n" | "lf" | "LF" => o.crlf = false,
+            "\r\n" | "crlf" | "CRLF" => o.crlf = true,
+            other => c.at(
+                l,
+                "output.csv.line_ending",
+                format!("unknown line ending `{}` (one of: lf, crlf)", other.escape_debug()),
+            ),
+        }
+    }
+    o
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn interpolation() {
+        let env = |n: &str| (n == "PW").then(|| "s3cret".to_string());
+        assert_eq!(interpolate_with("a${PW}b", env).unwrap(), "as3cretb");
+        assert_eq!(interpolate_with("$${PW} $5", env).unwrap(), "${PW} $5");
+        assert_eq!(
+            interpolate_with("${NOPE}", env).unwrap_err(),
+            "environment variable `NOPE` is not set"
+        );
+        assert!(interpolate_with("${PW", env).unwrap_err().contains("unclosed"));
+    }
+
+    #[test]
+    fn urls_are_redacted() {
+        assert_eq!(redact_url("mysql://u:pw@h:3306/db"), "mysql://u:***@h:3306/db");
+        assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+    }
+
+    #[test]
+    fn location_prefix_is_stripped() {
+        assert_eq!(strip_location("error: line 4 column 10: invalid u64"), "invalid u64");
+        assert_eq!(strip_location("something else"), "something else");
+    }
+
+    #[test]
+    fn unknown_field_gets_a_hint() {
+        let m = "unknown field `schedul`, expected one of description, owners, schedule";
+        assert_eq!(unknown_field_hint(m).unwrap(), " (did you mean `schedule`?)");
+        assert_eq!(unknown_field_hint("unknown field `zzz`, expected `a` or `b`"), None);
+    }
+
+    #[test]
+    fn sheet_names() {
+        assert!(check_sheet_name("Sales 2026").is_ok());
+        assert!(check_sheet_name("a/b").is_err());
+        assert!(check_sheet_name(&"x".repeat(32)).is_err());
+    }
+}

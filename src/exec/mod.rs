@@ -1,0 +1,336 @@
+//! Runs one task: claim → query → write → publish → record → notify.
+//!
+//! - The fire `(task, scheduled_at)` is claimed in the run store first; a lost claim means
+//!   someone else runs it, and nothing happens here.
+//! - Rows stream from the source through a bounded channel into the format writer on a
+//!   blocking thread; memory stays flat.
+//! - Files are written as partials and published atomically only when the whole export
+//!   succeeded and the run was not cancelled or timed out; otherwise the partials are
+//!   removed and the run is recorded as failed (or cancelled) with the reason.
+//! - The outcome (rows, files with size and sha256, warnings, error) is recorded, then the
+//!   task's channels are notified; a failed notification is added to the run's warnings.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, Utc};
+use tokio_util::sync::CancellationToken;
+use tracing::{Instrument, error, info, info_span, warn};
+
+use crate::config::{Config, OnEmpty, TaskSpec, format_duration};
+use crate::format::{self, Finished, FormatError, Staged, WriterOptions};
+use crate::notify::{self, Message, RunReport};
+use crate::params::RunParams;
+use crate::source;
+use crate::store::{Claim, FileRecord, Outcome, RunStore, Status, Trigger};
+use crate::template::{self, MessageTemplate};
+
+/// Called from the writer thread with the number of rows written so far.
+pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
+
+/// One run to execute.
+pub struct RunRequest {
+    pub task: TaskSpec,
+    pub scheduled_at: DateTime<Utc>,
+    pub trigger: Trigger,
+    /// Send the task's notifications (false for `ferry run --no-notify`).
+    pub notify: bool,
+    pub cancel: CancellationToken,
+    pub progress: Option<Progress>,
+}
+
+/// What happened.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunResult {
+    pub run_id: String,
+    pub task: String,
+    pub status: Status,
+    pub rows: u64,
+    pub files: Vec<FileRecord>,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+    #[serde(skip)]
+    pub duration: Duration,
+}
+
+/// Errors that prevent a run from being recorded at all.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error(transparent)]
+    Store(#[from] crate::store::StoreError),
+    #[error("task `{task}`: the fire at {at} was already claimed (it ran or is running elsewhere)")]
+    ClaimLost { task: String, at: String },
+}
+
+/// Shared pieces the executor needs.
+pub struct Executor {
+    pub config: Arc<Config>,
+    pub store: Arc<dyn RunStore>,
+}
+
+enum ExportError {
+    Failed(String),
+    Cancelled(String),
+}
+
+impl Executor {
+    /// Claims and runs one fire. Manual runs take the current millisecond as their fire
+    /// time (moving forward a millisecond if that instant is taken).
+    pub async fn run(&self, req: RunRequest) -> Result<RunResult, ExecError> {
+        let run_id = uuid::Uuid::now_v7().to_string();
+        let mut scheduled_at = req.scheduled_at;
+        let started_at = Utc::now();
+        let mut attempts = 0;
+        loop {
+            let claim = Claim {
+                run_id: run_id.clone(),
+                task: req.task.name.clone(),
+                scheduled_at,
+                trigger: req.trigger,
+                node: self.config.node_name.clone(),
+                pid: std::process::id(),
+                started_at,
+            };
+            if self.store.claim(&claim).await? {
+                break;
+            }
+            attempts += 1;
+            if req.trigger != Trigger::Manual || attempts > 1000 {
+                return Err(ExecError::ClaimLost {
+                    task: req.task.name.clone(),
+                    at: crate::store::fmt_instant(scheduled_at),
+                });
+            }
+            scheduled_at += chrono::Duration::milliseconds(1);
+        }
+        let span = info_span!("run", task = %req.task.name, run_id = %run_id, scheduled_at = %crate::store::fmt_instant(scheduled_at));
+        self.run_claimed(req, run_id, scheduled_at).instrument(span).await
+    }
+
+    async fn run_claimed(
+        &self,
+        req: RunRequest,
+        run_id: String,
+        scheduled_at: DateTime<Utc>,
+    ) -> Result<RunResult, ExecError> {
+        let task = &req.task;
+        let clock = Instant::now();
+        info!("run started");
+        let params = RunParams::compute(
+            scheduled_at,
+            task.timezone,
+            task.period,
+            Some(&task.schedule),
+            &task.params,
+        );
+        let rows = Arc::new(AtomicU64::new(0));
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let export = self.export(task, &params, &run_id, rows.clone(), cancelled.clone(), req.progress.clone());
+        tokio::pin!(export);
+        let outcome = tokio::select! {
+            r = &mut export => r,
+            _ = tokio::time::sleep(task.timeout) => {
+                cancelled.store(true, Ordering::SeqCst);
+                // Wait for the writer to stop and remove its partial files.
+                let _ = export.await;
+                Err(ExportError::Failed(format!(
+                    "timeout: the run took longer than {} (task `timeout`)",
+                    format_duration(task.timeout)
+                )))
+            }
+            _ = req.cancel.cancelled() => {
+                cancelled.store(true, Ordering::SeqCst);
+                let _ = export.await;
+                Err(ExportError::Cancelled("cancelled: ferry is shutting down".into()))
+            }
+        };
+        let rows = rows.load(Ordering::SeqCst);
+        let (status, files, mut warnings, error) = match outcome {
+            Ok((files, warnings)) => (Status::Succeeded, files, warnings, None),
+            Err(ExportError::Failed(e)) => (Status::Failed, vec![], vec![], Some(e)),
+            Err(ExportError::Cancelled(e)) => (Status::Cancelled, vec![], vec![], Some(e)),
+        };
+        let empty_skip = status == Status::Succeeded && rows == 0 && task.on_empty == OnEmpty::Skip;
+        if empty_skip {
+            warnings.push("the query returned no rows: notifications skipped (on_empty: skip)".into());
+        }
+        let outcome = Outcome {
+            status,
+            finished_at: Utc::now(),
+            rows,
+            files: files.clone(),
+            warnings: warnings.clone(),
+            error: error.clone(),
+        };
+        self.store.finish(&run_id, &outcome).await?;
+        let duration = clock.elapsed();
+        match status {
+            Status::Succeeded => info!(rows, files = files.len(), duration = %format_duration(duration), "run succeeded"),
+            _ => error!(error = error.as_deref().unwrap_or(""), "run {status}"),
+        }
+
+        let mut result = RunResult {
+            run_id: run_id.clone(),
+            task: task.name.clone(),
+            status,
+            rows,
+            files,
+            warnings,
+            error,
+            duration,
+        };
+        if req.notify && !empty_skip {
+            let failures = self.notify_all(task, &result, scheduled_at).await;
+            if !failures.is_empty() {
+                self.store.append_warnings(&run_id, &failures).await?;
+                result.warnings.extend(failures);
+            }
+        }
+        Ok(result)
+    }
+
+    /// Query → write → publish. Returns the published files and the writer's warnings.
+    async fn export(
+        &self,
+        task: &TaskSpec,
+        params: &RunParams,
+        run_id: &str,
+        rows: Arc<AtomicU64>,
+        cancelled: Arc<AtomicBool>,
+        progress: Option<Progress>,
+    ) -> Result<(Vec<FileRecord>, Vec<String>), ExportError> {
+        let spec = self.config.datasources.get(&task.source).ok_or_else(|| {
+            ExportError::Failed(format!("datasource `{}` is not defined in config.yaml", task.source))
+        })?;
+        let ctx = params.template_context(&task.name, run_id);
+        let folder = template::render_str(&self.config.export.directory, &ctx)
+            .map_err(|e| ExportError::Failed(format!("export.directory: {e}")))?;
+        let dir = self.config.output_dir.join(format::sanitize_dir(&folder));
+        std::fs::create_dir_all(&dir).map_err(|e| {
+            ExportError::Failed(format!("cannot create output folder {}: {e}", dir.display()))
+        })?;
+        let name = template::render_str(&task.output.file_name, &ctx)
+            .map_err(|e| ExportError::Failed(format!("output.file_name: {e}")))?;
+        let base_name = format::sanitize_file_name(&name);
+
+        let source = source::build(&task.source, spec)
+            .await
+            .map_err(|e| ExportError::Failed(e.to_string()))?;
+        let stream = source
+            .query(&task.query, params, task.chunk_rows)
+            .await
+            .map_err(|e| ExportError::Failed(e.to_string()))?;
+
+        let opts = WriterOptions {
+            dir: dir.clone(),
+            base_name: base_name.clone(),
+            temp_dir: self.config.export.temp_dir.clone(),
+            tz: task.timezone,
+            output: task.output.clone(),
+        };
+        let zip = task.output.zip;
+        let columns = stream.columns;
+        let mut chunks = stream.chunks;
+        let writer_cancel = cancelled.clone();
+        let handle = tokio::task::spawn_blocking(move || -> Result<(Vec<format::Published>, Vec<String>), ExportError> {
+            let fail = |e: FormatError| ExportError::Failed(e.to_string());
+            let mut writer = format::create(opts.clone()).map_err(fail)?;
+            writer.begin(&columns).map_err(fail)?;
+            while let Some(chunk) = chunks.blocking_recv() {
+                if writer_cancel.load(Ordering::SeqCst) {
+                    return Err(ExportError::Cancelled("cancelled".into()));
+                }
+                let chunk = chunk.map_err(|e| ExportError::Failed(e.to_string()))?;
+                writer.write_rows(&chunk).map_err(fail)?;
+                let n = rows.fetch_add(chunk.len() as u64, Ordering::SeqCst) + chunk.len() as u64;
+                if let Some(p) = &progress {
+                    p(n);
+                }
+            }
+            let Finished { mut staged, warnings } = writer.finish().map_err(fail)?;
+            if zip {
+                staged = vec![format::zip::zip_staged(&opts.dir, &opts.base_name, &staged).map_err(fail)?];
+            }
+            if writer_cancel.load(Ordering::SeqCst) {
+                remove_staged(&staged);
+                return Err(ExportError::Cancelled("cancelled".into()));
+            }
+            let published = format::publish(&opts.dir, &staged).map_err(|e| {
+                remove_staged(&staged);
+                fail(e)
+            })?;
+            Ok((published, warnings))
+        });
+        let (published, warnings) = handle
+            .await
+            .map_err(|e| ExportError::Failed(format!("the writer stopped unexpectedly: {e}")))??;
+        let files = published
+            .into_iter()
+            .map(|p| FileRecord {
+                path: p.path.display().to_string(),
+                bytes: p.bytes,
+                sha256: p.sha256,
+            })
+            .collect();
+        Ok((files, warnings))
+    }
+
+    async fn notify_all(&self, task: &TaskSpec, r: &RunResult, scheduled_at: DateTime<Utc>) -> Vec<String> {
+        let report = RunReport {
+            task: task.name.clone(),
+            description: task.description.clone(),
+            run_id: r.run_id.clone(),
+            status: r.status,
+            scheduled_at,
+            tz: task.timezone,
+            duration: r.duration,
+            rows: r.rows,
+            files: r.files.clone(),
+            warnings: r.warnings.clone(),
+            error: r.error.clone(),
+        };
+        let ctx = report.context();
+        let mut failures = Vec::new();
+        for n in &task.notify {
+            if !n.on.matches(r.status == Status::Succeeded) {
+                continue;
+            }
+            let Some(spec) = self.config.channels.get(&n.channel) else {
+                failures.push(format!("notify `{}`: channel is not defined", n.channel));
+                continue;
+            };
+            let tpl = MessageTemplate::locate(&self.config.templates_dir, &n.template);
+            let (subject, body) = match tpl.render(&ctx) {
+                Ok(x) => x,
+                Err(e) => {
+                    failures.push(format!("notify `{}`: {e}", n.channel));
+                    continue;
+                }
+            };
+            let message = Message {
+                task: task.name.clone(),
+                run_id: r.run_id.clone(),
+                channel: n.channel.clone(),
+                recipients: n.recipients.clone(),
+                subject,
+                body,
+                attachments: r.files.clone(),
+            };
+            match notify::build(spec).notify(&message).await {
+                Ok(receipt) => info!(channel = %n.channel, %receipt, "notified"),
+                Err(e) => {
+                    warn!(channel = %n.channel, error = %e, "notification failed");
+                    failures.push(format!("notify `{}`: {e}", n.channel));
+                }
+            }
+        }
+        failures
+    }
+}
+
+fn remove_staged(staged: &[Staged]) {
+    for s in staged {
+        let _ = std::fs::remove_file(&s.partial);
+    }
+}

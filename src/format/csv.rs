@@ -1,0 +1,308 @@
+//! CSV writer: RFC 4180 quoting (csv crate), header row, NULL as an empty field, exact
+//! numbers, optional UTF-8 BOM or GB18030 encoding, and formula escaping.
+//!
+//! Formula escaping (on by default): a *text* value that begins with `=`, `+`, `-`, `@`,
+//! TAB or CR gets a leading `'`, so that spreadsheet programs do not run it as a formula
+//! (OWASP "CSV injection"). Numbers, dates and other non-text values are never touched.
+
+use std::fs::File;
+use std::io::{self, BufWriter, Write};
+use std::path::PathBuf;
+
+use chrono_tz::Tz;
+
+use super::{Finished, FormatError, FormatWriter, Staged, WriterOptions, partial_path};
+use crate::config::{CsvEncoding, CsvOptions};
+use crate::value::{Column, Kind, Row, Value, render_text};
+
+const BUFFER: usize = 256 * 1024;
+
+/// The byte sink under the csv writer: the file, possibly through a GB18030 encoder.
+enum Sink {
+    Utf8(BufWriter<File>),
+    Gb18030(Gb18030Writer),
+}
+
+impl Write for Sink {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        match self {
+            Sink::Utf8(w) => w.write(buf),
+            Sink::Gb18030(w) => w.write(buf),
+        }
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        match self {
+            Sink::Utf8(w) => w.flush(),
+            Sink::Gb18030(w) => w.flush(),
+        }
+    }
+}
+
+impl Sink {
+    fn into_file(self) -> io::Result<File> {
+        match self {
+            Sink::Utf8(w) => w.into_inner().map_err(|e| e.into_error()),
+            Sink::Gb18030(w) => w.finish(),
+        }
+    }
+}
+
+/// Transcodes a UTF-8 byte stream to GB18030 (which can encode every Unicode character).
+/// Input may split a character across writes; the tail is kept until the next write.
+pub struct Gb18030Writer {
+    inner: BufWriter<File>,
+    encoder: encoding_rs::Encoder,
+    pending: Vec<u8>,
+    out: Vec<u8>,
+}
+
+impl Gb18030Writer {
+    fn new(inner: BufWriter<File>) -> Self {
+        Gb18030Writer {
+            inner,
+            encoder: encoding_rs::GB18030.new_encoder(),
+            pending: Vec::new(),
+            out: Vec::with_capacity(BUFFER),
+        }
+    }
+
+    fn encode(&mut self, text: &str, last: bool) -> io::Result<()> {
+        let mut input = text;
+        loop {
+            self.out.clear();
+            self.out.reserve(input.len() * 2 + 16);
+            let spare = self.out.capacity();
+            self.out.resize(spare, 0);
+            let (result, read, written) =
+                self.encoder
+                    .encode_from_utf8_without_replacement(input, &mut self.out, last);
+            self.inner.write_all(&self.out[..written])?;
+            input = &input[read..];
+            match result {
+                encoding_rs::EncoderResult::InputEmpty => return Ok(()),
+                encoding_rs::EncoderResult::OutputFull => continue,
+                encoding_rs::EncoderResult::Unmappable(c) => {
+                    // GB18030 maps all of Unicode; keep going defensively.
+                    return Err(io::Error::new(
+                        io::ErrorKind::InvalidData,
+                        format!("character {c:?} cannot be encoded in GB18030"),
+                    ));
+                }
+            }
+        }
+    }
+
+    fn finish(mut self) -> io::Result<File> {
+        if !self.pending.is_empty() {
+            return Err(io::Error::new(io::ErrorKind::InvalidData, "truncated UTF-8 at the end of output"));
+        }
+        self.encode("", true)?;
+        self.inner.into_inner().map_err(|e| e.into_error())
+    }
+}
+
+impl Write for Gb18030Writer {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let mut data = std::mem::take(&mut self.pending);
+        data.extend_from_slice(buf);
+        let valid = match std::str::from_utf8(&data) {
+            Ok(_) => data.len(),
+            Err(e) if e.error_len().is_none() => e.valid_up_to(),
+            Err(_) => return Err(io::Error::new(io::ErrorKind::InvalidData, "invalid UTF-8 in CSV output")),
+        };
+        let text = std::str::from_utf8(&data[..valid]).expect("checked above");
+        self.encode(text, false)?;
+        self.pending = data[valid..].to_vec();
+        Ok(buf.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+/// Streams rows into one CSV file.
+pub struct CsvWriter {
+    partial: PathBuf,
+    final_name: String,
+    wtr: Option<::csv::Writer<Sink>>,
+    opts: CsvOptions,
+    tz: Tz,
+    buf: String,
+}
+
+impl CsvWriter {
+    pub fn new(o: WriterOptions) -> Result<CsvWriter, FormatError> {
+        let final_name = format!("{}.csv", o.base_name);
+        let partial = partial_path(&o.dir, &final_name);
+        let file = File::create(&partial).map_err(|e| FormatError::io(&partial, e))?;
+        let mut buffered = BufWriter::with_capacity(BUFFER, file);
+        let csv = o.output.csv.clone();
+        if csv.bom && csv.encoding == CsvEncoding::Utf8 {
+            buffered
+                .write_all(b"\xEF\xBB\xBF")
+                .map_err(|e| FormatError::io(&partial, e))?;
+        }
+        let sink = match csv.encoding {
+            CsvEncoding::Utf8 => Sink::Utf8(buffered),
+            CsvEncoding::Gb18030 => Sink::Gb18030(Gb18030Writer::new(buffered)),
+        };
+        let wtr = ::csv::WriterBuilder::new()
+            .delimiter(csv.delimiter)
+            .terminator(if csv.crlf {
+                ::csv::Terminator::CRLF
+            } else {
+                ::csv::Terminator::Any(b'\n')
+            })
+            .quote_style(::csv::QuoteStyle::Necessary)
+            .buffer_capacity(BUFFER)
+            .from_writer(sink);
+        Ok(CsvWriter {
+            partial,
+            final_name,
+            wtr: Some(wtr),
+            opts: csv,
+            tz: o.tz,
+            buf: String::with_capacity(256),
+        })
+    }
+
+    fn err(&self, e: ::csv::Error) -> FormatError {
+        let io = match e.into_kind() {
+            ::csv::ErrorKind::Io(io) => io,
+            other => io::Error::other(format!("{other:?}")),
+        };
+        FormatError::io(&self.partial, io)
+    }
+}
+
+/// True if a spreadsheet would treat text starting like this as a formula.
+pub fn looks_like_formula(s: &str) -> bool {
+    matches!(s.as_bytes().first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'))
+}
+
+/// The header text of a column (instants name the zone they are shown in).
+pub fn header_text(c: &Column, tz: Tz) -> String {
+    if c.kind == Kind::DateTimeTz {
+        format!("{} ({})", c.name, tz.name())
+    } else {
+        c.name.clone()
+    }
+}
+
+impl FormatWriter for CsvWriter {
+    fn begin(&mut self, columns: &[Column]) -> Result<(), FormatError> {
+        if !self.opts.header || columns.is_empty() {
+            return Ok(());
+        }
+        let escape = self.opts.escape_formulas;
+        let names: Vec<String> = columns
+            .iter()
+            .map(|c| {
+                let h = header_text(c, self.tz);
+                if escape && looks_like_formula(&h) { format!("'{h}") } else { h }
+            })
+            .collect();
+        let wtr = self.wtr.as_mut().expect("writer open until finish");
+        let res = wtr.write_record(&names);
+        res.map_err(|e| self.err(e))
+    }
+
+    fn write_rows(&mut self, rows: &[Row]) -> Result<(), FormatError> {
+        let escape = self.opts.escape_formulas;
+        let tz = self.tz;
+        let mut result = Ok(());
+        {
+            let wtr = self.wtr.as_mut().expect("writer open until finish");
+            let buf = &mut self.buf;
+            'rows: for row in rows {
+                for v in row {
+                    let r = match v {
+                        Value::Text(s) if escape && looks_like_formula(s) => {
+                            buf.clear();
+                            buf.push('\'');
+                            buf.push_str(s);
+                            wtr.write_field(buf.as_bytes())
+                        }
+                        Value::Text(s) => wtr.write_field(s.as_bytes()),
+                        Value::Decimal(s) => wtr.write_field(s.as_bytes()),
+                        Value::Null => wtr.write_field(b""),
+                        other => {
+                            buf.clear();
+                            render_text(other, tz, buf);
+                            wtr.write_field(buf.as_bytes())
+                        }
+                    };
+                    if let Err(e) = r {
+                        result = Err(e);
+                        break 'rows;
+                    }
+                }
+                if let Err(e) = wtr.write_record(None::<&[u8]>) {
+                    result = Err(e);
+                    break;
+                }
+            }
+        }
+        result.map_err(|e| self.err(e))
+    }
+
+    fn finish(mut self: Box<Self>) -> Result<Finished, FormatError> {
+        let wtr = self.wtr.take().expect("finish is called once");
+        let sink = wtr
+            .into_inner()
+            .map_err(|e| FormatError::io(&self.partial, io::Error::other(e.to_string())))?;
+        let file = sink.into_file().map_err(|e| FormatError::io(&self.partial, e))?;
+        file.sync_all().map_err(|e| FormatError::io(&self.partial, e))?;
+        Ok(Finished {
+            staged: vec![Staged {
+                partial: self.partial.clone(),
+                final_name: self.final_name.clone(),
+            }],
+            warnings: Vec::new(),
+        })
+    }
+}
+
+impl Drop for CsvWriter {
+    fn drop(&mut self) {
+        // Dropped before `finish` (a failed or cancelled run): remove the partial file.
+        if self.wtr.is_some() {
+            self.wtr = None;
+            let _ = std::fs::remove_file(&self.partial);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn formula_prefixes() {
+        for s in ["=1+1", "+1", "-1", "@SUM(A1)", "\tx", "\rx"] {
+            assert!(looks_like_formula(s), "{s:?}");
+        }
+        for s in ["", "1", "a=b", " =x"] {
+            assert!(!looks_like_formula(s), "{s:?}");
+        }
+    }
+
+    #[test]
+    fn gb18030_writer_handles_split_characters() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("x");
+        let file = File::create(&path).unwrap();
+        let mut w = Gb18030Writer::new(BufWriter::new(file));
+        let text = "销售,😀\n".as_bytes();
+        // Split inside the multibyte characters.
+        w.write_all(&text[..2]).unwrap();
+        w.write_all(&text[2..8]).unwrap();
+        w.write_all(&text[8..]).unwrap();
+        drop(w.finish().unwrap());
+        let bytes = std::fs::read(&path).unwrap();
+        let (decoded, _, had_errors) = encoding_rs::GB18030.decode(&bytes);
+        assert!(!had_errors);
+        assert_eq!(decoded, "销售,😀\n");
+        assert_eq!(&bytes[..4], &[0xCF, 0xFA, 0xCA, 0xDB]);
+    }
+}

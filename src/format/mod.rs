@@ -1,0 +1,307 @@
+//! Output formats: the [`FormatWriter`] trait, the CSV and XLSX writers, zipping, and
+//! atomic publishing.
+//!
+//! Writers run on a blocking thread and receive rows in chunks. They write only to
+//! *partial* files (`.NAME.PID.partial`) in the destination folder and fsync them in
+//! [`FormatWriter::finish`]. [`publish`] then gives each partial its final name without
+//! ever overwriting an existing file (a hard link, which fails if the name is taken, then
+//! the partial is removed), and fsyncs the folder. A crash at any point leaves either no
+//! file under the final name or a complete one; [`sweep_partials`] removes the leftovers
+//! of dead processes at start.
+//!
+//! Adding a format: a `Format` variant (config), a module implementing [`FormatWriter`],
+//! an arm in [`create`].
+
+pub mod csv;
+pub mod xlsx;
+pub mod zip;
+
+use std::fs::File;
+use std::io::{self, Read};
+use std::path::{Path, PathBuf};
+
+use chrono_tz::Tz;
+use sha2::{Digest, Sha256};
+
+use crate::config::{Format, OutputSpec};
+use crate::value::{Column, Row};
+
+/// What a writer needs to know about where and how to write.
+#[derive(Debug, Clone)]
+pub struct WriterOptions {
+    /// Destination folder (created by the caller).
+    pub dir: PathBuf,
+    /// File name without extension (already sanitized).
+    pub base_name: String,
+    /// Folder for the writer's own temporary files (xlsx worksheets).
+    pub temp_dir: PathBuf,
+    /// Zone in which instants are rendered.
+    pub tz: Tz,
+    pub output: OutputSpec,
+}
+
+/// A finished file waiting to be published.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Staged {
+    pub partial: PathBuf,
+    pub final_name: String,
+}
+
+/// The result of [`FormatWriter::finish`].
+#[derive(Debug, Default)]
+pub struct Finished {
+    pub staged: Vec<Staged>,
+    /// Cuts and conversions worth telling the user (truncated cells, extra sheets).
+    pub warnings: Vec<String>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum FormatError {
+    #[error("cannot write {path}: {source}")]
+    Io {
+        path: String,
+        #[source]
+        source: io::Error,
+    },
+    #[error("xlsx: {0}")]
+    Xlsx(String),
+}
+
+impl FormatError {
+    pub fn io(path: &Path, source: io::Error) -> FormatError {
+        FormatError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+/// Streams rows into files.
+pub trait FormatWriter: Send {
+    /// Called once, before any row, with the result's columns.
+    fn begin(&mut self, columns: &[Column]) -> Result<(), FormatError>;
+    /// Called for each chunk, in order.
+    fn write_rows(&mut self, rows: &[Row]) -> Result<(), FormatError>;
+    /// Flushes and fsyncs; returns the partial files to publish.
+    fn finish(self: Box<Self>) -> Result<Finished, FormatError>;
+}
+
+/// Builds the writer for `opts.output.format`.
+pub fn create(opts: WriterOptions) -> Result<Box<dyn FormatWriter>, FormatError> {
+    match opts.output.format {
+        Format::Csv => Ok(Box::new(csv::CsvWriter::new(opts)?)),
+        Format::Xlsx => Ok(Box::new(xlsx::XlsxWriter::new(opts)?)),
+    }
+}
+
+/// The partial path for `final_name` in `dir`, unique to this process.
+pub fn partial_path(dir: &Path, final_name: &str) -> PathBuf {
+    dir.join(format!(".{final_name}.{}.partial", std::process::id()))
+}
+
+/// A published file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Published {
+    pub path: PathBuf,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// Gives each staged file its final name (never overwriting: `name_2.csv` if `name.csv`
+/// exists), fsyncs the folder, and returns size and sha256 of each.
+pub fn publish(dir: &Path, staged: &[Staged]) -> Result<Vec<Published>, FormatError> {
+    let mut out = Vec::with_capacity(staged.len());
+    for s in staged {
+        let (stem, ext) = match s.final_name.rsplit_once('.') {
+            Some((stem, ext)) => (stem.to_string(), format!(".{ext}")),
+            None => (s.final_name.clone(), String::new()),
+        };
+        let mut n = 1;
+        let target = loop {
+            let name = if n == 1 {
+                s.final_name.clone()
+            } else {
+                format!("{stem}_{n}{ext}")
+            };
+            let target = dir.join(&name);
+            match std::fs::hard_link(&s.partial, &target) {
+                Ok(()) => break target,
+                Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
+                    n += 1;
+                    if n > 10_000 {
+                        return Err(FormatError::io(&target, e));
+                    }
+                }
+                Err(e) if e.kind() == io::ErrorKind::Unsupported => {
+                    // File systems without hard links: check, then rename.
+                    if target.exists() {
+                        n += 1;
+                        continue;
+                    }
+                    std::fs::rename(&s.partial, &target).map_err(|e| FormatError::io(&target, e))?;
+                    break target;
+                }
+                Err(e) => return Err(FormatError::io(&target, e)),
+            }
+        };
+        if s.partial.exists() {
+            std::fs::remove_file(&s.partial).map_err(|e| FormatError::io(&s.partial, e))?;
+        }
+        let (bytes, sha256) = hash_file(&target).map_err(|e| FormatError::io(&target, e))?;
+        out.push(Published {
+            path: target,
+            bytes,
+            sha256,
+        });
+    }
+    sync_dir(dir).map_err(|e| FormatError::io(dir, e))?;
+    Ok(out)
+}
+
+/// Size and hex sha256 of a file.
+pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
+    let mut f = File::open(path)?;
+    let mut hasher = Sha256::new();
+    let mut buf = vec![0u8; 1 << 20];
+    let mut total = 0u64;
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        hasher.update(&buf[..n]);
+        total += n as u64;
+    }
+    Ok((total, hex::encode(hasher.finalize())))
+}
+
+/// fsyncs a folder so that a rename or link in it survives a crash.
+pub fn sync_dir(dir: &Path) -> io::Result<()> {
+    #[cfg(unix)]
+    {
+        File::open(dir)?.sync_all()
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = dir;
+        Ok(())
+    }
+}
+
+/// Removes partial files left by processes that no longer run, under `root`
+/// (recursively). Returns how many were removed.
+pub fn sweep_partials(root: &Path, alive: &dyn Fn(u32) -> bool) -> usize {
+    let mut removed = 0;
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return 0;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        let Ok(ft) = entry.file_type() else { continue };
+        if ft.is_dir() {
+            removed += sweep_partials(&path, alive);
+            continue;
+        }
+        let name = entry.file_name().to_string_lossy().to_string();
+        let Some(pid) = partial_owner(&name) else { continue };
+        if !alive(pid) && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// The pid in a partial file name `.NAME.PID.partial`.
+fn partial_owner(name: &str) -> Option<u32> {
+    let body = name.strip_prefix('.')?.strip_suffix(".partial")?;
+    body.rsplit_once('.')?.1.parse().ok()
+}
+
+/// Makes a rendered file name safe: no folders, no control characters, no leading dot.
+pub fn sanitize_file_name(name: &str) -> String {
+    let cleaned: String = name
+        .trim()
+        .chars()
+        .map(|c| {
+            if c.is_control() || matches!(c, '/' | '\\' | ':' | '*' | '?' | '"' | '<' | '>' | '|') {
+                '_'
+            } else {
+                c
+            }
+        })
+        .collect();
+    let cleaned = cleaned.trim_start_matches('.').to_string();
+    if cleaned.is_empty() {
+        "export".to_string()
+    } else {
+        cleaned
+    }
+}
+
+/// Makes a rendered folder path safe: relative, no `..`, each part sanitized.
+pub fn sanitize_dir(path: &str) -> PathBuf {
+    let mut out = PathBuf::new();
+    for part in path.split(['/', '\\']) {
+        let p = part.trim();
+        if p.is_empty() || p == "." || p == ".." {
+            continue;
+        }
+        out.push(sanitize_file_name(p));
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_sanitized() {
+        assert_eq!(sanitize_file_name("../etc/passwd"), "_etc_passwd");
+        assert_eq!(sanitize_file_name("销售 日报:2026"), "销售 日报_2026");
+        assert_eq!(sanitize_file_name("..."), "export");
+        assert_eq!(sanitize_dir("../a/./b/../c"), PathBuf::from("a/b/c"));
+        assert_eq!(sanitize_dir("/abs"), PathBuf::from("abs"));
+    }
+
+    #[test]
+    fn publish_never_overwrites() {
+        let dir = tempfile::tempdir().unwrap();
+        let d = dir.path();
+        std::fs::write(d.join("r.csv"), "old").unwrap();
+        let partial = partial_path(d, "r.csv");
+        std::fs::write(&partial, "new").unwrap();
+        let out = publish(
+            d,
+            &[Staged {
+                partial: partial.clone(),
+                final_name: "r.csv".into(),
+            }],
+        )
+        .unwrap();
+        assert_eq!(out[0].path, d.join("r_2.csv"));
+        assert_eq!(std::fs::read_to_string(d.join("r.csv")).unwrap(), "old");
+        assert_eq!(std::fs::read_to_string(d.join("r_2.csv")).unwrap(), "new");
+        assert_eq!(out[0].bytes, 3);
+        assert_eq!(
+            out[0].sha256,
+            "11507a0e2f5e69d5dfa40a62a1bd7b6ee57e6bcd85c67c9b8431b36fff21c437"
+        );
+        assert!(!partial.exists());
+    }
+
+    #[test]
+    fn sweep_removes_only_dead_owners() {
+        let dir = tempfile::tempdir().unwrap();
+        let sub = dir.path().join("t");
+        std::fs::create_dir_all(&sub).unwrap();
+        std::fs::write(sub.join(".a.csv.111.partial"), "x").unwrap();
+        std::fs::write(sub.join(".b.csv.222.partial"), "x").unwrap();
+        std::fs::write(sub.join("c.csv"), "x").unwrap();
+        let removed = sweep_partials(dir.path(), &|pid| pid == 222);
+        assert_eq!(removed, 1);
+        assert!(!sub.join(".a.csv.111.partial").exists());
+        assert!(sub.join(".b.csv.222.partial").exists());
+        assert!(sub.join("c.csv").exists());
+    }
+}

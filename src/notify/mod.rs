@@ -1,0 +1,128 @@
+//! Notifications: the [`Notifier`] trait, the report a message is rendered from, and the
+//! built-in `outbox` channel.
+//!
+//! A task's `notify` entries name channels declared in `config.yaml`. For each entry that
+//! applies to the run's outcome, the executor renders the entry's template
+//! ([`crate::template::MessageTemplate`]) with [`RunReport::context`] and hands the
+//! [`Message`] to the channel. Errors say whether a retry can help ([`NotifyError`]).
+//!
+//! Adding a channel: a `RawChannel`/`ChannelKind` variant (config), a module implementing
+//! [`Notifier`], an arm in [`build`], and the shared channel tests.
+
+pub mod outbox;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use serde::Serialize;
+
+use crate::config::{ChannelKind, ChannelSpec, format_duration};
+use crate::store::{FileRecord, Status};
+use crate::template::human_bytes;
+
+/// Everything a message can say about a run.
+#[derive(Debug, Clone)]
+pub struct RunReport {
+    pub task: String,
+    pub description: Option<String>,
+    pub run_id: String,
+    pub status: Status,
+    pub scheduled_at: DateTime<Utc>,
+    pub tz: Tz,
+    pub duration: std::time::Duration,
+    pub rows: u64,
+    pub files: Vec<FileRecord>,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+}
+
+#[derive(Serialize)]
+struct FileView {
+    name: String,
+    path: String,
+    bytes: u64,
+    size: String,
+    sha256: String,
+}
+
+impl RunReport {
+    /// Template variables (documented in `docs/configuration.md`, "Message templates").
+    pub fn context(&self) -> minijinja::Value {
+        let files: Vec<FileView> = self
+            .files
+            .iter()
+            .map(|f| FileView {
+                name: std::path::Path::new(&f.path)
+                    .file_name()
+                    .map(|n| n.to_string_lossy().to_string())
+                    .unwrap_or_else(|| f.path.clone()),
+                path: f.path.clone(),
+                bytes: f.bytes,
+                size: human_bytes(f.bytes),
+                sha256: f.sha256.clone(),
+            })
+            .collect();
+        let total: u64 = self.files.iter().map(|f| f.bytes).sum();
+        let filename = files
+            .iter()
+            .map(|f| f.name.as_str())
+            .collect::<Vec<_>>()
+            .join(", ");
+        let local = self.scheduled_at.with_timezone(&self.tz);
+        minijinja::context! {
+            task_name => self.task.clone(),
+            description => self.description.clone(),
+            run_id => self.run_id.clone(),
+            status => self.status.as_str(),
+            succeeded => self.status == Status::Succeeded,
+            execution_time => local.format("%Y-%m-%d %H:%M:%S").to_string(),
+            timezone => self.tz.name(),
+            scheduled_at_utc => self.scheduled_at.format("%Y-%m-%dT%H:%M:%SZ").to_string(),
+            rows_count => self.rows,
+            file_size => human_bytes(total),
+            file_bytes => total,
+            duration => format_duration(self.duration),
+            filename => filename,
+            files => minijinja::Value::from(minijinja::value::Serde(&files)),
+            warnings => self.warnings.clone(),
+            error => self.error.clone(),
+            // Download links arrive with the delivery work; templates can test `link` now.
+            link => minijinja::Value::from(()),
+        }
+    }
+}
+
+/// A rendered message for one channel.
+#[derive(Debug, Clone, Serialize)]
+pub struct Message {
+    pub task: String,
+    pub run_id: String,
+    pub channel: String,
+    pub recipients: Vec<String>,
+    pub subject: String,
+    pub body: String,
+    pub attachments: Vec<FileRecord>,
+}
+
+/// Why a notification failed, and whether trying again can help.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum NotifyError {
+    #[error("{0} (will retry)")]
+    Retryable(String),
+    #[error("{0}")]
+    Permanent(String),
+}
+
+/// A delivery channel.
+#[async_trait]
+pub trait Notifier: Send + Sync {
+    /// Sends one message; returns a short receipt (file written, message id).
+    async fn notify(&self, message: &Message) -> Result<String, NotifyError>;
+}
+
+/// Builds the notifier for a channel spec.
+pub fn build(spec: &ChannelSpec) -> Box<dyn Notifier> {
+    match &spec.kind {
+        ChannelKind::Outbox { dir } => Box::new(outbox::Outbox::new(dir.clone())),
+    }
+}

@@ -1,0 +1,54 @@
+//! The `outbox` channel: writes each message, with its attachment list, as one JSON file
+//! into a folder, atomically. It lets the whole pipeline run with no external service and
+//! is what tests and the demo read back.
+
+use std::io::Write;
+use std::path::PathBuf;
+
+use async_trait::async_trait;
+
+use super::{Message, NotifyError, Notifier};
+use crate::format::{partial_path, sync_dir};
+
+pub struct Outbox {
+    dir: PathBuf,
+}
+
+impl Outbox {
+    pub fn new(dir: PathBuf) -> Outbox {
+        Outbox { dir }
+    }
+
+    fn write(&self, message: &Message) -> std::io::Result<PathBuf> {
+        std::fs::create_dir_all(&self.dir)?;
+        let name = format!("{}_{}_{}.json", message.task, message.run_id, message.channel);
+        let partial = partial_path(&self.dir, &name);
+        let target = self.dir.join(&name);
+        let json = serde_json::to_vec_pretty(message).map_err(std::io::Error::other)?;
+        let mut f = std::fs::File::create(&partial)?;
+        f.write_all(&json)?;
+        f.write_all(b"\n")?;
+        f.sync_all()?;
+        std::fs::rename(&partial, &target)?;
+        sync_dir(&self.dir)?;
+        Ok(target)
+    }
+}
+
+#[async_trait]
+impl Notifier for Outbox {
+    async fn notify(&self, message: &Message) -> Result<String, NotifyError> {
+        let msg = message.clone();
+        let dir = self.dir.clone();
+        let out = tokio::task::spawn_blocking(move || Outbox { dir }.write(&msg))
+            .await
+            .map_err(|e| NotifyError::Retryable(format!("outbox writer stopped: {e}")))?;
+        match out {
+            Ok(path) => Ok(format!("written to {}", path.display())),
+            Err(e) => Err(NotifyError::Permanent(format!(
+                "cannot write to outbox {}: {e}",
+                self.dir.display()
+            ))),
+        }
+    }
+}

@@ -1,0 +1,197 @@
+//! Schedules: cron expressions evaluated in a task's IANA time zone, and the [`Clock`] seam.
+//!
+//! Parsing uses croner 4 (5-field cron, optional seconds and year fields, `L`, `W`, `#`,
+//! names, `@daily`-style nicknames, Quartz-style `0/5` steps). Fire times are computed in
+//! the task's zone and returned as UTC instants; croner follows the cronie rules for
+//! daylight-saving changes (a time in the spring gap fires at the first valid time after
+//! it, a time in the autumn overlap fires once). See `docs/scheduling.md`.
+
+use chrono::{DateTime, Utc};
+use chrono_tz::Tz;
+use croner::Cron;
+use croner::parser::{CronParser, Seconds};
+
+/// Where "now" comes from. Scheduling code never calls `Utc::now()` directly so that
+/// tests can drive time.
+pub trait Clock: Send + Sync {
+    fn now(&self) -> DateTime<Utc>;
+}
+
+/// The real wall clock.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct SystemClock;
+
+impl Clock for SystemClock {
+    fn now(&self) -> DateTime<Utc> {
+        Utc::now()
+    }
+}
+
+/// A parsed cron expression bound to a time zone.
+#[derive(Debug, Clone)]
+pub struct Schedule {
+    expr: String,
+    cron: Cron,
+    tz: Tz,
+}
+
+/// Upper bound for any enumeration of fire times, so that a bad clock or a huge `--count`
+/// can never loop or allocate without bound.
+pub const MAX_ENUMERATION: usize = 10_000;
+
+impl Schedule {
+    /// Parses `expr` for zone `tz`. The error text is meant for users.
+    pub fn parse(expr: &str, tz: Tz) -> Result<Schedule, String> {
+        let trimmed = expr.trim();
+        if trimmed.is_empty() {
+            return Err("the cron expression is empty".into());
+        }
+        let cron = CronParser::builder()
+            .seconds(Seconds::Optional)
+            .sloppy_ranges(true)
+            .build()
+            .parse(trimmed)
+            .map_err(|e| format!("invalid cron expression `{trimmed}`: {}", cron_message(&e)))?;
+        // A pattern that never matches (`0 0 30 2 *`) parses but has no fire time.
+        let probe = Utc::now().with_timezone(&tz);
+        if cron.find_next_occurrence(&probe, false).is_err() {
+            return Err(format!(
+                "cron expression `{trimmed}` never fires (no matching date)"
+            ));
+        }
+        Ok(Schedule {
+            expr: trimmed.to_string(),
+            cron,
+            tz,
+        })
+    }
+
+    pub fn expr(&self) -> &str {
+        &self.expr
+    }
+
+    pub fn tz(&self) -> Tz {
+        self.tz
+    }
+
+    /// The first fire strictly after `after`, or `None` if there is none.
+    pub fn next_after(&self, after: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = after.with_timezone(&self.tz);
+        self.cron
+            .find_next_occurrence(&local, false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// The latest fire strictly before `before`, or `None`.
+    pub fn prev_before(&self, before: DateTime<Utc>) -> Option<DateTime<Utc>> {
+        let local = before.with_timezone(&self.tz);
+        self.cron
+            .find_previous_occurrence(&local, false)
+            .ok()
+            .map(|t| t.with_timezone(&Utc))
+    }
+
+    /// Up to `count` fires after `after` (capped at [`MAX_ENUMERATION`]).
+    pub fn upcoming(&self, after: DateTime<Utc>, count: usize) -> Vec<DateTime<Utc>> {
+        let mut out = Vec::with_capacity(count.min(MAX_ENUMERATION));
+        let mut cursor = after;
+        while out.len() < count.min(MAX_ENUMERATION) {
+            match self.next_after(cursor) {
+                Some(t) => {
+                    out.push(t);
+                    cursor = t;
+                }
+                None => break,
+            }
+        }
+        out
+    }
+}
+
+fn cron_message(e: &croner::errors::CronError) -> String {
+    let text = e.to_string();
+    text.strip_prefix("Invalid pattern: ")
+        .unwrap_or(&text)
+        .trim_end_matches('.')
+        .to_string()
+}
+
+/// Parses an IANA zone name (`Asia/Shanghai`, `UTC`).
+pub fn parse_zone(name: &str) -> Result<Tz, String> {
+    name.trim().parse::<Tz>().map_err(|_| {
+        format!("unknown time zone `{name}` (use an IANA name such as `Asia/Shanghai` or `UTC`)")
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chrono::TimeZone;
+
+    fn utc(s: &str) -> DateTime<Utc> {
+        DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
+    }
+
+    #[test]
+    fn daily_in_shanghai_fires_at_local_time() {
+        let s = Schedule::parse("30 2 * * *", chrono_tz::Asia::Shanghai).unwrap();
+        let next = s.next_after(utc("2026-11-25T00:00:00Z")).unwrap();
+        assert_eq!(next, utc("2026-11-25T18:30:00Z"));
+    }
+
+    #[test]
+    fn spring_forward_gap_runs_once_after_the_gap() {
+        let s = Schedule::parse("30 2 * * *", chrono_tz::America::New_York).unwrap();
+        let fires = s.upcoming(utc("2025-03-08T12:00:00Z"), 3);
+        assert_eq!(
+            fires,
+            vec![
+                utc("2025-03-09T07:00:00Z"),
+                utc("2025-03-10T06:30:00Z"),
+                utc("2025-03-11T06:30:00Z")
+            ]
+        );
+    }
+
+    #[test]
+    fn fall_back_overlap_runs_once() {
+        let s = Schedule::parse("30 1 * * *", chrono_tz::America::New_York).unwrap();
+        let fires = s.upcoming(utc("2025-11-01T12:00:00Z"), 3);
+        assert_eq!(
+            fires,
+            vec![
+                utc("2025-11-02T05:30:00Z"),
+                utc("2025-11-03T06:30:00Z"),
+                utc("2025-11-04T06:30:00Z")
+            ]
+        );
+    }
+
+    #[test]
+    fn bad_expressions_are_explained() {
+        let e = Schedule::parse("0 61 * * *", Tz::UTC).unwrap_err();
+        assert!(e.contains("invalid cron expression `0 61 * * *`"), "{e}");
+        assert!(Schedule::parse("", Tz::UTC).is_err());
+        assert!(Schedule::parse("0 0 30 2 *", Tz::UTC).unwrap_err().contains("never fires"));
+    }
+
+    #[test]
+    fn nicknames_and_quartz_steps_parse() {
+        for e in ["@daily", "@hourly", "0/5 * * * *", "0 0 L * *", "0 0 * * 5#L", "0 0 15W * *"] {
+            Schedule::parse(e, Tz::UTC).unwrap_or_else(|err| panic!("{e}: {err}"));
+        }
+    }
+
+    #[test]
+    fn upcoming_is_bounded() {
+        let s = Schedule::parse("* * * * * *", Tz::UTC).unwrap();
+        assert_eq!(s.upcoming(Utc.timestamp_opt(0, 0).unwrap(), usize::MAX).len(), MAX_ENUMERATION);
+    }
+
+    #[test]
+    fn zones_are_checked() {
+        assert!(parse_zone("Mars/Base").unwrap_err().contains("Mars/Base"));
+        assert_eq!(parse_zone("Europe/Berlin").unwrap(), chrono_tz::Europe::Berlin);
+    }
+}

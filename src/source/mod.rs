@@ -1,0 +1,69 @@
+//! Data sources: the [`Source`] trait and its implementations.
+//!
+//! A source runs one read-only query and streams the result: the column metadata first
+//! ([`QueryStream::columns`]), then rows in chunks through a bounded channel, so a slow
+//! writer slows the database read down instead of growing memory. Dropping the stream
+//! stops the query.
+//!
+//! Adding a backend: a variant of `DatasourceSpec` (config), a module implementing
+//! [`Source`], an arm in [`build`], and the shared conformance tests.
+
+pub mod sqlite;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+
+use crate::config::DatasourceSpec;
+use crate::params::RunParams;
+use crate::value::{Column, Row};
+
+/// How many chunks may wait between the source and the writer.
+pub const CHANNEL_CHUNKS: usize = 2;
+
+/// An error from a datasource; the message names the datasource.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("datasource `{datasource}`: {message}")]
+pub struct SourceError {
+    pub datasource: String,
+    pub message: String,
+}
+
+impl SourceError {
+    pub fn new(datasource: &str, message: impl Into<String>) -> SourceError {
+        SourceError {
+            datasource: datasource.to_string(),
+            message: message.into(),
+        }
+    }
+}
+
+/// A running query: columns known up front, rows arriving in chunks.
+pub struct QueryStream {
+    pub columns: Vec<Column>,
+    pub chunks: mpsc::Receiver<Result<Vec<Row>, SourceError>>,
+}
+
+/// A database that ferry can export from.
+#[async_trait]
+pub trait Source: Send + Sync {
+    /// Starts `sql` (with `:name` placeholders) bound to `params`; rows arrive in chunks of
+    /// at most `chunk_rows`.
+    async fn query(
+        &self,
+        sql: &str,
+        params: &RunParams,
+        chunk_rows: usize,
+    ) -> Result<QueryStream, SourceError>;
+
+    /// Checks that the source can be reached and queried.
+    async fn healthcheck(&self) -> Result<(), SourceError>;
+}
+
+/// Builds the source for a datasource spec.
+pub async fn build(name: &str, spec: &DatasourceSpec) -> Result<Box<dyn Source>, SourceError> {
+    match spec {
+        DatasourceSpec::Sqlite { path, seed_sql } => Ok(Box::new(
+            sqlite::SqliteSource::open(name, path, seed_sql.as_deref()).await?,
+        )),
+    }
+}

@@ -1,0 +1,201 @@
+//! Run history: the [`RunStore`] trait and its embedded SQLite implementation.
+//!
+//! One row per `(task, scheduled_at)`, unique. Inserting that row is the *claim*: whoever
+//! inserts it runs the fire, everyone else sees the conflict and does nothing. The
+//! scheduler and (later) the cluster rely on this. Rows are updated when the run
+//! finishes, with status, row count, files (path, size, sha256), warnings and error.
+//!
+//! Adding a backend: implement [`RunStore`], give it append-only migrations like
+//! [`sqlite::MIGRATIONS`], and run the store tests against it.
+
+pub mod sqlite;
+
+use std::fmt;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use serde::{Deserialize, Serialize};
+
+/// The state of a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Status {
+    Running,
+    Succeeded,
+    Failed,
+    Skipped,
+    Missed,
+    Cancelled,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Running => "running",
+            Status::Succeeded => "succeeded",
+            Status::Failed => "failed",
+            Status::Skipped => "skipped",
+            Status::Missed => "missed",
+            Status::Cancelled => "cancelled",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Status> {
+        Some(match s {
+            "running" => Status::Running,
+            "succeeded" => Status::Succeeded,
+            "failed" => Status::Failed,
+            "skipped" => Status::Skipped,
+            "missed" => Status::Missed,
+            "cancelled" => Status::Cancelled,
+            _ => return None,
+        })
+    }
+}
+
+impl fmt::Display for Status {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// What started a run.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Schedule,
+    Manual,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Schedule => "schedule",
+            Trigger::Manual => "manual",
+        }
+    }
+}
+
+/// A published result file.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FileRecord {
+    pub path: String,
+    pub bytes: u64,
+    pub sha256: String,
+}
+
+/// A request to claim one fire.
+#[derive(Debug, Clone)]
+pub struct Claim {
+    pub run_id: String,
+    pub task: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub trigger: Trigger,
+    pub node: String,
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+}
+
+/// How a run ended.
+#[derive(Debug, Clone)]
+pub struct Outcome {
+    pub status: Status,
+    pub finished_at: DateTime<Utc>,
+    pub rows: u64,
+    pub files: Vec<FileRecord>,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// One row of run history.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct RunRecord {
+    pub run_id: String,
+    pub task: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub trigger: String,
+    pub status: Status,
+    pub node: String,
+    pub pid: u32,
+    pub started_at: DateTime<Utc>,
+    pub finished_at: Option<DateTime<Utc>>,
+    pub duration_ms: Option<i64>,
+    pub rows: u64,
+    pub files: Vec<FileRecord>,
+    pub warnings: Vec<String>,
+    pub error: Option<String>,
+}
+
+/// Which runs to list.
+#[derive(Debug, Clone, Default)]
+pub struct HistoryFilter {
+    pub task: Option<String>,
+    pub limit: usize,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("run store {path}: {source}")]
+    Db {
+        path: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("run store {path}: {message}")]
+    Other { path: String, message: String },
+}
+
+/// Run history storage.
+#[async_trait]
+pub trait RunStore: Send + Sync {
+    /// Inserts the `(task, scheduled_at)` row in state `running`. Returns false if that
+    /// fire was already claimed (by anyone, at any time).
+    async fn claim(&self, claim: &Claim) -> Result<bool, StoreError>;
+
+    /// Records how a claimed run ended.
+    async fn finish(&self, run_id: &str, outcome: &Outcome) -> Result<(), StoreError>;
+
+    /// Adds warnings to a finished run (notification failures found after recording).
+    async fn append_warnings(&self, run_id: &str, warnings: &[String]) -> Result<(), StoreError>;
+
+    /// The newest runs first.
+    async fn list(&self, filter: &HistoryFilter) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// One run by id.
+    async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError>;
+
+    /// Marks runs left `running` by a process of `node` that is gone (killed, crashed) as
+    /// failed. `alive(pid)` tells whether a process still runs. Returns the reaped ids.
+    async fn reap_interrupted(
+        &self,
+        node: &str,
+        alive: &(dyn Fn(u32) -> bool + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError>;
+}
+
+/// Formats an instant the way the store keeps it: UTC, milliseconds, `Z` (sortable text).
+pub fn fmt_instant(t: DateTime<Utc>) -> String {
+    t.format("%Y-%m-%dT%H:%M:%S%.3fZ").to_string()
+}
+
+/// Parses [`fmt_instant`] output.
+pub fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// True if a process with this pid exists (Linux `/proc`; elsewhere assume alive).
+pub fn process_alive(pid: u32) -> bool {
+    let proc_root = std::path::Path::new("/proc");
+    if !proc_root.join("self").exists() {
+        return true;
+    }
+    match std::fs::read_to_string(proc_root.join(pid.to_string()).join("stat")) {
+        // A zombie (state Z) has stopped running.
+        Ok(stat) => !stat
+            .rsplit_once(") ")
+            .map(|(_, rest)| rest.starts_with('Z'))
+            .unwrap_or(false),
+        Err(_) => false,
+    }
+}

@@ -1,0 +1,407 @@
+//! The embedded run store: one SQLite file, created and migrated on first use.
+//!
+//! WAL mode and a busy timeout let several `ferry` processes (a `ferry run` beside
+//! `ferry serve`) share the file safely. Migrations are append-only: a released migration is
+//! never edited, a change is a new entry at the end of [`MIGRATIONS`].
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::Row;
+
+use super::{
+    Claim, FileRecord, HistoryFilter, Outcome, RunRecord, RunStore, Status, StoreError,
+    fmt_instant, parse_instant,
+};
+
+/// Append-only schema migrations: `(version, SQL)`.
+pub const MIGRATIONS: &[(i64, &str)] = &[(
+    1,
+    "CREATE TABLE runs (
+        run_id       TEXT PRIMARY KEY,
+        task         TEXT NOT NULL,
+        scheduled_at TEXT NOT NULL,
+        trigger      TEXT NOT NULL,
+        status       TEXT NOT NULL,
+        node         TEXT NOT NULL,
+        pid          INTEGER NOT NULL,
+        started_at   TEXT NOT NULL,
+        finished_at  TEXT,
+        duration_ms  INTEGER,
+        rows         INTEGER NOT NULL DEFAULT 0,
+        files        TEXT NOT NULL DEFAULT '[]',
+        warnings     TEXT NOT NULL DEFAULT '[]',
+        error        TEXT,
+        UNIQUE (task, scheduled_at)
+    );
+    CREATE INDEX runs_task_started ON runs (task, started_at);
+    CREATE INDEX runs_status ON runs (status);",
+)];
+
+/// The SQLite run store.
+#[derive(Debug, Clone)]
+pub struct SqliteStore {
+    pool: SqlitePool,
+    path: PathBuf,
+}
+
+impl SqliteStore {
+    /// Opens (creating folders and file if needed) and migrates the store.
+    pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let display = path.display().to_string();
+        if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Other {
+                path: display.clone(),
+                message: format!("cannot create folder {}: {e}", dir.display()),
+            })?;
+        }
+        let opts = SqliteConnectOptions::from_str("sqlite://")
+            .map_err(|e| db(&display, e))?
+            .filename(path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .busy_timeout(Duration::from_secs(15))
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| db(&display, e))?;
+        let store = SqliteStore {
+            pool,
+            path: path.to_path_buf(),
+        };
+        store.migrate().await?;
+        Ok(store)
+    }
+
+    fn err(&self, e: sqlx::Error) -> StoreError {
+        db(&self.path.display().to_string(), e)
+    }
+
+    async fn migrate(&self) -> Result<(), StoreError> {
+        sqlx::query(
+            "CREATE TABLE IF NOT EXISTS schema_migrations (
+                version INTEGER PRIMARY KEY,
+                applied_at TEXT NOT NULL
+            )",
+        )
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        for (version, sql) in MIGRATIONS {
+            let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+            let done: Option<i64> =
+                sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
+                    .bind(version)
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e))?;
+            if done.is_some() {
+                continue;
+            }
+            sqlx::raw_sql(*sql)
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+            sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
+                .bind(version)
+                .bind(fmt_instant(Utc::now()))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+            tx.commit().await.map_err(|e| self.err(e))?;
+        }
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+            .fetch_one(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        if newest.unwrap_or(0) > known {
+            return Err(StoreError::Other {
+                path: self.path.display().to_string(),
+                message: format!(
+                    "the store has schema version {} but this ferry knows only up to {known}: upgrade ferry",
+                    newest.unwrap_or(0)
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    pub async fn close(&self) {
+        self.pool.close().await;
+    }
+}
+
+fn db(path: &str, source: sqlx::Error) -> StoreError {
+    StoreError::Db {
+        path: path.to_string(),
+        source,
+    }
+}
+
+fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, sqlx::Error> {
+    let instant = |col: &str| -> Result<DateTime<Utc>, sqlx::Error> {
+        let s: String = row.try_get(col)?;
+        parse_instant(&s).ok_or_else(|| sqlx::Error::Decode(format!("bad instant `{s}` in {col}").into()))
+    };
+    let status: String = row.try_get("status")?;
+    let files: String = row.try_get("files")?;
+    let warnings: String = row.try_get("warnings")?;
+    let finished: Option<String> = row.try_get("finished_at")?;
+    let rows: i64 = row.try_get("rows")?;
+    let pid: i64 = row.try_get("pid")?;
+    Ok(RunRecord {
+        run_id: row.try_get("run_id")?,
+        task: row.try_get("task")?,
+        scheduled_at: instant("scheduled_at")?,
+        trigger: row.try_get("trigger")?,
+        status: Status::parse(&status)
+            .ok_or_else(|| sqlx::Error::Decode(format!("unknown status `{status}`").into()))?,
+        node: row.try_get("node")?,
+        pid: pid as u32,
+        started_at: instant("started_at")?,
+        finished_at: finished.as_deref().and_then(parse_instant),
+        duration_ms: row.try_get("duration_ms")?,
+        rows: rows.max(0) as u64,
+        files: serde_json::from_str::<Vec<FileRecord>>(&files).unwrap_or_default(),
+        warnings: serde_json::from_str::<Vec<String>>(&warnings).unwrap_or_default(),
+        error: row.try_get("error")?,
+    })
+}
+
+#[async_trait]
+impl RunStore for SqliteStore {
+    async fn claim(&self, c: &Claim) -> Result<bool, StoreError> {
+        let res = sqlx::query(
+            "INSERT INTO runs (run_id, task, scheduled_at, trigger, status, node, pid, started_at)
+             VALUES (?, ?, ?, ?, 'running', ?, ?, ?)
+             ON CONFLICT (task, scheduled_at) DO NOTHING",
+        )
+        .bind(&c.run_id)
+        .bind(&c.task)
+        .bind(fmt_instant(c.scheduled_at))
+        .bind(c.trigger.as_str())
+        .bind(&c.node)
+        .bind(i64::from(c.pid))
+        .bind(fmt_instant(c.started_at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn finish(&self, run_id: &str, o: &Outcome) -> Result<(), StoreError> {
+        let files = serde_json::to_string(&o.files).expect("file records serialize");
+        let warnings = serde_json::to_string(&o.warnings).expect("strings serialize");
+        let res = sqlx::query(
+            "UPDATE runs SET status = ?, finished_at = ?,
+                 duration_ms = CAST(ROUND((julianday(?) - julianday(started_at)) * 86400000) AS INTEGER),
+                 rows = ?, files = ?, warnings = ?, error = ?
+             WHERE run_id = ?",
+        )
+        .bind(o.status.as_str())
+        .bind(fmt_instant(o.finished_at))
+        .bind(fmt_instant(o.finished_at))
+        .bind(o.rows as i64)
+        .bind(files)
+        .bind(warnings)
+        .bind(&o.error)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        if res.rows_affected() != 1 {
+            return Err(StoreError::Other {
+                path: self.path.display().to_string(),
+                message: format!("run {run_id} is not in the store"),
+            });
+        }
+        Ok(())
+    }
+
+    async fn append_warnings(&self, run_id: &str, warnings: &[String]) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let current: Option<String> = sqlx::query_scalar("SELECT warnings FROM runs WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut all: Vec<String> = current
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        all.extend(warnings.iter().cloned());
+        sqlx::query("UPDATE runs SET warnings = ? WHERE run_id = ?")
+            .bind(serde_json::to_string(&all).expect("strings serialize"))
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    async fn list(&self, f: &HistoryFilter) -> Result<Vec<RunRecord>, StoreError> {
+        let limit = if f.limit == 0 { 20 } else { f.limit } as i64;
+        let rows = match &f.task {
+            Some(t) => {
+                sqlx::query(
+                    "SELECT * FROM runs WHERE task = ? ORDER BY started_at DESC, run_id DESC LIMIT ?",
+                )
+                .bind(t)
+                .bind(limit)
+                .fetch_all(&self.pool)
+                .await
+            }
+            None => {
+                sqlx::query("SELECT * FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?")
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(row_to_record)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM runs WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        row.as_ref()
+            .map(row_to_record)
+            .transpose()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn reap_interrupted(
+        &self,
+        node: &str,
+        alive: &(dyn Fn(u32) -> bool + Sync),
+        now: DateTime<Utc>,
+    ) -> Result<Vec<String>, StoreError> {
+        let rows = sqlx::query("SELECT run_id, pid FROM runs WHERE status = 'running' AND node = ?")
+            .bind(node)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut reaped = Vec::new();
+        for row in rows {
+            let run_id: String = row.try_get("run_id").map_err(|e| self.err(e))?;
+            let pid: i64 = row.try_get("pid").map_err(|e| self.err(e))?;
+            if alive(pid as u32) {
+                continue;
+            }
+            let msg = format!(
+                "interrupted: the ferry process (pid {pid} on {node}) stopped before the run finished; no file was published for it"
+            );
+            sqlx::query(
+                "UPDATE runs SET status = 'failed', finished_at = ?, error = ?,
+                     duration_ms = CAST(ROUND((julianday(?) - julianday(started_at)) * 86400000) AS INTEGER)
+                 WHERE run_id = ? AND status = 'running'",
+            )
+            .bind(fmt_instant(now))
+            .bind(msg)
+            .bind(fmt_instant(now))
+            .bind(&run_id)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+            reaped.push(run_id);
+        }
+        Ok(reaped)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::Trigger;
+
+    fn claim(task: &str, at: &str, run_id: &str) -> Claim {
+        Claim {
+            run_id: run_id.into(),
+            task: task.into(),
+            scheduled_at: parse_instant(at).unwrap(),
+            trigger: Trigger::Schedule,
+            node: "n1".into(),
+            pid: 999_999_999,
+            started_at: parse_instant(at).unwrap(),
+        }
+    }
+
+    #[tokio::test]
+    async fn claim_is_unique_per_task_and_fire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("s/ferry.db")).await.unwrap();
+        assert!(store.claim(&claim("a", "2026-01-01T00:00:00Z", "r1")).await.unwrap());
+        assert!(!store.claim(&claim("a", "2026-01-01T00:00:00Z", "r2")).await.unwrap());
+        assert!(store.claim(&claim("b", "2026-01-01T00:00:00Z", "r3")).await.unwrap());
+        // Reopening keeps data and does not re-run migrations.
+        store.close().await;
+        let store = SqliteStore::open(&dir.path().join("s/ferry.db")).await.unwrap();
+        assert!(!store.claim(&claim("a", "2026-01-01T00:00:00Z", "r4")).await.unwrap());
+        assert_eq!(store.list(&HistoryFilter::default()).await.unwrap().len(), 2);
+    }
+
+    #[tokio::test]
+    async fn finish_records_outcome_and_reap_marks_dead_runs() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("ferry.db")).await.unwrap();
+        store.claim(&claim("a", "2026-01-01T00:00:00Z", "r1")).await.unwrap();
+        store.claim(&claim("a", "2026-01-02T00:00:00Z", "r2")).await.unwrap();
+        let finished = parse_instant("2026-01-01T00:00:01.500Z").unwrap();
+        store
+            .finish(
+                "r1",
+                &Outcome {
+                    status: Status::Succeeded,
+                    finished_at: finished,
+                    rows: 42,
+                    files: vec![FileRecord {
+                        path: "x.csv".into(),
+                        bytes: 10,
+                        sha256: "ab".into(),
+                    }],
+                    warnings: vec!["w".into()],
+                    error: None,
+                },
+            )
+            .await
+            .unwrap();
+        let r1 = store.get("r1").await.unwrap().unwrap();
+        assert_eq!(r1.status, Status::Succeeded);
+        assert_eq!(r1.rows, 42);
+        assert_eq!(r1.duration_ms, Some(1500));
+        assert_eq!(r1.files[0].sha256, "ab");
+        assert_eq!(r1.warnings, ["w"]);
+
+        let reaped = store
+            .reap_interrupted("n1", &|_| false, finished)
+            .await
+            .unwrap();
+        assert_eq!(reaped, ["r2"]);
+        let r2 = store.get("r2").await.unwrap().unwrap();
+        assert_eq!(r2.status, Status::Failed);
+        assert!(r2.error.unwrap().contains("interrupted"));
+        assert!(store.finish("nope", &Outcome {
+            status: Status::Failed,
+            finished_at: finished,
+            rows: 0,
+            files: vec![],
+            warnings: vec![],
+            error: None,
+        }).await.is_err());
+    }
+}
