@@ -47,6 +47,8 @@ pub struct XlsxWriter {
     date_fmt: Format,
     datetime_fmt: Format,
     time_fmt: Format,
+    /// Data rows per sheet ([`MAX_DATA_ROWS`]; smaller in tests).
+    rows_per_sheet: u32,
     /// Index of the current worksheet in the workbook.
     sheet_index: usize,
     sheets: usize,
@@ -84,6 +86,7 @@ impl XlsxWriter {
             date_fmt: Format::new().set_num_format("yyyy-mm-dd"),
             datetime_fmt: Format::new().set_num_format("yyyy-mm-dd hh:mm:ss"),
             time_fmt: Format::new().set_num_format("hh:mm:ss"),
+            rows_per_sheet: MAX_DATA_ROWS,
             sheet_index: 0,
             sheets: 0,
             row: 0,
@@ -187,7 +190,7 @@ impl FormatWriter for XlsxWriter {
 
     fn write_rows(&mut self, rows: &[Row]) -> Result<(), FormatError> {
         for row in rows {
-            if self.row > MAX_DATA_ROWS {
+            if self.row > self.rows_per_sheet {
                 self.new_sheet()?;
             }
             let r = self.row;
@@ -292,7 +295,7 @@ impl FormatWriter for XlsxWriter {
         if self.sheets > 1 {
             warnings.push(format!(
                 "{} rows did not fit one sheet ({} rows at most): written over {} sheets",
-                self.total_rows, MAX_DATA_ROWS, self.sheets
+                self.total_rows, self.rows_per_sheet, self.sheets
             ));
         }
         for (i, n) in self.cut_cells.iter().enumerate() {
@@ -338,6 +341,95 @@ mod tests {
         assert_eq!(excel_days(d("1899-12-31")), None);
         let t: NaiveDateTime = "2026-11-25T12:00:00".parse().unwrap();
         assert_eq!(excel_datetime(t), Some(46351.5));
+    }
+
+    fn opts(dir: &std::path::Path) -> WriterOptions {
+        WriterOptions {
+            dir: dir.to_path_buf(),
+            base_name: "t".into(),
+            temp_dir: dir.join("tmp"),
+            tz: chrono_tz::Asia::Shanghai,
+            output: crate::config::OutputSpec {
+                format: crate::config::Format::Xlsx,
+                file_name: "t".into(),
+                sheet_name: "data".into(),
+                csv: Default::default(),
+                zip: false,
+            },
+        }
+    }
+
+    fn col(name: &str, kind: crate::value::Kind) -> Column {
+        Column {
+            name: name.into(),
+            db_type: String::new(),
+            kind,
+        }
+    }
+
+    #[test]
+    fn rolls_over_to_new_sheets_with_the_same_header() {
+        use calamine::{Data, Reader, Xlsx, open_workbook};
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = XlsxWriter::new(opts(dir.path())).unwrap();
+        w.rows_per_sheet = 10;
+        let mut w: Box<dyn FormatWriter> = Box::new(w);
+        w.begin(&[col("n", crate::value::Kind::Int)]).unwrap();
+        let rows: Vec<Row> = (1..=25).map(|i| vec![Value::Int(i)]).collect();
+        w.write_rows(&rows[..7]).unwrap();
+        w.write_rows(&rows[7..]).unwrap();
+        let fin = w.finish().unwrap();
+        assert!(fin.warnings[0].contains("written over 3 sheets"), "{:?}", fin.warnings);
+        let path = &fin.staged[0].partial;
+        let mut wb: Xlsx<_> = open_workbook(path).unwrap();
+        assert_eq!(wb.sheet_names(), ["data", "data_2", "data_3"]);
+        let mut seen = Vec::new();
+        for name in ["data", "data_2", "data_3"] {
+            let range = wb.worksheet_range(name).unwrap();
+            let mut it = range.rows();
+            assert_eq!(it.next().unwrap()[0], Data::String("n".into()));
+            for r in it {
+                match &r[0] {
+                    Data::Float(f) => seen.push(*f as i64),
+                    Data::Int(i) => seen.push(*i),
+                    other => panic!("not a number: {other:?}"),
+                }
+            }
+        }
+        assert_eq!(seen, (1..=25).collect::<Vec<_>>());
+    }
+
+    #[test]
+    fn long_text_is_cut_with_a_warning() {
+        use calamine::{Data, Reader, Xlsx, open_workbook};
+        let dir = tempfile::tempdir().unwrap();
+        let mut w: Box<dyn FormatWriter> = Box::new(XlsxWriter::new(opts(dir.path())).unwrap());
+        w.begin(&[col("note", crate::value::Kind::Text)]).unwrap();
+        let long = "长".repeat(40_000);
+        w.write_rows(&[vec![Value::Text(long)], vec![Value::Text("short".into())]])
+            .unwrap();
+        let fin = w.finish().unwrap();
+        assert_eq!(
+            fin.warnings,
+            ["column `note`: 1 value(s) longer than 32767 characters were cut to 32767 (Excel's cell limit)"]
+        );
+        let mut wb: Xlsx<_> = open_workbook(&fin.staged[0].partial).unwrap();
+        let range = wb.worksheet_range("data").unwrap();
+        match &range.get((1, 0)).unwrap() {
+            Data::String(s) => assert_eq!(s.chars().count(), MAX_CELL_CHARS),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn dropped_writer_leaves_no_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut w = XlsxWriter::new(opts(dir.path())).unwrap();
+        w.begin(&[col("n", crate::value::Kind::Int)]).unwrap();
+        let partial = w.partial.clone();
+        drop(w);
+        assert!(!partial.exists());
+        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| e.unwrap().file_name() == "tmp"));
     }
 
     #[test]

@@ -1,0 +1,10 @@
+//! Integration tests: drive the real `ferry` binary the way a user does, against real
+//! SQLite databases built from fixtures, and read the files it writes back.
+
+mod support;
+
+mod bad_input;
+mod crash;
+mod outputs;
+mod runs;
+mod schedule;
