@@ -118,12 +118,13 @@ impl MessageTemplate {
                 self.name
             ));
         }
-        let body = std::fs::read_to_string(&self.body_path).map_err(|e| {
-            format!(
-                "template `{}`: cannot read {}: {e}",
+        let body = std::fs::read_to_string(&self.body_path).map_err(|e| match e.kind() {
+            std::io::ErrorKind::NotFound => format!(
+                "template `{}` not found: expected the file {}",
                 self.name,
                 self.body_path.display()
-            )
+            ),
+            _ => format!("template `{}`: cannot read {}: {e}", self.name, self.body_path.display()),
         })?;
         check_syntax(&body)
             .map_err(|e| format!("template `{}` ({}): {e}", self.name, self.body_path.display()))?;

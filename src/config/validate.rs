@@ -44,6 +44,11 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Pro
             .filter(|l| l.line() > 0)
             .map(|l| (l.line() as usize, l.column() as usize));
         let mut message = strip_location(&e.to_string());
+        if let Some(idx) = message.rfind(" at line ")
+            && message[idx..].contains(", column ")
+        {
+            message.truncate(idx);
+        }
         if let Some(h) = unknown_field_hint(&message) {
             message.push_str(&h);
         }
@@ -54,14 +59,15 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Pro
                 .unwrap_or(&message)
                 .to_string();
         }
+        for int in ["u64", "usize", "u32", "u16", "u8"] {
+            if message == format!("invalid {int}") {
+                message = "expected a whole number of 0 or more".into();
+            }
+        }
         if message.contains("found a tab") {
             message.push_str(" (YAML indentation must use spaces, not tabs)");
         }
-        let field = if path == "." || path == "?" {
-            String::new()
-        } else {
-            path.clone()
-        };
+        let field = clean_path(&path);
         Problem {
             file: file.to_path_buf(),
             pos,
@@ -69,6 +75,31 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Pro
             message,
         }
     })
+}
+
+/// Turns serde_path_to_error's path into the user's field path: no `?` for unknown
+/// positions, no `.value` from span wrappers.
+fn clean_path(path: &str) -> String {
+    path.split('.')
+        .filter(|seg| !seg.is_empty() && *seg != "?" && *seg != "value")
+        .collect::<Vec<_>>()
+        .join(".")
+        .replace(".[", "[")
+}
+
+/// A short, lowercase description of an I/O error.
+pub fn io_message(e: &std::io::Error) -> String {
+    match e.kind() {
+        std::io::ErrorKind::NotFound => "file not found".into(),
+        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
+        _ => {
+            let t = e.to_string();
+            match t.find(" (os error") {
+                Some(i) => t[..i].to_lowercase(),
+                None => t,
+            }
+        }
+    }
 }
 
 fn strip_location(msg: &str) -> String {
@@ -141,6 +172,8 @@ fn interpolate_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resu
 struct Checker<'a> {
     file: &'a Path,
     problems: Vec<Problem>,
+    /// Position used when a value has none (values inside tagged enums lose theirs).
+    fallback: Option<(usize, usize)>,
 }
 
 impl<'a> Checker<'a> {
@@ -148,11 +181,16 @@ impl<'a> Checker<'a> {
         Checker {
             file,
             problems: Vec::new(),
+            fallback: None,
         }
     }
 
     fn at<T>(&mut self, span: &Spanned<T>, field: impl Into<String>, msg: impl Into<String>) {
-        self.problems.push(Problem::at(self.file, span, field, msg));
+        let mut p = Problem::at(self.file, span, field, msg);
+        if p.pos.is_none() {
+            p.pos = self.fallback;
+        }
+        self.problems.push(p);
     }
 
     fn plain(&mut self, field: impl Into<String>, msg: impl Into<String>) {
@@ -179,14 +217,8 @@ impl<'a> Checker<'a> {
 }
 
 fn read_file(path: &Path) -> Result<String, Problem> {
-    std::fs::read_to_string(path).map_err(|e| {
-        let what = match e.kind() {
-            std::io::ErrorKind::NotFound => "file not found".to_string(),
-            std::io::ErrorKind::PermissionDenied => "permission denied".to_string(),
-            _ => e.to_string(),
-        };
-        Problem::new(path, "", format!("cannot read: {what}"))
-    })
+    std::fs::read_to_string(path)
+        .map_err(|e| Problem::new(path, "", format!("cannot read: {}", io_message(&e))))
 }
 
 /// Loads and validates `config.yaml`.
@@ -299,6 +331,7 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
     let mut datasources = BTreeMap::new();
     for (name, ds) in &raw.datasources {
         let field = format!("datasources.{name}");
+        c.fallback = Problem::at(path, ds, "", "").pos;
         if !is_plain_name(name) {
             c.at(ds, &field, "datasource names may use letters, digits, `_` and `-` only");
         }
@@ -341,6 +374,7 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
     let mut channels = BTreeMap::new();
     for (name, ch) in &raw.channels {
         let field = format!("channels.{name}");
+        c.fallback = Problem::at(path, ch, "", "").pos;
         if !is_plain_name(name) {
             c.at(ch, &field, "channel names may use letters, digits, `_` and `-` only");
         }
@@ -489,6 +523,16 @@ pub fn load_tasks(
 /// Loads and validates one task file.
 pub fn load_task(config: &Config, name: &str, file: &Path) -> Result<TaskSpec, Vec<Problem>> {
     let text = read_file(file).map_err(|p| vec![p])?;
+    let has_content = text
+        .lines()
+        .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+    if !has_content {
+        return Err(vec![Problem::new(
+            file,
+            "",
+            "the task file is empty: it needs at least `schedule`, `source`, `query` and `output`",
+        )]);
+    }
     let raw: RawTask = parse_yaml(file, &text).map_err(|p| vec![p])?;
     validate_task(config, name, file, raw)
 }
@@ -573,7 +617,7 @@ pub fn validate_task(
             match std::fs::read_to_string(&p) {
                 Ok(s) => Some((s, f)),
                 Err(e) => {
-                    c.at(f, "query_file", format!("cannot read {}: {e}", p.display()));
+                    c.at(f, "query_file", format!("cannot read {}: {}", p.display(), io_message(&e)));
                     None
                 }
             }
@@ -729,7 +773,11 @@ pub fn validate_task(
             output,
             notify,
         }),
-        _ => Err(c.problems),
+        _ => {
+            let mut problems = c.problems;
+            problems.sort_by_key(|p| p.pos.unwrap_or((usize::MAX, 0)));
+            Err(problems)
+        }
     }
 }
 
@@ -773,15 +821,15 @@ fn validate_output(
     tz: chrono_tz::Tz,
 ) -> OutputSpec {
     let format = match raw.format.value.as_str() {
-        "csv" => Format::Csv,
-        "xlsx" => Format::Xlsx,
+        "csv" => Some(Format::Csv),
+        "xlsx" => Some(Format::Xlsx),
         other => {
             c.at(
                 &raw.format,
                 "output.format",
                 format!("unknown format `{other}`{} (one of: xlsx, csv)", hint(other, ["xlsx", "csv"])),
             );
-            Format::Csv
+            None
         }
     };
     let file_name = match &raw.file_name {
@@ -801,7 +849,7 @@ fn validate_output(
     };
     let sheet_name = match &raw.sheet_name {
         Some(s) => {
-            if format != Format::Xlsx {
+            if format == Some(Format::Csv) {
                 c.at(s, "output.sheet_name", "applies to xlsx output only");
             }
             if let Err(e) = check_sheet_name(&s.value) {
@@ -813,7 +861,7 @@ fn validate_output(
     };
     let csv = match &raw.csv {
         Some(opts) => {
-            if format != Format::Csv {
+            if format == Some(Format::Xlsx) {
                 c.at(opts, "output.csv", "CSV options apply to csv output only");
             }
             csv_options(c, &opts.value)
@@ -821,7 +869,7 @@ fn validate_output(
         None => CsvOptions::default(),
     };
     OutputSpec {
-        format,
+        format: format.unwrap_or(Format::Csv),
         file_name,
         sheet_name,
         csv,

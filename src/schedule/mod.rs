@@ -111,10 +111,19 @@ impl Schedule {
 
 fn cron_message(e: &croner::errors::CronError) -> String {
     let text = e.to_string();
-    text.strip_prefix("Invalid pattern: ")
+    let text = text
+        .strip_prefix("Invalid pattern: ")
+        .or_else(|| text.strip_prefix("Component error: "))
         .unwrap_or(&text)
-        .trim_end_matches('.')
-        .to_string()
+        .trim_end_matches('.');
+    let mut chars = text.chars();
+    let msg = match chars.next() {
+        Some(first) => first.to_lowercase().chain(chars).collect(),
+        None => String::new(),
+    };
+    format!(
+        "{msg} (fields: [second] minute hour day-of-month month day-of-week [year], e.g. `30 2 * * *`)"
+    )
 }
 
 /// Parses an IANA zone name (`Asia/Shanghai`, `UTC`).
