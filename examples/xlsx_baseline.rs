@@ -35,7 +35,8 @@ use sqlx::{Connection, Row as _};
 const SQL: &str = "SELECT id, qty, amount, customer, label, day, ts, flag, delta, sku, note, score \
                    FROM bench ORDER BY id";
 const HEADER: [&str; 12] = [
-    "id", "qty", "amount", "customer", "label", "day", "ts", "flag", "delta", "sku", "note", "score",
+    "id", "qty", "amount", "customer", "label", "day", "ts", "flag", "delta", "sku", "note",
+    "score",
 ];
 /// Data rows per sheet (Excel's 1,048,576 rows less the header), as in ferry.
 const MAX_DATA_ROWS: u32 = 1_048_575;
@@ -80,7 +81,10 @@ fn excel_datetime(t: NaiveDateTime) -> f64 {
 impl Sheet {
     fn new(out: &Path, level: Option<u8>) -> Result<Sheet, XlsxError> {
         let mut workbook = Workbook::new();
-        let dir = out.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+        let dir = out
+            .parent()
+            .filter(|p| !p.as_os_str().is_empty())
+            .unwrap_or(Path::new("."));
         workbook.set_tempdir(dir)?;
         workbook.use_zip_large_file(true);
         if let Some(l) = level {
@@ -99,14 +103,23 @@ impl Sheet {
 
     fn new_sheet(&mut self) -> Result<(), XlsxError> {
         self.sheets += 1;
-        let name = if self.sheets == 1 { "data".to_string() } else { format!("data_{}", self.sheets) };
+        let name = if self.sheets == 1 {
+            "data".to_string()
+        } else {
+            format!("data_{}", self.sheets)
+        };
         let ws = self.workbook.add_worksheet_with_constant_memory()?;
         ws.set_name(name)?;
         for (i, h) in HEADER.iter().enumerate() {
             ws.write_string_with_format(0, i as u16, *h, &self.header)?;
         }
         ws.set_freeze_panes(1, 0)?;
-        for (i, w) in [9.0, 6.0, 9.0, 17.0, 11.0, 11.0, 20.0, 6.0, 7.0, 11.0, 34.0, 19.0].iter().enumerate() {
+        for (i, w) in [
+            9.0, 6.0, 9.0, 17.0, 11.0, 11.0, 20.0, 6.0, 7.0, 11.0, 34.0, 19.0,
+        ]
+        .iter()
+        .enumerate()
+        {
             ws.set_column_width(i as u16, *w)?;
         }
         self.row = 1;
@@ -158,7 +171,10 @@ async fn connect(db: &Path) -> Result<SqliteConnection, BoxError> {
 }
 
 /// Streams the query with sqlx `fetch` and hands each decoded row to `f`.
-async fn for_each_db_row(db: &Path, mut f: impl FnMut(&Cells) -> Result<(), BoxError>) -> Result<u64, BoxError> {
+async fn for_each_db_row(
+    db: &Path,
+    mut f: impl FnMut(&Cells) -> Result<(), BoxError>,
+) -> Result<u64, BoxError> {
     let mut conn = connect(db).await?;
     let mut n = 0u64;
     {
@@ -190,10 +206,14 @@ async fn for_each_db_row(db: &Path, mut f: impl FnMut(&Cells) -> Result<(), BoxE
 }
 
 /// Generates rows 1..=rows with the formulas of `benches/sqlite_export_gen.sql`.
-fn for_each_mem_row(rows: u64, mut f: impl FnMut(&Cells) -> Result<(), BoxError>) -> Result<u64, BoxError> {
+fn for_each_mem_row(
+    rows: u64,
+    mut f: impl FnMut(&Cells) -> Result<(), BoxError>,
+) -> Result<u64, BoxError> {
     const ALPHABET: &[u8] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789";
     let day0 = NaiveDate::from_ymd_opt(2020, 1, 1).expect("valid date");
-    let (mut customer, mut label, mut sku, mut note) = (String::new(), String::new(), String::new(), String::new());
+    let (mut customer, mut label, mut sku, mut note) =
+        (String::new(), String::new(), String::new(), String::new());
     for n in 1..=rows {
         let a = (n * 2_654_435_761 + 97) % 4_294_967_296;
         let b = (a * 1_597_334_677 + 11) % 4_294_967_296;
@@ -243,12 +263,18 @@ fn main() -> Result<(), BoxError> {
     let mut it = args.iter();
     while let Some(a) = it.next() {
         if a == "--level" {
-            level = Some(it.next().and_then(|v| v.parse().ok()).unwrap_or_else(|| usage()));
+            level = Some(
+                it.next()
+                    .and_then(|v| v.parse().ok())
+                    .unwrap_or_else(|| usage()),
+            );
         } else {
             pos.push(a);
         }
     }
-    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()?;
     let start = Instant::now();
     match pos.as_slice() {
         ["fetch", db] => {
@@ -256,13 +282,21 @@ fn main() -> Result<(), BoxError> {
             let mut sum = 0.0f64;
             let mut bytes = 0usize;
             let rows = rt.block_on(for_each_db_row(Path::new(db), |c| {
-                sum += c.id as f64 + c.qty as f64 + c.amount + c.delta as f64 + c.score
-                    + f64::from(u8::from(c.flag)) + excel_days(c.day) + excel_datetime(c.ts);
+                sum += c.id as f64
+                    + c.qty as f64
+                    + c.amount
+                    + c.delta as f64
+                    + c.score
+                    + f64::from(u8::from(c.flag))
+                    + excel_days(c.day)
+                    + excel_datetime(c.ts);
                 bytes += c.customer.len() + c.label.len() + c.sku.len() + c.note.len();
                 Ok(())
             }))?;
             let secs = start.elapsed().as_secs_f64();
-            println!(r#"{{"mode":"fetch","rows":{rows},"rows_secs":{secs:.3},"save_secs":0,"total_secs":{secs:.3},"checksum":{sum:.2},"text_bytes":{bytes}}}"#);
+            println!(
+                r#"{{"mode":"fetch","rows":{rows},"rows_secs":{secs:.3},"save_secs":0,"total_secs":{secs:.3},"checksum":{sum:.2},"text_bytes":{bytes}}}"#
+            );
         }
         [mode @ ("sqlite" | "mem"), input, out] => {
             let out = PathBuf::from(out);

@@ -62,8 +62,9 @@ pub enum Period {
 }
 
 impl Period {
-    pub const NAMES: &'static [&'static str] =
-        &["hour", "day", "week", "month", "quarter", "year", "schedule"];
+    pub const NAMES: &'static [&'static str] = &[
+        "hour", "day", "week", "month", "quarter", "year", "schedule",
+    ];
 
     pub fn parse(s: &str) -> Option<Period> {
         Some(match s {
@@ -112,7 +113,10 @@ impl RunParams {
         let midnight = |d: NaiveDate| d.and_time(NaiveTime::MIN);
         let (start, end) = match period {
             Period::Hour => {
-                let end = local.date().and_hms_opt(local.hour(), 0, 0).unwrap_or(local);
+                let end = local
+                    .date()
+                    .and_hms_opt(local.hour(), 0, 0)
+                    .unwrap_or(local);
                 (end - Duration::hours(1), end)
             }
             Period::Day => (midnight(today - Duration::days(1)), midnight(today)),
@@ -136,7 +140,10 @@ impl RunParams {
             }
             Period::Year => {
                 let first = first_of_month(today.year(), 1);
-                (midnight(first_of_month(today.year() - 1, 1)), midnight(first))
+                (
+                    midnight(first_of_month(today.year() - 1, 1)),
+                    midnight(first),
+                )
             }
             Period::Schedule => {
                 let prev = schedule
@@ -409,21 +416,45 @@ mod tests {
                 p.get("period_end_date").unwrap().to_text(),
             )
         };
-        assert_eq!(get(Period::Month), ("2025-12-01".into(), "2026-01-01".into()));
-        assert_eq!(get(Period::Week), ("2025-12-29".into(), "2026-01-05".into()));
-        assert_eq!(get(Period::Quarter), ("2025-10-01".into(), "2026-01-01".into()));
-        assert_eq!(get(Period::Year), ("2025-01-01".into(), "2026-01-01".into()));
+        assert_eq!(
+            get(Period::Month),
+            ("2025-12-01".into(), "2026-01-01".into())
+        );
+        assert_eq!(
+            get(Period::Week),
+            ("2025-12-29".into(), "2026-01-05".into())
+        );
+        assert_eq!(
+            get(Period::Quarter),
+            ("2025-10-01".into(), "2026-01-01".into())
+        );
+        assert_eq!(
+            get(Period::Year),
+            ("2025-01-01".into(), "2026-01-01".into())
+        );
     }
 
     #[test]
     fn hour_and_schedule_periods() {
         let at = utc("2026-03-10T10:15:00Z");
         let p = RunParams::compute(at, Tz::UTC, Period::Hour, None, &BTreeMap::new());
-        assert_eq!(p.get("period_start").unwrap().to_text(), "2026-03-10 09:00:00");
-        assert_eq!(p.get("period_end").unwrap().to_text(), "2026-03-10 10:00:00");
+        assert_eq!(
+            p.get("period_start").unwrap().to_text(),
+            "2026-03-10 09:00:00"
+        );
+        assert_eq!(
+            p.get("period_end").unwrap().to_text(),
+            "2026-03-10 10:00:00"
+        );
         let s = Schedule::parse("15 */6 * * *", Tz::UTC).unwrap();
         let p = RunParams::compute(at, Tz::UTC, Period::Schedule, Some(&s), &BTreeMap::new());
-        assert_eq!(p.get("period_start").unwrap().to_text(), "2026-03-10 06:15:00");
-        assert_eq!(p.get("period_end").unwrap().to_text(), "2026-03-10 10:15:00");
+        assert_eq!(
+            p.get("period_start").unwrap().to_text(),
+            "2026-03-10 06:15:00"
+        );
+        assert_eq!(
+            p.get("period_end").unwrap().to_text(),
+            "2026-03-10 10:15:00"
+        );
     }
 }

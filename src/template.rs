@@ -72,7 +72,9 @@ fn filesize(n: u64) -> String {
 /// Checks the syntax of a template string; the error text names line and problem.
 pub fn check_syntax(source: &str) -> Result<(), String> {
     let env = environment();
-    env.template_from_str(source).map(|_| ()).map_err(|e| describe(&e))
+    env.template_from_str(source)
+        .map(|_| ())
+        .map_err(|e| describe(&e))
 }
 
 /// Renders a template string with `ctx`.
@@ -124,13 +126,26 @@ impl MessageTemplate {
                 self.name,
                 self.body_path.display()
             ),
-            _ => format!("template `{}`: cannot read {}: {e}", self.name, self.body_path.display()),
+            _ => format!(
+                "template `{}`: cannot read {}: {e}",
+                self.name,
+                self.body_path.display()
+            ),
         })?;
-        check_syntax(&body)
-            .map_err(|e| format!("template `{}` ({}): {e}", self.name, self.body_path.display()))?;
+        check_syntax(&body).map_err(|e| {
+            format!(
+                "template `{}` ({}): {e}",
+                self.name,
+                self.body_path.display()
+            )
+        })?;
         if let Some(subject) = self.read_subject()? {
             check_syntax(&subject).map_err(|e| {
-                format!("template `{}` ({}): {e}", self.name, self.subject_path.display())
+                format!(
+                    "template `{}` ({}): {e}",
+                    self.name,
+                    self.subject_path.display()
+                )
             })?;
         }
         Ok(())
@@ -155,15 +170,17 @@ impl MessageTemplate {
             .map_err(|e| format!("template `{}` subject: {e}", self.name))?;
         let body =
             render_str(&body_src, ctx).map_err(|e| format!("template `{}`: {e}", self.name))?;
-        Ok((subject.lines().next().unwrap_or("").trim().to_string(), body))
+        Ok((
+            subject.lines().next().unwrap_or("").trim().to_string(),
+            body,
+        ))
     }
 }
 
 /// True for names made of ASCII letters, digits, `_` and `-` (task, template, channel names).
 pub fn is_plain_name(s: &str) -> bool {
     !s.is_empty()
-        && s
-            .bytes()
+        && s.bytes()
             .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
 }
 
@@ -184,7 +201,8 @@ mod tests {
 
     #[test]
     fn bad_strftime_and_syntax_are_errors_not_panics() {
-        let e = render_str("{{ d | strftime('%Q') }}", &context! { d => "2026-11-25" }).unwrap_err();
+        let e =
+            render_str("{{ d | strftime('%Q') }}", &context! { d => "2026-11-25" }).unwrap_err();
         assert!(e.contains("invalid strftime format"), "{e}");
         let e = check_syntax("{{ task ").unwrap_err();
         assert!(e.contains("syntax error"), "{e}");

@@ -88,7 +88,10 @@ pub fn significant_digits(text: &str) -> usize {
     let all: String = int_part.chars().chain(frac_part.chars()).collect();
     let trimmed = all.trim_start_matches('0');
     if frac_part.is_empty() {
-        trimmed.trim_end_matches('0').len().max(usize::from(!trimmed.is_empty()))
+        trimmed
+            .trim_end_matches('0')
+            .len()
+            .max(usize::from(!trimmed.is_empty()))
     } else {
         trimmed.len()
     }
@@ -103,9 +106,7 @@ pub fn is_decimal_text(text: &str) -> bool {
     };
     let digits_ok = |s: &str| s.bytes().all(|b| b.is_ascii_digit());
     match frac_part {
-        Some(f) => {
-            (!int_part.is_empty() || !f.is_empty()) && digits_ok(int_part) && digits_ok(f)
-        }
+        Some(f) => (!int_part.is_empty() || !f.is_empty()) && digits_ok(int_part) && digits_ok(f),
         None => !int_part.is_empty() && digits_ok(int_part),
     }
 }
@@ -201,12 +202,23 @@ mod render_tests {
         assert_eq!(text(Value::UInt(u64::MAX)), "18446744073709551615");
         assert_eq!(text(Value::Float(0.1)), "0.1");
         assert_eq!(text(Value::Float(f64::NAN)), "NaN");
-        assert_eq!(text(Value::Decimal("12345678901234567890.1234567890".into())), "12345678901234567890.1234567890");
-        assert_eq!(text(Value::Bytes(vec![0, 0xab])), "0x00AB");
-        assert_eq!(text(Value::Date("2026-11-25".parse().unwrap())), "2026-11-25");
-        assert_eq!(text(Value::Time("10:30:00.250".parse().unwrap())), "10:30:00.250");
         assert_eq!(
-            text(Value::DateTimeTz(DateTime::parse_from_rfc3339("2026-11-25T02:00:00Z").unwrap())),
+            text(Value::Decimal("12345678901234567890.1234567890".into())),
+            "12345678901234567890.1234567890"
+        );
+        assert_eq!(text(Value::Bytes(vec![0, 0xab])), "0x00AB");
+        assert_eq!(
+            text(Value::Date("2026-11-25".parse().unwrap())),
+            "2026-11-25"
+        );
+        assert_eq!(
+            text(Value::Time("10:30:00.250".parse().unwrap())),
+            "10:30:00.250"
+        );
+        assert_eq!(
+            text(Value::DateTimeTz(
+                DateTime::parse_from_rfc3339("2026-11-25T02:00:00Z").unwrap()
+            )),
             "2026-11-25 10:00:00+08:00"
         );
     }

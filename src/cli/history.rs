@@ -48,7 +48,10 @@ pub async fn run(cli: &Cli, args: &HistoryArgs) -> i32 {
         }
     };
     if args.json {
-        println!("{}", serde_json::to_string_pretty(&runs).expect("records serialize"));
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&runs).expect("records serialize")
+        );
         return EXIT_OK;
     }
     let mut rows = vec![[
@@ -78,7 +81,10 @@ pub async fn run(cli: &Cli, args: &HistoryArgs) -> i32 {
             format!("{detail} [{} warning(s)]", r.warnings.len())
         };
         rows.push([
-            r.scheduled_at.with_timezone(&tz).format("%Y-%m-%d %H:%M:%S %:z").to_string(),
+            r.scheduled_at
+                .with_timezone(&tz)
+                .format("%Y-%m-%d %H:%M:%S %:z")
+                .to_string(),
             r.task.clone(),
             r.status.to_string(),
             r.rows.to_string(),

@@ -29,7 +29,12 @@ pub const EXIT_CONFIG: i32 = 2;
 #[command(name = "ferry", version, about, long_about = None)]
 pub struct Cli {
     /// The configuration file; relative paths inside it resolve against its folder.
-    #[arg(long, global = true, default_value = "config.yaml", value_name = "PATH")]
+    #[arg(
+        long,
+        global = true,
+        default_value = "config.yaml",
+        value_name = "PATH"
+    )]
     pub config: PathBuf,
 
     /// Log progress to stderr (-v info, -vv debug). `FERRY_LOG` sets filters directly.
@@ -54,10 +59,12 @@ pub enum Command {
     History(history::HistoryArgs),
 }
 
-/// Sets up logging on stderr. Quiet by default (warnings and errors only).
+/// Sets up logging on stderr. Commands report their own results, so logs are off unless
+/// asked for with `-v` or `FERRY_LOG`.
 pub fn init_logging(verbose: u8) {
+    use std::io::IsTerminal;
     let default = match verbose {
-        0 => "warn",
+        0 => "off",
         1 => "info",
         _ => "debug",
     };
@@ -66,6 +73,7 @@ pub fn init_logging(verbose: u8) {
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
+        .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
 }

@@ -31,14 +31,19 @@ pub async fn run(cli: &Cli, args: &NextArgs) -> i32 {
         Some(s) => match DateTime::parse_from_rfc3339(s) {
             Ok(t) => t.with_timezone(&Utc),
             Err(e) => {
-                eprintln!("error: --after `{s}` is not an RFC 3339 instant ({e}); example: 2026-03-08T00:00:00Z");
+                eprintln!(
+                    "error: --after `{s}` is not an RFC 3339 instant ({e}); example: 2026-03-08T00:00:00Z"
+                );
                 return EXIT_CONFIG;
             }
         },
         None => Utc::now(),
     };
     if !task.enabled {
-        eprintln!("note: task `{}` is disabled (enabled: false); these are the times it would fire", task.name);
+        eprintln!(
+            "note: task `{}` is disabled (enabled: false); these are the times it would fire",
+            task.name
+        );
     }
     let tz = task.timezone;
     for t in task.schedule.upcoming(after, args.count) {

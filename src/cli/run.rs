@@ -12,7 +12,7 @@ use tokio_util::sync::CancellationToken;
 use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, find_task, load_project, print_error};
 use crate::config::{StoreSpec, format_duration};
 use crate::exec::{Executor, Progress, RunRequest};
-use crate::format::sweep_partials;
+use crate::format::{sweep_partials, sweep_temp};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{RunStore, Status, Trigger, process_alive};
 use crate::template::human_bytes;
@@ -46,14 +46,19 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
         Some(s) => match DateTime::parse_from_rfc3339(s) {
             Ok(t) => (t.with_timezone(&Utc), Trigger::Schedule),
             Err(e) => {
-                eprintln!("error: --at `{s}` is not an RFC 3339 instant ({e}); example: 2026-11-25T02:30:00+08:00");
+                eprintln!(
+                    "error: --at `{s}` is not an RFC 3339 instant ({e}); example: 2026-11-25T02:30:00+08:00"
+                );
                 return EXIT_CONFIG;
             }
         },
         None => {
             let now = Utc::now();
             let ms = now.timestamp_millis();
-            (DateTime::from_timestamp_millis(ms).unwrap_or(now), Trigger::Manual)
+            (
+                DateTime::from_timestamp_millis(ms).unwrap_or(now),
+                Trigger::Manual,
+            )
         }
     };
     let config = Arc::new(project.config.clone());
@@ -67,6 +72,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
     };
     // Leftovers of processes that died mid-run: their partial files and their runs.
     sweep_partials(&config.output_dir, &process_alive);
+    sweep_temp(&config.export.temp_dir, &process_alive);
     if let Err(e) = store
         .reap_interrupted(&config.node_name, &process_alive, Utc::now())
         .await
@@ -75,8 +81,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
         return EXIT_FAILED;
     }
 
-    let progress = (!args.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal())
-        .then(terminal_progress);
+    let progress =
+        (!args.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal())
+            .then(terminal_progress);
     let executor = Executor {
         config,
         store: Arc::new(store.clone()),
@@ -130,7 +137,12 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
             result.run_id
         );
         for f in &result.files {
-            println!("  {}  {}  sha256 {}", f.path, human_bytes(f.bytes), f.sha256);
+            println!(
+                "  {}  {}  sha256 {}",
+                f.path,
+                human_bytes(f.bytes),
+                f.sha256
+            );
         }
         for w in &result.warnings {
             eprintln!("warning: {w}");

@@ -24,7 +24,11 @@ pub async fn run(cli: &Cli) -> i32 {
         } else {
             t.schedule
                 .next_after(now)
-                .map(|n| n.with_timezone(&t.timezone).format("%Y-%m-%d %H:%M:%S %:z").to_string())
+                .map(|n| {
+                    n.with_timezone(&t.timezone)
+                        .format("%Y-%m-%d %H:%M:%S %:z")
+                        .to_string()
+                })
                 .unwrap_or_else(|| "never".into())
         };
         let mut format = t.output.format.extension().to_string();

@@ -275,7 +275,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         num.clear();
     }
     if !num.is_empty() {
-        return Err(format!("invalid duration `{t}`: `{num}` has no unit (s, m, h or d)"));
+        return Err(format!(
+            "invalid duration `{t}`: `{num}` has no unit (s, m, h or d)"
+        ));
     }
     if total == 0 {
         return Err(format!("duration `{t}` must be greater than zero"));
@@ -309,7 +311,11 @@ mod tests {
         assert_eq!(parse_duration("30m").unwrap(), Duration::from_secs(1800));
         assert_eq!(parse_duration("1h30m").unwrap(), Duration::from_secs(5400));
         assert_eq!(parse_duration("2d").unwrap(), Duration::from_secs(172_800));
-        assert!(parse_duration("10x").unwrap_err().contains("invalid duration"));
+        assert!(
+            parse_duration("10x")
+                .unwrap_err()
+                .contains("invalid duration")
+        );
         assert!(parse_duration("10m5").unwrap_err().contains("no unit"));
         assert!(parse_duration("0s").is_err());
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");

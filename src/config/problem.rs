@@ -59,7 +59,10 @@ impl fmt::Display for Problem {
 }
 
 /// Suggests the closest candidate to `given` ("did you mean ...?"), if one is close.
-pub fn did_you_mean<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> Option<&'a str> {
+pub fn did_you_mean<'a>(
+    given: &str,
+    candidates: impl IntoIterator<Item = &'a str>,
+) -> Option<&'a str> {
     candidates
         .into_iter()
         .map(|c| (strsim::jaro_winkler(given, c), c))
@@ -81,15 +84,28 @@ mod tests {
 
     #[test]
     fn display_with_and_without_position() {
-        let mut p = Problem::new(Path::new("tasks/a.yaml"), "output.format", "unknown format `xls`");
-        assert_eq!(p.to_string(), "tasks/a.yaml: output.format: unknown format `xls`");
+        let mut p = Problem::new(
+            Path::new("tasks/a.yaml"),
+            "output.format",
+            "unknown format `xls`",
+        );
+        assert_eq!(
+            p.to_string(),
+            "tasks/a.yaml: output.format: unknown format `xls`"
+        );
         p.pos = Some((3, 11));
-        assert_eq!(p.to_string(), "tasks/a.yaml:3:11: output.format: unknown format `xls`");
+        assert_eq!(
+            p.to_string(),
+            "tasks/a.yaml:3:11: output.format: unknown format `xls`"
+        );
     }
 
     #[test]
     fn suggestions_are_close_only() {
-        assert_eq!(did_you_mean("schedul", ["schedule", "source"]), Some("schedule"));
+        assert_eq!(
+            did_you_mean("schedul", ["schedule", "source"]),
+            Some("schedule")
+        );
         assert_eq!(did_you_mean("zzz", ["schedule", "source"]), None);
     }
 }

@@ -148,15 +148,11 @@ fn interpolate_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resu
                 .find('}')
                 .ok_or_else(|| format!("unclosed `${{` in `{text}`"))?;
             let name = &tail[..end];
-            if name.is_empty()
-                || !name
-                    .bytes()
-                    .all(|b| b.is_ascii_alphanumeric() || b == b'_')
-            {
+            if name.is_empty() || !name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_') {
                 return Err(format!("invalid variable name `${{{name}}}`"));
             }
-            let value = lookup(name)
-                .ok_or_else(|| format!("environment variable `{name}` is not set"))?;
+            let value =
+                lookup(name).ok_or_else(|| format!("environment variable `{name}` is not set"))?;
             out.push_str(&value);
             rest = &tail[end + 1..];
         } else {
@@ -242,7 +238,7 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
 
     let timezone = match &raw.timezone {
-        Some(z) => match interpolate(&z.value).map_err(|e| e).and_then(|v| parse_zone(&v)) {
+        Some(z) => match interpolate(&z.value).and_then(|v| parse_zone(&v)) {
             Ok(tz) => tz,
             Err(e) => {
                 c.at(z, "timezone", e);
@@ -333,7 +329,11 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
         let field = format!("datasources.{name}");
         c.fallback = Problem::at(path, ds, "", "").pos;
         if !is_plain_name(name) {
-            c.at(ds, &field, "datasource names may use letters, digits, `_` and `-` only");
+            c.at(
+                ds,
+                &field,
+                "datasource names may use letters, digits, `_` and `-` only",
+            );
         }
         match &ds.value {
             RawDatasource::Sqlite { url, seed_sql } => {
@@ -351,14 +351,14 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
                 let seed = seed_sql
                     .as_ref()
                     .map(|s| resolve(&base_dir, &c.env_req(s, &format!("{field}.seed_sql"))));
-                if let (Some(seed), Some(span)) = (&seed, seed_sql) {
-                    if !seed.is_file() {
-                        c.at(
-                            span,
-                            format!("{field}.seed_sql"),
-                            format!("file not found: {}", seed.display()),
-                        );
-                    }
+                if let (Some(seed), Some(span)) = (&seed, seed_sql)
+                    && !seed.is_file()
+                {
+                    c.at(
+                        span,
+                        format!("{field}.seed_sql"),
+                        format!("file not found: {}", seed.display()),
+                    );
                 }
                 datasources.insert(
                     name.clone(),
@@ -376,7 +376,11 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
         let field = format!("channels.{name}");
         c.fallback = Problem::at(path, ch, "", "").pos;
         if !is_plain_name(name) {
-            c.at(ch, &field, "channel names may use letters, digits, `_` and `-` only");
+            c.at(
+                ch,
+                &field,
+                "channel names may use letters, digits, `_` and `-` only",
+            );
         }
         match &ch.value {
             RawChannel::Outbox {
@@ -475,9 +479,7 @@ pub fn task_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
 }
 
 /// Loads every task file; valid tasks and the problems of the others.
-pub fn load_tasks(
-    config: &Config,
-) -> (BTreeMap<String, TaskSpec>, BTreeMap<String, Vec<Problem>>) {
+pub fn load_tasks(config: &Config) -> (BTreeMap<String, TaskSpec>, BTreeMap<String, Vec<Problem>>) {
     let mut tasks = BTreeMap::new();
     let mut problems: BTreeMap<String, Vec<Problem>> = BTreeMap::new();
     let files = match task_files(&config.tasks_dir) {
@@ -572,7 +574,11 @@ pub fn validate_task(
         let known = if names.is_empty() {
             " (config.yaml defines no datasources)".to_string()
         } else {
-            format!("{} (defined: {})", hint(&raw.source.value, names.iter().copied()), names.join(", "))
+            format!(
+                "{} (defined: {})",
+                hint(&raw.source.value, names.iter().copied()),
+                names.join(", ")
+            )
         };
         c.at(
             &raw.source,
@@ -587,10 +593,18 @@ pub fn validate_task(
         if !k.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_')
             || k.starts_with(|ch: char| ch.is_ascii_digit())
         {
-            c.at(v, &field, "parameter names may use letters, digits and `_`, and must not start with a digit");
+            c.at(
+                v,
+                &field,
+                "parameter names may use letters, digits and `_`, and must not start with a digit",
+            );
         }
         if params::BUILTIN.contains(&k.as_str()) {
-            c.at(v, &field, format!("`{k}` is a built-in parameter and cannot be redefined"));
+            c.at(
+                v,
+                &field,
+                format!("`{k}` is a built-in parameter and cannot be redefined"),
+            );
         }
         let pv = match &v.value {
             RawParam::Bool(b) => ParamValue::Bool(*b),
@@ -603,11 +617,18 @@ pub fn validate_task(
 
     let query = match (&raw.query, &raw.query_file) {
         (Some(_), Some(f)) => {
-            c.at(f, "query_file", "set either `query` or `query_file`, not both");
+            c.at(
+                f,
+                "query_file",
+                "set either `query` or `query_file`, not both",
+            );
             None
         }
         (None, None) => {
-            c.plain("query", "missing: set `query` (the SQL) or `query_file` (a file with the SQL)");
+            c.plain(
+                "query",
+                "missing: set `query` (the SQL) or `query_file` (a file with the SQL)",
+            );
             None
         }
         (Some(q), None) => Some((q.value.clone(), q)),
@@ -617,7 +638,11 @@ pub fn validate_task(
             match std::fs::read_to_string(&p) {
                 Ok(s) => Some((s, f)),
                 Err(e) => {
-                    c.at(f, "query_file", format!("cannot read {}: {}", p.display(), io_message(&e)));
+                    c.at(
+                        f,
+                        "query_file",
+                        format!("cannot read {}: {}", p.display(), io_message(&e)),
+                    );
                     None
                 }
             }
@@ -625,7 +650,11 @@ pub fn validate_task(
     };
     let query = match query {
         Some((q, span)) => {
-            let field = if raw.query.is_some() { "query" } else { "query_file" };
+            let field = if raw.query.is_some() {
+                "query"
+            } else {
+                "query_file"
+            };
             if q.trim().is_empty() {
                 c.at(span, field, "the query is empty");
             }
@@ -692,7 +721,11 @@ pub fn validate_task(
             "send" => OnEmpty::Send,
             "skip" => OnEmpty::Skip,
             other => {
-                c.at(o, "on_empty", format!("unknown value `{other}` (one of: send, skip)"));
+                c.at(
+                    o,
+                    "on_empty",
+                    format!("unknown value `{other}` (one of: send, skip)"),
+                );
                 OnEmpty::Send
             }
         },
@@ -709,7 +742,11 @@ pub fn validate_task(
             let known = if names.is_empty() {
                 " (config.yaml defines no channels)".to_string()
             } else {
-                format!("{} (defined: {})", hint(&n.value.channel, names.iter().copied()), names.join(", "))
+                format!(
+                    "{} (defined: {})",
+                    hint(&n.value.channel, names.iter().copied()),
+                    names.join(", ")
+                )
             };
             c.at(
                 n,
@@ -743,14 +780,21 @@ pub fn validate_task(
         notify.push(NotifySpec {
             channel: ch.name.clone(),
             template,
-            recipients: n.value.recipients.clone().unwrap_or_else(|| ch.recipients.clone()),
+            recipients: n
+                .value
+                .recipients
+                .clone()
+                .unwrap_or_else(|| ch.recipients.clone()),
             on,
         });
     }
 
     for (i, o) in raw.owners.iter().enumerate() {
         if !looks_like_email(o) {
-            c.plain(format!("owners[{i}]"), format!("`{o}` is not an email address"));
+            c.plain(
+                format!("owners[{i}]"),
+                format!("`{o}` is not an email address"),
+            );
         }
     }
 
@@ -827,7 +871,10 @@ fn validate_output(
             c.at(
                 &raw.format,
                 "output.format",
-                format!("unknown format `{other}`{} (one of: xlsx, csv)", hint(other, ["xlsx", "csv"])),
+                format!(
+                    "unknown format `{other}`{} (one of: xlsx, csv)",
+                    hint(other, ["xlsx", "csv"])
+                ),
             );
             None
         }
@@ -836,7 +883,9 @@ fn validate_output(
         Some(f) => {
             let sample = RunParams::compute(chrono::Utc::now(), tz, Period::Day, None, fixed);
             let ctx = sample.template_context(task, "run-id");
-            match template::check_syntax(&f.value).and_then(|_| template::render_str(&f.value, &ctx)) {
+            match template::check_syntax(&f.value)
+                .and_then(|_| template::render_str(&f.value, &ctx))
+            {
                 Ok(out) if out.trim().is_empty() => {
                     c.at(f, "output.file_name", "renders to an empty name");
                 }
@@ -881,7 +930,9 @@ fn validate_output(
 pub fn check_sheet_name(name: &str) -> Result<(), String> {
     let n = name.chars().count();
     if n == 0 || n > 31 {
-        return Err(format!("sheet names must have 1 to 31 characters, `{name}` has {n}"));
+        return Err(format!(
+            "sheet names must have 1 to 31 characters, `{name}` has {n}"
+        ));
     }
     if let Some(bad) = name.chars().find(|c| "[]:*?/\\".contains(*c)) {
         return Err(format!("sheet names cannot contain `{bad}`"));
@@ -895,13 +946,20 @@ pub fn check_sheet_name(name: &str) -> Result<(), String> {
 fn csv_options(c: &mut Checker, raw: &RawCsv) -> CsvOptions {
     let mut o = CsvOptions::default();
     if let Some(d) = &raw.delimiter {
-        let v = if d.value == "\\t" { "\t" } else { d.value.as_str() };
+        let v = if d.value == "\\t" {
+            "\t"
+        } else {
+            d.value.as_str()
+        };
         match v.as_bytes() {
             [b] if b.is_ascii() && !matches!(*b, b'"' | b'\n' | b'\r') => o.delimiter = *b,
             _ => c.at(
                 d,
                 "output.csv.delimiter",
-                format!("must be one ASCII character other than a quote or a line break (got `{}`)", d.value),
+                format!(
+                    "must be one ASCII character other than a quote or a line break (got `{}`)",
+                    d.value
+                ),
             ),
         }
     }
@@ -918,7 +976,10 @@ fn csv_options(c: &mut Checker, raw: &RawCsv) -> CsvOptions {
     }
     o.bom = raw.bom.unwrap_or(false);
     if o.bom && o.encoding == CsvEncoding::Gb18030 {
-        c.plain("output.csv.bom", "a byte order mark applies to utf-8 only; remove `bom` or use utf-8");
+        c.plain(
+            "output.csv.bom",
+            "a byte order mark applies to utf-8 only; remove `bom` or use utf-8",
+        );
     }
     o.escape_formulas = raw.escape_formulas.unwrap_or(true);
     o.header = raw.header.unwrap_or(true);
@@ -929,7 +990,10 @@ fn csv_options(c: &mut Checker, raw: &RawCsv) -> CsvOptions {
             other => c.at(
                 l,
                 "output.csv.line_ending",
-                format!("unknown line ending `{}` (one of: lf, crlf)", other.escape_debug()),
+                format!(
+                    "unknown line ending `{}` (one of: lf, crlf)",
+                    other.escape_debug()
+                ),
             ),
         }
     }
@@ -949,26 +1013,42 @@ mod tests {
             interpolate_with("${NOPE}", env).unwrap_err(),
             "environment variable `NOPE` is not set"
         );
-        assert!(interpolate_with("${PW", env).unwrap_err().contains("unclosed"));
+        assert!(
+            interpolate_with("${PW", env)
+                .unwrap_err()
+                .contains("unclosed")
+        );
     }
 
     #[test]
     fn urls_are_redacted() {
-        assert_eq!(redact_url("mysql://u:pw@h:3306/db"), "mysql://u:***@h:3306/db");
+        assert_eq!(
+            redact_url("mysql://u:pw@h:3306/db"),
+            "mysql://u:***@h:3306/db"
+        );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
     }
 
     #[test]
     fn location_prefix_is_stripped() {
-        assert_eq!(strip_location("error: line 4 column 10: invalid u64"), "invalid u64");
+        assert_eq!(
+            strip_location("error: line 4 column 10: invalid u64"),
+            "invalid u64"
+        );
         assert_eq!(strip_location("something else"), "something else");
     }
 
     #[test]
     fn unknown_field_gets_a_hint() {
         let m = "unknown field `schedul`, expected one of description, owners, schedule";
-        assert_eq!(unknown_field_hint(m).unwrap(), " (did you mean `schedule`?)");
-        assert_eq!(unknown_field_hint("unknown field `zzz`, expected `a` or `b`"), None);
+        assert_eq!(
+            unknown_field_hint(m).unwrap(),
+            " (did you mean `schedule`?)"
+        );
+        assert_eq!(
+            unknown_field_hint("unknown field `zzz`, expected `a` or `b`"),
+            None
+        );
     }
 
     #[test]

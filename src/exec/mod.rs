@@ -105,7 +105,9 @@ impl Executor {
             scheduled_at += chrono::Duration::milliseconds(1);
         }
         let span = info_span!("run", task = %req.task.name, run_id = %run_id, scheduled_at = %crate::store::fmt_instant(scheduled_at));
-        self.run_claimed(req, run_id, scheduled_at).instrument(span).await
+        self.run_claimed(req, run_id, scheduled_at)
+            .instrument(span)
+            .await
     }
 
     async fn run_claimed(
@@ -126,7 +128,14 @@ impl Executor {
         );
         let rows = Arc::new(AtomicU64::new(0));
         let cancelled = Arc::new(AtomicBool::new(false));
-        let export = self.export(task, &params, &run_id, rows.clone(), cancelled.clone(), req.progress.clone());
+        let export = self.export(
+            task,
+            &params,
+            &run_id,
+            rows.clone(),
+            cancelled.clone(),
+            req.progress.clone(),
+        );
         tokio::pin!(export);
         let outcome = tokio::select! {
             r = &mut export => r,
@@ -153,7 +162,8 @@ impl Executor {
         };
         let empty_skip = status == Status::Succeeded && rows == 0 && task.on_empty == OnEmpty::Skip;
         if empty_skip {
-            warnings.push("the query returned no rows: notifications skipped (on_empty: skip)".into());
+            warnings
+                .push("the query returned no rows: notifications skipped (on_empty: skip)".into());
         }
         let outcome = Outcome {
             status,
@@ -166,7 +176,9 @@ impl Executor {
         self.store.finish(&run_id, &outcome).await?;
         let duration = clock.elapsed();
         match status {
-            Status::Succeeded => info!(rows, files = files.len(), duration = %format_duration(duration), "run succeeded"),
+            Status::Succeeded => {
+                info!(rows, files = files.len(), duration = %format_duration(duration), "run succeeded")
+            }
             _ => error!(error = error.as_deref().unwrap_or(""), "run {status}"),
         }
 
@@ -201,14 +213,20 @@ impl Executor {
         progress: Option<Progress>,
     ) -> Result<(Vec<FileRecord>, Vec<String>), ExportError> {
         let spec = self.config.datasources.get(&task.source).ok_or_else(|| {
-            ExportError::Failed(format!("datasource `{}` is not defined in config.yaml", task.source))
+            ExportError::Failed(format!(
+                "datasource `{}` is not defined in config.yaml",
+                task.source
+            ))
         })?;
         let ctx = params.template_context(&task.name, run_id);
         let folder = template::render_str(&self.config.export.directory, &ctx)
             .map_err(|e| ExportError::Failed(format!("export.directory: {e}")))?;
         let dir = self.config.output_dir.join(format::sanitize_dir(&folder));
         std::fs::create_dir_all(&dir).map_err(|e| {
-            ExportError::Failed(format!("cannot create output folder {}: {e}", dir.display()))
+            ExportError::Failed(format!(
+                "cannot create output folder {}: {e}",
+                dir.display()
+            ))
         })?;
         let name = template::render_str(&task.output.file_name, &ctx)
             .map_err(|e| ExportError::Failed(format!("output.file_name: {e}")))?;
@@ -233,35 +251,44 @@ impl Executor {
         let columns = stream.columns;
         let mut chunks = stream.chunks;
         let writer_cancel = cancelled.clone();
-        let handle = tokio::task::spawn_blocking(move || -> Result<(Vec<format::Published>, Vec<String>), ExportError> {
-            let fail = |e: FormatError| ExportError::Failed(e.to_string());
-            let mut writer = format::create(opts.clone()).map_err(fail)?;
-            writer.begin(&columns).map_err(fail)?;
-            while let Some(chunk) = chunks.blocking_recv() {
+        let handle = tokio::task::spawn_blocking(
+            move || -> Result<(Vec<format::Published>, Vec<String>), ExportError> {
+                let fail = |e: FormatError| ExportError::Failed(e.to_string());
+                let mut writer = format::create(opts.clone()).map_err(fail)?;
+                writer.begin(&columns).map_err(fail)?;
+                while let Some(chunk) = chunks.blocking_recv() {
+                    if writer_cancel.load(Ordering::SeqCst) {
+                        return Err(ExportError::Cancelled("cancelled".into()));
+                    }
+                    let chunk = chunk.map_err(|e| ExportError::Failed(e.to_string()))?;
+                    writer.write_rows(&chunk).map_err(fail)?;
+                    let n =
+                        rows.fetch_add(chunk.len() as u64, Ordering::SeqCst) + chunk.len() as u64;
+                    if let Some(p) = &progress {
+                        p(n);
+                    }
+                }
+                let Finished {
+                    mut staged,
+                    warnings,
+                } = writer.finish().map_err(fail)?;
+                if zip {
+                    staged = vec![
+                        format::zip::zip_staged(&opts.dir, &opts.base_name, &staged)
+                            .map_err(fail)?,
+                    ];
+                }
                 if writer_cancel.load(Ordering::SeqCst) {
+                    remove_staged(&staged);
                     return Err(ExportError::Cancelled("cancelled".into()));
                 }
-                let chunk = chunk.map_err(|e| ExportError::Failed(e.to_string()))?;
-                writer.write_rows(&chunk).map_err(fail)?;
-                let n = rows.fetch_add(chunk.len() as u64, Ordering::SeqCst) + chunk.len() as u64;
-                if let Some(p) = &progress {
-                    p(n);
-                }
-            }
-            let Finished { mut staged, warnings } = writer.finish().map_err(fail)?;
-            if zip {
-                staged = vec![format::zip::zip_staged(&opts.dir, &opts.base_name, &staged).map_err(fail)?];
-            }
-            if writer_cancel.load(Ordering::SeqCst) {
-                remove_staged(&staged);
-                return Err(ExportError::Cancelled("cancelled".into()));
-            }
-            let published = format::publish(&opts.dir, &staged).map_err(|e| {
-                remove_staged(&staged);
-                fail(e)
-            })?;
-            Ok((published, warnings))
-        });
+                let published = format::publish(&opts.dir, &staged).map_err(|e| {
+                    remove_staged(&staged);
+                    fail(e)
+                })?;
+                Ok((published, warnings))
+            },
+        );
         let (published, warnings) = handle
             .await
             .map_err(|e| ExportError::Failed(format!("the writer stopped unexpectedly: {e}")))??;
@@ -276,7 +303,12 @@ impl Executor {
         Ok((files, warnings))
     }
 
-    async fn notify_all(&self, task: &TaskSpec, r: &RunResult, scheduled_at: DateTime<Utc>) -> Vec<String> {
+    async fn notify_all(
+        &self,
+        task: &TaskSpec,
+        r: &RunResult,
+        scheduled_at: DateTime<Utc>,
+    ) -> Vec<String> {
         let report = RunReport {
             task: task.name.clone(),
             description: task.description.clone(),

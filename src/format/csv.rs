@@ -94,7 +94,10 @@ impl Gb18030Writer {
 
     fn finish(mut self) -> io::Result<File> {
         if !self.pending.is_empty() {
-            return Err(io::Error::new(io::ErrorKind::InvalidData, "truncated UTF-8 at the end of output"));
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "truncated UTF-8 at the end of output",
+            ));
         }
         self.encode("", true)?;
         self.inner.into_inner().map_err(|e| e.into_error())
@@ -108,7 +111,12 @@ impl Write for Gb18030Writer {
         let valid = match std::str::from_utf8(&data) {
             Ok(_) => data.len(),
             Err(e) if e.error_len().is_none() => e.valid_up_to(),
-            Err(_) => return Err(io::Error::new(io::ErrorKind::InvalidData, "invalid UTF-8 in CSV output")),
+            Err(_) => {
+                return Err(io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    "invalid UTF-8 in CSV output",
+                ));
+            }
         };
         let text = std::str::from_utf8(&data[..valid]).expect("checked above");
         self.encode(text, false)?;
@@ -177,7 +185,10 @@ impl CsvWriter {
 
 /// True if a spreadsheet would treat text starting like this as a formula.
 pub fn looks_like_formula(s: &str) -> bool {
-    matches!(s.as_bytes().first(), Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r'))
+    matches!(
+        s.as_bytes().first(),
+        Some(b'=' | b'+' | b'-' | b'@' | b'\t' | b'\r')
+    )
 }
 
 /// The header text of a column (instants name the zone they are shown in).
@@ -199,7 +210,11 @@ impl FormatWriter for CsvWriter {
             .iter()
             .map(|c| {
                 let h = header_text(c, self.tz);
-                if escape && looks_like_formula(&h) { format!("'{h}") } else { h }
+                if escape && looks_like_formula(&h) {
+                    format!("'{h}")
+                } else {
+                    h
+                }
             })
             .collect();
         let wtr = self.wtr.as_mut().expect("writer open until finish");
@@ -251,8 +266,11 @@ impl FormatWriter for CsvWriter {
         let sink = wtr
             .into_inner()
             .map_err(|e| FormatError::io(&self.partial, io::Error::other(e.to_string())))?;
-        let file = sink.into_file().map_err(|e| FormatError::io(&self.partial, e))?;
-        file.sync_all().map_err(|e| FormatError::io(&self.partial, e))?;
+        let file = sink
+            .into_file()
+            .map_err(|e| FormatError::io(&self.partial, e))?;
+        file.sync_all()
+            .map_err(|e| FormatError::io(&self.partial, e))?;
         Ok(Finished {
             staged: vec![Staged {
                 partial: self.partial.clone(),

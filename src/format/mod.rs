@@ -138,7 +138,8 @@ pub fn publish(dir: &Path, staged: &[Staged]) -> Result<Vec<Published>, FormatEr
                         n += 1;
                         continue;
                     }
-                    std::fs::rename(&s.partial, &target).map_err(|e| FormatError::io(&target, e))?;
+                    std::fs::rename(&s.partial, &target)
+                        .map_err(|e| FormatError::io(&target, e))?;
                     break target;
                 }
                 Err(e) => return Err(FormatError::io(&target, e)),
@@ -203,8 +204,33 @@ pub fn sweep_partials(root: &Path, alive: &dyn Fn(u32) -> bool) -> usize {
             continue;
         }
         let name = entry.file_name().to_string_lossy().to_string();
-        let Some(pid) = partial_owner(&name) else { continue };
+        let Some(pid) = partial_owner(&name) else {
+            continue;
+        };
         if !alive(pid) && std::fs::remove_file(&path).is_ok() {
+            removed += 1;
+        }
+    }
+    removed
+}
+
+/// This process's folder under the temporary folder (`<temp_dir>/<pid>`).
+pub fn process_temp_dir(temp_dir: &Path) -> PathBuf {
+    temp_dir.join(std::process::id().to_string())
+}
+
+/// Removes `<temp_dir>/<pid>` folders of processes that no longer run (worksheet temp
+/// files of killed xlsx exports). Returns how many folders were removed.
+pub fn sweep_temp(temp_dir: &Path, alive: &dyn Fn(u32) -> bool) -> usize {
+    let Ok(entries) = std::fs::read_dir(temp_dir) else {
+        return 0;
+    };
+    let mut removed = 0;
+    for e in entries.flatten() {
+        let Some(pid) = e.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+            continue;
+        };
+        if e.path().is_dir() && !alive(pid) && std::fs::remove_dir_all(e.path()).is_ok() {
             removed += 1;
         }
     }

@@ -70,9 +70,11 @@ impl XlsxWriter {
     pub fn new(o: WriterOptions) -> Result<XlsxWriter, FormatError> {
         let final_name = format!("{}.xlsx", o.base_name);
         let partial = partial_path(&o.dir, &final_name);
-        std::fs::create_dir_all(&o.temp_dir).map_err(|e| FormatError::io(&o.temp_dir, e))?;
+        // One folder per process, so that a sweep can tell whose leftovers they are.
+        let temp_dir = super::process_temp_dir(&o.temp_dir);
+        std::fs::create_dir_all(&temp_dir).map_err(|e| FormatError::io(&temp_dir, e))?;
         let mut workbook = Workbook::new();
-        workbook.set_tempdir(&o.temp_dir).map_err(xerr)?;
+        workbook.set_tempdir(&temp_dir).map_err(xerr)?;
         // Large exports can pass 4 GB of uncompressed sheet XML.
         workbook.use_zip_large_file(true);
         Ok(XlsxWriter {
@@ -114,8 +116,15 @@ impl XlsxWriter {
         self.apply_widths()?;
         self.sheets += 1;
         let name = self.sheet_name(self.sheets);
-        let header: Vec<String> = self.columns.iter().map(|c| header_text(c, self.tz)).collect();
-        let ws = self.workbook.add_worksheet_with_constant_memory().map_err(xerr)?;
+        let header: Vec<String> = self
+            .columns
+            .iter()
+            .map(|c| header_text(c, self.tz))
+            .collect();
+        let ws = self
+            .workbook
+            .add_worksheet_with_constant_memory()
+            .map_err(xerr)?;
         ws.set_name(name).map_err(xerr)?;
         for (i, h) in header.iter().enumerate() {
             ws.write_string_with_format(0, i as u16, h, &self.header_fmt)
@@ -137,9 +146,13 @@ impl XlsxWriter {
             return Ok(());
         }
         let widths = self.widths.clone();
-        let ws = self.workbook.worksheet_from_index(self.sheet_index).map_err(xerr)?;
+        let ws = self
+            .workbook
+            .worksheet_from_index(self.sheet_index)
+            .map_err(xerr)?;
         for (i, w) in widths.iter().enumerate() {
-            ws.set_column_width(i as u16, w.clamp(6.0, 60.0)).map_err(xerr)?;
+            ws.set_column_width(i as u16, w.clamp(6.0, 60.0))
+                .map_err(xerr)?;
         }
         Ok(())
     }
@@ -195,14 +208,19 @@ impl FormatWriter for XlsxWriter {
             }
             let r = self.row;
             let sample = r <= WIDTH_SAMPLE_ROWS && self.sheets == 1;
-            let ws: &mut Worksheet = self.workbook.worksheet_from_index(self.sheet_index).map_err(xerr)?;
+            let ws: &mut Worksheet = self
+                .workbook
+                .worksheet_from_index(self.sheet_index)
+                .map_err(xerr)?;
             for (i, v) in row.iter().enumerate() {
                 let col = i as u16;
                 self.buf.clear();
                 let cell = match v {
                     Value::Null => Cell::Empty,
                     Value::Bool(b) => Cell::Bool(*b),
-                    Value::Int(n) if n.unsigned_abs() <= MAX_EXACT_INT as u64 => Cell::Number(*n as f64),
+                    Value::Int(n) if n.unsigned_abs() <= MAX_EXACT_INT as u64 => {
+                        Cell::Number(*n as f64)
+                    }
                     Value::UInt(n) if *n <= MAX_EXACT_INT as u64 => Cell::Number(*n as f64),
                     Value::Float(f) if f.is_finite() => Cell::Number(*f),
                     Value::Decimal(d) if significant_digits(d) <= 15 => match d.parse::<f64>() {
@@ -223,13 +241,15 @@ impl FormatWriter for XlsxWriter {
                             Cell::Text(&self.buf)
                         }
                     },
-                    Value::DateTimeTz(t) => match excel_datetime(t.with_timezone(&self.tz).naive_local()) {
-                        Some(n) => Cell::NumberFmt(n, &self.datetime_fmt),
-                        None => {
-                            render_text(v, self.tz, &mut self.buf);
-                            Cell::Text(&self.buf)
+                    Value::DateTimeTz(t) => {
+                        match excel_datetime(t.with_timezone(&self.tz).naive_local()) {
+                            Some(n) => Cell::NumberFmt(n, &self.datetime_fmt),
+                            None => {
+                                render_text(v, self.tz, &mut self.buf);
+                                Cell::Text(&self.buf)
+                            }
                         }
-                    },
+                    }
                     Value::Time(t) => Cell::NumberFmt(day_fraction(*t), &self.time_fmt),
                     Value::Text(s) => Cell::Text(s),
                     other => {
@@ -260,11 +280,20 @@ impl FormatWriter for XlsxWriter {
                     }
                 };
                 res.map_err(xerr)?;
-                if sample && matches!(v, Value::Date(_) | Value::DateTime(_) | Value::DateTimeTz(_))
+                if sample
+                    && matches!(
+                        v,
+                        Value::Date(_) | Value::DateTime(_) | Value::DateTimeTz(_)
+                    )
                     && let Some(w) = self.widths.get_mut(i)
                 {
-                    *w = w.max(if matches!(v, Value::Date(_)) { 11.0 } else { 20.0 });
-                } else if sample && v.is_numeric()
+                    *w = w.max(if matches!(v, Value::Date(_)) {
+                        11.0
+                    } else {
+                        20.0
+                    });
+                } else if sample
+                    && v.is_numeric()
                     && let Some(w) = self.widths.get_mut(i)
                 {
                     let mut t = String::new();
@@ -289,7 +318,8 @@ impl FormatWriter for XlsxWriter {
         let file = out
             .into_inner()
             .map_err(|e| FormatError::io(&self.partial, e.into_error()))?;
-        file.sync_all().map_err(|e| FormatError::io(&self.partial, e))?;
+        file.sync_all()
+            .map_err(|e| FormatError::io(&self.partial, e))?;
         self.finished = true;
         let mut warnings = Vec::new();
         if self.sheets > 1 {
@@ -379,7 +409,11 @@ mod tests {
         w.write_rows(&rows[..7]).unwrap();
         w.write_rows(&rows[7..]).unwrap();
         let fin = w.finish().unwrap();
-        assert!(fin.warnings[0].contains("written over 3 sheets"), "{:?}", fin.warnings);
+        assert!(
+            fin.warnings[0].contains("written over 3 sheets"),
+            "{:?}",
+            fin.warnings
+        );
         let path = &fin.staged[0].partial;
         let mut wb: Xlsx<_> = open_workbook(path).unwrap();
         assert_eq!(wb.sheet_names(), ["data", "data_2", "data_3"]);
@@ -411,7 +445,9 @@ mod tests {
         let fin = w.finish().unwrap();
         assert_eq!(
             fin.warnings,
-            ["column `note`: 1 value(s) longer than 32767 characters were cut to 32767 (Excel's cell limit)"]
+            [
+                "column `note`: 1 value(s) longer than 32767 characters were cut to 32767 (Excel's cell limit)"
+            ]
         );
         let mut wb: Xlsx<_> = open_workbook(&fin.staged[0].partial).unwrap();
         let range = wb.worksheet_range("data").unwrap();
@@ -429,7 +465,17 @@ mod tests {
         let partial = w.partial.clone();
         drop(w);
         assert!(!partial.exists());
-        assert!(std::fs::read_dir(dir.path()).unwrap().all(|e| e.unwrap().file_name() == "tmp"));
+        assert!(
+            std::fs::read_dir(dir.path())
+                .unwrap()
+                .all(|e| e.unwrap().file_name() == "tmp")
+        );
+        let own = super::super::process_temp_dir(&dir.path().join("tmp"));
+        assert_eq!(
+            std::fs::read_dir(own).unwrap().count(),
+            0,
+            "worksheet temp files removed"
+        );
     }
 
     #[test]

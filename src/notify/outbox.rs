@@ -7,7 +7,7 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use super::{Message, NotifyError, Notifier};
+use super::{Message, Notifier, NotifyError};
 use crate::format::{partial_path, sync_dir};
 
 pub struct Outbox {
@@ -21,7 +21,10 @@ impl Outbox {
 
     fn write(&self, message: &Message) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(&self.dir)?;
-        let name = format!("{}_{}_{}.json", message.task, message.run_id, message.channel);
+        let name = format!(
+            "{}_{}_{}.json",
+            message.task, message.run_id, message.channel
+        );
         let partial = partial_path(&self.dir, &name);
         let target = self.dir.join(&name);
         let json = serde_json::to_vec_pretty(message).map_err(std::io::Error::other)?;

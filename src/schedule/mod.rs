@@ -182,12 +182,23 @@ mod tests {
         let e = Schedule::parse("0 61 * * *", Tz::UTC).unwrap_err();
         assert!(e.contains("invalid cron expression `0 61 * * *`"), "{e}");
         assert!(Schedule::parse("", Tz::UTC).is_err());
-        assert!(Schedule::parse("0 0 30 2 *", Tz::UTC).unwrap_err().contains("never fires"));
+        assert!(
+            Schedule::parse("0 0 30 2 *", Tz::UTC)
+                .unwrap_err()
+                .contains("never fires")
+        );
     }
 
     #[test]
     fn nicknames_and_quartz_steps_parse() {
-        for e in ["@daily", "@hourly", "0/5 * * * *", "0 0 L * *", "0 0 * * 5#L", "0 0 15W * *"] {
+        for e in [
+            "@daily",
+            "@hourly",
+            "0/5 * * * *",
+            "0 0 L * *",
+            "0 0 * * 5#L",
+            "0 0 15W * *",
+        ] {
             Schedule::parse(e, Tz::UTC).unwrap_or_else(|err| panic!("{e}: {err}"));
         }
     }
@@ -195,12 +206,19 @@ mod tests {
     #[test]
     fn upcoming_is_bounded() {
         let s = Schedule::parse("* * * * * *", Tz::UTC).unwrap();
-        assert_eq!(s.upcoming(Utc.timestamp_opt(0, 0).unwrap(), usize::MAX).len(), MAX_ENUMERATION);
+        assert_eq!(
+            s.upcoming(Utc.timestamp_opt(0, 0).unwrap(), usize::MAX)
+                .len(),
+            MAX_ENUMERATION
+        );
     }
 
     #[test]
     fn zones_are_checked() {
         assert!(parse_zone("Mars/Base").unwrap_err().contains("Mars/Base"));
-        assert_eq!(parse_zone("Europe/Berlin").unwrap(), chrono_tz::Europe::Berlin);
+        assert_eq!(
+            parse_zone("Europe/Berlin").unwrap(),
+            chrono_tz::Europe::Berlin
+        );
     }
 }

@@ -16,7 +16,10 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
 use futures_util::StreamExt;
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow, SqliteValueRef};
-use sqlx::{AssertSqlSafe, SqlSafeStr, Column as _, Connection, Decode, Executor, Row as _, Statement, TypeInfo, ValueRef};
+use sqlx::{
+    AssertSqlSafe, Column as _, Connection, Decode, Executor, Row as _, SqlSafeStr, Statement,
+    TypeInfo, ValueRef,
+};
 use tokio::sync::{mpsc, oneshot};
 
 use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError};
@@ -32,7 +35,11 @@ pub struct SqliteSource {
 
 impl SqliteSource {
     /// Opens the source, building the database from `seed_sql` first if the file is missing.
-    pub async fn open(name: &str, path: &Path, seed_sql: Option<&Path>) -> Result<SqliteSource, SourceError> {
+    pub async fn open(
+        name: &str,
+        path: &Path,
+        seed_sql: Option<&Path>,
+    ) -> Result<SqliteSource, SourceError> {
         if !path.exists() {
             match seed_sql {
                 Some(seed) => build_from_seed(name, path, seed).await?,
@@ -89,7 +96,12 @@ async fn build_from_seed(name: &str, path: &Path, seed: &Path) -> Result<(), Sou
         let _ = std::fs::remove_file(&tmp);
         return Err(SourceError::new(
             name,
-            format!("building {} from {} failed: {}", path.display(), seed.display(), db_message(&e)),
+            format!(
+                "building {} from {} failed: {}",
+                path.display(),
+                seed.display(),
+                db_message(&e)
+            ),
         ));
     }
     // Publish without overwriting: if another process built it meanwhile, keep theirs.
@@ -163,8 +175,12 @@ fn decode_value(row: &SqliteRow, i: usize, rule: Rule) -> Result<Value, sqlx::Er
                 _ => Value::Int(n),
             }
         }
-        "REAL" => Value::Float(<f64 as Decode<sqlx::Sqlite>>::decode(raw).map_err(sqlx::Error::Decode)?),
-        "BLOB" => Value::Bytes(<Vec<u8> as Decode<sqlx::Sqlite>>::decode(raw).map_err(sqlx::Error::Decode)?),
+        "REAL" => {
+            Value::Float(<f64 as Decode<sqlx::Sqlite>>::decode(raw).map_err(sqlx::Error::Decode)?)
+        }
+        "BLOB" => Value::Bytes(
+            <Vec<u8> as Decode<sqlx::Sqlite>>::decode(raw).map_err(sqlx::Error::Decode)?,
+        ),
         _ => {
             let s = <String as Decode<sqlx::Sqlite>>::decode(raw).map_err(sqlx::Error::Decode)?;
             text_value(s, rule)
@@ -202,7 +218,11 @@ fn parse_datetime(s: &str) -> Option<Value> {
             return Some(Value::DateTimeTz(t));
         }
     }
-    for fmt in ["%Y-%m-%d %H:%M:%S%.f", "%Y-%m-%dT%H:%M:%S%.f", "%Y-%m-%d %H:%M"] {
+    for fmt in [
+        "%Y-%m-%d %H:%M:%S%.f",
+        "%Y-%m-%dT%H:%M:%S%.f",
+        "%Y-%m-%d %H:%M",
+    ] {
         if let Ok(t) = NaiveDateTime::parse_from_str(s, fmt) {
             return Some(Value::DateTime(t));
         }
@@ -221,13 +241,14 @@ impl Source for SqliteSource {
         let (text, names) = params::rewrite(sql, params::Style::Question);
         let mut values = Vec::with_capacity(names.len());
         for n in &names {
-            let v = params
-                .get(n)
-                .ok_or_else(|| SourceError::new(&self.name, format!("no value for parameter `:{n}`")))?;
+            let v = params.get(n).ok_or_else(|| {
+                SourceError::new(&self.name, format!("no value for parameter `:{n}`"))
+            })?;
             values.push(v.clone());
         }
         let mut conn = self.connect().await?;
-        let (cols_tx, cols_rx) = oneshot::channel::<Result<(Vec<Column>, Vec<Rule>), SourceError>>();
+        let (cols_tx, cols_rx) =
+            oneshot::channel::<Result<(Vec<Column>, Vec<Rule>), SourceError>>();
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let name = self.name.clone();
         let chunk_rows = chunk_rows.max(1);
@@ -274,7 +295,8 @@ impl Source for SqliteSource {
                     }
                 }
                 if chunk.len() >= chunk_rows {
-                    let full = std::mem::replace(&mut chunk, Vec::with_capacity(chunk_rows.min(65_536)));
+                    let full =
+                        std::mem::replace(&mut chunk, Vec::with_capacity(chunk_rows.min(65_536)));
                     if tx.send(Ok(full)).await.is_err() {
                         return; // The consumer stopped (cancelled or failed).
                     }
@@ -287,7 +309,10 @@ impl Source for SqliteSource {
         let (columns, _) = cols_rx
             .await
             .map_err(|_| SourceError::new(&self.name, "the query task stopped unexpectedly"))??;
-        Ok(QueryStream { columns, chunks: rx })
+        Ok(QueryStream {
+            columns,
+            chunks: rx,
+        })
     }
 
     async fn healthcheck(&self) -> Result<(), SourceError> {
@@ -305,10 +330,22 @@ mod tests {
 
     #[test]
     fn datetimes_parse_with_and_without_offsets() {
-        assert!(matches!(parse_datetime("2026-11-25 10:30:00"), Some(Value::DateTime(_))));
-        assert!(matches!(parse_datetime("2026-11-25T10:30:00.123"), Some(Value::DateTime(_))));
-        assert!(matches!(parse_datetime("2026-11-25T10:30:00+08:00"), Some(Value::DateTimeTz(_))));
-        assert!(matches!(parse_datetime("2026-11-25 10:30:00+0800"), Some(Value::DateTimeTz(_))));
+        assert!(matches!(
+            parse_datetime("2026-11-25 10:30:00"),
+            Some(Value::DateTime(_))
+        ));
+        assert!(matches!(
+            parse_datetime("2026-11-25T10:30:00.123"),
+            Some(Value::DateTime(_))
+        ));
+        assert!(matches!(
+            parse_datetime("2026-11-25T10:30:00+08:00"),
+            Some(Value::DateTimeTz(_))
+        ));
+        assert!(matches!(
+            parse_datetime("2026-11-25 10:30:00+0800"),
+            Some(Value::DateTimeTz(_))
+        ));
         assert_eq!(parse_datetime("yesterday"), None);
     }
 
@@ -316,6 +353,9 @@ mod tests {
     fn declared_types_pick_rules() {
         assert_eq!(rule_and_kind("DATE"), (Rule::Date, Kind::Date));
         assert_eq!(rule_and_kind("BOOLEAN").0, Rule::Bool);
-        assert_eq!(text_value("2026-13-01".into(), Rule::Date), Value::Text("2026-13-01".into()));
+        assert_eq!(
+            text_value("2026-13-01".into(), Rule::Date),
+            Value::Text("2026-13-01".into())
+        );
     }
 }

@@ -181,7 +181,9 @@ pub fn fmt_instant(t: DateTime<Utc>) -> String {
 
 /// Parses [`fmt_instant`] output.
 pub fn parse_instant(s: &str) -> Option<DateTime<Utc>> {
-    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+    DateTime::parse_from_rfc3339(s)
+        .ok()
+        .map(|t| t.with_timezone(&Utc))
 }
 
 /// True if a process with this pid exists (Linux `/proc`; elsewhere assume alive).

@@ -10,8 +10,10 @@ use std::time::Duration;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
 use sqlx::Row;
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use super::{
     Claim, FileRecord, HistoryFilter, Outcome, RunRecord, RunStore, Status, StoreError,
@@ -149,7 +151,8 @@ fn db(path: &str, source: sqlx::Error) -> StoreError {
 fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, sqlx::Error> {
     let instant = |col: &str| -> Result<DateTime<Utc>, sqlx::Error> {
         let s: String = row.try_get(col)?;
-        parse_instant(&s).ok_or_else(|| sqlx::Error::Decode(format!("bad instant `{s}` in {col}").into()))
+        parse_instant(&s)
+            .ok_or_else(|| sqlx::Error::Decode(format!("bad instant `{s}` in {col}").into()))
     };
     let status: String = row.try_get("status")?;
     let files: String = row.try_get("files")?;
@@ -228,11 +231,12 @@ impl RunStore for SqliteStore {
 
     async fn append_warnings(&self, run_id: &str, warnings: &[String]) -> Result<(), StoreError> {
         let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
-        let current: Option<String> = sqlx::query_scalar("SELECT warnings FROM runs WHERE run_id = ?")
-            .bind(run_id)
-            .fetch_optional(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT warnings FROM runs WHERE run_id = ?")
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
         let mut all: Vec<String> = current
             .as_deref()
             .and_then(|s| serde_json::from_str(s).ok())
@@ -250,15 +254,13 @@ impl RunStore for SqliteStore {
     async fn list(&self, f: &HistoryFilter) -> Result<Vec<RunRecord>, StoreError> {
         let limit = if f.limit == 0 { 20 } else { f.limit } as i64;
         let rows = match &f.task {
-            Some(t) => {
-                sqlx::query(
-                    "SELECT * FROM runs WHERE task = ? ORDER BY started_at DESC, run_id DESC LIMIT ?",
-                )
-                .bind(t)
-                .bind(limit)
-                .fetch_all(&self.pool)
-                .await
-            }
+            Some(t) => sqlx::query(
+                "SELECT * FROM runs WHERE task = ? ORDER BY started_at DESC, run_id DESC LIMIT ?",
+            )
+            .bind(t)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await,
             None => {
                 sqlx::query("SELECT * FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?")
                     .bind(limit)
@@ -291,11 +293,12 @@ impl RunStore for SqliteStore {
         alive: &(dyn Fn(u32) -> bool + Sync),
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError> {
-        let rows = sqlx::query("SELECT run_id, pid FROM runs WHERE status = 'running' AND node = ?")
-            .bind(node)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let rows =
+            sqlx::query("SELECT run_id, pid FROM runs WHERE status = 'running' AND node = ?")
+                .bind(node)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
         let mut reaped = Vec::new();
         for row in rows {
             let run_id: String = row.try_get("run_id").map_err(|e| self.err(e))?;
@@ -344,23 +347,58 @@ mod tests {
     #[tokio::test]
     async fn claim_is_unique_per_task_and_fire() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("s/ferry.db")).await.unwrap();
-        assert!(store.claim(&claim("a", "2026-01-01T00:00:00Z", "r1")).await.unwrap());
-        assert!(!store.claim(&claim("a", "2026-01-01T00:00:00Z", "r2")).await.unwrap());
-        assert!(store.claim(&claim("b", "2026-01-01T00:00:00Z", "r3")).await.unwrap());
+        let store = SqliteStore::open(&dir.path().join("s/ferry.db"))
+            .await
+            .unwrap();
+        assert!(
+            store
+                .claim(&claim("a", "2026-01-01T00:00:00Z", "r1"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .claim(&claim("a", "2026-01-01T00:00:00Z", "r2"))
+                .await
+                .unwrap()
+        );
+        assert!(
+            store
+                .claim(&claim("b", "2026-01-01T00:00:00Z", "r3"))
+                .await
+                .unwrap()
+        );
         // Reopening keeps data and does not re-run migrations.
         store.close().await;
-        let store = SqliteStore::open(&dir.path().join("s/ferry.db")).await.unwrap();
-        assert!(!store.claim(&claim("a", "2026-01-01T00:00:00Z", "r4")).await.unwrap());
-        assert_eq!(store.list(&HistoryFilter::default()).await.unwrap().len(), 2);
+        let store = SqliteStore::open(&dir.path().join("s/ferry.db"))
+            .await
+            .unwrap();
+        assert!(
+            !store
+                .claim(&claim("a", "2026-01-01T00:00:00Z", "r4"))
+                .await
+                .unwrap()
+        );
+        assert_eq!(
+            store.list(&HistoryFilter::default()).await.unwrap().len(),
+            2
+        );
     }
 
     #[tokio::test]
     async fn finish_records_outcome_and_reap_marks_dead_runs() {
         let dir = tempfile::tempdir().unwrap();
-        let store = SqliteStore::open(&dir.path().join("ferry.db")).await.unwrap();
-        store.claim(&claim("a", "2026-01-01T00:00:00Z", "r1")).await.unwrap();
-        store.claim(&claim("a", "2026-01-02T00:00:00Z", "r2")).await.unwrap();
+        let store = SqliteStore::open(&dir.path().join("ferry.db"))
+            .await
+            .unwrap();
+        store
+            .claim(&claim("a", "2026-01-01T00:00:00Z", "r1"))
+            .await
+            .unwrap();
+        store
+            .claim(&claim("a", "2026-01-02T00:00:00Z", "r2"))
+            .await
+            .unwrap();
         let finished = parse_instant("2026-01-01T00:00:01.500Z").unwrap();
         store
             .finish(
@@ -395,13 +433,21 @@ mod tests {
         let r2 = store.get("r2").await.unwrap().unwrap();
         assert_eq!(r2.status, Status::Failed);
         assert!(r2.error.unwrap().contains("interrupted"));
-        assert!(store.finish("nope", &Outcome {
-            status: Status::Failed,
-            finished_at: finished,
-            rows: 0,
-            files: vec![],
-            warnings: vec![],
-            error: None,
-        }).await.is_err());
+        assert!(
+            store
+                .finish(
+                    "nope",
+                    &Outcome {
+                        status: Status::Failed,
+                        finished_at: finished,
+                        rows: 0,
+                        files: vec![],
+                        warnings: vec![],
+                        error: None,
+                    }
+                )
+                .await
+                .is_err()
+        );
     }
 }

@@ -67,9 +67,16 @@ fn every_bad_file_gets_its_exact_error() {
 fn valid_tasks_are_not_reported_beside_broken_ones() {
     let tmp = tempfile::tempdir().unwrap();
     prepare(&repo().join("tests/fixtures/bad/several_files"), tmp.path());
-    let out = Command::new(FERRY).current_dir(tmp.path()).arg("validate").output().unwrap();
+    let out = Command::new(FERRY)
+        .current_dir(tmp.path())
+        .arg("validate")
+        .output()
+        .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(stderr.contains("tasks/a.yaml") && stderr.contains("tasks/b.yaml"), "{stderr}");
+    assert!(
+        stderr.contains("tasks/a.yaml") && stderr.contains("tasks/b.yaml"),
+        "{stderr}"
+    );
     assert!(!stderr.contains("ok.yaml"), "{stderr}");
     // The valid task still runs while the others are broken.
     let out = Command::new(FERRY)
@@ -81,7 +88,13 @@ fn valid_tasks_are_not_reported_beside_broken_ones() {
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     let json: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     assert_eq!(json["status"], "failed");
-    assert!(json["error"].as_str().unwrap().contains("database file not found"), "{json}");
+    assert!(
+        json["error"]
+            .as_str()
+            .unwrap()
+            .contains("database file not found"),
+        "{json}"
+    );
 }
 
 #[test]
@@ -91,7 +104,11 @@ fn the_repository_demo_is_valid() {
         copy_dir(&repo().join(dir), &tmp.path().join(dir));
     }
     std::fs::copy(repo().join("config.yaml"), tmp.path().join("config.yaml")).unwrap();
-    let out = Command::new(FERRY).current_dir(tmp.path()).arg("validate").output().unwrap();
+    let out = Command::new(FERRY)
+        .current_dir(tmp.path())
+        .arg("validate")
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(out.stderr.is_empty(), "{}", describe(&out));
 }

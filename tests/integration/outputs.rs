@@ -23,7 +23,10 @@ fn csv_matches_golden_byte_for_byte() {
     let p = Project::fixture("project");
     let (json, bytes) = run_single_file(&p, "types_csv");
     assert_eq!(json["rows"], 5);
-    assert_eq!(String::from_utf8_lossy(&bytes), String::from_utf8_lossy(&golden("types.csv")));
+    assert_eq!(
+        String::from_utf8_lossy(&bytes),
+        String::from_utf8_lossy(&golden("types.csv"))
+    );
 }
 
 #[test]
@@ -61,7 +64,12 @@ fn zip_holds_the_file() {
         "schedule: '0 3 * * *'\nsource: db\nquery: SELECT * FROM t ORDER BY id\noutput:\n  format: csv\n  file_name: zipped\n  zip: true\n",
     );
     let (json, bytes) = run_single_file(&p, "zipped");
-    assert!(json["files"][0]["path"].as_str().unwrap().ends_with("zipped.zip"));
+    assert!(
+        json["files"][0]["path"]
+            .as_str()
+            .unwrap()
+            .ends_with("zipped.zip")
+    );
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
     assert_eq!(archive.len(), 1);
     let mut member = archive.by_name("zipped.csv").unwrap();
@@ -84,7 +92,9 @@ fn xlsx_cells_keep_their_types() {
     let header: Vec<String> = rows[0].iter().map(|c| c.to_string()).collect();
     assert_eq!(
         header,
-        ["id", "name", "price", "qty", "big", "dec", "d", "ts", "flag", "raw", "note"]
+        [
+            "id", "name", "price", "qty", "big", "dec", "d", "ts", "flag", "raw", "note"
+        ]
     );
     let num = |d: &Data| match d {
         Data::Float(f) => *f,
