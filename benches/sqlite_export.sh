@@ -144,6 +144,11 @@ EOF
 }
 task csv_small bench_small csv
 task xlsx_small bench_small xlsx
+# Fixed cost of one `ferry run` (config, run store, claim, publish) on a 1-row result.
+QUERY_FULL=$QUERY
+QUERY="$QUERY_FULL LIMIT 1"
+task csv_one_row bench_small csv
+QUERY=$QUERY_FULL
 if [ -n "$BIG_DB" ]; then
     task csv_big bench_big csv
     task xlsx_big bench_big xlsx
@@ -178,7 +183,7 @@ bench() {
 }
 
 FERRY_RUN="'$FERRY' run --json --no-notify --config '$P/config.yaml'"
-CLEAN_EXPORTS="rm -rf '$P/exports'"
+clean() { echo "rm -rf '$P/exports/$1'"; } # each task publishes into exports/<task>/
 S=$OUT/out
 
 # Warm the page cache for the small database.
@@ -186,17 +191,20 @@ cat "$DB" >/dev/null
 
 bench csv_sqlite3 1 "$RUNS" "rm -f '$S/sqlite3.csv'" \
     "sqlite3 -header -csv '$DB' '$QUERY' > '$S/sqlite3.csv'"
-bench csv_ferry 1 "$RUNS" "$CLEAN_EXPORTS" \
+bench csv_ferry 1 "$RUNS" "$(clean csv_small)" \
     "$FERRY_RUN csv_small > '$OUT/results/csv_ferry.stdout'"
 bench xlsx_baseline 1 "$RUNS" "rm -f '$S/baseline.xlsx'" \
     "'$BASELINE' sqlite '$DB' '$S/baseline.xlsx' > '$OUT/results/xlsx_baseline.stdout'"
-bench xlsx_ferry 1 "$RUNS" "$CLEAN_EXPORTS" \
+bench xlsx_ferry 1 "$RUNS" "$(clean xlsx_small)" \
     "$FERRY_RUN xlsx_small > '$OUT/results/xlsx_ferry.stdout'"
-# Keep the small outputs for the checks (the big runs clean the exports folder).
-cp "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["files"][0]["path"])' "$OUT/results/csv_ferry.stdout")" "$S/ferry.csv"
-cp "$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["files"][0]["path"])' "$OUT/results/xlsx_ferry.stdout")" "$S/ferry.xlsx"
+# Keep ferry's small outputs for the checks.
+ferry_file() { python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["files"][0]["path"])' "$1"; }
+mv "$(ferry_file "$OUT/results/csv_ferry.stdout")" "$S/ferry.csv"
+mv "$(ferry_file "$OUT/results/xlsx_ferry.stdout")" "$S/ferry.xlsx"
 
 if [ "$DIAG" = 1 ]; then
+    bench diag_ferry_one_row 1 "$RUNS" "$(clean csv_one_row)" \
+        "$FERRY_RUN csv_one_row > '$OUT/results/diag_ferry_one_row.stdout'"
     bench diag_fetch_floor 1 "$RUNS" "" \
         "'$BASELINE' fetch '$DB' > '$OUT/results/diag_fetch_floor.stdout'"
     bench diag_xlsx_baseline_mem 1 "$RUNS" "rm -f '$S/baseline_mem.xlsx'" \
@@ -209,9 +217,9 @@ if [ -n "$BIG_DB" ]; then
     cat "$BIG_DB" >/dev/null
     bench big_csv_sqlite3 0 "$BIG_RUNS" "rm -f '$S/big_sqlite3.csv'" \
         "sqlite3 -header -csv '$BIG_DB' '$QUERY' > '$S/big_sqlite3.csv'"
-    bench big_csv_ferry 0 "$BIG_RUNS" "$CLEAN_EXPORTS" \
+    bench big_csv_ferry 0 "$BIG_RUNS" "$(clean csv_big)" \
         "$FERRY_RUN csv_big > '$OUT/results/big_csv_ferry.stdout'"
-    bench big_xlsx_ferry 0 "$BIG_RUNS" "$CLEAN_EXPORTS" \
+    bench big_xlsx_ferry 0 "$BIG_RUNS" "$(clean xlsx_big)" \
         "$FERRY_RUN xlsx_big > '$OUT/results/big_xlsx_ferry.stdout'"
     rm -f "$S/big_sqlite3.csv"
 fi
@@ -219,7 +227,7 @@ fi
 if [ "$PERF" = 1 ] && command -v perf >/dev/null; then
     for t in xlsx_small csv_small; do
         log "perf profile of ferry run $t"
-        rm -rf "$P/exports"
+        rm -rf "$P/exports/$t"
         perf record -q -F 499 -g -o "$OUT/results/perf_$t.data" -- \
             "$FERRY" run --json --no-notify --config "$P/config.yaml" "$t" >/dev/null 2>&1 || true
         perf report -i "$OUT/results/perf_$t.data" --no-children --sort dso,symbol --stdio 2>/dev/null \

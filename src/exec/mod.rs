@@ -26,6 +26,10 @@ use crate::source;
 use crate::store::{Claim, FileRecord, Outcome, RunStore, Status, Trigger};
 use crate::template::{self, MessageTemplate};
 
+/// How long a stopped run may take to wind down (statement interrupted, partial files
+/// removed) before it is recorded.
+const STOP_GRACE: Duration = Duration::from_secs(10);
+
 /// Called from the writer thread with the number of rows written so far.
 pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
@@ -128,30 +132,39 @@ impl Executor {
         );
         let rows = Arc::new(AtomicU64::new(0));
         let cancelled = Arc::new(AtomicBool::new(false));
+        let query_cancel = CancellationToken::new();
         let export = self.export(
             task,
             &params,
             &run_id,
             rows.clone(),
             cancelled.clone(),
+            query_cancel.clone(),
             req.progress.clone(),
         );
         tokio::pin!(export);
-        let outcome = tokio::select! {
-            r = &mut export => r,
-            _ = tokio::time::sleep(task.timeout) => {
-                cancelled.store(true, Ordering::SeqCst);
-                // Wait for the writer to stop and remove its partial files.
-                let _ = export.await;
-                Err(ExportError::Failed(format!(
-                    "timeout: the run took longer than {} (task `timeout`)",
-                    format_duration(task.timeout)
-                )))
-            }
+        let stop = tokio::select! {
+            r = &mut export => Ok(r),
+            _ = tokio::time::sleep(task.timeout) => Err(ExportError::Failed(format!(
+                "timeout: the run took longer than {} (task `timeout`)",
+                format_duration(task.timeout)
+            ))),
             _ = req.cancel.cancelled() => {
+                Err(ExportError::Cancelled("cancelled: the run was stopped before it finished".into()))
+            }
+        };
+        let outcome = match stop {
+            Ok(r) => r,
+            Err(reason) => {
+                // Stop the statement in the database and tell the writer to drop its partial
+                // files; give both a moment to finish cleanly. An export that completed in
+                // that moment counts (its files are already published).
                 cancelled.store(true, Ordering::SeqCst);
-                let _ = export.await;
-                Err(ExportError::Cancelled("cancelled: ferry is shutting down".into()))
+                query_cancel.cancel();
+                match tokio::time::timeout(STOP_GRACE, &mut export).await {
+                    Ok(Ok(done)) => Ok(done),
+                    _ => Err(reason),
+                }
             }
         };
         let rows = rows.load(Ordering::SeqCst);
@@ -210,6 +223,7 @@ impl Executor {
         run_id: &str,
         rows: Arc<AtomicU64>,
         cancelled: Arc<AtomicBool>,
+        query_cancel: CancellationToken,
         progress: Option<Progress>,
     ) -> Result<(Vec<FileRecord>, Vec<String>), ExportError> {
         let spec = self.config.datasources.get(&task.source).ok_or_else(|| {
@@ -236,7 +250,7 @@ impl Executor {
             .await
             .map_err(|e| ExportError::Failed(e.to_string()))?;
         let stream = source
-            .query(&task.query, params, task.chunk_rows)
+            .query(&task.query, params, task.chunk_rows, query_cancel)
             .await
             .map_err(|e| ExportError::Failed(e.to_string()))?;
 

@@ -12,6 +12,7 @@ pub mod sqlite;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
+use tokio_util::sync::CancellationToken;
 
 use crate::config::DatasourceSpec;
 use crate::params::RunParams;
@@ -47,12 +48,14 @@ pub struct QueryStream {
 #[async_trait]
 pub trait Source: Send + Sync {
     /// Starts `sql` (with `:name` placeholders) bound to `params`; rows arrive in chunks of
-    /// at most `chunk_rows`.
+    /// at most `chunk_rows`. When `cancel` fires, the statement is stopped in the database
+    /// (not just abandoned) and the stream ends with an error.
     async fn query(
         &self,
         sql: &str,
         params: &RunParams,
         chunk_rows: usize,
+        cancel: CancellationToken,
     ) -> Result<QueryStream, SourceError>;
 
     /// Checks that the source can be reached and queried.

@@ -21,6 +21,7 @@ use sqlx::{
     TypeInfo, ValueRef,
 };
 use tokio::sync::{mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
 
 use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError};
 use crate::params::{self, ParamValue, RunParams};
@@ -237,6 +238,7 @@ impl Source for SqliteSource {
         sql: &str,
         params: &RunParams,
         chunk_rows: usize,
+        cancel: CancellationToken,
     ) -> Result<QueryStream, SourceError> {
         let (text, names) = params::rewrite(sql, params::Style::Question);
         let mut values = Vec::with_capacity(names.len());
@@ -247,6 +249,16 @@ impl Source for SqliteSource {
             values.push(v.clone());
         }
         let mut conn = self.connect().await?;
+        // SQLite runs the statement on sqlx's worker thread; a progress handler is the way
+        // to stop it there (it returns false → SQLITE_INTERRUPT).
+        {
+            let mut handle = conn
+                .lock_handle()
+                .await
+                .map_err(|e| SourceError::new(&self.name, db_message(&e)))?;
+            let token = cancel.clone();
+            handle.set_progress_handler(10_000, move || !token.is_cancelled());
+        }
         let (cols_tx, cols_rx) =
             oneshot::channel::<Result<(Vec<Column>, Vec<Rule>), SourceError>>();
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
@@ -290,7 +302,12 @@ impl Source for SqliteSource {
                 match decoded {
                     Ok(row) => chunk.push(row),
                     Err(e) => {
-                        let _ = tx.send(Err(SourceError::new(&name, db_message(&e)))).await;
+                        let msg = if cancel.is_cancelled() {
+                            "the query was interrupted (run cancelled)".to_string()
+                        } else {
+                            db_message(&e)
+                        };
+                        let _ = tx.send(Err(SourceError::new(&name, msg))).await;
                         return;
                     }
                 }

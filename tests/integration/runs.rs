@@ -230,3 +230,65 @@ fn every_command_has_help() {
         assert!(stdout(&out).contains("Usage: ferry"), "{cmd}");
     }
 }
+
+#[test]
+fn a_run_past_its_timeout_is_stopped_in_the_database_and_recorded_failed() {
+    let p = Project::fixture("project");
+    p.write(
+        "tasks/slow.yaml",
+        "schedule: '0 3 * * *'\nsource: db\ntimeout: 1s\nquery: |\n  WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000)\n  SELECT max(x) AS m FROM c\noutput: { format: csv, file_name: slow }\n",
+    );
+    let started = std::time::Instant::now();
+    let json = p.run_json("slow", &["--no-notify"], 1);
+    // Without the interrupt, SQLite would count for minutes.
+    assert!(
+        started.elapsed() < std::time::Duration::from_secs(20),
+        "{:?}",
+        started.elapsed()
+    );
+    assert_eq!(json["status"], "failed");
+    assert_eq!(
+        json["error"],
+        "timeout: the run took longer than 1s (task `timeout`)"
+    );
+    assert!(!p.path().join("exports/slow/slow.csv").exists());
+    assert!(
+        p.files("exports/slow").is_empty(),
+        "{:?}",
+        p.files("exports/slow")
+    );
+}
+
+#[test]
+fn config_values_come_from_the_environment() {
+    let p = Project::fixture("project");
+    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
+    p.write(
+        "config.yaml",
+        &config.replace(
+            "sqlite://db/test.db",
+            "sqlite://${FERRY_TEST_DB_DIR}/test.db",
+        ),
+    );
+    let out = std::process::Command::new(crate::support::FERRY)
+        .current_dir(p.path())
+        .args(["run", "from_file", "--json"])
+        .env("FERRY_TEST_DB_DIR", "elsewhere")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(p.path().join("elsewhere/test.db").exists());
+    let missing = std::process::Command::new(crate::support::FERRY)
+        .current_dir(p.path())
+        .args(["validate"])
+        .env_remove("FERRY_TEST_DB_DIR")
+        .output()
+        .unwrap();
+    assert_eq!(missing.status.code(), Some(2));
+    assert!(
+        stderr(&missing)
+            .contains("datasources.db.url: environment variable `FERRY_TEST_DB_DIR` is not set"),
+        "{}",
+        describe(&missing)
+    );
+}
