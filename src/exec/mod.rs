@@ -73,6 +73,17 @@ pub struct Executor {
     pub store: Arc<dyn RunStore>,
 }
 
+/// How the executor and the export talk while it runs.
+struct Control {
+    /// Rows written so far.
+    rows: Arc<AtomicU64>,
+    /// Set when the run is stopped: the writer drops its files instead of publishing.
+    cancelled: Arc<AtomicBool>,
+    /// Stops the statement in the database.
+    query_cancel: CancellationToken,
+    progress: Option<Progress>,
+}
+
 enum ExportError {
     Failed(String),
     Cancelled(String),
@@ -133,15 +144,13 @@ impl Executor {
         let rows = Arc::new(AtomicU64::new(0));
         let cancelled = Arc::new(AtomicBool::new(false));
         let query_cancel = CancellationToken::new();
-        let export = self.export(
-            task,
-            &params,
-            &run_id,
-            rows.clone(),
-            cancelled.clone(),
-            query_cancel.clone(),
-            req.progress.clone(),
-        );
+        let control = Control {
+            rows: rows.clone(),
+            cancelled: cancelled.clone(),
+            query_cancel: query_cancel.clone(),
+            progress: req.progress.clone(),
+        };
+        let export = self.export(task, &params, &run_id, control);
         tokio::pin!(export);
         let stop = tokio::select! {
             r = &mut export => Ok(r),
@@ -221,11 +230,14 @@ impl Executor {
         task: &TaskSpec,
         params: &RunParams,
         run_id: &str,
-        rows: Arc<AtomicU64>,
-        cancelled: Arc<AtomicBool>,
-        query_cancel: CancellationToken,
-        progress: Option<Progress>,
+        control: Control,
     ) -> Result<(Vec<FileRecord>, Vec<String>), ExportError> {
+        let Control {
+            rows,
+            cancelled,
+            query_cancel,
+            progress,
+        } = control;
         let spec = self.config.datasources.get(&task.source).ok_or_else(|| {
             ExportError::Failed(format!(
                 "datasource `{}` is not defined in config.yaml",
