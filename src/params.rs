@@ -244,11 +244,6 @@ pub fn scan(sql: &str) -> Vec<Placeholder> {
                 }
                 return j + 1;
             }
-            if b[j] == b'\\' && q == b'\'' {
-                // MySQL-style backslash escapes inside single quotes.
-                j += 2;
-                continue;
-            }
             j += 1;
         }
         b.len()
@@ -257,13 +252,6 @@ pub fn scan(sql: &str) -> Vec<Placeholder> {
         match b[i] {
             q @ (b'\'' | b'"' | b'`') => i = skip_quoted(i + 1, q),
             b'-' if b.get(i + 1) == Some(&b'-') => {
-                while i < b.len() && b[i] != b'\n' {
-                    i += 1;
-                }
-            }
-            b'#' => {
-                // MySQL line comment; harmless to skip for other dialects, where `#`
-                // outside strings is rare (PostgreSQL bitwise xor).
                 while i < b.len() && b[i] != b'\n' {
                     i += 1;
                 }

@@ -35,6 +35,12 @@ fn strftime(value: String, fmt: String) -> Result<String, Error> {
         ));
     }
     let v = value.trim();
+    if let Ok(t) = chrono::DateTime::parse_from_rfc3339(v) {
+        return Ok(t
+            .naive_local()
+            .format_with_items(items.into_iter())
+            .to_string());
+    }
     if let Ok(t) = NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S") {
         return Ok(t.format_with_items(items.into_iter()).to_string());
     }

@@ -248,6 +248,9 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
         return Err("empty duration".into());
     }
     if let Ok(secs) = t.parse::<u64>() {
+        if secs == 0 {
+            return Err(format!("duration `{t}` must be greater than zero"));
+        }
         return Ok(Duration::from_secs(secs));
     }
     let mut total: u64 = 0;
@@ -318,6 +321,7 @@ mod tests {
         );
         assert!(parse_duration("10m5").unwrap_err().contains("no unit"));
         assert!(parse_duration("0s").is_err());
+        assert!(parse_duration("0").is_err());
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
     }

@@ -240,7 +240,9 @@ impl Source for SqliteSource {
         chunk_rows: usize,
         cancel: CancellationToken,
     ) -> Result<QueryStream, SourceError> {
-        let (text, names) = params::rewrite(sql, params::Style::Question);
+        // `$N` numbering binds each distinct name once. (An un-aliased parameter column is
+        // then named `$1`; docs/configuration.md asks for aliases.)
+        let (text, names) = params::rewrite(sql, params::Style::Dollar);
         let mut values = Vec::with_capacity(names.len());
         for n in &names {
             let v = params.get(n).ok_or_else(|| {

@@ -292,3 +292,20 @@ fn config_values_come_from_the_environment() {
         describe(&missing)
     );
 }
+
+#[test]
+fn parameters_bind_as_values_never_as_sql() {
+    let p = Project::fixture("project");
+    p.write(
+        "tasks/params.yaml",
+        "schedule: '30 2 * * *'\nsource: db\nparams:\n  label: \"x'; DROP TABLE t; --\"\nquery: SELECT :run_date, :yesterday AS y, :label AS label, :run_date = '2026-11-25' AS same\noutput: { format: csv, file_name: params }\n",
+    );
+    p.run_json("params", &["--at", "2026-11-25T02:30:00+08:00"], 0);
+    let csv = std::fs::read_to_string(p.path().join("exports/params/params.csv")).unwrap();
+    assert_eq!(
+        csv,
+        "$1,y,label,same\n2026-11-25,2026-11-24,x'; DROP TABLE t; --,1\n"
+    );
+    // The hostile parameter value was data, not SQL: the table is still there.
+    p.run_json("types_csv", &[], 0);
+}
