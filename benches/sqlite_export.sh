@@ -188,6 +188,7 @@ S=$OUT/out
 
 # Warm the page cache for the small database.
 cat "$DB" >/dev/null
+cut -d' ' -f1-3 /proc/loadavg >"$OUT/results/loadavg_start"
 
 bench csv_sqlite3 1 "$RUNS" "rm -f '$S/sqlite3.csv'" \
     "sqlite3 -header -csv '$DB' '$QUERY' > '$S/sqlite3.csv'"
@@ -235,6 +236,7 @@ if [ "$PERF" = 1 ] && command -v perf >/dev/null; then
     done
 fi
 rm -rf "$P/exports"
+cut -d' ' -f1-3 /proc/loadavg >"$OUT/results/loadavg_end"
 
 # ---------------------------------------------------------------------------- checks + report
 log "checking outputs and writing the report"

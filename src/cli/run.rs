@@ -7,11 +7,10 @@ use std::time::Instant;
 
 use chrono::{DateTime, Utc};
 use clap::Args;
-use tokio_util::sync::CancellationToken;
 
 use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, find_task, load_project, print_error};
 use crate::config::{StoreSpec, format_duration};
-use crate::exec::{Executor, Progress, RunRequest};
+use crate::exec::{Executor, Progress, RunRequest, Stop};
 use crate::format::{sweep_partials, sweep_temp};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{RunStore, Status, Trigger, process_alive};
@@ -88,11 +87,11 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
         config,
         store: Arc::new(store.clone()),
     };
-    let cancel = CancellationToken::new();
-    let ctrl_c = cancel.clone();
+    let stop = Stop::new();
+    let ctrl_c = stop.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            ctrl_c.cancel();
+            ctrl_c.stop("interrupted (Ctrl-C)");
         }
     });
     let result = executor
@@ -101,7 +100,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
             scheduled_at,
             trigger,
             notify: !args.no_notify,
-            cancel,
+            stop,
             progress,
         })
         .await;

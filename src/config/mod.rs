@@ -39,6 +39,7 @@ pub struct Config {
     pub node_name: String,
     pub store: StoreSpec,
     pub export: ExportDefaults,
+    pub scheduler: SchedulerSettings,
     pub datasources: BTreeMap<String, DatasourceSpec>,
     pub channels: BTreeMap<String, ChannelSpec>,
 }
@@ -56,6 +57,51 @@ pub struct ExportDefaults {
     /// Template of the sub-folder of `output_dir` for a run's files.
     pub directory: String,
     pub temp_dir: PathBuf,
+}
+
+/// How `ferry serve` schedules.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SchedulerSettings {
+    pub misfire_grace: Duration,
+    pub catch_up_limit: usize,
+    pub max_workers: usize,
+    pub drain_timeout: Duration,
+    pub quiet_hours: Vec<QuietWindow>,
+}
+
+impl Default for SchedulerSettings {
+    fn default() -> Self {
+        SchedulerSettings {
+            misfire_grace: Duration::from_secs(30 * 60),
+            catch_up_limit: 100,
+            max_workers: 4,
+            drain_timeout: Duration::from_secs(30),
+            quiet_hours: Vec::new(),
+        }
+    }
+}
+
+/// A daily local-time window in which no run starts.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct QuietWindow {
+    pub from: chrono::NaiveTime,
+    pub to: chrono::NaiveTime,
+    pub tz: Tz,
+}
+
+/// What a fire does while the task's previous run is still active.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Concurrency {
+    Forbid,
+    Allow,
+    Replace,
+}
+
+/// Which missed fires run after downtime.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CatchUp {
+    Latest,
+    All,
 }
 
 #[derive(Debug, Clone)]
@@ -102,6 +148,9 @@ pub struct TaskSpec {
     pub params: BTreeMap<String, ParamValue>,
     pub period: Period,
     pub timeout: Duration,
+    pub misfire_grace: Duration,
+    pub catch_up: CatchUp,
+    pub concurrency: Concurrency,
     pub chunk_rows: usize,
     pub on_empty: OnEmpty,
     pub output: OutputSpec,

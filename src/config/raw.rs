@@ -30,6 +30,8 @@ pub struct RawConfig {
     pub store: Option<RawStore>,
     /// Export defaults that tasks inherit.
     pub export: Option<RawExport>,
+    /// How `ferry serve` schedules.
+    pub scheduler: Option<RawScheduler>,
     /// Named data sources.
     #[serde(default)]
     pub datasources: BTreeMap<String, Spanned<RawDatasource>>,
@@ -56,6 +58,33 @@ pub struct RawExport {
     pub directory: Option<Spanned<String>>,
     /// Folder for temporary files while writing (default `<output_dir>/.tmp`).
     pub temp_dir: Option<Spanned<String>>,
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawScheduler {
+    /// How late a missed fire may still run once (default `30m`).
+    pub misfire_grace: Option<Spanned<String>>,
+    /// Most missed fires a `catch_up: all` task replays (default 100).
+    pub catch_up_limit: Option<usize>,
+    /// Most runs at the same time, all tasks together (default 4).
+    pub max_workers: Option<usize>,
+    /// On shutdown, how long running runs may finish before they are cancelled (default `30s`).
+    pub drain_timeout: Option<Spanned<String>>,
+    /// Local-time windows in which no run starts.
+    #[serde(default)]
+    pub quiet_hours: Vec<Spanned<RawQuietHours>>,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuietHours {
+    /// Start, `HH:MM` local time (inclusive).
+    pub from: String,
+    /// End, `HH:MM` local time (exclusive); before `from` means the window crosses midnight.
+    pub to: String,
+    /// IANA zone of the window (default: config `timezone`).
+    pub timezone: Option<String>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -112,6 +141,14 @@ pub struct RawTask {
     pub period: Option<Spanned<String>>,
     /// Run timeout, e.g. `45m`.
     pub timeout: Option<Spanned<String>>,
+    /// How late a missed fire may still run once (default from `scheduler.misfire_grace`).
+    pub misfire_grace: Option<Spanned<String>>,
+    /// `latest` (default): after downtime run the latest missed fire once if within the
+    /// grace; `all`: replay every missed fire, oldest first, up to `scheduler.catch_up_limit`.
+    pub catch_up: Option<Spanned<String>>,
+    /// `forbid` (default), `allow` or `replace`: what a fire does while the previous run
+    /// of the task is still active.
+    pub concurrency: Option<Spanned<String>>,
     /// Rows per chunk (default from `export.chunk_rows`).
     pub chunk_rows: Option<usize>,
     /// `send` (default) or `skip` when the query returns no rows.

@@ -10,9 +10,9 @@ use serde_saphyr::Spanned;
 
 use super::raw::{RawChannel, RawConfig, RawCsv, RawDatasource, RawOutput, RawParam, RawTask};
 use super::{
-    ChannelKind, ChannelSpec, Config, CsvEncoding, CsvOptions, DatasourceSpec, ExportDefaults,
-    Format, NotifyOn, NotifySpec, OnEmpty, OutputSpec, Problem, StoreSpec, TaskSpec,
-    parse_duration, problem::hint, resolve,
+    CatchUp, ChannelKind, ChannelSpec, Concurrency, Config, CsvEncoding, CsvOptions,
+    DatasourceSpec, ExportDefaults, Format, NotifyOn, NotifySpec, OnEmpty, OutputSpec, Problem,
+    QuietWindow, SchedulerSettings, StoreSpec, TaskSpec, parse_duration, problem::hint, resolve,
 };
 use crate::params::{self, ParamValue, Period, RunParams};
 use crate::schedule::{Schedule, parse_zone};
@@ -324,6 +324,8 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
         None => output_dir.join(".tmp"),
     };
 
+    let scheduler = scheduler_settings(&mut c, raw.scheduler.as_ref(), timezone);
+
     let mut datasources = BTreeMap::new();
     for (name, ds) in &raw.datasources {
         let field = format!("datasources.{name}");
@@ -437,9 +439,73 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
             directory,
             temp_dir,
         },
+        scheduler,
         datasources,
         channels,
     })
+}
+
+fn scheduler_settings(
+    c: &mut Checker,
+    raw: Option<&super::raw::RawScheduler>,
+    default_tz: chrono_tz::Tz,
+) -> SchedulerSettings {
+    let mut s = SchedulerSettings::default();
+    let Some(raw) = raw else { return s };
+    if let Some(g) = &raw.misfire_grace {
+        match parse_duration(&g.value) {
+            Ok(d) => s.misfire_grace = d,
+            Err(e) => c.at(g, "scheduler.misfire_grace", e),
+        }
+    }
+    if let Some(d) = &raw.drain_timeout {
+        match parse_duration(&d.value) {
+            Ok(v) => s.drain_timeout = v,
+            Err(e) => c.at(d, "scheduler.drain_timeout", e),
+        }
+    }
+    match raw.catch_up_limit {
+        Some(0) => c.plain("scheduler.catch_up_limit", "must be at least 1"),
+        Some(n) if n > 10_000 => c.plain("scheduler.catch_up_limit", "must be at most 10000"),
+        Some(n) => s.catch_up_limit = n,
+        None => {}
+    }
+    match raw.max_workers {
+        Some(0) => c.plain("scheduler.max_workers", "must be at least 1"),
+        Some(n) if n > 1024 => c.plain("scheduler.max_workers", "must be at most 1024"),
+        Some(n) => s.max_workers = n,
+        None => {}
+    }
+    for (i, q) in raw.quiet_hours.iter().enumerate() {
+        let field = format!("scheduler.quiet_hours[{i}]");
+        let parse = |t: &str| chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").ok();
+        let from = parse(&q.value.from);
+        let to = parse(&q.value.to);
+        if from.is_none() {
+            c.at(q, format!("{field}.from"), format!("`{}` is not a time of day as HH:MM", q.value.from));
+        }
+        if to.is_none() {
+            c.at(q, format!("{field}.to"), format!("`{}` is not a time of day as HH:MM", q.value.to));
+        }
+        let tz = match &q.value.timezone {
+            Some(z) => match parse_zone(z) {
+                Ok(tz) => tz,
+                Err(e) => {
+                    c.at(q, format!("{field}.timezone"), e);
+                    default_tz
+                }
+            },
+            None => default_tz,
+        };
+        if let (Some(from), Some(to)) = (from, to) {
+            if from == to {
+                c.at(q, &field, "`from` and `to` are equal: the window would be empty");
+            } else {
+                s.quiet_hours.push(QuietWindow { from, to, tz });
+            }
+        }
+    }
+    s
 }
 
 fn default_node_name() -> String {
@@ -704,6 +770,43 @@ pub fn validate_task(
         }),
         None => config.export.timeout,
     };
+    let misfire_grace = match &raw.misfire_grace {
+        Some(g) => parse_duration(&g.value).unwrap_or_else(|e| {
+            c.at(g, "misfire_grace", e);
+            config.scheduler.misfire_grace
+        }),
+        None => config.scheduler.misfire_grace,
+    };
+    let catch_up = match &raw.catch_up {
+        Some(v) => match v.value.as_str() {
+            "latest" => CatchUp::Latest,
+            "all" => CatchUp::All,
+            other => {
+                c.at(v, "catch_up", format!("unknown value `{other}` (one of: latest, all)"));
+                CatchUp::Latest
+            }
+        },
+        None => CatchUp::Latest,
+    };
+    let concurrency = match &raw.concurrency {
+        Some(v) => match v.value.as_str() {
+            "forbid" => Concurrency::Forbid,
+            "allow" => Concurrency::Allow,
+            "replace" => Concurrency::Replace,
+            other => {
+                c.at(
+                    v,
+                    "concurrency",
+                    format!(
+                        "unknown value `{other}`{} (one of: forbid, allow, replace)",
+                        hint(other, ["forbid", "allow", "replace"])
+                    ),
+                );
+                Concurrency::Forbid
+            }
+        },
+        None => Concurrency::Forbid,
+    };
     let chunk_rows = match raw.chunk_rows {
         Some(0) => {
             c.plain("chunk_rows", "must be at least 1");
@@ -812,6 +915,9 @@ pub fn validate_task(
             params: fixed,
             period,
             timeout,
+            misfire_grace,
+            catch_up,
+            concurrency,
             chunk_rows,
             on_empty,
             output,

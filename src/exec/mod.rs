@@ -33,6 +33,48 @@ const STOP_GRACE: Duration = Duration::from_secs(10);
 /// Called from the writer thread with the number of rows written so far.
 pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
 
+/// Stops a run from outside (shutdown, `concurrency: replace`, Ctrl-C), with the reason
+/// that is recorded on it.
+#[derive(Clone, Default)]
+pub struct Stop {
+    token: CancellationToken,
+    reason: Arc<std::sync::Mutex<Option<String>>>,
+}
+
+impl Stop {
+    pub fn new() -> Stop {
+        Stop::default()
+    }
+
+    /// Asks the run to stop; the first reason given is the one recorded.
+    pub fn stop(&self, reason: impl Into<String>) {
+        let mut r = self.reason.lock().expect("stop reason lock");
+        if r.is_none() {
+            *r = Some(reason.into());
+        }
+        drop(r);
+        self.token.cancel();
+    }
+
+    pub fn is_stopped(&self) -> bool {
+        self.token.is_cancelled()
+    }
+
+    /// Resolves when the run is asked to stop.
+    pub async fn stopped(&self) {
+        self.token.cancelled().await
+    }
+
+    /// Why the run was stopped (`stopped` if no reason was given).
+    pub fn reason(&self) -> String {
+        self.reason
+            .lock()
+            .expect("stop reason lock")
+            .clone()
+            .unwrap_or_else(|| "stopped".into())
+    }
+}
+
 /// One run to execute.
 pub struct RunRequest {
     pub task: TaskSpec,
@@ -40,7 +82,7 @@ pub struct RunRequest {
     pub trigger: Trigger,
     /// Send the task's notifications (false for `ferry run --no-notify`).
     pub notify: bool,
-    pub cancel: CancellationToken,
+    pub stop: Stop,
     pub progress: Option<Progress>,
 }
 
@@ -119,13 +161,23 @@ impl Executor {
             }
             scheduled_at += chrono::Duration::milliseconds(1);
         }
+        self.run_claimed(req, run_id, scheduled_at).await
+    }
+
+    /// Runs a fire that is already claimed (by the scheduler, or started from `deferred`).
+    pub async fn run_claimed(
+        &self,
+        req: RunRequest,
+        run_id: String,
+        scheduled_at: DateTime<Utc>,
+    ) -> Result<RunResult, ExecError> {
         let span = info_span!("run", task = %req.task.name, run_id = %run_id, scheduled_at = %crate::store::fmt_instant(scheduled_at));
-        self.run_claimed(req, run_id, scheduled_at)
+        self.run_inner(req, run_id, scheduled_at)
             .instrument(span)
             .await
     }
 
-    async fn run_claimed(
+    async fn run_inner(
         &self,
         req: RunRequest,
         run_id: String,
@@ -158,8 +210,8 @@ impl Executor {
                 "timeout: the run took longer than {} (task `timeout`)",
                 format_duration(task.timeout)
             ))),
-            _ = req.cancel.cancelled() => {
-                Err(ExportError::Cancelled("cancelled: the run was stopped before it finished".into()))
+            _ = req.stop.token.cancelled() => {
+                Err(ExportError::Cancelled(format!("cancelled: {}", req.stop.reason())))
             }
         };
         let outcome = match stop {

@@ -26,6 +26,8 @@ pub enum Status {
     Skipped,
     Missed,
     Cancelled,
+    /// Claimed, waiting to start (quiet hours, or a catch-up run behind an earlier one).
+    Deferred,
 }
 
 impl Status {
@@ -37,6 +39,7 @@ impl Status {
             Status::Skipped => "skipped",
             Status::Missed => "missed",
             Status::Cancelled => "cancelled",
+            Status::Deferred => "deferred",
         }
     }
 
@@ -48,6 +51,7 @@ impl Status {
             "skipped" => Status::Skipped,
             "missed" => Status::Missed,
             "cancelled" => Status::Cancelled,
+            "deferred" => Status::Deferred,
             _ => return None,
         })
     }
@@ -124,6 +128,10 @@ pub struct RunRecord {
     pub files: Vec<FileRecord>,
     pub warnings: Vec<String>,
     pub error: Option<String>,
+    /// Why a run was skipped, missed, deferred or cancelled.
+    pub reason: Option<String>,
+    /// For deferred runs: when they may start.
+    pub deferred_until: Option<DateTime<Utc>>,
 }
 
 /// Which runs to list.
@@ -163,6 +171,37 @@ pub trait RunStore: Send + Sync {
 
     /// One run by id.
     async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError>;
+
+    /// Records a fire that does not run (status `missed` or `skipped`) with its reason. Like a
+    /// claim, it takes the fire: false if the fire already has a row.
+    async fn record(&self, claim: &Claim, status: Status, reason: &str) -> Result<bool, StoreError>;
+
+    /// Claims a fire that starts later (status `deferred`, not before `until`).
+    async fn defer(
+        &self,
+        claim: &Claim,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<bool, StoreError>;
+
+    /// Moves a deferred run to `running` (by this node and process). False if it is no
+    /// longer deferred.
+    async fn start_deferred(
+        &self,
+        run_id: &str,
+        node: &str,
+        pid: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Every deferred run, oldest fire first.
+    async fn deferred(&self) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// The scheduler's cursor of a task: every fire up to it has been handled.
+    async fn cursor(&self, task: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Moves a task's cursor (never backwards).
+    async fn set_cursor(&self, task: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
 
     /// Marks runs left `running` by a process of `node` that is gone (killed, crashed) as
     /// failed. `alive(pid)` tells whether a process still runs. Returns the reaped ids.

@@ -21,8 +21,9 @@ use super::{
 };
 
 /// Append-only schema migrations: `(version, SQL)`.
-pub const MIGRATIONS: &[(i64, &str)] = &[(
-    1,
+pub const MIGRATIONS: &[(i64, &str)] = &[
+    (
+        1,
     "CREATE TABLE runs (
         run_id       TEXT PRIMARY KEY,
         task         TEXT NOT NULL,
@@ -42,7 +43,18 @@ pub const MIGRATIONS: &[(i64, &str)] = &[(
     );
     CREATE INDEX runs_task_started ON runs (task, started_at);
     CREATE INDEX runs_status ON runs (status);",
-)];
+    ),
+    (
+        2,
+        "ALTER TABLE runs ADD COLUMN reason TEXT;
+    ALTER TABLE runs ADD COLUMN deferred_until TEXT;
+    CREATE TABLE schedule_cursors (
+        task       TEXT PRIMARY KEY,
+        cursor     TEXT NOT NULL,
+        updated_at TEXT NOT NULL
+    );",
+    ),
+];
 
 /// The SQLite run store.
 #[derive(Debug, Clone)]
@@ -176,6 +188,11 @@ fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, sqlx::Error
         files: serde_json::from_str::<Vec<FileRecord>>(&files).unwrap_or_default(),
         warnings: serde_json::from_str::<Vec<String>>(&warnings).unwrap_or_default(),
         error: row.try_get("error")?,
+        reason: row.try_get("reason")?,
+        deferred_until: row
+            .try_get::<Option<String>, _>("deferred_until")?
+            .as_deref()
+            .and_then(parse_instant),
     })
 }
 
@@ -285,6 +302,115 @@ impl RunStore for SqliteStore {
             .map(row_to_record)
             .transpose()
             .map_err(|e| self.err(e))
+    }
+
+    async fn record(&self, c: &Claim, status: Status, reason: &str) -> Result<bool, StoreError> {
+        let res = sqlx::query(
+            "INSERT INTO runs (run_id, task, scheduled_at, trigger, status, node, pid, started_at,
+                               finished_at, duration_ms, reason)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
+             ON CONFLICT (task, scheduled_at) DO NOTHING",
+        )
+        .bind(&c.run_id)
+        .bind(&c.task)
+        .bind(fmt_instant(c.scheduled_at))
+        .bind(c.trigger.as_str())
+        .bind(status.as_str())
+        .bind(&c.node)
+        .bind(i64::from(c.pid))
+        .bind(fmt_instant(c.started_at))
+        .bind(fmt_instant(c.started_at))
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn defer(
+        &self,
+        c: &Claim,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let res = sqlx::query(
+            "INSERT INTO runs (run_id, task, scheduled_at, trigger, status, node, pid, started_at,
+                               reason, deferred_until)
+             VALUES (?, ?, ?, ?, 'deferred', ?, ?, ?, ?, ?)
+             ON CONFLICT (task, scheduled_at) DO NOTHING",
+        )
+        .bind(&c.run_id)
+        .bind(&c.task)
+        .bind(fmt_instant(c.scheduled_at))
+        .bind(c.trigger.as_str())
+        .bind(&c.node)
+        .bind(i64::from(c.pid))
+        .bind(fmt_instant(c.started_at))
+        .bind(reason)
+        .bind(fmt_instant(until))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn start_deferred(
+        &self,
+        run_id: &str,
+        node: &str,
+        pid: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let res = sqlx::query(
+            "UPDATE runs SET status = 'running', node = ?, pid = ?, started_at = ?
+             WHERE run_id = ? AND status = 'deferred'",
+        )
+        .bind(node)
+        .bind(i64::from(pid))
+        .bind(fmt_instant(now))
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn deferred(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM runs WHERE status = 'deferred' ORDER BY scheduled_at, task",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(row_to_record)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn cursor(&self, task: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let c: Option<String> = sqlx::query_scalar("SELECT cursor FROM schedule_cursors WHERE task = ?")
+            .bind(task)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(c.as_deref().and_then(parse_instant))
+    }
+
+    async fn set_cursor(&self, task: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
+        // Text timestamps in one fixed format compare in time order.
+        sqlx::query(
+            "INSERT INTO schedule_cursors (task, cursor, updated_at) VALUES (?, ?, ?)
+             ON CONFLICT (task) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at
+             WHERE excluded.cursor > schedule_cursors.cursor",
+        )
+        .bind(task)
+        .bind(fmt_instant(at))
+        .bind(fmt_instant(Utc::now()))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     async fn reap_interrupted(

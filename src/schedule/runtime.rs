@@ -1,0 +1,569 @@
+//! The scheduler that `ferry serve` drives: it decides, at each instant the caller gives
+//! it, which fires are due and what happens to each — run, skip, miss, defer — and keeps
+//! track of running work.
+//!
+//! It never reads the wall clock: [`Scheduler::tick`] takes `now`, so tests drive time and
+//! the serve loop passes the real clock. Every fire is claimed in the run store before it
+//! runs (`(task, scheduled_at)` is unique), so a fire runs at most once even if the clock
+//! steps back or two schedulers share the store. The per-task cursor (every fire up to it
+//! has been handled) is persisted, so fires missed while ferry was down are found at start
+//! and handled by the misfire rules of [`super::plan`].
+//!
+//! Running work goes through the [`Runner`] seam (the executor in production, a fake in
+//! tests); at most `scheduler.max_workers` runs execute at once, the rest wait for a slot.
+
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use tokio::sync::{Semaphore, mpsc};
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use super::plan::plan;
+use super::quiet::quiet_until;
+use crate::config::{Concurrency, Config, Problem, Project, TaskSpec};
+use crate::exec::{Executor, RunRequest, Stop};
+use crate::store::{Claim, Outcome, RunStore, Status, StoreError, Trigger, fmt_instant};
+
+/// One claimed fire to execute.
+pub struct Job {
+    pub task: Arc<TaskSpec>,
+    pub config: Arc<Config>,
+    pub run_id: String,
+    pub scheduled_at: DateTime<Utc>,
+    pub stop: Stop,
+}
+
+/// Executes claimed fires and records their outcome in the store.
+#[async_trait]
+pub trait Runner: Send + Sync + 'static {
+    async fn run(&self, job: Job);
+}
+
+/// The production runner: the executor.
+pub struct ExecRunner {
+    pub store: Arc<dyn RunStore>,
+}
+
+#[async_trait]
+impl Runner for ExecRunner {
+    async fn run(&self, job: Job) {
+        let executor = Executor {
+            config: job.config,
+            store: self.store.clone(),
+        };
+        let req = RunRequest {
+            task: (*job.task).clone(),
+            scheduled_at: job.scheduled_at,
+            trigger: Trigger::Schedule,
+            notify: true,
+            stop: job.stop,
+            progress: None,
+        };
+        if let Err(e) = executor.run_claimed(req, job.run_id, job.scheduled_at).await {
+            error!(task = %job.task.name, error = %e, "run could not be recorded");
+        }
+    }
+}
+
+struct Active {
+    run_id: String,
+    scheduled_at: DateTime<Utc>,
+    stop: Stop,
+}
+
+#[derive(Debug, Clone)]
+struct Deferred {
+    run_id: String,
+    task: String,
+    scheduled_at: DateTime<Utc>,
+    until: DateTime<Utc>,
+}
+
+struct Done {
+    task: String,
+    run_id: String,
+}
+
+/// What a reload changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ReloadSummary {
+    pub added: usize,
+    pub changed: usize,
+    pub removed: usize,
+    pub invalid: usize,
+}
+
+/// The scheduler's state.
+pub struct Scheduler {
+    config: Arc<Config>,
+    tasks: BTreeMap<String, Arc<TaskSpec>>,
+    store: Arc<dyn RunStore>,
+    runner: Arc<dyn Runner>,
+    cursors: HashMap<String, DateTime<Utc>>,
+    /// Next fire per task, ordered by time.
+    queue: BTreeSet<(DateTime<Utc>, String)>,
+    next: HashMap<String, DateTime<Utc>>,
+    active: HashMap<String, Vec<Active>>,
+    deferred: Vec<Deferred>,
+    workers: Arc<Semaphore>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+    jobs: JoinSet<()>,
+    /// Task files that failed to load at the last (re)load, with their problems.
+    pub invalid: BTreeMap<String, Vec<Problem>>,
+    accepting: bool,
+}
+
+impl Scheduler {
+    pub fn new(project: Project, store: Arc<dyn RunStore>, runner: Arc<dyn Runner>) -> Scheduler {
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        let workers = Arc::new(Semaphore::new(project.config.scheduler.max_workers));
+        Scheduler {
+            config: Arc::new(project.config),
+            tasks: project
+                .tasks
+                .into_iter()
+                .filter(|(_, t)| t.enabled)
+                .map(|(n, t)| (n, Arc::new(t)))
+                .collect(),
+            store,
+            runner,
+            cursors: HashMap::new(),
+            queue: BTreeSet::new(),
+            next: HashMap::new(),
+            active: HashMap::new(),
+            deferred: Vec::new(),
+            workers,
+            done_tx,
+            done_rx,
+            jobs: JoinSet::new(),
+            invalid: project.task_problems,
+            accepting: true,
+        }
+    }
+
+    /// Loads cursors and deferred runs from the store. New tasks start at `now` (fires from
+    /// before ferry knew a task are never run).
+    pub async fn start(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let names: Vec<String> = self.tasks.keys().cloned().collect();
+        for name in names {
+            self.add_task_cursor(&name, now).await?;
+        }
+        for r in self.store.deferred().await? {
+            self.deferred.push(Deferred {
+                run_id: r.run_id,
+                task: r.task,
+                scheduled_at: r.scheduled_at,
+                until: r.deferred_until.unwrap_or(now),
+            });
+        }
+        for (name, problems) in &self.invalid {
+            for p in problems {
+                error!(task = %name, "invalid task file, not scheduled: {p}");
+            }
+        }
+        info!(tasks = self.tasks.len(), deferred = self.deferred.len(), "scheduler started");
+        Ok(())
+    }
+
+    async fn add_task_cursor(&mut self, name: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let cursor = match self.store.cursor(name).await? {
+            Some(c) => c,
+            None => {
+                self.store.set_cursor(name, now).await?;
+                now
+            }
+        };
+        self.cursors.insert(name.to_string(), cursor);
+        self.reschedule(name);
+        Ok(())
+    }
+
+    fn reschedule(&mut self, name: &str) {
+        if let Some(old) = self.next.remove(name) {
+            self.queue.remove(&(old, name.to_string()));
+        }
+        let (Some(task), Some(cursor)) = (self.tasks.get(name), self.cursors.get(name)) else {
+            return;
+        };
+        if let Some(n) = task.schedule.next_after(*cursor) {
+            self.next.insert(name.to_string(), n);
+            self.queue.insert((n, name.to_string()));
+        }
+    }
+
+    /// Handles everything due at `now`: fires, and deferred runs whose time has come.
+    pub async fn tick(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        self.collect_done();
+        if !self.accepting {
+            return Ok(());
+        }
+        while let Some((at, name)) = self.queue.first().cloned() {
+            if at > now {
+                break;
+            }
+            self.queue.remove(&(at, name.clone()));
+            self.next.remove(&name);
+            self.fire_due(&name, now).await?;
+        }
+        self.start_deferred(now).await
+    }
+
+    /// The next instant at which [`Scheduler::tick`] has something to do (`None`: nothing
+    /// scheduled). Completed runs are signalled separately by [`Scheduler::completed`].
+    pub fn next_wake(&self) -> Option<DateTime<Utc>> {
+        let fire = self.queue.first().map(|(t, _)| *t);
+        let deferred = self
+            .deferred
+            .iter()
+            .filter(|d| !self.is_active(&d.task))
+            .map(|d| d.until)
+            .min();
+        match (fire, deferred) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        }
+    }
+
+    /// Waits until some run finishes (pending forever if none is running).
+    pub async fn completed(&mut self) {
+        if let Some(done) = self.done_rx.recv().await {
+            self.remove_active(&done.task, &done.run_id);
+        }
+    }
+
+    /// Waits for every started run to finish (tests; shutdown).
+    pub async fn wait_idle(&mut self) {
+        while self.jobs.join_next().await.is_some() {}
+        self.collect_done();
+    }
+
+    /// Runs in flight (started or waiting for a worker slot).
+    pub fn active_runs(&self) -> usize {
+        self.active.values().map(Vec::len).sum()
+    }
+
+    /// The tasks being scheduled.
+    pub fn task_names(&self) -> Vec<String> {
+        self.tasks.keys().cloned().collect()
+    }
+
+    fn collect_done(&mut self) {
+        while let Ok(done) = self.done_rx.try_recv() {
+            self.remove_active(&done.task, &done.run_id);
+        }
+        while let Some(r) = self.jobs.try_join_next() {
+            if let Err(e) = r {
+                error!(error = %e, "a run task panicked");
+            }
+        }
+    }
+
+    fn remove_active(&mut self, task: &str, run_id: &str) {
+        if let Some(list) = self.active.get_mut(task) {
+            list.retain(|a| a.run_id != run_id);
+            if list.is_empty() {
+                self.active.remove(task);
+            }
+        }
+    }
+
+    fn is_active(&self, task: &str) -> bool {
+        self.active.get(task).is_some_and(|l| !l.is_empty())
+    }
+
+    fn claim(&self, task: &str, at: DateTime<Utc>, now: DateTime<Utc>) -> Claim {
+        Claim {
+            run_id: uuid::Uuid::now_v7().to_string(),
+            task: task.to_string(),
+            scheduled_at: at,
+            trigger: Trigger::Schedule,
+            node: self.config.node_name.clone(),
+            pid: std::process::id(),
+            started_at: now,
+        }
+    }
+
+    async fn fire_due(&mut self, name: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let Some(task) = self.tasks.get(name).cloned() else {
+            return Ok(());
+        };
+        let cursor = self.cursors.get(name).copied().unwrap_or(now);
+        let p = plan(
+            &task.schedule,
+            cursor,
+            now,
+            task.misfire_grace,
+            task.catch_up,
+            self.config.scheduler.catch_up_limit,
+        );
+        for w in &p.warnings {
+            warn!(task = %name, "{w}");
+        }
+        for at in &p.missed {
+            let claim = self.claim(name, *at, now);
+            if self.store.record(&claim, Status::Missed, &p.missed_reason).await? {
+                warn!(task = %name, scheduled_at = %fmt_instant(*at), "fire missed: {}", p.missed_reason);
+            }
+        }
+        if p.run.len() > 1 {
+            // Catch-up: all of them are claimed now and run one after another.
+            for at in &p.run {
+                let claim = self.claim(name, *at, now);
+                if self.store.defer(&claim, now, "catch-up: waits for the earlier missed fires").await? {
+                    self.deferred.push(Deferred {
+                        run_id: claim.run_id,
+                        task: name.to_string(),
+                        scheduled_at: *at,
+                        until: now,
+                    });
+                }
+            }
+        } else if let Some(at) = p.run.first() {
+            self.dispatch(&task, *at, now).await?;
+        }
+        self.cursors.insert(name.to_string(), now);
+        self.store.set_cursor(name, now).await?;
+        self.reschedule(name);
+        Ok(())
+    }
+
+    async fn dispatch(&mut self, task: &Arc<TaskSpec>, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let name = task.name.as_str();
+        let lateness_ms = (now - at).num_milliseconds();
+        if let Some(until) = quiet_until(&self.config.scheduler.quiet_hours, now) {
+            let claim = self.claim(name, at, now);
+            let reason = format!(
+                "quiet hours: starts at {}",
+                until.with_timezone(&task.timezone).format("%Y-%m-%d %H:%M %Z")
+            );
+            if self.store.defer(&claim, until, &reason).await? {
+                info!(task = %name, scheduled_at = %fmt_instant(at), "fire deferred: {reason}");
+                self.deferred.push(Deferred {
+                    run_id: claim.run_id,
+                    task: name.to_string(),
+                    scheduled_at: at,
+                    until,
+                });
+            }
+            return Ok(());
+        }
+        if self.is_active(name) {
+            match task.concurrency {
+                Concurrency::Forbid => {
+                    let prev = self.active[name]
+                        .iter()
+                        .map(|a| fmt_instant(a.scheduled_at))
+                        .collect::<Vec<_>>()
+                        .join(", ");
+                    let reason = format!("skipped: the previous run (fire at {prev}) is still active (concurrency: forbid)");
+                    let claim = self.claim(name, at, now);
+                    if self.store.record(&claim, Status::Skipped, &reason).await? {
+                        warn!(task = %name, scheduled_at = %fmt_instant(at), "{reason}");
+                    }
+                    return Ok(());
+                }
+                Concurrency::Replace => {
+                    for a in &self.active[name] {
+                        a.stop.stop(format!(
+                            "replaced by the run for the fire at {} (concurrency: replace)",
+                            fmt_instant(at)
+                        ));
+                    }
+                }
+                Concurrency::Allow => {}
+            }
+        }
+        let claim = self.claim(name, at, now);
+        if !self.store.claim(&claim).await? {
+            info!(task = %name, scheduled_at = %fmt_instant(at), "claim lost: this fire was already taken");
+            return Ok(());
+        }
+        info!(task = %name, scheduled_at = %fmt_instant(at), lateness_ms, "fire");
+        self.spawn(task.clone(), claim.run_id, at);
+        Ok(())
+    }
+
+    fn spawn(&mut self, task: Arc<TaskSpec>, run_id: String, at: DateTime<Utc>) {
+        let stop = Stop::new();
+        self.active.entry(task.name.clone()).or_default().push(Active {
+            run_id: run_id.clone(),
+            scheduled_at: at,
+            stop: stop.clone(),
+        });
+        let job = Job {
+            task: task.clone(),
+            config: self.config.clone(),
+            run_id: run_id.clone(),
+            scheduled_at: at,
+            stop: stop.clone(),
+        };
+        let runner = self.runner.clone();
+        let workers = self.workers.clone();
+        let store = self.store.clone();
+        let done = self.done_tx.clone();
+        self.jobs.spawn(async move {
+            let permit = tokio::select! {
+                p = workers.acquire_owned() => p.ok(),
+                _ = stop.stopped() => None,
+            };
+            if permit.is_some() {
+                runner.run(job).await;
+            } else {
+                // Stopped while waiting for a worker slot: it never started.
+                let outcome = Outcome {
+                    status: Status::Cancelled,
+                    finished_at: Utc::now(),
+                    rows: 0,
+                    files: vec![],
+                    warnings: vec![],
+                    error: Some(format!("cancelled before it started: {}", stop.reason())),
+                };
+                if let Err(e) = store.finish(&run_id, &outcome).await {
+                    error!(task = %task.name, error = %e, "cannot record a cancelled run");
+                }
+            }
+            drop(permit);
+            let _ = done.send(Done {
+                task: task.name.clone(),
+                run_id,
+            });
+        });
+    }
+
+    async fn start_deferred(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        if self.deferred.is_empty() {
+            return Ok(());
+        }
+        if quiet_until(&self.config.scheduler.quiet_hours, now).is_some() {
+            return Ok(());
+        }
+        self.deferred.sort_by(|a, b| (a.scheduled_at, &a.task).cmp(&(b.scheduled_at, &b.task)));
+        let mut started_tasks: Vec<String> = Vec::new();
+        let mut keep = Vec::new();
+        for d in std::mem::take(&mut self.deferred) {
+            // One at a time per task, oldest fire first.
+            let ready = d.until <= now && !self.is_active(&d.task) && !started_tasks.contains(&d.task);
+            if !ready {
+                keep.push(d);
+                continue;
+            }
+            let Some(task) = self.tasks.get(&d.task).cloned() else {
+                // The task was removed: its deferred runs stay recorded, waiting for it.
+                keep.push(d);
+                continue;
+            };
+            if self
+                .store
+                .start_deferred(&d.run_id, &self.config.node_name, std::process::id(), now)
+                .await?
+            {
+                info!(task = %d.task, scheduled_at = %fmt_instant(d.scheduled_at), lateness_ms = (now - d.scheduled_at).num_milliseconds(), "deferred fire starts");
+                started_tasks.push(d.task.clone());
+                self.spawn(task, d.run_id, d.scheduled_at);
+            }
+        }
+        self.deferred = keep;
+        Ok(())
+    }
+
+    /// Applies a new project (hot reload). An invalid task file keeps the last good version
+    /// of its task scheduled; removed tasks stop being scheduled (running work goes on).
+    pub async fn reload(&mut self, project: Project, now: DateTime<Utc>) -> Result<ReloadSummary, StoreError> {
+        let mut summary = ReloadSummary::default();
+        let Project {
+            config,
+            tasks,
+            task_problems,
+        } = project;
+        let config = Arc::new(config);
+        if config.scheduler.max_workers != self.config.scheduler.max_workers {
+            warn!("scheduler.max_workers changes take effect at the next start");
+        }
+        self.config = config;
+        let enabled: BTreeMap<String, TaskSpec> = tasks.into_iter().filter(|(_, t)| t.enabled).collect();
+        let removed: Vec<String> = self
+            .tasks
+            .keys()
+            .filter(|n| !enabled.contains_key(*n) && !task_problems.contains_key(*n))
+            .cloned()
+            .collect();
+        for name in removed {
+            self.tasks.remove(&name);
+            if let Some(old) = self.next.remove(&name) {
+                self.queue.remove(&(old, name.clone()));
+            }
+            self.cursors.remove(&name);
+            summary.removed += 1;
+            info!(task = %name, "task removed");
+        }
+        for (name, problems) in &task_problems {
+            summary.invalid += 1;
+            let kept = self.tasks.contains_key(name);
+            for p in problems {
+                error!(task = %name, kept_last_good = kept, "invalid task file: {p}");
+            }
+        }
+        self.invalid = task_problems;
+        for (name, spec) in enabled {
+            match self.tasks.get(&name) {
+                None => {
+                    self.tasks.insert(name.clone(), Arc::new(spec));
+                    self.add_task_cursor(&name, now).await?;
+                    summary.added += 1;
+                    info!(task = %name, "task added");
+                }
+                Some(old) if format!("{:?}", **old) != format!("{spec:?}") => {
+                    self.tasks.insert(name.clone(), Arc::new(spec));
+                    // A changed schedule starts from now: past fires of the new schedule
+                    // are not "missed".
+                    let cursor = self.cursors.get(&name).copied().unwrap_or(now).max(now);
+                    self.cursors.insert(name.clone(), cursor);
+                    self.store.set_cursor(&name, cursor).await?;
+                    self.reschedule(&name);
+                    summary.changed += 1;
+                    info!(task = %name, "task changed");
+                }
+                Some(_) => {}
+            }
+        }
+        info!(
+            added = summary.added,
+            changed = summary.changed,
+            removed = summary.removed,
+            invalid = summary.invalid,
+            "reload"
+        );
+        Ok(summary)
+    }
+
+    /// Stops claiming; lets running runs finish for up to `drain`, then cancels the rest
+    /// (recorded as cancelled) and waits for them to be recorded.
+    pub async fn shutdown(&mut self, drain: Duration) {
+        self.accepting = false;
+        let running = self.active_runs();
+        if running > 0 {
+            info!(running, drain_secs = drain.as_secs(), "waiting for running runs to finish");
+        }
+        let drained = tokio::time::timeout(drain, async {
+            while self.jobs.join_next().await.is_some() {}
+        })
+        .await
+        .is_ok();
+        if !drained {
+            for list in self.active.values() {
+                for a in list {
+                    a.stop.stop("ferry is shutting down (drain timeout passed)");
+                }
+            }
+            warn!(runs = self.active_runs(), "drain timeout passed: cancelling running runs");
+            while self.jobs.join_next().await.is_some() {}
+        }
+        self.collect_done();
+        info!("scheduler stopped");
+    }
+}
