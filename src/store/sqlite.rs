@@ -24,7 +24,7 @@ use super::{
 pub const MIGRATIONS: &[(i64, &str)] = &[
     (
         1,
-    "CREATE TABLE runs (
+        "CREATE TABLE runs (
         run_id       TEXT PRIMARY KEY,
         task         TEXT NOT NULL,
         scheduled_at TEXT NOT NULL,
@@ -376,12 +376,11 @@ impl RunStore for SqliteStore {
     }
 
     async fn deferred(&self) -> Result<Vec<RunRecord>, StoreError> {
-        let rows = sqlx::query(
-            "SELECT * FROM runs WHERE status = 'deferred' ORDER BY scheduled_at, task",
-        )
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
+        let rows =
+            sqlx::query("SELECT * FROM runs WHERE status = 'deferred' ORDER BY scheduled_at, task")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
         rows.iter()
             .map(row_to_record)
             .collect::<Result<_, _>>()
@@ -389,11 +388,12 @@ impl RunStore for SqliteStore {
     }
 
     async fn cursor(&self, task: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
-        let c: Option<String> = sqlx::query_scalar("SELECT cursor FROM schedule_cursors WHERE task = ?")
-            .bind(task)
-            .fetch_optional(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let c: Option<String> =
+            sqlx::query_scalar("SELECT cursor FROM schedule_cursors WHERE task = ?")
+                .bind(task)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
         Ok(c.as_deref().and_then(parse_instant))
     }
 
