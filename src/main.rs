@@ -4,7 +4,8 @@ use clap::Parser;
 
 fn main() {
     let cli = ferry::cli::Cli::parse();
-    ferry::cli::init_logging(cli.verbose);
+    let daemon = matches!(cli.command, ferry::cli::Command::Serve);
+    ferry::cli::init_logging(cli.verbose, daemon);
     let code = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -34,13 +34,14 @@ pub async fn run(cli: &Cli, args: &HistoryArgs) -> i32 {
             return EXIT_FAILED;
         }
     };
-    let runs = match store
+    let listed = store
         .list(&HistoryFilter {
             task: args.task.clone(),
             limit: args.limit,
         })
-        .await
-    {
+        .await;
+    store.close().await;
+    let runs = match listed {
         Ok(r) => r,
         Err(e) => {
             print_error(&e);
@@ -69,7 +70,7 @@ pub async fn run(cli: &Cli, args: &HistoryArgs) -> i32 {
             .get(&r.task)
             .map(|t| t.timezone)
             .unwrap_or(project.config.timezone);
-        let detail = match (&r.error, r.files.first()) {
+        let detail = match (r.error.as_ref().or(r.reason.as_ref()), r.files.first()) {
             (Some(e), _) => e.clone(),
             (None, Some(f)) if r.files.len() == 1 => f.path.clone(),
             (None, Some(f)) => format!("{} (+{} more)", f.path, r.files.len() - 1),

@@ -8,6 +8,7 @@
 mod history;
 mod next;
 mod run;
+mod serve;
 mod tasks;
 mod validate;
 
@@ -57,13 +58,16 @@ pub enum Command {
     Tasks,
     /// Show recent runs.
     History(history::HistoryArgs),
+    /// Run the scheduler: every task on time, until SIGTERM or SIGINT.
+    Serve,
 }
 
-/// Sets up logging on stderr. Commands report their own results, so logs are off unless
-/// asked for with `-v` or `FERRY_LOG`.
-pub fn init_logging(verbose: u8) {
+/// Sets up logging on stderr. Commands report their own results, so their logs are off
+/// unless asked for with `-v` or `FERRY_LOG`; `serve` logs at info by default.
+pub fn init_logging(verbose: u8, daemon: bool) {
     use std::io::IsTerminal;
     let default = match verbose {
+        0 if daemon => "info",
         0 => "off",
         1 => "info",
         _ => "debug",
@@ -86,6 +90,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Next(args) => next::run(&cli, args).await,
         Command::Tasks => tasks::run(&cli).await,
         Command::History(args) => history::run(&cli, args).await,
+        Command::Serve => serve::run(&cli).await,
     }
 }
 

@@ -8,3 +8,4 @@ mod crash;
 mod outputs;
 mod runs;
 mod schedule;
+mod serve;
