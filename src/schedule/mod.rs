@@ -208,6 +208,65 @@ mod tests {
     }
 
     #[test]
+    fn last_weekday_and_nth_weekday_fields() {
+        let first = |expr: &str, after: &str| {
+            Schedule::parse(expr, Tz::UTC)
+                .unwrap()
+                .next_after(utc(after))
+                .unwrap()
+        };
+        // Last day of the month.
+        assert_eq!(
+            first("0 0 L * *", "2026-01-15T00:00:00Z"),
+            utc("2026-01-31T00:00:00Z")
+        );
+        assert_eq!(
+            first("0 0 L * *", "2026-02-01T00:00:00Z"),
+            utc("2026-02-28T00:00:00Z")
+        );
+        assert_eq!(
+            first("0 0 L * *", "2028-02-01T00:00:00Z"),
+            utc("2028-02-29T00:00:00Z")
+        );
+        // Nearest weekday to the 15th: 2026-01-15 is a Thursday; 2026-02-15 a Sunday → Mon 16th.
+        assert_eq!(
+            first("0 0 15W * *", "2026-01-01T00:00:00Z"),
+            utc("2026-01-15T00:00:00Z")
+        );
+        assert_eq!(
+            first("0 0 15W * *", "2026-02-01T00:00:00Z"),
+            utc("2026-02-16T00:00:00Z")
+        );
+        // Last Friday, and the second Monday.
+        assert_eq!(
+            first("0 0 * * 5#L", "2026-01-01T00:00:00Z"),
+            utc("2026-01-30T00:00:00Z")
+        );
+        assert_eq!(
+            first("0 0 * * MON#2", "2026-01-01T00:00:00Z"),
+            utc("2026-01-12T00:00:00Z")
+        );
+        // Day-of-month OR day-of-week (Vixie cron), and `+` for AND.
+        assert_eq!(
+            first("0 8 1 * MON", "2026-06-01T09:00:00Z"),
+            utc("2026-06-08T08:00:00Z")
+        );
+        assert_eq!(
+            first("0 8 1 * +MON", "2026-01-01T00:00:00Z"),
+            utc("2026-06-01T08:00:00Z")
+        );
+        // Seconds (6 fields) and year (7 fields).
+        assert_eq!(
+            first("*/15 * * * * *", "2026-01-01T00:00:01Z"),
+            utc("2026-01-01T00:00:15Z")
+        );
+        assert_eq!(
+            first("0 0 0 1 1 * 2030", "2026-01-01T00:00:00Z"),
+            utc("2030-01-01T00:00:00Z")
+        );
+    }
+
+    #[test]
     fn upcoming_is_bounded() {
         let s = Schedule::parse("* * * * * *", Tz::UTC).unwrap();
         assert_eq!(

@@ -26,7 +26,7 @@ use super::plan::plan;
 use super::quiet::quiet_until;
 use crate::config::{Concurrency, Config, Problem, Project, TaskSpec};
 use crate::exec::{Executor, RunRequest, Stop};
-use crate::store::{Claim, Outcome, RunStore, Status, StoreError, Trigger, fmt_instant};
+use crate::store::{Claim, Op, Outcome, RunStore, Status, StoreError, Trigger, fmt_instant};
 
 /// One claimed fire to execute.
 pub struct Job {
@@ -34,6 +34,9 @@ pub struct Job {
     pub config: Arc<Config>,
     pub run_id: String,
     pub scheduled_at: DateTime<Utc>,
+    /// Wall-clock time at which the scheduler handed the fire over (before waiting for a
+    /// worker slot): `fired_at - scheduled_at` is the fire's lateness.
+    pub fired_at: DateTime<Utc>,
     pub stop: Stop,
 }
 
@@ -89,6 +92,23 @@ struct Deferred {
 struct Done {
     task: String,
     run_id: String,
+}
+
+/// What to do once a write of a tick's batch took effect.
+enum After {
+    Nothing,
+    /// A warning about a task.
+    Warn {
+        task: String,
+        msg: String,
+    },
+    Defer(Deferred, String),
+    Run {
+        task: Arc<TaskSpec>,
+        run_id: String,
+        at: DateTime<Utc>,
+        lateness_ms: i64,
+    },
 }
 
 /// What a reload changed.
@@ -152,10 +172,21 @@ impl Scheduler {
     /// Loads cursors and deferred runs from the store. New tasks start at `now` (fires from
     /// before ferry knew a task are never run).
     pub async fn start(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let stored = self.store.cursors().await?;
         let names: Vec<String> = self.tasks.keys().cloned().collect();
+        let mut new = Vec::new();
         for name in names {
-            self.add_task_cursor(&name, now).await?;
+            let cursor = match stored.get(&name) {
+                Some(c) => *c,
+                None => {
+                    new.push(Op::Cursor(name.clone(), now));
+                    now
+                }
+            };
+            self.cursors.insert(name.clone(), cursor);
+            self.reschedule(&name);
         }
+        self.store.batch(&new).await?;
         for r in self.store.deferred().await? {
             self.deferred.push(Deferred {
                 run_id: r.run_id,
@@ -209,14 +240,17 @@ impl Scheduler {
         if !self.accepting {
             return Ok(());
         }
+        let mut ops = Vec::new();
+        let mut after = Vec::new();
         while let Some((at, name)) = self.queue.first().cloned() {
             if at > now {
                 break;
             }
             self.queue.remove(&(at, name.clone()));
             self.next.remove(&name);
-            self.fire_due(&name, now).await?;
+            self.plan_fire(&name, now, &mut ops, &mut after);
         }
+        self.commit(ops, after).await?;
         self.start_deferred(now).await
     }
 
@@ -233,6 +267,15 @@ impl Scheduler {
         match (fire, deferred) {
             (Some(a), Some(b)) => Some(a.min(b)),
             (a, b) => a.or(b),
+        }
+    }
+
+    /// How long the serve loop may sleep at `now`: until the next wake-up, but never more
+    /// than `max` (so that clock jumps and suspends are noticed).
+    pub fn sleep_for(&self, now: DateTime<Utc>, max: Duration) -> Duration {
+        match self.next_wake() {
+            Some(w) => (w - now).to_std().unwrap_or(Duration::ZERO).min(max),
+            None => max,
         }
     }
 
@@ -295,9 +338,17 @@ impl Scheduler {
         }
     }
 
-    async fn fire_due(&mut self, name: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
+    /// Decides what happens to the due fires of one task; the writes go into `ops` and
+    /// what to do once each write took effect into `after` (same index).
+    fn plan_fire(
+        &mut self,
+        name: &str,
+        now: DateTime<Utc>,
+        ops: &mut Vec<Op>,
+        after: &mut Vec<After>,
+    ) {
         let Some(task) = self.tasks.get(name).cloned() else {
-            return Ok(());
+            return;
         };
         let cursor = self.cursors.get(name).copied().unwrap_or(now);
         let p = plan(
@@ -312,67 +363,80 @@ impl Scheduler {
             warn!(task = %name, "{w}");
         }
         for at in &p.missed {
-            let claim = self.claim(name, *at, now);
-            if self
-                .store
-                .record(&claim, Status::Missed, &p.missed_reason)
-                .await?
-            {
-                warn!(task = %name, scheduled_at = %fmt_instant(*at), "fire missed: {}", p.missed_reason);
-            }
+            ops.push(Op::Record(
+                self.claim(name, *at, now),
+                Status::Missed,
+                p.missed_reason.clone(),
+            ));
+            after.push(After::Warn {
+                task: name.to_string(),
+                msg: format!("fire at {} missed: {}", fmt_instant(*at), p.missed_reason),
+            });
         }
         if p.run.len() > 1 {
             // Catch-up: all of them are claimed now and run one after another.
             for at in &p.run {
-                let claim = self.claim(name, *at, now);
-                if self
-                    .store
-                    .defer(&claim, now, "catch-up: waits for the earlier missed fires")
-                    .await?
-                {
-                    self.deferred.push(Deferred {
-                        run_id: claim.run_id,
-                        task: name.to_string(),
-                        scheduled_at: *at,
-                        until: now,
-                    });
-                }
+                self.push_defer(
+                    &task,
+                    *at,
+                    now,
+                    now,
+                    "catch-up: waits for the earlier missed fires".into(),
+                    ops,
+                    after,
+                );
             }
         } else if let Some(at) = p.run.first() {
-            self.dispatch(&task, *at, now).await?;
+            self.plan_dispatch(&task, *at, now, ops, after);
         }
         self.cursors.insert(name.to_string(), now);
-        self.store.set_cursor(name, now).await?;
+        ops.push(Op::Cursor(name.to_string(), now));
+        after.push(After::Nothing);
         self.reschedule(name);
-        Ok(())
     }
 
-    async fn dispatch(
+    #[allow(clippy::too_many_arguments)]
+    fn push_defer(
+        &self,
+        task: &TaskSpec,
+        at: DateTime<Utc>,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+        reason: String,
+        ops: &mut Vec<Op>,
+        after: &mut Vec<After>,
+    ) {
+        let claim = self.claim(&task.name, at, now);
+        after.push(After::Defer(
+            Deferred {
+                run_id: claim.run_id.clone(),
+                task: task.name.clone(),
+                scheduled_at: at,
+                until,
+            },
+            reason.clone(),
+        ));
+        ops.push(Op::Defer(claim, until, reason));
+    }
+
+    fn plan_dispatch(
         &mut self,
         task: &Arc<TaskSpec>,
         at: DateTime<Utc>,
         now: DateTime<Utc>,
-    ) -> Result<(), StoreError> {
+        ops: &mut Vec<Op>,
+        after: &mut Vec<After>,
+    ) {
         let name = task.name.as_str();
-        let lateness_ms = (now - at).num_milliseconds();
         if let Some(until) = quiet_until(&self.config.scheduler.quiet_hours, now) {
-            let claim = self.claim(name, at, now);
             let reason = format!(
                 "quiet hours: starts at {}",
                 until
                     .with_timezone(&task.timezone)
                     .format("%Y-%m-%d %H:%M %Z")
             );
-            if self.store.defer(&claim, until, &reason).await? {
-                info!(task = %name, scheduled_at = %fmt_instant(at), "fire deferred: {reason}");
-                self.deferred.push(Deferred {
-                    run_id: claim.run_id,
-                    task: name.to_string(),
-                    scheduled_at: at,
-                    until,
-                });
-            }
-            return Ok(());
+            self.push_defer(task, at, now, until, reason, ops, after);
+            return;
         }
         if self.is_active(name) {
             match task.concurrency {
@@ -385,11 +449,16 @@ impl Scheduler {
                     let reason = format!(
                         "skipped: the previous run (fire at {prev}) is still active (concurrency: forbid)"
                     );
-                    let claim = self.claim(name, at, now);
-                    if self.store.record(&claim, Status::Skipped, &reason).await? {
-                        warn!(task = %name, scheduled_at = %fmt_instant(at), "{reason}");
-                    }
-                    return Ok(());
+                    ops.push(Op::Record(
+                        self.claim(name, at, now),
+                        Status::Skipped,
+                        reason.clone(),
+                    ));
+                    after.push(After::Warn {
+                        task: name.to_string(),
+                        msg: format!("fire at {}: {reason}", fmt_instant(at)),
+                    });
+                    return;
                 }
                 Concurrency::Replace => {
                     for a in &self.active[name] {
@@ -403,12 +472,46 @@ impl Scheduler {
             }
         }
         let claim = self.claim(name, at, now);
-        if !self.store.claim(&claim).await? {
-            info!(task = %name, scheduled_at = %fmt_instant(at), "claim lost: this fire was already taken");
+        after.push(After::Run {
+            task: task.clone(),
+            run_id: claim.run_id.clone(),
+            at,
+            lateness_ms: (now - at).num_milliseconds(),
+        });
+        ops.push(Op::Claim(claim));
+    }
+
+    /// Applies the writes of one tick in one transaction, then starts what was claimed.
+    async fn commit(&mut self, ops: Vec<Op>, after: Vec<After>) -> Result<(), StoreError> {
+        if ops.is_empty() {
             return Ok(());
         }
-        info!(task = %name, scheduled_at = %fmt_instant(at), lateness_ms, "fire");
-        self.spawn(task.clone(), claim.run_id, at);
+        let took = self.store.batch(&ops).await?;
+        for (a, took) in after.into_iter().zip(took) {
+            match a {
+                After::Nothing => {}
+                After::Warn { task, msg } if took => warn!(task = %task, "{msg}"),
+                After::Warn { .. } => {}
+                After::Defer(d, reason) if took => {
+                    info!(task = %d.task, scheduled_at = %fmt_instant(d.scheduled_at), "fire deferred: {reason}");
+                    self.deferred.push(d);
+                }
+                After::Defer(..) => {}
+                After::Run {
+                    task,
+                    run_id,
+                    at,
+                    lateness_ms,
+                } => {
+                    if took {
+                        info!(task = %task.name, scheduled_at = %fmt_instant(at), lateness_ms, "fire");
+                        self.spawn(task, run_id, at);
+                    } else {
+                        info!(task = %task.name, scheduled_at = %fmt_instant(at), "claim lost: this fire was already taken");
+                    }
+                }
+            }
+        }
         Ok(())
     }
 
@@ -427,6 +530,7 @@ impl Scheduler {
             config: self.config.clone(),
             run_id: run_id.clone(),
             scheduled_at: at,
+            fired_at: Utc::now(),
             stop: stop.clone(),
         };
         let runner = self.runner.clone();

@@ -153,9 +153,26 @@ pub enum StoreError {
     Other { path: String, message: String },
 }
 
+/// One write of a batch (see [`RunStore::batch`]).
+#[derive(Debug, Clone)]
+pub enum Op {
+    /// Claim a fire as `running` (like [`RunStore::claim`]).
+    Claim(Claim),
+    /// Record a fire that does not run (like [`RunStore::record`]).
+    Record(Claim, Status, String),
+    /// Claim a fire as `deferred` until an instant (like [`RunStore::defer`]).
+    Defer(Claim, DateTime<Utc>, String),
+    /// Move a task's cursor (like [`RunStore::set_cursor`]).
+    Cursor(String, DateTime<Utc>),
+}
+
 /// Run history storage.
 #[async_trait]
 pub trait RunStore: Send + Sync {
+    /// Applies several writes in one transaction (the scheduler's fires of one instant).
+    /// Returns, per op, whether it took effect (a fire already taken returns false).
+    async fn batch(&self, ops: &[Op]) -> Result<Vec<bool>, StoreError>;
+
     /// Inserts the `(task, scheduled_at)` row in state `running`. Returns false if that
     /// fire was already claimed (by anyone, at any time).
     async fn claim(&self, claim: &Claim) -> Result<bool, StoreError>;
@@ -200,6 +217,10 @@ pub trait RunStore: Send + Sync {
 
     /// The scheduler's cursor of a task: every fire up to it has been handled.
     async fn cursor(&self, task: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
+
+    /// Every task's cursor.
+    async fn cursors(&self)
+    -> Result<std::collections::HashMap<String, DateTime<Utc>>, StoreError>;
 
     /// Moves a task's cursor (never backwards).
     async fn set_cursor(&self, task: &str, at: DateTime<Utc>) -> Result<(), StoreError>;

@@ -16,7 +16,7 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Claim, FileRecord, HistoryFilter, Outcome, RunRecord, RunStore, Status, StoreError,
+    Claim, FileRecord, HistoryFilter, Op, Outcome, RunRecord, RunStore, Status, StoreError,
     fmt_instant, parse_instant,
 };
 
@@ -64,8 +64,24 @@ pub struct SqliteStore {
 }
 
 impl SqliteStore {
-    /// Opens (creating folders and file if needed) and migrates the store.
+    /// Opens (creating folders and file if needed) and migrates the store. Another process
+    /// opening the same store at the same moment (a `ferry history` beside `ferry serve`)
+    /// can make the first connection's set-up report "database is locked": that is
+    /// retried for a few seconds.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
+        let mut attempt = 0;
+        loop {
+            match Self::open_once(path).await {
+                Err(StoreError::Db { source, .. }) if is_busy(&source) && attempt < 50 => {
+                    attempt += 1;
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn open_once(path: &Path) -> Result<SqliteStore, StoreError> {
         let display = path.display().to_string();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Other {
@@ -81,8 +97,11 @@ impl SqliteStore {
             .synchronous(SqliteSynchronous::Normal)
             .busy_timeout(Duration::from_secs(15))
             .foreign_keys(true);
+        // One connection: SQLite runs one writer at a time anyway, and a single connection
+        // queues writers in the pool instead of in SQLite's sleeping busy handler (which
+        // added seconds of latency with hundreds of claims a second).
         let pool = SqlitePoolOptions::new()
-            .max_connections(4)
+            .max_connections(1)
             .connect_with(opts)
             .await
             .map_err(|e| db(&display, e))?;
@@ -109,7 +128,11 @@ impl SqliteStore {
         .await
         .map_err(|e| self.err(e))?;
         for (version, sql) in MIGRATIONS {
-            let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+            let mut tx = self
+                .pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(|e| self.err(e))?;
             let done: Option<i64> =
                 sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
                     .bind(version)
@@ -150,6 +173,17 @@ impl SqliteStore {
 
     pub async fn close(&self) {
         self.pool.close().await;
+    }
+}
+
+/// SQLITE_BUSY or SQLITE_LOCKED.
+fn is_busy(e: &sqlx::Error) -> bool {
+    match e {
+        sqlx::Error::Database(d) => {
+            matches!(d.code().as_deref(), Some("5") | Some("6"))
+                || d.message().contains("database is locked")
+        }
+        _ => false,
     }
 }
 
@@ -196,25 +230,70 @@ fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, sqlx::Error
     })
 }
 
+/// Runs one [`Op`] on a connection or transaction.
+async fn apply_op(conn: &mut sqlx::SqliteConnection, op: &Op) -> Result<bool, sqlx::Error> {
+    let (c, status, reason, until) = match op {
+        Op::Cursor(task, at) => {
+            // Text timestamps in one fixed format compare in time order.
+            sqlx::query(
+                "INSERT INTO schedule_cursors (task, cursor, updated_at) VALUES (?, ?, ?)
+                 ON CONFLICT (task) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at
+                 WHERE excluded.cursor > schedule_cursors.cursor",
+            )
+            .bind(task)
+            .bind(fmt_instant(*at))
+            .bind(fmt_instant(Utc::now()))
+            .execute(&mut *conn)
+            .await?;
+            return Ok(true);
+        }
+        Op::Claim(c) => (c, Status::Running, None, None),
+        Op::Record(c, status, reason) => (c, *status, Some(reason.as_str()), None),
+        Op::Defer(c, until, reason) => (c, Status::Deferred, Some(reason.as_str()), Some(*until)),
+    };
+    let finished =
+        matches!(status, Status::Missed | Status::Skipped).then(|| fmt_instant(c.started_at));
+    let res = sqlx::query(
+        "INSERT INTO runs (run_id, task, scheduled_at, trigger, status, node, pid, started_at,
+                           finished_at, duration_ms, reason, deferred_until)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (task, scheduled_at) DO NOTHING",
+    )
+    .bind(&c.run_id)
+    .bind(&c.task)
+    .bind(fmt_instant(c.scheduled_at))
+    .bind(c.trigger.as_str())
+    .bind(status.as_str())
+    .bind(&c.node)
+    .bind(i64::from(c.pid))
+    .bind(fmt_instant(c.started_at))
+    .bind(finished.clone())
+    .bind(finished.map(|_| 0i64))
+    .bind(reason)
+    .bind(until.map(fmt_instant))
+    .execute(&mut *conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
 #[async_trait]
 impl RunStore for SqliteStore {
+    async fn batch(&self, ops: &[Op]) -> Result<Vec<bool>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(apply_op(&mut tx, op).await.map_err(|e| self.err(e))?);
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
     async fn claim(&self, c: &Claim) -> Result<bool, StoreError> {
-        let res = sqlx::query(
-            "INSERT INTO runs (run_id, task, scheduled_at, trigger, status, node, pid, started_at)
-             VALUES (?, ?, ?, ?, 'running', ?, ?, ?)
-             ON CONFLICT (task, scheduled_at) DO NOTHING",
-        )
-        .bind(&c.run_id)
-        .bind(&c.task)
-        .bind(fmt_instant(c.scheduled_at))
-        .bind(c.trigger.as_str())
-        .bind(&c.node)
-        .bind(i64::from(c.pid))
-        .bind(fmt_instant(c.started_at))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(res.rows_affected() == 1)
+        self.batch(&[Op::Claim(c.clone())]).await.map(|r| r[0])
     }
 
     async fn finish(&self, run_id: &str, o: &Outcome) -> Result<(), StoreError> {
@@ -247,7 +326,11 @@ impl RunStore for SqliteStore {
     }
 
     async fn append_warnings(&self, run_id: &str, warnings: &[String]) -> Result<(), StoreError> {
-        let mut tx = self.pool.begin().await.map_err(|e| self.err(e))?;
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(e))?;
         let current: Option<String> =
             sqlx::query_scalar("SELECT warnings FROM runs WHERE run_id = ?")
                 .bind(run_id)
@@ -305,26 +388,9 @@ impl RunStore for SqliteStore {
     }
 
     async fn record(&self, c: &Claim, status: Status, reason: &str) -> Result<bool, StoreError> {
-        let res = sqlx::query(
-            "INSERT INTO runs (run_id, task, scheduled_at, trigger, status, node, pid, started_at,
-                               finished_at, duration_ms, reason)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?)
-             ON CONFLICT (task, scheduled_at) DO NOTHING",
-        )
-        .bind(&c.run_id)
-        .bind(&c.task)
-        .bind(fmt_instant(c.scheduled_at))
-        .bind(c.trigger.as_str())
-        .bind(status.as_str())
-        .bind(&c.node)
-        .bind(i64::from(c.pid))
-        .bind(fmt_instant(c.started_at))
-        .bind(fmt_instant(c.started_at))
-        .bind(reason)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(res.rows_affected() == 1)
+        self.batch(&[Op::Record(c.clone(), status, reason.to_string())])
+            .await
+            .map(|r| r[0])
     }
 
     async fn defer(
@@ -333,25 +399,9 @@ impl RunStore for SqliteStore {
         until: DateTime<Utc>,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let res = sqlx::query(
-            "INSERT INTO runs (run_id, task, scheduled_at, trigger, status, node, pid, started_at,
-                               reason, deferred_until)
-             VALUES (?, ?, ?, ?, 'deferred', ?, ?, ?, ?, ?)
-             ON CONFLICT (task, scheduled_at) DO NOTHING",
-        )
-        .bind(&c.run_id)
-        .bind(&c.task)
-        .bind(fmt_instant(c.scheduled_at))
-        .bind(c.trigger.as_str())
-        .bind(&c.node)
-        .bind(i64::from(c.pid))
-        .bind(fmt_instant(c.started_at))
-        .bind(reason)
-        .bind(fmt_instant(until))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(res.rows_affected() == 1)
+        self.batch(&[Op::Defer(c.clone(), until, reason.to_string())])
+            .await
+            .map(|r| r[0])
     }
 
     async fn start_deferred(
@@ -397,20 +447,24 @@ impl RunStore for SqliteStore {
         Ok(c.as_deref().and_then(parse_instant))
     }
 
+    async fn cursors(
+        &self,
+    ) -> Result<std::collections::HashMap<String, DateTime<Utc>>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT task, cursor FROM schedule_cursors")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(t, c)| parse_instant(&c).map(|c| (t, c)))
+            .collect())
+    }
+
     async fn set_cursor(&self, task: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        // Text timestamps in one fixed format compare in time order.
-        sqlx::query(
-            "INSERT INTO schedule_cursors (task, cursor, updated_at) VALUES (?, ?, ?)
-             ON CONFLICT (task) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at
-             WHERE excluded.cursor > schedule_cursors.cursor",
-        )
-        .bind(task)
-        .bind(fmt_instant(at))
-        .bind(fmt_instant(Utc::now()))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
+        self.batch(&[Op::Cursor(task.to_string(), at)])
+            .await
+            .map(|_| ())
     }
 
     async fn reap_interrupted(
@@ -509,6 +563,17 @@ mod tests {
             store.list(&HistoryFilter::default()).await.unwrap().len(),
             2
         );
+    }
+
+    #[tokio::test]
+    async fn concurrent_first_opens_all_succeed() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("ferry.db");
+        let opens = (0..8).map(|_| SqliteStore::open(&path));
+        for store in futures_util::future::join_all(opens).await {
+            let store = store.unwrap();
+            store.set_cursor("t", Utc::now()).await.unwrap();
+        }
     }
 
     #[tokio::test]

@@ -44,6 +44,29 @@ fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
     }
 }
 
+/// Like `wait_until`, but shows the serve log when it times out.
+fn wait_logged(
+    p: &Project,
+    log: &str,
+    limit: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > limit {
+            let text = std::fs::read_to_string(p.path().join(log)).unwrap_or_default();
+            let hist = p.ferry(&["history", "--limit", "50"]);
+            panic!(
+                "timed out waiting for {what}\n--- {log}\n{text}\n--- history\n{}{}",
+                String::from_utf8_lossy(&hist.stdout),
+                String::from_utf8_lossy(&hist.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 fn terminate(child: &mut Child) -> Option<i32> {
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
@@ -81,19 +104,31 @@ fn survives_sigkill_without_running_a_fire_twice_or_losing_one() {
             .filter(|r| r["status"] == "succeeded")
             .count()
     };
-    wait_until(Duration::from_secs(60), "two runs", || ok(&p) >= 2);
+    wait_logged(
+        &p,
+        "serve1.log",
+        Duration::from_secs(60),
+        "two runs",
+        || ok(&p) >= 2,
+    );
     a.kill().unwrap(); // SIGKILL
     a.wait().unwrap();
     let killed_at = Utc::now();
     // Downtime long enough to miss at least two fires.
     std::thread::sleep(Duration::from_secs(5));
     let mut b = serve(&p, "serve2.log");
-    wait_until(Duration::from_secs(60), "a run after the restart", || {
-        history(&p, "tick").iter().any(|r| {
-            r["status"] == "succeeded"
-                && instant(&r["started_at"]) > killed_at + chrono::Duration::seconds(5)
-        })
-    });
+    wait_logged(
+        &p,
+        "serve2.log",
+        Duration::from_secs(60),
+        "a run after the restart",
+        || {
+            history(&p, "tick").iter().any(|r| {
+                r["status"] == "succeeded"
+                    && instant(&r["started_at"]) > killed_at + chrono::Duration::seconds(5)
+            })
+        },
+    );
     assert_eq!(terminate(&mut b), Some(0));
 
     let mut runs = history(&p, "tick");
@@ -140,7 +175,10 @@ fn survives_sigkill_without_running_a_fire_twice_or_losing_one() {
         "{runs:#?}"
     );
     let log = std::fs::read_to_string(p.path().join("serve2.log")).unwrap();
-    assert!(log.contains("fire missed"), "{log}");
+    assert!(
+        log.contains("missed: missed while ferry was not running"),
+        "{log}"
+    );
     assert!(
         log.contains("lateness_ms"),
         "each fire is logged with its lateness: {log}"
@@ -239,9 +277,13 @@ fn sigterm_drains_then_cancels_the_run_in_flight() {
         "schedule: \"* * * * * *\"\nsource: db\nquery: |\n  WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 2000000000)\n  SELECT max(x) AS m FROM c\noutput: { format: csv, file_name: slow }\n",
     );
     let mut a = serve(&p, "serve.log");
-    wait_until(Duration::from_secs(60), "the slow run to start", || {
-        history(&p, "slow").iter().any(|r| r["status"] == "running")
-    });
+    wait_logged(
+        &p,
+        "serve.log",
+        Duration::from_secs(60),
+        "the slow run to start",
+        || history(&p, "slow").iter().any(|r| r["status"] == "running"),
+    );
     let started = Instant::now();
     assert_eq!(terminate(&mut a), Some(0));
     assert!(
