@@ -169,25 +169,153 @@ pub fn render_text(v: &Value, tz: chrono_tz::Tz, out: &mut String) {
                 let _ = write!(out, "{byte:02X}");
             }
         }
-        Value::Date(d) => {
-            let _ = write!(out, "{}", d.format("%Y-%m-%d"));
-        }
-        Value::Time(t) => {
-            let _ = write!(out, "{}", t.format("%H:%M:%S%.f"));
-        }
+        Value::Date(d) => push_date(out, *d),
+        Value::Time(t) => push_time(out, *t),
         Value::DateTime(t) => {
-            let _ = write!(out, "{}", t.format("%Y-%m-%d %H:%M:%S%.f"));
+            push_date(out, t.date());
+            out.push(' ');
+            push_time(out, t.time());
         }
         Value::DateTimeTz(t) => {
             let local = t.with_timezone(&tz);
-            let _ = write!(out, "{}", local.format("%Y-%m-%d %H:%M:%S%.f%:z"));
+            push_date(out, local.date_naive());
+            out.push(' ');
+            push_time(out, local.time());
+            let _ = write!(out, "{}", local.format("%:z"));
         }
     }
+}
+
+/// Appends `n` zero-padded to `width` digits (`n` < 10^width for the common case).
+fn push_padded(out: &mut String, n: u32, width: usize) {
+    let mut buf = [b'0'; 10];
+    let mut i = buf.len();
+    let mut v = n;
+    loop {
+        i -= 1;
+        buf[i] = b'0' + (v % 10) as u8;
+        v /= 10;
+        if v == 0 {
+            break;
+        }
+    }
+    let digits = buf.len() - i;
+    for _ in digits..width {
+        out.push('0');
+    }
+    out.push_str(std::str::from_utf8(&buf[i..]).expect("ascii digits"));
+}
+
+/// `YYYY-MM-DD` (years outside 0..=9999 use chrono's form).
+fn push_date(out: &mut String, d: NaiveDate) {
+    use chrono::Datelike;
+    let y = d.year();
+    if !(0..=9999).contains(&y) {
+        use std::fmt::Write;
+        let _ = write!(out, "{}", d.format("%Y-%m-%d"));
+        return;
+    }
+    push_padded(out, y as u32, 4);
+    out.push('-');
+    push_padded(out, d.month(), 2);
+    out.push('-');
+    push_padded(out, d.day(), 2);
+}
+
+/// `HH:MM:SS`, then `.fff`, `.ffffff` or `.fffffffff` when there is a fraction.
+fn push_time(out: &mut String, t: NaiveTime) {
+    use chrono::Timelike;
+    push_padded(out, t.hour(), 2);
+    out.push(':');
+    push_padded(out, t.minute(), 2);
+    out.push(':');
+    push_padded(out, t.second(), 2);
+    let ns = t.nanosecond() % 1_000_000_000;
+    if ns != 0 {
+        out.push('.');
+        if ns.is_multiple_of(1_000_000) {
+            push_padded(out, ns / 1_000_000, 3);
+        } else if ns.is_multiple_of(1_000) {
+            push_padded(out, ns / 1_000, 6);
+        } else {
+            push_padded(out, ns, 9);
+        }
+    }
+}
+
+/// Fast parse of `YYYY-MM-DD`.
+pub fn parse_date(s: &str) -> Option<NaiveDate> {
+    let b = s.as_bytes();
+    if b.len() != 10 || b[4] != b'-' || b[7] != b'-' {
+        return None;
+    }
+    let y = digits(&b[0..4])?;
+    let m = digits(&b[5..7])?;
+    let d = digits(&b[8..10])?;
+    NaiveDate::from_ymd_opt(y as i32, m, d)
+}
+
+/// Fast parse of `HH:MM:SS[.fraction]`.
+pub fn parse_time(s: &str) -> Option<NaiveTime> {
+    let b = s.as_bytes();
+    if b.len() < 8 || b[2] != b':' || b[5] != b':' {
+        return None;
+    }
+    let (h, m, sec) = (digits(&b[0..2])?, digits(&b[3..5])?, digits(&b[6..8])?);
+    let nanos = match &b[8..] {
+        [] => 0,
+        [b'.', frac @ ..] if !frac.is_empty() && frac.len() <= 9 => {
+            digits(frac)? * 10u32.pow(9 - frac.len() as u32)
+        }
+        _ => return None,
+    };
+    NaiveTime::from_hms_nano_opt(h, m, sec, nanos)
+}
+
+/// Fast parse of `YYYY-MM-DD HH:MM:SS[.fraction]` (or with `T`), without an offset.
+pub fn parse_naive_datetime(s: &str) -> Option<NaiveDateTime> {
+    let b = s.as_bytes();
+    if b.len() < 19 || !(b[10] == b' ' || b[10] == b'T') {
+        return None;
+    }
+    Some(parse_date(&s[..10])?.and_time(parse_time(&s[11..])?))
+}
+
+fn digits(b: &[u8]) -> Option<u32> {
+    let mut v: u32 = 0;
+    for &c in b {
+        if !c.is_ascii_digit() {
+            return None;
+        }
+        v = v * 10 + u32::from(c - b'0');
+    }
+    Some(v)
 }
 
 #[cfg(test)]
 mod render_tests {
     use super::*;
+
+    #[test]
+    fn fast_parsers_agree_with_chrono() {
+        assert_eq!(
+            parse_date("2024-02-29"),
+            Some("2024-02-29".parse().unwrap())
+        );
+        assert_eq!(parse_date("2023-02-29"), None);
+        assert_eq!(parse_date("2024-2-29"), None);
+        assert_eq!(
+            parse_time("23:59:59.5"),
+            Some("23:59:59.5".parse().unwrap())
+        );
+        assert_eq!(parse_time("24:00:00"), None);
+        assert_eq!(parse_time("10:30:00Z"), None);
+        assert_eq!(
+            parse_naive_datetime("2026-01-01T00:00:00.5"),
+            Some("2026-01-01T00:00:00.5".parse().unwrap())
+        );
+        assert_eq!(parse_naive_datetime("2026-01-01 00:00:00+08:00"), None);
+    }
 
     fn text(v: Value) -> String {
         let mut s = String::new();

@@ -11,7 +11,9 @@ use std::path::PathBuf;
 
 use chrono_tz::Tz;
 
-use super::{Finished, FormatError, FormatWriter, Staged, WriterOptions, partial_path};
+use super::{
+    Finished, FormatError, FormatWriter, HashingWriter, Staged, WriterOptions, partial_path,
+};
 use crate::config::{CsvEncoding, CsvOptions};
 use crate::value::{Column, Kind, Row, Value, render_text};
 
@@ -19,7 +21,7 @@ const BUFFER: usize = 256 * 1024;
 
 /// The byte sink under the csv writer: the file, possibly through a GB18030 encoder.
 enum Sink {
-    Utf8(BufWriter<File>),
+    Utf8(BufWriter<HashingWriter<File>>),
     Gb18030(Gb18030Writer),
 }
 
@@ -39,7 +41,7 @@ impl Write for Sink {
 }
 
 impl Sink {
-    fn into_file(self) -> io::Result<File> {
+    fn into_file(self) -> io::Result<HashingWriter<File>> {
         match self {
             Sink::Utf8(w) => w.into_inner().map_err(|e| e.into_error()),
             Sink::Gb18030(w) => w.finish(),
@@ -50,14 +52,14 @@ impl Sink {
 /// Transcodes a UTF-8 byte stream to GB18030 (which can encode every Unicode character).
 /// Input may split a character across writes; the tail is kept until the next write.
 pub struct Gb18030Writer {
-    inner: BufWriter<File>,
+    inner: BufWriter<HashingWriter<File>>,
     encoder: encoding_rs::Encoder,
     pending: Vec<u8>,
     out: Vec<u8>,
 }
 
 impl Gb18030Writer {
-    fn new(inner: BufWriter<File>) -> Self {
+    fn new(inner: BufWriter<HashingWriter<File>>) -> Self {
         Gb18030Writer {
             inner,
             encoder: encoding_rs::GB18030.new_encoder(),
@@ -92,7 +94,7 @@ impl Gb18030Writer {
         }
     }
 
-    fn finish(mut self) -> io::Result<File> {
+    fn finish(mut self) -> io::Result<HashingWriter<File>> {
         if !self.pending.is_empty() {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidData,
@@ -143,7 +145,7 @@ impl CsvWriter {
         let final_name = format!("{}.csv", o.base_name);
         let partial = partial_path(&o.dir, &final_name);
         let file = File::create(&partial).map_err(|e| FormatError::io(&partial, e))?;
-        let mut buffered = BufWriter::with_capacity(BUFFER, file);
+        let mut buffered = BufWriter::with_capacity(BUFFER, HashingWriter::new(file));
         let csv = o.output.csv.clone();
         if csv.bom && csv.encoding == CsvEncoding::Utf8 {
             buffered
@@ -266,15 +268,17 @@ impl FormatWriter for CsvWriter {
         let sink = wtr
             .into_inner()
             .map_err(|e| FormatError::io(&self.partial, io::Error::other(e.to_string())))?;
-        let file = sink
+        let hashing = sink
             .into_file()
             .map_err(|e| FormatError::io(&self.partial, e))?;
+        let (file, bytes, sha256) = hashing.finish();
         file.sync_all()
             .map_err(|e| FormatError::io(&self.partial, e))?;
         Ok(Finished {
             staged: vec![Staged {
                 partial: self.partial.clone(),
                 final_name: self.final_name.clone(),
+                digest: Some((bytes, sha256)),
             }],
             warnings: Vec::new(),
         })
@@ -310,7 +314,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("x");
         let file = File::create(&path).unwrap();
-        let mut w = Gb18030Writer::new(BufWriter::new(file));
+        let mut w = Gb18030Writer::new(BufWriter::new(super::super::HashingWriter::new(file)));
         let text = "销售,😀\n".as_bytes();
         // Split inside the multibyte characters.
         w.write_all(&text[..2]).unwrap();

@@ -45,6 +45,43 @@ pub struct WriterOptions {
 pub struct Staged {
     pub partial: PathBuf,
     pub final_name: String,
+    /// Size and sha256, when the writer computed them while writing.
+    pub digest: Option<(u64, String)>,
+}
+
+/// Counts and hashes every byte on its way to `inner`, so that publishing need not read
+/// the file again.
+pub struct HashingWriter<W> {
+    inner: W,
+    hasher: Sha256,
+    bytes: u64,
+}
+
+impl<W: std::io::Write> HashingWriter<W> {
+    pub fn new(inner: W) -> Self {
+        HashingWriter {
+            inner,
+            hasher: Sha256::new(),
+            bytes: 0,
+        }
+    }
+
+    /// The inner writer, the byte count and the hex sha256.
+    pub fn finish(self) -> (W, u64, String) {
+        (self.inner, self.bytes, hex::encode(self.hasher.finalize()))
+    }
+}
+
+impl<W: std::io::Write> std::io::Write for HashingWriter<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        let n = self.inner.write(buf)?;
+        self.hasher.update(&buf[..n]);
+        self.bytes += n as u64;
+        Ok(n)
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        self.inner.flush()
+    }
 }
 
 /// The result of [`FormatWriter::finish`].
@@ -148,7 +185,10 @@ pub fn publish(dir: &Path, staged: &[Staged]) -> Result<Vec<Published>, FormatEr
         if s.partial.exists() {
             std::fs::remove_file(&s.partial).map_err(|e| FormatError::io(&s.partial, e))?;
         }
-        let (bytes, sha256) = hash_file(&target).map_err(|e| FormatError::io(&target, e))?;
+        let (bytes, sha256) = match &s.digest {
+            Some(d) => d.clone(),
+            None => hash_file(&target).map_err(|e| FormatError::io(&target, e))?,
+        };
         out.push(Published {
             path: target,
             bytes,
@@ -302,6 +342,7 @@ mod tests {
             &[Staged {
                 partial: partial.clone(),
                 final_name: "r.csv".into(),
+                digest: None,
             }],
         )
         .unwrap();

@@ -23,7 +23,9 @@ use chrono::{Datelike, NaiveDate, NaiveDateTime, NaiveTime, Timelike};
 use chrono_tz::Tz;
 use rust_xlsxwriter::{Format, Workbook, Worksheet, XlsxError};
 
-use super::{Finished, FormatError, FormatWriter, Staged, WriterOptions, partial_path};
+use super::{
+    Finished, FormatError, FormatWriter, HashingWriter, Staged, WriterOptions, partial_path,
+};
 use crate::format::csv::header_text;
 use crate::value::{Column, Row, Value, render_text, significant_digits};
 
@@ -313,11 +315,12 @@ impl FormatWriter for XlsxWriter {
         }
         self.apply_widths()?;
         let file = File::create(&self.partial).map_err(|e| FormatError::io(&self.partial, e))?;
-        let mut out = BufWriter::with_capacity(1 << 20, file);
+        let mut out = BufWriter::with_capacity(1 << 20, HashingWriter::new(file));
         self.workbook.save_to_writer(&mut out).map_err(xerr)?;
-        let file = out
+        let hashing = out
             .into_inner()
             .map_err(|e| FormatError::io(&self.partial, e.into_error()))?;
+        let (file, bytes, sha256) = hashing.finish();
         file.sync_all()
             .map_err(|e| FormatError::io(&self.partial, e))?;
         self.finished = true;
@@ -345,6 +348,7 @@ impl FormatWriter for XlsxWriter {
             staged: vec![Staged {
                 partial: self.partial.clone(),
                 final_name: self.final_name.clone(),
+                digest: Some((bytes, sha256)),
             }],
             warnings,
         })

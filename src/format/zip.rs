@@ -51,5 +51,6 @@ pub fn zip_staged(dir: &Path, base_name: &str, members: &[Staged]) -> Result<Sta
     Ok(Staged {
         partial,
         final_name,
+        digest: None,
     })
 }

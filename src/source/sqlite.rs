@@ -1,31 +1,32 @@
-//! SQLite source (sqlx), opened read-only with `query_only` on.
+//! SQLite source (rusqlite), opened read-only with `query_only` on.
 //!
 //! SQLite is dynamically typed: a column's declared type (`DATE`, `BOOLEAN`, `DATETIME`)
 //! says how to read the stored value, and the storage class of each value (INTEGER, REAL,
 //! TEXT, BLOB, NULL) says what it is. Text in a `DATE`/`DATETIME`/`TIME` column that does
 //! not parse as one stays text, so nothing is lost. See `docs/types.md`.
 //!
+//! The query runs on its own blocking thread and hands chunks over a bounded channel; a
+//! cancelled run interrupts the statement inside SQLite (`sqlite3_interrupt`).
+//! sqlx (used for the run store) was measured at 4× the `sqlite3` shell's CSV export
+//! time on 1M rows, almost all of it in its per-row worker hand-off; rusqlite reads the
+//! same rows on the calling thread (docs/benchmarks.md).
+//!
 //! A datasource may name a `seed_sql` file: when the database file does not exist yet,
 //! ferry builds it from that file (into a temporary file, then published without
 //! overwriting), which is how the demo database is made.
 
 use std::path::{Path, PathBuf};
-use std::str::FromStr;
 
 use async_trait::async_trait;
-use chrono::{DateTime, NaiveDate, NaiveDateTime, NaiveTime};
-use futures_util::StreamExt;
-use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection, SqliteRow, SqliteValueRef};
-use sqlx::{
-    AssertSqlSafe, Column as _, Connection, Decode, Executor, Row as _, SqlSafeStr, Statement,
-    TypeInfo, ValueRef,
-};
+use chrono::{DateTime, NaiveDateTime};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError};
 use crate::params::{self, ParamValue, RunParams};
-use crate::value::{Column, Kind, Row, Value};
+use crate::value::{Column, Kind, Row, Value, parse_date, parse_naive_datetime, parse_time};
 
 /// A SQLite database file.
 #[derive(Debug, Clone)]
@@ -43,7 +44,14 @@ impl SqliteSource {
     ) -> Result<SqliteSource, SourceError> {
         if !path.exists() {
             match seed_sql {
-                Some(seed) => build_from_seed(name, path, seed).await?,
+                Some(seed) => {
+                    let (n, p, sd) = (name.to_string(), path.to_path_buf(), seed.to_path_buf());
+                    tokio::task::spawn_blocking(move || build_from_seed(&n, &p, &sd))
+                        .await
+                        .map_err(|e| {
+                            SourceError::new(name, format!("seed builder stopped: {e}"))
+                        })??;
+                }
                 None => {
                     return Err(SourceError::new(
                         name,
@@ -58,23 +66,27 @@ impl SqliteSource {
         })
     }
 
-    async fn connect(&self) -> Result<SqliteConnection, SourceError> {
-        let opts = SqliteConnectOptions::from_str("sqlite://")
-            .map_err(|e| SourceError::new(&self.name, e.to_string()))?
-            .filename(&self.path)
-            .read_only(true)
-            .pragma("query_only", "ON");
-        SqliteConnection::connect_with(&opts).await.map_err(|e| {
+    fn connect(&self) -> Result<Connection, SourceError> {
+        let conn = Connection::open_with_flags(
+            &self.path,
+            OpenFlags::SQLITE_OPEN_READ_ONLY | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+        )
+        .map_err(|e| {
             SourceError::new(
                 &self.name,
                 format!("cannot open {}: {}", self.path.display(), db_message(&e)),
             )
-        })
+        })?;
+        conn.execute_batch("PRAGMA query_only = ON")
+            .map_err(|e| SourceError::new(&self.name, db_message(&e)))?;
+        conn.busy_timeout(std::time::Duration::from_secs(30))
+            .map_err(|e| SourceError::new(&self.name, db_message(&e)))?;
+        Ok(conn)
     }
 }
 
 /// Builds `path` from the SQL in `seed`, atomically: a concurrent builder loses cleanly.
-async fn build_from_seed(name: &str, path: &Path, seed: &Path) -> Result<(), SourceError> {
+fn build_from_seed(name: &str, path: &Path, seed: &Path) -> Result<(), SourceError> {
     let sql = std::fs::read_to_string(seed)
         .map_err(|e| SourceError::new(name, format!("cannot read seed {}: {e}", seed.display())))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -83,16 +95,7 @@ async fn build_from_seed(name: &str, path: &Path, seed: &Path) -> Result<(), Sou
     }
     let tmp = path.with_extension(format!("building-{}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
-    let opts = SqliteConnectOptions::from_str("sqlite://")
-        .map_err(|e| SourceError::new(name, e.to_string()))?
-        .filename(&tmp)
-        .create_if_missing(true);
-    let result = async {
-        let mut conn = SqliteConnection::connect_with(&opts).await?;
-        sqlx::raw_sql(AssertSqlSafe(sql)).execute(&mut conn).await?;
-        conn.close().await
-    }
-    .await;
+    let result = Connection::open(&tmp).and_then(|conn| conn.execute_batch(&sql));
     if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
         return Err(SourceError::new(
@@ -117,10 +120,10 @@ async fn build_from_seed(name: &str, path: &Path, seed: &Path) -> Result<(), Sou
     }
 }
 
-/// The database's own message, without sqlx's wrapping.
-pub fn db_message(e: &sqlx::Error) -> String {
+/// The database's own message, without the driver's wrapping.
+pub fn db_message(e: &rusqlite::Error) -> String {
     match e {
-        sqlx::Error::Database(d) => d.message().to_string(),
+        rusqlite::Error::SqliteFailure(_, Some(msg)) => msg.clone(),
         other => other.to_string(),
     }
 }
@@ -135,70 +138,80 @@ enum Rule {
     DateTime,
 }
 
+/// The reading rule and column kind for a declared type, following SQLite's affinity
+/// rules (section 3.1 of its datatype documentation) plus the common date/bool names.
 fn rule_and_kind(decl: &str) -> (Rule, Kind) {
-    match decl {
-        "BOOLEAN" => (Rule::Bool, Kind::Bool),
-        "DATE" => (Rule::Date, Kind::Date),
-        "TIME" => (Rule::Time, Kind::Time),
-        "DATETIME" => (Rule::DateTime, Kind::DateTime),
-        "INTEGER" => (Rule::Plain, Kind::Int),
-        "REAL" => (Rule::Plain, Kind::Float),
-        "TEXT" => (Rule::Plain, Kind::Text),
-        "BLOB" => (Rule::Plain, Kind::Bytes),
-        _ => (Rule::Plain, Kind::Unknown),
+    let d = decl.to_ascii_uppercase();
+    let base = d.split('(').next().unwrap_or("").trim();
+    match base {
+        "BOOLEAN" | "BOOL" => return (Rule::Bool, Kind::Bool),
+        "DATE" => return (Rule::Date, Kind::Date),
+        "TIME" => return (Rule::Time, Kind::Time),
+        "DATETIME" | "TIMESTAMP" => return (Rule::DateTime, Kind::DateTime),
+        _ => {}
+    }
+    if d.is_empty() {
+        (Rule::Plain, Kind::Unknown)
+    } else if d.contains("INT") {
+        (Rule::Plain, Kind::Int)
+    } else if d.contains("CHAR") || d.contains("CLOB") || d.contains("TEXT") {
+        (Rule::Plain, Kind::Text)
+    } else if d.contains("BLOB") {
+        (Rule::Plain, Kind::Bytes)
+    } else if d.contains("REAL") || d.contains("FLOA") || d.contains("DOUB") {
+        (Rule::Plain, Kind::Float)
+    } else {
+        // NUMERIC affinity (DECIMAL, NUMERIC...): SQLite stores integers or reals.
+        (Rule::Plain, Kind::Decimal)
     }
 }
 
-fn bind_value<'q>(
-    q: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments>,
-    v: &ParamValue,
-) -> sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments> {
+fn read_value(v: ValueRef<'_>, rule: Rule) -> Value {
     match v {
-        ParamValue::Bool(b) => q.bind(*b),
-        ParamValue::Int(i) => q.bind(*i),
-        ParamValue::Float(f) => q.bind(*f),
-        ParamValue::Text(s) => q.bind(s.clone()),
-        other => q.bind(other.to_text()),
+        ValueRef::Null => Value::Null,
+        ValueRef::Integer(n) => match rule {
+            Rule::Bool if n == 0 || n == 1 => Value::Bool(n == 1),
+            _ => Value::Int(n),
+        },
+        ValueRef::Real(f) => Value::Float(f),
+        ValueRef::Text(t) => {
+            // Dates and times parse straight from the bytes; only text is copied.
+            if let Ok(text) = std::str::from_utf8(t) {
+                let parsed = match rule {
+                    Rule::Date => parse_date(text).map(Value::Date),
+                    Rule::Time => parse_time(text).map(Value::Time),
+                    Rule::DateTime => parse_naive_datetime(text).map(Value::DateTime),
+                    _ => None,
+                };
+                if let Some(v) = parsed {
+                    return v;
+                }
+            }
+            text_value(String::from_utf8_lossy(t).into_owned(), rule)
+        }
+        ValueRef::Blob(b) => Value::Bytes(b.to_vec()),
     }
 }
 
-fn decode_value(row: &SqliteRow, i: usize, rule: Rule) -> Result<Value, sqlx::Error> {
-    let raw: SqliteValueRef = row.try_get_raw(i)?;
-    if raw.is_null() {
-        return Ok(Value::Null);
+fn bind(stmt: &mut rusqlite::Statement<'_>, index: usize, v: &ParamValue) -> rusqlite::Result<()> {
+    match v {
+        ParamValue::Bool(b) => stmt.raw_bind_parameter(index, *b),
+        ParamValue::Int(i) => stmt.raw_bind_parameter(index, *i),
+        ParamValue::Float(f) => stmt.raw_bind_parameter(index, *f),
+        ParamValue::Text(s) => stmt.raw_bind_parameter(index, s.as_str()),
+        other => stmt.raw_bind_parameter(index, other.to_text()),
     }
-    let storage = raw.type_info().name().to_string();
-    let v = match storage.as_str() {
-        "INTEGER" => {
-            let n = <i64 as Decode<sqlx::Sqlite>>::decode(raw).map_err(sqlx::Error::Decode)?;
-            match rule {
-                Rule::Bool if n == 0 || n == 1 => Value::Bool(n == 1),
-                _ => Value::Int(n),
-            }
-        }
-        "REAL" => {
-            Value::Float(<f64 as Decode<sqlx::Sqlite>>::decode(raw).map_err(sqlx::Error::Decode)?)
-        }
-        "BLOB" => Value::Bytes(
-            <Vec<u8> as Decode<sqlx::Sqlite>>::decode(raw).map_err(sqlx::Error::Decode)?,
-        ),
-        _ => {
-            let s = <String as Decode<sqlx::Sqlite>>::decode(raw).map_err(sqlx::Error::Decode)?;
-            text_value(s, rule)
-        }
-    };
-    Ok(v)
 }
 
 fn text_value(s: String, rule: Rule) -> Value {
     match rule {
-        Rule::Date => match NaiveDate::parse_from_str(&s, "%Y-%m-%d") {
-            Ok(d) => Value::Date(d),
-            Err(_) => Value::Text(s),
+        Rule::Date => match parse_date(&s) {
+            Some(d) => Value::Date(d),
+            None => Value::Text(s),
         },
-        Rule::Time => match NaiveTime::parse_from_str(&s, "%H:%M:%S%.f") {
-            Ok(t) => Value::Time(t),
-            Err(_) => Value::Text(s),
+        Rule::Time => match parse_time(&s) {
+            Some(t) => Value::Time(t),
+            None => Value::Text(s),
         },
         Rule::DateTime => parse_datetime(&s).unwrap_or(Value::Text(s)),
         Rule::Bool => match s.as_str() {
@@ -211,6 +224,9 @@ fn text_value(s: String, rule: Rule) -> Value {
 }
 
 fn parse_datetime(s: &str) -> Option<Value> {
+    if let Some(t) = parse_naive_datetime(s) {
+        return Some(Value::DateTime(t));
+    }
     if let Ok(t) = DateTime::parse_from_rfc3339(s) {
         return Some(Value::DateTimeTz(t));
     }
@@ -250,84 +266,103 @@ impl Source for SqliteSource {
             })?;
             values.push(v.clone());
         }
-        let mut conn = self.connect().await?;
-        // SQLite runs the statement on sqlx's worker thread; a progress handler is the way
-        // to stop it there (it returns false → SQLITE_INTERRUPT).
-        {
-            let mut handle = conn
-                .lock_handle()
-                .await
-                .map_err(|e| SourceError::new(&self.name, db_message(&e)))?;
-            let token = cancel.clone();
-            handle.set_progress_handler(10_000, move || !token.is_cancelled());
-        }
-        let (cols_tx, cols_rx) =
-            oneshot::channel::<Result<(Vec<Column>, Vec<Rule>), SourceError>>();
+        let (cols_tx, cols_rx) = oneshot::channel::<Result<Vec<Column>, SourceError>>();
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-        let name = self.name.clone();
+        let source = self.clone();
         let chunk_rows = chunk_rows.max(1);
-        tokio::spawn(async move {
-            let stmt = match conn.prepare(AssertSqlSafe(text).into_sql_str()).await {
-                Ok(s) => s,
+        let (interrupt_tx, interrupt_rx) = oneshot::channel::<rusqlite::InterruptHandle>();
+        tokio::task::spawn_blocking(move || {
+            let name = source.name.clone();
+            let fail = |msg: String| SourceError::new(&name, msg);
+            let conn = match source.connect() {
+                Ok(c) => c,
                 Err(e) => {
-                    let _ = cols_tx.send(Err(SourceError::new(&name, db_message(&e))));
+                    let _ = cols_tx.send(Err(e));
                     return;
                 }
             };
-            let mut columns = Vec::new();
+            let _ = interrupt_tx.send(conn.get_interrupt_handle());
+            let mut stmt = match conn.prepare(&text) {
+                Ok(s) => s,
+                Err(e) => {
+                    let _ = cols_tx.send(Err(fail(db_message(&e))));
+                    return;
+                }
+            };
             let mut rules = Vec::new();
+            let mut columns = Vec::new();
             for c in stmt.columns() {
-                let decl = c.type_info().name().to_string();
+                let decl = c.decl_type().unwrap_or("").to_string();
                 let (rule, kind) = rule_and_kind(&decl);
                 rules.push(rule);
                 columns.push(Column {
                     name: c.name().to_string(),
-                    db_type: if decl == "NULL" { String::new() } else { decl },
+                    db_type: decl,
                     kind,
                 });
             }
-            if cols_tx.send(Ok((columns, rules.clone()))).is_err() {
+            for (i, v) in values.iter().enumerate() {
+                if let Err(e) = bind(&mut stmt, i + 1, v) {
+                    let _ = cols_tx.send(Err(fail(db_message(&e))));
+                    return;
+                }
+            }
+            if cols_tx.send(Ok(columns)).is_err() {
                 return;
             }
-            let mut q = stmt.query();
-            for v in &values {
-                q = bind_value(q, v);
-            }
-            let mut rows = q.fetch(&mut conn);
+            let mut rows = stmt.raw_query();
             let mut chunk: Vec<Row> = Vec::with_capacity(chunk_rows.min(65_536));
-            while let Some(item) = rows.next().await {
-                let decoded = item.and_then(|r| {
-                    (0..rules.len())
-                        .map(|i| decode_value(&r, i, rules[i]))
-                        .collect::<Result<Row, _>>()
-                });
-                match decoded {
-                    Ok(row) => chunk.push(row),
+            loop {
+                match rows.next() {
+                    Ok(Some(r)) => {
+                        let mut row = Vec::with_capacity(rules.len());
+                        for (i, rule) in rules.iter().enumerate() {
+                            match r.get_ref(i) {
+                                Ok(v) => row.push(read_value(v, *rule)),
+                                Err(e) => {
+                                    let _ = tx.blocking_send(Err(fail(db_message(&e))));
+                                    return;
+                                }
+                            }
+                        }
+                        chunk.push(row);
+                        if chunk.len() >= chunk_rows {
+                            let full = std::mem::replace(
+                                &mut chunk,
+                                Vec::with_capacity(chunk_rows.min(65_536)),
+                            );
+                            if tx.blocking_send(Ok(full)).is_err() {
+                                return; // The consumer stopped (cancelled or failed).
+                            }
+                        }
+                    }
+                    Ok(None) => break,
                     Err(e) => {
-                        let msg = if cancel.is_cancelled() {
+                        let msg = if matches!(&e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OperationInterrupted)
+                        {
                             "the query was interrupted (run cancelled)".to_string()
                         } else {
                             db_message(&e)
                         };
-                        let _ = tx.send(Err(SourceError::new(&name, msg))).await;
+                        let _ = tx.blocking_send(Err(fail(msg)));
                         return;
-                    }
-                }
-                if chunk.len() >= chunk_rows {
-                    let full =
-                        std::mem::replace(&mut chunk, Vec::with_capacity(chunk_rows.min(65_536)));
-                    if tx.send(Ok(full)).await.is_err() {
-                        return; // The consumer stopped (cancelled or failed).
                     }
                 }
             }
             if !chunk.is_empty() {
-                let _ = tx.send(Ok(chunk)).await;
+                let _ = tx.blocking_send(Ok(chunk));
             }
         });
-        let (columns, _) = cols_rx
+        // Stop the statement inside SQLite when the run is cancelled.
+        tokio::spawn(async move {
+            if let Ok(handle) = interrupt_rx.await {
+                cancel.cancelled().await;
+                handle.interrupt();
+            }
+        });
+        let columns = cols_rx
             .await
-            .map_err(|_| SourceError::new(&self.name, "the query task stopped unexpectedly"))??;
+            .map_err(|_| SourceError::new(&self.name, "the query thread stopped unexpectedly"))??;
         Ok(QueryStream {
             columns,
             chunks: rx,
@@ -335,11 +370,14 @@ impl Source for SqliteSource {
     }
 
     async fn healthcheck(&self) -> Result<(), SourceError> {
-        let mut conn = self.connect().await?;
-        conn.execute("SELECT 1")
-            .await
-            .map(|_| ())
-            .map_err(|e| SourceError::new(&self.name, db_message(&e)))
+        let source = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = source.connect()?;
+            conn.query_row("SELECT 1", [], |_| Ok(()))
+                .map_err(|e| SourceError::new(&source.name, db_message(&e)))
+        })
+        .await
+        .map_err(|e| SourceError::new(&self.name, e.to_string()))?
     }
 }
 
@@ -371,7 +409,11 @@ mod tests {
     #[test]
     fn declared_types_pick_rules() {
         assert_eq!(rule_and_kind("DATE"), (Rule::Date, Kind::Date));
-        assert_eq!(rule_and_kind("BOOLEAN").0, Rule::Bool);
+        assert_eq!(rule_and_kind("boolean").0, Rule::Bool);
+        assert_eq!(rule_and_kind("VARCHAR(20)"), (Rule::Plain, Kind::Text));
+        assert_eq!(rule_and_kind("BIGINT"), (Rule::Plain, Kind::Int));
+        assert_eq!(rule_and_kind("DECIMAL(12,2)"), (Rule::Plain, Kind::Decimal));
+        assert_eq!(rule_and_kind(""), (Rule::Plain, Kind::Unknown));
         assert_eq!(
             text_value("2026-13-01".into(), Rule::Date),
             Value::Text("2026-13-01".into())
