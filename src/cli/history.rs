@@ -70,11 +70,12 @@ pub async fn run(cli: &Cli, args: &HistoryArgs) -> i32 {
             .get(&r.task)
             .map(|t| t.timezone)
             .unwrap_or(project.config.timezone);
-        let detail = match (r.error.as_ref().or(r.reason.as_ref()), r.files.first()) {
-            (Some(e), _) => e.clone(),
-            (None, Some(f)) if r.files.len() == 1 => f.path.clone(),
-            (None, Some(f)) => format!("{} (+{} more)", f.path, r.files.len() - 1),
-            (None, None) => String::new(),
+        let detail = match (&r.error, r.files.first(), &r.reason) {
+            (Some(e), _, _) => e.clone(),
+            (None, Some(f), _) if r.files.len() == 1 => f.path.clone(),
+            (None, Some(f), _) => format!("{} (+{} more)", f.path, r.files.len() - 1),
+            (None, None, Some(reason)) => reason.clone(),
+            (None, None, None) => String::new(),
         };
         let detail = if r.warnings.is_empty() {
             detail

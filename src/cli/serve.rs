@@ -193,10 +193,31 @@ fn lock_store(store: &Path) -> Result<File, String> {
 }
 
 fn watch(paths: &[PathBuf], tx: mpsc::Sender<()>) -> notify::Result<notify::RecommendedWatcher> {
+    // Only the config file itself and what is under the tasks folder matter; other files
+    // beside config.yaml (logs, the store) must not trigger reloads.
+    let relevant: Vec<(PathBuf, bool)> = paths
+        .iter()
+        .map(|p| {
+            let abs = std::fs::canonicalize(p).unwrap_or_else(|_| p.clone());
+            (abs, p.is_dir())
+        })
+        .collect();
     let mut watcher = notify::recommended_watcher(move |res: notify::Result<notify::Event>| {
         if let Ok(ev) = res
             && !matches!(ev.kind, notify::EventKind::Access(_))
-            && !ev.paths.iter().all(|p| is_noise(p))
+            && ev.paths.iter().any(|p| {
+                !is_noise(p)
+                    && relevant.iter().any(|(r, is_dir)| {
+                        if *is_dir {
+                            p.starts_with(r)
+                        } else {
+                            p.file_name() == r.file_name()
+                                && p.parent().map(|d| {
+                                    std::fs::canonicalize(d).unwrap_or_else(|_| d.to_path_buf())
+                                }) == r.parent().map(Path::to_path_buf)
+                        }
+                    })
+            })
         {
             let _ = tx.try_send(());
         }

@@ -18,8 +18,9 @@ use crate::config::CatchUp;
 /// A fire later than this is a misfire (Quartz uses the same 60 s).
 pub const LATE_THRESHOLD: Duration = Duration::seconds(60);
 
-/// At most this many missed fires are recorded one by one per look; more are summarised in
-/// a warning.
+/// When more than `catch_up_limit` fires were missed, at most this many of the latest are
+/// recorded one by one; the rest are summarised in a warning. (Up to `catch_up_limit` are
+/// recorded when there are not more than that.)
 pub const MISSED_RECORD_LIMIT: usize = 100;
 
 /// The decision for one task at one instant.

@@ -208,19 +208,6 @@ impl Scheduler {
         Ok(())
     }
 
-    async fn add_task_cursor(&mut self, name: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        let cursor = match self.store.cursor(name).await? {
-            Some(c) => c,
-            None => {
-                self.store.set_cursor(name, now).await?;
-                now
-            }
-        };
-        self.cursors.insert(name.to_string(), cursor);
-        self.reschedule(name);
-        Ok(())
-    }
-
     fn reschedule(&mut self, name: &str) {
         if let Some(old) = self.next.remove(name) {
             self.queue.remove(&(old, name.to_string()));
@@ -242,27 +229,47 @@ impl Scheduler {
         }
         let mut ops = Vec::new();
         let mut after = Vec::new();
+        let mut before = Vec::new();
         while let Some((at, name)) = self.queue.first().cloned() {
             if at > now {
                 break;
             }
             self.queue.remove(&(at, name.clone()));
             self.next.remove(&name);
+            before.push((name.clone(), self.cursors.get(&name).copied()));
             self.plan_fire(&name, now, &mut ops, &mut after);
         }
-        self.commit(ops, after).await?;
+        if let Err(e) = self.commit(ops, after).await {
+            // Nothing of this tick was written: put the cursors back so that the same fires
+            // are planned again on the next wake-up.
+            for (name, cursor) in before {
+                if let Some(c) = cursor {
+                    self.cursors.insert(name.clone(), c);
+                }
+                self.reschedule(&name);
+            }
+            return Err(e);
+        }
         self.start_deferred(now).await
     }
 
     /// The next instant at which [`Scheduler::tick`] has something to do (`None`: nothing
     /// scheduled). Completed runs are signalled separately by [`Scheduler::completed`].
     pub fn next_wake(&self) -> Option<DateTime<Utc>> {
+        self.wake_at(None)
+    }
+
+    /// The next wake-up seen from `now`: deferred runs cannot start before the current
+    /// quiet window ends, and deferred runs of removed tasks wait for the task to return
+    /// (they do not wake the loop).
+    fn wake_at(&self, now: Option<DateTime<Utc>>) -> Option<DateTime<Utc>> {
         let fire = self.queue.first().map(|(t, _)| *t);
+        let quiet_end = now.and_then(|n| quiet_until(&self.config.scheduler.quiet_hours, n));
         let deferred = self
             .deferred
             .iter()
-            .filter(|d| !self.is_active(&d.task))
-            .map(|d| d.until)
+            .filter(|d| self.tasks.contains_key(&d.task) && !self.is_active(&d.task))
+            .map(|d| quiet_end.map_or(d.until, |q| d.until.max(q)))
             .min();
         match (fire, deferred) {
             (Some(a), Some(b)) => Some(a.min(b)),
@@ -273,7 +280,7 @@ impl Scheduler {
     /// How long the serve loop may sleep at `now`: until the next wake-up, but never more
     /// than `max` (so that clock jumps and suspends are noticed).
     pub fn sleep_for(&self, now: DateTime<Utc>, max: Duration) -> Duration {
-        match self.next_wake() {
+        match self.wake_at(Some(now)) {
             Some(w) => (w - now).to_std().unwrap_or(Duration::ZERO).min(max),
             None => max,
         }
@@ -617,9 +624,24 @@ impl Scheduler {
             tasks,
             task_problems,
         } = project;
+        if let Some(problems) = task_problems.get("") {
+            // The tasks folder itself could not be read: change nothing.
+            for p in problems {
+                error!("reload skipped, keeping every task: {p}");
+            }
+            return Ok(summary);
+        }
         let config = Arc::new(config);
         if config.scheduler.max_workers != self.config.scheduler.max_workers {
             warn!("scheduler.max_workers changes take effect at the next start");
+        }
+        if config.scheduler.drain_timeout != self.config.scheduler.drain_timeout
+            || config.tasks_dir != self.config.tasks_dir
+            || config.store != self.config.store
+        {
+            warn!(
+                "scheduler.drain_timeout, tasks_dir and store changes take effect at the next start"
+            );
         }
         self.config = config;
         let enabled: BTreeMap<String, TaskSpec> =
@@ -650,8 +672,12 @@ impl Scheduler {
         for (name, spec) in enabled {
             match self.tasks.get(&name) {
                 None => {
+                    // A task that appears (or comes back) starts at now: fires from before
+                    // it was scheduled are not missed.
                     self.tasks.insert(name.clone(), Arc::new(spec));
-                    self.add_task_cursor(&name, now).await?;
+                    self.cursors.insert(name.clone(), now);
+                    self.store.set_cursor(&name, now).await?;
+                    self.reschedule(&name);
                     summary.added += 1;
                     info!(task = %name, "task added");
                 }

@@ -694,3 +694,53 @@ async fn dst_fixed_time_runs_once_per_local_day() {
     .await;
     assert_eq!(sh.len(), 24);
 }
+
+#[tokio::test]
+async fn a_task_that_comes_back_starts_at_now() {
+    let env = Env::new("", &[("a", &task("0 * * * *", "catch_up: all"))]).await;
+    let runner = FakeRunner::new(env.store.clone(), false);
+    let mut s = env.scheduler(&runner, "2026-01-01T09:30:00Z").await;
+    env.remove_task("a");
+    s.reload(env.project(), utc("2026-01-01T09:40:00Z"))
+        .await
+        .unwrap();
+    env.write_task("a", &task("0 * * * *", "catch_up: all"));
+    let sum = s
+        .reload(env.project(), utc("2026-01-01T15:40:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(sum.added, 1);
+    s.tick(utc("2026-01-01T15:40:00Z")).await.unwrap();
+    s.wait_idle().await;
+    assert!(
+        runner.fires().is_empty(),
+        "no replay of the hours it was gone"
+    );
+    assert!(env.history("a").await.is_empty());
+}
+
+#[tokio::test]
+async fn deferred_runs_do_not_spin_the_loop() {
+    let env = Env::new(
+        "scheduler:\n  quiet_hours:\n    - { from: \"01:00\", to: \"05:00\" }\n",
+        &[("nightly", &task("0 2 * * *", ""))],
+    )
+    .await;
+    let runner = FakeRunner::new(env.store.clone(), false);
+    let mut s = env.scheduler(&runner, "2026-01-01T00:00:00Z").await;
+    s.tick(utc("2026-01-01T02:00:00Z")).await.unwrap();
+    // Inside the window the loop sleeps until it ends (capped), not zero.
+    let nap = s.sleep_for(utc("2026-01-01T04:00:00Z"), Duration::from_secs(30));
+    assert_eq!(nap, Duration::from_secs(30));
+    let nap = s.sleep_for(utc("2026-01-01T04:59:50Z"), Duration::from_secs(30));
+    assert_eq!(nap, Duration::from_secs(10));
+    // A deferred run whose task is gone does not wake the loop.
+    env.remove_task("nightly");
+    s.reload(env.project(), utc("2026-01-01T04:00:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(
+        s.sleep_for(utc("2026-01-01T06:00:00Z"), Duration::from_secs(30)),
+        Duration::from_secs(30)
+    );
+}
