@@ -10,7 +10,7 @@ if ! command -v cargo >/dev/null 2>&1; then
     exit 1
 fi
 cargo build --release --locked
-ferry=target/release/ferry
+ferry="${CARGO_TARGET_DIR:-target}/release/ferry"
 
 $ferry validate
 echo
