@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Runs the whole test suite on a fresh machine: checks the toolchain, starts the services
-# the tests need (none yet for the embedded SQLite core), then formatting, lints and tests.
+# Runs the whole test suite on a fresh machine: checks the toolchain, then formatting and
+# lints, then the tests with throwaway PostgreSQL and MariaDB servers started by
+# scripts/test-services.sh (which installs them when missing and stops them afterwards).
 # Usage: scripts/test.sh            (CI runs it with CI=true: nothing may be skipped)
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -16,5 +17,5 @@ cargo fmt --all -- --check
 echo "== cargo clippy --all-targets"
 cargo clippy --all-targets --locked -- -D warnings
 
-echo "== cargo test"
-cargo test --all-targets --locked
+echo "== cargo test (with PostgreSQL and MariaDB from scripts/test-services.sh)"
+scripts/test-services.sh cargo test --all-targets --locked

@@ -110,13 +110,50 @@ pub enum DatasourceSpec {
         path: PathBuf,
         seed_sql: Option<PathBuf>,
     },
+    Postgres {
+        /// The connection URL, password included.
+        url: Secret,
+        /// The URL with the password replaced by `***`, for messages.
+        shown_url: String,
+        /// Most connections open at the same time (at least 1).
+        max_connections: usize,
+        connect_timeout: Duration,
+    },
 }
 
 impl DatasourceSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             DatasourceSpec::Sqlite { .. } => "sqlite",
+            DatasourceSpec::Postgres { .. } => "postgres",
         }
+    }
+}
+
+/// A secret string (a URL with a password): `Debug` and `Display` print `***`, so it can
+/// not reach a log or a message by accident. [`Secret::expose`] is the only way in.
+#[derive(Clone, PartialEq, Eq)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(s: impl Into<String>) -> Secret {
+        Secret(s.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl std::fmt::Debug for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
+    }
+}
+
+impl std::fmt::Display for Secret {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("***")
     }
 }
 

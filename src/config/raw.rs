@@ -96,6 +96,16 @@ pub enum RawDatasource {
         /// A SQL file that builds the database when the file does not exist yet.
         seed_sql: Option<Spanned<String>>,
     },
+    /// A PostgreSQL server (tokio-postgres; no TLS yet).
+    Postgres {
+        /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (or `postgresql://`); use
+        /// `${VAR}` for the password.
+        url: Spanned<String>,
+        /// Most connections ferry opens to this datasource at the same time (default 4).
+        max_connections: Option<Spanned<usize>>,
+        /// How long connecting may take, e.g. `10s` (default `10s`).
+        connect_timeout: Option<Spanned<String>>,
+    },
 }
 
 #[derive(Debug, Deserialize)]

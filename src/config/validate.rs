@@ -12,7 +12,8 @@ use super::raw::{RawChannel, RawConfig, RawCsv, RawDatasource, RawOutput, RawPar
 use super::{
     CatchUp, ChannelKind, ChannelSpec, Concurrency, Config, CsvEncoding, CsvOptions,
     DatasourceSpec, ExportDefaults, Format, NotifyOn, NotifySpec, OnEmpty, OutputSpec, Problem,
-    QuietWindow, SchedulerSettings, StoreSpec, TaskSpec, parse_duration, problem::hint, resolve,
+    QuietWindow, SchedulerSettings, Secret, StoreSpec, TaskSpec, parse_duration, problem::hint,
+    resolve,
 };
 use crate::params::{self, ParamValue, Period, RunParams};
 use crate::schedule::{Schedule, parse_zone};
@@ -370,6 +371,72 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
                     },
                 );
             }
+            RawDatasource::Postgres {
+                url,
+                max_connections,
+                connect_timeout,
+            } => {
+                let u = c.env_req(url, &format!("{field}.url"));
+                if u.is_empty() {
+                    continue;
+                }
+                let shown_url = redact_url(&u);
+                if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                    c.at(
+                        url,
+                        format!("{field}.url"),
+                        format!(
+                            "expected `postgres://USER:PASSWORD@HOST:PORT/DATABASE`, got `{shown_url}`"
+                        ),
+                    );
+                    continue;
+                }
+                if let Err(e) = u.parse::<tokio_postgres::Config>() {
+                    // The parser's message never repeats the URL, so it cannot leak the password.
+                    c.at(
+                        url,
+                        format!("{field}.url"),
+                        format!(
+                            "invalid PostgreSQL url `{shown_url}`: {e}{}",
+                            std::error::Error::source(&e)
+                                .map(|c| format!(": {c}"))
+                                .unwrap_or_default()
+                        ),
+                    );
+                    continue;
+                }
+                let max_connections = match max_connections {
+                    Some(m) if m.value == 0 => {
+                        c.at(m, format!("{field}.max_connections"), "must be at least 1");
+                        1
+                    }
+                    Some(m) => m.value,
+                    None => 4,
+                };
+                let connect_timeout = match connect_timeout {
+                    Some(t) => match parse_duration(&t.value) {
+                        Ok(d) if d.is_zero() => {
+                            c.at(t, format!("{field}.connect_timeout"), "must be more than 0");
+                            std::time::Duration::from_secs(10)
+                        }
+                        Ok(d) => d,
+                        Err(e) => {
+                            c.at(t, format!("{field}.connect_timeout"), e);
+                            std::time::Duration::from_secs(10)
+                        }
+                    },
+                    None => std::time::Duration::from_secs(10),
+                };
+                datasources.insert(
+                    name.clone(),
+                    DatasourceSpec::Postgres {
+                        url: Secret::new(u),
+                        shown_url,
+                        max_connections,
+                        connect_timeout,
+                    },
+                );
+            }
         }
     }
 
@@ -529,15 +596,28 @@ fn default_node_name() -> String {
         .unwrap_or_else(|| "localhost".to_string())
 }
 
-/// Hides the password of `scheme://user:password@host` URLs.
+/// Hides the password of `scheme://user:password@host` URLs (the last `@` ends the user
+/// part, so an unencoded `@` in a password stays hidden) and of a `password=` option.
 pub fn redact_url(url: &str) -> String {
+    let mut out = url.to_string();
     if let Some((scheme, rest)) = url.split_once("://")
-        && let Some((userinfo, host)) = rest.split_once('@')
+        && let Some((userinfo, host)) = rest.rsplit_once('@')
         && let Some((user, _)) = userinfo.split_once(':')
     {
-        return format!("{scheme}://{user}:***@{host}");
+        out = format!("{scheme}://{user}:***@{host}");
     }
-    url.to_string()
+    if let Some(q) = out.find('?') {
+        let (head, query) = out.split_at(q + 1);
+        let parts: Vec<String> = query
+            .split('&')
+            .map(|kv| match kv.split_once('=') {
+                Some((k, _)) if k.eq_ignore_ascii_case("password") => format!("{k}=***"),
+                _ => kv.to_string(),
+            })
+            .collect();
+        out = format!("{head}{}", parts.join("&"));
+    }
+    out
 }
 
 /// The task files in `tasks_dir` (`*.yaml`, `*.yml`), sorted by name.
@@ -1149,6 +1229,10 @@ mod tests {
             "mysql://u:***@h:3306/db"
         );
         assert_eq!(redact_url("sqlite://x.db"), "sqlite://x.db");
+        assert_eq!(
+            redact_url("postgres://u:p@ss@h/db?sslmode=disable&password=x"),
+            "postgres://u:***@h/db?sslmode=disable&password=***"
+        );
     }
 
     #[test]

@@ -314,7 +314,13 @@ impl Executor {
             .await
             .map_err(|e| ExportError::Failed(e.to_string()))?;
         let stream = source
-            .query(&task.query, params, task.chunk_rows, query_cancel)
+            .query(
+                &task.query,
+                params,
+                task.chunk_rows,
+                task.timeout,
+                query_cancel,
+            )
             .await
             .map_err(|e| ExportError::Failed(e.to_string()))?;
 
@@ -328,6 +334,7 @@ impl Executor {
         let zip = task.output.zip;
         let columns = stream.columns;
         let mut chunks = stream.chunks;
+        let source_warnings = stream.warnings;
         let writer_cancel = cancelled.clone();
         let handle = tokio::task::spawn_blocking(
             move || -> Result<(Vec<format::Published>, Vec<String>), ExportError> {
@@ -348,8 +355,10 @@ impl Executor {
                 }
                 let Finished {
                     mut staged,
-                    warnings,
+                    warnings: writer_warnings,
                 } = writer.finish().map_err(fail)?;
+                let mut warnings = source_warnings;
+                warnings.extend(writer_warnings);
                 if zip {
                     staged = vec![
                         format::zip::zip_staged(&opts.dir, &opts.base_name, &staged)

@@ -8,7 +8,10 @@
 //! Adding a backend: a variant of `DatasourceSpec` (config), a module implementing
 //! [`Source`], an arm in [`build`], and the shared conformance tests.
 
+pub mod postgres;
 pub mod sqlite;
+
+use std::time::Duration;
 
 use async_trait::async_trait;
 use tokio::sync::mpsc;
@@ -42,19 +45,24 @@ impl SourceError {
 pub struct QueryStream {
     pub columns: Vec<Column>,
     pub chunks: mpsc::Receiver<Result<Vec<Row>, SourceError>>,
+    /// Problems known once the columns are (a column type read as a fallback); the run
+    /// records them.
+    pub warnings: Vec<String>,
 }
 
 /// A database that ferry can export from.
 #[async_trait]
 pub trait Source: Send + Sync {
     /// Starts `sql` (with `:name` placeholders) bound to `params`; rows arrive in chunks of
-    /// at most `chunk_rows`. When `cancel` fires, the statement is stopped in the database
-    /// (not just abandoned) and the stream ends with an error.
+    /// at most `chunk_rows`. `timeout` (the task's) becomes the server-side statement
+    /// timeout where the database has one. When `cancel` fires, the statement is stopped in
+    /// the database (not just abandoned) and the stream ends with an error.
     async fn query(
         &self,
         sql: &str,
         params: &RunParams,
         chunk_rows: usize,
+        timeout: Duration,
         cancel: CancellationToken,
     ) -> Result<QueryStream, SourceError>;
 
@@ -68,5 +76,17 @@ pub async fn build(name: &str, spec: &DatasourceSpec) -> Result<Box<dyn Source>,
         DatasourceSpec::Sqlite { path, seed_sql } => Ok(Box::new(
             sqlite::SqliteSource::open(name, path, seed_sql.as_deref()).await?,
         )),
+        DatasourceSpec::Postgres {
+            url,
+            shown_url,
+            max_connections,
+            connect_timeout,
+        } => Ok(Box::new(postgres::PostgresSource::new(
+            name,
+            url,
+            shown_url,
+            *max_connections,
+            *connect_timeout,
+        )?)),
     }
 }

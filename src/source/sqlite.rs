@@ -254,6 +254,7 @@ impl Source for SqliteSource {
         sql: &str,
         params: &RunParams,
         chunk_rows: usize,
+        _timeout: std::time::Duration,
         cancel: CancellationToken,
     ) -> Result<QueryStream, SourceError> {
         // `$N` numbering binds each distinct name once. (An un-aliased parameter column is
@@ -366,6 +367,7 @@ impl Source for SqliteSource {
         Ok(QueryStream {
             columns,
             chunks: rx,
+            warnings: Vec::new(),
         })
     }
 

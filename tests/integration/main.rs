@@ -6,6 +6,7 @@ mod support;
 mod bad_input;
 mod crash;
 mod outputs;
+mod postgres;
 mod runs;
 mod schedule;
 mod serve;
