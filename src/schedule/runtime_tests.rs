@@ -613,77 +613,61 @@ async fn dst_new_york_hourly_has_23_and_25_fires() {
 
 #[tokio::test]
 async fn dst_fixed_time_runs_once_per_local_day() {
-    // New York spring gap: 02:30 runs at 03:00 EDT.
-    let ny = fires_on(
-        "30 2 * * *",
-        "America/New_York",
-        "2025-03-08T12:00:00Z",
-        "2025-03-10T12:00:00Z",
-    )
-    .await;
-    assert_eq!(
-        ny,
-        [utc("2025-03-09T07:00:00Z"), utc("2025-03-10T06:30:00Z")]
-    );
-    // New York overlap: 01:30 runs once, at the first occurrence (EDT).
-    let ny = fires_on(
-        "30 1 * * *",
-        "America/New_York",
-        "2025-11-01T12:00:00Z",
-        "2025-11-03T12:00:00Z",
-    )
-    .await;
-    assert_eq!(
-        ny,
-        [utc("2025-11-02T05:30:00Z"), utc("2025-11-03T06:30:00Z")]
-    );
-    // Berlin 2026: gap on 03-29, overlap on 10-25.
-    let be = fires_on(
-        "30 2 * * *",
-        "Europe/Berlin",
-        "2026-03-28T12:00:00Z",
-        "2026-03-30T12:00:00Z",
-    )
-    .await;
-    assert_eq!(
-        be,
-        [utc("2026-03-29T01:00:00Z"), utc("2026-03-30T00:30:00Z")]
-    );
-    let be = fires_on(
-        "30 2 * * *",
-        "Europe/Berlin",
-        "2026-10-24T12:00:00Z",
-        "2026-10-26T12:00:00Z",
-    )
-    .await;
-    assert_eq!(
-        be,
-        [utc("2026-10-25T00:30:00Z"), utc("2026-10-26T01:30:00Z")]
-    );
-    // Sydney (southern hemisphere): clocks go forward 2025-10-05 02:00 → 03:00 and back
-    // 2026-04-05 03:00 → 02:00.
-    let sy = fires_on(
-        "30 2 * * *",
-        "Australia/Sydney",
-        "2025-10-04T00:00:00Z",
-        "2025-10-06T00:00:00Z",
-    )
-    .await;
-    assert_eq!(
-        sy,
-        [utc("2025-10-04T16:00:00Z"), utc("2025-10-05T15:30:00Z")]
-    );
-    let sy = fires_on(
-        "30 2 * * *",
-        "Australia/Sydney",
-        "2026-04-04T00:00:00Z",
-        "2026-04-06T00:00:00Z",
-    )
-    .await;
-    assert_eq!(
-        sy,
-        [utc("2026-04-04T15:30:00Z"), utc("2026-04-05T16:30:00Z")]
-    );
+    // (schedule, zone, from, to, expected fires)
+    let cases: &[(&str, &str, &str, &str, &[&str])] = &[
+        // New York spring gap: 02:30 runs at 03:00 EDT.
+        (
+            "30 2 * * *",
+            "America/New_York",
+            "2025-03-08T12:00:00Z",
+            "2025-03-10T12:00:00Z",
+            &["2025-03-09T07:00:00Z", "2025-03-10T06:30:00Z"],
+        ),
+        // New York overlap: 01:30 runs once, at the first occurrence (EDT).
+        (
+            "30 1 * * *",
+            "America/New_York",
+            "2025-11-01T12:00:00Z",
+            "2025-11-03T12:00:00Z",
+            &["2025-11-02T05:30:00Z", "2025-11-03T06:30:00Z"],
+        ),
+        // Berlin 2026: gap on 03-29, overlap on 10-25.
+        (
+            "30 2 * * *",
+            "Europe/Berlin",
+            "2026-03-28T12:00:00Z",
+            "2026-03-30T12:00:00Z",
+            &["2026-03-29T01:00:00Z", "2026-03-30T00:30:00Z"],
+        ),
+        (
+            "30 2 * * *",
+            "Europe/Berlin",
+            "2026-10-24T12:00:00Z",
+            "2026-10-26T12:00:00Z",
+            &["2026-10-25T00:30:00Z", "2026-10-26T01:30:00Z"],
+        ),
+        // Sydney (southern hemisphere): forward 2025-10-05 02:00 → 03:00, back
+        // 2026-04-05 03:00 → 02:00.
+        (
+            "30 2 * * *",
+            "Australia/Sydney",
+            "2025-10-04T00:00:00Z",
+            "2025-10-06T00:00:00Z",
+            &["2025-10-04T16:00:00Z", "2025-10-05T15:30:00Z"],
+        ),
+        (
+            "30 2 * * *",
+            "Australia/Sydney",
+            "2026-04-04T00:00:00Z",
+            "2026-04-06T00:00:00Z",
+            &["2026-04-04T15:30:00Z", "2026-04-05T16:30:00Z"],
+        ),
+    ];
+    for (expr, zone, from, to, expected) in cases {
+        let got = fires_on(expr, zone, from, to).await;
+        let want: Vec<DateTime<Utc>> = expected.iter().map(|t| utc(t)).collect();
+        assert_eq!(got, want, "{expr} in {zone} from {from}");
+    }
     // Shanghai has no DST: 24 hourly fires every day.
     let sh = fires_on(
         "0 * * * *",
