@@ -119,6 +119,16 @@ pub enum DatasourceSpec {
         max_connections: usize,
         connect_timeout: Duration,
     },
+    /// A MySQL-protocol server (MySQL, MariaDB, TiDB, AnalyticDB).
+    Mysql {
+        /// The connection URL, password included.
+        url: Secret,
+        /// The URL with the password replaced by `***`, for messages.
+        shown_url: String,
+        /// Most connections open at the same time (at least 1).
+        max_connections: usize,
+        connect_timeout: Duration,
+    },
 }
 
 impl DatasourceSpec {
@@ -126,6 +136,7 @@ impl DatasourceSpec {
         match self {
             DatasourceSpec::Sqlite { .. } => "sqlite",
             DatasourceSpec::Postgres { .. } => "postgres",
+            DatasourceSpec::Mysql { .. } => "mysql",
         }
     }
 }

@@ -106,6 +106,15 @@ pub enum RawDatasource {
         /// How long connecting may take, e.g. `10s` (default `10s`).
         connect_timeout: Option<Spanned<String>>,
     },
+    /// A MySQL-protocol server: MySQL, MariaDB, TiDB, AnalyticDB (mysql_async; no TLS yet).
+    Mysql {
+        /// `mysql://USER:PASSWORD@HOST:PORT/DATABASE`; use `${VAR}` for the password.
+        url: Spanned<String>,
+        /// Most connections ferry opens to this datasource at the same time (default 4).
+        max_connections: Option<Spanned<usize>>,
+        /// How long connecting may take, e.g. `10s` (default `10s`).
+        connect_timeout: Option<Spanned<String>>,
+    },
 }
 
 #[derive(Debug, Deserialize)]

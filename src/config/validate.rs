@@ -375,34 +375,58 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
                 url,
                 max_connections,
                 connect_timeout,
+            }
+            | RawDatasource::Mysql {
+                url,
+                max_connections,
+                connect_timeout,
             } => {
+                let mysql = matches!(ds.value, RawDatasource::Mysql { .. });
                 let u = c.env_req(url, &format!("{field}.url"));
                 if u.is_empty() {
                     continue;
                 }
                 let shown_url = redact_url(&u);
-                if !(u.starts_with("postgres://") || u.starts_with("postgresql://")) {
+                let scheme_ok = if mysql {
+                    u.starts_with("mysql://")
+                } else {
+                    u.starts_with("postgres://") || u.starts_with("postgresql://")
+                };
+                if !scheme_ok {
+                    let scheme = if mysql { "mysql" } else { "postgres" };
                     c.at(
                         url,
                         format!("{field}.url"),
                         format!(
-                            "expected `postgres://USER:PASSWORD@HOST:PORT/DATABASE`, got `{shown_url}`"
+                            "expected `{scheme}://USER:PASSWORD@HOST:PORT/DATABASE`, got `{shown_url}`"
                         ),
                     );
                     continue;
                 }
-                if let Err(e) = u.parse::<tokio_postgres::Config>() {
-                    // The parser's message never repeats the URL, so it cannot leak the password.
-                    c.at(
-                        url,
-                        format!("{field}.url"),
+                // The parsers' messages never repeat the URL, so they cannot leak the password.
+                let parsed = if mysql {
+                    mysql_async::Opts::from_url(&u).map(|_| ()).map_err(|e| {
                         format!(
-                            "invalid PostgreSQL url `{shown_url}`: {e}{}",
+                            "invalid MySQL url `{shown_url}`: {e}{}",
                             std::error::Error::source(&e)
                                 .map(|c| format!(": {c}"))
                                 .unwrap_or_default()
-                        ),
-                    );
+                        )
+                    })
+                } else {
+                    u.parse::<tokio_postgres::Config>()
+                        .map(|_| ())
+                        .map_err(|e| {
+                            format!(
+                                "invalid PostgreSQL url `{shown_url}`: {e}{}",
+                                std::error::Error::source(&e)
+                                    .map(|c| format!(": {c}"))
+                                    .unwrap_or_default()
+                            )
+                        })
+                };
+                if let Err(msg) = parsed {
+                    c.at(url, format!("{field}.url"), msg);
                     continue;
                 }
                 let max_connections = match max_connections {
@@ -427,13 +451,23 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
                     },
                     None => std::time::Duration::from_secs(10),
                 };
+                let url = Secret::new(u);
                 datasources.insert(
                     name.clone(),
-                    DatasourceSpec::Postgres {
-                        url: Secret::new(u),
-                        shown_url,
-                        max_connections,
-                        connect_timeout,
+                    if mysql {
+                        DatasourceSpec::Mysql {
+                            url,
+                            shown_url,
+                            max_connections,
+                            connect_timeout,
+                        }
+                    } else {
+                        DatasourceSpec::Postgres {
+                            url,
+                            shown_url,
+                            max_connections,
+                            connect_timeout,
+                        }
                     },
                 );
             }

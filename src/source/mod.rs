@@ -8,6 +8,7 @@
 //! Adding a backend: a variant of `DatasourceSpec` (config), a module implementing
 //! [`Source`], an arm in [`build`], and the shared conformance tests.
 
+pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
@@ -82,6 +83,18 @@ pub async fn build(name: &str, spec: &DatasourceSpec) -> Result<Box<dyn Source>,
             max_connections,
             connect_timeout,
         } => Ok(Box::new(postgres::PostgresSource::new(
+            name,
+            url,
+            shown_url,
+            *max_connections,
+            *connect_timeout,
+        )?)),
+        DatasourceSpec::Mysql {
+            url,
+            shown_url,
+            max_connections,
+            connect_timeout,
+        } => Ok(Box::new(mysql::MysqlSource::new(
             name,
             url,
             shown_url,

@@ -1,0 +1,687 @@
+//! MySQL-protocol source (mysql_async): MySQL, MariaDB, TiDB, AnalyticDB. One fresh
+//! session per query.
+//!
+//! Each query:
+//! 1. waits for one of the datasource's `max_connections` slots (shared by every run in
+//!    this process), then connects within the datasource's `connect_timeout`;
+//! 2. sets up the session: `net_write_timeout = 3600` (so a slow writer, e.g. XLSX
+//!    compression, is not cut off by the server), `time_zone = '+00:00'` (so TIMESTAMP
+//!    values arrive in UTC), the server-side statement timeout from the task's timeout plus
+//!    [`STATEMENT_TIMEOUT_MARGIN`] (MariaDB `max_statement_time` in seconds, MySQL
+//!    `max_execution_time` in milliseconds: the server is told apart by its version
+//!    string), `SET SESSION TRANSACTION READ ONLY` and `START TRANSACTION READ ONLY`, so the
+//!    server refuses writes (error 1792);
+//! 3. runs the statement through the prepared (binary) protocol (`exec_iter`), which
+//!    refuses more than one statement, with the parameters bound typed (dates and
+//!    date-times as MySQL dates, integers, floats, text; booleans as 0/1);
+//! 4. streams the rows into chunks over a bounded channel: rows are read from the socket
+//!    only as fast as the writer takes chunks;
+//! 5. when the run is cancelled (timeout, shutdown, `replace`) or the writer stops, sends
+//!    `KILL QUERY <connection id>` from a second connection, so the statement stops on the
+//!    server, not just in ferry.
+//!
+//! Values are decoded by column type and flags (see `docs/types.md`): exact DECIMAL text,
+//! signed and UNSIGNED 64-bit integers, TIMESTAMP as an instant in UTC, text (any
+//! character set but `binary`) vs bytes (charset 63). A type ferry does not know is read as
+//! text when it is valid UTF-8 and otherwise as bytes, with a warning on the run.
+//!
+//! The connection is not encrypted yet (no TLS feature is compiled in): keep the server on
+//! a trusted network or a local tunnel until then.
+
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
+use mysql_async::consts::{ColumnFlags, ColumnType};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, Opts, OptsBuilder, Params, Value as MyValue};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError};
+use crate::config::{Secret, format_duration};
+use crate::params::{self, ParamValue, RunParams};
+use crate::value::{Column, Kind, Row, Value};
+
+/// How much longer than the task's timeout the server-side statement timeout is (the same
+/// policy as PostgreSQL's).
+pub const STATEMENT_TIMEOUT_MARGIN: Duration = super::postgres::STATEMENT_TIMEOUT_MARGIN;
+
+/// The character set number MySQL uses for binary strings (BINARY, VARBINARY, BLOB).
+const BINARY_CHARSET: u16 = 63;
+
+type SlotMap = HashMap<(String, usize), Arc<Semaphore>>;
+static SLOTS: LazyLock<Mutex<SlotMap>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// A MySQL-protocol datasource.
+pub struct MysqlSource {
+    name: String,
+    opts: Opts,
+    shown_url: String,
+    connect_timeout: Duration,
+    slots: Arc<Semaphore>,
+}
+
+impl MysqlSource {
+    /// Prepares the source; nothing connects until a query runs.
+    pub fn new(
+        name: &str,
+        url: &Secret,
+        shown_url: &str,
+        max_connections: usize,
+        connect_timeout: Duration,
+    ) -> Result<MysqlSource, SourceError> {
+        let opts = Opts::from_url(url.expose()).map_err(|e| {
+            SourceError::new(
+                name,
+                format!("invalid url `{shown_url}`: {}", error_chain(&e)),
+            )
+        })?;
+        // Stay on the address the user gave (mysql_async would otherwise switch to the
+        // server's unix socket, possibly as a different account).
+        let opts: Opts = OptsBuilder::from_opts(opts)
+            .prefer_socket(false)
+            .stmt_cache_size(0)
+            .into();
+        let slots = SLOTS
+            .lock()
+            .expect("slots lock")
+            .entry((name.to_string(), max_connections.max(1)))
+            .or_insert_with(|| Arc::new(Semaphore::new(max_connections.max(1))))
+            .clone();
+        Ok(MysqlSource {
+            name: name.to_string(),
+            opts,
+            shown_url: shown_url.to_string(),
+            connect_timeout,
+            slots,
+        })
+    }
+
+    fn fail(&self, msg: impl Into<String>) -> SourceError {
+        SourceError::new(&self.name, msg)
+    }
+
+    async fn connect(&self) -> Result<(Conn, OwnedSemaphorePermit), SourceError> {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| self.fail("connection slots closed"))?;
+        let conn = connect_within(&self.opts, self.connect_timeout)
+            .await
+            .map_err(|e| self.fail(format!("cannot connect to {}: {e}", self.shown_url)))?;
+        Ok((conn, permit))
+    }
+}
+
+async fn connect_within(opts: &Opts, timeout: Duration) -> Result<Conn, String> {
+    match tokio::time::timeout(timeout, Conn::new(opts.clone())).await {
+        Ok(Ok(c)) => Ok(c),
+        Ok(Err(e)) => Err(my_message(&e)),
+        Err(_) => Err(format!(
+            "no answer within {} (connect_timeout)",
+            format_duration(timeout)
+        )),
+    }
+}
+
+/// Stops the running statement of connection `id` from a second connection.
+async fn kill_query(opts: &Opts, id: u32) {
+    if let Ok(Ok(mut conn)) =
+        tokio::time::timeout(Duration::from_secs(10), Conn::new(opts.clone())).await
+    {
+        let _ = tokio::time::timeout(
+            Duration::from_secs(10),
+            conn.query_drop(format!("KILL QUERY {id}")),
+        )
+        .await;
+        let _ = conn.disconnect().await;
+    }
+}
+
+/// The server's message and error code, or the driver's error and its causes. Neither
+/// ever contains the password.
+fn my_message(e: &mysql_async::Error) -> String {
+    if let mysql_async::Error::Server(s) = e {
+        let mut msg = format!("{} (error {}, SQLSTATE {})", s.message, s.code, s.state);
+        match s.code {
+            1969 | 3024 => msg.push_str(" (the task's timeout, applied on the server)"),
+            1317 => msg.push_str(" (the run was stopped; ferry killed the statement)"),
+            _ => {}
+        }
+        return msg;
+    }
+    error_chain(e)
+}
+
+/// `error: cause: cause...`
+fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg
+}
+
+/// A parameter as a typed MySQL value. An instant is sent in UTC, the session's zone.
+fn param_value(v: &ParamValue) -> MyValue {
+    fn datetime(t: NaiveDateTime) -> MyValue {
+        use chrono::{Datelike, Timelike};
+        MyValue::Date(
+            t.year().clamp(0, 9999) as u16,
+            t.month() as u8,
+            t.day() as u8,
+            t.hour() as u8,
+            t.minute() as u8,
+            t.second() as u8,
+            t.nanosecond().min(999_999_999) / 1000,
+        )
+    }
+    match v {
+        ParamValue::Bool(b) => MyValue::Int(i64::from(*b)),
+        ParamValue::Int(i) => MyValue::Int(*i),
+        ParamValue::Float(f) => MyValue::Double(*f),
+        ParamValue::Text(s) => MyValue::Bytes(s.as_bytes().to_vec()),
+        ParamValue::Date(d) => datetime(d.and_time(NaiveTime::MIN)),
+        ParamValue::DateTime(t) => datetime(*t),
+        ParamValue::Instant(t) => datetime(t.naive_utc()),
+    }
+}
+
+/// How one column's values become [`Value`]s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Decoder {
+    Int,
+    Float,
+    Decimal,
+    Bit,
+    Date,
+    DateTime,
+    /// TIMESTAMP: the session's zone is UTC.
+    Timestamp,
+    Time,
+    Text,
+    Bytes,
+    Null,
+    /// A type ferry does not know: text if valid UTF-8, else bytes (with a warning).
+    Fallback,
+}
+
+impl Decoder {
+    fn for_column(c: &mysql_async::Column) -> Decoder {
+        use ColumnType::*;
+        let binary = c.character_set() == BINARY_CHARSET;
+        match c.column_type() {
+            MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_LONG | MYSQL_TYPE_LONGLONG
+            | MYSQL_TYPE_INT24 | MYSQL_TYPE_YEAR => Decoder::Int,
+            MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE => Decoder::Float,
+            MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => Decoder::Decimal,
+            MYSQL_TYPE_BIT => Decoder::Bit,
+            MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => Decoder::Date,
+            MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => Decoder::DateTime,
+            MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => Decoder::Timestamp,
+            MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => Decoder::Time,
+            MYSQL_TYPE_JSON | MYSQL_TYPE_ENUM | MYSQL_TYPE_SET => Decoder::Text,
+            MYSQL_TYPE_VARCHAR
+            | MYSQL_TYPE_VAR_STRING
+            | MYSQL_TYPE_STRING
+            | MYSQL_TYPE_TINY_BLOB
+            | MYSQL_TYPE_MEDIUM_BLOB
+            | MYSQL_TYPE_LONG_BLOB
+            | MYSQL_TYPE_BLOB => {
+                let flags = c.flags();
+                if flags.intersects(ColumnFlags::ENUM_FLAG | ColumnFlags::SET_FLAG) || !binary {
+                    Decoder::Text
+                } else {
+                    Decoder::Bytes
+                }
+            }
+            MYSQL_TYPE_NULL => Decoder::Null,
+            _ => Decoder::Fallback,
+        }
+    }
+
+    fn kind(self) -> Kind {
+        match self {
+            Decoder::Int | Decoder::Bit => Kind::Int,
+            Decoder::Float => Kind::Float,
+            Decoder::Decimal => Kind::Decimal,
+            Decoder::Date => Kind::Date,
+            Decoder::DateTime => Kind::DateTime,
+            Decoder::Timestamp => Kind::DateTimeTz,
+            Decoder::Time => Kind::Time,
+            Decoder::Text => Kind::Text,
+            Decoder::Bytes => Kind::Bytes,
+            Decoder::Null | Decoder::Fallback => Kind::Unknown,
+        }
+    }
+
+    fn decode(self, v: MyValue) -> Result<Value, String> {
+        Ok(match (self, v) {
+            (_, MyValue::NULL) => Value::Null,
+            (_, MyValue::Int(i)) => Value::Int(i),
+            (_, MyValue::UInt(u)) => Value::UInt(u),
+            (_, MyValue::Float(f)) => Value::Float(f32_to_f64(f)),
+            (_, MyValue::Double(f)) => Value::Float(f),
+            (Decoder::Timestamp, MyValue::Date(y, mo, d, h, mi, s, us)) => {
+                match naive_datetime(y, mo, d, h, mi, s, us) {
+                    Some(t) => Value::DateTimeTz(
+                        FixedOffset::east_opt(0)
+                            .expect("zero offset")
+                            .from_utc_datetime(&t),
+                    ),
+                    None => Value::Text(zero_date_text(y, mo, d, h, mi, s, us, true)),
+                }
+            }
+            (Decoder::Date, MyValue::Date(y, mo, d, h, mi, s, us)) => {
+                match NaiveDate::from_ymd_opt(i32::from(y), u32::from(mo), u32::from(d)) {
+                    Some(date) => Value::Date(date),
+                    None => Value::Text(zero_date_text(y, mo, d, h, mi, s, us, false)),
+                }
+            }
+            (_, MyValue::Date(y, mo, d, h, mi, s, us)) => {
+                match naive_datetime(y, mo, d, h, mi, s, us) {
+                    Some(t) => Value::DateTime(t),
+                    None => Value::Text(zero_date_text(y, mo, d, h, mi, s, us, true)),
+                }
+            }
+            (_, MyValue::Time(neg, days, h, mi, s, us)) => time_value(neg, days, h, mi, s, us),
+            (Decoder::Decimal, MyValue::Bytes(b)) => {
+                let t = String::from_utf8(b).map_err(|_| "a DECIMAL that is not text")?;
+                if !crate::value::is_decimal_text(&t) {
+                    return Err(format!("`{t}` is not a decimal number"));
+                }
+                Value::Decimal(t)
+            }
+            (Decoder::Bit, MyValue::Bytes(b)) => {
+                if b.len() > 8 {
+                    Value::Bytes(b)
+                } else {
+                    Value::UInt(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
+                }
+            }
+            (Decoder::Bytes, MyValue::Bytes(b)) => Value::Bytes(b),
+            (_, MyValue::Bytes(b)) => match String::from_utf8(b) {
+                Ok(s) => Value::Text(s),
+                Err(e) => Value::Bytes(e.into_bytes()),
+            },
+        })
+    }
+}
+
+fn naive_datetime(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> Option<NaiveDateTime> {
+    NaiveDate::from_ymd_opt(i32::from(y), u32::from(mo), u32::from(d))?.and_hms_micro_opt(
+        u32::from(h),
+        u32::from(mi),
+        u32::from(s),
+        us,
+    )
+}
+
+/// MySQL's own text for a date chrono cannot hold (`0000-00-00`, `2026-00-00`).
+#[allow(clippy::too_many_arguments)]
+fn zero_date_text(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32, time: bool) -> String {
+    let mut t = format!("{y:04}-{mo:02}-{d:02}");
+    if time {
+        t.push_str(&format!(" {h:02}:{mi:02}:{s:02}"));
+        if us != 0 {
+            t.push_str(&format!(".{us:06}"));
+        }
+    }
+    t
+}
+
+/// A TIME value: a time of day when it is one (0 to 24 h), otherwise MySQL's text for it
+/// (`-01:30:00`, `838:59:59`).
+fn time_value(neg: bool, days: u32, h: u8, mi: u8, s: u8, us: u32) -> Value {
+    if !neg
+        && days == 0
+        && let Some(t) =
+            NaiveTime::from_hms_micro_opt(u32::from(h), u32::from(mi), u32::from(s), us)
+    {
+        return Value::Time(t);
+    }
+    let hours = u64::from(days) * 24 + u64::from(h);
+    let mut t = format!("{}{hours:02}:{mi:02}:{s:02}", if neg { "-" } else { "" });
+    if us != 0 {
+        let f = format!(".{us:06}");
+        t.push_str(f.trim_end_matches('0'));
+    }
+    Value::Text(t)
+}
+
+/// A FLOAT as the f64 whose shortest text is the f32's shortest text (`0.1`, not
+/// `0.10000000149011612`).
+fn f32_to_f64(f: f32) -> f64 {
+    if f.is_finite() {
+        f.to_string().parse().unwrap_or(f64::from(f))
+    } else {
+        f64::from(f)
+    }
+}
+
+/// The column type as MySQL names it.
+fn type_name(c: &mysql_async::Column) -> String {
+    use ColumnType::*;
+    let flags = c.flags();
+    let binary = c.character_set() == BINARY_CHARSET;
+    let name = match c.column_type() {
+        MYSQL_TYPE_TINY => "TINYINT",
+        MYSQL_TYPE_SHORT => "SMALLINT",
+        MYSQL_TYPE_INT24 => "MEDIUMINT",
+        MYSQL_TYPE_LONG => "INT",
+        MYSQL_TYPE_LONGLONG => "BIGINT",
+        MYSQL_TYPE_YEAR => "YEAR",
+        MYSQL_TYPE_FLOAT => "FLOAT",
+        MYSQL_TYPE_DOUBLE => "DOUBLE",
+        MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => "DECIMAL",
+        MYSQL_TYPE_BIT => "BIT",
+        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => "DATE",
+        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => "DATETIME",
+        MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => "TIMESTAMP",
+        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => "TIME",
+        MYSQL_TYPE_JSON => "JSON",
+        MYSQL_TYPE_ENUM => "ENUM",
+        MYSQL_TYPE_SET => "SET",
+        MYSQL_TYPE_NULL => "NULL",
+        MYSQL_TYPE_GEOMETRY => "GEOMETRY",
+        MYSQL_TYPE_VECTOR => "VECTOR",
+        _ if flags.contains(ColumnFlags::ENUM_FLAG) => "ENUM",
+        _ if flags.contains(ColumnFlags::SET_FLAG) => "SET",
+        MYSQL_TYPE_STRING => {
+            if binary {
+                "BINARY"
+            } else {
+                "CHAR"
+            }
+        }
+        MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => {
+            if binary {
+                "VARBINARY"
+            } else {
+                "VARCHAR"
+            }
+        }
+        MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB | MYSQL_TYPE_BLOB => {
+            if binary {
+                "BLOB"
+            } else {
+                "TEXT"
+            }
+        }
+        other => return format!("type {}", other as u8),
+    };
+    let numeric = matches!(
+        c.column_type(),
+        MYSQL_TYPE_TINY
+            | MYSQL_TYPE_SHORT
+            | MYSQL_TYPE_INT24
+            | MYSQL_TYPE_LONG
+            | MYSQL_TYPE_LONGLONG
+            | MYSQL_TYPE_DECIMAL
+            | MYSQL_TYPE_NEWDECIMAL
+            | MYSQL_TYPE_FLOAT
+            | MYSQL_TYPE_DOUBLE
+    );
+    if numeric && flags.contains(ColumnFlags::UNSIGNED_FLAG) {
+        format!("{name} UNSIGNED")
+    } else {
+        name.to_string()
+    }
+}
+
+#[async_trait]
+impl Source for MysqlSource {
+    async fn query(
+        &self,
+        sql: &str,
+        params: &RunParams,
+        chunk_rows: usize,
+        timeout: Duration,
+        cancel: CancellationToken,
+    ) -> Result<QueryStream, SourceError> {
+        let (text, names) = params::rewrite(sql, params::Style::Question);
+        let mut values = Vec::with_capacity(names.len());
+        for n in &names {
+            let v = params
+                .get(n)
+                .ok_or_else(|| self.fail(format!("no value for parameter `:{n}`")))?;
+            values.push(param_value(v));
+        }
+        let (mut conn, permit) = self.connect().await?;
+        let id = conn.id();
+
+        // From here on a cancelled run also stops the statement on the server.
+        let done = CancellationToken::new();
+        {
+            let done = done.clone();
+            let opts = self.opts.clone();
+            tokio::spawn(async move {
+                tokio::select! {
+                    _ = cancel.cancelled() => kill_query(&opts, id).await,
+                    _ = done.cancelled() => {}
+                }
+            });
+        }
+        let guard = done.clone().drop_guard();
+
+        // ferry's own timer stops the run at `timeout` and kills the statement; the
+        // server's timeout is the backstop for when ferry itself is gone.
+        let limit = timeout + STATEMENT_TIMEOUT_MARGIN;
+        let version: Option<String> = conn
+            .query_first("SELECT VERSION()")
+            .await
+            .map_err(|e| self.fail(my_message(&e)))?;
+        let statement_timeout = if version.unwrap_or_default().contains("MariaDB") {
+            format!(
+                "max_statement_time = {}",
+                limit.as_secs_f64().ceil().max(1.0)
+            )
+        } else {
+            format!(
+                "max_execution_time = {}",
+                limit.as_millis().clamp(1, u128::from(u32::MAX))
+            )
+        };
+        for setup in [
+            format!(
+                "SET SESSION net_write_timeout = 3600, time_zone = '+00:00', {statement_timeout}"
+            ),
+            "SET SESSION TRANSACTION READ ONLY".to_string(),
+            "START TRANSACTION READ ONLY".to_string(),
+        ] {
+            conn.query_drop(setup)
+                .await
+                .map_err(|e| self.fail(my_message(&e)))?;
+        }
+
+        let (meta_tx, meta_rx) = oneshot::channel::<Result<QueryStream, SourceError>>();
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let name = self.name.clone();
+        let opts = self.opts.clone();
+        let chunk_rows = chunk_rows.max(1);
+        tokio::spawn(async move {
+            let fail = |msg: String| SourceError::new(&name, msg);
+            let mut result = match conn.exec_iter(text, Params::Positional(values)).await {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = meta_tx.send(Err(fail(my_message(&e))));
+                    return;
+                }
+            };
+            let mut columns = Vec::new();
+            let mut decoders = Vec::new();
+            let mut warnings = Vec::new();
+            for c in result.columns_ref() {
+                let dec = Decoder::for_column(c);
+                let db_type = type_name(c);
+                if dec == Decoder::Fallback {
+                    warnings.push(format!(
+                        "column `{}` has MySQL type `{db_type}`, which ferry cannot read: its values are written as text when they are UTF-8 and as hex bytes otherwise; convert it in the query (CAST(... AS CHAR)) to choose",
+                        c.name_str()
+                    ));
+                }
+                columns.push(Column {
+                    name: c.name_str().into_owned(),
+                    db_type,
+                    kind: dec.kind(),
+                });
+                decoders.push(dec);
+            }
+            if meta_tx
+                .send(Ok(QueryStream {
+                    columns,
+                    chunks: rx,
+                    warnings,
+                }))
+                .is_err()
+            {
+                drop(result);
+                kill_query(&opts, id).await;
+                return;
+            }
+            let mut chunk: Vec<Row> = Vec::with_capacity(chunk_rows.min(65_536));
+            let mut stopped = false;
+            if !decoders.is_empty() {
+                'rows: loop {
+                    let r = match result.next().await {
+                        Ok(Some(r)) => r,
+                        Ok(None) => break,
+                        Err(e) => {
+                            let _ = tx.send(Err(fail(my_message(&e)))).await;
+                            stopped = true;
+                            break;
+                        }
+                    };
+                    let mut row = Vec::with_capacity(decoders.len());
+                    for (i, (dec, v)) in decoders.iter().zip(r.unwrap()).enumerate() {
+                        match dec.decode(v) {
+                            Ok(v) => row.push(v),
+                            Err(e) => {
+                                let _ = tx
+                                    .send(Err(fail(format!(
+                                        "cannot read a value of column {}: {e}",
+                                        i + 1
+                                    ))))
+                                    .await;
+                                stopped = true;
+                                break 'rows;
+                            }
+                        }
+                    }
+                    chunk.push(row);
+                    if chunk.len() >= chunk_rows {
+                        let full = std::mem::replace(
+                            &mut chunk,
+                            Vec::with_capacity(chunk_rows.min(65_536)),
+                        );
+                        if tx.send(Ok(full)).await.is_err() {
+                            stopped = true; // The writer stopped (failed or cancelled).
+                            break;
+                        }
+                    }
+                }
+            }
+            drop(result);
+            if stopped {
+                // Do not leave the statement running on the server until its timeout.
+                kill_query(&opts, id).await;
+            } else if !chunk.is_empty() {
+                let _ = tx.send(Ok(chunk)).await;
+            }
+            drop(guard);
+            // Dropping the connection rolls the read-only transaction back.
+            let _ = tokio::time::timeout(Duration::from_secs(10), conn.disconnect()).await;
+            drop(permit);
+        });
+        match meta_rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.fail("the query stopped before it returned its columns")),
+        }
+    }
+
+    async fn healthcheck(&self) -> Result<(), SourceError> {
+        let (mut conn, _permit) = self.connect().await?;
+        let r = conn
+            .query_drop("SELECT 1")
+            .await
+            .map_err(|e| self.fail(my_message(&e)));
+        let _ = conn.disconnect().await;
+        r
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn times_outside_a_day_are_text() {
+        assert_eq!(
+            time_value(false, 0, 10, 30, 0, 250_000),
+            Value::Time(NaiveTime::from_hms_micro_opt(10, 30, 0, 250_000).unwrap())
+        );
+        assert_eq!(
+            time_value(true, 0, 1, 30, 0, 0),
+            Value::Text("-01:30:00".into())
+        );
+        assert_eq!(
+            time_value(false, 34, 22, 59, 59, 0),
+            Value::Text("838:59:59".into())
+        );
+        assert_eq!(
+            time_value(false, 1, 0, 0, 0, 500_000),
+            Value::Text("24:00:00.5".into())
+        );
+    }
+
+    #[test]
+    fn values_decode_by_column_kind() {
+        assert_eq!(
+            Decoder::Decimal.decode(MyValue::Bytes(b"-0.0000000001".to_vec())),
+            Ok(Value::Decimal("-0.0000000001".into()))
+        );
+        assert!(
+            Decoder::Decimal
+                .decode(MyValue::Bytes(b"x".to_vec()))
+                .is_err()
+        );
+        assert_eq!(
+            Decoder::Bit.decode(MyValue::Bytes(vec![1, 2])),
+            Ok(Value::UInt(258))
+        );
+        assert_eq!(
+            Decoder::Date.decode(MyValue::Date(0, 0, 0, 0, 0, 0, 0)),
+            Ok(Value::Text("0000-00-00".into()))
+        );
+        assert_eq!(
+            Decoder::DateTime.decode(MyValue::Date(0, 0, 0, 0, 0, 0, 0)),
+            Ok(Value::Text("0000-00-00 00:00:00".into()))
+        );
+        assert_eq!(
+            Decoder::Fallback.decode(MyValue::Bytes(vec![0xff])),
+            Ok(Value::Bytes(vec![0xff]))
+        );
+        assert_eq!(
+            Decoder::Text.decode(MyValue::Bytes("销售 😀".as_bytes().to_vec())),
+            Ok(Value::Text("销售 😀".into()))
+        );
+        assert_eq!(f32_to_f64(0.1), 0.1);
+        assert_eq!(
+            param_value(&ParamValue::Date(
+                NaiveDate::from_ymd_opt(2026, 10, 1).unwrap()
+            )),
+            MyValue::Date(2026, 10, 1, 0, 0, 0, 0)
+        );
+    }
+}
