@@ -12,15 +12,31 @@ pub mod mysql;
 pub mod postgres;
 pub mod sqlite;
 
+use std::collections::HashMap;
+use std::sync::{Arc, LazyLock, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{Semaphore, mpsc};
 use tokio_util::sync::CancellationToken;
 
 use crate::config::DatasourceSpec;
 use crate::params::RunParams;
 use crate::value::{Column, Row};
+
+/// Connection slots per datasource, shared by every run of this process (keyed by name
+/// and size, so a reload that changes `max_connections` gets a fresh limit).
+pub fn connection_slots(name: &str, max_connections: usize) -> Arc<Semaphore> {
+    type SlotMap = HashMap<(String, usize), Arc<Semaphore>>;
+    static SLOTS: LazyLock<Mutex<SlotMap>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+    let max = max_connections.max(1);
+    SLOTS
+        .lock()
+        .expect("slots lock")
+        .entry((name.to_string(), max))
+        .or_insert_with(|| Arc::new(Semaphore::new(max)))
+        .clone()
+}
 
 /// How many chunks may wait between the source and the writer.
 pub const CHANNEL_CHUNKS: usize = 2;

@@ -28,8 +28,7 @@
 //! The connection is not encrypted yet (no TLS feature is compiled in): keep the server on
 //! a trusted network or a local tunnel until then.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -51,9 +50,6 @@ pub const STATEMENT_TIMEOUT_MARGIN: Duration = super::postgres::STATEMENT_TIMEOU
 
 /// The character set number MySQL uses for binary strings (BINARY, VARBINARY, BLOB).
 const BINARY_CHARSET: u16 = 63;
-
-type SlotMap = HashMap<(String, usize), Arc<Semaphore>>;
-static SLOTS: LazyLock<Mutex<SlotMap>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// A MySQL-protocol datasource.
 pub struct MysqlSource {
@@ -85,12 +81,7 @@ impl MysqlSource {
             .prefer_socket(false)
             .stmt_cache_size(0)
             .into();
-        let slots = SLOTS
-            .lock()
-            .expect("slots lock")
-            .entry((name.to_string(), max_connections.max(1)))
-            .or_insert_with(|| Arc::new(Semaphore::new(max_connections.max(1))))
-            .clone();
+        let slots = super::connection_slots(name, max_connections);
         Ok(MysqlSource {
             name: name.to_string(),
             opts,

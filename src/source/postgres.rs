@@ -24,8 +24,7 @@
 //! The connection is not encrypted yet (`NoTls`): TLS comes with a later change. Keep the
 //! server on a trusted network or a local tunnel until then.
 
-use std::collections::HashMap;
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -44,11 +43,6 @@ use crate::value::{Column, Kind, Row, Value};
 
 /// How much longer than the task's timeout the server-side `statement_timeout` is.
 pub const STATEMENT_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
-
-/// Connection slots per datasource, shared by all runs of this process (keyed by name and
-/// size, so a reload that changes `max_connections` gets a fresh limit).
-type SlotMap = HashMap<(String, usize), Arc<Semaphore>>;
-static SLOTS: LazyLock<Mutex<SlotMap>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
 /// A PostgreSQL datasource.
 pub struct PostgresSource {
@@ -76,12 +70,7 @@ impl PostgresSource {
         })?;
         config.connect_timeout(connect_timeout);
         config.application_name("ferry");
-        let slots = SLOTS
-            .lock()
-            .expect("slots lock")
-            .entry((name.to_string(), max_connections.max(1)))
-            .or_insert_with(|| Arc::new(Semaphore::new(max_connections.max(1))))
-            .clone();
+        let slots = super::connection_slots(name, max_connections);
         Ok(PostgresSource {
             name: name.to_string(),
             config,
