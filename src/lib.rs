@@ -11,6 +11,7 @@
 //!   every problem reported as `file:line:col: field: message`.
 //! - [`schedule`]: cron expressions in a task's time zone (croner), and the `Clock` seam.
 //! - [`params`]: typed query parameters (`:run_date`, `:period_start`, ...).
+//! - [`sqlgate`]: the SQL read-only gate (sqlparser): one read-only query, or refused.
 //! - [`source`]: the `Source` trait (columns first, then rows in chunks) and SQLite.
 //! - [`value`]: the exact value model every source produces and every writer consumes.
 //! - [`format`]: the `FormatWriter` trait, CSV and XLSX writers, zip, atomic publishing.
@@ -28,6 +29,7 @@ pub mod notify;
 pub mod params;
 pub mod schedule;
 pub mod source;
+pub mod sqlgate;
 pub mod store;
 pub mod template;
 pub mod value;

@@ -9,6 +9,7 @@ mod history;
 mod next;
 mod run;
 mod serve;
+mod sources;
 mod tasks;
 mod validate;
 
@@ -56,6 +57,9 @@ pub enum Command {
     Next(next::NextArgs),
     /// List the tasks with their schedule and next fire time.
     Tasks,
+    /// List the datasources (type, where, tasks using them); `sources test [NAME]` checks
+    /// that each connects and warns when its account can write.
+    Sources(sources::SourcesArgs),
     /// Show recent runs.
     History(history::HistoryArgs),
     /// Run the scheduler: every task on time, until SIGTERM or SIGINT.
@@ -89,6 +93,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Run(args) => run::run(&cli, args).await,
         Command::Next(args) => next::run(&cli, args).await,
         Command::Tasks => tasks::run(&cli).await,
+        Command::Sources(args) => sources::run(&cli, args).await,
         Command::History(args) => history::run(&cli, args).await,
         Command::Serve => serve::run(&cli).await,
     }

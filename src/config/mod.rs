@@ -14,7 +14,7 @@ pub mod problem;
 pub mod raw;
 pub mod validate;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
@@ -41,6 +41,9 @@ pub struct Config {
     pub export: ExportDefaults,
     pub scheduler: SchedulerSettings,
     pub datasources: BTreeMap<String, DatasourceSpec>,
+    /// Datasources with `sql_gate: false`: their queries skip the parser gate
+    /// ([`crate::sqlgate`]); the read-only transaction still applies.
+    pub sql_gate_off: BTreeSet<String>,
     pub channels: BTreeMap<String, ChannelSpec>,
 }
 
@@ -129,6 +132,19 @@ pub enum DatasourceSpec {
         max_connections: usize,
         connect_timeout: Duration,
     },
+}
+
+impl Config {
+    /// The gate's dialect for a datasource's queries, or `None` when the datasource is
+    /// unknown or has `sql_gate: false`.
+    pub fn sql_gate(&self, datasource: &str) -> Option<crate::sqlgate::Dialect> {
+        if self.sql_gate_off.contains(datasource) {
+            return None;
+        }
+        self.datasources
+            .get(datasource)
+            .map(crate::sqlgate::Dialect::of)
+    }
 }
 
 impl DatasourceSpec {

@@ -95,6 +95,9 @@ pub enum RawDatasource {
         url: Spanned<String>,
         /// A SQL file that builds the database when the file does not exist yet.
         seed_sql: Option<Spanned<String>>,
+        /// `false` turns the SQL parser gate off for this datasource (default `true`); the
+        /// read-only transaction still applies.
+        sql_gate: Option<Spanned<bool>>,
     },
     /// A PostgreSQL server (tokio-postgres; no TLS yet).
     Postgres {
@@ -105,6 +108,9 @@ pub enum RawDatasource {
         max_connections: Option<Spanned<usize>>,
         /// How long connecting may take, e.g. `10s` (default `10s`).
         connect_timeout: Option<Spanned<String>>,
+        /// `false` turns the SQL parser gate off for this datasource (default `true`); the
+        /// read-only transaction still applies.
+        sql_gate: Option<Spanned<bool>>,
     },
     /// A MySQL-protocol server: MySQL, MariaDB, TiDB, AnalyticDB (mysql_async; no TLS yet).
     Mysql {
@@ -114,6 +120,9 @@ pub enum RawDatasource {
         max_connections: Option<Spanned<usize>>,
         /// How long connecting may take, e.g. `10s` (default `10s`).
         connect_timeout: Option<Spanned<String>>,
+        /// `false` turns the SQL parser gate off for this datasource (default `true`); the
+        /// read-only transaction still applies.
+        sql_gate: Option<Spanned<bool>>,
     },
 }
 

@@ -2,7 +2,7 @@
 //! that can be checked without touching a database or the network. Every problem is
 //! collected; nothing stops at the first one.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -328,6 +328,7 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
     let scheduler = scheduler_settings(&mut c, raw.scheduler.as_ref(), timezone);
 
     let mut datasources = BTreeMap::new();
+    let mut sql_gate_off = BTreeSet::new();
     for (name, ds) in &raw.datasources {
         let field = format!("datasources.{name}");
         c.fallback = Problem::at(path, ds, "", "").pos;
@@ -338,8 +339,14 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
                 "datasource names may use letters, digits, `_` and `-` only",
             );
         }
+        let (RawDatasource::Sqlite { sql_gate, .. }
+        | RawDatasource::Postgres { sql_gate, .. }
+        | RawDatasource::Mysql { sql_gate, .. }) = &ds.value;
+        if sql_gate.as_ref().is_some_and(|g| !g.value) {
+            sql_gate_off.insert(name.clone());
+        }
         match &ds.value {
-            RawDatasource::Sqlite { url, seed_sql } => {
+            RawDatasource::Sqlite { url, seed_sql, .. } => {
                 let u = c.env_req(url, &format!("{field}.url"));
                 let Some(p) = u.strip_prefix("sqlite://").filter(|p| !p.is_empty()) else {
                     if !u.is_empty() {
@@ -375,11 +382,13 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
                 url,
                 max_connections,
                 connect_timeout,
+                ..
             }
             | RawDatasource::Mysql {
                 url,
                 max_connections,
                 connect_timeout,
+                ..
             } => {
                 let mysql = matches!(ds.value, RawDatasource::Mysql { .. });
                 let u = c.env_req(url, &format!("{field}.url"));
@@ -542,6 +551,7 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
         },
         scheduler,
         datasources,
+        sql_gate_off,
         channels,
     })
 }
@@ -849,6 +859,10 @@ pub fn validate_task(
             };
             if q.trim().is_empty() {
                 c.at(span, field, "the query is empty");
+            } else if let Some(dialect) = config.sql_gate(&raw.source.value)
+                && let Err(reason) = crate::sqlgate::check(&q, dialect)
+            {
+                c.at(span, field, reason);
             }
             for p in params::scan(&q) {
                 if !params::BUILTIN.contains(&p.name.as_str()) && !fixed.contains_key(&p.name) {

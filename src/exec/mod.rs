@@ -296,6 +296,11 @@ impl Executor {
                 task.source
             ))
         })?;
+        // The parser gate, before anything connects (validation normally caught this already).
+        if let Some(dialect) = self.config.sql_gate(&task.source) {
+            crate::sqlgate::check(&task.query, dialect)
+                .map_err(|reason| ExportError::Failed(format!("query {reason}")))?;
+        }
         let ctx = params.template_context(&task.name, run_id);
         let folder = template::render_str(&self.config.export.directory, &ctx)
             .map_err(|e| ExportError::Failed(format!("export.directory: {e}")))?;

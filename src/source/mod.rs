@@ -67,6 +67,24 @@ pub struct QueryStream {
     pub warnings: Vec<String>,
 }
 
+/// What `ferry sources test` learns about a datasource.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct SourceInfo {
+    /// The server (or library) and its version, e.g. `PostgreSQL 16.4`.
+    pub version: String,
+    /// How long opening the connection took.
+    pub connect_time: Duration,
+    /// When ferry's account (or, for a file, this process) could write: why, and what to
+    /// do, as one sentence (`the account can write (INSERT on public.t); ...`).
+    /// `None`: read-only as far as ferry can tell.
+    pub write_warning: Option<String>,
+}
+
+/// The warning for a server account that can write, with the evidence.
+pub fn account_can_write(evidence: &str) -> String {
+    format!("the account can write ({evidence}); give ferry a read-only account")
+}
+
 /// A database that ferry can export from.
 #[async_trait]
 pub trait Source: Send + Sync {
@@ -85,6 +103,11 @@ pub trait Source: Send + Sync {
 
     /// Checks that the source can be reached and queried.
     async fn healthcheck(&self) -> Result<(), SourceError>;
+
+    /// Connects (within the connect timeout), checks that the source answers, and reports
+    /// its version and whether ferry's account could write. Only reads: on a server the
+    /// checks run in a read-only transaction.
+    async fn describe(&self) -> Result<SourceInfo, SourceError>;
 }
 
 /// Builds the source for a datasource spec.

@@ -39,7 +39,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, Params, Value as MyValue};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError};
+use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError, SourceInfo};
 use crate::config::{Secret, format_duration};
 use crate::params::{self, ParamValue, RunParams};
 use crate::value::{Column, Kind, Row, Value};
@@ -610,11 +610,163 @@ impl Source for MysqlSource {
         let _ = conn.disconnect().await;
         r
     }
+
+    async fn describe(&self) -> Result<SourceInfo, SourceError> {
+        let start = std::time::Instant::now();
+        let (mut conn, _permit) = self.connect().await?;
+        let connect_time = start.elapsed();
+        let read = async {
+            let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
+            let database: Option<Option<String>> = conn.query_first("SELECT DATABASE()").await?;
+            let grants: Vec<String> = conn.query("SHOW GRANTS FOR CURRENT_USER()").await?;
+            Ok::<_, mysql_async::Error>((version.unwrap_or_default(), database.flatten(), grants))
+        }
+        .await
+        .map_err(|e| self.fail(my_message(&e)));
+        let _ = conn.disconnect().await;
+        let (version, database, grants) = read?;
+        let evidence: Vec<String> = grants
+            .iter()
+            .filter_map(|g| write_grant(g, database.as_deref()))
+            .collect();
+        let version = match version.split_once("-MariaDB") {
+            Some((v, _)) => format!("MariaDB {v}"),
+            None => format!("MySQL {version}"),
+        };
+        Ok(SourceInfo {
+            version,
+            connect_time,
+            write_warning: (!evidence.is_empty())
+                .then(|| super::account_can_write(&evidence.join("; "))),
+        })
+    }
+}
+
+/// Privileges that let an account change data or schema (or write files on the server).
+const WRITE_PRIVILEGES: &[&str] = &[
+    "ALL",
+    "ALL PRIVILEGES",
+    "INSERT",
+    "UPDATE",
+    "DELETE",
+    "CREATE",
+    "DROP",
+    "ALTER",
+    "INDEX",
+    "TRIGGER",
+    "EVENT",
+    "CREATE VIEW",
+    "CREATE ROUTINE",
+    "ALTER ROUTINE",
+    "DELETE HISTORY",
+    "FILE",
+    "SUPER",
+];
+
+/// The write privileges of one `SHOW GRANTS` line that apply to every database or to
+/// `database` (a table in it included), as `INSERT, UPDATE on `db`.*`; `None` when the
+/// line grants no such privilege (or is a role or proxy grant).
+fn write_grant(line: &str, database: Option<&str>) -> Option<String> {
+    let rest = line.strip_prefix("GRANT ")?;
+    let (privs, rest) = rest.split_once(" ON ")?;
+    let target = rest.split(" TO ").next()?.trim();
+    let target_db = target.split('.').next()?.trim_matches('`');
+    let applies =
+        target == "*.*" || database.is_some_and(|db| target_db != "*" && like(target_db, db));
+    if !applies {
+        return None;
+    }
+    // Split on commas outside parentheses (column lists: `UPDATE (a, b)`).
+    let mut found = Vec::new();
+    let (mut depth, mut begin) = (0usize, 0usize);
+    for (i, ch) in privs.char_indices().chain([(privs.len(), ',')]) {
+        match ch {
+            '(' => depth += 1,
+            ')' => depth = depth.saturating_sub(1),
+            ',' if depth == 0 => {
+                let p = privs[begin..i].trim();
+                let name = p.split('(').next().unwrap_or(p).trim().to_ascii_uppercase();
+                if WRITE_PRIVILEGES.contains(&name.as_str()) {
+                    found.push(p.to_string());
+                }
+                begin = i + 1;
+            }
+            _ => {}
+        }
+    }
+    (!found.is_empty()).then(|| format!("{} on {target}", found.join(", ")))
+}
+
+/// MySQL's `LIKE` for database names in grants: `%` any run, `_` one character, `\`
+/// escapes (grants show `ferry\_test` for a literal underscore).
+fn like(pattern: &str, name: &str) -> bool {
+    fn go(p: &[char], n: &[char]) -> bool {
+        match p.split_first() {
+            None => n.is_empty(),
+            Some(('%', rest)) => (0..=n.len()).any(|k| go(rest, &n[k..])),
+            Some(('_', rest)) => !n.is_empty() && go(rest, &n[1..]),
+            Some(('\\', rest)) if !rest.is_empty() => {
+                n.first() == Some(&rest[0]) && go(&rest[1..], &n[1..])
+            }
+            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
+        }
+    }
+    let p: Vec<char> = pattern.chars().collect();
+    let n: Vec<char> = name.chars().collect();
+    go(&p, &n)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn write_grants_are_found_on_all_or_the_current_database() {
+        let db = Some("ferry_test");
+        assert_eq!(
+            write_grant(
+                "GRANT ALL PRIVILEGES ON `ferry_test`.* TO `ferry`@`127.0.0.1`",
+                db
+            ),
+            Some("ALL PRIVILEGES on `ferry_test`.*".into())
+        );
+        assert_eq!(
+            write_grant("GRANT SELECT, INSERT ON *.* TO `a`@`%`", None),
+            Some("INSERT on *.*".into())
+        );
+        assert_eq!(
+            write_grant(
+                "GRANT SELECT, UPDATE (a, b) ON `ferry\\_test`.`t` TO `a`@`%`",
+                db
+            ),
+            Some("UPDATE (a, b) on `ferry\\_test`.`t`".into())
+        );
+        assert_eq!(
+            write_grant("GRANT SELECT, INSERT ON `other`.* TO `a`@`%`", db),
+            None
+        );
+        assert_eq!(
+            write_grant(
+                "GRANT PROCESS, CONNECTION ADMIN ON *.* TO `ferry`@`127.0.0.1`",
+                db
+            ),
+            None
+        );
+        assert_eq!(
+            write_grant(
+                "GRANT USAGE ON *.* TO `ro`@`%` IDENTIFIED BY PASSWORD '*AB'",
+                db
+            ),
+            None
+        );
+        assert_eq!(write_grant("GRANT `role1` TO `a`@`%`", db), None);
+        assert_eq!(
+            write_grant("GRANT SELECT ON `ferry%`.* TO `a`@`%`", db),
+            None
+        );
+        assert!(write_grant("GRANT DELETE ON `ferry%`.* TO `a`@`%`", db).is_some());
+        assert!(!like("ferry\\_test", "ferryxtest"));
+    }
 
     #[test]
     fn times_outside_a_day_are_text() {

@@ -36,7 +36,7 @@ use tokio_postgres::types::{Format, IsNull, Kind as PgKind, ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError};
+use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError, SourceInfo};
 use crate::config::{Secret, format_duration};
 use crate::params::{self, ParamValue, RunParams};
 use crate::value::{Column, Kind, Row, Value};
@@ -837,7 +837,74 @@ impl Source for PostgresSource {
             .map(|_| ())
             .map_err(|e| self.fail(pg_message(&e)))
     }
+
+    async fn describe(&self) -> Result<SourceInfo, SourceError> {
+        let start = std::time::Instant::now();
+        let (client, _permit) = self.connect().await?;
+        let connect_time = start.elapsed();
+        let messages = client
+            .simple_query(DESCRIBE_SQL)
+            .await
+            .map_err(|e| self.fail(pg_message(&e)))?;
+        let row = messages
+            .iter()
+            .find_map(|m| match m {
+                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+                _ => None,
+            })
+            .ok_or_else(|| self.fail("the privilege check returned no row"))?;
+        let col = |i: usize| row.get(i).unwrap_or_default().to_string();
+        let mut evidence = Vec::new();
+        if col(2) == "t" {
+            evidence.push(format!("role `{}` is a superuser", col(1)));
+        }
+        let tables: u64 = col(3).parse().unwrap_or(0);
+        if tables > 0 {
+            let noun = if tables == 1 { "table" } else { "tables" };
+            evidence.push(format!("{} on {tables} {noun}, e.g. {}", col(4), col(5)));
+        }
+        if !col(6).is_empty() {
+            evidence.push(format!("CREATE on schema {}", col(6)));
+        }
+        Ok(SourceInfo {
+            version: format!("PostgreSQL {}", col(0)),
+            connect_time,
+            write_warning: (!evidence.is_empty())
+                .then(|| super::account_can_write(&evidence.join("; "))),
+        })
+    }
 }
+
+/// `ferry sources test`: the server version, the role, whether it is a superuser, the
+/// tables it may change (count, privileges, one example) and the schemas it may create in,
+/// read in a read-only transaction. System schemas (`pg_*`, `information_schema`) are left
+/// out; temporary tables are not counted as writes.
+const DESCRIBE_SQL: &str = r"
+BEGIN TRANSACTION READ ONLY;
+WITH writable AS (
+    SELECT n.nspname, c.relname, p.priv, p.ord
+    FROM pg_class c
+    JOIN pg_namespace n ON n.oid = c.relnamespace
+    CROSS JOIN unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'])
+        WITH ORDINALITY AS p(priv, ord)
+    WHERE c.relkind IN ('r', 'p', 'v', 'f')
+      AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
+      AND has_table_privilege(c.oid, p.priv)
+)
+SELECT current_setting('server_version'),
+       current_user,
+       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
+       (SELECT count(DISTINCT (nspname, relname)) FROM writable),
+       (SELECT string_agg(priv, ', ' ORDER BY ord)
+          FROM (SELECT DISTINCT priv, ord FROM writable) AS privs),
+       (SELECT format('%I.%I', nspname, relname) FROM writable
+          ORDER BY nspname, relname LIMIT 1),
+       (SELECT string_agg(format('%I', nspname), ', ' ORDER BY nspname)
+          FROM pg_namespace
+         WHERE nspname <> 'information_schema' AND nspname NOT LIKE 'pg\_%'
+           AND has_schema_privilege(oid, 'USAGE') AND has_schema_privilege(oid, 'CREATE'));
+COMMIT;
+";
 
 #[cfg(test)]
 mod tests {

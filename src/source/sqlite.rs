@@ -24,7 +24,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError};
+use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError, SourceInfo};
 use crate::params::{self, ParamValue, RunParams};
 use crate::value::{Column, Kind, Row, Value, parse_date, parse_naive_datetime, parse_time};
 
@@ -381,6 +381,39 @@ impl Source for SqliteSource {
         .await
         .map_err(|e| SourceError::new(&self.name, e.to_string()))?
     }
+
+    async fn describe(&self) -> Result<SourceInfo, SourceError> {
+        let source = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let start = std::time::Instant::now();
+            let conn = source.connect()?;
+            let connect_time = start.elapsed();
+            let version: String = conn
+                .query_row("SELECT sqlite_version()", [], |r| r.get(0))
+                .map_err(|e| SourceError::new(&source.name, db_message(&e)))?;
+            let write_warning = writable(&source.path).then(|| {
+                format!(
+                    "this process can write the file {} (ferry opens it read-only anyway; \
+                     a read-only file or account is safer)",
+                    source.path.display()
+                )
+            });
+            Ok(SourceInfo {
+                version: format!("SQLite {version}"),
+                connect_time,
+                write_warning,
+            })
+        })
+        .await
+        .map_err(|e| SourceError::new(&self.name, e.to_string()))?
+    }
+}
+
+/// Whether this process may write `path`: the operating system is asked by opening the
+/// file for writing (owner, groups, ACLs, read-only mounts all count). Nothing is written
+/// and the file is not truncated; the handle is closed at once.
+fn writable(path: &Path) -> bool {
+    std::fs::OpenOptions::new().write(true).open(path).is_ok()
 }
 
 #[cfg(test)]

@@ -11,3 +11,4 @@ mod postgres;
 mod runs;
 mod schedule;
 mod serve;
+mod sources;

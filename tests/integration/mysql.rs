@@ -14,10 +14,10 @@ use std::time::{Duration, Instant};
 use calamine::{Data, Reader, Xlsx, open_workbook};
 use mysql_async::prelude::Queryable;
 
-use crate::support::{Project, describe};
+use crate::support::{Project, describe, stderr};
 
 /// The test server's URL, or `None` (with a note) outside CI when it is not set.
-fn my_url() -> Option<String> {
+pub(crate) fn my_url() -> Option<String> {
     match std::env::var("FERRY_TEST_MYSQL_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
@@ -51,7 +51,7 @@ async fn conn(url: &str) -> mysql_async::Conn {
 }
 
 /// Runs SQL statements (the test's own setup, separated by `;` at line ends).
-fn exec(url: &str, sql: &str) {
+pub(crate) fn exec(url: &str, sql: &str) {
     block_on(async {
         let mut c = conn(url).await;
         for stmt in sql.split(";\n").map(str::trim).filter(|s| !s.is_empty()) {
@@ -74,11 +74,18 @@ fn count(url: &str, sql: &str) -> i64 {
 
 /// The `project` fixture with a `my` datasource and the given tasks.
 fn project(tasks: &[(&str, &str)]) -> Project {
+    project_with("", tasks)
+}
+
+/// The same with extra datasource settings (e.g. `, sql_gate: false`).
+fn project_with(settings: &str, tasks: &[(&str, &str)]) -> Project {
     let p = Project::fixture("project");
     let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
     let config = config.replacen(
         "datasources:\n",
-        "datasources:\n  my: { type: mysql, url: \"${FERRY_TEST_MYSQL_URL}\", connect_timeout: 5s, max_connections: 2 }\n",
+        &format!(
+            "datasources:\n  my: {{ type: mysql, url: \"${{FERRY_TEST_MYSQL_URL}}\", connect_timeout: 5s, max_connections: 2{settings} }}\n"
+        ),
         1,
     );
     p.write("config.yaml", &config);
@@ -311,17 +318,21 @@ fn chunk_boundaries_and_empty_results() {
 #[test]
 fn a_query_error_is_a_failed_run_with_the_server_message() {
     let Some(_url) = my_url() else { return };
-    let p = project(&[
-        (
-            "my_missing",
-            &task("SELECT * FROM no_such_table", "{ format: csv }"),
-        ),
-        ("my_syntax", &task("SELEC 1", "{ format: csv }")),
-        (
-            "my_two",
-            &task("SELECT 1 AS a; SELECT 2 AS b", "{ format: csv }"),
-        ),
-    ]);
+    // The parser gate would refuse the syntax error first: this test is about the server.
+    let p = project_with(
+        ", sql_gate: false",
+        &[
+            (
+                "my_missing",
+                &task("SELECT * FROM no_such_table", "{ format: csv }"),
+            ),
+            ("my_syntax", &task("SELEC 1", "{ format: csv }")),
+            (
+                "my_two",
+                &task("SELECT 1 AS a; SELECT 2 AS b", "{ format: csv }"),
+            ),
+        ],
+    );
     let json = p.run_json("my_missing", &["--no-notify"], 1);
     assert_eq!(json["status"], "failed");
     assert_eq!(json["files"], serde_json::json!([]));
@@ -372,7 +383,8 @@ fn writes_are_refused_by_the_read_only_transaction() {
         .map(|(n, q)| (*n, task(q, "{ format: csv }")))
         .collect();
     let refs: Vec<(&str, &str)> = tasks.iter().map(|(n, b)| (*n, b.as_str())).collect();
-    let p = project(&refs);
+    // The parser gate would refuse these first: turn it off to prove the database does.
+    let p = project_with(", sql_gate: false", &refs);
     for (name, _) in &writes {
         let json = p.run_json(name, &["--no-notify"], 1);
         assert_eq!(json["status"], "failed", "{name}: {json}");
@@ -521,4 +533,90 @@ fn invalid_datasource_settings_are_reported_without_the_password() {
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
+}
+
+#[test]
+fn the_sql_gate_refuses_writes_before_they_reach_mariadb() {
+    let Some(url) = my_url() else { return };
+    exec(
+        &url,
+        "DROP TABLE IF EXISTS myt_gate;
+         DROP TABLE IF EXISTS myt_gate_new;
+         CREATE TABLE myt_gate (id INT PRIMARY KEY, v VARCHAR(10));
+         INSERT INTO myt_gate VALUES (1, 'v1'), (2, 'v2'), (3, 'v3'), (4, 'v4'), (5, 'v5')",
+    );
+    let hostile = [
+        (
+            "my_insert",
+            "INSERT INTO myt_gate VALUES (100, 'x')",
+            "found INSERT",
+        ),
+        (
+            "my_update",
+            "UPDATE myt_gate SET v = 'changed'",
+            "found UPDATE",
+        ),
+        ("my_delete", "DELETE FROM myt_gate", "found DELETE"),
+        (
+            "my_create",
+            "CREATE TABLE myt_gate_new (id INT)",
+            "found CREATE TABLE",
+        ),
+        (
+            "my_create_as",
+            "CREATE TABLE myt_gate_new AS SELECT * FROM myt_gate",
+            "found CREATE TABLE",
+        ),
+        ("my_drop", "DROP TABLE myt_gate", "found DROP TABLE"),
+        (
+            "my_multi",
+            "SELECT 1; DROP TABLE myt_gate",
+            "found 2 statements",
+        ),
+        (
+            "my_hint",
+            "SELECT /*! 1; DROP TABLE myt_gate */ 2",
+            "does not parse",
+        ),
+        (
+            "my_outfile",
+            "SELECT * FROM myt_gate INTO OUTFILE '/tmp/x'",
+            "refused",
+        ),
+        ("my_lock", "SELECT * FROM myt_gate FOR UPDATE", "FOR UPDATE"),
+    ];
+    let tasks: Vec<(&str, String)> = hostile
+        .iter()
+        .map(|(n, q, _)| (*n, task(q, "{ format: csv }")))
+        .collect();
+    let refs: Vec<(&str, &str)> = tasks.iter().map(|(n, b)| (*n, b.as_str())).collect();
+    let p = project(&refs);
+    let out = p.ferry(&["validate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = stderr(&out);
+    for (name, _, why) in &hostile {
+        let line = err
+            .lines()
+            .find(|l| l.contains(&format!("{name}.yaml:")) && l.contains(": query: refused: "))
+            .unwrap_or_else(|| panic!("{name}: {err}"));
+        assert!(line.contains(why), "{line}");
+        let out = p.ferry(&["run", name, "--no-notify"]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", describe(&out));
+        assert!(stderr(&out).contains(why), "{name}: {}", describe(&out));
+    }
+    assert_eq!(count(&url, "SELECT COUNT(*) FROM myt_gate"), 5);
+    assert_eq!(
+        count(
+            &url,
+            "SELECT COUNT(*) FROM myt_gate WHERE v <> CONCAT('v', id)"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &url,
+            "SELECT COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = DATABASE() AND TABLE_NAME = 'myt_gate_new'"
+        ),
+        0
+    );
 }

@@ -12,10 +12,10 @@ use std::time::{Duration, Instant};
 
 use calamine::{Data, Reader, Xlsx, open_workbook};
 
-use crate::support::{Project, describe};
+use crate::support::{Project, describe, stderr};
 
 /// The test server's URL, or `None` (with a note) outside CI when it is not set.
-fn pg_url() -> Option<String> {
+pub(crate) fn pg_url() -> Option<String> {
     match std::env::var("FERRY_TEST_PG_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
@@ -32,7 +32,7 @@ fn pg_url() -> Option<String> {
     }
 }
 
-fn admin_url(url: &str) -> String {
+pub(crate) fn admin_url(url: &str) -> String {
     std::env::var("FERRY_TEST_PG_ADMIN_URL").unwrap_or_else(|_| url.to_string())
 }
 
@@ -53,7 +53,7 @@ async fn client(url: &str) -> tokio_postgres::Client {
 }
 
 /// Runs SQL statements (the test's own setup) on the server.
-fn exec(url: &str, sql: &str) {
+pub(crate) fn exec(url: &str, sql: &str) {
     block_on(async {
         client(url)
             .await
@@ -82,11 +82,18 @@ fn count(url: &str, sql: &str) -> i64 {
 
 /// The `project` fixture with a `pg` datasource and the given tasks.
 fn project(tasks: &[(&str, &str)]) -> Project {
+    project_with("", tasks)
+}
+
+/// The same with extra datasource settings (e.g. `, sql_gate: false`).
+fn project_with(settings: &str, tasks: &[(&str, &str)]) -> Project {
     let p = Project::fixture("project");
     let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
     let config = config.replacen(
         "datasources:\n",
-        "datasources:\n  pg: { type: postgres, url: \"${FERRY_TEST_PG_URL}\", connect_timeout: 5s }\n",
+        &format!(
+            "datasources:\n  pg: {{ type: postgres, url: \"${{FERRY_TEST_PG_URL}}\", connect_timeout: 5s{settings} }}\n"
+        ),
         1,
     );
     p.write("config.yaml", &config);
@@ -347,17 +354,21 @@ fn chunk_boundaries_and_empty_results() {
 #[test]
 fn a_query_error_is_a_failed_run_with_the_server_message() {
     let Some(_url) = pg_url() else { return };
-    let p = project(&[
-        (
-            "pg_missing",
-            &task("SELECT * FROM no_such_table", "{ format: csv }"),
-        ),
-        ("pg_syntax", &task("SELEC 1", "{ format: csv }")),
-        (
-            "pg_two",
-            &task("SELECT 1 AS a; SELECT 2 AS b", "{ format: csv }"),
-        ),
-    ]);
+    // The parser gate would refuse the syntax error first: this test is about the server.
+    let p = project_with(
+        ", sql_gate: false",
+        &[
+            (
+                "pg_missing",
+                &task("SELECT * FROM no_such_table", "{ format: csv }"),
+            ),
+            ("pg_syntax", &task("SELEC 1", "{ format: csv }")),
+            (
+                "pg_two",
+                &task("SELECT 1 AS a; SELECT 2 AS b", "{ format: csv }"),
+            ),
+        ],
+    );
     let json = p.run_json("pg_missing", &["--no-notify"], 1);
     assert_eq!(json["status"], "failed");
     assert_eq!(json["files"], serde_json::json!([]));
@@ -408,7 +419,8 @@ fn writes_are_refused_by_the_read_only_transaction() {
         .map(|(n, q)| (*n, task(q, "{ format: csv }")))
         .collect();
     let refs: Vec<(&str, &str)> = tasks.iter().map(|(n, b)| (*n, b.as_str())).collect();
-    let p = project(&refs);
+    // The parser gate would refuse these first: turn it off to prove the database does.
+    let p = project_with(", sql_gate: false", &refs);
     for (name, _) in &writes {
         let json = p.run_json(name, &["--no-notify"], 1);
         assert_eq!(json["status"], "failed", "{name}: {json}");
@@ -559,4 +571,109 @@ fn invalid_datasource_settings_are_reported_without_the_password() {
     ] {
         assert!(text.contains(needle), "missing `{needle}` in:\n{text}");
     }
+}
+
+#[test]
+fn the_sql_gate_refuses_writes_before_they_reach_postgres() {
+    let Some(url) = pg_url() else { return };
+    let admin = admin_url(&url);
+    exec(
+        &url,
+        "DROP TABLE IF EXISTS pgt_gate; DROP SEQUENCE IF EXISTS pgt_gate_seq;
+         CREATE TABLE pgt_gate (id int PRIMARY KEY, v text);
+         CREATE SEQUENCE pgt_gate_seq;
+         INSERT INTO pgt_gate SELECT g, 'v' || g FROM generate_series(1, 5) g;",
+    );
+    let hostile = [
+        (
+            "pg_insert",
+            "INSERT INTO pgt_gate VALUES (100, 'x')",
+            "found INSERT",
+        ),
+        (
+            "pg_update",
+            "UPDATE pgt_gate SET v = 'changed'",
+            "found UPDATE",
+        ),
+        ("pg_delete", "DELETE FROM pgt_gate", "found DELETE"),
+        (
+            "pg_create",
+            "CREATE TABLE pgt_gate_new (id int)",
+            "found CREATE TABLE",
+        ),
+        (
+            "pg_select_into",
+            "SELECT * INTO pgt_gate_new FROM pgt_gate",
+            "SELECT … INTO",
+        ),
+        (
+            "pg_cte",
+            "WITH d AS (DELETE FROM pgt_gate RETURNING *) SELECT * FROM d",
+            "data-modifying CTE (DELETE)",
+        ),
+        (
+            "pg_nextval",
+            "SELECT nextval('pgt_gate_seq') AS n",
+            "`nextval`",
+        ),
+        ("pg_lock", "SELECT * FROM pgt_gate FOR UPDATE", "FOR UPDATE"),
+        (
+            "pg_multi",
+            "SELECT 1; DROP TABLE pgt_gate",
+            "found 2 statements",
+        ),
+        (
+            "pg_xml",
+            "SELECT query_to_xml('delete from pgt_gate', true, true, '')",
+            "`query_to_xml`",
+        ),
+        (
+            "pg_session",
+            "SET SESSION default_transaction_read_only = off",
+            "found SET",
+        ),
+        (
+            "pg_explain",
+            "EXPLAIN ANALYZE DELETE FROM pgt_gate",
+            "EXPLAIN ANALYZE",
+        ),
+    ];
+    let tasks: Vec<(&str, String)> = hostile
+        .iter()
+        .map(|(n, q, _)| (*n, task(q, "{ format: csv }")))
+        .collect();
+    let refs: Vec<(&str, &str)> = tasks.iter().map(|(n, b)| (*n, b.as_str())).collect();
+    let p = project(&refs);
+    let out = p.ferry(&["validate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = stderr(&out);
+    for (name, _, why) in &hostile {
+        let line = err
+            .lines()
+            .find(|l| l.contains(&format!("{name}.yaml:")) && l.contains(": query: refused: "))
+            .unwrap_or_else(|| panic!("{name}: {err}"));
+        assert!(line.contains(why), "{line}");
+        let out = p.ferry(&["run", name, "--no-notify"]);
+        assert_eq!(out.status.code(), Some(2), "{name}: {}", describe(&out));
+        assert!(stderr(&out).contains(why), "{name}: {}", describe(&out));
+    }
+    assert_eq!(count(&admin, "SELECT count(*) FROM pgt_gate"), 5);
+    assert_eq!(
+        count(&admin, "SELECT count(*) FROM pgt_gate WHERE v <> 'v' || id"),
+        0
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pg_class WHERE relname = 'pgt_gate_new'"
+        ),
+        0
+    );
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT CASE WHEN is_called THEN 1 ELSE 0 END FROM pgt_gate_seq"
+        ),
+        0
+    );
 }

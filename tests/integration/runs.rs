@@ -309,3 +309,71 @@ fn parameters_bind_as_values_never_as_sql() {
     // The hostile parameter value was data, not SQL: the table is still there.
     p.run_json("types_csv", &[], 0);
 }
+
+#[test]
+fn the_sql_gate_refuses_a_write_before_it_reaches_sqlite() {
+    let p = Project::fixture("project");
+    p.run_json("types_csv", &[], 0); // builds db/test.db from the seed
+    let rows = || {
+        let c = rusqlite::Connection::open(p.path().join("db/test.db")).unwrap();
+        c.query_row("SELECT count(*) FROM t", [], |r| r.get::<_, i64>(0))
+            .unwrap()
+    };
+    let before = rows();
+    let hostile = [
+        (
+            "gate_multi",
+            "SELECT 1; DELETE FROM t",
+            "found 2 statements",
+        ),
+        ("gate_delete", "DELETE FROM t", "found DELETE"),
+        (
+            "gate_cte",
+            "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+            "data-modifying CTE (DELETE)",
+        ),
+        ("gate_parse", "SELEC * FROM t", "does not parse"),
+    ];
+    for (name, q, _) in &hostile {
+        p.write(
+            &format!("tasks/{name}.yaml"),
+            &format!("schedule: '0 6 * * *'\nsource: db\nquery: {q}\noutput: {{ format: csv }}\n"),
+        );
+    }
+    // `ferry validate` names the file, line and column of `query`.
+    let out = p.ferry(&["validate"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let err = stderr(&out);
+    for (name, _, why) in &hostile {
+        let line = err
+            .lines()
+            .find(|l| l.contains(&format!("{name}.yaml:3:8: query: refused: ")))
+            .unwrap_or_else(|| panic!("{name}: {err}"));
+        assert!(line.contains(why), "{line}");
+    }
+    // A run of such a task is refused before anything connects.
+    let out = p.ferry(&["run", "gate_delete", "--no-notify"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("query: refused: "),
+        "{}",
+        describe(&out)
+    );
+    assert_eq!(rows(), before);
+    assert!(before > 0);
+
+    // With `sql_gate: false` the statement reaches SQLite, whose query-only mode refuses it.
+    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
+    p.write(
+        "config.yaml",
+        &config.replace(
+            "seed_sql: seed.sql }",
+            "seed_sql: seed.sql, sql_gate: false }",
+        ),
+    );
+    let json = p.run_json("gate_delete", &["--no-notify"], 1);
+    assert_eq!(json["status"], "failed", "{json}");
+    let e = json["error"].as_str().unwrap();
+    assert!(!e.contains("query refused"), "{e}");
+    assert_eq!(rows(), before);
+}

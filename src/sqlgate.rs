@@ -1,0 +1,468 @@
+//! The SQL read-only gate: a first line of defence before a query reaches a database.
+//!
+//! The query is parsed (sqlparser, with the target database's dialect) and refused unless
+//! it is exactly one read-only query: a `SELECT`/`WITH … SELECT`/`VALUES`, an `EXPLAIN`
+//! (without `ANALYZE`) of one, or a `SHOW …`. The whole tree is walked, so a
+//! data-modifying statement hidden in a CTE or a subquery, `SELECT … INTO`, a locking
+//! clause (`FOR UPDATE`/`FOR SHARE`) or a call to a known side-effect function is refused
+//! as well. A query that does not parse is refused with the parser's message (fail closed).
+//!
+//! The parser is not a security boundary: the real enforcement is the database's read-only
+//! transaction (SQLite `query_only`) and a SELECT-only account. The gate gives a clear
+//! message early, at `ferry validate` and before a run connects.
+
+use std::ops::ControlFlow;
+
+use sqlparser::ast::{
+    Expr, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement, TableFactor, Visit,
+    Visitor,
+};
+use sqlparser::dialect::{MySqlDialect, PostgreSqlDialect, SQLiteDialect};
+use sqlparser::parser::Parser;
+
+use crate::config::DatasourceSpec;
+use crate::params::{self, Style};
+
+/// The SQL dialect a query is parsed with: always the target database's own.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Dialect {
+    Sqlite,
+    Postgres,
+    Mysql,
+}
+
+impl Dialect {
+    fn name(self) -> &'static str {
+        match self {
+            Dialect::Sqlite => "SQLite",
+            Dialect::Postgres => "PostgreSQL",
+            Dialect::Mysql => "MySQL",
+        }
+    }
+
+    /// The dialect of a datasource.
+    pub fn of(spec: &DatasourceSpec) -> Dialect {
+        match spec {
+            DatasourceSpec::Sqlite { .. } => Dialect::Sqlite,
+            DatasourceSpec::Postgres { .. } => Dialect::Postgres,
+            DatasourceSpec::Mysql { .. } => Dialect::Mysql,
+        }
+    }
+}
+
+/// Functions with side effects (writes, files, other sessions, sequences) that a read-only
+/// export has no business calling. Matched on the last part of the name, case-insensitively.
+const DENIED_FUNCTIONS: &[&str] = &[
+    // PostgreSQL: other sessions, sequences, files, large objects, settings, queries as text.
+    "pg_terminate_backend",
+    "pg_cancel_backend",
+    "pg_reload_conf",
+    "pg_rotate_logfile",
+    "pg_switch_wal",
+    "pg_create_restore_point",
+    "pg_promote",
+    "pg_read_file",
+    "pg_read_binary_file",
+    "pg_ls_dir",
+    "pg_file_write",
+    "pg_notify",
+    "set_config",
+    "nextval",
+    "setval",
+    "lo_import",
+    "lo_export",
+    "lo_unlink",
+    "lo_create",
+    "lo_from_bytea",
+    "lo_put",
+    "query_to_xml",
+    "query_to_xmlschema",
+    "query_to_xml_and_xmlschema",
+    // MySQL/MariaDB: files and named locks (`sleep` is fine: the timeout bounds it).
+    "load_file",
+    "get_lock",
+    "release_lock",
+    "release_all_locks",
+    "sys_exec",
+    "sys_eval",
+    // SQLite: loading native code, writing files.
+    "load_extension",
+    "writefile",
+    "edit",
+];
+
+/// Function-name prefixes that are refused (PostgreSQL `dblink`, `dblink_exec`, …).
+const DENIED_PREFIXES: &[&str] = &["dblink", "pg_advisory_"];
+
+/// Checks that `sql` is exactly one read-only query. The error says what was found and why
+/// it is refused; it starts with `refused: `.
+pub fn check(sql: &str, dialect: Dialect) -> Result<(), String> {
+    // `:name` placeholders become what the source sends to the driver.
+    let style = match dialect {
+        Dialect::Postgres => Style::Dollar,
+        Dialect::Sqlite | Dialect::Mysql => Style::Question,
+    };
+    let (sql, _) = params::rewrite(sql, style);
+    let parsed = match dialect {
+        Dialect::Sqlite => Parser::parse_sql(&SQLiteDialect {}, &sql),
+        Dialect::Postgres => Parser::parse_sql(&PostgreSqlDialect {}, &sql),
+        Dialect::Mysql => Parser::parse_sql(&MySqlDialect {}, &sql),
+    };
+    let statements = parsed.map_err(|e| {
+        format!(
+            "refused: the query does not parse as {} SQL: {e}",
+            dialect.name()
+        )
+    })?;
+    let statement = match statements.as_slice() {
+        [] => return Err("refused: no SQL statement found".into()),
+        [one] => one,
+        many => {
+            return Err(format!(
+                "refused: only one read-only query is allowed; found {} statements",
+                many.len()
+            ));
+        }
+    };
+    let query = match statement {
+        Statement::Query(q) => q,
+        Statement::Explain {
+            analyze,
+            statement,
+            options,
+            ..
+        } => {
+            let analyze_option = options.iter().flatten().any(|o| {
+                o.name.value.eq_ignore_ascii_case("analyze")
+                    && !matches!(&o.arg, Some(Expr::Value(v)) if v.to_string().eq_ignore_ascii_case("false"))
+            });
+            if *analyze || analyze_option {
+                return Err(
+                    "refused: EXPLAIN ANALYZE runs the statement; only a plain EXPLAIN is allowed"
+                        .into(),
+                );
+            }
+            match statement.as_ref() {
+                Statement::Query(q) => q,
+                other => {
+                    return Err(format!(
+                        "refused: EXPLAIN is allowed only of a read-only query; found EXPLAIN {}",
+                        kind(other)
+                    ));
+                }
+            }
+        }
+        s if is_show(s) => return Ok(()),
+        other => {
+            return Err(format!(
+                "refused: only a read-only query (SELECT, WITH … SELECT, EXPLAIN or SHOW) is allowed; found {}",
+                kind(other)
+            ));
+        }
+    };
+    match query.visit(&mut Gate) {
+        ControlFlow::Break(reason) => Err(reason),
+        ControlFlow::Continue(()) => Ok(()),
+    }
+}
+
+fn is_show(s: &Statement) -> bool {
+    matches!(
+        s,
+        Statement::ShowFunctions { .. }
+            | Statement::ShowVariable { .. }
+            | Statement::ShowStatus { .. }
+            | Statement::ShowVariables { .. }
+            | Statement::ShowCreate { .. }
+            | Statement::ShowColumns { .. }
+            | Statement::ShowCatalogs { .. }
+            | Statement::ShowDatabases { .. }
+            | Statement::ShowProcessList { .. }
+            | Statement::ShowSchemas { .. }
+            | Statement::ShowCharset(_)
+            | Statement::ShowObjects(_)
+            | Statement::ShowTables { .. }
+            | Statement::ShowViews { .. }
+            | Statement::ShowCollation { .. }
+    )
+}
+
+/// The leading keyword(s) of a statement, for messages: `DELETE`, `DROP TABLE`, `SET`.
+fn kind(s: &Statement) -> String {
+    let text = s.to_string();
+    let mut words = text.split_whitespace();
+    let first = words.next().unwrap_or("").to_ascii_uppercase();
+    match first.as_str() {
+        "CREATE" | "DROP" | "ALTER" | "TRUNCATE" => match words.next() {
+            Some(w) => format!("{first} {}", w.to_ascii_uppercase()),
+            None => first,
+        },
+        _ => first,
+    }
+}
+
+fn dml_kind(body: &SetExpr) -> Option<String> {
+    match body {
+        SetExpr::Insert(s) | SetExpr::Update(s) | SetExpr::Delete(s) | SetExpr::Merge(s) => {
+            Some(kind(s))
+        }
+        _ => None,
+    }
+}
+
+fn denied(name: &ObjectName) -> Option<String> {
+    let last = match name.0.last()? {
+        ObjectNamePart::Identifier(id) => id.value.to_ascii_lowercase(),
+        ObjectNamePart::Function(_) => return None,
+    };
+    let hit = DENIED_FUNCTIONS.contains(&last.as_str())
+        || DENIED_PREFIXES.iter().any(|p| last.starts_with(p));
+    hit.then_some(last)
+}
+
+fn denied_message(name: &str) -> String {
+    format!(
+        "refused: the function `{name}` has side effects (writes, files, sequences or other sessions) and is not allowed in a read-only export"
+    )
+}
+
+/// Walks a query and stops at the first thing a read-only export may not contain.
+struct Gate;
+
+impl Visitor for Gate {
+    type Break = String;
+
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<String> {
+        if let Some(with) = &query.with {
+            for cte in &with.cte_tables {
+                if let Some(k) = dml_kind(&cte.query.body) {
+                    return ControlFlow::Break(format!(
+                        "refused: a data-modifying CTE ({k}) is not allowed in a read-only export"
+                    ));
+                }
+            }
+        }
+        if let Some(lock) = query.locks.first() {
+            return ControlFlow::Break(format!(
+                "refused: a locking clause ({lock}) takes row locks and is not allowed in a read-only export"
+            ));
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<String> {
+        match statement {
+            Statement::Query(_) => ControlFlow::Continue(()),
+            other => ControlFlow::Break(format!(
+                "refused: a data-modifying statement ({}) inside the query is not allowed in a read-only export",
+                kind(other)
+            )),
+        }
+    }
+
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<String> {
+        if select.into.is_some() {
+            return ControlFlow::Break(
+                "refused: SELECT … INTO creates a table (or writes variables) and is not allowed in a read-only export"
+                    .into(),
+            );
+        }
+        ControlFlow::Continue(())
+    }
+
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<String> {
+        let name = match factor {
+            TableFactor::Table {
+                name,
+                args: Some(_),
+                ..
+            } => name,
+            TableFactor::Function { name, .. } => name,
+            _ => return ControlFlow::Continue(()),
+        };
+        match denied(name) {
+            Some(f) => ControlFlow::Break(denied_message(&f)),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
+        if let Expr::Function(f) = expr
+            && let Some(name) = denied(&f.name)
+        {
+            return ControlFlow::Break(denied_message(&name));
+        }
+        ControlFlow::Continue(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const ALL: [Dialect; 3] = [Dialect::Sqlite, Dialect::Postgres, Dialect::Mysql];
+
+    fn refused(sql: &str, d: Dialect) -> String {
+        match check(sql, d) {
+            Ok(()) => panic!("{d:?} accepted: {sql}"),
+            Err(e) => {
+                assert!(e.starts_with("refused: "), "{e}");
+                e
+            }
+        }
+    }
+
+    fn accepted(sql: &str, d: Dialect) {
+        if let Err(e) = check(sql, d) {
+            panic!("{d:?} refused `{sql}`: {e}");
+        }
+    }
+
+    #[test]
+    fn the_bypass_corpus_is_refused_in_every_dialect() {
+        // (query, a part of the reason) — reliability.md case 35.
+        let corpus: &[(&str, &str)] = &[
+            (
+                "WITH a AS (INSERT INTO foo (id) VALUES (1) RETURNING id) SELECT * FROM a",
+                "data-modifying CTE (INSERT)",
+            ),
+            (
+                "WITH d AS (DELETE FROM t RETURNING *) SELECT * FROM d",
+                "data-modifying CTE (DELETE)",
+            ),
+            (
+                "WITH u AS (UPDATE t SET a = 1 RETURNING a) SELECT * FROM u",
+                "data-modifying CTE (UPDATE)",
+            ),
+            ("SELECT * INTO t2 FROM t", "SELECT … INTO"),
+            ("SELECT a FROM t FOR UPDATE", "locking clause (FOR UPDATE)"),
+            ("SELECT a FROM t FOR SHARE", "locking clause (FOR SHARE)"),
+            ("SELECT nextval('s')", "`nextval`"),
+            ("SELECT setval('s', 10)", "`setval`"),
+            (
+                "SELECT query_to_xml('delete from t', true, true, '')",
+                "`query_to_xml`",
+            ),
+            ("SELECT pg_terminate_backend(1)", "`pg_terminate_backend`"),
+            ("SELECT load_file('/etc/passwd')", "`load_file`"),
+            (
+                "SELECT * FROM t WHERE a IN (SELECT pg_catalog.nextval('s'))",
+                "`nextval`",
+            ),
+            (
+                "SELECT 1; DROP TABLE t",
+                "only one read-only query is allowed; found 2 statements",
+            ),
+            (
+                "COMMIT; BEGIN READ WRITE; DELETE FROM t",
+                "found 3 statements",
+            ),
+            ("DELETE FROM t", "found DELETE"),
+            ("INSERT INTO t VALUES (1)", "found INSERT"),
+            ("UPDATE t SET a = 1", "found UPDATE"),
+            ("CREATE TABLE t2 (id INT)", "found CREATE TABLE"),
+            ("DROP TABLE t", "found DROP TABLE"),
+            ("TRUNCATE TABLE t", "found TRUNCATE"),
+            ("EXPLAIN ANALYZE DELETE FROM t", "EXPLAIN ANALYZE"),
+            ("EXPLAIN DELETE FROM t", "found EXPLAIN DELETE"),
+            ("SELEC 1 FROM", "does not parse"),
+            ("", "no SQL statement"),
+            ("-- only a comment", "no SQL statement"),
+        ];
+        for d in ALL {
+            for (sql, why) in corpus {
+                let e = refused(sql, d);
+                assert!(e.contains(why), "{d:?} `{sql}`: {e}");
+            }
+        }
+    }
+
+    #[test]
+    fn dialect_specific_bypasses_are_refused() {
+        let e = refused(
+            "SET SESSION default_transaction_read_only = off",
+            Dialect::Postgres,
+        );
+        assert!(e.contains("found SET"), "{e}");
+        refused("SET default_transaction_read_only = off", Dialect::Postgres);
+        refused("SET TRANSACTION READ WRITE", Dialect::Postgres);
+        refused("SET SESSION TRANSACTION READ WRITE", Dialect::Mysql);
+        refused("COPY t TO '/tmp/x'", Dialect::Postgres);
+        refused(
+            "SELECT * FROM dblink('db', 'delete from t') AS x(a int)",
+            Dialect::Postgres,
+        );
+        refused("SELECT dblink_exec('delete from t')", Dialect::Postgres);
+        refused("SELECT lo_export(1, '/tmp/x')", Dialect::Postgres);
+        refused("SELECT pg_read_file('/etc/passwd')", Dialect::Postgres);
+        refused("EXPLAIN (ANALYZE) DELETE FROM t", Dialect::Postgres);
+        refused("EXPLAIN (ANALYZE true) SELECT 1", Dialect::Postgres);
+        // MySQL executes `/*! … */` hints: parse with the MySQL dialect, which sees them.
+        refused("SELECT /*! 1; DROP TABLE t */ 2", Dialect::Mysql);
+        refused("SELECT a INTO OUTFILE '/tmp/x' FROM t", Dialect::Mysql);
+        refused("SELECT * FROM t INTO OUTFILE '/tmp/x'", Dialect::Mysql);
+        refused("SELECT a INTO @v FROM t", Dialect::Mysql);
+        refused("SELECT a FROM t LOCK IN SHARE MODE", Dialect::Mysql);
+        refused("SELECT get_lock('x', 10)", Dialect::Mysql);
+        refused("REPLACE INTO t VALUES (1)", Dialect::Mysql);
+        refused("CALL p()", Dialect::Mysql);
+        refused("SELECT load_extension('x')", Dialect::Sqlite);
+        refused("ATTACH DATABASE 'x.db' AS x", Dialect::Sqlite);
+        refused("PRAGMA query_only = 0", Dialect::Sqlite);
+        refused("VACUUM", Dialect::Sqlite);
+    }
+
+    #[test]
+    fn read_only_queries_are_accepted() {
+        let common = [
+            "SELECT 1",
+            "select a, b from t where a > 1 order by b desc limit 10",
+            "SELECT t.a, u.b FROM t JOIN u ON u.id = t.id LEFT JOIN v ON v.id = u.id",
+            "WITH x AS (SELECT a FROM t), y AS (SELECT a FROM x) SELECT * FROM y",
+            "WITH RECURSIVE n(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM n WHERE i < 10) SELECT i FROM n",
+            "SELECT region, sum(amount) OVER (PARTITION BY region ORDER BY day) FROM sales",
+            "SELECT row_number() OVER (ORDER BY a) AS rn FROM t",
+            "SELECT * FROM sales WHERE day >= :period_start AND day < :period_end",
+            "SELECT :run_date AS d, :run_date AS again",
+            "SELECT a FROM t UNION SELECT b FROM u",
+            "SELECT count(*) FROM (SELECT a FROM t) s WHERE EXISTS (SELECT 1 FROM u)",
+            "SELECT CASE WHEN a IS NULL THEN 'none' ELSE 'x' END FROM t -- note: DELETE",
+            "SELECT 'DROP TABLE t; DELETE FROM t' AS text_only",
+            "SELECT sleep_time FROM t /* UPDATE t SET a = 1 */",
+            "EXPLAIN SELECT a FROM t",
+            "VALUES (1, 2)",
+        ];
+        for d in ALL {
+            for sql in common {
+                accepted(sql, d);
+            }
+        }
+        for sql in [
+            "SELECT id::text, now() - interval '1 day' AS since, ARRAY[1, 2] AS a FROM t",
+            "SELECT pg_sleep(0.1)",
+            "SELECT * FROM generate_series(1, 5) g",
+            "SELECT (ARRAY['a', 'b'])[1], '{1,2}'::int[] AS arr, '{\"a\":1}'::jsonb ->> 'a'",
+            "SELECT d::date FROM t WHERE d > :period_start::timestamptz",
+            "EXPLAIN (ANALYZE false) SELECT 1",
+        ] {
+            accepted(sql, Dialect::Postgres);
+        }
+        for sql in [
+            "SELECT `order`, `group` FROM `my table` LIMIT 10, 20",
+            "SELECT SLEEP(1)",
+            "SHOW TABLES",
+            "SHOW DATABASES",
+            "SHOW COLUMNS FROM t",
+            "SELECT CONCAT('v', id) FROM t WHERE day = :run_date",
+        ] {
+            accepted(sql, Dialect::Mysql);
+        }
+        for sql in [
+            "SELECT date(:run_date, '-1 day')",
+            "SELECT \"quoted col\" FROM [bracketed]",
+            "EXPLAIN QUERY PLAN SELECT a FROM t",
+        ] {
+            accepted(sql, Dialect::Sqlite);
+        }
+    }
+}
