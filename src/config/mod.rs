@@ -208,7 +208,9 @@ pub struct TaskSpec {
     pub schedule: Schedule,
     pub timezone: Tz,
     pub source: String,
-    pub query: String,
+    /// The queries, run one after another: one entry for `query`/`query_file` (its sheet
+    /// is `None`: `output.sheet_name` names it), one per `queries` entry otherwise.
+    pub queries: Vec<QuerySpec>,
     pub params: BTreeMap<String, ParamValue>,
     pub period: Period,
     pub timeout: Duration,
@@ -219,6 +221,14 @@ pub struct TaskSpec {
     pub on_empty: OnEmpty,
     pub output: OutputSpec,
     pub notify: Vec<NotifySpec>,
+}
+
+/// One query of a task.
+#[derive(Debug, Clone)]
+pub struct QuerySpec {
+    /// Sheet name (xlsx) or file-name suffix (csv); `None` for a task's single `query`.
+    pub sheet: Option<String>,
+    pub sql: String,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

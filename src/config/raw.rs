@@ -162,6 +162,8 @@ pub struct RawTask {
     pub query: Option<Spanned<String>>,
     /// A file with the SQL, relative to the task file.
     pub query_file: Option<Spanned<String>>,
+    /// Several queries, each a sheet of the workbook (or a CSV file of its own).
+    pub queries: Option<Spanned<Vec<Spanned<RawQuery>>>>,
     /// Named parameters with fixed values.
     #[serde(default)]
     pub params: BTreeMap<String, Spanned<RawParam>>,
@@ -184,6 +186,18 @@ pub struct RawTask {
     pub output: RawOutput,
     #[serde(default)]
     pub notify: Vec<Spanned<RawNotify>>,
+}
+
+/// One entry of a task's `queries` list.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawQuery {
+    /// Sheet name (xlsx) or file-name suffix (csv).
+    pub sheet: Spanned<String>,
+    /// The SQL (one read-only statement).
+    pub query: Option<Spanned<String>>,
+    /// A file with the SQL, relative to the task file.
+    pub query_file: Option<Spanned<String>>,
 }
 
 /// A fixed task parameter value.

@@ -12,8 +12,8 @@ use super::raw::{RawChannel, RawConfig, RawCsv, RawDatasource, RawOutput, RawPar
 use super::{
     CatchUp, ChannelKind, ChannelSpec, Concurrency, Config, CsvEncoding, CsvOptions,
     DatasourceSpec, ExportDefaults, Format, NotifyOn, NotifySpec, OnEmpty, OutputSpec, Problem,
-    QuietWindow, SchedulerSettings, Secret, StoreSpec, TaskSpec, parse_duration, problem::hint,
-    resolve,
+    QuerySpec, QuietWindow, SchedulerSettings, Secret, StoreSpec, TaskSpec, parse_duration,
+    problem::hint, resolve,
 };
 use crate::params::{self, ParamValue, Period, RunParams};
 use crate::schedule::{Schedule, parse_zone};
@@ -27,6 +27,8 @@ pub const DEFAULT_DIRECTORY: &str = "{{ task }}";
 pub const DEFAULT_TEMPLATE: &str = "report";
 /// Largest accepted `chunk_rows`.
 pub const MAX_CHUNK_ROWS: usize = 1_000_000;
+/// Most entries of a task's `queries` list.
+pub const MAX_QUERIES: usize = 50;
 
 /// Parses YAML text into `T`, turning the first error into a located problem with the
 /// field path and a "did you mean" hint for unknown fields.
@@ -817,75 +819,85 @@ pub fn validate_task(
         fixed.insert(k.clone(), pv);
     }
 
-    let query = match (&raw.query, &raw.query_file) {
-        (Some(_), Some(f)) => {
-            c.at(
-                f,
-                "query_file",
-                "set either `query` or `query_file`, not both",
-            );
-            None
-        }
-        (None, None) => {
-            c.plain(
-                "query",
-                "missing: set `query` (the SQL) or `query_file` (a file with the SQL)",
-            );
-            None
-        }
-        (Some(q), None) => Some((q.value.clone(), q)),
-        (None, Some(f)) => {
-            let base = file.parent().unwrap_or(Path::new("."));
-            let p = resolve(base, &f.value);
-            match std::fs::read_to_string(&p) {
-                Ok(s) => Some((s, f)),
-                Err(e) => {
-                    c.at(
-                        f,
-                        "query_file",
-                        format!("cannot read {}: {}", p.display(), io_message(&e)),
-                    );
-                    None
-                }
+    let mut queries = Vec::new();
+    match (&raw.query, &raw.query_file, &raw.queries) {
+        (None, None, None) => c.plain(
+            "query",
+            "missing: set `query` (the SQL), `query_file` (a file with the SQL) or `queries` (a list)",
+        ),
+        (q, f, Some(list)) if q.is_some() || f.is_some() => c.at(
+            list,
+            "queries",
+            format!(
+                "set either `{}` or `queries`, not both",
+                if q.is_some() { "query" } else { "query_file" }
+            ),
+        ),
+        (_, _, Some(list)) => {
+            if list.value.is_empty() || list.value.len() > MAX_QUERIES {
+                c.at(
+                    list,
+                    "queries",
+                    format!(
+                        "must have 1 to {MAX_QUERIES} entries, it has {}",
+                        list.value.len()
+                    ),
+                );
             }
-        }
-    };
-    let query = match query {
-        Some((q, span)) => {
-            let field = if raw.query.is_some() {
-                "query"
-            } else {
-                "query_file"
-            };
-            if q.trim().is_empty() {
-                c.at(span, field, "the query is empty");
-            } else if let Some(dialect) = config.sql_gate(&raw.source.value)
-                && let Err(reason) = crate::sqlgate::check(&q, dialect)
-            {
-                c.at(span, field, reason);
-            }
-            for p in params::scan(&q) {
-                if !params::BUILTIN.contains(&p.name.as_str()) && !fixed.contains_key(&p.name) {
-                    let candidates = params::BUILTIN
-                        .iter()
-                        .copied()
-                        .chain(fixed.keys().map(String::as_str));
+            let mut seen: BTreeMap<String, usize> = BTreeMap::new();
+            for (i, entry) in list.value.iter().enumerate() {
+                let prefix = format!("queries[{i}].");
+                let e = &entry.value;
+                let sheet = &e.sheet.value;
+                if let Err(msg) = check_sheet_name(sheet) {
+                    c.at(&e.sheet, format!("{prefix}sheet"), msg);
+                } else if let Some(prev) = seen.insert(sheet.to_lowercase(), i) {
                     c.at(
-                        span,
-                        field,
-                        format!(
-                            "unknown parameter `:{}`{} (built-in: {}; or define it under `params`)",
-                            p.name,
-                            hint(&p.name, candidates),
-                            params::BUILTIN.join(", ")
-                        ),
+                        &e.sheet,
+                        format!("{prefix}sheet"),
+                        format!("sheet `{sheet}` is also used by queries[{prev}] (sheet names must be unique, ignoring case)"),
                     );
                 }
+                let sql = check_query(
+                    &mut c,
+                    config,
+                    &raw.source.value,
+                    &fixed,
+                    file,
+                    (&e.query, &e.query_file),
+                    &prefix,
+                    Some(entry),
+                );
+                queries.push(QuerySpec {
+                    sheet: Some(sheet.clone()),
+                    sql: sql.unwrap_or_default(),
+                });
             }
-            q
+            if let Some(s) = &raw.output.sheet_name {
+                c.at(
+                    s,
+                    "output.sheet_name",
+                    "not used with `queries`: each entry's `sheet` names its sheet",
+                );
+            }
         }
-        None => String::new(),
-    };
+        (q, f, None) => {
+            let sql = check_query(
+                &mut c,
+                config,
+                &raw.source.value,
+                &fixed,
+                file,
+                (q, f),
+                "",
+                None::<&Spanned<()>>,
+            );
+            queries.push(QuerySpec {
+                sheet: None,
+                sql: sql.unwrap_or_default(),
+            });
+        }
+    }
 
     let period = match &raw.period {
         Some(p) => Period::parse(&p.value).unwrap_or_else(|| {
@@ -1055,7 +1067,7 @@ pub fn validate_task(
             schedule,
             timezone,
             source: raw.source.value,
-            query,
+            queries,
             params: fixed,
             period,
             timeout,
@@ -1073,6 +1085,83 @@ pub fn validate_task(
             Err(problems)
         }
     }
+}
+
+/// Checks one query given as `query` or `query_file` (under `prefix`, e.g. `queries[1].`):
+/// exactly one of them, readable, not empty, known parameters, the SQL gate. Returns the
+/// SQL. `entry` is where a missing query is reported (a `queries` entry).
+#[allow(clippy::too_many_arguments)]
+fn check_query<T>(
+    c: &mut Checker,
+    config: &Config,
+    source: &str,
+    fixed: &BTreeMap<String, ParamValue>,
+    file: &Path,
+    (query, query_file): (&Option<Spanned<String>>, &Option<Spanned<String>>),
+    prefix: &str,
+    entry: Option<&Spanned<T>>,
+) -> Option<String> {
+    let (q, span, field) = match (query, query_file) {
+        (Some(_), Some(f)) => {
+            c.at(
+                f,
+                format!("{prefix}query_file"),
+                "set either `query` or `query_file`, not both",
+            );
+            return None;
+        }
+        (None, None) => {
+            let msg = "missing: set `query` (the SQL) or `query_file` (a file with the SQL)";
+            match entry {
+                Some(e) => c.at(e, format!("{prefix}query"), msg),
+                None => c.plain(format!("{prefix}query"), msg),
+            }
+            return None;
+        }
+        (Some(q), None) => (q.value.clone(), q, "query"),
+        (None, Some(f)) => {
+            let base = file.parent().unwrap_or(Path::new("."));
+            let p = resolve(base, &f.value);
+            match std::fs::read_to_string(&p) {
+                Ok(s) => (s, f, "query_file"),
+                Err(e) => {
+                    c.at(
+                        f,
+                        format!("{prefix}query_file"),
+                        format!("cannot read {}: {}", p.display(), io_message(&e)),
+                    );
+                    return None;
+                }
+            }
+        }
+    };
+    let field = format!("{prefix}{field}");
+    if q.trim().is_empty() {
+        c.at(span, &field, "the query is empty");
+    } else if let Some(dialect) = config.sql_gate(source)
+        && let Err(reason) = crate::sqlgate::check(&q, dialect)
+    {
+        c.at(span, &field, reason);
+    }
+    for p in params::scan(&q) {
+        if !params::BUILTIN.contains(&p.name.as_str()) && !fixed.contains_key(&p.name) {
+            let candidates = params::BUILTIN
+                .iter()
+                .copied()
+                .chain(fixed.keys().map(String::as_str));
+            c.at(
+                span,
+                &field,
+                format!(
+                    "unknown parameter `:{}`{} (built-in: {}; or define it under `params`)",
+                    p.name,
+                    hint(&p.name, candidates),
+                    params::BUILTIN.join(", ")
+                ),
+            );
+        }
+    }
+    Some(q)
 }
 
 fn looks_like_email(s: &str) -> bool {

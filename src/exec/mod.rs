@@ -298,8 +298,14 @@ impl Executor {
         })?;
         // The parser gate, before anything connects (validation normally caught this already).
         if let Some(dialect) = self.config.sql_gate(&task.source) {
-            crate::sqlgate::check(&task.query, dialect)
-                .map_err(|reason| ExportError::Failed(format!("query {reason}")))?;
+            for q in &task.queries {
+                crate::sqlgate::check(&q.sql, dialect).map_err(|reason| {
+                    ExportError::Failed(match &q.sheet {
+                        Some(sheet) => format!("query \"{sheet}\": {reason}"),
+                        None => format!("query {reason}"),
+                    })
+                })?;
+            }
         }
         let ctx = params.template_context(&task.name, run_id);
         let folder = template::render_str(&self.config.export.directory, &ctx)
@@ -318,16 +324,6 @@ impl Executor {
         let source = source::build(&task.source, spec)
             .await
             .map_err(|e| ExportError::Failed(e.to_string()))?;
-        let stream = source
-            .query(
-                &task.query,
-                params,
-                task.chunk_rows,
-                task.timeout,
-                query_cancel,
-            )
-            .await
-            .map_err(|e| ExportError::Failed(e.to_string()))?;
 
         let opts = WriterOptions {
             dir: dir.clone(),
@@ -337,37 +333,76 @@ impl Executor {
             output: task.output.clone(),
         };
         let zip = task.output.zip;
-        let columns = stream.columns;
-        let mut chunks = stream.chunks;
-        let source_warnings = stream.warnings;
+        let multi = task.queries.len() > 1 || task.queries.iter().any(|q| q.sheet.is_some());
+        // The queries run one after another: the writer thread takes each result in turn
+        // and says when it has read it all, and only then does the next query start.
+        let (part_tx, mut part_rx) = tokio::sync::mpsc::channel::<Part>(1);
         let writer_cancel = cancelled.clone();
         let handle = tokio::task::spawn_blocking(
             move || -> Result<(Vec<format::Published>, Vec<String>), ExportError> {
                 let fail = |e: FormatError| ExportError::Failed(e.to_string());
                 let mut writer = format::create(opts.clone()).map_err(fail)?;
-                writer.begin(&columns).map_err(fail)?;
-                while let Some(chunk) = chunks.blocking_recv() {
-                    if writer_cancel.load(Ordering::SeqCst) {
-                        return Err(ExportError::Cancelled("cancelled".into()));
+                let mut warnings = Vec::new();
+                let mut part_rows = Vec::new();
+                while let Some(part) = part_rx.blocking_recv() {
+                    let Part {
+                        sheet,
+                        stream,
+                        done,
+                    } = part;
+                    let label = |e: String| match &sheet {
+                        Some(s) => format!("query \"{s}\": {e}"),
+                        None => e,
+                    };
+                    match &sheet {
+                        Some(s) => writer.begin_part(s, &stream.columns),
+                        None => writer.begin(&stream.columns),
                     }
-                    let chunk = chunk.map_err(|e| ExportError::Failed(e.to_string()))?;
-                    writer.write_rows(&chunk).map_err(fail)?;
-                    let n =
-                        rows.fetch_add(chunk.len() as u64, Ordering::SeqCst) + chunk.len() as u64;
-                    if let Some(p) = &progress {
-                        p(n);
+                    .map_err(fail)?;
+                    warnings.extend(stream.warnings);
+                    let mut chunks = stream.chunks;
+                    let mut n_part = 0u64;
+                    while let Some(chunk) = chunks.blocking_recv() {
+                        if writer_cancel.load(Ordering::SeqCst) {
+                            return Err(ExportError::Cancelled("cancelled".into()));
+                        }
+                        let chunk = chunk.map_err(|e| ExportError::Failed(label(e.to_string())))?;
+                        writer.write_rows(&chunk).map_err(fail)?;
+                        n_part += chunk.len() as u64;
+                        let n = rows.fetch_add(chunk.len() as u64, Ordering::SeqCst)
+                            + chunk.len() as u64;
+                        if let Some(p) = &progress {
+                            p(n);
+                        }
                     }
+                    if let Some(s) = sheet {
+                        part_rows.push((s, n_part));
+                    }
+                    let _ = done.send(());
+                }
+                if writer_cancel.load(Ordering::SeqCst) {
+                    return Err(ExportError::Cancelled("cancelled".into()));
                 }
                 let Finished {
                     mut staged,
                     warnings: writer_warnings,
                 } = writer.finish().map_err(fail)?;
-                let mut warnings = source_warnings;
                 warnings.extend(writer_warnings);
+                if part_rows.len() > 1 {
+                    warnings.extend(
+                        part_rows
+                            .iter()
+                            .map(|(s, n)| format!("sheet {s}: {} rows", group_thousands(*n))),
+                    );
+                }
                 if zip {
                     staged = vec![
-                        format::zip::zip_staged(&opts.dir, &opts.base_name, &staged)
-                            .map_err(fail)?,
+                        format::zip::zip_staged(&opts.dir, &opts.base_name, &staged).map_err(
+                            |e| {
+                                remove_staged(&staged);
+                                fail(e)
+                            },
+                        )?,
                     ];
                 }
                 if writer_cancel.load(Ordering::SeqCst) {
@@ -381,9 +416,52 @@ impl Executor {
                 Ok((published, warnings))
             },
         );
-        let (published, warnings) = handle
+
+        // Feed the queries; a failure stops feeding, and the writer drops its partials.
+        let mut query_error = None;
+        for q in &task.queries {
+            let stream = match source
+                .query(
+                    &q.sql,
+                    params,
+                    task.chunk_rows,
+                    task.timeout,
+                    query_cancel.clone(),
+                )
+                .await
+            {
+                Ok(s) => s,
+                Err(e) => {
+                    query_error = Some(match (&q.sheet, multi) {
+                        (Some(s), true) => format!("query \"{s}\": {e}"),
+                        _ => e.to_string(),
+                    });
+                    break;
+                }
+            };
+            let (done, read) = tokio::sync::oneshot::channel();
+            let part = Part {
+                sheet: q.sheet.clone(),
+                stream,
+                done,
+            };
+            if part_tx.send(part).await.is_err() || read.await.is_err() {
+                // The writer stopped (its error is in the join below).
+                break;
+            }
+        }
+        if query_error.is_some() {
+            // The writer must not publish: mark the run as failed before it finishes.
+            cancelled.store(true, Ordering::SeqCst);
+        }
+        drop(part_tx);
+        let joined = handle
             .await
-            .map_err(|e| ExportError::Failed(format!("the writer stopped unexpectedly: {e}")))??;
+            .map_err(|e| ExportError::Failed(format!("the writer stopped unexpectedly: {e}")))?;
+        if let Some(e) = query_error {
+            return Err(ExportError::Failed(e));
+        }
+        let (published, warnings) = joined?;
         let files = published
             .into_iter()
             .map(|p| FileRecord {
@@ -453,8 +531,41 @@ impl Executor {
     }
 }
 
+/// One query's result on its way to the writer thread.
+struct Part {
+    /// `None` for a task's single `query`.
+    sheet: Option<String>,
+    stream: source::QueryStream,
+    /// Fired when the writer has read the whole result.
+    done: tokio::sync::oneshot::Sender<()>,
+}
+
+/// `1234567` → `1,234,567`.
+fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
 fn remove_staged(staged: &[Staged]) {
     for s in staged {
         let _ = std::fs::remove_file(&s.partial);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn thousands_are_grouped() {
+        assert_eq!(super::group_thousands(0), "0");
+        assert_eq!(super::group_thousands(999), "999");
+        assert_eq!(super::group_thousands(1_234), "1,234");
+        assert_eq!(super::group_thousands(1_234_567), "1,234,567");
     }
 }

@@ -130,11 +130,17 @@ impl Write for Gb18030Writer {
     }
 }
 
-/// Streams rows into one CSV file.
+/// Streams rows into one CSV file (or one file per part, see
+/// [`FormatWriter::begin_part`]).
 pub struct CsvWriter {
+    dir: PathBuf,
+    base_name: String,
     partial: PathBuf,
     final_name: String,
     wtr: Option<::csv::Writer<Sink>>,
+    /// Files of the parts already written, fsynced.
+    done: Vec<Staged>,
+    finished: bool,
     opts: CsvOptions,
     tz: Tz,
     buf: String,
@@ -142,15 +148,34 @@ pub struct CsvWriter {
 
 impl CsvWriter {
     pub fn new(o: WriterOptions) -> Result<CsvWriter, FormatError> {
-        let final_name = format!("{}.csv", o.base_name);
-        let partial = partial_path(&o.dir, &final_name);
+        let mut w = CsvWriter {
+            dir: o.dir.clone(),
+            base_name: o.base_name.clone(),
+            partial: PathBuf::new(),
+            final_name: String::new(),
+            wtr: None,
+            done: Vec::new(),
+            finished: false,
+            opts: o.output.csv.clone(),
+            tz: o.tz,
+            buf: String::with_capacity(256),
+        };
+        w.open(format!("{}.csv", o.base_name))?;
+        Ok(w)
+    }
+
+    /// Opens the partial file of `final_name` (the current file must be closed or unused).
+    fn open(&mut self, final_name: String) -> Result<(), FormatError> {
+        let partial = partial_path(&self.dir, &final_name);
         let file = File::create(&partial).map_err(|e| FormatError::io(&partial, e))?;
+        self.partial = partial;
+        self.final_name = final_name;
         let mut buffered = BufWriter::with_capacity(BUFFER, HashingWriter::new(file));
-        let csv = o.output.csv.clone();
+        let csv = &self.opts;
         if csv.bom && csv.encoding == CsvEncoding::Utf8 {
             buffered
                 .write_all(b"\xEF\xBB\xBF")
-                .map_err(|e| FormatError::io(&partial, e))?;
+                .map_err(|e| FormatError::io(&self.partial, e))?;
         }
         let sink = match csv.encoding {
             CsvEncoding::Utf8 => Sink::Utf8(buffered),
@@ -166,13 +191,26 @@ impl CsvWriter {
             .quote_style(::csv::QuoteStyle::Necessary)
             .buffer_capacity(BUFFER)
             .from_writer(sink);
-        Ok(CsvWriter {
-            partial,
-            final_name,
-            wtr: Some(wtr),
-            opts: csv,
-            tz: o.tz,
-            buf: String::with_capacity(256),
+        self.wtr = Some(wtr);
+        Ok(())
+    }
+
+    /// Flushes and fsyncs the current file and returns it.
+    fn close(&mut self) -> Result<Staged, FormatError> {
+        let wtr = self.wtr.take().expect("a file is open");
+        let sink = wtr
+            .into_inner()
+            .map_err(|e| FormatError::io(&self.partial, io::Error::other(e.to_string())))?;
+        let hashing = sink
+            .into_file()
+            .map_err(|e| FormatError::io(&self.partial, e))?;
+        let (file, bytes, sha256) = hashing.finish();
+        file.sync_all()
+            .map_err(|e| FormatError::io(&self.partial, e))?;
+        Ok(Staged {
+            partial: self.partial.clone(),
+            final_name: self.final_name.clone(),
+            digest: Some((bytes, sha256)),
         })
     }
 
@@ -263,23 +301,27 @@ impl FormatWriter for CsvWriter {
         result.map_err(|e| self.err(e))
     }
 
+    fn begin_part(&mut self, name: &str, columns: &[Column]) -> Result<(), FormatError> {
+        if self.done.is_empty() && self.final_name == format!("{}.csv", self.base_name) {
+            // The file opened by `new` for a single query: not used with parts.
+            self.wtr = None;
+            let _ = std::fs::remove_file(&self.partial);
+        } else {
+            let staged = self.close()?;
+            self.done.push(staged);
+        }
+        let file = super::sanitize_file_name(&format!("{}_{name}", self.base_name));
+        self.open(format!("{file}.csv"))?;
+        self.begin(columns)
+    }
+
     fn finish(mut self: Box<Self>) -> Result<Finished, FormatError> {
-        let wtr = self.wtr.take().expect("finish is called once");
-        let sink = wtr
-            .into_inner()
-            .map_err(|e| FormatError::io(&self.partial, io::Error::other(e.to_string())))?;
-        let hashing = sink
-            .into_file()
-            .map_err(|e| FormatError::io(&self.partial, e))?;
-        let (file, bytes, sha256) = hashing.finish();
-        file.sync_all()
-            .map_err(|e| FormatError::io(&self.partial, e))?;
+        let last = self.close()?;
+        self.finished = true;
+        let mut staged = std::mem::take(&mut self.done);
+        staged.push(last);
         Ok(Finished {
-            staged: vec![Staged {
-                partial: self.partial.clone(),
-                final_name: self.final_name.clone(),
-                digest: Some((bytes, sha256)),
-            }],
+            staged,
             warnings: Vec::new(),
         })
     }
@@ -287,10 +329,13 @@ impl FormatWriter for CsvWriter {
 
 impl Drop for CsvWriter {
     fn drop(&mut self) {
-        // Dropped before `finish` (a failed or cancelled run): remove the partial file.
-        if self.wtr.is_some() {
+        // Dropped before `finish` (a failed or cancelled run): remove the partial files.
+        if !self.finished {
             self.wtr = None;
             let _ = std::fs::remove_file(&self.partial);
+            for s in &self.done {
+                let _ = std::fs::remove_file(&s.partial);
+            }
         }
     }
 }

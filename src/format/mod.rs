@@ -115,8 +115,14 @@ impl FormatError {
 
 /// Streams rows into files.
 pub trait FormatWriter: Send {
-    /// Called once, before any row, with the result's columns.
+    /// Called once, before any row, with the result's columns (a task's single query).
     fn begin(&mut self, columns: &[Column]) -> Result<(), FormatError>;
+    /// Starts part `name` of a task with several queries, instead of [`begin`]: a sheet
+    /// named `name` (xlsx) or a file `<base_name>_<name>` (csv). Rows written after it
+    /// belong to this part; parts come in order.
+    ///
+    /// [`begin`]: FormatWriter::begin
+    fn begin_part(&mut self, name: &str, columns: &[Column]) -> Result<(), FormatError>;
     /// Called for each chunk, in order.
     fn write_rows(&mut self, rows: &[Row]) -> Result<(), FormatError>;
     /// Flushes and fsyncs; returns the partial files to publish.

@@ -53,10 +53,17 @@ pub struct XlsxWriter {
     rows_per_sheet: u32,
     /// Index of the current worksheet in the workbook.
     sheet_index: usize,
+    /// Worksheets in the workbook.
     sheets: usize,
+    /// Worksheets of the current part (a query; more than one after a rollover).
+    part_sheets: usize,
+    /// Set by [`FormatWriter::begin_part`]: warnings name the part's sheet.
+    multi: bool,
     /// Next row to write in the current sheet (0 is the header).
     row: u32,
-    total_rows: u64,
+    /// Rows of the current part.
+    part_rows: u64,
+    warnings: Vec<String>,
     widths: Vec<f64>,
     cut_cells: Vec<u64>,
     text_numbers: Vec<u64>,
@@ -93,8 +100,11 @@ impl XlsxWriter {
             rows_per_sheet: MAX_DATA_ROWS,
             sheet_index: 0,
             sheets: 0,
+            part_sheets: 0,
+            multi: false,
             row: 0,
-            total_rows: 0,
+            part_rows: 0,
+            warnings: Vec::new(),
             widths: Vec::new(),
             cut_cells: Vec::new(),
             text_numbers: Vec::new(),
@@ -103,7 +113,8 @@ impl XlsxWriter {
         })
     }
 
-    /// Name of sheet number `n` (1-based): `data`, `data_2`, ... within 31 characters.
+    /// Name of sheet number `n` (1-based) of the current part: `data`, `data_2`, ... within
+    /// 31 characters.
     fn sheet_name(&self, n: usize) -> String {
         if n == 1 {
             return self.sheet_base.clone();
@@ -117,7 +128,8 @@ impl XlsxWriter {
     fn new_sheet(&mut self) -> Result<(), FormatError> {
         self.apply_widths()?;
         self.sheets += 1;
-        let name = self.sheet_name(self.sheets);
+        self.part_sheets += 1;
+        let name = self.sheet_name(self.part_sheets);
         let header: Vec<String> = self
             .columns
             .iter()
@@ -141,6 +153,38 @@ impl XlsxWriter {
             self.widths = header.iter().map(|h| display_width(h) + 2.0).collect();
         }
         Ok(())
+    }
+
+    /// Adds the warnings of the current part (rollover, cut cells).
+    fn end_part(&mut self) {
+        if self.part_sheets == 0 {
+            return;
+        }
+        let prefix = if self.multi {
+            format!("sheet {}: ", self.sheet_base)
+        } else {
+            String::new()
+        };
+        if self.part_sheets > 1 {
+            self.warnings.push(format!(
+                "{prefix}{} rows did not fit one sheet ({} rows at most): written over {} sheets",
+                self.part_rows, self.rows_per_sheet, self.part_sheets
+            ));
+        }
+        for (i, n) in self.cut_cells.iter().enumerate() {
+            if *n > 0 {
+                self.warnings.push(format!(
+                    "{prefix}column `{}`: {n} value(s) longer than {MAX_CELL_CHARS} characters were cut to {MAX_CELL_CHARS} (Excel's cell limit)",
+                    self.columns[i].name
+                ));
+            }
+        }
+        for (i, n) in self.text_numbers.iter().enumerate() {
+            if *n > 0 {
+                tracing::debug!(column = %self.columns[i].name, count = n, "numbers written as exact text");
+            }
+        }
+        self.part_sheets = 0;
     }
 
     fn apply_widths(&mut self) -> Result<(), FormatError> {
@@ -203,13 +247,24 @@ impl FormatWriter for XlsxWriter {
         self.new_sheet()
     }
 
+    fn begin_part(&mut self, name: &str, columns: &[Column]) -> Result<(), FormatError> {
+        self.end_part();
+        self.apply_widths()?;
+        self.multi = true;
+        self.sheet_base = name.to_string();
+        self.part_sheets = 0;
+        self.part_rows = 0;
+        self.widths.clear();
+        self.begin(columns)
+    }
+
     fn write_rows(&mut self, rows: &[Row]) -> Result<(), FormatError> {
         for row in rows {
             if self.row > self.rows_per_sheet {
                 self.new_sheet()?;
             }
             let r = self.row;
-            let sample = r <= WIDTH_SAMPLE_ROWS && self.sheets == 1;
+            let sample = r <= WIDTH_SAMPLE_ROWS && self.part_sheets == 1;
             let ws: &mut Worksheet = self
                 .workbook
                 .worksheet_from_index(self.sheet_index)
@@ -304,7 +359,7 @@ impl FormatWriter for XlsxWriter {
                 }
             }
             self.row += 1;
-            self.total_rows += 1;
+            self.part_rows += 1;
         }
         Ok(())
     }
@@ -324,26 +379,8 @@ impl FormatWriter for XlsxWriter {
         file.sync_all()
             .map_err(|e| FormatError::io(&self.partial, e))?;
         self.finished = true;
-        let mut warnings = Vec::new();
-        if self.sheets > 1 {
-            warnings.push(format!(
-                "{} rows did not fit one sheet ({} rows at most): written over {} sheets",
-                self.total_rows, self.rows_per_sheet, self.sheets
-            ));
-        }
-        for (i, n) in self.cut_cells.iter().enumerate() {
-            if *n > 0 {
-                warnings.push(format!(
-                    "column `{}`: {n} value(s) longer than {MAX_CELL_CHARS} characters were cut to {MAX_CELL_CHARS} (Excel's cell limit)",
-                    self.columns[i].name
-                ));
-            }
-        }
-        for (i, n) in self.text_numbers.iter().enumerate() {
-            if *n > 0 {
-                tracing::debug!(column = %self.columns[i].name, count = n, "numbers written as exact text");
-            }
-        }
+        self.end_part();
+        let warnings = std::mem::take(&mut self.warnings);
         Ok(Finished {
             staged: vec![Staged {
                 partial: self.partial.clone(),

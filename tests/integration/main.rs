@@ -5,6 +5,7 @@ mod support;
 
 mod bad_input;
 mod crash;
+mod multi;
 mod mysql;
 mod outputs;
 mod postgres;
