@@ -140,14 +140,5 @@ pub fn find_task<'a>(project: &'a Project, name: &str) -> Result<&'a TaskSpec, i
 
 /// Prints an error paragraph with its causes.
 pub fn print_error(e: &dyn std::error::Error) {
-    let mut text = format!("error: {e}");
-    let mut source = e.source();
-    while let Some(s) = source {
-        let s_text = s.to_string();
-        if !text.contains(&s_text) {
-            text.push_str(&format!(": {s_text}"));
-        }
-        source = s.source();
-    }
-    eprintln!("{text}");
+    eprintln!("error: {}", crate::source::error_chain(e));
 }

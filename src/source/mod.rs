@@ -38,6 +38,21 @@ pub fn connection_slots(name: &str, max_connections: usize) -> Arc<Semaphore> {
         .clone()
 }
 
+/// An error and its causes on one line (`error: cause: cause`), each cause once.
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut msg = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let text = c.to_string();
+        if !msg.contains(&text) {
+            msg.push_str(": ");
+            msg.push_str(&text);
+        }
+        cause = c.source();
+    }
+    msg
+}
+
 /// How many chunks may wait between the source and the writer.
 pub const CHANNEL_CHUNKS: usize = 2;
 

@@ -39,7 +39,7 @@ use mysql_async::{Conn, Opts, OptsBuilder, Params, Value as MyValue};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError, SourceInfo};
+use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError, SourceInfo, error_chain};
 use crate::config::{Secret, format_duration};
 use crate::params::{self, ParamValue, RunParams};
 use crate::value::{Column, Kind, Row, Value};
@@ -147,21 +147,6 @@ fn my_message(e: &mysql_async::Error) -> String {
         return msg;
     }
     error_chain(e)
-}
-
-/// `error: cause: cause...`
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !msg.contains(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        cause = c.source();
-    }
-    msg
 }
 
 /// A parameter as a typed MySQL value. An instant is sent in UTC, the session's zone.

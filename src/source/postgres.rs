@@ -36,7 +36,7 @@ use tokio_postgres::types::{Format, IsNull, Kind as PgKind, ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError, SourceInfo};
+use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError, SourceInfo, error_chain};
 use crate::config::{Secret, format_duration};
 use crate::params::{self, ParamValue, RunParams};
 use crate::value::{Column, Kind, Row, Value};
@@ -146,21 +146,6 @@ fn pg_message(e: &tokio_postgres::Error) -> String {
         return msg;
     }
     error_chain(e)
-}
-
-/// `error: cause: cause...`
-fn error_chain(e: &(dyn std::error::Error + 'static)) -> String {
-    let mut msg = e.to_string();
-    let mut cause = e.source();
-    while let Some(c) = cause {
-        let text = c.to_string();
-        if !msg.ends_with(&text) {
-            msg.push_str(": ");
-            msg.push_str(&text);
-        }
-        cause = c.source();
-    }
-    msg
 }
 
 /// The parameter type declared for a value; `None` lets the server infer it (text).
