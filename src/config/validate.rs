@@ -204,6 +204,23 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Parses an optional duration field; a missing or invalid one gives `default` (the
+    /// invalid one also a problem).
+    fn duration(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        field: &str,
+        default: std::time::Duration,
+    ) -> std::time::Duration {
+        match v {
+            Some(t) => parse_duration(&t.value).unwrap_or_else(|e| {
+                self.at(t, field, e);
+                default
+            }),
+            None => default,
+        }
+    }
+
     fn env_req(&mut self, s: &Spanned<String>, field: &str) -> String {
         match interpolate(&s.value) {
             Ok(v) => v,
@@ -306,13 +323,11 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
         Some(n) => n,
         None => 10_000,
     };
-    let timeout = match &ex.timeout {
-        Some(t) => parse_duration(&t.value).unwrap_or_else(|e| {
-            c.at(t, "export.timeout", e);
-            std::time::Duration::from_secs(3600)
-        }),
-        None => std::time::Duration::from_secs(3600),
-    };
+    let timeout = c.duration(
+        &ex.timeout,
+        "export.timeout",
+        std::time::Duration::from_secs(3600),
+    );
     let directory = match &ex.directory {
         Some(d) => {
             if let Err(e) = check_name_template(&d.value) {
@@ -565,18 +580,16 @@ fn scheduler_settings(
 ) -> SchedulerSettings {
     let mut s = SchedulerSettings::default();
     let Some(raw) = raw else { return s };
-    if let Some(g) = &raw.misfire_grace {
-        match parse_duration(&g.value) {
-            Ok(d) => s.misfire_grace = d,
-            Err(e) => c.at(g, "scheduler.misfire_grace", e),
-        }
-    }
-    if let Some(d) = &raw.drain_timeout {
-        match parse_duration(&d.value) {
-            Ok(v) => s.drain_timeout = v,
-            Err(e) => c.at(d, "scheduler.drain_timeout", e),
-        }
-    }
+    s.misfire_grace = c.duration(
+        &raw.misfire_grace,
+        "scheduler.misfire_grace",
+        s.misfire_grace,
+    );
+    s.drain_timeout = c.duration(
+        &raw.drain_timeout,
+        "scheduler.drain_timeout",
+        s.drain_timeout,
+    );
     match raw.catch_up_limit {
         Some(0) => c.plain("scheduler.catch_up_limit", "must be at least 1"),
         Some(n) if n > 10_000 => c.plain("scheduler.catch_up_limit", "must be at most 10000"),
@@ -915,20 +928,12 @@ pub fn validate_task(
         }),
         None => Period::Day,
     };
-    let timeout = match &raw.timeout {
-        Some(t) => parse_duration(&t.value).unwrap_or_else(|e| {
-            c.at(t, "timeout", e);
-            config.export.timeout
-        }),
-        None => config.export.timeout,
-    };
-    let misfire_grace = match &raw.misfire_grace {
-        Some(g) => parse_duration(&g.value).unwrap_or_else(|e| {
-            c.at(g, "misfire_grace", e);
-            config.scheduler.misfire_grace
-        }),
-        None => config.scheduler.misfire_grace,
-    };
+    let timeout = c.duration(&raw.timeout, "timeout", config.export.timeout);
+    let misfire_grace = c.duration(
+        &raw.misfire_grace,
+        "misfire_grace",
+        config.scheduler.misfire_grace,
+    );
     let catch_up = match &raw.catch_up {
         Some(v) => match v.value.as_str() {
             "latest" => CatchUp::Latest,

@@ -171,6 +171,11 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// One write, in its own transaction.
+    async fn one(&self, op: Op) -> Result<bool, StoreError> {
+        Ok(self.batch(std::slice::from_ref(&op)).await?[0])
+    }
+
     pub async fn close(&self) {
         self.pool.close().await;
     }
@@ -293,7 +298,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn claim(&self, c: &Claim) -> Result<bool, StoreError> {
-        self.batch(&[Op::Claim(c.clone())]).await.map(|r| r[0])
+        self.one(Op::Claim(c.clone())).await
     }
 
     async fn finish(&self, run_id: &str, o: &Outcome) -> Result<(), StoreError> {
@@ -388,9 +393,8 @@ impl RunStore for SqliteStore {
     }
 
     async fn record(&self, c: &Claim, status: Status, reason: &str) -> Result<bool, StoreError> {
-        self.batch(&[Op::Record(c.clone(), status, reason.to_string())])
+        self.one(Op::Record(c.clone(), status, reason.to_string()))
             .await
-            .map(|r| r[0])
     }
 
     async fn defer(
@@ -399,9 +403,8 @@ impl RunStore for SqliteStore {
         until: DateTime<Utc>,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        self.batch(&[Op::Defer(c.clone(), until, reason.to_string())])
+        self.one(Op::Defer(c.clone(), until, reason.to_string()))
             .await
-            .map(|r| r[0])
     }
 
     async fn start_deferred(
@@ -462,9 +465,7 @@ impl RunStore for SqliteStore {
     }
 
     async fn set_cursor(&self, task: &str, at: DateTime<Utc>) -> Result<(), StoreError> {
-        self.batch(&[Op::Cursor(task.to_string(), at)])
-            .await
-            .map(|_| ())
+        self.one(Op::Cursor(task.to_string(), at)).await.map(|_| ())
     }
 
     async fn reap_interrupted(
