@@ -44,6 +44,9 @@ pub struct Config {
     /// Datasources with `sql_gate: false`: their queries skip the parser gate
     /// ([`crate::sqlgate`]); the read-only transaction still applies.
     pub sql_gate_off: BTreeSet<String>,
+    /// Cost guards (`max_cost`): a query whose `EXPLAIN` estimate exceeds the datasource's
+    /// limit is refused before it runs.
+    pub max_cost: BTreeMap<String, f64>,
     pub channels: BTreeMap<String, ChannelSpec>,
 }
 

@@ -98,6 +98,9 @@ pub enum RawDatasource {
         /// `false` turns the SQL parser gate off for this datasource (default `true`); the
         /// read-only transaction still applies.
         sql_gate: Option<Spanned<bool>>,
+        /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
+        /// docs/configuration.md for what the number means per database).
+        max_cost: Option<Spanned<f64>>,
     },
     /// A PostgreSQL server (tokio-postgres; no TLS yet).
     Postgres {
@@ -111,6 +114,9 @@ pub enum RawDatasource {
         /// `false` turns the SQL parser gate off for this datasource (default `true`); the
         /// read-only transaction still applies.
         sql_gate: Option<Spanned<bool>>,
+        /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
+        /// docs/configuration.md for what the number means per database).
+        max_cost: Option<Spanned<f64>>,
     },
     /// A MySQL-protocol server: MySQL, MariaDB, TiDB, AnalyticDB (mysql_async; no TLS yet).
     Mysql {
@@ -123,6 +129,9 @@ pub enum RawDatasource {
         /// `false` turns the SQL parser gate off for this datasource (default `true`); the
         /// read-only transaction still applies.
         sql_gate: Option<Spanned<bool>>,
+        /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
+        /// docs/configuration.md for what the number means per database).
+        max_cost: Option<Spanned<f64>>,
     },
 }
 

@@ -346,6 +346,7 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
 
     let mut datasources = BTreeMap::new();
     let mut sql_gate_off = BTreeSet::new();
+    let mut max_cost_map = BTreeMap::new();
     for (name, ds) in &raw.datasources {
         let field = format!("datasources.{name}");
         c.fallback = Problem::at(path, ds, "", "").pos;
@@ -356,11 +357,34 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
                 "datasource names may use letters, digits, `_` and `-` only",
             );
         }
-        let (RawDatasource::Sqlite { sql_gate, .. }
-        | RawDatasource::Postgres { sql_gate, .. }
-        | RawDatasource::Mysql { sql_gate, .. }) = &ds.value;
+        let (RawDatasource::Sqlite {
+            sql_gate, max_cost, ..
+        }
+        | RawDatasource::Postgres {
+            sql_gate, max_cost, ..
+        }
+        | RawDatasource::Mysql {
+            sql_gate, max_cost, ..
+        }) = &ds.value;
         if sql_gate.as_ref().is_some_and(|g| !g.value) {
             sql_gate_off.insert(name.clone());
+        }
+        if let Some(m) = max_cost {
+            if matches!(ds.value, RawDatasource::Sqlite { .. }) {
+                c.at(
+                    m,
+                    format!("{field}.max_cost"),
+                    "SQLite gives no cost estimate (its EXPLAIN QUERY PLAN has no numbers); remove max_cost",
+                );
+            } else if !(m.value.is_finite() && m.value > 0.0) {
+                c.at(
+                    m,
+                    format!("{field}.max_cost"),
+                    "must be a number greater than 0",
+                );
+            } else {
+                max_cost_map.insert(name.clone(), m.value);
+            }
         }
         match &ds.value {
             RawDatasource::Sqlite { url, seed_sql, .. } => {
@@ -569,6 +593,7 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
         scheduler,
         datasources,
         sql_gate_off,
+        max_cost: max_cost_map,
         channels,
     })
 }

@@ -307,6 +307,24 @@ impl Executor {
                 })?;
             }
         }
+        let source = source::build(&task.source, spec)
+            .await
+            .map_err(|e| ExportError::Failed(e.to_string()))?;
+        // The cost guard, before anything is written.
+        if let Some(&max_cost) = self.config.max_cost.get(&task.source) {
+            for q in &task.queries {
+                check_cost(
+                    source.as_ref(),
+                    &task.source,
+                    q,
+                    params,
+                    task.timeout,
+                    max_cost,
+                )
+                .await?;
+            }
+        }
+
         let ctx = params.template_context(&task.name, run_id);
         let folder = template::render_str(&self.config.export.directory, &ctx)
             .map_err(|e| ExportError::Failed(format!("export.directory: {e}")))?;
@@ -320,10 +338,6 @@ impl Executor {
         let name = template::render_str(&task.output.file_name, &ctx)
             .map_err(|e| ExportError::Failed(format!("output.file_name: {e}")))?;
         let base_name = format::sanitize_file_name(&name);
-
-        let source = source::build(&task.source, spec)
-            .await
-            .map_err(|e| ExportError::Failed(e.to_string()))?;
 
         let opts = WriterOptions {
             dir: dir.clone(),
@@ -557,6 +571,48 @@ fn remove_staged(staged: &[Staged]) {
     for s in staged {
         let _ = std::fs::remove_file(&s.partial);
     }
+}
+
+/// Refuses a query whose planner estimate exceeds the datasource's `max_cost`.
+async fn check_cost(
+    source: &dyn source::Source,
+    datasource: &str,
+    query: &crate::config::QuerySpec,
+    params: &RunParams,
+    timeout: std::time::Duration,
+    max_cost: f64,
+) -> Result<(), ExportError> {
+    let which = match &query.sheet {
+        Some(sheet) => format!("query \"{sheet}\""),
+        None => "the query".to_string(),
+    };
+    let estimate = source
+        .estimate_cost(&query.sql, params, timeout)
+        .await
+        .map_err(|e| ExportError::Failed(format!("{which}: {e}")))?;
+    let Some(e) = estimate else {
+        return Err(ExportError::Failed(format!(
+            "{which}: datasource `{datasource}` gives no cost estimate, so max_cost cannot be checked"
+        )));
+    };
+    if e.cost > max_cost {
+        let rows = e
+            .rows
+            .map(|r| format!(", about {} rows", human_count(r)))
+            .unwrap_or_default();
+        return Err(ExportError::Failed(format!(
+            "{which} was refused by the cost guard: estimated cost {} ({}{rows}) exceeds max_cost {} of datasource `{datasource}`; narrow the query (a date range, an indexed filter) or raise max_cost",
+            human_count(e.cost),
+            e.unit,
+            human_count(max_cost),
+        )));
+    }
+    Ok(())
+}
+
+/// A planner number for messages: `12345678.9` → `12,345,679`.
+fn human_count(n: f64) -> String {
+    group_thousands(n.max(0.0).round() as u64)
 }
 
 #[cfg(test)]

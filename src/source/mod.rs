@@ -95,6 +95,18 @@ pub struct SourceInfo {
     pub write_warning: Option<String>,
 }
 
+/// The planner's estimate for a query, read from `EXPLAIN` before it runs (the cost
+/// guard, `max_cost` on a datasource).
+#[derive(Debug, Clone, PartialEq)]
+pub struct CostEstimate {
+    /// The number compared with `max_cost`.
+    pub cost: f64,
+    /// What `cost` counts, for messages (`PostgreSQL planner cost units`).
+    pub unit: &'static str,
+    /// The rows the planner expects the query to return, when it says.
+    pub rows: Option<f64>,
+}
+
 /// The warning for a server account that can write, with the evidence.
 pub fn account_can_write(evidence: &str) -> String {
     format!("the account can write ({evidence}); give ferry a read-only account")
@@ -115,6 +127,19 @@ pub trait Source: Send + Sync {
         timeout: Duration,
         cancel: CancellationToken,
     ) -> Result<QueryStream, SourceError>;
+
+    /// The planner's estimate for `sql` bound to `params`, from `EXPLAIN` in a read-only
+    /// transaction under `timeout`, without running the query. `None`: this backend gives
+    /// no estimate (validation refuses `max_cost` for it).
+    async fn estimate_cost(
+        &self,
+        sql: &str,
+        params: &RunParams,
+        timeout: Duration,
+    ) -> Result<Option<CostEstimate>, SourceError> {
+        let _ = (sql, params, timeout);
+        Ok(None)
+    }
 
     /// Checks that the source can be reached and queried.
     async fn healthcheck(&self) -> Result<(), SourceError>;

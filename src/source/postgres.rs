@@ -30,13 +30,15 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::BytesMut;
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
-use futures_util::StreamExt;
+use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
 use tokio_postgres::types::{Format, IsNull, Kind as PgKind, ToSql, Type};
 use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
-use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError, SourceInfo, error_chain};
+use super::{
+    CHANNEL_CHUNKS, CostEstimate, QueryStream, Source, SourceError, SourceInfo, error_chain,
+};
 use crate::config::{Secret, format_duration};
 use crate::params::{self, ParamValue, RunParams};
 use crate::value::{Column, Kind, Row, Value};
@@ -85,6 +87,34 @@ impl PostgresSource {
     }
 
     /// Opens a session (after taking a connection slot); the connection runs on its own task.
+    /// The statement with `$n` placeholders and the values to bind, in order.
+    fn bind(
+        &self,
+        sql: &str,
+        params: &RunParams,
+    ) -> Result<(String, Vec<ParamValue>), SourceError> {
+        let (text, names) = params::rewrite(sql, params::Style::Dollar);
+        let mut values = Vec::with_capacity(names.len());
+        for n in &names {
+            let v = params
+                .get(n)
+                .ok_or_else(|| self.fail(format!("no value for parameter `:{n}`")))?;
+            values.push(v.clone());
+        }
+        Ok((text, values))
+    }
+
+    /// Opens a read-only transaction whose statements the server stops after `limit`.
+    async fn begin_read_only(&self, client: &Client, limit: Duration) -> Result<(), SourceError> {
+        let ms = limit.as_millis().clamp(1, i32::MAX as u128);
+        client
+            .batch_execute(&format!(
+                "BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = {ms}"
+            ))
+            .await
+            .map_err(|e| self.fail(pg_message(&e)))
+    }
+
     async fn connect(&self) -> Result<(Client, OwnedSemaphorePermit), SourceError> {
         let permit = self
             .slots
@@ -679,14 +709,7 @@ impl Source for PostgresSource {
         timeout: Duration,
         cancel: CancellationToken,
     ) -> Result<QueryStream, SourceError> {
-        let (text, names) = params::rewrite(sql, params::Style::Dollar);
-        let mut values = Vec::with_capacity(names.len());
-        for n in &names {
-            let v = params
-                .get(n)
-                .ok_or_else(|| self.fail(format!("no value for parameter `:{n}`")))?;
-            values.push(v.clone());
-        }
+        let (text, values) = self.bind(sql, params)?;
         let (client, permit) = self.connect().await?;
 
         // From here on a cancelled run also stops the statement on the server.
@@ -708,15 +731,8 @@ impl Source for PostgresSource {
 
         // ferry's own timer stops the run at `timeout` and cancels the statement; the
         // server's timeout is the backstop for when ferry itself is gone (killed, crashed).
-        let ms = (timeout + STATEMENT_TIMEOUT_MARGIN)
-            .as_millis()
-            .clamp(1, i32::MAX as u128);
-        client
-            .batch_execute(&format!(
-                "BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = {ms}"
-            ))
-            .await
-            .map_err(|e| self.fail(pg_message(&e)))?;
+        self.begin_read_only(&client, timeout + STATEMENT_TIMEOUT_MARGIN)
+            .await?;
         let types: Vec<Type> = values.iter().map(param_type).collect();
         let stmt = client
             .prepare_typed(&text, &types)
@@ -814,6 +830,44 @@ impl Source for PostgresSource {
         })
     }
 
+    async fn estimate_cost(
+        &self,
+        sql: &str,
+        params: &RunParams,
+        timeout: Duration,
+    ) -> Result<Option<CostEstimate>, SourceError> {
+        let (text, values) = self.bind(sql, params)?;
+        let (client, _permit) = self.connect().await?;
+        self.begin_read_only(&client, timeout).await?;
+        let types: Vec<Type> = values.iter().map(param_type).collect();
+        let explain = async {
+            let stmt = client
+                .prepare_typed(&format!("EXPLAIN (FORMAT JSON) {text}"), &types)
+                .await?;
+            let pg_params: Vec<PgParam<'_>> = values.iter().map(PgParam).collect();
+            let rows: Vec<tokio_postgres::Row> = client
+                .query_raw(&stmt, pg_params.iter())
+                .await?
+                .try_collect()
+                .await?;
+            Ok::<_, tokio_postgres::Error>(rows)
+        };
+        let rows = explain.await.map_err(|e| {
+            self.fail(format!(
+                "cannot estimate the query's cost (EXPLAIN): {}",
+                pg_message(&e)
+            ))
+        })?;
+        let plan = rows
+            .first()
+            .and_then(|r| r.try_get::<_, Raw<'_>>(0).ok())
+            .and_then(|Raw(b)| b)
+            .ok_or_else(|| self.fail("EXPLAIN returned no plan"))?;
+        plan_estimate(plan)
+            .map(Some)
+            .map_err(|e| self.fail(format!("cannot read the EXPLAIN plan: {e}")))
+    }
+
     async fn healthcheck(&self) -> Result<(), SourceError> {
         let (client, _permit) = self.connect().await?;
         client
@@ -858,6 +912,20 @@ impl Source for PostgresSource {
                 .then(|| super::account_can_write(&evidence.join("; "))),
         })
     }
+}
+
+/// The top node's `Total Cost` and `Plan Rows` of `EXPLAIN (FORMAT JSON)` output.
+fn plan_estimate(json: &[u8]) -> Result<CostEstimate, String> {
+    let v: serde_json::Value = serde_json::from_slice(json).map_err(|e| e.to_string())?;
+    let plan = &v[0]["Plan"];
+    let cost = plan["Total Cost"]
+        .as_f64()
+        .ok_or("no `Total Cost` in the plan")?;
+    Ok(CostEstimate {
+        cost,
+        unit: "PostgreSQL planner cost units",
+        rows: plan["Plan Rows"].as_f64(),
+    })
 }
 
 /// `ferry sources test`: the server version, the role, whether it is a superuser, the

@@ -620,3 +620,39 @@ fn the_sql_gate_refuses_writes_before_they_reach_mariadb() {
         0
     );
 }
+
+#[test]
+fn the_cost_guard_refuses_expensive_plans_before_they_run() {
+    let Some(url) = my_url() else { return };
+    exec(
+        &url,
+        "DROP TABLE IF EXISTS myt_cost;
+         CREATE TABLE myt_cost (id INT PRIMARY KEY, v VARCHAR(20));
+         INSERT INTO myt_cost SELECT seq, CONCAT('row ', seq) FROM seq_1_to_5000;
+         ANALYZE TABLE myt_cost;",
+    );
+    let scan = task(
+        "SELECT a.id FROM myt_cost a JOIN myt_cost b ON a.v > b.v",
+        "{ format: csv, file_name: scan }",
+    );
+    let point = "schedule: '0 6 * * *'\nsource: my\nparams: { wanted: 42 }\nquery: SELECT v FROM myt_cost WHERE id = :wanted\noutput: { format: csv, file_name: point }\n";
+    let p = project_with(
+        ", max_cost: 100000",
+        &[("my_scan", &scan), ("my_point", point)],
+    );
+
+    let json = p.run_json("my_scan", &["--no-notify"], 1);
+    assert_eq!(json["status"], "failed", "{json}");
+    let err = json["error"].as_str().unwrap();
+    assert!(
+        err.starts_with("the query was refused by the cost guard: estimated cost ")
+            && err.contains("(estimated rows examined)")
+            && err.contains("exceeds max_cost 100,000 of datasource `my`"),
+        "{err}"
+    );
+    assert!(p.files("exports").iter().all(|f| f.starts_with(".tmp")));
+
+    let json = p.run_json("my_point", &["--no-notify"], 0);
+    assert_eq!(json["status"], "succeeded", "{json}");
+    assert_eq!(read(&p, &json), "v\nrow 42\n");
+}

@@ -677,3 +677,53 @@ fn the_sql_gate_refuses_writes_before_they_reach_postgres() {
         0
     );
 }
+
+#[test]
+fn the_cost_guard_refuses_expensive_plans_before_they_run() {
+    let Some(url) = pg_url() else { return };
+    exec(
+        &url,
+        "DROP TABLE IF EXISTS pgt_cost;
+         CREATE TABLE pgt_cost (id int PRIMARY KEY, v text);
+         INSERT INTO pgt_cost SELECT g, 'row ' || g FROM generate_series(1, 200000) g;
+         ANALYZE pgt_cost;",
+    );
+    let scan = task(
+        "SELECT * FROM pgt_cost a JOIN pgt_cost b ON a.v > b.v",
+        "{ format: csv, file_name: scan }",
+    );
+    let point = "schedule: '0 6 * * *'\nsource: pg\nparams: { wanted: 42 }\nquery: SELECT v FROM pgt_cost WHERE id = :wanted\noutput: { format: csv, file_name: point }\n";
+    let p = project_with(
+        ", max_cost: 100000",
+        &[("pg_scan", &scan), ("pg_point", point)],
+    );
+
+    let json = p.run_json("pg_scan", &["--no-notify"], 1);
+    assert_eq!(json["status"], "failed", "{json}");
+    let err = json["error"].as_str().unwrap();
+    eprintln!("{err}");
+    assert!(
+        err.starts_with("the query was refused by the cost guard: estimated cost "),
+        "{err}"
+    );
+    assert!(
+        err.contains("(PostgreSQL planner cost units, about ")
+            && err.contains("exceeds max_cost 100,000 of datasource `pg`"),
+        "{err}"
+    );
+    // Nothing was written, and the join never ran.
+    assert!(p.files("exports").iter().all(|f| f.starts_with(".tmp")));
+    let admin = admin_url(&url);
+    assert_eq!(
+        count(
+            &admin,
+            "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%a.v > b.v%' AND query NOT LIKE 'EXPLAIN%' AND pid <> pg_backend_pid()"
+        ),
+        0
+    );
+
+    // A cheap plan (an index lookup with a bound parameter) runs.
+    let json = p.run_json("pg_point", &["--no-notify"], 0);
+    assert_eq!(json["status"], "succeeded", "{json}");
+    assert_eq!(read(&p, &json), "v\nrow 42\n");
+}
