@@ -88,6 +88,13 @@ mkdir -p "$tmp/pg" "$tmp/pgsock"
 chown -R "$pg_user" "$tmp/pg" "$tmp/pgsock"
 as_user "$pg_user" "$PG_BIN/initdb" -D "$tmp/pg" -A trust -U postgres -E UTF8 --locale=C.UTF-8 >"$tmp/pg-init.log" 2>&1 \
     || { cat "$tmp/pg-init.log" >&2; exit 1; }
+# The test role logs in with a password (SCRAM), so tests can check authentication
+# failures; the admin role `postgres` is trusted on loopback for setup and checks.
+cat >"$tmp/pg/pg_hba.conf" <<'HBA'
+local all all                   trust
+host  all postgres 127.0.0.1/32 trust
+host  all all      127.0.0.1/32 scram-sha-256
+HBA
 as_user "$pg_user" "$PG_BIN/pg_ctl" -D "$tmp/pg" -l "$tmp/pgsock/pg.log" -w -t 60 \
     -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $tmp/pgsock -c fsync=off -c shared_buffers=128MB" start >/dev/null \
     || { cat "$tmp/pgsock/pg.log" >&2; exit 1; }

@@ -434,7 +434,7 @@ impl Executor {
         // Feed the queries; a failure stops feeding, and the writer drops its partials.
         let mut query_error = None;
         for q in &task.queries {
-            let stream = match source
+            let started = source
                 .query(
                     &q.sql,
                     params,
@@ -442,13 +442,30 @@ impl Executor {
                     task.timeout,
                     query_cancel.clone(),
                 )
-                .await
-            {
+                .await;
+            let started = match started {
+                // A statement that is not a query (`SET`, `DO`, a write past a disabled
+                // gate) or `SELECT FROM t`: the server's own error, if it sends one (a
+                // refused write), says more than "no columns".
+                Ok(mut s) if s.columns.is_empty() => {
+                    let mut error = NO_COLUMNS.to_string();
+                    while let Some(chunk) = s.chunks.recv().await {
+                        if let Err(e) = chunk {
+                            error = e.to_string();
+                            break;
+                        }
+                    }
+                    Err(error)
+                }
+                Ok(s) => Ok(s),
+                Err(e) => Err(e.to_string()),
+            };
+            let stream = match started {
                 Ok(s) => s,
                 Err(e) => {
                     query_error = Some(match (&q.sheet, multi) {
                         (Some(s), true) => format!("query \"{s}\": {e}"),
-                        _ => e.to_string(),
+                        _ => e,
                     });
                     break;
                 }
@@ -572,6 +589,9 @@ fn remove_staged(staged: &[Staged]) {
         let _ = std::fs::remove_file(&s.partial);
     }
 }
+
+/// Why a statement without result columns fails the run.
+const NO_COLUMNS: &str = "the query returned no columns: ferry exports the result of a query that selects at least one column";
 
 /// Refuses a query whose planner estimate exceeds the datasource's `max_cost`.
 async fn check_cost(

@@ -4,6 +4,7 @@
 mod support;
 
 mod bad_input;
+mod cancel;
 mod crash;
 mod multi;
 mod mysql;

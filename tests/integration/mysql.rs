@@ -63,7 +63,7 @@ pub(crate) fn exec(url: &str, sql: &str) {
     })
 }
 
-fn count(url: &str, sql: &str) -> i64 {
+pub(crate) fn count(url: &str, sql: &str) -> i64 {
     block_on(async {
         let mut c = conn(url).await;
         let n: Option<i64> = c.query_first(sql).await.unwrap();
@@ -377,6 +377,7 @@ fn writes_are_refused_by_the_read_only_transaction() {
             "CREATE TABLE myt_ro_new AS SELECT * FROM myt_ro",
         ),
         ("my_drop", "DROP TABLE myt_ro"),
+        ("my_truncate", "TRUNCATE TABLE myt_ro"),
     ];
     let tasks: Vec<(&str, String)> = writes
         .iter()
@@ -655,4 +656,28 @@ fn the_cost_guard_refuses_expensive_plans_before_they_run() {
     let json = p.run_json("my_point", &["--no-notify"], 0);
     assert_eq!(json["status"], "succeeded", "{json}");
     assert_eq!(read(&p, &json), "v\nrow 42\n");
+}
+
+#[test]
+fn statements_without_result_columns_fail_clearly() {
+    if my_url().is_none() {
+        return;
+    }
+    let cases = [("my_set", "SET @ferry_marker = 1"), ("my_do", "DO 1")];
+    let tasks: Vec<(&str, String)> = cases
+        .iter()
+        .map(|(n, q)| (*n, task(q, "{ format: csv }")))
+        .collect();
+    let refs: Vec<(&str, &str)> = tasks.iter().map(|(n, b)| (*n, b.as_str())).collect();
+    let p = project_with(", sql_gate: false", &refs);
+    for (name, _) in &cases {
+        let json = p.run_json(name, &["--no-notify"], 1);
+        assert_eq!(json["status"], "failed", "{name}: {json}");
+        assert_eq!(
+            json["error"],
+            "the query returned no columns: ferry exports the result of a query that selects at least one column",
+            "{name}"
+        );
+        assert!(p.files("exports").iter().all(|f| f.starts_with(".tmp")));
+    }
 }

@@ -76,7 +76,7 @@ fn texts(url: &str, sql: &str) -> Vec<Option<String>> {
     })
 }
 
-fn count(url: &str, sql: &str) -> i64 {
+pub(crate) fn count(url: &str, sql: &str) -> i64 {
     texts(url, sql)[0].as_deref().unwrap().parse().unwrap()
 }
 
@@ -413,6 +413,8 @@ fn writes_are_refused_by_the_read_only_transaction() {
         ),
         ("pg_nextval", "SELECT nextval('pgt_ro_seq') AS n"),
         ("pg_lock", "SELECT * FROM pgt_ro FOR UPDATE"),
+        ("pg_truncate", "TRUNCATE pgt_ro"),
+        ("pg_drop", "DROP TABLE pgt_ro"),
     ];
     let tasks: Vec<(&str, String)> = writes
         .iter()
@@ -498,13 +500,13 @@ fn connection_errors_name_the_datasource_and_hide_the_password() {
     let p = Project::fixture("project");
     let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
     let sources = format!(
-        "datasources:\n  nodb: {{ type: postgres, url: \"postgres://ferry:s3cretpw@{hostport}/no_such_db\" }}\n  norole: {{ type: postgres, url: \"postgresql://nobody:s3cretpw@{hostport}/ferry_test\" }}\n  closed: {{ type: postgres, url: \"postgres://ferry:s3cretpw@127.0.0.1:1/ferry_test\", connect_timeout: 3s }}\n"
+        "datasources:\n  nodb: {{ type: postgres, url: \"postgres://ferry:ferry@{hostport}/no_such_db\" }}\n  badpw: {{ type: postgres, url: \"postgres://ferry:s3cretpw@{hostport}/ferry_test\" }}\n  norole: {{ type: postgres, url: \"postgresql://nobody:s3cretpw@{hostport}/ferry_test\" }}\n  closed: {{ type: postgres, url: \"postgres://ferry:s3cretpw@127.0.0.1:1/ferry_test\", connect_timeout: 3s }}\n"
     );
     p.write(
         "config.yaml",
         &config.replacen("datasources:\n", &sources, 1),
     );
-    for ds in ["nodb", "norole", "closed"] {
+    for ds in ["nodb", "badpw", "norole", "closed"] {
         p.write(
             &format!("tasks/pg_{ds}.yaml"),
             &format!(
@@ -530,10 +532,18 @@ fn connection_errors_name_the_datasource_and_hide_the_password() {
             "datasource `nodb`: cannot connect to postgres://ferry:***@{hostport}/no_such_db: database \"no_such_db\" does not exist"
         )
     );
+    // The test server asks for SCRAM passwords on TCP (scripts/test-services.sh); like any
+    // server, it does not say whether the role exists.
+    assert_eq!(
+        err("pg_badpw"),
+        format!(
+            "datasource `badpw`: cannot connect to postgres://ferry:***@{hostport}/ferry_test: password authentication failed for user \"ferry\""
+        )
+    );
     assert_eq!(
         err("pg_norole"),
         format!(
-            "datasource `norole`: cannot connect to postgresql://nobody:***@{hostport}/ferry_test: role \"nobody\" does not exist"
+            "datasource `norole`: cannot connect to postgresql://nobody:***@{hostport}/ferry_test: password authentication failed for user \"nobody\""
         )
     );
     let closed = err("pg_closed");
@@ -701,7 +711,6 @@ fn the_cost_guard_refuses_expensive_plans_before_they_run() {
     let json = p.run_json("pg_scan", &["--no-notify"], 1);
     assert_eq!(json["status"], "failed", "{json}");
     let err = json["error"].as_str().unwrap();
-    eprintln!("{err}");
     assert!(
         err.starts_with("the query was refused by the cost guard: estimated cost "),
         "{err}"
@@ -726,4 +735,35 @@ fn the_cost_guard_refuses_expensive_plans_before_they_run() {
     let json = p.run_json("pg_point", &["--no-notify"], 0);
     assert_eq!(json["status"], "succeeded", "{json}");
     assert_eq!(read(&p, &json), "v\nrow 42\n");
+}
+
+#[test]
+fn statements_without_result_columns_fail_clearly() {
+    let Some(url) = pg_url() else { return };
+    exec(
+        &url,
+        "DROP TABLE IF EXISTS pgt_nocols;
+         CREATE TABLE pgt_nocols (id int);
+         INSERT INTO pgt_nocols VALUES (1), (2);",
+    );
+    let cases = [
+        ("pg_no_columns", "SELECT FROM pgt_nocols"),
+        ("pg_set", "SET SESSION default_transaction_read_only = off"),
+    ];
+    let tasks: Vec<(&str, String)> = cases
+        .iter()
+        .map(|(n, q)| (*n, task(q, "{ format: csv }")))
+        .collect();
+    let refs: Vec<(&str, &str)> = tasks.iter().map(|(n, b)| (*n, b.as_str())).collect();
+    let p = project_with(", sql_gate: false", &refs);
+    for (name, _) in &cases {
+        let json = p.run_json(name, &["--no-notify"], 1);
+        assert_eq!(json["status"], "failed", "{name}: {json}");
+        assert_eq!(
+            json["error"],
+            "the query returned no columns: ferry exports the result of a query that selects at least one column",
+            "{name}"
+        );
+        assert!(p.files("exports").iter().all(|f| f.starts_with(".tmp")));
+    }
 }

@@ -9,7 +9,7 @@ use chrono::{DateTime, Utc};
 
 use crate::support::{FERRY, Project};
 
-fn only_task(p: &Project, name: &str, body: &str) {
+pub(crate) fn only_task(p: &Project, name: &str, body: &str) {
     for f in std::fs::read_dir(p.path().join("tasks")).unwrap() {
         let f = f.unwrap().path();
         if f.extension().is_some_and(|e| e == "yaml") {
@@ -19,7 +19,7 @@ fn only_task(p: &Project, name: &str, body: &str) {
     p.write(&format!("tasks/{name}.yaml"), body);
 }
 
-fn serve(p: &Project, log: &str) -> Child {
+pub(crate) fn serve(p: &Project, log: &str) -> Child {
     let log = std::fs::File::create(p.path().join(log)).unwrap();
     Command::new(FERRY)
         .current_dir(p.path())
@@ -31,7 +31,7 @@ fn serve(p: &Project, log: &str) -> Child {
         .unwrap()
 }
 
-fn history(p: &Project, task: &str) -> Vec<serde_json::Value> {
+pub(crate) fn history(p: &Project, task: &str) -> Vec<serde_json::Value> {
     let out = p.ferry(&["history", "--task", task, "--limit", "1000", "--json"]);
     serde_json::from_slice(&out.stdout).unwrap_or_default()
 }
@@ -45,7 +45,7 @@ fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
 }
 
 /// Like `wait_until`, but shows the serve log when it times out.
-fn wait_logged(
+pub(crate) fn wait_logged(
     p: &Project,
     log: &str,
     limit: Duration,
@@ -67,7 +67,7 @@ fn wait_logged(
     }
 }
 
-fn terminate(child: &mut Child) -> Option<i32> {
+pub(crate) fn terminate(child: &mut Child) -> Option<i32> {
     let pid = child.id().to_string();
     Command::new("kill").args(["-TERM", &pid]).status().unwrap();
     let start = Instant::now();

@@ -193,7 +193,7 @@ fn postgres_failures_name_the_datasource_and_hide_the_password() {
     };
     let hp = host_port(&url);
     let p = project(&format!(
-        "  closed: {{ type: postgres, url: \"postgres://ferry:s3cretpw@127.0.0.1:1/ferry_test\", connect_timeout: 3s }}\n  nodb: {{ type: postgres, url: \"postgres://ferry:s3cretpw@{hp}/no_such_db\", connect_timeout: 5s }}\n"
+        "  closed: {{ type: postgres, url: \"postgres://ferry:s3cretpw@127.0.0.1:1/ferry_test\", connect_timeout: 3s }}\n  nodb: {{ type: postgres, url: \"postgres://ferry:ferry@{hp}/no_such_db\", connect_timeout: 5s }}\n  badpw: {{ type: postgres, url: \"postgres://ferry:s3cretpw@{hp}/ferry_test\", connect_timeout: 5s }}\n"
     ));
     let out = p.ferry(&["sources", "test"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
@@ -217,6 +217,13 @@ fn postgres_failures_name_the_datasource_and_hide_the_password() {
             "cannot connect to postgres://ferry:***@{hp}/no_such_db: "
         )) && nodb.contains("no_such_db\" does not exist"),
         "{nodb}"
+    );
+    let badpw = line("FAIL badpw (postgres): ");
+    assert!(
+        badpw.ends_with(&format!(
+            "cannot connect to postgres://ferry:***@{hp}/ferry_test: password authentication failed for user \"ferry\""
+        )),
+        "{badpw}"
     );
     line("ok   db (sqlite): ");
 }
