@@ -10,6 +10,17 @@
 #   FERRY_TEST_PG_URL     postgres://ferry:ferry@127.0.0.1:PORT/ferry_test
 #   FERRY_TEST_MYSQL_URL  mysql://ferry:ferry@127.0.0.1:PORT/ferry_test
 # Both accounts own their test database; nothing listens beyond 127.0.0.1.
+# Mail (Postfix delivering into Dovecot; Debian's `postfix`, `dovecot-imapd` and
+# `dovecot-lmtpd`; see the mail block below):
+#   FERRY_TEST_SMTP_PORT           plain SMTP, no TLS, no AUTH
+#   FERRY_TEST_SMTP_STARTTLS_PORT  STARTTLS and AUTH required
+#   FERRY_TEST_SMTPS_PORT          implicit TLS and AUTH required
+#   FERRY_TEST_SMTP_CA             the CA (PEM) that signed the server certificate
+#   FERRY_TEST_SMTP_USER/PASSWORD  the AUTH account (ferry@example.test)
+#   FERRY_TEST_IMAP_PORT           IMAP, no TLS; users alice, bob, carol, dave @example.test
+#                                  (plain SMTP answers 451 for tempfail@, 550 for rejected@)
+#   FERRY_TEST_IMAP_PASSWORD       their password
+#   FERRY_TEST_MAIL_LOG            Postfix's log
 set -euo pipefail
 
 if [ "$#" -eq 0 ]; then
@@ -22,15 +33,255 @@ log() { echo "test-services: $*" >&2; }
 pg_bin() { ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1; }
 maria_bin() { command -v mariadbd || ls /usr/sbin/mariadbd 2>/dev/null || true; }
 
+# ---------------------------------------------------------------------------------------
+# Mail: Postfix (SMTP) delivering over LMTP into Dovecot (IMAP), for the email channel tests.
+# Everything below is self-contained: mail_packages (missing Debian packages), mail_start,
+# mail_stop. Both servers run with their own configuration under $tmp/mail, loopback only.
+# Postfix listeners: plain SMTP (no TLS, no AUTH), submission (STARTTLS and AUTH required)
+# and smtps (implicit TLS, AUTH required); the certificate comes from a throwaway CA.
+# Dovecot users (passwd-file): alice, bob, carol, dave @example.test with the password
+# $FERRY_TEST_IMAP_PASSWORD, and the sending account ferry@example.test.
+# Needs root (Postfix's master and Dovecot drop privileges themselves); without root the
+# mail variables stay unset and the email tests skip (they fail under CI=true).
+mail_packages() {
+    [ -x /usr/sbin/postfix ] || echo postfix
+    [ -x /usr/sbin/dovecot ] && [ -x /usr/lib/dovecot/imap ] || echo dovecot-imapd
+    [ -x /usr/lib/dovecot/lmtp ] || echo dovecot-lmtpd
+    command -v openssl >/dev/null 2>&1 || echo openssl
+}
+
+mail_preseed() {
+    # Install Postfix without asking and without writing a system configuration.
+    if command -v debconf-set-selections >/dev/null 2>&1; then
+        echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections
+    fi
+}
+
+mail_wait_port() {
+    local port="$1"
+    for _ in $(seq 1 100); do
+        (exec 3<>"/dev/tcp/127.0.0.1/$port") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    log "nothing listens on 127.0.0.1:$port"
+    return 1
+}
+
+mail_start() {
+    if [ "$(id -u)" -ne 0 ]; then
+        log "mail: Postfix and Dovecot need root; email tests will not find a server"
+        return 0
+    fi
+    local d="$tmp/mail"
+    local pf="$d/postfix" pq="$d/postfix-queue" pd="$d/postfix-data" dv="$d/dovecot"
+    local smtp_port submission_port smtps_port imap_port lmtp_port auth_port
+    smtp_port="$(free_port)"
+    submission_port="$(free_port)"
+    smtps_port="$(free_port)"
+    imap_port="$(free_port)"
+    lmtp_port="$(free_port)"
+    auth_port="$(free_port)"
+    mkdir -p "$pf" "$pq" "$pd" "$dv/run" "$dv/state" "$d/tls" "$d/store"
+
+    # A private CA and a server certificate for localhost / 127.0.0.1.
+    openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ferry test CA" \
+        -keyout "$d/tls/ca.key" -out "$d/tls/ca.pem" >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" \
+        -keyout "$d/tls/server.key" -out "$d/tls/server.csr" >/dev/null 2>&1
+    printf '%s\n' "subjectAltName=DNS:localhost,IP:127.0.0.1" "basicConstraints=CA:FALSE" \
+        "extendedKeyUsage=serverAuth" >"$d/tls/ext.cnf"
+    openssl x509 -req -in "$d/tls/server.csr" -CA "$d/tls/ca.pem" -CAkey "$d/tls/ca.key" \
+        -CAcreateserial -days 2 -extfile "$d/tls/ext.cnf" -out "$d/tls/server.pem" >/dev/null 2>&1
+    chmod 644 "$d/tls/ca.pem"
+
+    # Dovecot: IMAP for the tests, LMTP for Postfix, SASL for Postfix. Mail is stored as
+    # the `mail` user (uid 8): Dovecot refuses to deliver as root.
+    local u mail_uid mail_gid
+    mail_uid="$(id -u mail)"
+    mail_gid="$(id -g mail)"
+    : >"$dv/users"
+    for u in alice bob carol dave; do
+        echo "$u@example.test:{PLAIN}$mail_imap_password:$mail_uid:$mail_gid::$d/store/$u::" >>"$dv/users"
+    done
+    echo "ferry@example.test:{PLAIN}$mail_smtp_password:$mail_uid:$mail_gid::$d/store/ferry::" >>"$dv/users"
+    chown mail:mail "$d/store"
+    cat >"$dv/dovecot.conf" <<CONF
+base_dir = $dv/run
+state_dir = $dv/state
+log_path = $dv/dovecot.log
+instance_name = ferry-test-$$
+protocols = imap lmtp
+listen = 127.0.0.1
+ssl = no
+disable_plaintext_auth = no
+auth_mechanisms = plain login
+auth_failure_delay = 0
+first_valid_uid = $mail_uid
+first_valid_gid = $mail_gid
+mail_location = maildir:~/Maildir
+passdb {
+  driver = passwd-file
+  args = scheme=PLAIN $dv/users
+}
+userdb {
+  driver = passwd-file
+  args = $dv/users
+}
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $imap_port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service lmtp {
+  inet_listener lmtp {
+    address = 127.0.0.1
+    port = $lmtp_port
+  }
+}
+service auth {
+  inet_listener sasl {
+    address = 127.0.0.1
+    port = $auth_port
+  }
+}
+CONF
+    dovecot -c "$dv/dovecot.conf" </dev/null >>"$dv/dovecot.log" 2>&1 \
+        || { cat "$dv/dovecot.log" >&2; return 1; }
+    mail_dovecot_conf="$dv/dovecot.conf"
+
+    # Postfix: its own config, queue and data folders (the config folder must hold only
+    # root's files, so the queue lives beside it). No chroot, loopback only.
+    cat >"$pf/master.cf" <<MASTER
+127.0.0.1:$smtp_port inet n - n - - smtpd
+127.0.0.1:$submission_port inet n - n - - smtpd
+  -o smtpd_tls_security_level=encrypt
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+127.0.0.1:$smtps_port inet n - n - - smtpd
+  -o smtpd_tls_wrappermode=yes
+  -o smtpd_sasl_auth_enable=yes
+  -o smtpd_recipient_restrictions=permit_sasl_authenticated,reject
+pickup    unix  n - n 60    1 pickup
+cleanup   unix  n - n -     0 cleanup
+qmgr      unix  n - n 300   1 qmgr
+tlsmgr    unix  - - n 1000? 1 tlsmgr
+rewrite   unix  - - n -     - trivial-rewrite
+bounce    unix  - - n -     0 bounce
+defer     unix  - - n -     0 bounce
+trace     unix  - - n -     0 bounce
+verify    unix  - - n -     1 verify
+flush     unix  n - n 1000? 0 flush
+proxymap  unix  - - n -     - proxymap
+smtp      unix  - - n -     - smtp
+relay     unix  - - n -     - smtp
+showq     unix  n - n -     - showq
+error     unix  - - n -     - error
+retry     unix  - - n -     - error
+discard   unix  - - n -     - discard
+lmtp      unix  - - n -     - lmtp
+anvil     unix  - - n -     1 anvil
+scache    unix  - - n -     1 scache
+postlog   unix-dgram n - n - 1 postlogd
+MASTER
+    # maillog_file outside /var needs maillog_file_prefixes.
+    cat >"$pf/main.cf" <<MAIN
+compatibility_level = 3.6
+queue_directory = $pq
+data_directory = $pd
+myhostname = mail.example.test
+mydestination =
+inet_interfaces = 127.0.0.1
+inet_protocols = ipv4
+mynetworks = 127.0.0.0/8
+alias_maps =
+alias_database =
+maillog_file_prefixes = /var, $d
+maillog_file = $d/postfix.log
+message_size_limit = 104857600
+# Postfix drops Bcc: headers by default; keeping them lets the tests see one ferry leaked.
+message_drop_headers = content-length, return-path
+virtual_mailbox_domains = example.test
+virtual_transport = lmtp:inet:127.0.0.1:$lmtp_port
+smtpd_tls_cert_file = $d/tls/server.pem
+smtpd_tls_key_file = $d/tls/server.key
+smtpd_tls_security_level = may
+smtpd_tls_auth_only = yes
+smtpd_sasl_type = dovecot
+smtpd_sasl_path = inet:127.0.0.1:$auth_port
+smtpd_sasl_auth_enable = no
+# Fixed answers for the tests' error classification: 451 (try later) and 550 (rejected).
+smtpd_recipient_restrictions = check_recipient_access inline:{
+    { tempfail@example.test = 451 4.3.0 try again later },
+    { rejected@example.test = 550 5.1.1 no such mailbox } },
+  permit_mynetworks, reject_unauth_destination
+MAIN
+    chown postfix "$pd"
+    postfix -c "$pf" start </dev/null >"$d/postfix-start.log" 2>&1 \
+        || { cat "$d/postfix-start.log" "$d/postfix.log" >&2; return 1; }
+    mail_postfix_dir="$pf"
+    for port in "$smtp_port" "$submission_port" "$smtps_port" "$imap_port"; do
+        mail_wait_port "$port" || { cat "$d/postfix.log" "$dv/dovecot.log" >&2; return 1; }
+    done
+
+    export FERRY_TEST_SMTP_PORT="$smtp_port"
+    export FERRY_TEST_SMTP_STARTTLS_PORT="$submission_port"
+    export FERRY_TEST_SMTPS_PORT="$smtps_port"
+    export FERRY_TEST_SMTP_CA="$d/tls/ca.pem"
+    export FERRY_TEST_SMTP_USER="ferry@example.test"
+    export FERRY_TEST_SMTP_PASSWORD="$mail_smtp_password"
+    export FERRY_TEST_IMAP_PORT="$imap_port"
+    export FERRY_TEST_IMAP_PASSWORD="$mail_imap_password"
+    export FERRY_TEST_MAIL_LOG="$d/postfix.log"
+    log "Postfix $(postconf -c "$pf" -h mail_version) on 127.0.0.1:$smtp_port (plain)," \
+        "$submission_port (STARTTLS+AUTH), $smtps_port (TLS+AUTH); Dovecot $(dovecot --version | awk '{print $1}') IMAP on 127.0.0.1:$imap_port"
+}
+
+mail_stop() {
+    if [ -n "${mail_postfix_dir:-}" ]; then
+        local mpid
+        mpid="$(cat "$(postconf -c "$mail_postfix_dir" -h queue_directory)/pid/master.pid" 2>/dev/null | tr -d " " || true)"
+        postfix -c "$mail_postfix_dir" abort >/dev/null 2>&1
+        for _ in $(seq 1 100); do
+            [ -n "$mpid" ] && kill -0 "$mpid" 2>/dev/null || break
+            sleep 0.1
+        done
+    fi
+    if [ -n "${mail_dovecot_conf:-}" ]; then
+        local pidfile pid
+        pidfile="$(dirname "$mail_dovecot_conf")/run/master.pid"
+        pid="$(cat "$pidfile" 2>/dev/null || true)"
+        if [ -n "$pid" ]; then
+            kill "$pid" 2>/dev/null
+            for _ in $(seq 1 100); do
+                kill -0 "$pid" 2>/dev/null || break
+                sleep 0.1
+            done
+            kill -9 "$pid" 2>/dev/null
+        fi
+    fi
+}
+mail_postfix_dir=""
+mail_dovecot_conf=""
+mail_imap_password="ferry-test-imap"
+mail_smtp_password="ferry-test-smtp"
+# --------------------------------------------------------------------------- end of mail
+
+
 missing=()
 [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
 [ -n "$(maria_bin)" ] || missing+=(mariadb-server)
+[ "$(id -u)" -ne 0 ] || for p in $(mail_packages); do missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
         log "missing packages: ${missing[*]}; install them (as root: apt-get install ${missing[*]})"
         exit 1
     fi
     log "installing ${missing[*]}"
+    mail_preseed
     apt-get update -qq
     # The packages' own services may try to start on the default ports; ours use others.
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
@@ -64,6 +315,7 @@ fi
 
 cleanup() {
     set +e
+    mail_stop
     if [ -f "$tmp/pg/postmaster.pid" ]; then
         as_user "$pg_user" "$PG_BIN/pg_ctl" -D "$tmp/pg" -m immediate -w stop >/dev/null 2>&1
     fi
@@ -126,6 +378,8 @@ mariadb --no-defaults -S "$tmp/mariadb-run/mariadb.sock" -u root -e "
     GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'ferry'@'127.0.0.1';" \
     || { cat "$tmp/mariadb-run/mariadb.log" >&2; exit 1; }
 log "MariaDB $("$MARIADBD" --version | awk '{print $3}') on 127.0.0.1:$my_port"
+
+mail_start || exit 1
 
 export FERRY_TEST_PG_URL="postgres://ferry:ferry@127.0.0.1:$pg_port/ferry_test"
 export FERRY_TEST_MYSQL_URL="mysql://ferry:ferry@127.0.0.1:$my_port/ferry_test"

@@ -12,22 +12,27 @@
 //! - [`schedule`]: cron expressions in a task's time zone (croner), and the `Clock` seam.
 //! - [`params`]: typed query parameters (`:run_date`, `:period_start`, ...).
 //! - [`sqlgate`]: the SQL read-only gate (sqlparser): one read-only query, or refused.
-//! - [`source`]: the `Source` trait (columns first, then rows in chunks) and SQLite.
+//! - [`source`]: the `Source` trait (columns first, then rows in chunks) and SQLite,
+//!   PostgreSQL, MySQL and (cargo feature `oracle`) Oracle.
 //! - [`value`]: the exact value model every source produces and every writer consumes.
 //! - [`format`]: the `FormatWriter` trait, CSV and XLSX writers, zip, atomic publishing.
 //! - [`store`]: the `RunStore` trait (claim per `(task, scheduled_at)`) and embedded SQLite.
-//! - [`notify`]: the `Notifier` trait, message reports, the `outbox` channel.
+//! - [`notify`]: the `Notifier` trait, message reports, the `outbox` and `email` channels.
 //! - [`template`]: minijinja templates for file names, folders and messages.
 //! - [`exec`]: runs one task end to end.
+//! - [`links`]: signed download links (opaque ids, HMAC-SHA256 with an expiry).
+//! - [`server`]: the HTTP server of `ferry serve` (axum): signed downloads.
 //! - [`cli`]: the `ferry` command line.
 
 pub mod cli;
 pub mod config;
 pub mod exec;
 pub mod format;
+pub mod links;
 pub mod notify;
 pub mod params;
 pub mod schedule;
+pub mod server;
 pub mod source;
 pub mod sqlgate;
 pub mod store;

@@ -1,7 +1,9 @@
 //! Templates (minijinja): file names, output folders and notification messages.
 //!
 //! Message templates live in `templates_dir`: a template named `report` is the body
-//! `report.md.j2` plus an optional one-line subject `report.subject.j2`. File-name and
+//! `report.md.j2` plus an optional one-line subject `report.subject.j2` and an optional
+//! HTML body `report.html.j2` (email channels send it beside the text body; values in it
+//! are HTML-escaped automatically). File-name and
 //! folder templates are short strings from the task file. All of them share one
 //! environment with a `strftime` filter (`{{ run_date | strftime("%Y%m%d") }}`) and a
 //! `filesize` filter (`{{ file_size | filesize }}` → `1.2 MB`). Templates are sandboxed:
@@ -89,6 +91,17 @@ pub fn render_str(source: &str, ctx: &minijinja::Value) -> Result<String, String
     env.render_str(source, ctx).map_err(|e| describe(&e))
 }
 
+/// Name under which HTML templates are compiled: minijinja escapes values in templates
+/// whose name ends in `.html` (after dropping `.j2`).
+const HTML_NAME: &str = "message.html.j2";
+
+/// Renders an HTML template string with `ctx`, escaping every value (`| safe` opts out).
+pub fn render_html(source: &str, ctx: &minijinja::Value) -> Result<String, String> {
+    let env = environment();
+    env.render_named_str(HTML_NAME, source, ctx)
+        .map_err(|e| describe(&e))
+}
+
 /// One-line description of a minijinja error, with its line when known.
 pub fn describe(e: &Error) -> String {
     let detail = e.detail().map(|d| format!(": {d}")).unwrap_or_default();
@@ -104,6 +117,8 @@ pub struct MessageTemplate {
     pub name: String,
     pub body_path: PathBuf,
     pub subject_path: PathBuf,
+    /// Optional HTML body (email).
+    pub html_path: PathBuf,
 }
 
 /// The default subject when a template has no `.subject.j2` file.
@@ -115,10 +130,11 @@ impl MessageTemplate {
             name: name.to_string(),
             body_path: dir.join(format!("{name}.md.j2")),
             subject_path: dir.join(format!("{name}.subject.j2")),
+            html_path: dir.join(format!("{name}.html.j2")),
         }
     }
 
-    /// Checks that the body exists and both parts compile.
+    /// Checks that the body exists and every part (body, subject, HTML) compiles.
     pub fn check(&self) -> Result<(), String> {
         if !is_plain_name(&self.name) {
             return Err(format!(
@@ -145,24 +161,27 @@ impl MessageTemplate {
                 self.body_path.display()
             )
         })?;
-        if let Some(subject) = self.read_subject()? {
-            check_syntax(&subject).map_err(|e| {
-                format!(
-                    "template `{}` ({}): {e}",
-                    self.name,
-                    self.subject_path.display()
-                )
-            })?;
+        for path in [&self.subject_path, &self.html_path] {
+            if let Some(source) = read_optional(path)? {
+                check_syntax(&source)
+                    .map_err(|e| format!("template `{}` ({}): {e}", self.name, path.display()))?;
+            }
         }
         Ok(())
     }
 
     fn read_subject(&self) -> Result<Option<String>, String> {
-        match std::fs::read_to_string(&self.subject_path) {
-            Ok(s) => Ok(Some(s)),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("cannot read {}: {e}", self.subject_path.display())),
-        }
+        read_optional(&self.subject_path)
+    }
+
+    /// Renders the HTML body, or `None` when the template has no `.html.j2` file.
+    pub fn render_html(&self, ctx: &minijinja::Value) -> Result<Option<String>, String> {
+        let Some(source) = read_optional(&self.html_path)? else {
+            return Ok(None);
+        };
+        render_html(&source, ctx)
+            .map(Some)
+            .map_err(|e| format!("template `{}` (HTML): {e}", self.name))
     }
 
     /// Renders `(subject, body)`.
@@ -180,6 +199,15 @@ impl MessageTemplate {
             subject.lines().next().unwrap_or("").trim().to_string(),
             body,
         ))
+    }
+}
+
+/// Reads a template part that may be absent.
+fn read_optional(path: &Path) -> Result<Option<String>, String> {
+    match std::fs::read_to_string(path) {
+        Ok(s) => Ok(Some(s)),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
 
@@ -217,6 +245,16 @@ mod tests {
     #[test]
     fn undefined_variables_fail() {
         assert!(render_str("{{ nope }}", &context! {}).is_err());
+    }
+
+    #[test]
+    fn html_values_are_escaped() {
+        let out = render_html(
+            "<p>{{ d }}</p>{{ s | safe }}",
+            &context! { d => "<b>A & B</b>", s => "<i>ok</i>" },
+        )
+        .unwrap();
+        assert_eq!(out, "<p>&lt;b&gt;A &amp; B&lt;&#x2f;b&gt;</p><i>ok</i>");
     }
 
     #[test]

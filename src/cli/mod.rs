@@ -6,6 +6,7 @@
 //! never as a panic or a backtrace.
 
 mod history;
+mod link;
 mod next;
 mod run;
 mod serve;
@@ -62,6 +63,8 @@ pub enum Command {
     Sources(sources::SourcesArgs),
     /// Show recent runs.
     History(history::HistoryArgs),
+    /// Print fresh signed download links for the files of a run (needs `links:`).
+    Link(link::LinkArgs),
     /// Run the scheduler: every task on time, until SIGTERM or SIGINT.
     Serve,
 }
@@ -95,6 +98,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Tasks => tasks::run(&cli).await,
         Command::Sources(args) => sources::run(&cli, args).await,
         Command::History(args) => history::run(&cli, args).await,
+        Command::Link(args) => link::run(&cli, args).await,
         Command::Serve => serve::run(&cli).await,
     }
 }

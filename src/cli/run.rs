@@ -125,6 +125,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
             "files": result.files,
             "warnings": result.warnings,
             "error": result.error,
+            "deliveries": result.deliveries,
         });
         println!("{out}");
     } else if ok {

@@ -8,6 +8,10 @@
 //! jumps, NTP steps and suspended machines are noticed. Task and config changes are picked
 //! up by file watching and on SIGHUP. SIGTERM or SIGINT stops claiming, lets running runs
 //! finish up to `scheduler.drain_timeout`, cancels the rest (recorded), and exits 0.
+//!
+//! With `links:` configured it also runs the download server ([`crate::server`]) on
+//! `links.listen`; it refuses to start (exit 2) with a weak signing key, and stops with
+//! the same drain. Changes to `links:` take effect at the next start.
 
 use std::fs::{File, OpenOptions};
 use std::path::{Path, PathBuf};
@@ -18,11 +22,12 @@ use notify::{RecursiveMode, Watcher};
 use tokio::sync::mpsc;
 use tracing::{error, info, warn};
 
-use super::{Cli, EXIT_FAILED, EXIT_OK, load_project, print_error};
-use crate::config::{Project, StoreSpec};
+use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, load_project, print_error};
+use crate::config::{LinksSpec, Project, StoreSpec};
 use crate::format::{sweep_partials, sweep_temp};
 use crate::schedule::runtime::{ExecRunner, Scheduler};
 use crate::schedule::{Clock, SystemClock};
+use crate::server::{Server, StartError};
 use crate::store::sqlite::SqliteStore;
 use crate::store::{RunStore, process_alive};
 
@@ -36,6 +41,14 @@ pub async fn run(cli: &Cli) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    // Refuse a weak link key before anything starts (validation refuses it too; this
+    // guard holds even if that check were bypassed).
+    if let Some(spec) = &project.config.links
+        && let Err(e) = crate::links::signer_for(spec)
+    {
+        eprintln!("error: refusing to start the download server: {e}");
+        return EXIT_CONFIG;
+    }
     let StoreSpec::Sqlite { path } = project.config.store.clone();
     let _lock = match lock_store(&path) {
         Ok(l) => l,
@@ -71,6 +84,28 @@ pub async fn run(cli: &Cli) -> i32 {
         }
     }
 
+    let links = project.config.links.clone();
+    let server = match &links {
+        Some(spec) => match Server::start(
+            spec,
+            project.config.output_dir.clone(),
+            store.clone(),
+            Arc::new(SystemClock),
+        )
+        .await
+        {
+            Ok(s) => Some(s),
+            Err(e @ StartError::Config(_)) => {
+                eprintln!("error: {e}");
+                return EXIT_CONFIG;
+            }
+            Err(e) => {
+                print_error(&e);
+                return EXIT_FAILED;
+            }
+        },
+        None => None,
+    };
     let drain = project.config.scheduler.drain_timeout;
     let watch_paths = vec![cli.config.clone(), project.config.tasks_dir.clone()];
     let runner = Arc::new(ExecRunner {
@@ -126,11 +161,11 @@ pub async fn run(cli: &Cli) -> i32 {
                 // Let a burst of file events settle, then reload once.
                 tokio::time::sleep(DEBOUNCE).await;
                 while reload_rx.try_recv().is_ok() {}
-                reload(cli, &mut sched, &clock).await;
+                reload(cli, &mut sched, &clock, links.as_ref()).await;
             }
             _ = hup.recv() => {
                 info!("SIGHUP: reloading");
-                reload(cli, &mut sched, &clock).await;
+                reload(cli, &mut sched, &clock, links.as_ref()).await;
             }
             _ = term.recv() => {
                 info!(signal = "SIGTERM", "shutting down");
@@ -142,14 +177,23 @@ pub async fn run(cli: &Cli) -> i32 {
             }
         }
     }
-    sched.shutdown(drain).await;
+    // New downloads stop at once; those in flight get the same drain as running runs.
+    match server {
+        Some(server) => {
+            tokio::join!(sched.shutdown(drain), server.stop(drain));
+        }
+        None => sched.shutdown(drain).await,
+    }
     store.close().await;
     EXIT_OK
 }
 
-async fn reload(cli: &Cli, sched: &mut Scheduler, clock: &SystemClock) {
+async fn reload(cli: &Cli, sched: &mut Scheduler, clock: &SystemClock, links: Option<&LinksSpec>) {
     match Project::load(&cli.config) {
         Ok(project) => {
+            if project.config.links.as_ref() != links {
+                warn!("the `links:` section changed: restart `ferry serve` to apply it");
+            }
             if let Err(e) = sched.reload(project, clock.now()).await {
                 error!(error = %e, "reload failed in the run store");
             }

@@ -41,9 +41,9 @@ pub async fn run(cli: &Cli, args: &SourcesArgs) -> i32 {
 fn location(spec: &DatasourceSpec) -> String {
     match spec {
         DatasourceSpec::Sqlite { path, .. } => path.display().to_string(),
-        DatasourceSpec::Postgres { shown_url, .. } | DatasourceSpec::Mysql { shown_url, .. } => {
-            shown_url.clone()
-        }
+        DatasourceSpec::Postgres { shown_url, .. }
+        | DatasourceSpec::Mysql { shown_url, .. }
+        | DatasourceSpec::Oracle { shown_url, .. } => shown_url.clone(),
     }
 }
 

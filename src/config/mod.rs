@@ -40,6 +40,8 @@ pub struct Config {
     pub store: StoreSpec,
     pub export: ExportDefaults,
     pub scheduler: SchedulerSettings,
+    /// Signed download links (`links:`); `None` when not configured.
+    pub links: Option<LinksSpec>,
     pub datasources: BTreeMap<String, DatasourceSpec>,
     /// Datasources with `sql_gate: false`: their queries skip the parser gate
     /// ([`crate::sqlgate`]); the read-only transaction still applies.
@@ -85,6 +87,22 @@ impl Default for SchedulerSettings {
             quiet_hours: Vec::new(),
         }
     }
+}
+
+/// The validated `links:` section: the download-link server of `ferry serve`
+/// (see [`crate::links`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LinksSpec {
+    /// Where the server listens.
+    pub listen: std::net::SocketAddr,
+    /// Base of the links, `http(s)://host[:port][/prefix]`, without a trailing `/`.
+    pub public_url: String,
+    /// The HMAC-SHA256 key (at least 32 bytes, not a placeholder).
+    pub signing_key: Secret,
+    /// Lifetime of a new link (at most [`crate::links::MAX_EXPIRY`]).
+    pub expiry: Duration,
+    /// Take the client address from `X-Forwarded-For` (a reverse proxy in front).
+    pub trust_proxy: bool,
 }
 
 /// A daily local-time window in which no run starts.
@@ -135,6 +153,25 @@ pub enum DatasourceSpec {
         max_connections: usize,
         connect_timeout: Duration,
     },
+    /// An Oracle Database, reached through its listener with a service name (the
+    /// `oracle` cargo feature; Oracle Instant Client at run time).
+    Oracle {
+        /// The account ferry logs in as.
+        user: String,
+        /// Its password (percent-decoded from the URL).
+        password: Secret,
+        /// The listener's host name or address (IPv6 without brackets).
+        host: String,
+        /// The listener's port (default 1521).
+        port: u16,
+        /// The database service name (`FREEPDB1`, `orclpdb1.example.com`).
+        service: String,
+        /// The URL with the password replaced by `***`, for messages.
+        shown_url: String,
+        /// Most connections open at the same time (at least 1).
+        max_connections: usize,
+        connect_timeout: Duration,
+    },
 }
 
 impl Config {
@@ -156,6 +193,7 @@ impl DatasourceSpec {
             DatasourceSpec::Sqlite { .. } => "sqlite",
             DatasourceSpec::Postgres { .. } => "postgres",
             DatasourceSpec::Mysql { .. } => "mysql",
+            DatasourceSpec::Oracle { .. } => "oracle",
         }
     }
 }
@@ -192,12 +230,81 @@ pub struct ChannelSpec {
     pub name: String,
     pub kind: ChannelKind,
     pub template: String,
+    /// Default recipients (`to` of an email channel).
     pub recipients: Vec<String>,
+    /// Default Cc and Bcc (email channels; empty for the others).
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
 }
 
 #[derive(Debug, Clone)]
 pub enum ChannelKind {
     Outbox { dir: PathBuf },
+    Email(Box<EmailSpec>),
+}
+
+impl ChannelKind {
+    /// The `type:` of the channel.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            ChannelKind::Outbox { .. } => "outbox",
+            ChannelKind::Email(_) => "email",
+        }
+    }
+
+    /// Whether messages of this channel carry an HTML body (from `<template>.html.j2`).
+    pub fn wants_html(&self) -> bool {
+        matches!(self, ChannelKind::Email(_))
+    }
+}
+
+/// An SMTP server and sender (`type: email`); addresses are validated (RFC 5322 mailboxes).
+#[derive(Debug, Clone)]
+pub struct EmailSpec {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    /// SMTP AUTH user name; `password` is set exactly when this is.
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    /// A PEM file of CA certificates trusted in addition to the system's.
+    pub ca_file: Option<PathBuf>,
+    /// Limit for connecting and for each SMTP command.
+    pub timeout: Duration,
+    /// The `From:` mailbox, e.g. `数据导出 <ferry@example.com>`.
+    pub from: String,
+    /// Largest total size of a message's attachments, in bytes (before encoding).
+    pub max_attachment_bytes: u64,
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SmtpSecurity {
+    /// Plain connection upgraded with STARTTLS, which the server must offer (port 587).
+    StartTls,
+    /// TLS from the first byte, "SMTPS" (port 465).
+    Tls,
+    /// No encryption (port 25); only without credentials, or on a loopback host.
+    None,
+}
+
+impl SmtpSecurity {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SmtpSecurity::StartTls => "starttls",
+            SmtpSecurity::Tls => "tls",
+            SmtpSecurity::None => "none",
+        }
+    }
+
+    /// The usual port for this security.
+    pub fn default_port(self) -> u16 {
+        match self {
+            SmtpSecurity::StartTls => 587,
+            SmtpSecurity::Tls => 465,
+            SmtpSecurity::None => 25,
+        }
+    }
 }
 
 /// A validated task.
@@ -298,7 +405,11 @@ pub enum CsvEncoding {
 pub struct NotifySpec {
     pub channel: String,
     pub template: String,
+    /// `to` (email) or the free-text recipients (outbox).
     pub recipients: Vec<String>,
+    /// Cc and Bcc (email channels only).
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
     pub on: NotifyOn,
 }
 

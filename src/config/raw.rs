@@ -32,6 +32,8 @@ pub struct RawConfig {
     pub export: Option<RawExport>,
     /// How `ferry serve` schedules.
     pub scheduler: Option<RawScheduler>,
+    /// Signed download links served by `ferry serve` (off when absent).
+    pub links: Option<Spanned<RawLinks>>,
     /// Named data sources.
     #[serde(default)]
     pub datasources: BTreeMap<String, Spanned<RawDatasource>>,
@@ -58,6 +60,23 @@ pub struct RawExport {
     pub directory: Option<Spanned<String>>,
     /// Folder for temporary files while writing (default `<output_dir>/.tmp`).
     pub temp_dir: Option<Spanned<String>>,
+}
+
+/// `links:`: the download-link server of `ferry serve` (docs/links.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLinks {
+    /// Socket address the server binds, `HOST:PORT` (default `127.0.0.1:8480`).
+    pub listen: Option<Spanned<String>>,
+    /// Base URL of the links people click, `http://` or `https://` (required).
+    pub public_url: Spanned<String>,
+    /// HMAC key that signs links, at least 32 bytes, usually `${FERRY_LINK_KEY}` (required).
+    pub signing_key: Spanned<String>,
+    /// How long a link works, e.g. `24h` (default `7d`, at most `7d`).
+    pub expiry: Option<Spanned<String>>,
+    /// Record the client address from `X-Forwarded-For` (set by a reverse proxy in front of
+    /// ferry) instead of the socket peer (default false).
+    pub trust_proxy: Option<bool>,
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -133,8 +152,27 @@ pub enum RawDatasource {
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
     },
+    /// An Oracle Database (the `oracle` crate over Oracle Instant Client). Only a ferry
+    /// built with `--features oracle` accepts it; others say so at `ferry validate`.
+    Oracle {
+        /// `oracle://USER:PASSWORD@HOST:PORT/SERVICE_NAME` (port default 1521); use
+        /// `${VAR}` for the password.
+        url: Spanned<String>,
+        /// Most connections ferry opens to this datasource at the same time (default 4).
+        max_connections: Option<Spanned<usize>>,
+        /// How long connecting may take, e.g. `10s` (default `10s`).
+        connect_timeout: Option<Spanned<String>>,
+        /// `false` turns the SQL parser gate off for this datasource (default `true`); the
+        /// read-only transaction still applies.
+        sql_gate: Option<Spanned<bool>>,
+        /// Cost guard: refuse a query whose `EXPLAIN PLAN` cost exceeds this (Oracle
+        /// optimizer cost units).
+        max_cost: Option<Spanned<f64>>,
+    },
 }
 
+// Parsed once per config load: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum RawChannel {
@@ -147,6 +185,39 @@ pub enum RawChannel {
         /// Default recipients (free text for the outbox).
         #[serde(default)]
         recipients: Vec<String>,
+    },
+    /// Sends each message by SMTP (lettre), with the result files attached.
+    Email {
+        /// SMTP server host name or IP address (required).
+        host: Option<Spanned<String>>,
+        /// SMTP port (default 587 for `starttls`, 465 for `tls`, 25 for `none`).
+        port: Option<Spanned<u16>>,
+        /// `starttls` (default), `tls` (implicit TLS) or `none`.
+        security: Option<Spanned<String>>,
+        /// SMTP AUTH user name; needs `password`.
+        username: Option<Spanned<String>>,
+        /// SMTP AUTH password; write `${VAR}` to take it from the environment.
+        password: Option<Spanned<String>>,
+        /// PEM file with CA certificates to trust besides the system's, relative to
+        /// config.yaml.
+        ca_file: Option<Spanned<String>>,
+        /// Limit for connecting and for each SMTP command, e.g. `30s` (default `60s`).
+        timeout: Option<Spanned<String>>,
+        /// The sender, `name@example.com` or `Display Name <name@example.com>` (required).
+        from: Option<Spanned<String>>,
+        /// Default `To:` addresses.
+        #[serde(default)]
+        to: Vec<String>,
+        /// Default `Cc:` addresses.
+        #[serde(default)]
+        cc: Vec<String>,
+        /// Default `Bcc:` addresses (receive the message, never appear in its headers).
+        #[serde(default)]
+        bcc: Vec<String>,
+        /// Template name in `templates_dir` (default `report`).
+        template: Option<Spanned<String>>,
+        /// Largest total size of a message's attachments in bytes (default 26214400, 25 MiB).
+        max_attachment_bytes: Option<Spanned<u64>>,
     },
 }
 
@@ -257,6 +328,11 @@ pub struct RawNotify {
     pub channel: String,
     pub template: Option<String>,
     pub recipients: Option<Vec<String>>,
+    /// `To:` of an email channel (same meaning as `recipients`; give one of them).
+    pub to: Option<Vec<String>>,
+    /// `Cc:` / `Bcc:` of an email channel.
+    pub cc: Option<Vec<String>>,
+    pub bcc: Option<Vec<String>>,
     pub on: Option<String>,
 }
 
@@ -266,6 +342,9 @@ struct RawNotifyMap {
     channel: String,
     template: Option<String>,
     recipients: Option<Vec<String>>,
+    to: Option<Vec<String>>,
+    cc: Option<Vec<String>>,
+    bcc: Option<Vec<String>>,
     on: Option<String>,
 }
 
@@ -282,6 +361,9 @@ impl<'de> Deserialize<'de> for RawNotify {
                     channel: v.to_string(),
                     template: None,
                     recipients: None,
+                    to: None,
+                    cc: None,
+                    bcc: None,
                     on: None,
                 })
             }
@@ -291,6 +373,9 @@ impl<'de> Deserialize<'de> for RawNotify {
                     channel: m.channel,
                     template: m.template,
                     recipients: m.recipients,
+                    to: m.to,
+                    cc: m.cc,
+                    bcc: m.bcc,
                     on: m.on,
                 })
             }

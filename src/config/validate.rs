@@ -11,10 +11,11 @@ use serde_saphyr::Spanned;
 use super::raw::{RawChannel, RawConfig, RawCsv, RawDatasource, RawOutput, RawParam, RawTask};
 use super::{
     CatchUp, ChannelKind, ChannelSpec, Concurrency, Config, CsvEncoding, CsvOptions,
-    DatasourceSpec, ExportDefaults, Format, NotifyOn, NotifySpec, OnEmpty, OutputSpec, Problem,
-    QuerySpec, QuietWindow, SchedulerSettings, Secret, StoreSpec, TaskSpec, parse_duration,
-    problem::hint, resolve,
+    DatasourceSpec, EmailSpec, ExportDefaults, Format, LinksSpec, NotifyOn, NotifySpec, OnEmpty,
+    OutputSpec, Problem, QuerySpec, QuietWindow, SchedulerSettings, Secret, SmtpSecurity,
+    StoreSpec, TaskSpec, parse_duration, problem::hint, resolve,
 };
+use crate::notify::email;
 use crate::params::{self, ParamValue, Period, RunParams};
 use crate::schedule::{Schedule, parse_zone};
 use crate::template::{self, MessageTemplate, is_plain_name};
@@ -343,6 +344,7 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
     };
 
     let scheduler = scheduler_settings(&mut c, raw.scheduler.as_ref(), timezone);
+    let links = raw.links.as_ref().map(|l| links_settings(&mut c, l));
 
     let mut datasources = BTreeMap::new();
     let mut sql_gate_off = BTreeSet::new();
@@ -364,6 +366,9 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
             sql_gate, max_cost, ..
         }
         | RawDatasource::Mysql {
+            sql_gate, max_cost, ..
+        }
+        | RawDatasource::Oracle {
             sql_gate, max_cost, ..
         }) = &ds.value;
         if sql_gate.as_ref().is_some_and(|g| !g.value) {
@@ -479,28 +484,8 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
                     c.at(url, format!("{field}.url"), msg);
                     continue;
                 }
-                let max_connections = match max_connections {
-                    Some(m) if m.value == 0 => {
-                        c.at(m, format!("{field}.max_connections"), "must be at least 1");
-                        1
-                    }
-                    Some(m) => m.value,
-                    None => 4,
-                };
-                let connect_timeout = match connect_timeout {
-                    Some(t) => match parse_duration(&t.value) {
-                        Ok(d) if d.is_zero() => {
-                            c.at(t, format!("{field}.connect_timeout"), "must be more than 0");
-                            std::time::Duration::from_secs(10)
-                        }
-                        Ok(d) => d,
-                        Err(e) => {
-                            c.at(t, format!("{field}.connect_timeout"), e);
-                            std::time::Duration::from_secs(10)
-                        }
-                    },
-                    None => std::time::Duration::from_secs(10),
-                };
+                let (max_connections, connect_timeout) =
+                    connection_limits(&mut c, &field, max_connections, connect_timeout);
                 let url = Secret::new(u);
                 datasources.insert(
                     name.clone(),
@@ -518,6 +503,48 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
                             max_connections,
                             connect_timeout,
                         }
+                    },
+                );
+            }
+            RawDatasource::Oracle {
+                url,
+                max_connections,
+                connect_timeout,
+                ..
+            } => {
+                if !cfg!(feature = "oracle") {
+                    c.at(ds, format!("{field}.type"), ORACLE_NOT_BUILT);
+                    continue;
+                }
+                let u = c.env_req(url, &format!("{field}.url"));
+                if u.is_empty() {
+                    continue;
+                }
+                let shown_url = redact_url(&u);
+                let parts = match parse_oracle_url(&u) {
+                    Ok(p) => p,
+                    Err(msg) => {
+                        c.at(
+                            url,
+                            format!("{field}.url"),
+                            format!("invalid Oracle url `{shown_url}`: {msg}"),
+                        );
+                        continue;
+                    }
+                };
+                let (max_connections, connect_timeout) =
+                    connection_limits(&mut c, &field, max_connections, connect_timeout);
+                datasources.insert(
+                    name.clone(),
+                    DatasourceSpec::Oracle {
+                        user: parts.user,
+                        password: Secret::new(parts.password),
+                        host: parts.host,
+                        port: parts.port,
+                        service: parts.service,
+                        shown_url,
+                        max_connections,
+                        connect_timeout,
                     },
                 );
             }
@@ -542,16 +569,7 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
                 recipients,
             } => {
                 let d = resolve(&base_dir, &c.env(dir, &format!("{field}.dir"), "outbox"));
-                let tpl = template
-                    .as_ref()
-                    .map(|t| t.value.clone())
-                    .unwrap_or_else(|| DEFAULT_TEMPLATE.to_string());
-                if let Err(e) = MessageTemplate::locate(&templates_dir, &tpl).check() {
-                    match template {
-                        Some(t) => c.at(t, format!("{field}.template"), e),
-                        None => c.at(ch, format!("{field}.template"), e),
-                    }
-                }
+                let tpl = channel_template(&mut c, &templates_dir, ch, template, &field);
                 let mut rcpt = Vec::new();
                 for (i, r) in recipients.iter().enumerate() {
                     match interpolate(r) {
@@ -566,8 +584,35 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
                         kind: ChannelKind::Outbox { dir: d },
                         template: tpl,
                         recipients: rcpt,
+                        cc: Vec::new(),
+                        bcc: Vec::new(),
                     },
                 );
+            }
+            RawChannel::Email {
+                template,
+                to,
+                cc,
+                bcc,
+                ..
+            } => {
+                let tpl = channel_template(&mut c, &templates_dir, ch, template, &field);
+                let to = config_mailboxes(&mut c, ch, &format!("{field}.to"), to);
+                let cc = config_mailboxes(&mut c, ch, &format!("{field}.cc"), cc);
+                let bcc = config_mailboxes(&mut c, ch, &format!("{field}.bcc"), bcc);
+                if let Some(email) = email_channel(&mut c, &base_dir, &field, ch) {
+                    channels.insert(
+                        name.clone(),
+                        ChannelSpec {
+                            name: name.clone(),
+                            kind: ChannelKind::Email(Box::new(email)),
+                            template: tpl,
+                            recipients: to,
+                            cc,
+                            bcc,
+                        },
+                    );
+                }
             }
         }
     }
@@ -591,11 +636,283 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
             temp_dir,
         },
         scheduler,
+        links,
         datasources,
         sql_gate_off,
         max_cost: max_cost_map,
         channels,
     })
+}
+
+/// A channel's `template` (default `report`), checked: the body exists and every part
+/// compiles.
+fn channel_template(
+    c: &mut Checker,
+    templates_dir: &Path,
+    ch: &Spanned<RawChannel>,
+    template: &Option<Spanned<String>>,
+    field: &str,
+) -> String {
+    let tpl = template
+        .as_ref()
+        .map(|t| t.value.clone())
+        .unwrap_or_else(|| DEFAULT_TEMPLATE.to_string());
+    if let Err(e) = MessageTemplate::locate(templates_dir, &tpl).check() {
+        match template {
+            Some(t) => c.at(t, format!("{field}.template"), e),
+            None => c.at(ch, format!("{field}.template"), e),
+        }
+    }
+    tpl
+}
+
+/// Email addresses from config.yaml (`${VAR}` allowed), each checked.
+fn config_mailboxes<T>(
+    c: &mut Checker,
+    at: &Spanned<T>,
+    field: &str,
+    list: &[String],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        match interpolate(r).and_then(|v| email::parse_mailbox(&v).map(|_| v)) {
+            Ok(v) => out.push(v.trim().to_string()),
+            Err(e) => c.at(at, format!("{field}[{i}]"), e),
+        }
+    }
+    out
+}
+
+/// Email addresses from a task file (no interpolation), each checked.
+fn task_mailboxes<T>(
+    c: &mut Checker,
+    at: &Spanned<T>,
+    field: &str,
+    list: &[String],
+) -> Vec<String> {
+    let mut out = Vec::new();
+    for (i, r) in list.iter().enumerate() {
+        match email::parse_mailbox(r) {
+            Ok(_) => out.push(r.trim().to_string()),
+            Err(e) => c.at(at, format!("{field}[{i}]"), e),
+        }
+    }
+    out
+}
+
+/// The SMTP part of a `type: email` channel, or `None` after reporting its problems.
+fn email_channel(
+    c: &mut Checker,
+    base_dir: &Path,
+    field: &str,
+    ch: &Spanned<RawChannel>,
+) -> Option<EmailSpec> {
+    let RawChannel::Email {
+        host,
+        port,
+        security,
+        username,
+        password,
+        ca_file,
+        timeout,
+        from,
+        max_attachment_bytes,
+        ..
+    } = &ch.value
+    else {
+        return None;
+    };
+    let before = c.problems.len();
+
+    let host = match host {
+        None => {
+            c.at(
+                ch,
+                format!("{field}.host"),
+                "missing `host`: the SMTP server's name or address",
+            );
+            String::new()
+        }
+        Some(h) => {
+            let v = c.env_req(h, &format!("{field}.host")).trim().to_string();
+            let v = v
+                .strip_prefix('[')
+                .and_then(|x| x.strip_suffix(']'))
+                .unwrap_or(&v)
+                .to_string();
+            if v.contains("://") {
+                c.at(
+                    h,
+                    format!("{field}.host"),
+                    format!(
+                        "expected a host name, got the URL `{v}` (put the port in `port` and \
+                        the encryption in `security`)"
+                    ),
+                );
+            } else if v.is_empty() && c.problems.len() == before {
+                c.at(h, format!("{field}.host"), "must not be empty");
+            } else if v.contains(char::is_whitespace)
+                || (v.contains(':') && v.parse::<std::net::Ipv6Addr>().is_err())
+            {
+                c.at(
+                    h,
+                    format!("{field}.host"),
+                    format!("`{v}` is not a host name or address (the port goes in `port`)"),
+                );
+            }
+            v
+        }
+    };
+
+    let security = match security {
+        None => SmtpSecurity::StartTls,
+        Some(s) => match s.value.trim().to_ascii_lowercase().as_str() {
+            "starttls" => SmtpSecurity::StartTls,
+            "tls" => SmtpSecurity::Tls,
+            "none" => SmtpSecurity::None,
+            other => {
+                let extra = if matches!(other, "ssl" | "smtps" | "implicit") {
+                    " (implicit TLS, usually port 465, is `tls`)".to_string()
+                } else {
+                    hint(other, ["starttls", "tls", "none"])
+                };
+                c.at(
+                    s,
+                    format!("{field}.security"),
+                    format!("unknown value `{other}` (one of: starttls, tls, none){extra}"),
+                );
+                SmtpSecurity::StartTls
+            }
+        },
+    };
+
+    let port = match port {
+        Some(p) if p.value == 0 => {
+            c.at(p, format!("{field}.port"), "must be between 1 and 65535");
+            0
+        }
+        Some(p) => p.value,
+        None => security.default_port(),
+    };
+
+    let username = username
+        .as_ref()
+        .map(|u| (u, c.env_req(u, &format!("{field}.username"))));
+    let password = password
+        .as_ref()
+        .map(|p| (p, c.env_req(p, &format!("{field}.password"))));
+    let (username, password) = match (username, password) {
+        (Some((_, u)), Some((_, p))) if !u.trim().is_empty() => {
+            (Some(u.trim().to_string()), Some(Secret::new(p)))
+        }
+        (Some((at, _)), Some(_)) => {
+            c.at(at, format!("{field}.username"), "must not be empty");
+            (None, None)
+        }
+        (Some((at, _)), None) => {
+            c.at(
+                at,
+                format!("{field}.password"),
+                "`username` needs a `password` (write `password: ${SMTP_PASSWORD}` to take it \
+                        from the environment)",
+            );
+            (None, None)
+        }
+        (None, Some((at, _))) => {
+            c.at(
+                at,
+                format!("{field}.username"),
+                "`password` needs a `username`",
+            );
+            (None, None)
+        }
+        (None, None) => (None, None),
+    };
+    if security == SmtpSecurity::None
+        && username.is_some()
+        && !host.is_empty()
+        && !email::is_loopback(&host)
+    {
+        let at_field = format!("{field}.security");
+        let msg = format!(
+            "`security: none` would send the password to `{host}` unencrypted; use \
+                        `starttls` or `tls` (plain SMTP with a password is allowed only to a loopback \
+                        host)"
+        );
+        match security_span(&ch.value) {
+            Some(s) => c.at(s, at_field, msg),
+            None => c.at(ch, at_field, msg),
+        }
+    }
+
+    let ca_file = match ca_file {
+        None => None,
+        Some(f) => {
+            let p = resolve(base_dir, &c.env_req(f, &format!("{field}.ca_file")));
+            if security == SmtpSecurity::None {
+                c.at(
+                    f,
+                    format!("{field}.ca_file"),
+                    "`ca_file` needs `security: starttls` or `tls`",
+                );
+            } else if let Err(e) = email::read_ca_file(&p) {
+                c.at(f, format!("{field}.ca_file"), e);
+            }
+            Some(p)
+        }
+    };
+
+    let timeout = c.duration(timeout, &format!("{field}.timeout"), email::DEFAULT_TIMEOUT);
+
+    let from = match from {
+        None => {
+            c.at(
+                ch,
+                format!("{field}.from"),
+                "missing `from`: the sender, e.g. `Reports <reports@example.com>`",
+            );
+            String::new()
+        }
+        Some(f) => {
+            let v = c.env_req(f, &format!("{field}.from"));
+            if let Err(e) = email::parse_mailbox(&v) {
+                c.at(f, format!("{field}.from"), e);
+            }
+            v.trim().to_string()
+        }
+    };
+
+    let max_attachment_bytes = match max_attachment_bytes {
+        Some(m) if m.value == 0 => {
+            c.at(
+                m,
+                format!("{field}.max_attachment_bytes"),
+                "must be more than 0",
+            );
+            0
+        }
+        Some(m) => m.value,
+        None => email::DEFAULT_MAX_ATTACHMENT_BYTES,
+    };
+
+    (c.problems.len() == before).then_some(EmailSpec {
+        host,
+        port,
+        security,
+        username,
+        password,
+        ca_file,
+        timeout,
+        from,
+        max_attachment_bytes,
+    })
+}
+
+fn security_span(ch: &RawChannel) -> Option<&Spanned<String>> {
+    match ch {
+        RawChannel::Email { security, .. } => security.as_ref(),
+        _ => None,
+    }
 }
 
 fn scheduler_settings(
@@ -671,6 +988,63 @@ fn scheduler_settings(
     s
 }
 
+/// The `links:` section. Every field is checked; a bad one is a problem (the returned
+/// spec is then never used, since the config as a whole fails).
+fn links_settings(c: &mut Checker, raw: &Spanned<super::raw::RawLinks>) -> LinksSpec {
+    use crate::links::{DEFAULT_EXPIRY, DEFAULT_LISTEN, MAX_EXPIRY};
+    let l = &raw.value;
+    let default_listen: std::net::SocketAddr = DEFAULT_LISTEN.parse().expect("valid default");
+    let listen = match &l.listen {
+        Some(s) => {
+            let v = c.env_req(s, "links.listen");
+            v.trim().parse().unwrap_or_else(|_| {
+                c.at(
+                    s,
+                    "links.listen",
+                    format!(
+                        "`{v}` is not a socket address such as `127.0.0.1:8480` or `[::1]:8480` (an IP address and a port)"
+                    ),
+                );
+                default_listen
+            })
+        }
+        None => default_listen,
+    };
+    let url = c.env_req(&l.public_url, "links.public_url");
+    let public_url = match crate::links::check_public_url(&url) {
+        Ok(u) => u,
+        Err(e) => {
+            c.at(&l.public_url, "links.public_url", e);
+            String::new()
+        }
+    };
+    let key = c.env_req(&l.signing_key, "links.signing_key");
+    if let Err(e) = crate::links::check_signing_key(&key) {
+        c.at(&l.signing_key, "links.signing_key", e);
+    }
+    let mut expiry = c.duration(&l.expiry, "links.expiry", DEFAULT_EXPIRY);
+    if expiry > MAX_EXPIRY {
+        if let Some(e) = &l.expiry {
+            c.at(
+                e,
+                "links.expiry",
+                format!(
+                    "`{}` is longer than the cap of 7d: a download link lives at most 7 days",
+                    e.value
+                ),
+            );
+        }
+        expiry = MAX_EXPIRY;
+    }
+    LinksSpec {
+        listen,
+        public_url,
+        signing_key: Secret::new(key),
+        expiry,
+        trust_proxy: l.trust_proxy.unwrap_or(false),
+    }
+}
+
 fn default_node_name() -> String {
     std::fs::read_to_string("/etc/hostname")
         .ok()
@@ -678,6 +1052,137 @@ fn default_node_name() -> String {
         .filter(|s| !s.is_empty())
         .or_else(|| std::env::var("HOSTNAME").ok())
         .unwrap_or_else(|| "localhost".to_string())
+}
+
+/// What `ferry validate` says about a `type: oracle` datasource when this binary was built
+/// without the `oracle` cargo feature.
+pub const ORACLE_NOT_BUILT: &str = "this ferry binary was built without Oracle support; build one with it: `cargo build --release --features oracle` (needs a C compiler; Oracle Instant Client is needed only to run it, see docs/configuration.md)";
+
+/// A server datasource's `max_connections` (default 4, at least 1) and `connect_timeout`
+/// (default 10 s, more than 0); a bad value is a problem and the default is used.
+fn connection_limits(
+    c: &mut Checker,
+    field: &str,
+    max_connections: &Option<Spanned<usize>>,
+    connect_timeout: &Option<Spanned<String>>,
+) -> (usize, std::time::Duration) {
+    let default_timeout = std::time::Duration::from_secs(10);
+    let max_connections = match max_connections {
+        Some(m) if m.value == 0 => {
+            c.at(m, format!("{field}.max_connections"), "must be at least 1");
+            1
+        }
+        Some(m) => m.value,
+        None => 4,
+    };
+    let connect_timeout = match connect_timeout {
+        Some(t) => match parse_duration(&t.value) {
+            Ok(d) if d.is_zero() => {
+                c.at(t, format!("{field}.connect_timeout"), "must be more than 0");
+                default_timeout
+            }
+            Ok(d) => d,
+            Err(e) => {
+                c.at(t, format!("{field}.connect_timeout"), e);
+                default_timeout
+            }
+        },
+        None => default_timeout,
+    };
+    (max_connections, connect_timeout)
+}
+
+/// The parts of an `oracle://USER:PASSWORD@HOST:PORT/SERVICE_NAME` URL.
+#[derive(Debug, PartialEq, Eq)]
+pub struct OracleUrl {
+    /// Percent-decoded.
+    pub user: String,
+    /// Percent-decoded.
+    pub password: String,
+    /// A name or an address; an IPv6 address without its brackets.
+    pub host: String,
+    /// 1521 when the URL has none.
+    pub port: u16,
+    pub service: String,
+}
+
+/// Splits an Oracle URL into what ferry connects with (the listener's address and the
+/// service name, as in an Easy Connect string). The message of an error never contains
+/// the password.
+pub fn parse_oracle_url(url: &str) -> Result<OracleUrl, String> {
+    const FORM: &str = "expected `oracle://USER:PASSWORD@HOST:PORT/SERVICE_NAME`";
+    let rest = url.strip_prefix("oracle://").ok_or(FORM)?;
+    if rest.contains(['?', '#']) {
+        return Err(format!("{FORM} without options"));
+    }
+    // The last `@` ends the user part, so an unencoded `@` in a password still works.
+    let (userinfo, target) = rest.rsplit_once('@').ok_or(FORM)?;
+    let (user, password) = userinfo.split_once(':').ok_or(FORM)?;
+    let user = percent_decode(user).ok_or("the user has an invalid %-escape")?;
+    let password = percent_decode(password).ok_or("the password has an invalid %-escape")?;
+    if user.is_empty() || password.is_empty() {
+        return Err(format!(
+            "{FORM}: the user and the password must not be empty"
+        ));
+    }
+    let (address, service) = target
+        .split_once('/')
+        .ok_or_else(|| format!("{FORM}: the service name (after the `/`) is missing"))?;
+    let service_ok = |ch: char| ch.is_ascii_alphanumeric() || "._-$#".contains(ch);
+    if service.is_empty() || !service.chars().all(service_ok) {
+        return Err(format!(
+            "{FORM}: the service name must be letters, digits and `._-$#`"
+        ));
+    }
+    let (host, port) = match address.strip_prefix('[') {
+        Some(v6) => {
+            let (host, after) = v6.split_once(']').ok_or("an IPv6 host lacks its `]`")?;
+            (host, after.strip_prefix(':'))
+        }
+        None => match address.split_once(':') {
+            Some((h, p)) => (h, Some(p)),
+            None => (address, None),
+        },
+    };
+    let host_ok = |ch: char| ch.is_ascii_alphanumeric() || ".-_:".contains(ch);
+    if host.is_empty() || !host.chars().all(host_ok) {
+        return Err(format!("{FORM}: the host must be a name or an address"));
+    }
+    let port = match port {
+        None => 1521,
+        Some(p) => match p.parse::<u16>() {
+            Ok(n) if n > 0 => n,
+            _ => return Err(format!("the port `{p}` is not a number from 1 to 65535")),
+        },
+    };
+    Ok(OracleUrl {
+        user,
+        password,
+        host: host.to_string(),
+        port,
+        service: service.to_string(),
+    })
+}
+
+/// Decodes `%XX` escapes (UTF-8); `None` for a broken escape or invalid UTF-8.
+fn percent_decode(s: &str) -> Option<String> {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'%' {
+            let hex = b.get(i + 1..i + 3)?;
+            if !hex.iter().all(u8::is_ascii_hexdigit) {
+                return None;
+            }
+            out.push(u8::from_str_radix(std::str::from_utf8(hex).ok()?, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
 }
 
 /// Hides the password of `scheme://user:password@host` URLs (the last `@` ends the user
@@ -1066,14 +1571,13 @@ pub fn validate_task(
                 NotifyOn::Always
             }
         };
+        let (recipients, cc, bcc) = notify_recipients(&mut c, n, &field, ch);
         notify.push(NotifySpec {
             channel: ch.name.clone(),
             template,
-            recipients: n
-                .value
-                .recipients
-                .clone()
-                .unwrap_or_else(|| ch.recipients.clone()),
+            recipients,
+            cc,
+            bcc,
             on,
         });
     }
@@ -1115,6 +1619,74 @@ pub fn validate_task(
             Err(problems)
         }
     }
+}
+
+/// The recipients of a notify entry: its own lists where given (each replaces the channel's
+/// list of the same kind), else the channel's. Email addresses are checked; `to`, `cc`
+/// and `bcc` exist only for email channels.
+fn notify_recipients(
+    c: &mut Checker,
+    n: &Spanned<super::raw::RawNotify>,
+    field: &str,
+    ch: &ChannelSpec,
+) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let raw = &n.value;
+    let is_email = matches!(ch.kind, ChannelKind::Email(_));
+    if !is_email {
+        for (key, given) in [("to", &raw.to), ("cc", &raw.cc), ("bcc", &raw.bcc)] {
+            if given.is_some() {
+                c.at(
+                    n,
+                    format!("{field}.{key}"),
+                    format!(
+                        "`{key}` applies to email channels only; channel `{}` is `{}`{}",
+                        ch.name,
+                        ch.kind.kind(),
+                        if key == "to" {
+                            " (use `recipients`)"
+                        } else {
+                            ""
+                        }
+                    ),
+                );
+            }
+        }
+        let recipients = raw
+            .recipients
+            .clone()
+            .unwrap_or_else(|| ch.recipients.clone());
+        return (recipients, Vec::new(), Vec::new());
+    }
+    let (to_key, to) = match (&raw.to, &raw.recipients) {
+        (Some(_), Some(_)) => {
+            c.at(
+                n,
+                format!("{field}.recipients"),
+                "give `to` or `recipients` (the same list), not both",
+            );
+            ("to", raw.to.as_ref())
+        }
+        (Some(t), None) => ("to", Some(t)),
+        (None, r) => ("recipients", r.as_ref()),
+    };
+    let mut list = |key: &str, given: Option<&Vec<String>>, default: &[String]| match given {
+        Some(l) => task_mailboxes(c, n, &format!("{field}.{key}"), l),
+        None => default.to_vec(),
+    };
+    let to = list(to_key, to, &ch.recipients);
+    let cc = list("cc", raw.cc.as_ref(), &ch.cc);
+    let bcc = list("bcc", raw.bcc.as_ref(), &ch.bcc);
+    if to.is_empty() && cc.is_empty() && bcc.is_empty() {
+        c.at(
+            n,
+            field.to_string(),
+            format!(
+                "no recipients: give `to`, `cc` or `bcc` here or in channel `{}`",
+                ch.name
+            ),
+        );
+    }
+    (to, cc, bcc)
 }
 
 /// Checks one query given as `query` or `query_file` (under `prefix`, e.g. `queries[1].`):
@@ -1400,6 +1972,144 @@ mod tests {
             redact_url("postgres://u:p@ss@h/db?sslmode=disable&password=x"),
             "postgres://u:***@h/db?sslmode=disable&password=***"
         );
+    }
+
+    #[test]
+    fn oracle_urls_split_into_listener_and_service() {
+        let url = |user: &str, password: &str, host: &str, port: u16, service: &str| OracleUrl {
+            user: user.into(),
+            password: password.into(),
+            host: host.into(),
+            port,
+            service: service.into(),
+        };
+        assert_eq!(
+            parse_oracle_url("oracle://scott:tiger@db.example.com:1522/ORCLPDB1"),
+            Ok(url("scott", "tiger", "db.example.com", 1522, "ORCLPDB1"))
+        );
+        assert_eq!(
+            parse_oracle_url("oracle://ferry:p%40ss%3Aw%2Fd@10.0.0.5/sales.example.com"),
+            Ok(url(
+                "ferry",
+                "p@ss:w/d",
+                "10.0.0.5",
+                1521,
+                "sales.example.com"
+            ))
+        );
+        // The last `@` ends the password, as in redact_url.
+        assert_eq!(
+            parse_oracle_url("oracle://u:p@ss@[::1]:1521/FREEPDB1"),
+            Ok(url("u", "p@ss", "::1", 1521, "FREEPDB1"))
+        );
+        assert_eq!(
+            redact_url("oracle://u:p@ss@[::1]:1521/FREEPDB1"),
+            "oracle://u:***@[::1]:1521/FREEPDB1"
+        );
+        for (bad, why) in [
+            (
+                "oracle:/u:s3cret@h/s",
+                "expected `oracle://USER:PASSWORD@HOST:PORT/SERVICE_NAME`",
+            ),
+            ("oracle://u@h/s", "expected `oracle://USER:PASSWORD"),
+            ("oracle://u:@h/s", "must not be empty"),
+            (
+                "oracle://u:s3cret@h:1521",
+                "the service name (after the `/`) is missing",
+            ),
+            ("oracle://u:s3cret@h:1521/", "the service name must be"),
+            (
+                "oracle://u:s3cret@h/(DESCRIPTION=(ADDRESS=(HOST=x)))",
+                "the service name must be",
+            ),
+            (
+                "oracle://u:s3cret@h:0/s",
+                "the port `0` is not a number from 1 to 65535",
+            ),
+            ("oracle://u:s3cret@h:x/s", "the port `x`"),
+            ("oracle://u:s3cret@/s", "the host must be"),
+            ("oracle://u:s3cret@h(x)/s", "the host must be"),
+            ("oracle://u:s3cret@[::1/s", "lacks its `]`"),
+            ("oracle://u:s3cret@h/s?ssl=true", "without options"),
+            (
+                "oracle://u:s3cret%zz@h/s",
+                "the password has an invalid %-escape",
+            ),
+        ] {
+            let e = parse_oracle_url(bad).expect_err(bad);
+            assert!(e.contains(why), "{bad}: {e}");
+            assert!(!e.contains("s3cret"), "{bad}: {e}");
+        }
+    }
+
+    fn oracle_config(dir: &Path) -> PathBuf {
+        let path = dir.join("config.yaml");
+        std::fs::write(
+            &path,
+            "datasources:\n  ora:\n    type: oracle\n    url: oracle://ferry:s3cret@127.0.0.1:1521/FREEPDB1\n    max_connections: 2\n",
+        )
+        .unwrap();
+        path
+    }
+
+    #[cfg(feature = "oracle")]
+    #[test]
+    fn an_oracle_datasource_becomes_its_spec() {
+        let dir = tempfile::tempdir().unwrap();
+        let config = load_config(&oracle_config(dir.path())).unwrap();
+        match &config.datasources["ora"] {
+            DatasourceSpec::Oracle {
+                user,
+                password,
+                host,
+                port,
+                service,
+                shown_url,
+                max_connections,
+                connect_timeout,
+            } => {
+                assert_eq!(
+                    (
+                        user.as_str(),
+                        password.expose(),
+                        host.as_str(),
+                        *port,
+                        service.as_str()
+                    ),
+                    ("ferry", "s3cret", "127.0.0.1", 1521, "FREEPDB1")
+                );
+                assert_eq!(shown_url, "oracle://ferry:***@127.0.0.1:1521/FREEPDB1");
+                assert_eq!(*max_connections, 2);
+                assert_eq!(*connect_timeout, std::time::Duration::from_secs(10));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(
+            config.sql_gate("ora"),
+            Some(crate::sqlgate::Dialect::Oracle)
+        );
+    }
+
+    #[cfg(not(feature = "oracle"))]
+    #[test]
+    fn without_the_feature_an_oracle_datasource_says_how_to_build_ferry() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = oracle_config(dir.path());
+        let problems = load_config(&path).unwrap_err();
+        let lines: Vec<String> = problems.iter().map(|p| p.to_string()).collect();
+        assert_eq!(
+            lines,
+            vec![format!(
+                "{}:3:5: datasources.ora.type: {ORACLE_NOT_BUILT}",
+                path.display()
+            )]
+        );
+    }
+
+    #[test]
+    fn the_not_built_message_says_how_to_build_with_oracle() {
+        assert!(ORACLE_NOT_BUILT.starts_with("this ferry binary was built without Oracle support"));
+        assert!(ORACLE_NOT_BUILT.contains("`cargo build --release --features oracle`"));
     }
 
     #[test]

@@ -14,16 +14,18 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::config::{Config, OnEmpty, TaskSpec, format_duration};
+use crate::config::{Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
 use crate::format::{self, Finished, FormatError, Staged, WriterOptions};
-use crate::notify::{self, Message, RunReport};
+use crate::notify::{self, Message, NotifyError, RunReport};
 use crate::params::RunParams;
 use crate::source;
-use crate::store::{Claim, FileRecord, Outcome, RunStore, Status, Trigger};
+use crate::store::{
+    Claim, DeliveryRecord, DeliveryStatus, FileRecord, Outcome, RunStore, Status, Trigger,
+};
 use crate::template::{self, MessageTemplate};
 
 /// How long a stopped run may take to wind down (statement interrupted, partial files
@@ -96,6 +98,8 @@ pub struct RunResult {
     pub files: Vec<FileRecord>,
     pub warnings: Vec<String>,
     pub error: Option<String>,
+    /// What each notification did (also recorded in the store).
+    pub deliveries: Vec<DeliveryRecord>,
     #[serde(skip)]
     pub duration: Duration,
 }
@@ -264,10 +268,12 @@ impl Executor {
             files,
             warnings,
             error,
+            deliveries: Vec::new(),
             duration,
         };
         if req.notify && !empty_skip {
-            let failures = self.notify_all(task, &result, scheduled_at).await;
+            let (failures, deliveries) = self.notify_all(task, &result, scheduled_at).await?;
+            result.deliveries = deliveries;
             if !failures.is_empty() {
                 self.store.append_warnings(&run_id, &failures).await?;
                 result.warnings.extend(failures);
@@ -504,12 +510,14 @@ impl Executor {
         Ok((files, warnings))
     }
 
+    /// Sends the run's notifications; each outcome is recorded in the store as it happens.
+    /// Returns the failures (as run warnings) and the deliveries.
     async fn notify_all(
         &self,
         task: &TaskSpec,
         r: &RunResult,
         scheduled_at: DateTime<Utc>,
-    ) -> Vec<String> {
+    ) -> Result<(Vec<String>, Vec<DeliveryRecord>), ExecError> {
         let report = RunReport {
             task: task.name.clone(),
             description: task.description.clone(),
@@ -525,40 +533,78 @@ impl Executor {
         };
         let ctx = report.context();
         let mut failures = Vec::new();
-        for n in &task.notify {
+        let mut deliveries = Vec::new();
+        for (i, n) in task.notify.iter().enumerate() {
             if !n.on.matches(r.status == Status::Succeeded) {
                 continue;
             }
-            let Some(spec) = self.config.channels.get(&n.channel) else {
-                failures.push(format!("notify `{}`: channel is not defined", n.channel));
-                continue;
-            };
-            let tpl = MessageTemplate::locate(&self.config.templates_dir, &n.template);
-            let (subject, body) = match tpl.render(&ctx) {
-                Ok(x) => x,
-                Err(e) => {
-                    failures.push(format!("notify `{}`: {e}", n.channel));
-                    continue;
-                }
-            };
-            let message = Message {
-                task: task.name.clone(),
-                run_id: r.run_id.clone(),
+            let occurrence = 1 + task.notify[..i]
+                .iter()
+                .filter(|m| m.channel == n.channel)
+                .count();
+            let outcome = self.notify_one(task, r, n, occurrence, &ctx).await;
+            let delivery = DeliveryRecord {
                 channel: n.channel.clone(),
-                recipients: n.recipients.clone(),
-                subject,
-                body,
-                attachments: r.files.clone(),
+                occurrence: occurrence as u32,
+                status: if outcome.is_ok() {
+                    DeliveryStatus::Sent
+                } else {
+                    DeliveryStatus::Failed
+                },
+                retryable: matches!(outcome, Err(NotifyError::Retryable(_))),
+                receipt: outcome.as_ref().ok().cloned(),
+                error: outcome.as_ref().err().map(|e| match e {
+                    NotifyError::Retryable(m) | NotifyError::Permanent(m) => m.clone(),
+                }),
+                // Milliseconds, as the store keeps them.
+                at: Utc::now().trunc_subsecs(3),
             };
-            match notify::build(spec).notify(&message).await {
+            match &outcome {
                 Ok(receipt) => info!(channel = %n.channel, %receipt, "notified"),
                 Err(e) => {
                     warn!(channel = %n.channel, error = %e, "notification failed");
                     failures.push(format!("notify `{}`: {e}", n.channel));
                 }
             }
+            self.store.record_delivery(&r.run_id, &delivery).await?;
+            deliveries.push(delivery);
         }
-        failures
+        Ok((failures, deliveries))
+    }
+
+    /// Renders one notify entry's message and sends it; `Ok` carries the receipt.
+    async fn notify_one(
+        &self,
+        task: &TaskSpec,
+        r: &RunResult,
+        n: &NotifySpec,
+        occurrence: usize,
+        ctx: &minijinja::Value,
+    ) -> Result<String, NotifyError> {
+        let Some(spec) = self.config.channels.get(&n.channel) else {
+            return Err(NotifyError::Permanent("channel is not defined".into()));
+        };
+        let tpl = MessageTemplate::locate(&self.config.templates_dir, &n.template);
+        let (subject, body) = tpl.render(ctx).map_err(NotifyError::Permanent)?;
+        let html = if spec.kind.wants_html() {
+            tpl.render_html(ctx).map_err(NotifyError::Permanent)?
+        } else {
+            None
+        };
+        let message = Message {
+            task: task.name.clone(),
+            run_id: r.run_id.clone(),
+            channel: n.channel.clone(),
+            occurrence,
+            recipients: n.recipients.clone(),
+            cc: n.cc.clone(),
+            bcc: n.bcc.clone(),
+            subject,
+            body,
+            html,
+            attachments: r.files.clone(),
+        };
+        notify::build(spec).notify(&message).await
     }
 }
 

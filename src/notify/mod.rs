@@ -1,15 +1,19 @@
 //! Notifications: the [`Notifier`] trait, the report a message is rendered from, and the
-//! built-in `outbox` channel.
+//! channels: [`outbox`] (JSON files) and [`email`] (SMTP).
 //!
 //! A task's `notify` entries name channels declared in `config.yaml`. For each entry that
 //! applies to the run's outcome, the executor renders the entry's template
 //! ([`crate::template::MessageTemplate`]) with [`RunReport::context`] and hands the
-//! [`Message`] to the channel. Errors say whether a retry can help ([`NotifyError`]).
+//! [`Message`] to the channel. Errors say whether a retry can help ([`NotifyError`]); the
+//! executor records each outcome as a delivery of the run (`crate::store::DeliveryRecord`),
+//! with the channel's receipt (the email Message-ID).
 //!
 //! Adding a channel: a `RawChannel`/`ChannelKind` variant (config), a module implementing
 //! [`Notifier`], an arm in [`build`], and the shared channel tests.
 
+pub mod email;
 pub mod outbox;
+pub mod robot;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -98,16 +102,30 @@ pub struct Message {
     pub task: String,
     pub run_id: String,
     pub channel: String,
+    /// 1 for the task's first notify entry on this channel, 2 for its second, …: with
+    /// `run_id` and `channel` it names the delivery (outbox file name, email Message-ID).
+    #[serde(skip)]
+    pub occurrence: usize,
+    /// `To:` for email; free text for the outbox.
     pub recipients: Vec<String>,
+    /// Email only.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub cc: Vec<String>,
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub bcc: Vec<String>,
     pub subject: String,
+    /// Plain text (the template's `.md.j2`).
     pub body: String,
+    /// HTML body (the template's `.html.j2`), for channels that send one.
+    #[serde(skip)]
+    pub html: Option<String>,
     pub attachments: Vec<FileRecord>,
 }
 
 /// Why a notification failed, and whether trying again can help.
 #[derive(Debug, Clone, thiserror::Error)]
 pub enum NotifyError {
-    #[error("{0} (will retry)")]
+    #[error("{0} (retryable)")]
     Retryable(String),
     #[error("{0}")]
     Permanent(String),
@@ -124,5 +142,6 @@ pub trait Notifier: Send + Sync {
 pub fn build(spec: &ChannelSpec) -> Box<dyn Notifier> {
     match &spec.kind {
         ChannelKind::Outbox { dir } => Box::new(outbox::Outbox::new(dir.clone())),
+        ChannelKind::Email(email) => Box::new(email::Email::new(&spec.name, email)),
     }
 }

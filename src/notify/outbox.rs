@@ -21,8 +21,14 @@ impl Outbox {
 
     fn write(&self, message: &Message) -> std::io::Result<PathBuf> {
         std::fs::create_dir_all(&self.dir)?;
+        // A channel's second notify entry in a task writes `_2`, so nothing is replaced.
+        let entry = if message.occurrence > 1 {
+            format!("_{}", message.occurrence)
+        } else {
+            String::new()
+        };
         let name = format!(
-            "{}_{}_{}.json",
+            "{}_{}_{}{entry}.json",
             message.task, message.run_id, message.channel
         );
         let partial = partial_path(&self.dir, &name);

@@ -7,8 +7,13 @@
 //!
 //! Adding a backend: a variant of `DatasourceSpec` (config), a module implementing
 //! [`Source`], an arm in [`build`], and the shared conformance tests.
+//!
+//! `oracle` is compiled only with the `oracle` cargo feature; without it, validation
+//! refuses `type: oracle` datasources with a message that says how to build one.
 
 pub mod mysql;
+#[cfg(feature = "oracle")]
+pub mod oracle;
 pub mod postgres;
 pub mod sqlite;
 
@@ -180,5 +185,12 @@ pub async fn build(name: &str, spec: &DatasourceSpec) -> Result<Box<dyn Source>,
             *max_connections,
             *connect_timeout,
         )?)),
+        #[cfg(feature = "oracle")]
+        DatasourceSpec::Oracle { .. } => Ok(Box::new(oracle::OracleSource::new(name, spec)?)),
+        #[cfg(not(feature = "oracle"))]
+        DatasourceSpec::Oracle { .. } => Err(SourceError::new(
+            name,
+            crate::config::validate::ORACLE_NOT_BUILT,
+        )),
     }
 }

@@ -88,6 +88,38 @@ pub struct FileRecord {
     pub sha256: String,
 }
 
+/// A download link: an opaque id for one published file of a run (see
+/// [`crate::links`]). The server finds the file through this row only.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LinkRecord {
+    /// The opaque random id in the URL.
+    pub id: String,
+    pub run_id: String,
+    /// The file, resolved (absolute, symlinks followed) when the link was made.
+    pub path: String,
+    /// The name the download is saved under.
+    pub name: String,
+    pub bytes: u64,
+    pub sha256: String,
+    pub created_at: DateTime<Utc>,
+}
+
+/// One request for a link, served or refused.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DownloadRecord {
+    pub link_id: String,
+    pub at: DateTime<Utc>,
+    /// The client's IP address (the socket peer, or `X-Forwarded-For` with
+    /// `links.trust_proxy`).
+    pub client: String,
+    /// The `Range` header as sent, if any.
+    pub range: Option<String>,
+    /// The HTTP status answered.
+    pub status: u16,
+    /// Body bytes handed to the connection (updated when the body ends or is dropped).
+    pub bytes_sent: u64,
+}
+
 /// A request to claim one fire.
 #[derive(Debug, Clone)]
 pub struct Claim {
@@ -132,6 +164,43 @@ pub struct RunRecord {
     pub reason: Option<String>,
     /// For deferred runs: when they may start.
     pub deferred_until: Option<DateTime<Utc>>,
+    /// What each notification of the run did, in the task's `notify` order.
+    pub deliveries: Vec<DeliveryRecord>,
+}
+
+/// The outcome of one notification of a run: one task `notify` entry on one channel.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DeliveryRecord {
+    pub channel: String,
+    /// 1 for the task's first notify entry on this channel, 2 for its second, …
+    pub occurrence: u32,
+    /// `sent` or `failed`.
+    pub status: DeliveryStatus,
+    /// For a failure: whether trying again can help (SMTP 4xx, connection lost) or not
+    /// (SMTP 5xx, bad credentials or certificate, attachments over the limit).
+    pub retryable: bool,
+    /// What the channel returned: the Message-ID for email, the file for the outbox.
+    pub receipt: Option<String>,
+    /// Why it failed (names the channel and server, never a password).
+    pub error: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+/// Whether a notification went out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryStatus {
+    Sent,
+    Failed,
+}
+
+impl DeliveryStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliveryStatus::Sent => "sent",
+            DeliveryStatus::Failed => "failed",
+        }
+    }
 }
 
 /// Which runs to list.
@@ -183,6 +252,14 @@ pub trait RunStore: Send + Sync {
     /// Adds warnings to a finished run (notification failures found after recording).
     async fn append_warnings(&self, run_id: &str, warnings: &[String]) -> Result<(), StoreError>;
 
+    /// Records what a notification of a run did; a later record for the same
+    /// `(run, channel, occurrence)` replaces the earlier one.
+    async fn record_delivery(
+        &self,
+        run_id: &str,
+        delivery: &DeliveryRecord,
+    ) -> Result<(), StoreError>;
+
     /// The newest runs first.
     async fn list(&self, filter: &HistoryFilter) -> Result<Vec<RunRecord>, StoreError>;
 
@@ -233,6 +310,27 @@ pub trait RunStore: Send + Sync {
         alive: &(dyn Fn(u32) -> bool + Sync),
         now: DateTime<Utc>,
     ) -> Result<Vec<String>, StoreError>;
+
+    /// Inserts a download link unless the run's file (`run_id`, `path`) already has one;
+    /// returns the row that is in the store (the existing one, or `link`).
+    async fn ensure_link(&self, link: &LinkRecord) -> Result<LinkRecord, StoreError>;
+
+    /// One link by id.
+    async fn link(&self, id: &str) -> Result<Option<LinkRecord>, StoreError>;
+
+    /// Records a request for a link; returns the download's row id (for
+    /// [`RunStore::set_download_bytes`]).
+    async fn record_download(&self, download: &DownloadRecord) -> Result<i64, StoreError>;
+
+    /// Sets how many body bytes a recorded download sent.
+    async fn set_download_bytes(&self, download: i64, bytes_sent: u64) -> Result<(), StoreError>;
+
+    /// The newest requests for a link first, at most `limit`.
+    async fn downloads(
+        &self,
+        link_id: &str,
+        limit: usize,
+    ) -> Result<Vec<DownloadRecord>, StoreError>;
 }
 
 /// Formats an instant the way the store keeps it: UTC, milliseconds, `Z` (sortable text).

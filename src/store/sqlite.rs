@@ -16,8 +16,8 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Claim, FileRecord, HistoryFilter, Op, Outcome, RunRecord, RunStore, Status, StoreError,
-    fmt_instant, parse_instant,
+    Claim, DeliveryRecord, DeliveryStatus, DownloadRecord, FileRecord, HistoryFilter, LinkRecord,
+    Op, Outcome, RunRecord, RunStore, Status, StoreError, fmt_instant, parse_instant,
 };
 
 /// Append-only schema migrations: `(version, SQL)`.
@@ -52,6 +52,47 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         task       TEXT PRIMARY KEY,
         cursor     TEXT NOT NULL,
         updated_at TEXT NOT NULL
+    );",
+    ),
+    // Download links and their requests. No foreign keys: retention may remove runs and
+    // links in any order, and a download row outlives nothing it needs.
+    (
+        3,
+        "CREATE TABLE links (
+        id         TEXT PRIMARY KEY,
+        run_id     TEXT NOT NULL,
+        path       TEXT NOT NULL,
+        name       TEXT NOT NULL,
+        bytes      INTEGER NOT NULL,
+        sha256     TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        UNIQUE (run_id, path)
+    );
+    CREATE TABLE downloads (
+        id           INTEGER PRIMARY KEY AUTOINCREMENT,
+        link_id      TEXT NOT NULL,
+        at           TEXT NOT NULL,
+        client       TEXT NOT NULL,
+        range_header TEXT,
+        status       INTEGER NOT NULL,
+        bytes_sent   INTEGER NOT NULL DEFAULT 0
+    );
+    CREATE INDEX downloads_link_at ON downloads (link_id, at);",
+    ),
+    // One row per notification of a run (task notify entry × channel): sent with its
+    // receipt (the email Message-ID), or failed with the reason and whether a retry helps.
+    (
+        4,
+        "CREATE TABLE deliveries (
+        run_id     TEXT NOT NULL,
+        channel    TEXT NOT NULL,
+        occurrence INTEGER NOT NULL,
+        status     TEXT NOT NULL,
+        retryable  INTEGER NOT NULL DEFAULT 0,
+        receipt    TEXT,
+        error      TEXT,
+        at         TEXT NOT NULL,
+        PRIMARY KEY (run_id, channel, occurrence)
     );",
     ),
 ];
@@ -115,6 +156,19 @@ impl SqliteStore {
 
     fn err(&self, e: sqlx::Error) -> StoreError {
         db(&self.path.display().to_string(), e)
+    }
+
+    /// A run's deliveries, in notify order (first notification first).
+    async fn deliveries(&self, run_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM deliveries WHERE run_id = ? ORDER BY rowid")
+            .bind(run_id)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(row_to_delivery)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -232,6 +286,48 @@ fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, sqlx::Error
             .try_get::<Option<String>, _>("deferred_until")?
             .as_deref()
             .and_then(parse_instant),
+        deliveries: Vec::new(),
+    })
+}
+
+fn row_to_delivery(row: &sqlx::sqlite::SqliteRow) -> Result<DeliveryRecord, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    let at: String = row.try_get("at")?;
+    let occurrence: i64 = row.try_get("occurrence")?;
+    let retryable: i64 = row.try_get("retryable")?;
+    Ok(DeliveryRecord {
+        channel: row.try_get("channel")?,
+        occurrence: occurrence.max(0) as u32,
+        status: match status.as_str() {
+            "sent" => DeliveryStatus::Sent,
+            "failed" => DeliveryStatus::Failed,
+            other => {
+                return Err(sqlx::Error::Decode(
+                    format!("unknown delivery status `{other}`").into(),
+                ));
+            }
+        },
+        retryable: retryable != 0,
+        receipt: row.try_get("receipt")?,
+        error: row.try_get("error")?,
+        at: parse_instant(&at)
+            .ok_or_else(|| sqlx::Error::Decode(format!("bad instant `{at}` in at").into()))?,
+    })
+}
+
+fn row_to_link(row: &sqlx::sqlite::SqliteRow) -> Result<LinkRecord, sqlx::Error> {
+    let created: String = row.try_get("created_at")?;
+    let bytes: i64 = row.try_get("bytes")?;
+    Ok(LinkRecord {
+        id: row.try_get("id")?,
+        run_id: row.try_get("run_id")?,
+        path: row.try_get("path")?,
+        name: row.try_get("name")?,
+        bytes: bytes.max(0) as u64,
+        sha256: row.try_get("sha256")?,
+        created_at: parse_instant(&created).ok_or_else(|| {
+            sqlx::Error::Decode(format!("bad instant `{created}` in created_at").into())
+        })?,
     })
 }
 
@@ -374,10 +470,15 @@ impl RunStore for SqliteStore {
             }
         }
         .map_err(|e| self.err(e))?;
-        rows.iter()
+        let mut records: Vec<RunRecord> = rows
+            .iter()
             .map(row_to_record)
             .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        for r in &mut records {
+            r.deliveries = self.deliveries(&r.run_id).await?;
+        }
+        Ok(records)
     }
 
     async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
@@ -386,10 +487,37 @@ impl RunStore for SqliteStore {
             .fetch_optional(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        row.as_ref()
+        let mut record = row
+            .as_ref()
             .map(row_to_record)
             .transpose()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        if let Some(r) = &mut record {
+            r.deliveries = self.deliveries(&r.run_id).await?;
+        }
+        Ok(record)
+    }
+
+    async fn record_delivery(&self, run_id: &str, d: &DeliveryRecord) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO deliveries (run_id, channel, occurrence, status, retryable, receipt, error, at)
+             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (run_id, channel, occurrence) DO UPDATE SET
+                 status = excluded.status, retryable = excluded.retryable,
+                 receipt = excluded.receipt, error = excluded.error, at = excluded.at",
+        )
+        .bind(run_id)
+        .bind(&d.channel)
+        .bind(i64::from(d.occurrence))
+        .bind(d.status.as_str())
+        .bind(i64::from(d.retryable))
+        .bind(&d.receipt)
+        .bind(&d.error)
+        .bind(fmt_instant(d.at))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
     }
 
     async fn record(&self, c: &Claim, status: Status, reason: &str) -> Result<bool, StoreError> {
@@ -506,6 +634,109 @@ impl RunStore for SqliteStore {
         }
         Ok(reaped)
     }
+
+    async fn ensure_link(&self, link: &LinkRecord) -> Result<LinkRecord, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(e))?;
+        sqlx::query(
+            "INSERT INTO links (id, run_id, path, name, bytes, sha256, created_at)
+             VALUES (?, ?, ?, ?, ?, ?, ?)
+             ON CONFLICT (run_id, path) DO NOTHING",
+        )
+        .bind(&link.id)
+        .bind(&link.run_id)
+        .bind(&link.path)
+        .bind(&link.name)
+        .bind(link.bytes as i64)
+        .bind(&link.sha256)
+        .bind(fmt_instant(link.created_at))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        let row = sqlx::query("SELECT * FROM links WHERE run_id = ? AND path = ?")
+            .bind(&link.run_id)
+            .bind(&link.path)
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        row_to_link(&row).map_err(|e| self.err(e))
+    }
+
+    async fn link(&self, id: &str) -> Result<Option<LinkRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM links WHERE id = ?")
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        row.as_ref()
+            .map(row_to_link)
+            .transpose()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn record_download(&self, d: &DownloadRecord) -> Result<i64, StoreError> {
+        let res = sqlx::query(
+            "INSERT INTO downloads (link_id, at, client, range_header, status, bytes_sent)
+             VALUES (?, ?, ?, ?, ?, ?)",
+        )
+        .bind(&d.link_id)
+        .bind(fmt_instant(d.at))
+        .bind(&d.client)
+        .bind(&d.range)
+        .bind(i64::from(d.status))
+        .bind(d.bytes_sent as i64)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(res.last_insert_rowid())
+    }
+
+    async fn set_download_bytes(&self, download: i64, bytes_sent: u64) -> Result<(), StoreError> {
+        sqlx::query("UPDATE downloads SET bytes_sent = ? WHERE id = ?")
+            .bind(bytes_sent as i64)
+            .bind(download)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn downloads(
+        &self,
+        link_id: &str,
+        limit: usize,
+    ) -> Result<Vec<DownloadRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM downloads WHERE link_id = ? ORDER BY at DESC, id DESC LIMIT ?",
+        )
+        .bind(link_id)
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|row| {
+                let at: String = row.try_get("at")?;
+                let status: i64 = row.try_get("status")?;
+                let bytes: i64 = row.try_get("bytes_sent")?;
+                Ok(DownloadRecord {
+                    link_id: row.try_get("link_id")?,
+                    at: parse_instant(&at).ok_or_else(|| {
+                        sqlx::Error::Decode(format!("bad instant `{at}` in downloads").into())
+                    })?,
+                    client: row.try_get("client")?,
+                    range: row.try_get("range_header")?,
+                    status: u16::try_from(status).unwrap_or(0),
+                    bytes_sent: bytes.max(0) as u64,
+                })
+            })
+            .collect::<Result<_, sqlx::Error>>()
+            .map_err(|e| self.err(e))
+    }
 }
 
 #[cfg(test)]
@@ -564,6 +795,47 @@ mod tests {
             store.list(&HistoryFilter::default()).await.unwrap().len(),
             2
         );
+    }
+
+    #[tokio::test]
+    async fn links_are_made_once_per_file_and_downloads_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("ferry.db"))
+            .await
+            .unwrap();
+        let at = parse_instant("2026-01-01T00:00:00Z").unwrap();
+        let link = |id: &str, path: &str| LinkRecord {
+            id: id.into(),
+            run_id: "r1".into(),
+            path: path.into(),
+            name: "a.csv".into(),
+            bytes: 3,
+            sha256: "ab".into(),
+            created_at: at,
+        };
+        let first = store.ensure_link(&link("id1", "/x/a.csv")).await.unwrap();
+        assert_eq!(first.id, "id1");
+        // The same file again keeps its id; another file gets its own.
+        let again = store.ensure_link(&link("id2", "/x/a.csv")).await.unwrap();
+        assert_eq!(again, first);
+        let other = store.ensure_link(&link("id3", "/x/b.csv")).await.unwrap();
+        assert_eq!(other.id, "id3");
+        assert_eq!(store.link("id1").await.unwrap(), Some(first));
+        assert_eq!(store.link("id2").await.unwrap(), None);
+
+        let d = DownloadRecord {
+            link_id: "id1".into(),
+            at,
+            client: "127.0.0.1".into(),
+            range: Some("bytes=0-1".into()),
+            status: 206,
+            bytes_sent: 0,
+        };
+        let row = store.record_download(&d).await.unwrap();
+        store.set_download_bytes(row, 2).await.unwrap();
+        let got = store.downloads("id1", 10).await.unwrap();
+        assert_eq!(got, [DownloadRecord { bytes_sent: 2, ..d }]);
+        assert!(store.downloads("id3", 10).await.unwrap().is_empty());
     }
 
     #[tokio::test]

@@ -6,8 +6,12 @@ mod support;
 mod bad_input;
 mod cancel;
 mod crash;
+mod email;
+mod links;
 mod multi;
 mod mysql;
+#[cfg(feature = "oracle")]
+mod oracle;
 mod outputs;
 mod postgres;
 mod runs;

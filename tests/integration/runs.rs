@@ -22,7 +22,14 @@ fn json_contract_and_history_of_a_successful_run() {
     assert_eq!(
         keys,
         [
-            "error", "files", "rows", "run_id", "status", "task", "warnings"
+            "deliveries",
+            "error",
+            "files",
+            "rows",
+            "run_id",
+            "status",
+            "task",
+            "warnings"
         ]
     );
     assert_eq!(json["status"], "succeeded");
@@ -142,6 +149,49 @@ fn notifications_go_to_the_outbox_unless_disabled() {
         "{body}"
     );
     assert!(body.contains("sales_202611.csv"), "{body}");
+}
+
+#[test]
+fn the_same_channel_twice_writes_two_messages_and_records_two_deliveries() {
+    let p = Project::fixture("project");
+    p.write(
+        "tasks/twice.yaml",
+        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
+         notify:\n  - box\n  - { channel: box, recipients: [oncall@example.com] }\n",
+    );
+    let json = p.run_json("twice", &[], 0);
+    let run_id = json["run_id"].as_str().unwrap();
+    let mut outbox = p.files("outbox");
+    outbox.sort();
+    assert_eq!(
+        outbox,
+        [
+            format!("twice_{run_id}_box.json"),
+            format!("twice_{run_id}_box_2.json")
+        ]
+    );
+    let second: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(p.path().join("outbox").join(&outbox[1])).unwrap())
+            .unwrap();
+    assert_eq!(
+        second["recipients"],
+        serde_json::json!(["oncall@example.com"])
+    );
+    let deliveries = json["deliveries"].as_array().unwrap();
+    assert_eq!(deliveries.len(), 2);
+    for (d, n) in deliveries.iter().zip([1, 2]) {
+        assert_eq!(d["channel"], "box");
+        assert_eq!(d["occurrence"], n);
+        assert_eq!(d["status"], "sent");
+        assert!(
+            d["receipt"].as_str().unwrap().starts_with("written to "),
+            "{d}"
+        );
+    }
+    assert_eq!(
+        history_json(&p, "twice")[0]["deliveries"],
+        json["deliveries"]
+    );
 }
 
 #[test]

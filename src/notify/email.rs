@@ -1,0 +1,846 @@
+//! The `email` channel: one SMTP message per notification, sent with lettre over tokio.
+//!
+//! - **Message.** `From:` the channel's sender, `To:`/`Cc:` from the notify entry (or the
+//!   channel's defaults); `Bcc:` recipients get the message through the envelope only and
+//!   never appear in its headers. The subject and the plain-text body come from the
+//!   template's `.subject.j2` and `.md.j2`, the HTML body (when the template has one) from
+//!   `.html.j2`, as `multipart/alternative`. Result files are attached (base64, byte for
+//!   byte) with their MIME type (xlsx, csv, zip).
+//! - **Non-ASCII.** lettre encodes subjects and display names as RFC 2047 encoded words and
+//!   file names in `Content-Disposition` per RFC 2231 (`filename*=utf-8''%E9%94%80…`, split
+//!   into `filename*0*=` … for long names). Clients that predate RFC 2231 look at the
+//!   `name` parameter of `Content-Type`, so ferry also sets that, as RFC 2047 encoded words
+//!   (what Outlook and Gmail send).
+//! - **Message-ID** is ferry's own, `<RUN_ID.CHANNEL@FROM_DOMAIN>` (`.N` after the channel
+//!   for its N-th notify entry in the task), so a resend of the same notification carries
+//!   the same id; it is the receipt recorded on the run.
+//! - **Size.** A message whose attachments exceed `max_attachment_bytes` is refused as a
+//!   permanent failure that names the sizes and the limit (never sent without them).
+//!   lettre needs the whole message in memory: each file is read straight into its base64
+//!   body and the builder is dropped once the message is formatted, so a 25 MB attachment
+//!   peaks at about 86 MB for the whole `ferry run` (docs/benchmarks.md).
+//! - **Errors.** SMTP 4xx replies, refused or lost connections and timeouts are
+//!   [`NotifyError::Retryable`], and so is a server that stops answering for `timeout`
+//!   (ferry connects and does implicit TLS itself, so that every read and write has that
+//!   limit: lettre's async client bounds only connecting). 5xx replies (including failed
+//!   authentication), TLS and certificate failures and a server without STARTTLS are
+//!   [`NotifyError::Permanent`].
+//!   Messages name the channel, the server and the user, never the password.
+
+use std::net::SocketAddr;
+use std::path::Path;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
+use std::task::{Context, Poll};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use lettre::address::Envelope;
+use lettre::message::header::{ContentTransferEncoding, ContentType};
+use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
+use lettre::transport::smtp::authentication::{Credentials, Mechanism};
+use lettre::transport::smtp::client::{
+    AsyncSmtpConnection, AsyncTokioStream, Certificate, CertificateStore, TlsParameters,
+};
+use lettre::transport::smtp::extension::ClientId;
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::{CertificateDer, ServerName};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::TcpStream;
+use tokio::time::Sleep;
+
+use super::{Message, Notifier, NotifyError};
+use crate::config::{EmailSpec, SmtpSecurity, format_duration};
+use crate::template::human_bytes;
+
+/// MIME type of `.xlsx` files.
+const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
+
+/// Parses one address, `name@example.com` or `Display Name <name@example.com>`.
+pub fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
+    let t = text.trim();
+    if t.is_empty() {
+        return Err("empty address".into());
+    }
+    t.parse::<Mailbox>().map_err(|_| {
+        let why = match t.matches('@').count() {
+            0 => "no `@`",
+            1 => "not a valid mailbox",
+            _ => "more than one `@`",
+        };
+        format!(
+            "invalid address `{t}` ({why}; expected `name@example.com` or \
+             `Display Name <name@example.com>`)"
+        )
+    })
+}
+
+/// The certificates of a `ca_file` (PEM); an error names the file and says what is wrong.
+pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
+    let pem = std::fs::read(path).map_err(|e| {
+        format!(
+            "cannot read ca_file {}: {}",
+            path.display(),
+            crate::config::validate::io_message(&e)
+        )
+    })?;
+    let certs = CertificateDer::pem_slice_iter(&pem)
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| format!("ca_file {}: not valid PEM: {e}", path.display()))?;
+    if certs.is_empty() {
+        return Err(format!(
+            "ca_file {} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
+            path.display()
+        ));
+    }
+    Ok(certs)
+}
+
+/// Whether `host` is the local machine (plain SMTP with a password is allowed there).
+pub fn is_loopback(host: &str) -> bool {
+    let h = host.trim_end_matches('.');
+    h.eq_ignore_ascii_case("localhost")
+        || h.parse::<std::net::IpAddr>()
+            .is_ok_and(|ip| ip.is_loopback())
+}
+
+/// An `email` channel.
+pub struct Email {
+    name: String,
+    spec: EmailSpec,
+}
+
+impl Email {
+    pub fn new(name: &str, spec: &EmailSpec) -> Email {
+        Email {
+            name: name.to_string(),
+            spec: spec.clone(),
+        }
+    }
+
+    /// `host:port`, as messages show the server.
+    fn server(&self) -> String {
+        if self.spec.host.contains(':') {
+            format!("[{}]:{}", self.spec.host, self.spec.port)
+        } else {
+            format!("{}:{}", self.spec.host, self.spec.port)
+        }
+    }
+
+    /// The start of every error message: channel, server and user.
+    fn context(&self) -> String {
+        let user = self
+            .spec
+            .username
+            .as_deref()
+            .map(|u| format!(" as `{u}`"))
+            .unwrap_or_default();
+        format!(
+            "channel `{}`: SMTP server {} ({}{user})",
+            self.name,
+            self.server(),
+            self.spec.security.as_str()
+        )
+    }
+
+    fn permanent(&self, what: impl std::fmt::Display) -> NotifyError {
+        NotifyError::Permanent(format!("{}: {what}", self.context()))
+    }
+
+    /// ferry's Message-ID for a message of this channel.
+    fn message_id(&self, message: &Message, from: &Mailbox) -> String {
+        let entry = if message.occurrence > 1 {
+            format!(".{}", message.occurrence)
+        } else {
+            String::new()
+        };
+        format!(
+            "<{}.{}{entry}@{}>",
+            message.run_id,
+            message.channel,
+            from.email.domain()
+        )
+    }
+
+    /// The certificates this channel trusts: the system's roots plus `ca_file`'s.
+    fn roots(&self) -> Result<Vec<CertificateDer<'static>>, NotifyError> {
+        static SYSTEM: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
+        let mut roots = SYSTEM
+            .get_or_init(|| rustls_native_certs::load_native_certs().certs)
+            .clone();
+        if let Some(ca) = &self.spec.ca_file {
+            roots.extend(read_ca_file(ca).map_err(|e| self.permanent(e))?);
+        }
+        Ok(roots)
+    }
+
+    /// TLS for STARTTLS (lettre upgrades the connection), trusting exactly [`Self::roots`].
+    fn starttls_parameters(&self) -> Result<TlsParameters, NotifyError> {
+        let mut builder = TlsParameters::builder(self.spec.host.clone())
+            .certificate_store(CertificateStore::None);
+        for cert in self.roots()? {
+            let cert = Certificate::from_der(cert.to_vec())
+                .map_err(|e| self.permanent(format!("TLS setup failed: {e}")))?;
+            builder = builder.add_root_certificate(cert);
+        }
+        builder
+            .build_rustls()
+            .map_err(|e| self.permanent(format!("TLS setup failed: {}", lettre_message(&e))))
+    }
+
+    /// TLS for implicit TLS (done here, before SMTP starts), trusting exactly
+    /// [`Self::roots`].
+    fn tls_connector(&self) -> Result<tokio_rustls::TlsConnector, NotifyError> {
+        let mut store = rustls::RootCertStore::empty();
+        store.add_parsable_certificates(self.roots()?);
+        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
+            rustls::crypto::ring::default_provider(),
+        ))
+        .with_safe_default_protocol_versions()
+        .map_err(|e| self.permanent(format!("TLS setup failed: {e}")))?
+        .with_root_certificates(store)
+        .with_no_client_auth();
+        Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
+    }
+
+    /// One SMTP session: connect, TLS (implicit or STARTTLS), AUTH, the message, QUIT.
+    /// Every read and write gives up after `timeout` without progress.
+    async fn send(&self, envelope: &Envelope, raw: &[u8]) -> Result<(), NotifyError> {
+        let spec = &self.spec;
+        let limit = spec.timeout;
+        let connect = TcpStream::connect((spec.host.as_str(), spec.port));
+        let tcp = match tokio::time::timeout(limit, connect).await {
+            Err(_) => return Err(self.timed_out("connecting")),
+            Ok(Err(e)) => return Err(self.io_failure(&e)),
+            Ok(Ok(tcp)) => tcp,
+        };
+        let peer = tcp.peer_addr().map_err(|e| self.io_failure(&e))?;
+        let stream: Box<dyn AsyncTokioStream> = if spec.security == SmtpSecurity::Tls {
+            let name = ServerName::try_from(spec.host.clone())
+                .map_err(|e| self.permanent(format!("`{}`: {e}", spec.host)))?;
+            let handshake = self.tls_connector()?.connect(name, tcp);
+            match tokio::time::timeout(limit, handshake).await {
+                Err(_) => return Err(self.timed_out("the TLS handshake")),
+                Ok(Err(e)) => return Err(self.io_failure(&e)),
+                Ok(Ok(tls)) => Box::new(Idle::new(tls, peer, limit)),
+            }
+        } else {
+            Box::new(Idle::new(tcp, peer, limit))
+        };
+        let hello = ClientId::default();
+        let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &hello)
+            .await
+            .map_err(|e| self.classify(&e))?;
+        let starttls = match spec.security {
+            SmtpSecurity::StartTls => Some(self.starttls_parameters()?),
+            _ => None,
+        };
+        let session = async {
+            if let Some(tls) = starttls {
+                conn.starttls(tls, &hello).await?;
+            }
+            if let (Some(user), Some(password)) = (&spec.username, &spec.password) {
+                let credentials = Credentials::new(user.clone(), password.expose().to_string());
+                conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
+                    .await?;
+            }
+            conn.send(envelope, raw).await
+        }
+        .await;
+        match session {
+            Ok(_) => {
+                // The message is accepted; a failed QUIT changes nothing.
+                let _ = conn.quit().await;
+                Ok(())
+            }
+            // Dropping the connection closes it; after a failed TLS upgrade lettre's own
+            // `abort` would write to a stream it no longer has.
+            Err(e) => Err(self.classify(&e)),
+        }
+    }
+
+    fn timed_out(&self, what: &str) -> NotifyError {
+        NotifyError::Retryable(format!(
+            "{}: no progress in {what} within {} (timeout)",
+            self.context(),
+            format_duration(self.spec.timeout)
+        ))
+    }
+
+    /// A failure of ferry's own connect or TLS handshake.
+    fn io_failure(&self, e: &std::io::Error) -> NotifyError {
+        let msg = format!("{}: {}", self.context(), io_text(e));
+        match tls_error(e) {
+            Some(tls) => NotifyError::Permanent(format!("{msg}{}", tls_hint(tls))),
+            None => NotifyError::Retryable(msg),
+        }
+    }
+
+    /// Refuses attachments over the limit, with every size and the limit in the message.
+    fn check_size(&self, message: &Message) -> Result<(), NotifyError> {
+        let total: u64 = message.attachments.iter().map(|f| f.bytes).sum();
+        let limit = self.spec.max_attachment_bytes;
+        if total <= limit {
+            return Ok(());
+        }
+        let list = message
+            .attachments
+            .iter()
+            .map(|f| format!("{} {}", file_name(&f.path), human_bytes(f.bytes)))
+            .collect::<Vec<_>>()
+            .join(", ");
+        Err(NotifyError::Permanent(format!(
+            "channel `{}`: not sent: the attachments total {} ({total} bytes: {list}), \
+             over the channel's max_attachment_bytes of {} ({limit} bytes); raise \
+             max_attachment_bytes if the server accepts larger mail, or zip the output \
+             (output.zip: true)",
+            self.name,
+            human_bytes(total),
+            human_bytes(limit),
+        )))
+    }
+
+    /// Sorts a failed SMTP exchange into retryable and permanent, with a message that
+    /// names the channel and the server.
+    fn classify(&self, e: &lettre::transport::smtp::Error) -> NotifyError {
+        let msg = format!("{}: {}", self.context(), lettre_message(e));
+        if e.is_permanent() {
+            NotifyError::Permanent(msg)
+        } else if e.is_transient() || e.is_timeout() {
+            NotifyError::Retryable(msg)
+        } else if let Some(tls) = tls_error(e) {
+            NotifyError::Permanent(format!("{msg}{}", tls_hint(tls)))
+        } else if e.is_tls() || e.is_client() {
+            // TLS set-up, or the server lacks something the channel needs (STARTTLS, an
+            // AUTH mechanism, 8BITMIME): trying again does not help.
+            NotifyError::Permanent(msg)
+        } else {
+            // Connection refused or lost, a garbled reply.
+            NotifyError::Retryable(msg)
+        }
+    }
+}
+
+/// Added to certificate failures.
+const UNTRUSTED: &str =
+    " (the server's certificate is not trusted: check `host` and, for a private CA, `ca_file`)";
+
+#[async_trait]
+impl Notifier for Email {
+    async fn notify(&self, message: &Message) -> Result<String, NotifyError> {
+        self.check_size(message)?;
+        let from = parse_mailbox(&self.spec.from).map_err(|e| self.permanent(e))?;
+        let message_id = self.message_id(message, &from);
+        let built = {
+            let message = message.clone();
+            let message_id = message_id.clone();
+            let name = self.name.clone();
+            tokio::task::spawn_blocking(move || compose(&name, &message, from, message_id))
+                .await
+                .map_err(|e| {
+                    NotifyError::Retryable(format!(
+                        "channel `{}`: building the message stopped: {e}",
+                        self.name
+                    ))
+                })??
+        };
+        let (envelope, raw) = built;
+        self.send(&envelope, &raw).await?;
+        Ok(message_id)
+    }
+}
+
+/// Builds the MIME message and returns its envelope and bytes (the builder's copy of the
+/// attachments is dropped before the bytes are sent).
+fn compose(
+    channel: &str,
+    message: &Message,
+    from: Mailbox,
+    message_id: String,
+) -> Result<(Envelope, Vec<u8>), NotifyError> {
+    let bad_address =
+        |e: String| NotifyError::Permanent(format!("channel `{channel}`: recipient: {e}"));
+    let mut builder = lettre::Message::builder()
+        .from(from)
+        .subject(message.subject.clone())
+        .message_id(Some(message_id))
+        .user_agent(format!("ferry {}", env!("CARGO_PKG_VERSION")));
+    for to in &message.recipients {
+        builder = builder.to(parse_mailbox(to).map_err(bad_address)?);
+    }
+    for cc in &message.cc {
+        builder = builder.cc(parse_mailbox(cc).map_err(bad_address)?);
+    }
+    for bcc in &message.bcc {
+        builder = builder.bcc(parse_mailbox(bcc).map_err(bad_address)?);
+    }
+
+    let plain = SinglePart::plain(message.body.clone());
+    let text = message.html.as_ref().map(|html| {
+        MultiPart::alternative()
+            .singlepart(plain.clone())
+            .singlepart(SinglePart::html(html.clone()))
+    });
+    let built = if message.attachments.is_empty() {
+        match text {
+            Some(alternative) => builder.multipart(alternative),
+            None => builder.singlepart(plain),
+        }
+    } else {
+        let mut mixed = match text {
+            Some(alternative) => MultiPart::mixed().multipart(alternative),
+            None => MultiPart::mixed().singlepart(plain),
+        };
+        for f in &message.attachments {
+            mixed = mixed.singlepart(attachment(channel, Path::new(&f.path))?);
+        }
+        builder.multipart(mixed)
+    };
+    let email = built.map_err(|e| {
+        NotifyError::Permanent(format!(
+            "channel `{channel}`: cannot build the message: {e}"
+        ))
+    })?;
+    let envelope = email.envelope().clone();
+    let raw = email.formatted();
+    drop(email);
+    Ok((envelope, raw))
+}
+
+/// One result file as an attachment: base64 (so every byte arrives unchanged), its MIME
+/// type, and its name in both `Content-Disposition` (RFC 2231, by lettre) and the
+/// `Content-Type` `name` parameter (RFC 2047, for older clients).
+fn attachment(channel: &str, path: &Path) -> Result<SinglePart, NotifyError> {
+    let name = file_name(&path.display().to_string());
+    let bytes = std::fs::read(path).map_err(|e| {
+        // The file was published by this run; it is gone only if someone removed it.
+        NotifyError::Permanent(format!(
+            "channel `{channel}`: cannot read the attachment {}: {e}",
+            path.display()
+        ))
+    })?;
+    let body = Body::new_with_encoding(bytes, ContentTransferEncoding::Base64)
+        .expect("base64 can encode any bytes");
+    let content_type = ContentType::parse(&format!(
+        "{}; name=\"{}\"",
+        mime_type(&name),
+        encoded_words(&name)
+    ))
+    .or_else(|_| ContentType::parse(mime_type(&name)))
+    .expect("known MIME types parse");
+    Ok(Attachment::new(name).body(body, content_type))
+}
+
+/// The MIME type of a result file, by extension.
+pub fn mime_type(name: &str) -> &'static str {
+    let ext = name
+        .rsplit_once('.')
+        .map(|(_, e)| e.to_ascii_lowercase())
+        .unwrap_or_default();
+    match ext.as_str() {
+        "xlsx" => XLSX,
+        "csv" => "text/csv",
+        "zip" => "application/zip",
+        "txt" => "text/plain",
+        "json" => "application/json",
+        _ => "application/octet-stream",
+    }
+}
+
+fn file_name(path: &str) -> String {
+    Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| path.to_string())
+}
+
+/// `text` as RFC 2047 `B` encoded words of at most 75 characters each, separated by
+/// spaces; ASCII text without special characters is returned as it is.
+fn encoded_words(text: &str) -> String {
+    if text
+        .bytes()
+        .all(|b| (0x20..0x7f).contains(&b) && b != b'"' && b != b'\\' && b != b'=' && b != b'?')
+    {
+        return text.to_string();
+    }
+    // 75 - len("=?UTF-8?B??=") = 63 base64 characters: 45 bytes of UTF-8 per word, cut
+    // at character boundaries.
+    const MAX_BYTES: usize = 45;
+    let mut words = Vec::new();
+    let mut chunk = String::new();
+    for ch in text.chars() {
+        if chunk.len() + ch.len_utf8() > MAX_BYTES {
+            words.push(format!("=?UTF-8?B?{}?=", base64(chunk.as_bytes())));
+            chunk.clear();
+        }
+        chunk.push(ch);
+    }
+    if !chunk.is_empty() {
+        words.push(format!("=?UTF-8?B?{}?=", base64(chunk.as_bytes())));
+    }
+    words.join(" ")
+}
+
+/// Standard base64 with padding (RFC 4648), for encoded words.
+fn base64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// lettre's message (which already includes its causes) without repeated parts, e.g.
+/// `Connection error: Connection error: invalid peer certificate: UnknownIssuer`.
+fn lettre_message(e: &lettre::transport::smtp::Error) -> String {
+    let mut parts: Vec<&str> = Vec::new();
+    let text = e.to_string();
+    for part in text.split(": ") {
+        if parts.last() != Some(&part) {
+            parts.push(part);
+        }
+    }
+    parts.join(": ")
+}
+
+/// An I/O error as a short message (the rustls error inside, if any, spelled out).
+fn io_text(e: &std::io::Error) -> String {
+    match e.get_ref() {
+        Some(inner) => inner.to_string(),
+        None => e.to_string(),
+    }
+}
+
+/// The rustls error among the error's causes, if TLS failed. lettre reports a failed
+/// handshake as a connection error wrapping an `io::Error` that holds the rustls error.
+fn tls_error<'a>(e: &'a (dyn std::error::Error + 'static)) -> Option<&'a rustls::Error> {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(c) = cur {
+        let tls = c.downcast_ref::<rustls::Error>().or_else(|| {
+            c.downcast_ref::<std::io::Error>()
+                .and_then(|io| io.get_ref())
+                .and_then(|inner| inner.downcast_ref::<rustls::Error>())
+        });
+        if tls.is_some() {
+            return tls;
+        }
+        cur = c.source();
+    }
+    None
+}
+
+/// What to check after a TLS failure: the certificate's trust, or the `security` setting
+/// (TLS spoken to a plain SMTP port, or the reverse, fails before any certificate).
+fn tls_hint(e: &rustls::Error) -> &'static str {
+    match e {
+        rustls::Error::InvalidCertificate(_)
+        | rustls::Error::NoCertificatesPresented
+        | rustls::Error::UnsupportedNameType => UNTRUSTED,
+        _ => " (TLS failed: check `security` for this port; 465 is usually `tls`, 587 `starttls`)",
+    }
+}
+
+/// A stream whose reads and writes fail with `TimedOut` when they make no progress for
+/// `limit`: lettre's async SMTP client bounds only connecting, and a server that accepts
+/// the connection and then stays silent must not hold a run forever.
+struct Idle<S> {
+    inner: S,
+    peer: SocketAddr,
+    limit: Duration,
+    read: Option<Pin<Box<Sleep>>>,
+    write: Option<Pin<Box<Sleep>>>,
+}
+
+impl<S> Idle<S> {
+    fn new(inner: S, peer: SocketAddr, limit: Duration) -> Idle<S> {
+        Idle {
+            inner,
+            peer,
+            limit,
+            read: None,
+            write: None,
+        }
+    }
+}
+
+/// Polls an operation's inactivity timer (armed on first use): the error once it fires.
+fn expired(
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    limit: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Error> {
+    let sleep = timer.get_or_insert_with(|| Box::pin(tokio::time::sleep(limit)));
+    match sleep.as_mut().poll(cx) {
+        Poll::Ready(()) => {
+            *timer = None;
+            Poll::Ready(std::io::Error::new(
+                std::io::ErrorKind::TimedOut,
+                format!("the server made no progress for {}", format_duration(limit)),
+            ))
+        }
+        Poll::Pending => Poll::Pending,
+    }
+}
+
+/// The outcome of an inner poll, with the timer reset on progress and checked otherwise.
+fn guard<T>(
+    polled: Poll<std::io::Result<T>>,
+    timer: &mut Option<Pin<Box<Sleep>>>,
+    limit: Duration,
+    cx: &mut Context<'_>,
+) -> Poll<std::io::Result<T>> {
+    match polled {
+        Poll::Ready(r) => {
+            *timer = None;
+            Poll::Ready(r)
+        }
+        Poll::Pending => expired(timer, limit, cx).map(Err),
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_read(cx, buf);
+        guard(polled, &mut this.read, this.limit, cx)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<std::io::Result<usize>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
+        guard(polled, &mut this.write, this.limit, cx)
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_flush(cx);
+        guard(polled, &mut this.write, this.limit, cx)
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        let this = self.get_mut();
+        let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
+        guard(polled, &mut this.write, this.limit, cx)
+    }
+}
+
+impl<S> std::fmt::Debug for Idle<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Idle")
+            .field("peer", &self.peer)
+            .field("limit", &self.limit)
+            .finish()
+    }
+}
+
+impl<S> AsyncTokioStream for Idle<S>
+where
+    S: AsyncRead + AsyncWrite + Send + Sync + Unpin,
+{
+    fn peer_addr(&self) -> std::io::Result<SocketAddr> {
+        Ok(self.peer)
+    }
+}
+
+/// Default timeout of an email channel.
+pub const DEFAULT_TIMEOUT: Duration = Duration::from_secs(60);
+
+/// Default `max_attachment_bytes`: 25 MiB, what most relays accept (before encoding).
+pub const DEFAULT_MAX_ATTACHMENT_BYTES: u64 = 25 * 1024 * 1024;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::store::FileRecord;
+
+    fn spec() -> EmailSpec {
+        EmailSpec {
+            host: "127.0.0.1".into(),
+            port: 2525,
+            security: SmtpSecurity::None,
+            username: None,
+            password: None,
+            ca_file: None,
+            timeout: DEFAULT_TIMEOUT,
+            from: "数据导出 <ferry@example.test>".into(),
+            max_attachment_bytes: 100,
+        }
+    }
+
+    fn message(dir: &Path, files: &[(&str, &[u8])]) -> Message {
+        let attachments = files
+            .iter()
+            .map(|(name, bytes)| {
+                let p = dir.join(name);
+                std::fs::write(&p, bytes).unwrap();
+                FileRecord {
+                    path: p.display().to_string(),
+                    bytes: bytes.len() as u64,
+                    sha256: String::new(),
+                }
+            })
+            .collect();
+        Message {
+            task: "t".into(),
+            run_id: "0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000".into(),
+            channel: "mail".into(),
+            occurrence: 1,
+            recipients: vec!["alice@example.test".into()],
+            cc: vec!["Bob <bob@example.test>".into()],
+            bcc: vec!["carol@example.test".into()],
+            subject: "日报 daily".into(),
+            body: "text".into(),
+            html: Some("<p>html</p>".into()),
+            attachments,
+        }
+    }
+
+    #[test]
+    fn addresses_parse_with_and_without_a_name() {
+        assert_eq!(
+            parse_mailbox("数据导出 <ferry@example.com>")
+                .unwrap()
+                .email
+                .to_string(),
+            "ferry@example.com"
+        );
+        assert!(parse_mailbox("ferry@example.com").is_ok());
+        let e = parse_mailbox("not an address").unwrap_err();
+        assert!(e.starts_with("invalid address `not an address`"), "{e}");
+        assert!(parse_mailbox("a@b@c").is_err());
+        assert!(parse_mailbox(" ").is_err());
+    }
+
+    #[test]
+    fn loopback_hosts() {
+        for h in ["localhost", "127.0.0.1", "::1", "LOCALHOST."] {
+            assert!(is_loopback(h), "{h}");
+        }
+        for h in ["smtp.example.com", "10.0.0.1", "localhost.example.com"] {
+            assert!(!is_loopback(h), "{h}");
+        }
+    }
+
+    #[test]
+    fn mime_types_follow_the_extension() {
+        assert_eq!(mime_type("a.XLSX"), XLSX);
+        assert_eq!(mime_type("a.csv"), "text/csv");
+        assert_eq!(mime_type("a.zip"), "application/zip");
+        assert_eq!(mime_type("noext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn base64_matches_rfc_4648() {
+        for (raw, enc) in [
+            ("", ""),
+            ("f", "Zg=="),
+            ("fo", "Zm8="),
+            ("foo", "Zm9v"),
+            ("foobar", "Zm9vYmFy"),
+        ] {
+            assert_eq!(base64(raw.as_bytes()), enc);
+        }
+    }
+
+    #[test]
+    fn encoded_words_stay_short_and_cut_at_characters() {
+        assert_eq!(encoded_words("plain.csv"), "plain.csv");
+        let name = "销售明细".repeat(10) + ".xlsx";
+        let words = encoded_words(&name);
+        for w in words.split(' ') {
+            assert!(w.len() <= 75, "{w}");
+            assert!(w.starts_with("=?UTF-8?B?") && w.ends_with("?="), "{w}");
+        }
+        assert!(words.split(' ').count() > 1);
+    }
+
+    #[test]
+    fn message_ids_are_ferrys_own() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = message(dir.path(), &[]);
+        let email = Email::new("mail", &spec());
+        let from = parse_mailbox(&spec().from).unwrap();
+        assert_eq!(
+            email.message_id(&m, &from),
+            "<0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000.mail@example.test>"
+        );
+        m.occurrence = 2;
+        assert_eq!(
+            email.message_id(&m, &from),
+            "<0190aaaa-bbbb-7ccc-8ddd-eeeeffff0000.mail.2@example.test>"
+        );
+    }
+
+    #[test]
+    fn the_composed_message_encodes_names_and_hides_bcc() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = message(
+            dir.path(),
+            &[("销售明细_20261125.xlsx", b"PK\x03\x04 bytes")],
+        );
+        let from = parse_mailbox(&spec().from).unwrap();
+        let (envelope, raw) = compose("mail", &m, from, "<id@example.test>".into()).unwrap();
+        let text = String::from_utf8(raw).unwrap();
+        assert!(text.is_ascii(), "{text}");
+        let headers = &text[..text.find("\r\n\r\n").unwrap()];
+        assert!(!headers.contains("Bcc"), "{headers}");
+        assert!(!headers.contains("carol"), "{headers}");
+        let rcpt: Vec<String> = envelope.to().iter().map(|a| a.to_string()).collect();
+        assert_eq!(
+            rcpt,
+            [
+                "alice@example.test",
+                "bob@example.test",
+                "carol@example.test"
+            ]
+        );
+        assert!(
+            headers.contains("Message-ID: <id@example.test>"),
+            "{headers}"
+        );
+        assert!(headers.contains("Subject: =?utf-8?b?"), "{headers}");
+        assert!(text.contains("filename*0*=utf-8''%E9%94%80"), "{text}");
+        assert!(text.contains("name=\"=?UTF-8?B?"), "{text}");
+        assert!(text.contains(XLSX), "{text}");
+        assert!(text.contains("multipart/alternative"), "{text}");
+    }
+
+    #[test]
+    fn oversize_attachments_are_refused_with_sizes_and_limit() {
+        let dir = tempfile::tempdir().unwrap();
+        let m = message(
+            dir.path(),
+            &[("a.csv", &[b'x'; 80]), ("b.csv", &[b'y'; 40])],
+        );
+        let e = Email::new("mail", &spec()).check_size(&m).unwrap_err();
+        let NotifyError::Permanent(text) = e else {
+            panic!("not permanent: {e}")
+        };
+        assert!(text.contains("channel `mail`"), "{text}");
+        assert!(text.contains("120 bytes"), "{text}");
+        assert!(text.contains("a.csv 80 B, b.csv 40 B"), "{text}");
+        assert!(
+            text.contains("max_attachment_bytes of 100 B (100 bytes)"),
+            "{text}"
+        );
+    }
+
+    #[test]
+    fn the_password_never_shows() {
+        let mut s = spec();
+        s.username = Some("ferry@example.test".into());
+        s.password = Some(Secret::new("hunter2"));
+        let email = Email::new("mail", &s);
+        let text = format!("{} {:?}", email.context(), s);
+        assert!(!text.contains("hunter2"), "{text}");
+        assert!(text.contains("as `ferry@example.test`"), "{text}");
+    }
+}

@@ -1,0 +1,486 @@
+//! What the chat robots (DingTalk, WeCom, Feishu) share: one HTTP client, and a send queue
+//! per robot that honours its rate limit, merges notices when the queue backs up, pauses
+//! after the service says "too fast", and keeps every body under the service's size cap.
+//!
+//! A robot is identified by its webhook URL (hashed, so the token is not kept twice): two
+//! channels or task overrides that point at the same robot share one queue, because the
+//! service counts per robot. The queue lives in this process; several ferry processes
+//! posting to one robot each keep their own count.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, LazyLock, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use sha2::{Digest, Sha256};
+use tokio::sync::oneshot;
+use tokio::time::Instant;
+
+use super::NotifyError;
+
+/// One notice for a robot: what a rendered [`super::Message`] becomes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Notice {
+    pub title: String,
+    /// Markdown (each service's subset).
+    pub text: String,
+    /// Mobiles or user ids to `@`.
+    pub mentions: Vec<String>,
+    pub mention_all: bool,
+    /// A button under the text: (label, URL), e.g. a download link.
+    pub button: Option<(String, String)>,
+}
+
+/// How a post to a robot went wrong.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PostError {
+    /// The service said "too fast": the robot is paused for [`Limits::pause`].
+    Throttled(String),
+    /// Worth trying again later (5xx, 429, connection trouble).
+    Retryable(String),
+    /// Trying again cannot help (bad signature, keyword missing, robot deleted).
+    Permanent(String),
+}
+
+/// A chat service's endpoint for one robot.
+#[async_trait]
+pub trait Robot: Send + Sync + 'static {
+    /// Posts one notice (possibly merged from several); `Ok` carries a short receipt.
+    async fn post(&self, notice: &Notice) -> Result<String, PostError>;
+}
+
+/// A service's limits for one robot.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// Posts allowed in any rolling minute.
+    pub per_minute: usize,
+    /// How long the robot is left alone after the service throttled it.
+    pub pause: Duration,
+    /// Most bytes of notice text in one post (the body cap minus room for the envelope).
+    pub max_text: usize,
+}
+
+const WINDOW: Duration = Duration::from_secs(60);
+
+type Reply = oneshot::Sender<Result<String, NotifyError>>;
+
+/// A notice waiting for its robot, with everyone waiting for it (several after a merge).
+struct Waiting {
+    notice: Notice,
+    replies: Vec<Reply>,
+    /// How often the service throttled it already.
+    throttled: u32,
+}
+
+/// A throttled notice is tried again once after the pause; then the run hears about it.
+const THROTTLE_RETRIES: u32 = 1;
+
+#[derive(Default)]
+struct QueueState {
+    /// When the posts of the last minute went out, oldest first.
+    sent: VecDeque<Instant>,
+    paused_until: Option<Instant>,
+    waiting: Vec<Waiting>,
+    worker: bool,
+}
+
+type Queues = HashMap<String, Arc<Mutex<QueueState>>>;
+static QUEUES: LazyLock<Mutex<Queues>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+
+/// The queue key of a robot: a hash of its endpoint, never the token itself.
+pub fn robot_key(service: &str, endpoint: &str) -> String {
+    let digest = Sha256::digest(endpoint.as_bytes());
+    format!("{service}:{}", hex::encode(&digest[..8]))
+}
+
+/// Sends `notice` through the robot's queue and waits for the outcome. When several
+/// notices wait for the same robot, they go out merged into as few posts as fit.
+pub async fn deliver(
+    key: &str,
+    limits: Limits,
+    robot: Arc<dyn Robot>,
+    notice: Notice,
+) -> Result<String, NotifyError> {
+    let queue = QUEUES
+        .lock()
+        .expect("robot queues")
+        .entry(key.to_string())
+        .or_default()
+        .clone();
+    let (reply, outcome) = oneshot::channel();
+    let start_worker = {
+        let mut q = queue.lock().expect("robot queue");
+        q.waiting.push(Waiting {
+            notice,
+            replies: vec![reply],
+            throttled: 0,
+        });
+        !std::mem::replace(&mut q.worker, true)
+    };
+    if start_worker {
+        tokio::spawn(work(queue, limits, robot));
+    }
+    outcome
+        .await
+        .unwrap_or_else(|_| Err(NotifyError::Retryable("the robot queue stopped".into())))
+}
+
+/// Drains a robot's queue: waits for a free slot in the rolling minute, takes everything
+/// waiting, merges it into as few notices as fit, posts them, and answers every sender.
+async fn work(queue: Arc<Mutex<QueueState>>, limits: Limits, robot: Arc<dyn Robot>) {
+    loop {
+        // Wait for a slot (or the end of a pause) before taking what is waiting, so that
+        // notices arriving meanwhile are merged into the next post.
+        let wait = {
+            let mut q = queue.lock().expect("robot queue");
+            if q.waiting.is_empty() {
+                q.worker = false;
+                return;
+            }
+            slot_wait(&mut q, limits, Instant::now())
+        };
+        if let Some(until) = wait {
+            tokio::time::sleep_until(until).await;
+            continue;
+        }
+        let batch = std::mem::take(&mut queue.lock().expect("robot queue").waiting);
+        for w in merge(batch, limits.max_text) {
+            let wait = slot_wait(
+                &mut queue.lock().expect("robot queue"),
+                limits,
+                Instant::now(),
+            );
+            if let Some(until) = wait {
+                tokio::time::sleep_until(until).await;
+            }
+            let result = robot.post(&w.notice).await;
+            let outcome = {
+                let mut q = queue.lock().expect("robot queue");
+                q.sent.push_back(Instant::now());
+                match result {
+                    Ok(receipt) if w.replies.len() > 1 => Ok(format!(
+                        "{receipt} (merged with {} other notices for this robot)",
+                        w.replies.len() - 1
+                    )),
+                    Ok(receipt) => Ok(receipt),
+                    Err(PostError::Throttled(msg)) => {
+                        q.paused_until = Some(Instant::now() + limits.pause);
+                        if w.throttled < THROTTLE_RETRIES {
+                            // First in line once the pause is over.
+                            q.waiting.insert(
+                                0,
+                                Waiting {
+                                    throttled: w.throttled + 1,
+                                    ..w
+                                },
+                            );
+                            continue;
+                        }
+                        Err(NotifyError::Retryable(format!(
+                            "{msg} (again after a {} pause)",
+                            crate::config::format_duration(limits.pause)
+                        )))
+                    }
+                    Err(PostError::Retryable(msg)) => Err(NotifyError::Retryable(msg)),
+                    Err(PostError::Permanent(msg)) => Err(NotifyError::Permanent(msg)),
+                }
+            };
+            for reply in w.replies {
+                let _ = reply.send(outcome.clone());
+            }
+        }
+    }
+}
+
+/// `None` when a post may go out now; otherwise when to look again. Forgets posts older
+/// than the window and an expired pause.
+fn slot_wait(q: &mut QueueState, limits: Limits, now: Instant) -> Option<Instant> {
+    if let Some(until) = q.paused_until {
+        if until > now {
+            return Some(until);
+        }
+        q.paused_until = None;
+    }
+    while q.sent.front().is_some_and(|t| *t + WINDOW <= now) {
+        q.sent.pop_front();
+    }
+    if q.sent.len() >= limits.per_minute.max(1) {
+        q.sent.front().map(|t| *t + WINDOW)
+    } else {
+        None
+    }
+}
+
+/// Groups waiting notices into posts of at most `max_text` bytes of text, in order. One
+/// notice stays as it is (shortened if it alone is too long); several become one digest.
+fn merge(batch: Vec<Waiting>, max_text: usize) -> Vec<Waiting> {
+    let mut groups: Vec<(Vec<Notice>, Vec<Reply>, u32)> = Vec::new();
+    let mut size = 0;
+    for w in batch {
+        let button = w
+            .notice
+            .button
+            .as_ref()
+            .map_or(0, |(l, u)| l.len() + u.len() + 8);
+        let len = w.notice.text.len() + SEPARATOR.len() + w.notice.title.len() + 8 + button;
+        match groups.last_mut() {
+            Some((notices, replies, throttled)) if size + len <= max_text => {
+                notices.push(w.notice);
+                replies.extend(w.replies);
+                *throttled = (*throttled).max(w.throttled);
+                size += len;
+            }
+            _ => {
+                size = len + DIGEST_HEAD;
+                groups.push((vec![w.notice], w.replies, w.throttled));
+            }
+        }
+    }
+    groups
+        .into_iter()
+        .map(|(notices, replies, throttled)| {
+            let mut notice = if notices.len() == 1 {
+                notices.into_iter().next().expect("one notice")
+            } else {
+                digest(notices)
+            };
+            notice.text = shorten(&notice.text, max_text);
+            Waiting {
+                notice,
+                replies,
+                throttled,
+            }
+        })
+        .collect()
+}
+
+/// Room for the digest's first line.
+const DIGEST_HEAD: usize = 80;
+
+const SEPARATOR: &str = "\n\n---\n\n";
+
+fn digest(notices: Vec<Notice>) -> Notice {
+    let count = notices.len();
+    let mut mentions: Vec<String> = Vec::new();
+    let mut mention_all = false;
+    let mut text = format!("**{count} notices** (merged: the robot's rate limit was reached)");
+    for n in notices {
+        text.push_str(SEPARATOR);
+        text.push_str(&format!("#### {}\n\n", n.title));
+        text.push_str(&n.text);
+        if let Some((label, url)) = &n.button {
+            text.push_str(&format!("\n\n[{label}]({url})"));
+        }
+        mention_all |= n.mention_all;
+        for m in n.mentions {
+            if !mentions.contains(&m) {
+                mentions.push(m);
+            }
+        }
+    }
+    Notice {
+        title: format!("ferry: {count} notices"),
+        text,
+        mentions,
+        mention_all,
+        button: None,
+    }
+}
+
+/// Cuts `text` to at most `max` bytes (at a character boundary) and says so at the end.
+pub fn shorten(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let note = format!(
+        "\n\n… (shortened: the full message was {} bytes, over this robot's limit)",
+        text.len()
+    );
+    let mut cut = max.saturating_sub(note.len());
+    while cut > 0 && !text.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    format!("{}{note}", &text[..cut])
+}
+
+/// The shared HTTP client (rustls with the ring provider and the system's roots).
+pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
+    static PROVIDER: std::sync::Once = std::sync::Once::new();
+    PROVIDER.call_once(|| {
+        // Another part of the program may have installed one first; either is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+    });
+    reqwest::Client::builder()
+        .timeout(timeout)
+        .connect_timeout(timeout.min(Duration::from_secs(10)))
+        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+        .build()
+        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+}
+
+/// Classifies a transport-level failure (no HTTP answer, or an HTTP error status). The
+/// URL is left out of the message: it carries the robot's token.
+pub fn http_failure(service: &str, e: reqwest::Error) -> PostError {
+    let status = e.status();
+    let text = crate::source::error_chain(&e.without_url());
+    match status {
+        Some(s) if s.as_u16() == 429 || s.is_server_error() => {
+            PostError::Retryable(format!("{service} answered HTTP {s}: {text}"))
+        }
+        Some(s) => PostError::Permanent(format!("{service} answered HTTP {s}: {text}")),
+        None => PostError::Retryable(format!("{service} could not be reached: {text}")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    fn notice(i: usize) -> Notice {
+        Notice {
+            title: format!("task {i}"),
+            text: format!("run {i} succeeded"),
+            mentions: vec![format!("1380000000{}", i % 2)],
+            mention_all: false,
+            button: None,
+        }
+    }
+
+    /// Records when each post went out and what it carried.
+    struct Recorder {
+        posts: Mutex<Vec<(Instant, Notice)>>,
+        throttle_first: AtomicUsize,
+    }
+
+    #[async_trait]
+    impl Robot for Recorder {
+        async fn post(&self, notice: &Notice) -> Result<String, PostError> {
+            self.posts
+                .lock()
+                .unwrap()
+                .push((Instant::now(), notice.clone()));
+            if self.throttle_first.load(Ordering::SeqCst) > 0 {
+                self.throttle_first.fetch_sub(1, Ordering::SeqCst);
+                return Err(PostError::Throttled("130101 send too fast".into()));
+            }
+            Ok("sent".into())
+        }
+    }
+
+    const LIMITS: Limits = Limits {
+        per_minute: 20,
+        pause: Duration::from_secs(600),
+        max_text: 300,
+    };
+
+    #[tokio::test(start_paused = true)]
+    async fn a_flood_stays_within_the_rate_and_every_notice_arrives() {
+        let robot = Arc::new(Recorder {
+            posts: Mutex::new(Vec::new()),
+            throttle_first: AtomicUsize::new(0),
+        });
+        let start = Instant::now();
+        let mut handles = Vec::new();
+        for i in 0..100 {
+            let robot = robot.clone() as Arc<dyn Robot>;
+            handles.push(tokio::spawn(async move {
+                // Notices trickle in, one every 200 ms, for 20 seconds.
+                tokio::time::sleep(Duration::from_millis(200 * i as u64)).await;
+                deliver("test:flood", LIMITS, robot, notice(i)).await
+            }));
+        }
+        for h in handles {
+            assert!(h.await.unwrap().is_ok());
+        }
+        let posts = robot.posts.lock().unwrap().clone();
+        // Every notice is in exactly one post.
+        let mut seen: Vec<usize> = Vec::new();
+        for (_, n) in &posts {
+            for i in 0..100 {
+                if n.text.contains(&format!("run {i} succeeded"))
+                    && !n.text.contains(&format!("run {i}0 succeeded"))
+                {
+                    seen.push(i);
+                }
+            }
+        }
+        seen.sort();
+        seen.dedup();
+        assert_eq!(seen.len(), 100, "{posts:#?}");
+        // No rolling minute holds more than 20 posts.
+        for (i, (t, _)) in posts.iter().enumerate() {
+            let in_window = posts[i..]
+                .iter()
+                .take_while(|(u, _)| *u < *t + WINDOW)
+                .count();
+            assert!(in_window <= 20, "{in_window} posts in a minute");
+        }
+        assert!(posts.len() < 100, "merged: {} posts", posts.len());
+        assert!(start.elapsed() < Duration::from_secs(120));
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_throttled_robot_pauses_then_tries_the_notice_once_more() {
+        let robot = Arc::new(Recorder {
+            posts: Mutex::new(Vec::new()),
+            throttle_first: AtomicUsize::new(1),
+        });
+        // Throttled once: the notice waits out the pause and goes through.
+        let before = Instant::now();
+        let first = deliver("test:throttle", LIMITS, robot.clone(), notice(1)).await;
+        assert_eq!(first.unwrap(), "sent");
+        assert!(before.elapsed() >= Duration::from_secs(600));
+        assert_eq!(robot.posts.lock().unwrap().len(), 2);
+        // Throttled twice: the run hears about it, as worth retrying later.
+        robot.throttle_first.store(2, Ordering::SeqCst);
+        let again = deliver("test:throttle", LIMITS, robot.clone(), notice(2)).await;
+        match again {
+            Err(NotifyError::Retryable(msg)) => {
+                assert_eq!(msg, "130101 send too fast (again after a 10m pause)")
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn notices_merge_up_to_the_size_cap_and_keep_their_mentions() {
+        let mut replies = Vec::new();
+        let batch: Vec<Waiting> = (0..30)
+            .map(|i| {
+                let (reply, rx) = oneshot::channel();
+                replies.push(rx);
+                Waiting {
+                    notice: notice(i),
+                    replies: vec![reply],
+                    throttled: 0,
+                }
+            })
+            .collect();
+        let groups = merge(batch, LIMITS.max_text);
+        assert!(groups.len() > 1);
+        assert_eq!(groups.iter().map(|w| w.replies.len()).sum::<usize>(), 30);
+        for w in &groups {
+            assert!(
+                w.notice.text.len() <= LIMITS.max_text,
+                "{}",
+                w.notice.text.len()
+            );
+            assert!(!w.notice.text.contains("shortened"), "{}", w.notice.text);
+        }
+        let first = &groups[0].notice;
+        assert!(first.text.starts_with("**"), "{}", first.text);
+        assert_eq!(first.mentions, vec!["13800000000", "13800000001"]);
+    }
+
+    #[test]
+    fn long_text_is_shortened_with_a_note_at_a_character_boundary() {
+        let text = "销售".repeat(5000); // 30,000 bytes
+        let s = shorten(&text, 20_000);
+        assert!(s.len() <= 20_000, "{}", s.len());
+        assert!(
+            s.ends_with("… (shortened: the full message was 30000 bytes, over this robot's limit)")
+        );
+        assert_eq!(shorten("short", 10), "short");
+    }
+}

@@ -1,0 +1,1495 @@
+//! Oracle source (the `oracle` crate over ODPI-C), compiled only with the `oracle` cargo
+//! feature. One fresh session per query.
+//!
+//! The crate builds without any Oracle software (ODPI-C is compiled in) and loads Oracle's
+//! client library (`libclntsh.so`, from Oracle Instant Client) when the first connection
+//! is made. Without it every connection fails with DPI-1047, which ferry turns into a
+//! message that says what to install ([`CLIENT_MISSING`]).
+//!
+//! The driver is synchronous, so every call to it runs on tokio's blocking pool. Each
+//! query:
+//! 1. waits for one of the datasource's `max_connections` slots (shared by every run in
+//!    this process), then connects within the datasource's `connect_timeout` (in the
+//!    connect descriptor, [`connect_descriptor`], and bounded by ferry's own timer too);
+//! 2. sets the connection's call timeout to the task's timeout plus
+//!    [`STATEMENT_TIMEOUT_MARGIN`] (Oracle has no per-statement timeout setting; the call
+//!    timeout bounds each round trip to the server) and runs `SET TRANSACTION READ ONLY`,
+//!    so the server refuses writes (ORA-01456);
+//! 3. prepares the SQL as it is — ferry's `:name` placeholders are Oracle's own bind
+//!    syntax — and binds each placeholder Oracle found by name, typed ([`bind_type`]):
+//!    dates and date-times as `DATE`, the scheduled instant as `TIMESTAMP WITH TIME ZONE`,
+//!    numbers as `NUMBER`, text as `VARCHAR2`, booleans as 1/0;
+//! 4. fetches rows in arrays and sends them in chunks over a bounded channel with
+//!    `blocking_send`: the fetching thread waits while the writer is behind, so memory
+//!    stays flat;
+//! 5. when the run is cancelled (timeout, shutdown, `replace`), calls
+//!    `Connection::break_execution` from another thread, which stops the statement on the
+//!    server; the stream then ends with ORA-01013.
+//!
+//! The session is rolled back and closed after each query, so no session state carries
+//! over. Values are decoded by column type ([`Decoder`], see `docs/types.md`): exact
+//! NUMBER text, 64-bit integers, DATE and TIMESTAMP as date-times, TIMESTAMP WITH (LOCAL)
+//! TIME ZONE as instants with their offset. A type ferry does not know is read as the
+//! driver's text for it, with a warning on the run.
+//!
+//! Not tested against a live Oracle database here (none is available to the project's
+//! CI): the type mapping, the binds, the URL and the error messages are unit-tested, and
+//! the missing-client error is tested end to end.
+
+use std::sync::{Arc, Weak};
+use std::time::{Duration, Instant};
+
+use async_trait::async_trait;
+use chrono::{FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
+use oracle::sql_type::{IntervalDS, IntervalYM, OracleType, Timestamp, ToSql};
+use oracle::{Connection, Connector, SqlValue};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio_util::sync::CancellationToken;
+
+use super::{
+    CHANNEL_CHUNKS, CostEstimate, QueryStream, Source, SourceError, SourceInfo, error_chain,
+};
+use crate::config::{DatasourceSpec, Secret, format_duration};
+use crate::params::{ParamValue, RunParams};
+use crate::value::{Column, Kind, Row, Value};
+
+/// How much longer than the task's timeout the call timeout is (the same policy as the
+/// other servers' statement timeouts).
+pub const STATEMENT_TIMEOUT_MARGIN: Duration = super::postgres::STATEMENT_TIMEOUT_MARGIN;
+
+/// Most rows fetched in one round trip.
+const FETCH_ARRAY_SIZE: usize = 1000;
+
+/// The call timeout of `ferry sources test` and of health checks.
+const CHECK_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// What to do when Oracle's client library cannot be loaded (DPI-1047, DPI-1072).
+pub const CLIENT_MISSING: &str = "this ferry was built with Oracle support, which needs Oracle's client library at run time: install Oracle Instant Client Basic or Basic Light, 64-bit, version 19 or later (11.2 is the oldest that works), and the libaio package (libaio1 or libaio1t64 on Debian and Ubuntu); then let ferry find libclntsh.so: add the Instant Client folder (e.g. /opt/oracle/instantclient_23_7) to LD_LIBRARY_PATH for ferry, or write that folder into /etc/ld.so.conf.d/oracle-instantclient.conf and run ldconfig";
+
+/// An Oracle datasource.
+pub struct OracleSource {
+    name: String,
+    user: String,
+    password: Secret,
+    host: String,
+    port: u16,
+    service: String,
+    shown_url: String,
+    connect_timeout: Duration,
+    slots: Arc<Semaphore>,
+}
+
+/// A connection and the slot it holds; dropping it closes the session.
+struct Session {
+    conn: Arc<Connection>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl OracleSource {
+    /// Prepares the source from a `DatasourceSpec::Oracle`; nothing connects until a query
+    /// runs.
+    pub fn new(name: &str, spec: &DatasourceSpec) -> Result<OracleSource, SourceError> {
+        let DatasourceSpec::Oracle {
+            user,
+            password,
+            host,
+            port,
+            service,
+            shown_url,
+            max_connections,
+            connect_timeout,
+        } = spec
+        else {
+            return Err(SourceError::new(name, "not an Oracle datasource"));
+        };
+        Ok(OracleSource {
+            name: name.to_string(),
+            user: user.clone(),
+            password: password.clone(),
+            host: host.clone(),
+            port: *port,
+            service: service.clone(),
+            shown_url: shown_url.clone(),
+            connect_timeout: *connect_timeout,
+            slots: super::connection_slots(name, *max_connections),
+        })
+    }
+
+    fn fail(&self, msg: impl Into<String>) -> SourceError {
+        SourceError::new(&self.name, msg)
+    }
+
+    /// Opens a session after taking a connection slot. The slot stays taken until the
+    /// session is closed, even when ferry stopped waiting for a slow connect.
+    async fn connect(&self) -> Result<Session, SourceError> {
+        let permit = self
+            .slots
+            .clone()
+            .acquire_owned()
+            .await
+            .map_err(|_| self.fail("connection slots closed"))?;
+        let descriptor =
+            connect_descriptor(&self.host, self.port, &self.service, self.connect_timeout);
+        let mut connector = Connector::new(
+            self.user.as_str(),
+            self.password.expose(),
+            descriptor.as_str(),
+        );
+        connector
+            .driver_name(concat!("ferry : ", env!("CARGO_PKG_VERSION")))
+            .stmt_cache_size(0);
+        let job = tokio::task::spawn_blocking(move || {
+            connector.connect().map(|conn| Session {
+                conn: Arc::new(conn),
+                _permit: permit,
+            })
+        });
+        let limit = self.connect_timeout + Duration::from_secs(1);
+        match tokio::time::timeout(limit, job).await {
+            Ok(Ok(Ok(session))) => Ok(session),
+            Ok(Ok(Err(e))) => Err(self.fail(connect_message(
+                &Failure::of(&e),
+                &self.user,
+                &self.host,
+                self.port,
+                &self.service,
+                &self.shown_url,
+            ))),
+            Ok(Err(e)) => Err(self.fail(format!(
+                "cannot connect to {}: the connecting thread failed: {e}",
+                self.shown_url
+            ))),
+            Err(_) => Err(self.fail(format!(
+                "cannot connect to {}: no answer within {} (connect_timeout)",
+                self.shown_url,
+                format_duration(self.connect_timeout)
+            ))),
+        }
+    }
+
+    /// Runs `work` with the session on the blocking pool; driver errors become messages.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        session: Session,
+        work: impl FnOnce(&Connection) -> Result<T, oracle::Error> + Send + 'static,
+    ) -> Result<T, SourceError> {
+        let job = tokio::task::spawn_blocking(move || {
+            let r = work(&session.conn);
+            let _ = session.conn.rollback();
+            drop(session);
+            r
+        });
+        match job.await {
+            Ok(Ok(v)) => Ok(v),
+            Ok(Err(e)) => Err(self.fail(run_message(&Failure::of(&e)))),
+            Err(e) => Err(self.fail(format!("the Oracle call failed: {e}"))),
+        }
+    }
+}
+
+/// The SQL as Oracle takes it: without the trailing `;` that SQL*Plus users write (Oracle
+/// refuses it with ORA-00911/ORA-00933).
+fn statement_text(sql: &str) -> &str {
+    let t = sql.trim_end();
+    t.strip_suffix(';').unwrap_or(t).trim_end()
+}
+
+/// A connect descriptor for the listener at `host:port` and `service`, with the connect
+/// timeout (whole seconds, at least 1) in it: what an Easy Connect string
+/// `host:port/service` names, plus the timeouts, which Easy Connect only takes from
+/// Oracle Client 19 on.
+pub fn connect_descriptor(host: &str, port: u16, service: &str, timeout: Duration) -> String {
+    let secs = timeout.as_secs_f64().ceil().max(1.0) as u64;
+    format!(
+        "(DESCRIPTION=(CONNECT_TIMEOUT={secs})(TRANSPORT_CONNECT_TIMEOUT={secs})(RETRY_COUNT=0)\
+         (ADDRESS=(PROTOCOL=TCP)(HOST={host})(PORT={port}))(CONNECT_DATA=(SERVICE_NAME={service})))"
+    )
+}
+
+/// An error from the driver: Oracle's (`ORA-`) or ODPI-C's (`DPI-`) code and the text.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Failure {
+    ora: Option<i32>,
+    dpi: Option<i32>,
+    text: String,
+}
+
+impl Failure {
+    fn of(e: &oracle::Error) -> Failure {
+        let text = match e.db_error() {
+            Some(db) => db.message().trim_end().to_string(),
+            None => error_chain(e),
+        };
+        Failure {
+            ora: e.oci_code(),
+            dpi: e.dpi_code(),
+            text: strip_help_link(&text),
+        }
+    }
+
+    /// The client library is missing, too old, or cannot be loaded.
+    fn client_missing(&self) -> bool {
+        matches!(self.dpi, Some(1047 | 1072))
+    }
+}
+
+/// ODPI-C's "… See URL for help" tail: ferry says what to do itself.
+fn strip_help_link(text: &str) -> String {
+    match text.rfind(". See ") {
+        Some(i) if text.ends_with(" for help") => text[..i].to_string(),
+        _ => text.to_string(),
+    }
+}
+
+/// The message for a failed connect. Never contains the password (Oracle's messages do
+/// not repeat it, and the URL is shown redacted).
+fn connect_message(
+    f: &Failure,
+    user: &str,
+    host: &str,
+    port: u16,
+    service: &str,
+    shown_url: &str,
+) -> String {
+    let t = &f.text;
+    if f.client_missing() {
+        return format!("cannot load Oracle's client library ({t}): {CLIENT_MISSING}");
+    }
+    match f.ora {
+        Some(1017) => format!(
+            "authentication failed for user `{user}` at {shown_url} ({t}): check the user and password in the url"
+        ),
+        Some(28000) => format!(
+            "the account `{user}` is locked ({t}): ask the DBA to unlock it (ALTER USER {user} ACCOUNT UNLOCK)"
+        ),
+        Some(28001) => format!(
+            "the password of `{user}` has expired ({t}): set a new one and put it in the url"
+        ),
+        Some(12541) => format!(
+            "no Oracle listener at {host}:{port} ({t}): check the host and port in the url, and that the listener runs (`lsnrctl status` on the server)"
+        ),
+        Some(12514) => format!(
+            "the listener at {host}:{port} does not know the service `{service}` ({t}): check the service name in the url (`lsnrctl services` on the server lists them)"
+        ),
+        Some(12505) => format!(
+            "the listener at {host}:{port} does not know `{service}` ({t}): the url needs a service name, not a SID (`lsnrctl services` lists them)"
+        ),
+        Some(12545 | 12154 | 12543 | 12560) => format!(
+            "cannot reach {host}:{port} ({t}): check the host name or address in the url, and the network"
+        ),
+        Some(12170 | 12535) => format!(
+            "no answer from {host}:{port} within the connect timeout ({t}): check the host, port and firewall, or raise connect_timeout"
+        ),
+        _ => format!("cannot connect to {shown_url}: {t}"),
+    }
+}
+
+/// The message for a failure after connecting, with what the code means for ferry.
+fn run_message(f: &Failure) -> String {
+    let t = &f.text;
+    if f.client_missing() {
+        return format!("cannot load Oracle's client library ({t}): {CLIENT_MISSING}");
+    }
+    if f.dpi == Some(1067) || f.ora == Some(3156) {
+        return format!("{t} (the task's timeout, applied as the Oracle call timeout)");
+    }
+    match f.ora {
+        Some(1013) => format!("{t} (the run was stopped; ferry cancelled the statement)"),
+        Some(1456) => format!("{t} (ferry runs every query in a read-only transaction)"),
+        _ if t.contains("unsupported Oracle type") || t.contains("unknown Oracle type") => {
+            format!(
+                "the query returns a column whose type ferry's Oracle driver cannot fetch ({t}); convert it in the query: JSON_SERIALIZE(col RETURNING CLOB) for JSON, FROM_VECTOR(col) for VECTOR, TO_CHAR(col) or CAST(col AS VARCHAR2(4000)) otherwise"
+            )
+        }
+        _ => t.clone(),
+    }
+}
+
+/// The Oracle type a parameter is bound as. Date-times go as `DATE` (whole seconds, as
+/// ferry computes them) so that a `DATE` column compares without a conversion that would
+/// keep Oracle from using its index; the instant goes as `TIMESTAMP WITH TIME ZONE`.
+fn bind_type(v: &ParamValue) -> OracleType {
+    use chrono::Timelike;
+    match v {
+        ParamValue::Bool(_) | ParamValue::Int(_) | ParamValue::Float(_) => OracleType::Number(0, 0),
+        ParamValue::Text(s) => OracleType::Varchar2(s.len().max(1) as u32),
+        ParamValue::Date(_) => OracleType::Date,
+        ParamValue::DateTime(t) if t.nanosecond() == 0 => OracleType::Date,
+        ParamValue::DateTime(_) => OracleType::Timestamp(9),
+        ParamValue::Instant(_) => OracleType::TimestampTZ(9),
+    }
+}
+
+/// A date-time as the driver's timestamp (with a zero UTC offset when `utc`).
+fn timestamp_of(t: NaiveDateTime, utc: bool) -> Result<Timestamp, oracle::Error> {
+    use chrono::{Datelike, Timelike};
+    let ts = Timestamp::new(
+        t.year(),
+        t.month(),
+        t.day(),
+        t.hour(),
+        t.minute(),
+        t.second(),
+        t.nanosecond().min(999_999_999),
+    )?;
+    if utc { ts.and_tz_offset(0) } else { Ok(ts) }
+}
+
+/// A parameter bound with the type [`bind_type`] chose.
+struct Bind<'a>(&'a ParamValue);
+
+impl ToSql for Bind<'_> {
+    fn oratype(&self, _conn: &Connection) -> oracle::Result<OracleType> {
+        Ok(bind_type(self.0))
+    }
+
+    fn to_sql(&self, val: &mut SqlValue) -> oracle::Result<()> {
+        match self.0 {
+            ParamValue::Bool(b) => val.set(&i64::from(*b)),
+            ParamValue::Int(i) => val.set(i),
+            ParamValue::Float(f) => val.set(f),
+            ParamValue::Text(s) => val.set(&s.as_str()),
+            ParamValue::Date(d) => {
+                val.set(&timestamp_of(d.and_time(chrono::NaiveTime::MIN), false)?)
+            }
+            ParamValue::DateTime(t) => val.set(&timestamp_of(*t, false)?),
+            ParamValue::Instant(t) => val.set(&timestamp_of(t.naive_utc(), true)?),
+        }
+    }
+}
+
+/// Binds every placeholder Oracle found in the statement by name (Oracle reports them in
+/// upper case; ferry's names match case-insensitively).
+fn bind_all(stmt: &mut oracle::Statement, params: &RunParams) -> Result<(), BindError> {
+    let names: Vec<String> = stmt.bind_names().iter().map(|n| n.to_string()).collect();
+    for name in names {
+        let value = params
+            .values
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(&name))
+            .map(|(_, v)| v)
+            .ok_or_else(|| BindError::Missing(name.to_ascii_lowercase()))?;
+        stmt.bind(name.as_str(), &Bind(value))
+            .map_err(BindError::Driver)?;
+    }
+    Ok(())
+}
+
+enum BindError {
+    Missing(String),
+    Driver(oracle::Error),
+}
+
+impl BindError {
+    fn message(&self) -> String {
+        match self {
+            BindError::Missing(n) => format!("no value for parameter `:{n}`"),
+            BindError::Driver(e) => run_message(&Failure::of(e)),
+        }
+    }
+}
+
+/// How one column's values become [`Value`]s.
+#[derive(Debug, Clone, Copy, PartialEq)]
+enum Decoder {
+    /// NUMBER(p) with p ≤ 18 (and NUMBER(p,s) with s < 0 and p − s ≤ 18): fits an i64.
+    Int,
+    /// Any other NUMBER and FLOAT(p): the exact decimal text, its fraction padded to
+    /// `scale` digits (`NUMBER(10,2)` 12.5 → `12.50`).
+    Decimal {
+        scale: u8,
+    },
+    BinaryFloat,
+    BinaryDouble,
+    /// DATE: a date and a time of day to the second.
+    Date,
+    Timestamp,
+    /// TIMESTAMP WITH TIME ZONE and WITH LOCAL TIME ZONE: an instant with its offset.
+    Instant,
+    IntervalDs {
+        lead: u8,
+        frac: u8,
+    },
+    IntervalYm {
+        lead: u8,
+    },
+    Text,
+    Bytes,
+    Bool,
+    /// A type ferry does not know: the driver's text for it (with a warning).
+    Fallback,
+}
+
+impl Decoder {
+    fn for_type(t: &OracleType) -> Decoder {
+        match *t {
+            // Unconstrained NUMBER (and expressions) describe as precision 0, scale -127.
+            OracleType::Number(p, s) if p > 0 && s <= 0 && i32::from(p) - i32::from(s) <= 18 => {
+                Decoder::Int
+            }
+            OracleType::Number(_, s) => Decoder::Decimal {
+                scale: u8::try_from(s).unwrap_or(0),
+            },
+            OracleType::Float(_) => Decoder::Decimal { scale: 0 },
+            OracleType::Int64 | OracleType::UInt64 => Decoder::Int,
+            OracleType::BinaryFloat => Decoder::BinaryFloat,
+            OracleType::BinaryDouble => Decoder::BinaryDouble,
+            OracleType::Date => Decoder::Date,
+            OracleType::Timestamp(_) => Decoder::Timestamp,
+            OracleType::TimestampTZ(_) | OracleType::TimestampLTZ(_) => Decoder::Instant,
+            OracleType::IntervalDS(lead, frac) => Decoder::IntervalDs { lead, frac },
+            OracleType::IntervalYM(lead) => Decoder::IntervalYm { lead },
+            OracleType::Varchar2(_)
+            | OracleType::NVarchar2(_)
+            | OracleType::Char(_)
+            | OracleType::NChar(_)
+            | OracleType::Rowid
+            | OracleType::CLOB
+            | OracleType::NCLOB
+            | OracleType::Long
+            | OracleType::Xml
+            | OracleType::Json => Decoder::Text,
+            // A BFILE is read like a BLOB: the content of the file it points to.
+            OracleType::Raw(_) | OracleType::LongRaw | OracleType::BLOB | OracleType::BFILE => {
+                Decoder::Bytes
+            }
+            OracleType::Boolean => Decoder::Bool,
+            // REF CURSOR, object and collection types.
+            _ => Decoder::Fallback,
+        }
+    }
+
+    fn kind(self) -> Kind {
+        match self {
+            Decoder::Int => Kind::Int,
+            Decoder::Decimal { .. } => Kind::Decimal,
+            Decoder::BinaryFloat | Decoder::BinaryDouble => Kind::Float,
+            Decoder::Date | Decoder::Timestamp => Kind::DateTime,
+            Decoder::Instant => Kind::DateTimeTz,
+            Decoder::IntervalDs { .. } | Decoder::IntervalYm { .. } | Decoder::Text => Kind::Text,
+            Decoder::Bytes => Kind::Bytes,
+            Decoder::Bool => Kind::Bool,
+            Decoder::Fallback => Kind::Unknown,
+        }
+    }
+
+    /// Reads one value from the driver (`None` for NULL).
+    fn fetch(self, v: &SqlValue) -> Result<Option<Fetched>, oracle::Error> {
+        if v.is_null()? {
+            return Ok(None);
+        }
+        Ok(Some(match self {
+            Decoder::Int => match v.get::<i64>() {
+                Ok(i) => Fetched::Int(i),
+                Err(_) => Fetched::Text(v.get::<String>()?),
+            },
+            Decoder::BinaryFloat => Fetched::F32(v.get::<f32>()?),
+            Decoder::BinaryDouble => Fetched::F64(v.get::<f64>()?),
+            Decoder::Date | Decoder::Timestamp | Decoder::Instant => {
+                Fetched::Timestamp(v.get::<Timestamp>()?)
+            }
+            Decoder::IntervalDs { .. } => Fetched::IntervalDs(v.get::<IntervalDS>()?),
+            Decoder::IntervalYm { .. } => Fetched::IntervalYm(v.get::<IntervalYM>()?),
+            Decoder::Bytes => Fetched::Bytes(v.get::<Vec<u8>>()?),
+            Decoder::Bool => Fetched::Bool(v.get::<bool>()?),
+            Decoder::Decimal { .. } | Decoder::Text | Decoder::Fallback => {
+                Fetched::Text(v.get::<String>()?)
+            }
+        }))
+    }
+
+    /// Turns a fetched value into ferry's value.
+    fn decode(self, f: Fetched) -> Result<Value, String> {
+        Ok(match (self, f) {
+            (_, Fetched::Int(i)) => Value::Int(i),
+            (Decoder::Int, Fetched::Text(t)) => {
+                if let Ok(i) = t.parse::<i64>() {
+                    Value::Int(i)
+                } else if let Ok(u) = t.parse::<u64>() {
+                    Value::UInt(u)
+                } else if crate::value::is_decimal_text(&t) {
+                    Value::Decimal(t)
+                } else {
+                    return Err(format!("`{t}` is not a number"));
+                }
+            }
+            (Decoder::Decimal { scale }, Fetched::Text(t)) => {
+                if !crate::value::is_decimal_text(&t) {
+                    return Err(format!("`{t}` is not a decimal number"));
+                }
+                Value::Decimal(pad_fraction(t, scale))
+            }
+            (_, Fetched::F32(f)) => Value::Float(f32_to_f64(f)),
+            (_, Fetched::F64(f)) => Value::Float(f),
+            (Decoder::Instant, Fetched::Timestamp(ts)) => {
+                let local = naive(&ts)?;
+                let offset = FixedOffset::east_opt(ts.tz_offset())
+                    .ok_or_else(|| format!("bad UTC offset {} s", ts.tz_offset()))?;
+                match offset.from_local_datetime(&local).single() {
+                    Some(t) => Value::DateTimeTz(t),
+                    None => return Err(format!("{ts} has no single instant")),
+                }
+            }
+            (_, Fetched::Timestamp(ts)) => Value::DateTime(naive(&ts)?),
+            (Decoder::IntervalDs { lead, frac }, Fetched::IntervalDs(i)) => {
+                Value::Text(i.and_prec(lead, frac).unwrap_or(i).to_string())
+            }
+            (_, Fetched::IntervalDs(i)) => Value::Text(i.to_string()),
+            (Decoder::IntervalYm { lead }, Fetched::IntervalYm(i)) => {
+                Value::Text(i.and_prec(lead).unwrap_or(i).to_string())
+            }
+            (_, Fetched::IntervalYm(i)) => Value::Text(i.to_string()),
+            (_, Fetched::Bytes(b)) => Value::Bytes(b),
+            (_, Fetched::Bool(b)) => Value::Bool(b),
+            (_, Fetched::Text(t)) => Value::Text(t),
+        })
+    }
+}
+
+/// One non-NULL value as the driver gave it, before it becomes a [`Value`].
+#[derive(Debug, Clone, PartialEq)]
+enum Fetched {
+    Int(i64),
+    Text(String),
+    F32(f32),
+    F64(f64),
+    Bytes(Vec<u8>),
+    Bool(bool),
+    Timestamp(Timestamp),
+    IntervalDs(IntervalDS),
+    IntervalYm(IntervalYM),
+}
+
+/// The wall-clock date and time of a driver timestamp (its offset left aside).
+fn naive(ts: &Timestamp) -> Result<NaiveDateTime, String> {
+    NaiveDate::from_ymd_opt(ts.year(), ts.month(), ts.day())
+        .and_then(|d| d.and_hms_nano_opt(ts.hour(), ts.minute(), ts.second(), ts.nanosecond()))
+        .ok_or_else(|| format!("{ts} is not a valid date and time"))
+}
+
+/// Pads the fraction of a decimal text with zeros to `scale` digits (Oracle sends
+/// `12.5` for 12.50 in a `NUMBER(10,2)` column); never cuts digits.
+fn pad_fraction(mut t: String, scale: u8) -> String {
+    let scale = usize::from(scale);
+    if scale == 0 {
+        return t;
+    }
+    let have = t.split_once('.').map_or(0, |(_, f)| f.len());
+    if have == 0 && !t.contains('.') {
+        t.push('.');
+    }
+    for _ in have..scale {
+        t.push('0');
+    }
+    t
+}
+
+/// A BINARY_FLOAT as the f64 whose shortest text is the f32's (`0.1`, not
+/// `0.10000000149011612`).
+fn f32_to_f64(f: f32) -> f64 {
+    if f.is_finite() {
+        f.to_string().parse().unwrap_or(f64::from(f))
+    } else {
+        f64::from(f)
+    }
+}
+
+/// The warning for a column ferry reads as the driver's text.
+fn fallback_warning(column: &str, db_type: &str) -> String {
+    format!(
+        "column `{column}` has Oracle type `{db_type}`, which ferry cannot read: its values are written as the driver's text for them; convert it in the query (TO_CHAR(...), JSON_SERIALIZE(...)) to choose"
+    )
+}
+
+/// Columns, decoders and warnings of a result set.
+fn describe_columns(info: &[oracle::ColumnInfo]) -> (Vec<Column>, Vec<Decoder>, Vec<String>) {
+    let mut columns = Vec::with_capacity(info.len());
+    let mut decoders = Vec::with_capacity(info.len());
+    let mut warnings = Vec::new();
+    for c in info {
+        let dec = Decoder::for_type(c.oracle_type());
+        let db_type = c.oracle_type().to_string();
+        if dec == Decoder::Fallback {
+            warnings.push(fallback_warning(c.name(), &db_type));
+        }
+        columns.push(Column {
+            name: c.name().to_string(),
+            db_type,
+            kind: dec.kind(),
+        });
+        decoders.push(dec);
+    }
+    (columns, decoders, warnings)
+}
+
+/// The call timeout for a run: the task's timeout plus the margin, within what the driver
+/// accepts (1 ms to 49 days).
+fn call_timeout(timeout: Duration) -> Duration {
+    (timeout + STATEMENT_TIMEOUT_MARGIN).clamp(
+        Duration::from_millis(1),
+        Duration::from_secs(49 * 24 * 3600),
+    )
+}
+
+/// Stops the connection's running call, if it is still open, from another thread.
+fn spawn_breaker(conn: Weak<Connection>, cancel: CancellationToken, done: CancellationToken) {
+    tokio::spawn(async move {
+        tokio::select! {
+            _ = cancel.cancelled() => {
+                if let Some(conn) = conn.upgrade() {
+                    let _ = tokio::task::spawn_blocking(move || conn.break_execution()).await;
+                }
+            }
+            _ = done.cancelled() => {}
+        }
+    });
+}
+
+#[async_trait]
+impl Source for OracleSource {
+    async fn query(
+        &self,
+        sql: &str,
+        params: &RunParams,
+        chunk_rows: usize,
+        timeout: Duration,
+        cancel: CancellationToken,
+    ) -> Result<QueryStream, SourceError> {
+        let session = self.connect().await?;
+
+        // From here on a cancelled run also stops the statement on the server.
+        let done = CancellationToken::new();
+        spawn_breaker(Arc::downgrade(&session.conn), cancel, done.clone());
+        let guard = done.drop_guard();
+
+        let (meta_tx, meta_rx) = oneshot::channel::<Result<QueryStream, SourceError>>();
+        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let name = self.name.clone();
+        let sql = statement_text(sql).to_string();
+        let params = params.clone();
+        let chunk_rows = chunk_rows.max(1);
+        tokio::task::spawn_blocking(move || {
+            let fail = |msg: String| SourceError::new(&name, msg);
+            let oracle_fail = |e: &oracle::Error| fail(run_message(&Failure::of(e)));
+            let conn = &session.conn;
+            let started = conn
+                .set_call_timeout(Some(call_timeout(timeout)))
+                .and_then(|_| conn.execute("SET TRANSACTION READ ONLY", &[]).map(|_| ()))
+                .map_err(|e| oracle_fail(&e))
+                .and_then(|_| {
+                    conn.statement(&sql)
+                        .fetch_array_size(chunk_rows.min(FETCH_ARRAY_SIZE) as u32)
+                        .build()
+                        .map_err(|e| oracle_fail(&e))
+                })
+                .and_then(|mut stmt| {
+                    bind_all(&mut stmt, &params).map_err(|e| fail(e.message()))?;
+                    stmt.into_result_set::<oracle::Row>(&[])
+                        .map_err(|e| oracle_fail(&e))
+                });
+            let mut rows = match started {
+                Ok(r) => r,
+                Err(e) => {
+                    let _ = meta_tx.send(Err(e));
+                    return;
+                }
+            };
+            let (columns, decoders, warnings) = describe_columns(rows.column_info());
+            if meta_tx
+                .send(Ok(QueryStream {
+                    columns,
+                    chunks: rx,
+                    warnings,
+                }))
+                .is_err()
+            {
+                return;
+            }
+            let mut chunk: Vec<Row> = Vec::with_capacity(chunk_rows.min(65_536));
+            let mut stopped = false;
+            'rows: for next in rows.by_ref() {
+                let r = match next {
+                    Ok(r) => r,
+                    Err(e) => {
+                        let _ = tx.blocking_send(Err(oracle_fail(&e)));
+                        stopped = true;
+                        break;
+                    }
+                };
+                let mut row = Vec::with_capacity(decoders.len());
+                for (i, (dec, v)) in decoders.iter().zip(r.sql_values()).enumerate() {
+                    let value = match dec.fetch(v) {
+                        Ok(None) => Ok(Value::Null),
+                        Ok(Some(f)) => dec.decode(f),
+                        Err(e) => Err(run_message(&Failure::of(&e))),
+                    };
+                    match value {
+                        Ok(v) => row.push(v),
+                        Err(e) => {
+                            let _ = tx.blocking_send(Err(fail(format!(
+                                "cannot read a value of column {}: {e}",
+                                i + 1
+                            ))));
+                            stopped = true;
+                            break 'rows;
+                        }
+                    }
+                }
+                chunk.push(row);
+                if chunk.len() >= chunk_rows {
+                    let full =
+                        std::mem::replace(&mut chunk, Vec::with_capacity(chunk_rows.min(65_536)));
+                    if tx.blocking_send(Ok(full)).is_err() {
+                        stopped = true; // The writer stopped (failed or cancelled).
+                        break;
+                    }
+                }
+            }
+            if !stopped && !chunk.is_empty() {
+                let _ = tx.blocking_send(Ok(chunk));
+            }
+            // Closing the cursor stops the statement; the session ends read-only and
+            // rolled back, and is closed with the last reference.
+            drop(rows);
+            let _ = session.conn.rollback();
+            drop(guard);
+            drop(session);
+        });
+        match meta_rx.await {
+            Ok(r) => r,
+            Err(_) => Err(self.fail("the query stopped before it returned its columns")),
+        }
+    }
+
+    async fn estimate_cost(
+        &self,
+        sql: &str,
+        params: &RunParams,
+        timeout: Duration,
+    ) -> Result<Option<CostEstimate>, SourceError> {
+        let session = self.connect().await?;
+        let id = statement_id();
+        let explain = format!(
+            "EXPLAIN PLAN SET STATEMENT_ID = '{id}' FOR {}",
+            statement_text(sql)
+        );
+        let params = params.clone();
+        let limit = call_timeout(timeout);
+        let (cost, rows) = self
+            .blocking(session, move |conn| {
+                conn.set_call_timeout(Some(limit))?;
+                // EXPLAIN PLAN writes the plan into PLAN_TABLE (so it cannot run in a
+                // read-only transaction) without running the query; the plan rows are
+                // rolled back after reading.
+                let mut stmt = conn.statement(&explain).build()?;
+                match bind_all(&mut stmt, &params) {
+                    Ok(()) => {}
+                    Err(BindError::Driver(e)) => return Err(e),
+                    Err(BindError::Missing(n)) => {
+                        return Err(oracle::Error::new(
+                            oracle::ErrorKind::InvalidBindName,
+                            format!("no value for parameter `:{n}`"),
+                        ));
+                    }
+                }
+                stmt.execute(&[])?;
+                conn.query_row_as::<(Option<f64>, Option<f64>)>(
+                    "SELECT cost, cardinality FROM plan_table WHERE statement_id = :1 AND id = 0",
+                    &[&id],
+                )
+            })
+            .await
+            .map_err(|e| {
+                self.fail(format!(
+                    "cannot estimate the query's cost (EXPLAIN PLAN): {}",
+                    e.message
+                ))
+            })?;
+        let cost = cost.ok_or_else(|| {
+            self.fail("EXPLAIN PLAN gave no cost (is the optimizer in RULE mode?)")
+        })?;
+        Ok(Some(CostEstimate {
+            cost,
+            unit: "Oracle optimizer cost units",
+            rows,
+        }))
+    }
+
+    async fn healthcheck(&self) -> Result<(), SourceError> {
+        let session = self.connect().await?;
+        self.blocking(session, |conn| {
+            conn.set_call_timeout(Some(CHECK_TIMEOUT))?;
+            conn.query_row_as::<i64>("SELECT 1 FROM dual", &[])
+                .map(|_| ())
+        })
+        .await
+    }
+
+    async fn describe(&self) -> Result<SourceInfo, SourceError> {
+        let start = Instant::now();
+        let session = self.connect().await?;
+        let connect_time = start.elapsed();
+        let (server, client, privileges, owned, granted) = self
+            .blocking(session, |conn| {
+                conn.set_call_timeout(Some(CHECK_TIMEOUT))?;
+                conn.execute("SET TRANSACTION READ ONLY", &[])?;
+                let (server, _banner) = conn.server_version()?;
+                let client = oracle::Version::client()?;
+                let privileges = conn
+                    .query_as::<String>(
+                        "SELECT privilege FROM session_privs ORDER BY privilege",
+                        &[],
+                    )?
+                    .collect::<Result<Vec<String>, _>>()?;
+                let owned = conn.query_row_as::<(u64, Option<String>)>(OWNED_TABLES_SQL, &[])?;
+                let granted =
+                    conn.query_row_as::<(u64, Option<String>)>(GRANTED_TABLES_SQL, &[])?;
+                Ok((server, client, privileges, owned, granted))
+            })
+            .await?;
+        let evidence = write_evidence(&privileges, owned, granted);
+        Ok(SourceInfo {
+            version: format!("Oracle Database {server} (client {client})"),
+            connect_time,
+            write_warning: (!evidence.is_empty())
+                .then(|| super::account_can_write(&evidence.join("; "))),
+        })
+    }
+}
+
+/// A fresh `STATEMENT_ID` for EXPLAIN PLAN (at most 30 characters, no quotes).
+fn statement_id() -> String {
+    let hex = uuid::Uuid::now_v7().simple().to_string();
+    format!("ferry_{}", &hex[hex.len() - 24..])
+}
+
+/// The tables the account owns (it can always change those): how many, and one.
+const OWNED_TABLES_SQL: &str = "SELECT COUNT(*), MIN(table_name) FROM user_tables";
+
+/// Other schemas' tables the account (directly or through an enabled role) may change.
+const GRANTED_TABLES_SQL: &str = "
+SELECT COUNT(*), MIN(owner || '.' || table_name) FROM (
+    SELECT owner, table_name FROM user_tab_privs_recd
+     WHERE privilege IN ('INSERT', 'UPDATE', 'DELETE', 'ALTER')
+    UNION
+    SELECT owner, table_name FROM role_tab_privs
+     WHERE privilege IN ('INSERT', 'UPDATE', 'DELETE', 'ALTER')
+)";
+
+/// True for a system privilege that lets the account change data or schema objects
+/// (`INSERT ANY TABLE`, `CREATE TABLE`, `DROP ANY VIEW`, `SYSDBA`...). `CREATE SESSION`
+/// (needed to log in) and `ALTER SESSION` do not count.
+fn is_write_privilege(privilege: &str) -> bool {
+    let p = privilege.trim().to_ascii_uppercase();
+    if matches!(p.as_str(), "CREATE SESSION" | "ALTER SESSION") {
+        return false;
+    }
+    const PREFIXES: &[&str] = &[
+        "CREATE ",
+        "ALTER ",
+        "DROP ",
+        "INSERT ",
+        "UPDATE ",
+        "DELETE ",
+        "MERGE ",
+        "TRUNCATE ",
+        "COMMENT ANY",
+        "GRANT ANY",
+        "EXECUTE ANY",
+        "BECOME USER",
+        "LOCK ANY",
+        "FLASHBACK ANY",
+        "REDEFINE ANY",
+        "ADMINISTER ",
+    ];
+    PREFIXES.iter().any(|x| p.starts_with(x))
+        || matches!(
+            p.as_str(),
+            "SYSDBA" | "SYSOPER" | "SYSBACKUP" | "SYSDG" | "SYSKM"
+        )
+}
+
+/// Why the account could write, from its session privileges, the tables it owns and the
+/// write grants it received on other schemas' tables (each a count and an example).
+fn write_evidence(
+    privileges: &[String],
+    owned: (u64, Option<String>),
+    granted: (u64, Option<String>),
+) -> Vec<String> {
+    let mut evidence = Vec::new();
+    let writes: Vec<&str> = privileges
+        .iter()
+        .map(String::as_str)
+        .filter(|p| is_write_privilege(p))
+        .collect();
+    match writes.len() {
+        0 => {}
+        n if n <= 4 => evidence.push(format!("system privileges {}", writes.join(", "))),
+        n => evidence.push(format!(
+            "system privileges {} and {} more",
+            writes[..3].join(", "),
+            n - 3
+        )),
+    }
+    let tables = |n: u64| if n == 1 { "table" } else { "tables" };
+    if let (n @ 1.., example) = owned {
+        evidence.push(format!(
+            "owns {n} {}, e.g. {}",
+            tables(n),
+            example.unwrap_or_default()
+        ));
+    }
+    if let (n @ 1.., example) = granted {
+        evidence.push(format!(
+            "INSERT, UPDATE, DELETE or ALTER granted on {n} {} of other schemas, e.g. {}",
+            tables(n),
+            example.unwrap_or_default()
+        ));
+    }
+    evidence
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ts(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, ns: u32) -> Timestamp {
+        Timestamp::new(y, mo, d, h, mi, s, ns).unwrap()
+    }
+
+    fn dec(t: OracleType, f: Fetched) -> Value {
+        Decoder::for_type(&t).decode(f).unwrap()
+    }
+
+    #[test]
+    fn numbers_map_to_exact_integers_and_decimals() {
+        // NUMBER(p) up to 18 digits always fits an i64; the driver sends p < 18 natively.
+        for t in [
+            OracleType::Number(1, 0),
+            OracleType::Number(10, 0),
+            OracleType::Number(18, 0),
+            OracleType::Number(16, -2),
+            OracleType::Int64,
+        ] {
+            assert_eq!(Decoder::for_type(&t), Decoder::Int, "{t}");
+            assert_eq!(Decoder::for_type(&t).kind(), Kind::Int);
+        }
+        assert_eq!(
+            dec(OracleType::Number(10, 0), Fetched::Int(-42)),
+            Value::Int(-42)
+        );
+        assert_eq!(
+            dec(
+                OracleType::Number(18, 0),
+                Fetched::Text("999999999999999999".into())
+            ),
+            Value::Int(999_999_999_999_999_999)
+        );
+        // Wider integers and unconstrained NUMBER stay exact decimal text.
+        for t in [
+            OracleType::Number(19, 0),
+            OracleType::Number(38, 0),
+            OracleType::Number(0, -127),
+            OracleType::Number(0, 0),
+            OracleType::Number(17, -2),
+            OracleType::Float(126),
+            OracleType::Float(63),
+        ] {
+            assert_eq!(Decoder::for_type(&t), Decoder::Decimal { scale: 0 }, "{t}");
+            assert_eq!(Decoder::for_type(&t).kind(), Kind::Decimal);
+        }
+        assert_eq!(
+            dec(
+                OracleType::Number(38, 0),
+                Fetched::Text("12345678901234567890123456789012345678".into())
+            ),
+            Value::Decimal("12345678901234567890123456789012345678".into())
+        );
+        assert_eq!(
+            dec(OracleType::Number(0, -127), Fetched::Text("0.1".into())),
+            Value::Decimal("0.1".into())
+        );
+        assert_eq!(
+            dec(
+                OracleType::Number(0, -127),
+                Fetched::Text("-0.000001".into())
+            ),
+            Value::Decimal("-0.000001".into())
+        );
+        // NUMBER(p,s): the fraction padded to the column's scale, never rounded.
+        assert_eq!(
+            Decoder::for_type(&OracleType::Number(38, 10)),
+            Decoder::Decimal { scale: 10 }
+        );
+        assert_eq!(
+            dec(
+                OracleType::Number(38, 10),
+                Fetched::Text("1234567890123456789012345678.1234567891".into())
+            ),
+            Value::Decimal("1234567890123456789012345678.1234567891".into())
+        );
+        assert_eq!(
+            dec(OracleType::Number(38, 10), Fetched::Text("-12.5".into())),
+            Value::Decimal("-12.5000000000".into())
+        );
+        assert_eq!(
+            dec(OracleType::Number(10, 2), Fetched::Text("7".into())),
+            Value::Decimal("7.00".into())
+        );
+        assert_eq!(
+            dec(OracleType::Number(10, 2), Fetched::Text("0.05".into())),
+            Value::Decimal("0.05".into())
+        );
+        assert!(
+            Decoder::for_type(&OracleType::Number(10, 2))
+                .decode(Fetched::Text("1e5".into()))
+                .is_err()
+        );
+    }
+
+    #[test]
+    fn binary_floats_keep_their_short_text() {
+        assert_eq!(
+            Decoder::for_type(&OracleType::BinaryFloat),
+            Decoder::BinaryFloat
+        );
+        assert_eq!(
+            dec(OracleType::BinaryFloat, Fetched::F32(0.1)),
+            Value::Float(0.1)
+        );
+        assert_eq!(
+            dec(OracleType::BinaryDouble, Fetched::F64(1e300)),
+            Value::Float(1e300)
+        );
+        assert!(matches!(
+            dec(OracleType::BinaryDouble, Fetched::F64(f64::NAN)),
+            Value::Float(f) if f.is_nan()
+        ));
+        assert_eq!(Decoder::BinaryDouble.kind(), Kind::Float);
+    }
+
+    #[test]
+    fn dates_and_timestamps_keep_their_precision() {
+        let t = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap();
+        assert_eq!(Decoder::for_type(&OracleType::Date).kind(), Kind::DateTime);
+        assert_eq!(
+            dec(
+                OracleType::Date,
+                Fetched::Timestamp(ts(2026, 11, 25, 14, 30, 5, 0))
+            ),
+            Value::DateTime(t("2026-11-25 14:30:05"))
+        );
+        assert_eq!(
+            dec(
+                OracleType::Timestamp(9),
+                Fetched::Timestamp(ts(2026, 2, 28, 23, 59, 59, 123_456_789))
+            ),
+            Value::DateTime(t("2026-02-28 23:59:59.123456789"))
+        );
+        // Years before the common era are dates too (Oracle goes back to 4712 BC).
+        assert!(matches!(
+            dec(
+                OracleType::Date,
+                Fetched::Timestamp(ts(-4712, 1, 1, 0, 0, 0, 0))
+            ),
+            Value::DateTime(_)
+        ));
+    }
+
+    #[test]
+    fn zoned_timestamps_are_instants_with_their_offset() {
+        for t in [OracleType::TimestampTZ(6), OracleType::TimestampLTZ(3)] {
+            assert_eq!(Decoder::for_type(&t), Decoder::Instant);
+            assert_eq!(Decoder::Instant.kind(), Kind::DateTimeTz);
+        }
+        let v = dec(
+            OracleType::TimestampTZ(6),
+            Fetched::Timestamp(
+                ts(2026, 11, 25, 10, 0, 0, 500_000_000)
+                    .and_tz_hm_offset(8, 0)
+                    .unwrap(),
+            ),
+        );
+        let Value::DateTimeTz(i) = v else {
+            panic!("{v:?}")
+        };
+        assert_eq!(i.to_rfc3339(), "2026-11-25T10:00:00.500+08:00");
+        let mut text = String::new();
+        crate::value::render_text(&Value::DateTimeTz(i), chrono_tz::Europe::Berlin, &mut text);
+        assert_eq!(text, "2026-11-25 03:00:00.500+01:00");
+        let west = dec(
+            OracleType::TimestampLTZ(6),
+            Fetched::Timestamp(
+                ts(2026, 7, 1, 20, 30, 0, 0)
+                    .and_tz_hm_offset(-3, -30)
+                    .unwrap(),
+            ),
+        );
+        let Value::DateTimeTz(w) = west else {
+            panic!("{west:?}")
+        };
+        assert_eq!(w.to_rfc3339(), "2026-07-01T20:30:00-03:30");
+    }
+
+    #[test]
+    fn intervals_are_oracle_text() {
+        assert_eq!(
+            Decoder::for_type(&OracleType::IntervalDS(2, 6)),
+            Decoder::IntervalDs { lead: 2, frac: 6 }
+        );
+        assert_eq!(Decoder::IntervalDs { lead: 2, frac: 6 }.kind(), Kind::Text);
+        assert_eq!(
+            dec(
+                OracleType::IntervalDS(2, 6),
+                Fetched::IntervalDs(IntervalDS::new(1, 2, 3, 4, 500_000_000).unwrap())
+            ),
+            Value::Text("+01 02:03:04.500000".into())
+        );
+        assert_eq!(
+            dec(
+                OracleType::IntervalDS(3, 0),
+                Fetched::IntervalDs(IntervalDS::new(-1, -2, 0, 0, 0).unwrap())
+            ),
+            Value::Text("-001 02:00:00".into())
+        );
+        assert_eq!(
+            dec(
+                OracleType::IntervalYM(2),
+                Fetched::IntervalYm(IntervalYM::new(1, 6).unwrap())
+            ),
+            Value::Text("+01-06".into())
+        );
+    }
+
+    #[test]
+    fn text_bytes_and_booleans() {
+        for t in [
+            OracleType::Varchar2(4000),
+            OracleType::NVarchar2(100),
+            OracleType::Char(10),
+            OracleType::NChar(10),
+            OracleType::Rowid,
+            OracleType::CLOB,
+            OracleType::NCLOB,
+            OracleType::Long,
+            OracleType::Xml,
+            OracleType::Json,
+        ] {
+            assert_eq!(Decoder::for_type(&t), Decoder::Text, "{t}");
+        }
+        assert_eq!(
+            dec(OracleType::NVarchar2(10), Fetched::Text("销售 😀".into())),
+            Value::Text("销售 😀".into())
+        );
+        // CHAR keeps Oracle's blank padding: it is part of the value.
+        assert_eq!(
+            dec(OracleType::Char(5), Fetched::Text("ab   ".into())),
+            Value::Text("ab   ".into())
+        );
+        assert_eq!(
+            dec(
+                OracleType::Rowid,
+                Fetched::Text("AAAR3sAAEAAAACXAAA".into())
+            ),
+            Value::Text("AAAR3sAAEAAAACXAAA".into())
+        );
+        for t in [
+            OracleType::Raw(16),
+            OracleType::LongRaw,
+            OracleType::BLOB,
+            OracleType::BFILE,
+        ] {
+            assert_eq!(Decoder::for_type(&t), Decoder::Bytes, "{t}");
+        }
+        let raw = dec(OracleType::Raw(16), Fetched::Bytes(vec![0xde, 0xad, 0x01]));
+        let mut text = String::new();
+        crate::value::render_text(&raw, chrono_tz::UTC, &mut text);
+        assert_eq!(text, "0xDEAD01");
+        assert_eq!(Decoder::for_type(&OracleType::Boolean), Decoder::Bool);
+        assert_eq!(
+            dec(OracleType::Boolean, Fetched::Bool(true)),
+            Value::Bool(true)
+        );
+        assert_eq!(Decoder::Bool.kind(), Kind::Bool);
+    }
+
+    #[test]
+    fn unknown_types_fall_back_to_text_with_a_warning() {
+        assert_eq!(Decoder::for_type(&OracleType::RefCursor), Decoder::Fallback);
+        assert_eq!(Decoder::Fallback.kind(), Kind::Unknown);
+        assert_eq!(
+            Decoder::Fallback.decode(Fetched::Text("MDSYS.SDO_GEOMETRY(2001, ...)".into())),
+            Ok(Value::Text("MDSYS.SDO_GEOMETRY(2001, ...)".into()))
+        );
+        assert_eq!(
+            fallback_warning("SHAPE", "MDSYS.SDO_GEOMETRY"),
+            "column `SHAPE` has Oracle type `MDSYS.SDO_GEOMETRY`, which ferry cannot read: its values are written as the driver's text for them; convert it in the query (TO_CHAR(...), JSON_SERIALIZE(...)) to choose"
+        );
+        // A type the driver cannot even describe fails the run with what to do.
+        let m = run_message(&Failure {
+            ora: None,
+            dpi: None,
+            text: "unsupported Oracle type JSON".into(),
+        });
+        assert!(m.contains("JSON_SERIALIZE(col RETURNING CLOB)"), "{m}");
+    }
+
+    #[test]
+    fn parameters_bind_with_oracle_types() {
+        let d = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
+        assert_eq!(bind_type(&ParamValue::Date(d)), OracleType::Date);
+        assert_eq!(
+            bind_type(&ParamValue::DateTime(d.and_hms_opt(2, 30, 0).unwrap())),
+            OracleType::Date
+        );
+        assert_eq!(
+            bind_type(&ParamValue::DateTime(
+                d.and_hms_milli_opt(2, 30, 0, 5).unwrap()
+            )),
+            OracleType::Timestamp(9)
+        );
+        assert_eq!(
+            bind_type(&ParamValue::Instant(chrono::Utc::now())),
+            OracleType::TimestampTZ(9)
+        );
+        assert_eq!(bind_type(&ParamValue::Int(5)), OracleType::Number(0, 0));
+        assert_eq!(bind_type(&ParamValue::Bool(true)), OracleType::Number(0, 0));
+        assert_eq!(
+            bind_type(&ParamValue::Text("销售".into())),
+            OracleType::Varchar2(6)
+        );
+        let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T18:30:00Z")
+            .unwrap()
+            .naive_utc();
+        let t = timestamp_of(at, true).unwrap();
+        assert_eq!(
+            (
+                t.year(),
+                t.month(),
+                t.day(),
+                t.hour(),
+                t.minute(),
+                t.tz_offset()
+            ),
+            (2026, 11, 24, 18, 30, 0)
+        );
+        assert!(t.with_tz());
+        assert!(!timestamp_of(at, false).unwrap().with_tz());
+    }
+
+    #[test]
+    fn the_connect_descriptor_names_the_listener_service_and_timeout() {
+        assert_eq!(
+            connect_descriptor(
+                "db.example.com",
+                1521,
+                "ORCLPDB1",
+                Duration::from_millis(2500)
+            ),
+            "(DESCRIPTION=(CONNECT_TIMEOUT=3)(TRANSPORT_CONNECT_TIMEOUT=3)(RETRY_COUNT=0)(ADDRESS=(PROTOCOL=TCP)(HOST=db.example.com)(PORT=1521))(CONNECT_DATA=(SERVICE_NAME=ORCLPDB1)))"
+        );
+        assert!(connect_descriptor("::1", 1, "s", Duration::ZERO).contains("(HOST=::1)(PORT=1)"));
+    }
+
+    fn connect_text(ora: Option<i32>, dpi: Option<i32>, text: &str) -> String {
+        connect_message(
+            &Failure {
+                ora,
+                dpi,
+                text: text.into(),
+            },
+            "ferry",
+            "127.0.0.1",
+            1521,
+            "FREEPDB1",
+            "oracle://ferry:***@127.0.0.1:1521/FREEPDB1",
+        )
+    }
+
+    #[test]
+    fn connect_errors_say_what_went_wrong() {
+        assert_eq!(
+            connect_text(
+                Some(1017),
+                None,
+                "ORA-01017: invalid username/password; logon denied"
+            ),
+            "authentication failed for user `ferry` at oracle://ferry:***@127.0.0.1:1521/FREEPDB1 (ORA-01017: invalid username/password; logon denied): check the user and password in the url"
+        );
+        assert_eq!(
+            connect_text(Some(12541), None, "ORA-12541: TNS:no listener"),
+            "no Oracle listener at 127.0.0.1:1521 (ORA-12541: TNS:no listener): check the host and port in the url, and that the listener runs (`lsnrctl status` on the server)"
+        );
+        assert!(
+            connect_text(
+                Some(12514),
+                None,
+                "ORA-12514: TNS:listener does not currently know of service requested in connect descriptor"
+            )
+            .starts_with("the listener at 127.0.0.1:1521 does not know the service `FREEPDB1` (ORA-12514")
+        );
+        assert!(
+            connect_text(Some(12170), None, "ORA-12170: TNS:Connect timeout occurred")
+                .starts_with("no answer from 127.0.0.1:1521 within the connect timeout")
+        );
+        assert_eq!(
+            connect_text(Some(600), None, "ORA-00600: internal error"),
+            "cannot connect to oracle://ferry:***@127.0.0.1:1521/FREEPDB1: ORA-00600: internal error"
+        );
+        let missing = connect_text(
+            None,
+            Some(1047),
+            "DPI-1047: Cannot locate a 64-bit Oracle Client library: \"libclntsh.so: cannot open shared object file: No such file or directory\"",
+        );
+        assert_eq!(
+            missing,
+            format!(
+                "cannot load Oracle's client library (DPI-1047: Cannot locate a 64-bit Oracle Client library: \"libclntsh.so: cannot open shared object file: No such file or directory\"): {CLIENT_MISSING}"
+            )
+        );
+        assert!(missing.contains("Oracle Instant Client Basic or Basic Light, 64-bit"));
+        assert!(missing.contains("LD_LIBRARY_PATH"));
+        assert!(missing.contains("ldconfig"));
+    }
+
+    #[test]
+    fn odpi_help_links_are_dropped() {
+        assert_eq!(
+            strip_help_link(
+                "DPI-1047: Cannot locate a 64-bit Oracle Client library: \"x\". See https://oracle.github.io/odpi/doc/installation.html#linux for help"
+            ),
+            "DPI-1047: Cannot locate a 64-bit Oracle Client library: \"x\""
+        );
+        assert_eq!(
+            strip_help_link("ORA-00942: table or view does not exist"),
+            "ORA-00942: table or view does not exist"
+        );
+    }
+
+    #[test]
+    fn run_errors_name_timeouts_cancels_and_read_only() {
+        let f = |ora, dpi, text: &str| {
+            run_message(&Failure {
+                ora,
+                dpi,
+                text: text.into(),
+            })
+        };
+        assert_eq!(
+            f(
+                None,
+                Some(1067),
+                "DPI-1067: call timeout of 70000 ms exceeded with ORA-3156"
+            ),
+            "DPI-1067: call timeout of 70000 ms exceeded with ORA-3156 (the task's timeout, applied as the Oracle call timeout)"
+        );
+        assert_eq!(
+            f(
+                Some(1013),
+                None,
+                "ORA-01013: user requested cancel of current operation"
+            ),
+            "ORA-01013: user requested cancel of current operation (the run was stopped; ferry cancelled the statement)"
+        );
+        assert_eq!(
+            f(
+                Some(1456),
+                None,
+                "ORA-01456: may not perform insert/delete/update operation inside a READ ONLY transaction"
+            ),
+            "ORA-01456: may not perform insert/delete/update operation inside a READ ONLY transaction (ferry runs every query in a read-only transaction)"
+        );
+        assert_eq!(
+            f(Some(942), None, "ORA-00942: table or view does not exist"),
+            "ORA-00942: table or view does not exist"
+        );
+        assert_eq!(
+            BindError::Missing("day".into()).message(),
+            "no value for parameter `:day`"
+        );
+    }
+
+    #[test]
+    fn call_timeout_has_the_margin_and_stays_in_range() {
+        assert_eq!(
+            call_timeout(Duration::from_secs(60)),
+            Duration::from_secs(70)
+        );
+        assert_eq!(
+            call_timeout(Duration::from_secs(400 * 24 * 3600)),
+            Duration::from_secs(49 * 24 * 3600)
+        );
+    }
+
+    #[test]
+    fn write_privileges_and_tables_are_evidence() {
+        let privs: Vec<String> = ["CREATE SESSION", "ALTER SESSION", "SELECT ANY TABLE"]
+            .iter()
+            .map(|s| s.to_string())
+            .collect();
+        assert!(write_evidence(&privs, (0, None), (0, None)).is_empty());
+        let privs: Vec<String> = [
+            "CREATE SESSION",
+            "CREATE TABLE",
+            "INSERT ANY TABLE",
+            "UNLIMITED TABLESPACE",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            write_evidence(
+                &privs,
+                (2, Some("SALES".into())),
+                (1, Some("HR.EMP".into()))
+            ),
+            vec![
+                "system privileges CREATE TABLE, INSERT ANY TABLE".to_string(),
+                "owns 2 tables, e.g. SALES".to_string(),
+                "INSERT, UPDATE, DELETE or ALTER granted on 1 table of other schemas, e.g. HR.EMP"
+                    .to_string(),
+            ]
+        );
+        let many: Vec<String> = [
+            "ALTER ANY TABLE",
+            "CREATE PROCEDURE",
+            "CREATE SEQUENCE",
+            "CREATE TABLE",
+            "DROP ANY TABLE",
+            "SYSDBA",
+        ]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+        assert_eq!(
+            write_evidence(&many, (0, None), (0, None)),
+            vec!["system privileges ALTER ANY TABLE, CREATE PROCEDURE, CREATE SEQUENCE and 3 more"]
+        );
+        assert!(is_write_privilege("BECOME USER"));
+        assert!(!is_write_privilege("SELECT ANY DICTIONARY"));
+    }
+
+    #[test]
+    fn a_trailing_semicolon_is_dropped() {
+        assert_eq!(
+            statement_text("SELECT 1 FROM dual;\n"),
+            "SELECT 1 FROM dual"
+        );
+        assert_eq!(
+            statement_text("SELECT ';' FROM dual"),
+            "SELECT ';' FROM dual"
+        );
+        assert_eq!(
+            statement_text("SELECT 1 FROM dual ; "),
+            "SELECT 1 FROM dual"
+        );
+    }
+
+    #[test]
+    fn statement_ids_fit_plan_table() {
+        let id = statement_id();
+        assert!(id.len() <= 30, "{id}");
+        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
+        assert_ne!(id, statement_id());
+    }
+}
