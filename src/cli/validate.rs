@@ -7,6 +7,9 @@ pub async fn run(cli: &Cli) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
+    for w in project.warnings() {
+        eprintln!("warning: {w}");
+    }
     let problems = project.problems();
     if !problems.is_empty() {
         print_problems(&problems);

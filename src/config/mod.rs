@@ -241,6 +241,40 @@ pub struct ChannelSpec {
 pub enum ChannelKind {
     Outbox { dir: PathBuf },
     Email(Box<EmailSpec>),
+    Robot(Box<RobotSpec>),
+}
+
+/// Which chat service (or generic webhook) a robot channel posts to.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RobotService {
+    DingTalk,
+    WeCom,
+    Feishu,
+    Webhook,
+}
+
+impl RobotService {
+    pub fn kind(self) -> &'static str {
+        match self {
+            RobotService::DingTalk => "dingtalk",
+            RobotService::WeCom => "wecom",
+            RobotService::Feishu => "feishu",
+            RobotService::Webhook => "webhook",
+        }
+    }
+}
+
+/// A chat robot or webhook channel.
+#[derive(Debug, Clone)]
+pub struct RobotSpec {
+    pub service: RobotService,
+    /// The webhook URL, token included.
+    pub webhook: Secret,
+    pub secret: Option<Secret>,
+    /// DingTalk's custom keyword (checked against templates by `ferry validate`).
+    pub keyword: Option<String>,
+    pub mention_all: bool,
+    pub timeout: Duration,
 }
 
 impl ChannelKind {
@@ -249,6 +283,7 @@ impl ChannelKind {
         match self {
             ChannelKind::Outbox { .. } => "outbox",
             ChannelKind::Email(_) => "email",
+            ChannelKind::Robot(r) => r.service.kind(),
         }
     }
 
@@ -410,6 +445,9 @@ pub struct NotifySpec {
     /// Cc and Bcc (email channels only).
     pub cc: Vec<String>,
     pub bcc: Vec<String>,
+    /// This task's robot webhook and secret, replacing the channel's (robot channels).
+    pub webhook: Option<Secret>,
+    pub secret: Option<Secret>,
     pub on: NotifyOn,
 }
 
@@ -441,6 +479,56 @@ pub struct Project {
 }
 
 impl Project {
+    /// Things that are valid but will likely go wrong: a DingTalk robot whose keyword is
+    /// in neither the subject nor the body of a template it is used with (DingTalk would
+    /// refuse every such message with `310000 keywords not in content`).
+    pub fn warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let lacks = |template: &str, keyword: &str| {
+            let t = crate::template::MessageTemplate::locate(&self.config.templates_dir, template);
+            let text = [&t.body_path, &t.subject_path]
+                .iter()
+                .filter_map(|p| std::fs::read_to_string(p).ok())
+                .collect::<String>();
+            !text.contains(keyword)
+        };
+        let keyword_of = |ch: &ChannelSpec| match &ch.kind {
+            ChannelKind::Robot(r) => r.keyword.clone(),
+            _ => None,
+        };
+        for ch in self.config.channels.values() {
+            if let Some(k) = keyword_of(ch)
+                && lacks(&ch.template, &k)
+            {
+                out.push(format!(
+                    "{}: channels.{}.keyword: template `{}` does not contain the DingTalk keyword `{k}`: the robot would refuse its messages (310000 keywords not in content)",
+                    self.config.path.display(),
+                    ch.name,
+                    ch.template
+                ));
+            }
+        }
+        for task in self.tasks.values() {
+            for (i, n) in task.notify.iter().enumerate() {
+                let Some(ch) = self.config.channels.get(&n.channel) else {
+                    continue;
+                };
+                if let Some(k) = keyword_of(ch)
+                    && n.template != ch.template
+                    && lacks(&n.template, &k)
+                {
+                    out.push(format!(
+                        "{}: notify[{i}].template: template `{}` does not contain the keyword `{k}` of DingTalk channel `{}`: the robot would refuse its messages (310000 keywords not in content)",
+                        task.file.display(),
+                        n.template,
+                        ch.name
+                    ));
+                }
+            }
+        }
+        out
+    }
+
     /// Loads `config_path` and every task. A broken `config.yaml` is fatal (all of its
     /// problems are returned); a broken task only removes that task.
     pub fn load(config_path: &Path) -> Result<Project, Vec<Problem>> {

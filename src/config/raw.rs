@@ -219,6 +219,37 @@ pub enum RawChannel {
         /// Largest total size of a message's attachments in bytes (default 26214400, 25 MiB).
         max_attachment_bytes: Option<Spanned<u64>>,
     },
+    /// A DingTalk custom group robot (钉钉自定义机器人).
+    Dingtalk(RawRobot),
+    /// A WeCom group robot (企业微信群机器人).
+    Wecom(RawRobot),
+    /// A Feishu / Lark custom bot (飞书自定义机器人).
+    Feishu(RawRobot),
+    /// A JSON POST to any URL, signed with HMAC-SHA256.
+    Webhook(RawRobot),
+}
+
+/// The fields of a chat robot or webhook channel (which apply depends on the type; see
+/// docs/configuration.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRobot {
+    /// The robot's webhook URL (it carries the token: use `${VAR}`); `url` for webhooks.
+    #[serde(alias = "url")]
+    pub webhook: Spanned<String>,
+    /// Signing secret (DingTalk 加签 `SEC…`, Feishu 签名校验, webhook HMAC key).
+    pub secret: Option<Spanned<String>>,
+    /// DingTalk custom keyword: `ferry validate` warns when a template lacks it.
+    pub keyword: Option<Spanned<String>>,
+    /// Who to `@` by default: mobiles (DingTalk), user ids (WeCom, Feishu).
+    #[serde(default)]
+    pub mentions: Vec<String>,
+    /// `@` everyone (DingTalk, Feishu).
+    pub mention_all: Option<bool>,
+    /// Template name in `templates_dir` (default `report`).
+    pub template: Option<Spanned<String>>,
+    /// Limit for each HTTP request, e.g. `10s` (default `30s`).
+    pub timeout: Option<Spanned<String>>,
 }
 
 /// `tasks/<name>.yaml`.
@@ -333,6 +364,9 @@ pub struct RawNotify {
     /// `Cc:` / `Bcc:` of an email channel.
     pub cc: Option<Vec<String>>,
     pub bcc: Option<Vec<String>>,
+    /// A chat robot channel's webhook and secret for this task (`${VAR}` allowed).
+    pub webhook: Option<String>,
+    pub secret: Option<String>,
     pub on: Option<String>,
 }
 
@@ -345,6 +379,8 @@ struct RawNotifyMap {
     to: Option<Vec<String>>,
     cc: Option<Vec<String>>,
     bcc: Option<Vec<String>>,
+    webhook: Option<String>,
+    secret: Option<String>,
     on: Option<String>,
 }
 
@@ -364,6 +400,8 @@ impl<'de> Deserialize<'de> for RawNotify {
                     to: None,
                     cc: None,
                     bcc: None,
+                    webhook: None,
+                    secret: None,
                     on: None,
                 })
             }
@@ -376,6 +414,8 @@ impl<'de> Deserialize<'de> for RawNotify {
                     to: m.to,
                     cc: m.cc,
                     bcc: m.bcc,
+                    webhook: m.webhook,
+                    secret: m.secret,
                     on: m.on,
                 })
             }

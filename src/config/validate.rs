@@ -12,8 +12,8 @@ use super::raw::{RawChannel, RawConfig, RawCsv, RawDatasource, RawOutput, RawPar
 use super::{
     CatchUp, ChannelKind, ChannelSpec, Concurrency, Config, CsvEncoding, CsvOptions,
     DatasourceSpec, EmailSpec, ExportDefaults, Format, LinksSpec, NotifyOn, NotifySpec, OnEmpty,
-    OutputSpec, Problem, QuerySpec, QuietWindow, SchedulerSettings, Secret, SmtpSecurity,
-    StoreSpec, TaskSpec, parse_duration, problem::hint, resolve,
+    OutputSpec, Problem, QuerySpec, QuietWindow, RobotService, RobotSpec, SchedulerSettings,
+    Secret, SmtpSecurity, StoreSpec, TaskSpec, parse_duration, problem::hint, resolve,
 };
 use crate::notify::email;
 use crate::params::{self, ParamValue, Period, RunParams};
@@ -589,6 +589,38 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
                     },
                 );
             }
+            RawChannel::Dingtalk(r)
+            | RawChannel::Wecom(r)
+            | RawChannel::Feishu(r)
+            | RawChannel::Webhook(r) => {
+                let service = match &ch.value {
+                    RawChannel::Dingtalk(_) => RobotService::DingTalk,
+                    RawChannel::Wecom(_) => RobotService::WeCom,
+                    RawChannel::Feishu(_) => RobotService::Feishu,
+                    _ => RobotService::Webhook,
+                };
+                let tpl = channel_template(&mut c, &templates_dir, ch, &r.template, &field);
+                if let Some(spec) = robot_channel(&mut c, &field, service, r) {
+                    let mut mentions = Vec::new();
+                    for (i, m) in r.mentions.iter().enumerate() {
+                        match interpolate(m) {
+                            Ok(v) => mentions.push(v),
+                            Err(e) => c.at(ch, format!("{field}.mentions[{i}]"), e),
+                        }
+                    }
+                    channels.insert(
+                        name.clone(),
+                        ChannelSpec {
+                            name: name.clone(),
+                            kind: ChannelKind::Robot(Box::new(spec)),
+                            template: tpl,
+                            recipients: mentions,
+                            cc: Vec::new(),
+                            bcc: Vec::new(),
+                        },
+                    );
+                }
+            }
             RawChannel::Email {
                 template,
                 to,
@@ -641,6 +673,91 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
         sql_gate_off,
         max_cost: max_cost_map,
         channels,
+    })
+}
+
+/// A robot or webhook channel's settings, checked: the webhook is an http(s) URL, fields
+/// that the service does not have are refused.
+fn robot_channel(
+    c: &mut Checker,
+    field: &str,
+    service: RobotService,
+    r: &super::raw::RawRobot,
+) -> Option<RobotSpec> {
+    let key = if service == RobotService::Webhook {
+        "url"
+    } else {
+        "webhook"
+    };
+    let webhook = c.env_req(&r.webhook, &format!("{field}.{key}"));
+    let mut usable = !webhook.is_empty();
+    if usable && let Err(e) = check_webhook_url(service, &webhook) {
+        c.at(&r.webhook, format!("{field}.{key}"), e);
+        usable = false;
+    }
+    let secret = r
+        .secret
+        .as_ref()
+        .map(|s| c.env_req(s, &format!("{field}.secret")));
+    if let (Some(s), Some(span)) = (&secret, &r.secret)
+        && s.is_empty()
+    {
+        c.at(span, format!("{field}.secret"), "must not be empty");
+    }
+    if let Some(s) = &r.secret
+        && service == RobotService::WeCom
+    {
+        c.at(
+            s,
+            format!("{field}.secret"),
+            "WeCom robots have no signing secret: the key in the webhook URL is the credential",
+        );
+    }
+    let keyword = r.keyword.as_ref().map(|k| k.value.clone());
+    if let Some(k) = &r.keyword
+        && service != RobotService::DingTalk
+    {
+        c.at(
+            k,
+            format!("{field}.keyword"),
+            "`keyword` is DingTalk's security setting; this channel is not a DingTalk robot",
+        );
+    }
+    let mention_all = r.mention_all.unwrap_or(false);
+    if mention_all && matches!(service, RobotService::WeCom | RobotService::Webhook) {
+        c.at(
+            &r.webhook,
+            format!("{field}.mention_all"),
+            format!(
+                "`mention_all` is not available for {} channels",
+                service.kind()
+            ),
+        );
+    }
+    let timeout = match &r.timeout {
+        Some(t) => match parse_duration(&t.value) {
+            Ok(d) if !d.is_zero() => d,
+            Ok(_) => {
+                c.at(t, format!("{field}.timeout"), "must be more than 0");
+                std::time::Duration::from_secs(30)
+            }
+            Err(e) => {
+                c.at(t, format!("{field}.timeout"), e);
+                std::time::Duration::from_secs(30)
+            }
+        },
+        None => std::time::Duration::from_secs(30),
+    };
+    if !usable {
+        return None;
+    }
+    Some(RobotSpec {
+        service,
+        webhook: Secret::new(webhook),
+        secret: secret.filter(|s| !s.is_empty()).map(Secret::new),
+        keyword,
+        mention_all,
+        timeout,
     })
 }
 
@@ -1572,12 +1689,15 @@ pub fn validate_task(
             }
         };
         let (recipients, cc, bcc) = notify_recipients(&mut c, n, &field, ch);
+        let (webhook, secret) = notify_robot_overrides(&mut c, n, &field, ch);
         notify.push(NotifySpec {
             channel: ch.name.clone(),
             template,
             recipients,
             cc,
             bcc,
+            webhook,
+            secret,
             on,
         });
     }
@@ -1617,6 +1737,78 @@ pub fn validate_task(
             let mut problems = c.problems;
             problems.sort_by_key(|p| p.pos.unwrap_or((usize::MAX, 0)));
             Err(problems)
+        }
+    }
+}
+
+/// A notify entry's own robot `webhook` and `secret` (the seed's per-task DingTalk robot):
+/// robot channels only; `${VAR}` is allowed in these two fields so that tokens stay out of
+/// task files.
+fn notify_robot_overrides(
+    c: &mut Checker,
+    n: &Spanned<super::raw::RawNotify>,
+    field: &str,
+    ch: &ChannelSpec,
+) -> (Option<Secret>, Option<Secret>) {
+    let raw = &n.value;
+    let ChannelKind::Robot(robot) = &ch.kind else {
+        for (key, given) in [("webhook", &raw.webhook), ("secret", &raw.secret)] {
+            if given.is_some() {
+                c.at(
+                    n,
+                    format!("{field}.{key}"),
+                    format!(
+                        "`{key}` applies to robot and webhook channels only; channel `{}` is `{}`",
+                        ch.name,
+                        ch.kind.kind()
+                    ),
+                );
+            }
+        }
+        return (None, None);
+    };
+    let mut value = |key: &str, given: &Option<String>| -> Option<String> {
+        let v = given.as_ref()?;
+        match interpolate(v) {
+            Ok(v) if v.trim().is_empty() => {
+                c.at(n, format!("{field}.{key}"), "must not be empty");
+                None
+            }
+            Ok(v) => Some(v),
+            Err(e) => {
+                c.at(n, format!("{field}.{key}"), e);
+                None
+            }
+        }
+    };
+    let webhook = value("webhook", &raw.webhook);
+    let secret = value("secret", &raw.secret);
+    if let Some(w) = &webhook
+        && let Err(e) = check_webhook_url(robot.service, w)
+    {
+        c.at(n, format!("{field}.webhook"), e);
+    }
+    (webhook.map(Secret::new), secret.map(Secret::new))
+}
+
+/// A robot's webhook must be an http(s) URL; the message shows it without its query
+/// string and path token.
+fn check_webhook_url(service: RobotService, url: &str) -> Result<(), String> {
+    let rest = url
+        .strip_prefix("https://")
+        .or_else(|| url.strip_prefix("http://"));
+    let host = rest.map(|r| r.split(['/', '?']).next().unwrap_or(""));
+    match host {
+        Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Ok(()),
+        _ => {
+            let shown: String = url.chars().take_while(|c| *c != '?').take(30).collect();
+            let what = match service {
+                RobotService::Webhook => "the webhook's url".to_string(),
+                other => format!("the {} webhook", other.kind()),
+            };
+            Err(format!(
+                "expected an http(s) URL for {what}, got `{shown}…`"
+            ))
         }
     }
 }

@@ -18,7 +18,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::config::{Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
+use crate::config::{ChannelKind, Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
 use crate::format::{self, Finished, FormatError, Staged, WriterOptions};
 use crate::notify::{self, Message, NotifyError, RunReport};
 use crate::params::RunParams;
@@ -518,7 +518,7 @@ impl Executor {
         r: &RunResult,
         scheduled_at: DateTime<Utc>,
     ) -> Result<(Vec<String>, Vec<DeliveryRecord>), ExecError> {
-        let report = RunReport {
+        let mut report = RunReport {
             task: task.name.clone(),
             description: task.description.clone(),
             run_id: r.run_id.clone(),
@@ -530,9 +530,30 @@ impl Executor {
             files: r.files.clone(),
             warnings: r.warnings.clone(),
             error: r.error.clone(),
+            links: Vec::new(),
         };
-        let ctx = report.context();
         let mut failures = Vec::new();
+        // Signed download links for the files, when `links:` is configured.
+        if r.status == Status::Succeeded && !r.files.is_empty() {
+            match crate::links::links_for_run(
+                &*self.store,
+                &self.config,
+                &r.run_id,
+                &r.files,
+                None,
+                Utc::now(),
+            )
+            .await
+            {
+                Ok(links) => report.links = links,
+                Err(e) => {
+                    warn!(error = %e, "no download links");
+                    failures.push(format!("download links: {e}"));
+                }
+            }
+        }
+        let link = report.links.first().map(|l| l.url.clone());
+        let ctx = report.context();
         let mut deliveries = Vec::new();
         for (i, n) in task.notify.iter().enumerate() {
             if !n.on.matches(r.status == Status::Succeeded) {
@@ -542,7 +563,9 @@ impl Executor {
                 .iter()
                 .filter(|m| m.channel == n.channel)
                 .count();
-            let outcome = self.notify_one(task, r, n, occurrence, &ctx).await;
+            let outcome = self
+                .notify_one(task, r, n, occurrence, &ctx, link.clone())
+                .await;
             let delivery = DeliveryRecord {
                 channel: n.channel.clone(),
                 occurrence: occurrence as u32,
@@ -580,6 +603,7 @@ impl Executor {
         n: &NotifySpec,
         occurrence: usize,
         ctx: &minijinja::Value,
+        link: Option<String>,
     ) -> Result<String, NotifyError> {
         let Some(spec) = self.config.channels.get(&n.channel) else {
             return Err(NotifyError::Permanent("channel is not defined".into()));
@@ -603,8 +627,27 @@ impl Executor {
             body,
             html,
             attachments: r.files.clone(),
+            link,
         };
-        notify::build(spec).notify(&message).await
+        // A task's own robot webhook/secret replace the channel's.
+        let spec = match (&spec.kind, &n.webhook, &n.secret) {
+            (ChannelKind::Robot(robot), webhook, secret)
+                if webhook.is_some() || secret.is_some() =>
+            {
+                let mut robot = (**robot).clone();
+                if let Some(w) = webhook {
+                    robot.webhook = w.clone();
+                }
+                if let Some(s) = secret {
+                    robot.secret = Some(s.clone());
+                }
+                let mut spec = spec.clone();
+                spec.kind = ChannelKind::Robot(Box::new(robot));
+                std::borrow::Cow::Owned(spec)
+            }
+            _ => std::borrow::Cow::Borrowed(spec),
+        };
+        notify::build(&spec).notify(&message).await
     }
 }
 

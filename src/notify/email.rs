@@ -700,6 +700,7 @@ mod tests {
             body: "text".into(),
             html: Some("<p>html</p>".into()),
             attachments,
+            link: None,
         }
     }
 

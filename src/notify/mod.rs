@@ -11,9 +11,14 @@
 //! Adding a channel: a `RawChannel`/`ChannelKind` variant (config), a module implementing
 //! [`Notifier`], an arm in [`build`], and the shared channel tests.
 
+pub mod chat;
+pub mod dingtalk;
 pub mod email;
+pub mod feishu;
 pub mod outbox;
 pub mod robot;
+pub mod webhook;
+pub mod wecom;
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -38,6 +43,8 @@ pub struct RunReport {
     pub files: Vec<FileRecord>,
     pub warnings: Vec<String>,
     pub error: Option<String>,
+    /// Download links of the files (empty without `links:` in config.yaml).
+    pub links: Vec<crate::links::FileLink>,
 }
 
 #[derive(Serialize)]
@@ -47,9 +54,26 @@ struct FileView {
     bytes: u64,
     size: String,
     sha256: String,
+    /// The signed download link, when links are configured.
+    link: Option<String>,
+    /// When the link stops working, in the task's zone.
+    link_expires: Option<String>,
 }
 
 impl RunReport {
+    fn link_of(&self, path: &str) -> Option<&crate::links::FileLink> {
+        self.links.iter().find(|l| l.path == path)
+    }
+
+    /// `2026-12-02 06:00 Asia/Shanghai`.
+    fn local_time(&self, t: DateTime<Utc>) -> String {
+        format!(
+            "{} {}",
+            t.with_timezone(&self.tz).format("%Y-%m-%d %H:%M"),
+            self.tz.name()
+        )
+    }
+
     /// Template variables (documented in `docs/configuration.md`, "Message templates").
     pub fn context(&self) -> minijinja::Value {
         let files: Vec<FileView> = self
@@ -64,6 +88,8 @@ impl RunReport {
                 bytes: f.bytes,
                 size: human_bytes(f.bytes),
                 sha256: f.sha256.clone(),
+                link: self.link_of(&f.path).map(|l| l.url.clone()),
+                link_expires: self.link_of(&f.path).map(|l| self.local_time(l.expires_at)),
             })
             .collect();
         let total: u64 = self.files.iter().map(|f| f.bytes).sum();
@@ -90,8 +116,8 @@ impl RunReport {
             files => minijinja::Value::from(minijinja::value::Serde(&files)),
             warnings => self.warnings.clone(),
             error => self.error.clone(),
-            // Download links arrive with the delivery work; templates can test `link` now.
-            link => minijinja::Value::from(()),
+            link => self.links.first().map(|l| l.url.clone()),
+            link_expires => self.links.first().map(|l| self.local_time(l.expires_at)),
         }
     }
 }
@@ -120,6 +146,10 @@ pub struct Message {
     #[serde(skip)]
     pub html: Option<String>,
     pub attachments: Vec<FileRecord>,
+    /// The download link of the run's (first) file, when links are configured: a button
+    /// on chat robots.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub link: Option<String>,
 }
 
 /// Why a notification failed, and whether trying again can help.
@@ -143,5 +173,6 @@ pub fn build(spec: &ChannelSpec) -> Box<dyn Notifier> {
     match &spec.kind {
         ChannelKind::Outbox { dir } => Box::new(outbox::Outbox::new(dir.clone())),
         ChannelKind::Email(email) => Box::new(email::Email::new(&spec.name, email)),
+        ChannelKind::Robot(r) => Box::new(chat::ChatChannel::new(&spec.name, r)),
     }
 }

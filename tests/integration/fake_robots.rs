@@ -141,22 +141,6 @@ impl FakeRobots {
     pub fn received(&self) -> Vec<Received> {
         self.state.lock().unwrap().received.clone()
     }
-
-    /// Waits until `n` requests arrived.
-    pub fn wait_for(&self, n: usize, limit: Duration) -> Vec<Received> {
-        let start = Instant::now();
-        loop {
-            let r = self.received();
-            if r.len() >= n {
-                return r;
-            }
-            assert!(
-                start.elapsed() < limit,
-                "timed out waiting for {n} requests, got {r:#?}"
-            );
-            std::thread::sleep(Duration::from_millis(20));
-        }
-    }
 }
 
 fn serve_connection(stream: TcpStream, state: &Mutex<State>) -> std::io::Result<()> {
