@@ -27,6 +27,7 @@ OUT = args.out
 RES = os.path.join(OUT, "results")
 S = os.path.join(OUT, "out")
 MAIN = args.sizes[0]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BIGS = args.sizes[1:]
 csv.field_size_limit(1 << 24)
 
@@ -357,8 +358,8 @@ env = {
                              "flate2", "tokio"]),
     "uptime_start": read("uptime_start"),
     "uptime_end": read("uptime_end"),
-    "load_secs_pg": read("load_secs_pg"),
-    "load_secs_mariadb": read("load_secs_mariadb"),
+    "load_secs_pg": read("load_secs_pg").replace("\n", ", "),
+    "load_secs_mariadb": read("load_secs_mariadb").replace("\n", ", "),
     "table_sizes": {s: (read(f"table_size_pg_{s}"), read(f"table_size_mariadb_{s}")) for s in args.sizes},
     "plan_pg": read(f"plan_pg_{MAIN}.txt"),
 }
@@ -551,7 +552,8 @@ for size in args.sizes:
     for pat, *_ in ROLE:
         name = f"{pat}_{size}"
         if name in M:
-            cmd = M[name]["cmd"].replace(OUT, "$OUT")
+            cmd = M[name]["cmd"].replace(OUT, "$OUT").replace(ROOT + "/", "")
+            cmd = re.sub(r"/tmp/ferry-services\.[^/']+/", "$SERVICES_TMP/", cmd)
             cmd = re.sub(r"://ferry:ferry@127\.0\.0\.1:\d+", "://ferry:***@127.0.0.1:PORT", cmd)
             cmd = re.sub(r"-P \d+", "-P PORT", cmd).replace("-pferry", "-p***")
             md.append(f"# {name}")
@@ -562,6 +564,7 @@ perf = []
 for srv in ["pg", "my"]:
     for kind, what in [("system", "system-wide, by thread name and binary"), ("ferry", "ferry's threads only, by symbol")]:
         t = read(f"perf_{srv}_csv_{kind}.txt")
+        t = "\n".join(re.sub(r"\s+-\s+-\s*$", "", line).rstrip() for line in t.splitlines())
         if t:
             perf.append(f"perf, one ferry CSV run from {'PostgreSQL' if srv == 'pg' else 'MariaDB'} ({what}):\n\n```\n{t}\n```\n")
 open(os.path.join(OUT, "results.md"), "w").write("\n".join(md) + "\n")

@@ -26,6 +26,10 @@ pub const DEFAULT_FILE_NAME: &str = "{{ task }}_{{ run_time | strftime('%Y%m%d_%
 pub const DEFAULT_DIRECTORY: &str = "{{ task }}";
 /// Default message template name.
 pub const DEFAULT_TEMPLATE: &str = "report";
+/// Rows per chunk unless configured: measured in docs/benchmarks.md ("Database exports"),
+/// 1,000 is as fast as 10,000 and halves peak memory (52–66 MB → 24–25 MB).
+const DEFAULT_CHUNK_ROWS: usize = 1_000;
+
 /// Largest accepted `chunk_rows`.
 pub const MAX_CHUNK_ROWS: usize = 1_000_000;
 /// Most entries of a task's `queries` list.
@@ -312,17 +316,17 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
     let chunk_rows = match ex.chunk_rows {
         Some(0) => {
             c.plain("export.chunk_rows", "must be at least 1");
-            10_000
+            DEFAULT_CHUNK_ROWS
         }
         Some(n) if n > MAX_CHUNK_ROWS => {
             c.plain(
                 "export.chunk_rows",
                 format!("must be at most {MAX_CHUNK_ROWS} (memory grows with it)"),
             );
-            10_000
+            DEFAULT_CHUNK_ROWS
         }
         Some(n) => n,
-        None => 10_000,
+        None => DEFAULT_CHUNK_ROWS,
     };
     let timeout = c.duration(
         &ex.timeout,
