@@ -88,6 +88,7 @@ fn notice(scenario: &str, i: usize) -> Notice {
         mentions: Vec::new(),
         mention_all: false,
         button: None,
+        files: Vec::new(),
     }
 }
 

@@ -1,4 +1,5 @@
-//! `ferry history`: recent runs, newest first, as a table or JSON.
+//! `ferry history`: recent runs, newest first, as a table or JSON, each with what its
+//! deliveries came to (`delivered`, `partially_delivered`, `pending`, `failed`).
 
 use clap::Args;
 
@@ -6,7 +7,7 @@ use super::tasks::print_table;
 use super::{Cli, EXIT_FAILED, EXIT_OK, load_project, print_error};
 use crate::config::{StoreSpec, format_duration};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{HistoryFilter, RunStore};
+use crate::store::{DeliverySummary, HistoryFilter, RunStore};
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -59,6 +60,7 @@ pub async fn run(cli: &Cli, args: &HistoryArgs) -> i32 {
         "SCHEDULED".to_string(),
         "TASK".into(),
         "STATUS".into(),
+        "DELIVERY".into(),
         "ROWS".into(),
         "DURATION".into(),
         "RUN ID".into(),
@@ -89,6 +91,10 @@ pub async fn run(cli: &Cli, args: &HistoryArgs) -> i32 {
                 .to_string(),
             r.task.clone(),
             r.status.to_string(),
+            match r.delivery {
+                DeliverySummary::None => "-".to_string(),
+                d => d.as_str().to_string(),
+            },
             r.rows.to_string(),
             r.duration_ms
                 .map(|ms| format_duration(std::time::Duration::from_millis(ms.max(0) as u64)))

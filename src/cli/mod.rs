@@ -5,6 +5,7 @@
 //! 2 a configuration or usage error. Errors are printed as one clear paragraph on stderr,
 //! never as a panic or a backtrace.
 
+mod channels;
 mod history;
 mod link;
 mod next;
@@ -61,6 +62,9 @@ pub enum Command {
     /// List the datasources (type, where, tasks using them); `sources test [NAME]` checks
     /// that each connects and warns when its account can write.
     Sources(sources::SourcesArgs),
+    /// List the notification channels (type, where they deliver, tasks using them);
+    /// `channels test NAME` sends a test message.
+    Channels(channels::ChannelsArgs),
     /// Show recent runs.
     History(history::HistoryArgs),
     /// Print fresh signed download links for the files of a run (needs `links:`).
@@ -97,6 +101,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Next(args) => next::run(&cli, args).await,
         Command::Tasks => tasks::run(&cli).await,
         Command::Sources(args) => sources::run(&cli, args).await,
+        Command::Channels(args) => channels::run(&cli, args).await,
         Command::History(args) => history::run(&cli, args).await,
         Command::Link(args) => link::run(&cli, args).await,
         Command::Serve => serve::run(&cli).await,

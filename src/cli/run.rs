@@ -13,7 +13,7 @@ use crate::config::{StoreSpec, format_duration};
 use crate::exec::{Executor, Progress, RunRequest, Stop};
 use crate::format::{sweep_partials, sweep_temp};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{RunStore, Status, Trigger, process_alive};
+use crate::store::{DeliverySummary, RunStore, Status, Trigger, process_alive};
 use crate::template::human_bytes;
 
 #[derive(Debug, Args)]
@@ -126,6 +126,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
             "warnings": result.warnings,
             "error": result.error,
             "deliveries": result.deliveries,
+            "delivery": result.delivery,
         });
         println!("{out}");
     } else if ok {
@@ -143,6 +144,12 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
                 human_bytes(f.bytes),
                 f.sha256
             );
+        }
+        if !matches!(
+            result.delivery,
+            DeliverySummary::None | DeliverySummary::Delivered
+        ) {
+            println!("  delivery: {}", result.delivery.as_str());
         }
         for w in &result.warnings {
             eprintln!("warning: {w}");

@@ -9,6 +9,12 @@
 //! up by file watching and on SIGHUP. SIGTERM or SIGINT stops claiming, lets running runs
 //! finish up to `scheduler.drain_timeout`, cancels the rest (recorded), and exits 0.
 //!
+//! A delivery worker attempts the delivery ledger's due deliveries at start and then every
+//! [`DELIVERY_INTERVAL`] ([`crate::exec::deliver::deliver_due`]): retries that a run left
+//! `pending`, and deliveries a crashed process left behind (`sending` ones are sent once
+//! more and recorded `maybe_duplicate`). It never runs a query; it sends the recorded
+//! message. On shutdown it finishes the attempts under way (within the drain).
+//!
 //! With `links:` configured it also runs the download server ([`crate::server`]) on
 //! `links.listen`; it refuses to start (exit 2) with a weak signing key, and stops with
 //! the same drain. Changes to `links:` take effect at the next start.
@@ -19,7 +25,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use notify::{RecursiveMode, Watcher};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
+use tokio_util::sync::CancellationToken;
 use tracing::{error, info, warn};
 
 use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, load_project, print_error};
@@ -29,10 +36,12 @@ use crate::schedule::runtime::{ExecRunner, Scheduler};
 use crate::schedule::{Clock, SystemClock};
 use crate::server::{Server, StartError};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{RunStore, process_alive};
+use crate::store::{Owner, RunStore, process_alive};
 
 /// The longest the loop sleeps without looking at the clock.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);
+/// How often the delivery worker looks for due deliveries.
+pub const DELIVERY_INTERVAL: Duration = Duration::from_secs(5);
 /// File events closer together than this are handled as one reload.
 const DEBOUNCE: Duration = Duration::from_millis(300);
 
@@ -111,6 +120,7 @@ pub async fn run(cli: &Cli) -> i32 {
     let runner = Arc::new(ExecRunner {
         store: store.clone(),
     });
+    let (project_tx, project_rx) = watch::channel(Arc::new(project.clone()));
     let mut sched = Scheduler::new(project, store.clone(), runner);
     if let Err(e) = sched.start(clock.now()).await {
         print_error(&e);
@@ -137,6 +147,12 @@ pub async fn run(cli: &Cli) -> i32 {
             return EXIT_FAILED;
         }
     };
+    let worker_stop = CancellationToken::new();
+    let worker = tokio::spawn(delivery_worker(
+        store.clone(),
+        project_rx,
+        worker_stop.clone(),
+    ));
     info!(pid = std::process::id(), "ferry serve started");
 
     loop {
@@ -161,11 +177,11 @@ pub async fn run(cli: &Cli) -> i32 {
                 // Let a burst of file events settle, then reload once.
                 tokio::time::sleep(DEBOUNCE).await;
                 while reload_rx.try_recv().is_ok() {}
-                reload(cli, &mut sched, &clock, links.as_ref()).await;
+                reload(cli, &mut sched, &clock, links.as_ref(), &project_tx).await;
             }
             _ = hup.recv() => {
                 info!("SIGHUP: reloading");
-                reload(cli, &mut sched, &clock, links.as_ref()).await;
+                reload(cli, &mut sched, &clock, links.as_ref(), &project_tx).await;
             }
             _ = term.recv() => {
                 info!(signal = "SIGTERM", "shutting down");
@@ -177,6 +193,8 @@ pub async fn run(cli: &Cli) -> i32 {
             }
         }
     }
+    // The delivery worker takes no new deliveries; one under way may finish in the drain.
+    worker_stop.cancel();
     // New downloads stop at once; those in flight get the same drain as running runs.
     match server {
         Some(server) => {
@@ -184,13 +202,53 @@ pub async fn run(cli: &Cli) -> i32 {
         }
         None => sched.shutdown(drain).await,
     }
+    if tokio::time::timeout(drain, worker).await.is_err() {
+        warn!(
+            "the delivery worker did not finish within the drain; deliveries under way are resent (maybe_duplicate) at the next start"
+        );
+    }
     store.close().await;
     EXIT_OK
 }
 
-async fn reload(cli: &Cli, sched: &mut Scheduler, clock: &SystemClock, links: Option<&LinksSpec>) {
+/// Attempts the due deliveries now and every [`DELIVERY_INTERVAL`] until `stop`, with the
+/// project as last (re)loaded.
+async fn delivery_worker(
+    store: Arc<SqliteStore>,
+    project: watch::Receiver<Arc<Project>>,
+    stop: CancellationToken,
+) {
+    let clock = SystemClock;
+    loop {
+        let p = project.borrow().clone();
+        let me = Owner {
+            node: p.config.node_name.clone(),
+            pid: std::process::id(),
+        };
+        match crate::exec::deliver::deliver_due(&*store, &p.config, &p.tasks, &me, clock.now())
+            .await
+        {
+            Ok(0) => {}
+            Ok(n) => info!(deliveries = n, "delivery worker: attempted due deliveries"),
+            Err(e) => error!(error = %e, "delivery worker: the run store failed; retrying later"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(DELIVERY_INTERVAL) => {}
+            _ = stop.cancelled() => return,
+        }
+    }
+}
+
+async fn reload(
+    cli: &Cli,
+    sched: &mut Scheduler,
+    clock: &SystemClock,
+    links: Option<&LinksSpec>,
+    project_tx: &watch::Sender<Arc<Project>>,
+) {
     match Project::load(&cli.config) {
         Ok(project) => {
+            project_tx.send_replace(Arc::new(project.clone()));
             if project.config.links.as_ref() != links {
                 warn!("the `links:` section changed: restart `ferry serve` to apply it");
             }

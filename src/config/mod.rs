@@ -275,6 +275,19 @@ pub struct RobotSpec {
     pub keyword: Option<String>,
     pub mention_all: bool,
     pub timeout: Duration,
+    pub delivery: RobotDelivery,
+}
+
+/// Whether a robot channel sends the result files themselves or a link.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RobotDelivery {
+    /// Files when the service can carry them and they fit (WeCom, 20 MB each), else the
+    /// download link.
+    Auto,
+    /// Always the files (WeCom); a file over the limit fails the delivery.
+    Attach,
+    /// Only the download link.
+    Link,
 }
 
 impl ChannelKind {

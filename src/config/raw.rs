@@ -250,6 +250,9 @@ pub struct RawRobot {
     pub template: Option<Spanned<String>>,
     /// Limit for each HTTP request, e.g. `10s` (default `30s`).
     pub timeout: Option<Spanned<String>>,
+    /// `auto` (default), `attach` or `link`: whether result files are sent as files
+    /// (WeCom only; the other robots can only carry a download link).
+    pub delivery: Option<Spanned<String>>,
 }
 
 /// `tasks/<name>.yaml`.

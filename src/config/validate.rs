@@ -12,8 +12,9 @@ use super::raw::{RawChannel, RawConfig, RawCsv, RawDatasource, RawOutput, RawPar
 use super::{
     CatchUp, ChannelKind, ChannelSpec, Concurrency, Config, CsvEncoding, CsvOptions,
     DatasourceSpec, EmailSpec, ExportDefaults, Format, LinksSpec, NotifyOn, NotifySpec, OnEmpty,
-    OutputSpec, Problem, QuerySpec, QuietWindow, RobotService, RobotSpec, SchedulerSettings,
-    Secret, SmtpSecurity, StoreSpec, TaskSpec, parse_duration, problem::hint, resolve,
+    OutputSpec, Problem, QuerySpec, QuietWindow, RobotDelivery, RobotService, RobotSpec,
+    SchedulerSettings, Secret, SmtpSecurity, StoreSpec, TaskSpec, parse_duration, problem::hint,
+    resolve,
 };
 use crate::notify::email;
 use crate::params::{self, ParamValue, Period, RunParams};
@@ -752,10 +753,36 @@ fn robot_channel(
         },
         None => std::time::Duration::from_secs(30),
     };
+    let delivery = match r.delivery.as_ref().map(|d| (d, d.value.as_str())) {
+        None | Some((_, "auto")) => RobotDelivery::Auto,
+        Some((_, "link")) => RobotDelivery::Link,
+        Some((d, "attach")) => {
+            if service != RobotService::WeCom {
+                c.at(
+                    d,
+                    format!("{field}.delivery"),
+                    format!(
+                        "{} channels cannot carry files, only a download link: use `link` or `auto`",
+                        service.kind()
+                    ),
+                );
+            }
+            RobotDelivery::Attach
+        }
+        Some((d, other)) => {
+            c.at(
+                d,
+                format!("{field}.delivery"),
+                format!("unknown value `{other}` (one of: auto, attach, link)"),
+            );
+            RobotDelivery::Auto
+        }
+    };
     if !usable {
         return None;
     }
     Some(RobotSpec {
+        delivery,
         service,
         webhook: Secret::new(webhook),
         secret: secret.filter(|s| !s.is_empty()).map(Secret::new),

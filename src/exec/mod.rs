@@ -7,24 +7,29 @@
 //! - Files are written as partials and published atomically only when the whole export
 //!   succeeded and the run was not cancelled or timed out; otherwise the partials are
 //!   removed and the run is recorded as failed (or cancelled) with the reason.
-//! - The outcome (rows, files with size and sha256, warnings, error) is recorded, then the
-//!   task's channels are notified; a failed notification is added to the run's warnings.
+//! - The task's messages are rendered, then the outcome (rows, files with size and sha256,
+//!   warnings, error) is recorded together with the messages as pending deliveries, in one
+//!   store transaction; then they are sent, with retries ([`deliver`]). A notification that
+//!   failed or is still pending is added to the run's warnings.
+
+pub mod deliver;
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::{DateTime, SubsecRound, Utc};
+use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::config::{ChannelKind, Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
+use crate::config::{Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
 use crate::format::{self, Finished, FormatError, Staged, WriterOptions};
-use crate::notify::{self, Message, NotifyError, RunReport};
+use crate::notify::{Message, RunReport};
 use crate::params::RunParams;
 use crate::source;
 use crate::store::{
-    Claim, DeliveryRecord, DeliveryStatus, FileRecord, Outcome, RunStore, Status, Trigger,
+    Claim, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliverySummary, FileRecord, Outcome,
+    Owner, QueuedDelivery, RunStore, Status, Trigger,
 };
 use crate::template::{self, MessageTemplate};
 
@@ -98,8 +103,10 @@ pub struct RunResult {
     pub files: Vec<FileRecord>,
     pub warnings: Vec<String>,
     pub error: Option<String>,
-    /// What each notification did (also recorded in the store).
+    /// What each notification did, as the delivery ledger has it after the run's attempts.
     pub deliveries: Vec<DeliveryRecord>,
+    /// What the deliveries come to (`delivered`, `partially_delivered`, `pending`, …).
+    pub delivery: DeliverySummary,
     #[serde(skip)]
     pub duration: Duration,
 }
@@ -243,23 +250,7 @@ impl Executor {
             warnings
                 .push("the query returned no rows: notifications skipped (on_empty: skip)".into());
         }
-        let outcome = Outcome {
-            status,
-            finished_at: Utc::now(),
-            rows,
-            files: files.clone(),
-            warnings: warnings.clone(),
-            error: error.clone(),
-        };
-        self.store.finish(&run_id, &outcome).await?;
         let duration = clock.elapsed();
-        match status {
-            Status::Succeeded => {
-                info!(rows, files = files.len(), duration = %format_duration(duration), "run succeeded")
-            }
-            _ => error!(error = error.as_deref().unwrap_or(""), "run {status}"),
-        }
-
         let mut result = RunResult {
             run_id: run_id.clone(),
             task: task.name.clone(),
@@ -269,15 +260,83 @@ impl Executor {
             warnings,
             error,
             deliveries: Vec::new(),
+            delivery: DeliverySummary::None,
             duration,
         };
-        if req.notify && !empty_skip {
-            let (failures, deliveries) = self.notify_all(task, &result, scheduled_at).await?;
-            result.deliveries = deliveries;
-            if !failures.is_empty() {
-                self.store.append_warnings(&run_id, &failures).await?;
-                result.warnings.extend(failures);
+        // Every message is rendered before the run is recorded, and recorded with it.
+        let (queued, mut failures) = if req.notify && !empty_skip {
+            self.render_all(task, &result, scheduled_at).await
+        } else {
+            (Vec::new(), Vec::new())
+        };
+        let outcome = Outcome {
+            status,
+            finished_at: Utc::now(),
+            rows,
+            files: result.files.clone(),
+            warnings: result.warnings.clone(),
+            error: result.error.clone(),
+        };
+        let owner = Owner {
+            node: self.config.node_name.clone(),
+            pid: std::process::id(),
+        };
+        self.store
+            .finish_with_deliveries(&run_id, &outcome, &queued, &owner)
+            .await?;
+        match status {
+            Status::Succeeded => {
+                info!(rows, files = result.files.len(), duration = %format_duration(duration), "run succeeded")
             }
+            _ => error!(
+                error = result.error.as_deref().unwrap_or(""),
+                "run {status}"
+            ),
+        }
+
+        if !queued.is_empty() {
+            let items = queued
+                .iter()
+                .filter_map(|q| {
+                    let message = q.message.as_ref().ok()?;
+                    Some(deliver::Item {
+                        key: DeliveryKey {
+                            run_id: run_id.clone(),
+                            channel: q.channel.clone(),
+                            occurrence: q.occurrence,
+                        },
+                        from: DeliveryStatus::Pending,
+                        attempts: 0,
+                        message: message.clone(),
+                    })
+                })
+                .collect();
+            let tried =
+                deliver::deliver_in_run(&*self.store, &self.config, task, items, &owner, &req.stop)
+                    .await?;
+            for (key, t) in tried {
+                match (&t.outcome, t.end.status) {
+                    (Err(e), DeliveryStatus::Pending) => failures.push(format!(
+                        "notify `{}`: {e}; still pending after {} attempts, next attempt at {}",
+                        key.channel,
+                        deliver::IN_RUN_ATTEMPTS,
+                        t.end
+                            .next_attempt_at
+                            .map(crate::store::fmt_instant)
+                            .unwrap_or_default()
+                    )),
+                    (Err(e), _) => failures.push(format!("notify `{}`: {e}", key.channel)),
+                    (Ok(_), _) => {}
+                }
+            }
+            if let Some(record) = self.store.get(&run_id).await? {
+                result.deliveries = record.deliveries;
+                result.delivery = record.delivery;
+            }
+        }
+        if !failures.is_empty() {
+            self.store.append_warnings(&run_id, &failures).await?;
+            result.warnings.extend(failures);
         }
         Ok(result)
     }
@@ -510,14 +569,15 @@ impl Executor {
         Ok((files, warnings))
     }
 
-    /// Sends the run's notifications; each outcome is recorded in the store as it happens.
-    /// Returns the failures (as run warnings) and the deliveries.
-    async fn notify_all(
+    /// Renders the message of each `notify` entry that applies to the run. A message that
+    /// cannot be rendered (template error, channel not defined) is queued as its error,
+    /// which is recorded as a failed delivery. Returns the queue and the warnings.
+    async fn render_all(
         &self,
         task: &TaskSpec,
         r: &RunResult,
         scheduled_at: DateTime<Utc>,
-    ) -> Result<(Vec<String>, Vec<DeliveryRecord>), ExecError> {
+    ) -> (Vec<QueuedDelivery>, Vec<String>) {
         let mut report = RunReport {
             task: task.name.clone(),
             description: task.description.clone(),
@@ -554,7 +614,7 @@ impl Executor {
         }
         let link = report.links.first().map(|l| l.url.clone());
         let ctx = report.context();
-        let mut deliveries = Vec::new();
+        let mut queued = Vec::new();
         for (i, n) in task.notify.iter().enumerate() {
             if !n.on.matches(r.status == Status::Succeeded) {
                 continue;
@@ -563,40 +623,24 @@ impl Executor {
                 .iter()
                 .filter(|m| m.channel == n.channel)
                 .count();
-            let outcome = self
-                .notify_one(task, r, n, occurrence, &ctx, link.clone())
-                .await;
-            let delivery = DeliveryRecord {
+            let message = self
+                .render_one(task, r, n, occurrence, &ctx, link.clone())
+                .map(|m| m.to_ledger());
+            if let Err(e) = &message {
+                warn!(channel = %n.channel, error = %e, "notification failed");
+                failures.push(format!("notify `{}`: {e}", n.channel));
+            }
+            queued.push(QueuedDelivery {
                 channel: n.channel.clone(),
                 occurrence: occurrence as u32,
-                status: if outcome.is_ok() {
-                    DeliveryStatus::Sent
-                } else {
-                    DeliveryStatus::Failed
-                },
-                retryable: matches!(outcome, Err(NotifyError::Retryable(_))),
-                receipt: outcome.as_ref().ok().cloned(),
-                error: outcome.as_ref().err().map(|e| match e {
-                    NotifyError::Retryable(m) | NotifyError::Permanent(m) => m.clone(),
-                }),
-                // Milliseconds, as the store keeps them.
-                at: Utc::now().trunc_subsecs(3),
-            };
-            match &outcome {
-                Ok(receipt) => info!(channel = %n.channel, %receipt, "notified"),
-                Err(e) => {
-                    warn!(channel = %n.channel, error = %e, "notification failed");
-                    failures.push(format!("notify `{}`: {e}", n.channel));
-                }
-            }
-            self.store.record_delivery(&r.run_id, &delivery).await?;
-            deliveries.push(delivery);
+                message,
+            });
         }
-        Ok((failures, deliveries))
+        (queued, failures)
     }
 
-    /// Renders one notify entry's message and sends it; `Ok` carries the receipt.
-    async fn notify_one(
+    /// Renders one notify entry's message.
+    fn render_one(
         &self,
         task: &TaskSpec,
         r: &RunResult,
@@ -604,18 +648,18 @@ impl Executor {
         occurrence: usize,
         ctx: &minijinja::Value,
         link: Option<String>,
-    ) -> Result<String, NotifyError> {
+    ) -> Result<Message, String> {
         let Some(spec) = self.config.channels.get(&n.channel) else {
-            return Err(NotifyError::Permanent("channel is not defined".into()));
+            return Err("channel is not defined".into());
         };
         let tpl = MessageTemplate::locate(&self.config.templates_dir, &n.template);
-        let (subject, body) = tpl.render(ctx).map_err(NotifyError::Permanent)?;
+        let (subject, body) = tpl.render(ctx)?;
         let html = if spec.kind.wants_html() {
-            tpl.render_html(ctx).map_err(NotifyError::Permanent)?
+            tpl.render_html(ctx)?
         } else {
             None
         };
-        let message = Message {
+        Ok(Message {
             task: task.name.clone(),
             run_id: r.run_id.clone(),
             channel: n.channel.clone(),
@@ -628,26 +672,7 @@ impl Executor {
             html,
             attachments: r.files.clone(),
             link,
-        };
-        // A task's own robot webhook/secret replace the channel's.
-        let spec = match (&spec.kind, &n.webhook, &n.secret) {
-            (ChannelKind::Robot(robot), webhook, secret)
-                if webhook.is_some() || secret.is_some() =>
-            {
-                let mut robot = (**robot).clone();
-                if let Some(w) = webhook {
-                    robot.webhook = w.clone();
-                }
-                if let Some(s) = secret {
-                    robot.secret = Some(s.clone());
-                }
-                let mut spec = spec.clone();
-                spec.kind = ChannelKind::Robot(Box::new(robot));
-                std::borrow::Cow::Owned(spec)
-            }
-            _ => std::borrow::Cow::Borrowed(spec),
-        };
-        notify::build(&spec).notify(&message).await
+        })
     }
 }
 

@@ -2,13 +2,15 @@
 //! [`Notice`] and sends it through the robot's queue ([`super::robot`]), or straight to a
 //! generic webhook.
 
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use async_trait::async_trait;
 
 use super::robot::{self, Notice, PostError, Robot};
 use super::{Message, Notifier, NotifyError, dingtalk, feishu, webhook, wecom};
-use crate::config::{RobotService, RobotSpec};
+use crate::config::{RobotDelivery, RobotService, RobotSpec};
+use crate::template::human_bytes;
 
 pub struct ChatChannel {
     name: String,
@@ -24,6 +26,53 @@ impl ChatChannel {
     }
 }
 
+impl ChatChannel {
+    /// The files to send with the text (WeCom), and a note for the text when files that
+    /// could not be sent are reachable only by link, or not at all.
+    fn files_to_send(&self, message: &Message) -> (Vec<PathBuf>, Option<String>) {
+        let files: Vec<PathBuf> = message
+            .attachments
+            .iter()
+            .map(|f| PathBuf::from(&f.path))
+            .collect();
+        if files.is_empty() || self.spec.service != RobotService::WeCom {
+            return (Vec::new(), None);
+        }
+        let too_big: Vec<String> = message
+            .attachments
+            .iter()
+            .filter(|f| f.bytes > wecom::MAX_FILE)
+            .map(|f| format!("{} ({})", file_name(&f.path), human_bytes(f.bytes)))
+            .collect();
+        match self.spec.delivery {
+            RobotDelivery::Link => (Vec::new(), None),
+            RobotDelivery::Attach => (files, None),
+            RobotDelivery::Auto if too_big.is_empty() => (files, None),
+            RobotDelivery::Auto => {
+                let instead = if message.link.is_some() {
+                    "use the download link"
+                } else {
+                    "ask the task's owners for them (no download links are configured)"
+                };
+                (
+                    Vec::new(),
+                    Some(format!(
+                        "Files not sent: {} over WeCom's 20 MB limit; {instead}.",
+                        too_big.join(", ")
+                    )),
+                )
+            }
+        }
+    }
+}
+
+fn file_name(path: &str) -> String {
+    std::path::Path::new(path)
+        .file_name()
+        .map(|n| n.to_string_lossy().to_string())
+        .unwrap_or_else(|| path.to_string())
+}
+
 /// The button label for a download link.
 const DOWNLOAD: &str = "Download / 下载";
 
@@ -31,12 +80,19 @@ const DOWNLOAD: &str = "Download / 下载";
 impl Notifier for ChatChannel {
     async fn notify(&self, message: &Message) -> Result<String, NotifyError> {
         let client = robot::http_client(self.spec.timeout).map_err(NotifyError::Permanent)?;
+        let (files, note) = self.files_to_send(message);
+        let mut text = message.body.clone();
+        if let Some(note) = note {
+            text.push_str("\n\n");
+            text.push_str(&note);
+        }
         let notice = Notice {
             title: message.subject.clone(),
-            text: message.body.clone(),
+            text,
             mentions: message.recipients.clone(),
             mention_all: self.spec.mention_all,
             button: message.link.clone().map(|url| (DOWNLOAD.to_string(), url)),
+            files,
         };
         let webhook = self.spec.webhook.clone();
         let secret = self.spec.secret.clone();

@@ -222,6 +222,7 @@ mod tests {
             mentions: vec!["13800000000".into()],
             mention_all: false,
             button: None,
+            files: Vec::new(),
         };
         let short = Notice {
             text: "ok".into(),

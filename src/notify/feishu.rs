@@ -159,6 +159,7 @@ mod tests {
             mentions: vec![],
             mention_all: true,
             button: Some(("下载".into(), "https://files.example/d/x".into())),
+            files: Vec::new(),
         };
         let v = body(&n, Some("SEC0123456789abcdef"), 1_700_000_000);
         assert_eq!(v["timestamp"], "1700000000");

@@ -5,8 +5,9 @@
 //! applies to the run's outcome, the executor renders the entry's template
 //! ([`crate::template::MessageTemplate`]) with [`RunReport::context`] and hands the
 //! [`Message`] to the channel. Errors say whether a retry can help ([`NotifyError`]); the
-//! executor records each outcome as a delivery of the run (`crate::store::DeliveryRecord`),
-//! with the channel's receipt (the email Message-ID).
+//! executor records each message in the delivery ledger before sending it and each outcome
+//! after (`crate::store::DeliveryRecord`, retries in `crate::exec::deliver`), with the
+//! channel's receipt (the email Message-ID).
 //!
 //! Adding a channel: a `RawChannel`/`ChannelKind` variant (config), a module implementing
 //! [`Notifier`], an arm in [`build`], and the shared channel tests.
@@ -150,6 +151,67 @@ pub struct Message {
     /// on chat robots.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+}
+
+/// A [`Message`] as the delivery ledger keeps it: every field, so that a retry (or a
+/// restart) sends exactly the message rendered with the run. Never holds a secret: the
+/// channel's credentials are looked up again when the message is sent.
+#[derive(Serialize, serde::Deserialize)]
+struct LedgerMessage {
+    task: String,
+    run_id: String,
+    channel: String,
+    occurrence: usize,
+    recipients: Vec<String>,
+    cc: Vec<String>,
+    bcc: Vec<String>,
+    subject: String,
+    body: String,
+    html: Option<String>,
+    attachments: Vec<FileRecord>,
+    link: Option<String>,
+}
+
+impl Message {
+    /// The JSON kept in the delivery ledger.
+    pub fn to_ledger(&self) -> String {
+        let m = self.clone();
+        serde_json::to_string(&LedgerMessage {
+            task: m.task,
+            run_id: m.run_id,
+            channel: m.channel,
+            occurrence: m.occurrence,
+            recipients: m.recipients,
+            cc: m.cc,
+            bcc: m.bcc,
+            subject: m.subject,
+            body: m.body,
+            html: m.html,
+            attachments: m.attachments,
+            link: m.link,
+        })
+        .expect("messages serialize")
+    }
+
+    /// Reads [`Message::to_ledger`] output back.
+    pub fn from_ledger(json: &str) -> Result<Message, String> {
+        let m: LedgerMessage = serde_json::from_str(json)
+            .map_err(|e| format!("the recorded message cannot be read: {e}"))?;
+        Ok(Message {
+            task: m.task,
+            run_id: m.run_id,
+            channel: m.channel,
+            occurrence: m.occurrence,
+            recipients: m.recipients,
+            cc: m.cc,
+            bcc: m.bcc,
+            subject: m.subject,
+            body: m.body,
+            html: m.html,
+            attachments: m.attachments,
+            link: m.link,
+        })
+    }
 }
 
 /// Why a notification failed, and whether trying again can help.

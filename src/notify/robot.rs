@@ -29,6 +29,9 @@ pub struct Notice {
     pub mention_all: bool,
     /// A button under the text: (label, URL), e.g. a download link.
     pub button: Option<(String, String)>,
+    /// Files to send after the text (WeCom only): each is one more post. A notice with
+    /// files is never merged with others.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 /// How a post to a robot went wrong.
@@ -145,10 +148,12 @@ async fn work(queue: Arc<Mutex<QueueState>>, limits: Limits, robot: Arc<dyn Robo
         }
         let batch = std::mem::take(&mut queue.lock().expect("robot queue").waiting);
         for w in merge(batch, limits.max_text) {
-            let wait = slot_wait(
+            let posts = 1 + w.notice.files.len();
+            let wait = slot_wait_for(
                 &mut queue.lock().expect("robot queue"),
                 limits,
                 Instant::now(),
+                posts,
             );
             if let Some(until) = wait {
                 tokio::time::sleep_until(until).await;
@@ -156,7 +161,8 @@ async fn work(queue: Arc<Mutex<QueueState>>, limits: Limits, robot: Arc<dyn Robo
             let result = robot.post(&w.notice).await;
             let outcome = {
                 let mut q = queue.lock().expect("robot queue");
-                q.sent.push_back(Instant::now());
+                let now = Instant::now();
+                q.sent.extend(std::iter::repeat_n(now, posts));
                 match result {
                     Ok(receipt) if w.replies.len() > 1 => Ok(format!(
                         "{receipt} (merged with {} other notices for this robot)",
@@ -195,6 +201,17 @@ async fn work(queue: Arc<Mutex<QueueState>>, limits: Limits, robot: Arc<dyn Robo
 /// `None` when a post may go out now; otherwise when to look again. Forgets posts older
 /// than the window and an expired pause.
 fn slot_wait(q: &mut QueueState, limits: Limits, now: Instant) -> Option<Instant> {
+    slot_wait_for(q, limits, now, 1)
+}
+
+/// Like [`slot_wait`] for `posts` posts in a row (a text and its files). More posts than
+/// the limit allows in a minute wait for an empty window, then go.
+fn slot_wait_for(
+    q: &mut QueueState,
+    limits: Limits,
+    now: Instant,
+    posts: usize,
+) -> Option<Instant> {
     if let Some(until) = q.paused_until {
         if until > now {
             return Some(until);
@@ -204,11 +221,14 @@ fn slot_wait(q: &mut QueueState, limits: Limits, now: Instant) -> Option<Instant
     while q.sent.front().is_some_and(|t| *t + WINDOW <= now) {
         q.sent.pop_front();
     }
-    if q.sent.len() >= limits.per_minute.max(1) {
-        q.sent.front().map(|t| *t + WINDOW)
-    } else {
-        None
+    let limit = limits.per_minute.max(1);
+    let room = limit.saturating_sub(q.sent.len());
+    if room >= posts.min(limit) {
+        return None;
     }
+    // The slot frees when enough of the oldest posts leave the window.
+    let must_leave = posts.min(limit) - room;
+    q.sent.get(must_leave - 1).map(|t| *t + WINDOW)
 }
 
 /// Groups waiting notices into posts of at most `max_text` bytes of text, in order. One
@@ -223,8 +243,13 @@ fn merge(batch: Vec<Waiting>, max_text: usize) -> Vec<Waiting> {
             .as_ref()
             .map_or(0, |(l, u)| l.len() + u.len() + 8);
         let len = w.notice.text.len() + SEPARATOR.len() + w.notice.title.len() + 8 + button;
+        let mergeable = |n: &Notice| n.files.is_empty();
         match groups.last_mut() {
-            Some((notices, replies, throttled)) if size + len <= max_text => {
+            Some((notices, replies, throttled))
+                if size + len <= max_text
+                    && mergeable(&w.notice)
+                    && notices.iter().all(mergeable) =>
+            {
                 notices.push(w.notice);
                 replies.extend(w.replies);
                 *throttled = (*throttled).max(w.throttled);
@@ -284,6 +309,7 @@ fn digest(notices: Vec<Notice>) -> Notice {
         mentions,
         mention_all,
         button: None,
+        files: Vec::new(),
     }
 }
 
@@ -344,6 +370,7 @@ mod tests {
             mentions: vec![format!("1380000000{}", i % 2)],
             mention_all: false,
             button: None,
+            files: Vec::new(),
         }
     }
 

@@ -166,41 +166,175 @@ pub struct RunRecord {
     pub deferred_until: Option<DateTime<Utc>>,
     /// What each notification of the run did, in the task's `notify` order.
     pub deliveries: Vec<DeliveryRecord>,
+    /// What the deliveries come to (`delivered`, `partially_delivered`, …).
+    pub delivery: DeliverySummary,
 }
 
-/// The outcome of one notification of a run: one task `notify` entry on one channel.
+/// One notification of a run (one task `notify` entry on one channel) as the delivery
+/// ledger keeps it: its state, how often it was tried, when it is tried next, and what the
+/// channel answered last.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct DeliveryRecord {
     pub channel: String,
     /// 1 for the task's first notify entry on this channel, 2 for its second, …
     pub occurrence: u32,
-    /// `sent` or `failed`.
+    /// The ledger state: `pending`, `sending`, `sent`, `failed` or `maybe_duplicate`.
     pub status: DeliveryStatus,
-    /// For a failure: whether trying again can help (SMTP 4xx, connection lost) or not
-    /// (SMTP 5xx, bad credentials or certificate, attachments over the limit).
+    /// For a failure: whether trying again can help (SMTP 4xx, connection lost, HTTP 5xx)
+    /// or not (SMTP 5xx, bad credentials or certificate, attachments over the limit).
     pub retryable: bool,
     /// What the channel returned: the Message-ID for email, the file for the outbox.
     pub receipt: Option<String>,
-    /// Why it failed (names the channel and server, never a password).
+    /// Why the last attempt failed (names the channel and server, never a password).
     pub error: Option<String>,
+    /// When the state last changed.
     pub at: DateTime<Utc>,
+    /// Attempts made so far.
+    pub attempts: u32,
+    /// For a `pending` delivery: when it is tried next.
+    pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
-/// Whether a notification went out.
+/// The state of one delivery in the ledger.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
+    /// Recorded with the run, not sent yet, or to be tried again at `next_attempt_at`.
+    Pending,
+    /// An attempt is under way (left in this state by a crash: the message may have gone).
+    Sending,
     Sent,
+    /// Given up: a permanent error, or the retries ran out.
     Failed,
+    /// Sent by a retry after an attempt that was interrupted mid-send: the recipient may
+    /// have it twice (email keeps the same Message-ID, so clients can tell).
+    MaybeDuplicate,
 }
 
 impl DeliveryStatus {
     pub fn as_str(self) -> &'static str {
         match self {
+            DeliveryStatus::Pending => "pending",
+            DeliveryStatus::Sending => "sending",
             DeliveryStatus::Sent => "sent",
             DeliveryStatus::Failed => "failed",
+            DeliveryStatus::MaybeDuplicate => "maybe_duplicate",
         }
     }
+
+    pub fn parse(s: &str) -> Option<DeliveryStatus> {
+        Some(match s {
+            "pending" => DeliveryStatus::Pending,
+            "sending" => DeliveryStatus::Sending,
+            "sent" => DeliveryStatus::Sent,
+            "failed" => DeliveryStatus::Failed,
+            "maybe_duplicate" => DeliveryStatus::MaybeDuplicate,
+            _ => return None,
+        })
+    }
+
+    /// The message went out (perhaps twice).
+    pub fn delivered(self) -> bool {
+        matches!(self, DeliveryStatus::Sent | DeliveryStatus::MaybeDuplicate)
+    }
+}
+
+/// What the notifications of a run came to, next to its export `status`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliverySummary {
+    /// Nothing to deliver (no notify entry applied, `--no-notify`, `on_empty: skip`).
+    None,
+    /// Every notification went out.
+    Delivered,
+    /// Some went out, others failed or are still being retried.
+    PartiallyDelivered,
+    /// None went out yet; some are still being retried.
+    Pending,
+    /// None went out and none will be retried.
+    Failed,
+}
+
+impl DeliverySummary {
+    pub fn of(deliveries: &[DeliveryRecord]) -> DeliverySummary {
+        if deliveries.is_empty() {
+            return DeliverySummary::None;
+        }
+        let sent = deliveries.iter().filter(|d| d.status.delivered()).count();
+        let open = deliveries
+            .iter()
+            .any(|d| matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Sending));
+        if sent == deliveries.len() {
+            DeliverySummary::Delivered
+        } else if sent > 0 {
+            DeliverySummary::PartiallyDelivered
+        } else if open {
+            DeliverySummary::Pending
+        } else {
+            DeliverySummary::Failed
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DeliverySummary::None => "none",
+            DeliverySummary::Delivered => "delivered",
+            DeliverySummary::PartiallyDelivered => "partially_delivered",
+            DeliverySummary::Pending => "pending",
+            DeliverySummary::Failed => "failed",
+        }
+    }
+}
+
+/// Names one delivery: `(run, channel, occurrence)`.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct DeliveryKey {
+    pub run_id: String,
+    pub channel: String,
+    pub occurrence: u32,
+}
+
+/// The process that holds a delivery (it is attempting it, or retrying it inside its run):
+/// others leave the delivery alone while that process lives.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Owner {
+    pub node: String,
+    pub pid: u32,
+}
+
+/// A delivery written with its run's outcome (see [`RunStore::finish_with_deliveries`]).
+#[derive(Debug, Clone)]
+pub struct QueuedDelivery {
+    pub channel: String,
+    pub occurrence: u32,
+    /// The rendered message (JSON, see `crate::notify::Message::to_ledger`), recorded as
+    /// `pending`; or why it could not be rendered, recorded as `failed`.
+    pub message: Result<String, String>,
+}
+
+/// A delivery that is due (pending and due, or left `sending`), for the delivery worker.
+#[derive(Debug, Clone)]
+pub struct DueDelivery {
+    pub key: DeliveryKey,
+    pub task: String,
+    pub status: DeliveryStatus,
+    pub attempts: u32,
+    /// The rendered message (JSON).
+    pub message: String,
+    pub owner: Option<Owner>,
+}
+
+/// How an attempt ended (see [`RunStore::end_attempt`]).
+#[derive(Debug, Clone)]
+pub struct AttemptEnd {
+    pub status: DeliveryStatus,
+    pub retryable: bool,
+    pub receipt: Option<String>,
+    pub error: Option<String>,
+    pub next_attempt_at: Option<DateTime<Utc>>,
+    pub at: DateTime<Utc>,
+    /// Keep the delivery held by the attempting process (it retries it itself shortly).
+    pub keep_owner: bool,
 }
 
 /// Which runs to list.
@@ -252,13 +386,38 @@ pub trait RunStore: Send + Sync {
     /// Adds warnings to a finished run (notification failures found after recording).
     async fn append_warnings(&self, run_id: &str, warnings: &[String]) -> Result<(), StoreError>;
 
-    /// Records what a notification of a run did; a later record for the same
-    /// `(run, channel, occurrence)` replaces the earlier one.
-    async fn record_delivery(
+    /// Records how a claimed run ended and, in the same transaction, its deliveries as
+    /// `pending` (held by `owner`, due now) or `failed` (not renderable): a crash can
+    /// neither lose a delivery of a recorded run nor deliver for an unrecorded one.
+    async fn finish_with_deliveries(
         &self,
         run_id: &str,
-        delivery: &DeliveryRecord,
+        outcome: &Outcome,
+        deliveries: &[QueuedDelivery],
+        owner: &Owner,
     ) -> Result<(), StoreError>;
+
+    /// Marks a delivery `sending` (one more attempt, held by `owner`) if it is still in
+    /// state `from` with `attempts` attempts: false if someone else took it meanwhile.
+    async fn begin_attempt(
+        &self,
+        key: &DeliveryKey,
+        from: DeliveryStatus,
+        attempts: u32,
+        owner: &Owner,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
+    /// Records how an attempt ended.
+    async fn end_attempt(&self, key: &DeliveryKey, end: &AttemptEnd) -> Result<(), StoreError>;
+
+    /// Deliveries that are `pending` and due at `now`, and those left `sending`, oldest
+    /// first, at most `limit`.
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, StoreError>;
 
     /// The newest runs first.
     async fn list(&self, filter: &HistoryFilter) -> Result<Vec<RunRecord>, StoreError>;

@@ -16,8 +16,9 @@ use sqlx::sqlite::{
 };
 
 use super::{
-    Claim, DeliveryRecord, DeliveryStatus, DownloadRecord, FileRecord, HistoryFilter, LinkRecord,
-    Op, Outcome, RunRecord, RunStore, Status, StoreError, fmt_instant, parse_instant,
+    AttemptEnd, Claim, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliverySummary,
+    DownloadRecord, DueDelivery, FileRecord, HistoryFilter, LinkRecord, Op, Outcome, Owner,
+    QueuedDelivery, RunRecord, RunStore, Status, StoreError, fmt_instant, parse_instant,
 };
 
 /// Append-only schema migrations: `(version, SQL)`.
@@ -94,6 +95,19 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         at         TEXT NOT NULL,
         PRIMARY KEY (run_id, channel, occurrence)
     );",
+    ),
+    // The delivery ledger: `status` becomes the delivery's state (pending, sending, sent,
+    // failed, maybe_duplicate) and `error` its last error; each row keeps its attempts,
+    // when it is tried next, the rendered message (JSON) so that a retry or a restart sends
+    // exactly the same message, and the process holding it while an attempt is under way.
+    (
+        5,
+        "ALTER TABLE deliveries ADD COLUMN attempts INTEGER NOT NULL DEFAULT 1;
+    ALTER TABLE deliveries ADD COLUMN next_attempt_at TEXT;
+    ALTER TABLE deliveries ADD COLUMN message TEXT;
+    ALTER TABLE deliveries ADD COLUMN owner_node TEXT;
+    ALTER TABLE deliveries ADD COLUMN owner_pid INTEGER;
+    CREATE INDEX deliveries_open ON deliveries (status, next_attempt_at);",
     ),
 ];
 
@@ -287,6 +301,7 @@ fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, sqlx::Error
             .as_deref()
             .and_then(parse_instant),
         deliveries: Vec::new(),
+        delivery: DeliverySummary::None,
     })
 }
 
@@ -295,23 +310,21 @@ fn row_to_delivery(row: &sqlx::sqlite::SqliteRow) -> Result<DeliveryRecord, sqlx
     let at: String = row.try_get("at")?;
     let occurrence: i64 = row.try_get("occurrence")?;
     let retryable: i64 = row.try_get("retryable")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    let next: Option<String> = row.try_get("next_attempt_at")?;
     Ok(DeliveryRecord {
         channel: row.try_get("channel")?,
         occurrence: occurrence.max(0) as u32,
-        status: match status.as_str() {
-            "sent" => DeliveryStatus::Sent,
-            "failed" => DeliveryStatus::Failed,
-            other => {
-                return Err(sqlx::Error::Decode(
-                    format!("unknown delivery status `{other}`").into(),
-                ));
-            }
-        },
+        status: DeliveryStatus::parse(&status).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown delivery status `{status}`").into())
+        })?,
         retryable: retryable != 0,
         receipt: row.try_get("receipt")?,
         error: row.try_get("error")?,
         at: parse_instant(&at)
             .ok_or_else(|| sqlx::Error::Decode(format!("bad instant `{at}` in at").into()))?,
+        attempts: attempts.max(0) as u32,
+        next_attempt_at: next.as_deref().and_then(parse_instant),
     })
 }
 
@@ -398,8 +411,27 @@ impl RunStore for SqliteStore {
     }
 
     async fn finish(&self, run_id: &str, o: &Outcome) -> Result<(), StoreError> {
+        let owner = Owner {
+            node: String::new(),
+            pid: 0,
+        };
+        self.finish_with_deliveries(run_id, o, &[], &owner).await
+    }
+
+    async fn finish_with_deliveries(
+        &self,
+        run_id: &str,
+        o: &Outcome,
+        deliveries: &[QueuedDelivery],
+        owner: &Owner,
+    ) -> Result<(), StoreError> {
         let files = serde_json::to_string(&o.files).expect("file records serialize");
         let warnings = serde_json::to_string(&o.warnings).expect("strings serialize");
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(e))?;
         let res = sqlx::query(
             "UPDATE runs SET status = ?, finished_at = ?,
                  duration_ms = CAST(ROUND((julianday(?) - julianday(started_at)) * 86400000) AS INTEGER),
@@ -414,7 +446,7 @@ impl RunStore for SqliteStore {
         .bind(warnings)
         .bind(&o.error)
         .bind(run_id)
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e))?;
         if res.rows_affected() != 1 {
@@ -423,7 +455,139 @@ impl RunStore for SqliteStore {
                 message: format!("run {run_id} is not in the store"),
             });
         }
+        let at = fmt_instant(o.finished_at);
+        for d in deliveries {
+            let (status, message, error, next, owned) = match &d.message {
+                Ok(m) => (
+                    DeliveryStatus::Pending,
+                    Some(m.as_str()),
+                    None,
+                    Some(at.clone()),
+                    true,
+                ),
+                Err(e) => (DeliveryStatus::Failed, None, Some(e.as_str()), None, false),
+            };
+            sqlx::query(
+                "INSERT INTO deliveries (run_id, channel, occurrence, status, retryable, receipt,
+                     error, at, attempts, next_attempt_at, message, owner_node, owner_pid)
+                 VALUES (?, ?, ?, ?, 0, NULL, ?, ?, 0, ?, ?, ?, ?)",
+            )
+            .bind(run_id)
+            .bind(&d.channel)
+            .bind(i64::from(d.occurrence))
+            .bind(status.as_str())
+            .bind(error)
+            .bind(&at)
+            .bind(next)
+            .bind(message)
+            .bind(owned.then_some(owner.node.as_str()))
+            .bind(owned.then_some(i64::from(owner.pid)))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    async fn begin_attempt(
+        &self,
+        key: &DeliveryKey,
+        from: DeliveryStatus,
+        attempts: u32,
+        owner: &Owner,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // The state and attempt count read by the caller are the fence: of two processes
+        // that read the same row, only the first update matches.
+        let res = sqlx::query(
+            "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, at = ?,
+                 owner_node = ?, owner_pid = ?
+             WHERE run_id = ? AND channel = ? AND occurrence = ? AND status = ? AND attempts = ?",
+        )
+        .bind(fmt_instant(now))
+        .bind(&owner.node)
+        .bind(i64::from(owner.pid))
+        .bind(&key.run_id)
+        .bind(&key.channel)
+        .bind(i64::from(key.occurrence))
+        .bind(from.as_str())
+        .bind(i64::from(attempts))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn end_attempt(&self, key: &DeliveryKey, end: &AttemptEnd) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE deliveries SET status = ?, retryable = ?, receipt = ?, error = ?, at = ?,
+                 next_attempt_at = ?,
+                 owner_node = CASE WHEN ? THEN owner_node END,
+                 owner_pid = CASE WHEN ? THEN owner_pid END
+             WHERE run_id = ? AND channel = ? AND occurrence = ?",
+        )
+        .bind(end.status.as_str())
+        .bind(i64::from(end.retryable))
+        .bind(&end.receipt)
+        .bind(&end.error)
+        .bind(fmt_instant(end.at))
+        .bind(end.next_attempt_at.map(fmt_instant))
+        .bind(end.keep_owner)
+        .bind(end.keep_owner)
+        .bind(&key.run_id)
+        .bind(&key.channel)
+        .bind(i64::from(key.occurrence))
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
         Ok(())
+    }
+
+    async fn due_deliveries(
+        &self,
+        now: DateTime<Utc>,
+        limit: usize,
+    ) -> Result<Vec<DueDelivery>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT d.run_id, d.channel, d.occurrence, d.status, d.attempts, d.message,
+                    d.owner_node, d.owner_pid, r.task
+             FROM deliveries d JOIN runs r ON r.run_id = d.run_id
+             WHERE d.message IS NOT NULL
+               AND (d.status = 'sending' OR (d.status = 'pending' AND d.next_attempt_at <= ?))
+             ORDER BY d.next_attempt_at, d.rowid LIMIT ?",
+        )
+        .bind(fmt_instant(now))
+        .bind(limit.min(i64::MAX as usize) as i64)
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|row| -> Result<DueDelivery, sqlx::Error> {
+                let status: String = row.try_get("status")?;
+                let occurrence: i64 = row.try_get("occurrence")?;
+                let attempts: i64 = row.try_get("attempts")?;
+                let node: Option<String> = row.try_get("owner_node")?;
+                let pid: Option<i64> = row.try_get("owner_pid")?;
+                Ok(DueDelivery {
+                    key: DeliveryKey {
+                        run_id: row.try_get("run_id")?,
+                        channel: row.try_get("channel")?,
+                        occurrence: occurrence.max(0) as u32,
+                    },
+                    task: row.try_get("task")?,
+                    status: DeliveryStatus::parse(&status).ok_or_else(|| {
+                        sqlx::Error::Decode(format!("unknown delivery status `{status}`").into())
+                    })?,
+                    attempts: attempts.max(0) as u32,
+                    message: row.try_get("message")?,
+                    owner: node.zip(pid).map(|(node, pid)| Owner {
+                        node,
+                        pid: pid as u32,
+                    }),
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
     }
 
     async fn append_warnings(&self, run_id: &str, warnings: &[String]) -> Result<(), StoreError> {
@@ -477,6 +641,7 @@ impl RunStore for SqliteStore {
             .map_err(|e| self.err(e))?;
         for r in &mut records {
             r.deliveries = self.deliveries(&r.run_id).await?;
+            r.delivery = DeliverySummary::of(&r.deliveries);
         }
         Ok(records)
     }
@@ -494,30 +659,9 @@ impl RunStore for SqliteStore {
             .map_err(|e| self.err(e))?;
         if let Some(r) = &mut record {
             r.deliveries = self.deliveries(&r.run_id).await?;
+            r.delivery = DeliverySummary::of(&r.deliveries);
         }
         Ok(record)
-    }
-
-    async fn record_delivery(&self, run_id: &str, d: &DeliveryRecord) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO deliveries (run_id, channel, occurrence, status, retryable, receipt, error, at)
-             VALUES (?, ?, ?, ?, ?, ?, ?, ?)
-             ON CONFLICT (run_id, channel, occurrence) DO UPDATE SET
-                 status = excluded.status, retryable = excluded.retryable,
-                 receipt = excluded.receipt, error = excluded.error, at = excluded.at",
-        )
-        .bind(run_id)
-        .bind(&d.channel)
-        .bind(i64::from(d.occurrence))
-        .bind(d.status.as_str())
-        .bind(i64::from(d.retryable))
-        .bind(&d.receipt)
-        .bind(&d.error)
-        .bind(fmt_instant(d.at))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
-        Ok(())
     }
 
     async fn record(&self, c: &Claim, status: Status, reason: &str) -> Result<bool, StoreError> {
@@ -847,6 +991,98 @@ mod tests {
             let store = store.unwrap();
             store.set_cursor("t", Utc::now()).await.unwrap();
         }
+    }
+
+    #[tokio::test]
+    async fn deliveries_are_recorded_with_the_run_and_attempts_are_fenced() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = SqliteStore::open(&dir.path().join("ferry.db"))
+            .await
+            .unwrap();
+        store
+            .claim(&claim("a", "2026-01-01T00:00:00Z", "r1"))
+            .await
+            .unwrap();
+        let at = parse_instant("2026-01-01T00:00:01Z").unwrap();
+        let me = Owner {
+            node: "n1".into(),
+            pid: 1,
+        };
+        let queued = [
+            QueuedDelivery {
+                channel: "ding".into(),
+                occurrence: 1,
+                message: Ok("{}".into()),
+            },
+            QueuedDelivery {
+                channel: "box".into(),
+                occurrence: 1,
+                message: Err("template error".into()),
+            },
+        ];
+        let outcome = Outcome {
+            status: Status::Succeeded,
+            finished_at: at,
+            rows: 1,
+            files: vec![],
+            warnings: vec![],
+            error: None,
+        };
+        store
+            .finish_with_deliveries("r1", &outcome, &queued, &me)
+            .await
+            .unwrap();
+        let r = store.get("r1").await.unwrap().unwrap();
+        assert_eq!(r.status, Status::Succeeded);
+        assert_eq!(r.deliveries[0].status, DeliveryStatus::Pending);
+        assert_eq!(r.deliveries[0].attempts, 0);
+        assert_eq!(r.deliveries[0].next_attempt_at, Some(at));
+        assert_eq!(r.deliveries[1].status, DeliveryStatus::Failed);
+        assert_eq!(r.deliveries[1].error.as_deref(), Some("template error"));
+        assert_eq!(r.delivery, DeliverySummary::Pending);
+        // Due now, held by its process; a failed one is never due.
+        let due = store.due_deliveries(at, 10).await.unwrap();
+        assert_eq!(due.len(), 1);
+        assert_eq!(due[0].task, "a");
+        assert_eq!(due[0].owner, Some(me.clone()));
+        // Of two processes that read the same row, only the first gets the attempt.
+        let other = Owner {
+            node: "n1".into(),
+            pid: 2,
+        };
+        let key = due[0].key.clone();
+        assert!(
+            store
+                .begin_attempt(&key, DeliveryStatus::Pending, 0, &me, at)
+                .await
+                .unwrap()
+        );
+        assert!(
+            !store
+                .begin_attempt(&key, DeliveryStatus::Pending, 0, &other, at)
+                .await
+                .unwrap()
+        );
+        store
+            .end_attempt(
+                &key,
+                &AttemptEnd {
+                    status: DeliveryStatus::Sent,
+                    retryable: false,
+                    receipt: Some("ok".into()),
+                    error: None,
+                    next_attempt_at: None,
+                    at,
+                    keep_owner: false,
+                },
+            )
+            .await
+            .unwrap();
+        let r = store.get("r1").await.unwrap().unwrap();
+        assert_eq!(r.deliveries[0].status, DeliveryStatus::Sent);
+        assert_eq!(r.deliveries[0].attempts, 1);
+        assert_eq!(r.delivery, DeliverySummary::PartiallyDelivered);
+        assert!(store.due_deliveries(at, 10).await.unwrap().is_empty());
     }
 
     #[tokio::test]

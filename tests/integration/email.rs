@@ -550,11 +550,14 @@ fn smtp_4xx_replies_are_retryable_and_5xx_permanent() {
     let deliveries = recorded_deliveries(&p, &run);
     assert_eq!(deliveries.len(), 3, "{deliveries:?}");
     let (temp, rejected, ok) = (&deliveries[0], &deliveries[1], &deliveries[2]);
+    // Retried within the run, then left pending for `ferry serve`.
     assert_eq!(
         (temp["occurrence"].as_u64(), temp["status"].as_str()),
-        (Some(1), Some("failed"))
+        (Some(1), Some("pending"))
     );
     assert_eq!(temp["retryable"], true, "{temp}");
+    assert_eq!(temp["attempts"], 3, "{temp}");
+    assert_eq!(rejected["attempts"], 1, "{rejected}");
     assert!(temp["error"].as_str().unwrap().contains("451"), "{temp}");
     assert_eq!(rejected["occurrence"], 2);
     assert_eq!(rejected["retryable"], false, "{rejected}");
@@ -588,8 +591,9 @@ fn a_closed_port_is_a_retryable_failure() {
     );
     let run = p.run_json("refused", &[], 0);
     let d = &recorded_deliveries(&p, &run)[0];
-    assert_eq!(d["status"], "failed", "{d}");
+    assert_eq!(d["status"], "pending", "{d}");
     assert_eq!(d["retryable"], true, "{d}");
+    assert_eq!(d["attempts"], 3, "{d}");
     let error = d["error"].as_str().unwrap();
     assert!(
         error.starts_with(&format!(
@@ -604,14 +608,17 @@ fn a_closed_port_is_a_retryable_failure() {
 fn a_server_that_accepts_and_stays_silent_times_out_retryably() {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    // Accepts and never says a word (like a TLS port spoken to in plain SMTP).
+    // Accepts and never says a word (like a TLS port spoken to in plain SMTP), for each
+    // of the run's three attempts.
     let silent = std::thread::spawn(move || {
-        let (conn, _) = listener.accept().unwrap();
-        let mut buf = [0; 64];
-        conn.set_read_timeout(Some(Duration::from_secs(30)))
-            .unwrap();
-        // Holds the connection until ferry gives up and closes it.
-        let _ = (&conn).read(&mut buf);
+        for _ in 0..3 {
+            let (conn, _) = listener.accept().unwrap();
+            let mut buf = [0; 64];
+            conn.set_read_timeout(Some(Duration::from_secs(30)))
+                .unwrap();
+            // Holds the connection until ferry gives up and closes it.
+            let _ = (&conn).read(&mut buf);
+        }
     });
     let p = project(&format!("{}    timeout: 1s\n", plain_channel("mail", port)));
     p.write(
@@ -627,8 +634,9 @@ fn a_server_that_accepts_and_stays_silent_times_out_retryably() {
         started.elapsed()
     );
     let d = &recorded_deliveries(&p, &run)[0];
-    assert_eq!(d["status"], "failed", "{d}");
+    assert_eq!(d["status"], "pending", "{d}");
     assert_eq!(d["retryable"], true, "{d}");
+    assert_eq!(d["attempts"], 3, "{d}");
     let error = d["error"].as_str().unwrap();
     assert!(error.contains("made no progress for 1s"), "{error}");
     silent.join().unwrap();
@@ -665,4 +673,45 @@ fn attachments_over_the_limit_are_refused_with_their_sizes() {
         "{error}"
     );
     assert!(run["warnings"].to_string().contains("not sent"), "{run}");
+}
+
+#[test]
+fn channels_test_sends_a_test_message_through_real_smtp() {
+    let Some(m) = mail() else { return };
+    let p = project(&plain_channel("mail", m.smtp_port));
+    let out = p.ferry(&["channels"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let listing = crate::support::stdout(&out);
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.split_whitespace().collect::<Vec<_>>()
+                == [
+                    "mail",
+                    "email",
+                    "smtp",
+                    &format!("127.0.0.1:{}", m.smtp_port),
+                    "(plain)",
+                    "0"
+                ]),
+        "{listing}"
+    );
+    let out = p.ferry(&["channels", "test", "mail", "--to", "bob@example.test"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let line = crate::support::stdout(&out);
+    let message_id = line
+        .trim()
+        .strip_prefix("ok   mail (email): ")
+        .unwrap_or_else(|| panic!("{line}"))
+        .to_string();
+    let raw = m.wait_for("bob@example.test", &message_id);
+    let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(
+        parsed.subject(),
+        Some("[ferry] test message from channel mail")
+    );
+    assert!(
+        !m.has("alice@example.test", &message_id),
+        "--to replaces the defaults"
+    );
 }

@@ -71,6 +71,8 @@ impl Default for Settings {
 
 struct State {
     settings: Settings,
+    /// Files uploaded to WeCom: (media_id, file name, bytes).
+    uploads: Vec<(String, String, Vec<u8>)>,
     received: Vec<Received>,
     /// Answers to give instead of the normal ones, in order: (status, body).
     scripted: VecDeque<(u16, String)>,
@@ -89,6 +91,7 @@ impl FakeRobots {
         let port = listener.local_addr().unwrap().port();
         let state = Arc::new(Mutex::new(State {
             settings,
+            uploads: Vec::new(),
             received: Vec::new(),
             scripted: VecDeque::new(),
             posts: Vec::new(),
@@ -136,6 +139,17 @@ impl FakeRobots {
             .unwrap()
             .scripted
             .push_back((status, body.to_string()));
+    }
+
+    /// The files uploaded to the WeCom robot: (file name, bytes).
+    pub fn uploads(&self) -> Vec<(String, Vec<u8>)> {
+        self.state
+            .lock()
+            .unwrap()
+            .uploads
+            .iter()
+            .map(|(_, n, b)| (n.clone(), b.clone()))
+            .collect()
     }
 
     pub fn received(&self) -> Vec<Received> {
@@ -256,6 +270,45 @@ fn over_rate(st: &mut State, robot: &str) -> bool {
     n >= st.settings.per_minute
 }
 
+/// The file of a `multipart/form-data` body's `media` part: (filename, bytes), checked
+/// against the part's `filelength`.
+fn multipart_file(headers: &[(String, String)], body: &[u8]) -> Option<(String, Vec<u8>)> {
+    let ct = headers
+        .iter()
+        .find(|(k, _)| k.eq_ignore_ascii_case("content-type"))?
+        .1
+        .clone();
+    let boundary = ct.split("boundary=").nth(1)?.trim_matches('"').to_string();
+    let open = format!("--{boundary}\r\n");
+    let close = format!("\r\n--{boundary}--");
+    let rest = body.strip_prefix(open.as_bytes())?;
+    let head_end = rest.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8(rest[..head_end].to_vec()).ok()?;
+    let data = &rest[head_end + 4..];
+    let end = data
+        .windows(close.len())
+        .rposition(|w| w == close.as_bytes())?;
+    let data = data[..end].to_vec();
+    if !head.contains("name=\"media\"") {
+        return None;
+    }
+    let name = head
+        .split("filename=\"")
+        .nth(1)?
+        .split('"')
+        .next()?
+        .to_string();
+    let length: usize = head
+        .split("filelength=")
+        .nth(1)?
+        .split(['\r', ';'])
+        .next()?
+        .trim()
+        .parse()
+        .ok()?;
+    (length == data.len()).then_some((name, data))
+}
+
 fn hmac_b64(key: &[u8], msg: &[u8]) -> String {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).unwrap();
     mac.update(msg);
@@ -315,11 +368,42 @@ fn answer(
             }
             ok_json("errcode", 0, "ok")
         }
+        "/cgi-bin/webhook/upload_media" => {
+            if get(query, "key") != Some(s.wecom_key.as_str()) {
+                return ok_json("errcode", 93000, "invalid webhook url");
+            }
+            if get(query, "type") != Some("file") {
+                return ok_json("errcode", 40004, "invalid media type");
+            }
+            let Some((name, bytes)) = multipart_file(headers, body) else {
+                return ok_json("errcode", 44001, "empty media data");
+            };
+            if bytes.len() > 20 * 1024 * 1024 {
+                return ok_json("errcode", 40058, "media size out of limit");
+            }
+            let media_id = format!("media-{}", st.uploads.len() + 1);
+            st.uploads.push((media_id.clone(), name, bytes));
+            (
+                200,
+                serde_json::json!({ "errcode": 0, "errmsg": "ok", "type": "file", "media_id": media_id, "created_at": "1700000000" })
+                    .to_string(),
+            )
+        }
         "/cgi-bin/webhook/send" => {
             if get(query, "key") != Some(s.wecom_key.as_str()) {
                 return ok_json("errcode", 93000, "invalid webhook url");
             }
             let v: serde_json::Value = serde_json::from_slice(body).unwrap_or_default();
+            if v["msgtype"] == "file" {
+                let id = v["file"]["media_id"].as_str().unwrap_or("");
+                if !st.uploads.iter().any(|(m, _, _)| m == id) {
+                    return ok_json("errcode", 40007, "invalid media_id");
+                }
+                if over_rate(st, "wecom") {
+                    return ok_json("errcode", 45009, "api freq out of limit");
+                }
+                return ok_json("errcode", 0, "ok");
+            }
             let content = v["markdown"]["content"].as_str().unwrap_or("");
             if v["msgtype"] != "markdown" || content.is_empty() {
                 return ok_json("errcode", 40008, "invalid message type");

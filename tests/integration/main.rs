@@ -8,6 +8,7 @@ mod cancel;
 mod crash;
 mod email;
 mod fake_robots;
+mod ledger;
 mod links;
 mod multi;
 mod mysql;

@@ -161,11 +161,15 @@ fn server_errors_are_retryable_and_a_task_can_use_its_own_robot() {
         serde_json::from_slice::<serde_json::Value>(&out.stdout)
             .unwrap_or_else(|e| panic!("{e}: {}", describe(&out)))
     };
-    fake.script(502, "bad gateway");
+    // A 502 for every attempt of the run: the delivery stays pending for a later retry.
+    for _ in 0..3 {
+        fake.script(502, "bad gateway");
+    }
     let json = run(&p);
     let d = delivery(&json, 0);
-    assert_eq!(d["status"], "failed", "{json}");
+    assert_eq!(d["status"], "pending", "{json}");
     assert_eq!(d["retryable"], true, "{json}");
+    assert_eq!(d["attempts"], 3, "{json}");
     assert!(
         d["error"]
             .as_str()
@@ -186,7 +190,7 @@ fn server_errors_are_retryable_and_a_task_can_use_its_own_robot() {
 fn wecom_feishu_and_webhook_messages_follow_their_protocols() {
     let fake = FakeRobots::start(Settings::default());
     let channels = format!(
-        "  wc: {{ type: wecom, webhook: \"{}\", mentions: [zhangsan] }}\n  fs: {{ type: feishu, webhook: \"{}\", secret: feishu-secret-0001, mention_all: true }}\n  hook: {{ type: webhook, url: \"{}\", secret: webhook-secret-0001 }}\n  unsigned: {{ type: webhook, url: \"{}\" }}\n",
+        "  wc: {{ type: wecom, webhook: \"{}\", mentions: [zhangsan], delivery: link }}\n  fs: {{ type: feishu, webhook: \"{}\", secret: feishu-secret-0001, mention_all: true }}\n  hook: {{ type: webhook, url: \"{}\", secret: webhook-secret-0001 }}\n  unsigned: {{ type: webhook, url: \"{}\" }}\n",
         fake.wecom_webhook(),
         fake.feishu_webhook(),
         fake.webhook_url(),
@@ -219,12 +223,19 @@ fn wecom_feishu_and_webhook_messages_follow_their_protocols() {
             .starts_with("channel `unsigned`: the webhook answered HTTP 401 Unauthorized"),
         "{unsigned}"
     );
+    // Channels are sent concurrently: find each request by its endpoint.
     let got = fake.received();
-    let wecom = got[0].json();
+    let find = |f: &dyn Fn(&crate::fake_robots::Received) -> bool| {
+        got.iter()
+            .find(|r| f(r))
+            .unwrap_or_else(|| panic!("{got:#?}"))
+            .clone()
+    };
+    let wecom = find(&|r| r.path == "/cgi-bin/webhook/send").json();
     let content = wecom["markdown"]["content"].as_str().unwrap();
     assert!(content.starts_with("**[ferry] t succeeded: 1 rows**\n\n### t: succeeded"));
     assert!(content.ends_with(" <@zhangsan>"), "{content}");
-    let feishu = got[1].json();
+    let feishu = find(&|r| r.path.starts_with("/open-apis/")).json();
     assert_eq!(feishu["msg_type"], "interactive");
     assert_eq!(
         feishu["card"]["header"]["title"]["content"],
@@ -236,11 +247,12 @@ fn wecom_feishu_and_webhook_messages_follow_their_protocols() {
             .unwrap()
             .ends_with("\n<at id=all></at>")
     );
-    let hook = got[2].json();
+    let signed = find(&|r| r.path == "/hooks/ferry" && r.header("X-Ferry-Signature").is_some());
+    let hook = signed.json();
     assert_eq!(hook["title"], "[ferry] t succeeded: 1 rows");
     assert!(hook["link"].is_null());
     assert!(
-        got[2]
+        signed
             .header("X-Ferry-Signature")
             .unwrap()
             .starts_with("v1=")
@@ -329,4 +341,165 @@ fn messages_carry_the_signed_download_link() {
             .contains(&format!("- Download: {url}")),
         "{msg}"
     );
+}
+
+#[test]
+fn channels_are_listed_without_secrets_and_can_be_tested() {
+    let fake = FakeRobots::start(Settings::default());
+    let channels = format!(
+        "  ding: {{ type: dingtalk, webhook: \"{}\", secret: SECdingtalk-secret-0001, mentions: ['13800000000'] }}\n  wrongsecret: {{ type: dingtalk, webhook: \"{}\", secret: SECnot-the-secret }}\n",
+        fake.dingtalk_webhook(),
+        fake.dingtalk_webhook()
+    );
+    let p = project(&channels, "[ding]");
+    let out = p.ferry(&["channels"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let text = crate::support::stdout(&out);
+    let rows: Vec<Vec<&str>> = text
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
+    let port = format!("127.0.0.1:{},", fake.port);
+    assert_eq!(rows[0], ["NAME", "TYPE", "WHERE", "TASKS"]);
+    // The outbox row shows its folder; three of the fixture's tasks use it.
+    assert!(
+        rows.iter()
+            .any(|r| r[0] == "box" && r[1] == "outbox" && r[2].ends_with("outbox") && r[3] == "3"),
+        "{text}"
+    );
+    assert!(
+        rows.contains(&vec!["ding", "dingtalk", port.as_str(), "signed", "1"]),
+        "{text}"
+    );
+    assert!(
+        !text.contains("dt-token-0001") && !text.contains("SEC"),
+        "{text}"
+    );
+
+    let out = p.ferry(&["channels", "test", "ding"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(
+        crate::support::stdout(&out).trim(),
+        "ok   ding (dingtalk): DingTalk accepted the message"
+    );
+    let body = fake.received()[0].json();
+    assert_eq!(
+        body["markdown"]["title"],
+        "[ferry] test message from channel ding"
+    );
+    assert!(
+        body["markdown"]["text"]
+            .as_str()
+            .unwrap()
+            .ends_with("@13800000000")
+    );
+
+    let out = p.ferry(&["channels", "test", "wrongsecret"]);
+    assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
+    assert!(
+        crate::support::stdout(&out).starts_with(
+            "FAIL wrongsecret (dingtalk): channel `wrongsecret`: DingTalk errcode 310000: sign not match"
+        ),
+        "{}",
+        describe(&out)
+    );
+    assert!(!describe(&out).contains("SECnot-the-secret"));
+
+    let out = p.ferry(&["channels", "test", "dnig"]);
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    assert!(
+        stderr(&out).contains("error: unknown channel `dnig` (did you mean `ding`?)"),
+        "{}",
+        describe(&out)
+    );
+}
+
+#[test]
+fn wecom_sends_the_result_files_themselves() {
+    use sha2::{Digest, Sha256};
+    let fake = FakeRobots::start(Settings::default());
+    let channels = format!(
+        "  wc: {{ type: wecom, webhook: \"{}\" }}\n  wclink: {{ type: wecom, webhook: \"{}\", delivery: link }}\n",
+        fake.wecom_webhook(),
+        fake.wecom_webhook()
+    );
+    let p = project(&channels, "[wc, wclink]");
+    p.write(
+        "tasks/t.yaml",
+        "schedule: '0 6 * * *'\nsource: db\nquery: SELECT 1 AS n, '销售' AS name\noutput: { format: csv, file_name: 销售明细 }\nnotify: [wc, wclink]\n",
+    );
+    let json = p.run_json("t", &[], 0);
+    assert_eq!(
+        delivery(&json, 0)["receipt"],
+        "WeCom accepted the message and 1 file(s)",
+        "{json}"
+    );
+    assert_eq!(delivery(&json, 1)["receipt"], "WeCom accepted the message");
+    // markdown, upload, file message for `wc`; markdown only for `wclink`.
+    let got = fake.received();
+    let paths: Vec<&str> = got.iter().map(|r| r.path.as_str()).collect();
+    assert_eq!(
+        paths,
+        [
+            "/cgi-bin/webhook/send",
+            "/cgi-bin/webhook/upload_media",
+            "/cgi-bin/webhook/send",
+            "/cgi-bin/webhook/send"
+        ]
+    );
+    assert_eq!(got[2].json()["msgtype"], "file");
+    let uploads = fake.uploads();
+    assert_eq!(uploads.len(), 1);
+    let (name, bytes) = &uploads[0];
+    assert_eq!(name, "销售明细.csv");
+    assert_eq!(
+        hex::encode(Sha256::digest(bytes)),
+        json["files"][0]["sha256"].as_str().unwrap()
+    );
+}
+
+#[test]
+fn wecom_files_over_20_mb_go_as_a_note_in_auto_and_fail_in_attach() {
+    let fake = FakeRobots::start(Settings::default());
+    let channels = format!(
+        "  wc: {{ type: wecom, webhook: \"{}\" }}\n  wcattach: {{ type: wecom, webhook: \"{}\", delivery: attach }}\n",
+        fake.wecom_webhook(),
+        fake.wecom_webhook()
+    );
+    let p = project(&channels, "[wc, wcattach]");
+    // About 22 MB of CSV.
+    p.write(
+        "tasks/t.yaml",
+        "schedule: '0 6 * * *'\nsource: db\nquery: |\n  WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 220000)\n  SELECT x, printf('%0100d', x) AS pad FROM c\noutput: { format: csv, file_name: big }\nnotify: [wc, wcattach]\n",
+    );
+    let json = p.run_json("t", &[], 0);
+    assert!(
+        json["files"][0]["bytes"].as_u64().unwrap() > 20 * 1024 * 1024,
+        "{json}"
+    );
+    assert_eq!(
+        delivery(&json, 0)["receipt"],
+        "WeCom accepted the message",
+        "{json}"
+    );
+    let content = fake.received()[0].json()["markdown"]["content"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        content.contains("Files not sent: big.csv (") && content.contains("over WeCom's 20 MB limit; ask the task's owners for them (no download links are configured)."),
+        "{content}"
+    );
+    let attach = delivery(&json, 1);
+    assert_eq!(attach["status"], "failed", "{json}");
+    assert_eq!(attach["retryable"], false);
+    assert!(
+        attach["error"].as_str().unwrap().contains("big.csv is 2")
+            && attach["error"]
+                .as_str()
+                .unwrap()
+                .contains("over WeCom's 20 MB file limit"),
+        "{attach}"
+    );
+    assert!(fake.uploads().is_empty());
 }

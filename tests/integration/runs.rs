@@ -23,6 +23,7 @@ fn json_contract_and_history_of_a_successful_run() {
         keys,
         [
             "deliveries",
+            "delivery",
             "error",
             "files",
             "rows",

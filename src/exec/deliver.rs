@@ -1,0 +1,381 @@
+//! Sending the messages recorded in the delivery ledger, with retries.
+//!
+//! A run renders all its messages first and records them as `pending` together with its
+//! outcome, in one store transaction; then each is attempted here. An attempt marks the
+//! delivery `sending` (fenced: of two processes only one gets it), sends the recorded
+//! message, and records `sent`, `failed` (permanent error, or retries exhausted) or
+//! `pending` with the time of the next attempt.
+//!
+//! - Inside the run ([`deliver_in_run`]) a retryable failure is tried again up to
+//!   [`IN_RUN_ATTEMPTS`] times in all, after [`backoff`] delays growing from about 1 s, at
+//!   most [`IN_RUN_BUDGET`] of waiting per delivery. Channels are sent concurrently and
+//!   independently; the entries of one channel go in `notify` order.
+//! - What still fails stays `pending`; `ferry serve`'s delivery worker ([`deliver_due`])
+//!   tries it again when it is due, with the backoff growing to an hour, up to
+//!   [`MAX_ATTEMPTS`] in all, then `failed`.
+//! - A delivery left `sending` by a process that died may have gone out: it is tried once
+//!   more and recorded `maybe_duplicate` (email keeps its Message-ID, so clients can tell
+//!   the copies apart); if that try fails it is `failed`, never retried again.
+//! - The message is never rendered again and the query never re-run: the ledger holds the
+//!   rendered message. Only the channel's settings (server, credentials) are looked up again,
+//!   so no secret is kept in the ledger.
+
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use chrono::{DateTime, SubsecRound, Utc};
+use tracing::{info, warn};
+
+use super::Stop;
+use crate::config::{ChannelKind, ChannelSpec, Config, TaskSpec, format_duration};
+use crate::notify::{self, Message, NotifyError};
+use crate::store::{
+    AttemptEnd, DeliveryKey, DeliveryStatus, DueDelivery, Owner, RunStore, StoreError,
+};
+
+/// Attempts made inside the run before a delivery is left to the delivery worker.
+pub const IN_RUN_ATTEMPTS: u32 = 3;
+/// The most a run waits between the attempts of one delivery, in all.
+pub const IN_RUN_BUDGET: Duration = Duration::from_secs(30);
+/// Attempts in all before a retryable failure becomes `failed`.
+pub const MAX_ATTEMPTS: u32 = 10;
+/// The first in-run delay; each further one doubles.
+const FIRST_DELAY: Duration = Duration::from_secs(1);
+/// The first delay after the in-run attempts; each further one doubles.
+const LATER_DELAY: Duration = Duration::from_secs(60);
+/// The longest delay between two attempts.
+const MAX_DELAY: Duration = Duration::from_secs(3600);
+/// Each delay is moved by up to this fraction either way, so that deliveries failing
+/// together do not retry together.
+const JITTER: f64 = 0.1;
+
+/// The delay before the next attempt after `failed` attempts (≥ 1) have failed, with
+/// `unit` in `[0, 1)` choosing the jitter: 1 s, 2 s inside the run, then 1 min, 2 min, …
+/// capped at 1 h, each ±10 %.
+pub fn backoff(failed: u32, unit: f64) -> Duration {
+    let failed = failed.max(1);
+    let base = if failed < IN_RUN_ATTEMPTS {
+        FIRST_DELAY.saturating_mul(1 << (failed - 1).min(20))
+    } else {
+        LATER_DELAY.saturating_mul(1 << (failed - IN_RUN_ATTEMPTS).min(20))
+    }
+    .min(MAX_DELAY);
+    base.mul_f64(1.0 + JITTER * (2.0 * unit.clamp(0.0, 1.0) - 1.0))
+}
+
+/// A random number in `[0, 1)` for the jitter.
+fn jitter_unit() -> f64 {
+    getrandom::u32()
+        .map(|v| f64::from(v) / (f64::from(u32::MAX) + 1.0))
+        .unwrap_or(0.5)
+}
+
+/// The channel spec a delivery is sent with: the channel as config.yaml declares it now,
+/// with the task's own robot webhook/secret for that `notify` entry.
+pub fn channel_spec<'a>(
+    config: &'a Config,
+    task: Option<&TaskSpec>,
+    channel: &str,
+    occurrence: u32,
+) -> Result<Cow<'a, ChannelSpec>, NotifyError> {
+    let Some(spec) = config.channels.get(channel) else {
+        return Err(NotifyError::Permanent("channel is not defined".into()));
+    };
+    let entry = task.and_then(|t| {
+        t.notify
+            .iter()
+            .filter(|n| n.channel == channel)
+            .nth(occurrence.saturating_sub(1) as usize)
+    });
+    let (webhook, secret) = match entry {
+        Some(n) => (&n.webhook, &n.secret),
+        None => return Ok(Cow::Borrowed(spec)),
+    };
+    Ok(match &spec.kind {
+        ChannelKind::Robot(robot) if webhook.is_some() || secret.is_some() => {
+            let mut robot = (**robot).clone();
+            if let Some(w) = webhook {
+                robot.webhook = w.clone();
+            }
+            if let Some(s) = secret {
+                robot.secret = Some(s.clone());
+            }
+            let mut spec = spec.clone();
+            spec.kind = ChannelKind::Robot(Box::new(robot));
+            Cow::Owned(spec)
+        }
+        _ => Cow::Borrowed(spec),
+    })
+}
+
+/// One delivery to attempt, as last read from the ledger.
+#[derive(Debug, Clone)]
+pub struct Item {
+    pub key: DeliveryKey,
+    /// `pending`, or `sending` for one left by a process that died.
+    pub from: DeliveryStatus,
+    /// Attempts made before this one.
+    pub attempts: u32,
+    /// The rendered message (JSON).
+    pub message: String,
+}
+
+/// What one attempt did.
+#[derive(Debug, Clone)]
+pub struct Tried {
+    pub outcome: Result<String, NotifyError>,
+    /// What was recorded.
+    pub end: AttemptEnd,
+    /// Set when the caller keeps the delivery and tries again after this delay.
+    pub retry_in: Option<Duration>,
+}
+
+/// Attempts one delivery once. `budget` is what is left of the caller's in-run waiting
+/// budget (`None` for the delivery worker); when the next attempt fits in it, the delivery
+/// stays held by `owner` and [`Tried::retry_in`] says when to try again. `Ok(None)`: another
+/// process took the delivery first.
+pub async fn attempt(
+    store: &dyn RunStore,
+    config: &Config,
+    task: Option<&TaskSpec>,
+    item: &Item,
+    owner: &Owner,
+    budget: Option<Duration>,
+) -> Result<Option<Tried>, StoreError> {
+    let now = Utc::now().trunc_subsecs(3);
+    if !store
+        .begin_attempt(&item.key, item.from, item.attempts, owner, now)
+        .await?
+    {
+        return Ok(None);
+    }
+    let ambiguous = item.from == DeliveryStatus::Sending;
+    let n = item.attempts + 1;
+    let outcome = match Message::from_ledger(&item.message) {
+        Ok(message) => match channel_spec(config, task, &item.key.channel, item.key.occurrence) {
+            Ok(spec) => notify::build(&spec).notify(&message).await,
+            Err(e) => Err(e),
+        },
+        Err(e) => Err(NotifyError::Permanent(e)),
+    };
+    let at = Utc::now().trunc_subsecs(3);
+    let mut end = AttemptEnd {
+        status: DeliveryStatus::Failed,
+        retryable: false,
+        receipt: None,
+        error: None,
+        next_attempt_at: None,
+        at,
+        keep_owner: false,
+    };
+    let mut retry_in = None;
+    let channel = &item.key.channel;
+    match &outcome {
+        Ok(receipt) => {
+            end.status = if ambiguous {
+                DeliveryStatus::MaybeDuplicate
+            } else {
+                DeliveryStatus::Sent
+            };
+            end.receipt = Some(receipt.clone());
+            if ambiguous {
+                warn!(%channel, %receipt, attempts = n, "sent again after an interrupted attempt: the recipient may have it twice");
+            } else {
+                info!(%channel, %receipt, attempts = n, "notified");
+            }
+        }
+        Err(e @ NotifyError::Permanent(m)) => {
+            end.error = Some(m.clone());
+            warn!(%channel, error = %e, attempts = n, "notification failed");
+        }
+        Err(e @ NotifyError::Retryable(m)) => {
+            end.retryable = true;
+            if ambiguous {
+                end.error = Some(format!(
+                    "{m}; an earlier attempt was interrupted mid-send and may have been delivered, so ferry does not try again"
+                ));
+                warn!(%channel, error = %e, attempts = n, "notification failed after an interrupted attempt");
+            } else if n >= MAX_ATTEMPTS {
+                end.error = Some(format!("{m}; gave up after {n} attempts"));
+                warn!(%channel, error = %e, attempts = n, "notification failed, retries exhausted");
+            } else {
+                let delay = backoff(n, jitter_unit());
+                end.status = DeliveryStatus::Pending;
+                end.error = Some(m.clone());
+                end.next_attempt_at =
+                    Some(at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
+                if let Some(left) = budget
+                    && n < IN_RUN_ATTEMPTS
+                    && delay <= left
+                {
+                    end.keep_owner = true;
+                    retry_in = Some(delay);
+                }
+                warn!(%channel, error = %e, attempts = n, retry_in = %format_duration(delay), "notification failed, will retry");
+            }
+        }
+    }
+    store.end_attempt(&item.key, &end).await?;
+    Ok(Some(Tried {
+        outcome,
+        end,
+        retry_in,
+    }))
+}
+
+/// The deliveries of one run, attempted inside the run: each channel's entries in order,
+/// channels concurrently, retryable failures retried within [`IN_RUN_BUDGET`]. Stops
+/// retrying (leaving the deliveries `pending`) when `stop` fires. Returns the last
+/// attempt of each delivery (none for one another process took).
+pub async fn deliver_in_run(
+    store: &dyn RunStore,
+    config: &Config,
+    task: &TaskSpec,
+    items: Vec<Item>,
+    owner: &Owner,
+    stop: &Stop,
+) -> Result<Vec<(DeliveryKey, Tried)>, StoreError> {
+    let mut by_channel: BTreeMap<String, Vec<Item>> = BTreeMap::new();
+    for item in items {
+        by_channel
+            .entry(item.key.channel.clone())
+            .or_default()
+            .push(item);
+    }
+    let lanes = by_channel.into_values().map(|items| async move {
+        let mut out = Vec::new();
+        for item in items {
+            if let Some(t) = retry_in_run(store, config, task, item.clone(), owner, stop).await? {
+                out.push((item.key, t));
+            }
+        }
+        Ok::<_, StoreError>(out)
+    });
+    let mut all = Vec::new();
+    for lane in futures_util::future::join_all(lanes).await {
+        all.extend(lane?);
+    }
+    Ok(all)
+}
+
+async fn retry_in_run(
+    store: &dyn RunStore,
+    config: &Config,
+    task: &TaskSpec,
+    mut item: Item,
+    owner: &Owner,
+    stop: &Stop,
+) -> Result<Option<Tried>, StoreError> {
+    let mut waited = Duration::ZERO;
+    loop {
+        let left = IN_RUN_BUDGET.saturating_sub(waited);
+        let Some(tried) = attempt(store, config, Some(task), &item, owner, Some(left)).await?
+        else {
+            return Ok(None);
+        };
+        let Some(delay) = tried.retry_in else {
+            return Ok(Some(tried));
+        };
+        tokio::select! {
+            _ = tokio::time::sleep(delay) => {}
+            _ = stop.stopped() => {
+                // Leave it to the delivery worker.
+                let end = AttemptEnd { keep_owner: false, ..tried.end.clone() };
+                store.end_attempt(&item.key, &end).await?;
+                return Ok(Some(Tried { end, retry_in: None, ..tried }));
+            }
+        }
+        waited += delay;
+        item.from = DeliveryStatus::Pending;
+        item.attempts += 1;
+    }
+}
+
+/// Whether the process holding a delivery may still be working on it. A holder on
+/// another node cannot be checked from here and counts as alive.
+fn holder_alive(holder: &Owner, me: &Owner) -> bool {
+    holder.node != me.node || crate::store::process_alive(holder.pid)
+}
+
+/// One pass of the delivery worker: attempts every delivery that is due (pending and due,
+/// or left `sending` by a process that is gone), each channel's in order, channels
+/// concurrently, once each. Returns how many were attempted.
+pub async fn deliver_due(
+    store: &dyn RunStore,
+    config: &Config,
+    tasks: &BTreeMap<String, TaskSpec>,
+    me: &Owner,
+    now: DateTime<Utc>,
+) -> Result<usize, StoreError> {
+    let due: Vec<DueDelivery> = store
+        .due_deliveries(now, 200)
+        .await?
+        .into_iter()
+        .filter(|d| d.owner.as_ref().is_none_or(|o| !holder_alive(o, me)))
+        .collect();
+    let mut by_channel: BTreeMap<String, Vec<DueDelivery>> = BTreeMap::new();
+    for d in due {
+        by_channel.entry(d.key.channel.clone()).or_default().push(d);
+    }
+    let lanes = by_channel.into_values().map(|lane| async move {
+        let mut n = 0;
+        for d in lane {
+            let item = Item {
+                key: d.key.clone(),
+                from: d.status,
+                attempts: d.attempts,
+                message: d.message.clone(),
+            };
+            if attempt(store, config, tasks.get(&d.task), &item, me, None)
+                .await?
+                .is_some()
+            {
+                n += 1;
+            }
+        }
+        Ok::<_, StoreError>(n)
+    });
+    let mut total = 0;
+    for lane in futures_util::future::join_all(lanes).await {
+        total += lane?;
+    }
+    Ok(total)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_is_jittered_within_bounds_and_capped() {
+        // The middle of the jitter range is the base delay.
+        assert_eq!(backoff(1, 0.5), Duration::from_secs(1));
+        assert_eq!(backoff(2, 0.5), Duration::from_secs(2));
+        assert_eq!(backoff(3, 0.5), Duration::from_secs(60));
+        assert_eq!(backoff(4, 0.5), Duration::from_secs(120));
+        assert_eq!(backoff(9, 0.5), Duration::from_secs(3600));
+        assert_eq!(backoff(40, 0.5), Duration::from_secs(3600));
+        // Growing at every step, whatever the jitter (±10 % never overlaps a doubling).
+        for n in 1..8 {
+            assert!(backoff(n, 0.999) < backoff(n + 1, 0.0), "step {n}");
+        }
+        // Within ±10 %, and the cap holds with jitter too.
+        for n in 1..=MAX_ATTEMPTS {
+            let base = backoff(n, 0.5).as_secs_f64();
+            for u in [0.0, 0.25, 0.75, 0.999_999] {
+                let d = backoff(n, u).as_secs_f64();
+                assert!(d >= base * 0.9 - 1e-9 && d <= base * 1.1 + 1e-9, "{n} {u}");
+                assert!(d <= 3600.0 * 1.1);
+            }
+        }
+        // The in-run waits fit the budget.
+        let in_run: Duration = (1..IN_RUN_ATTEMPTS).map(|n| backoff(n, 0.999)).sum();
+        assert!(in_run <= IN_RUN_BUDGET, "{in_run:?}");
+        // Random jitter stays within bounds.
+        for _ in 0..100 {
+            let d = backoff(2, jitter_unit());
+            assert!(d >= Duration::from_millis(1800) && d <= Duration::from_millis(2200));
+        }
+    }
+}
