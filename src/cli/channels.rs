@@ -4,8 +4,7 @@
 use clap::{Args, Subcommand};
 
 use super::tasks::print_table;
-use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, load_project};
-use crate::config::problem::hint;
+use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, load_project, unknown_name};
 use crate::config::{ChannelKind, ChannelSpec, Project, SmtpSecurity};
 use crate::notify::{self, Message};
 
@@ -91,17 +90,7 @@ fn list(project: &Project) -> i32 {
 async fn test(project: &Project, name: &str, to: &[String]) -> i32 {
     let channels = &project.config.channels;
     let Some(spec) = channels.get(name) else {
-        let names: Vec<&str> = channels.keys().map(String::as_str).collect();
-        let listing = if names.is_empty() {
-            "config.yaml has no channels".to_string()
-        } else {
-            format!("known channels: {}", names.join(", "))
-        };
-        eprintln!(
-            "error: unknown channel `{name}`{} ({listing})",
-            hint(name, names.iter().copied())
-        );
-        return EXIT_CONFIG;
+        return unknown_name("channel", name, channels.keys());
     };
     let recipients = if to.is_empty() {
         spec.recipients.clone()

@@ -148,6 +148,22 @@ pub fn find_task<'a>(project: &'a Project, name: &str) -> Result<&'a TaskSpec, i
 }
 
 /// Prints an error paragraph with its causes.
+/// Reports a datasource or channel name that config.yaml does not define, with a "did you
+/// mean" hint and the known names; returns the exit code for it.
+pub fn unknown_name<'a>(what: &str, name: &str, known: impl Iterator<Item = &'a String>) -> i32 {
+    let names: Vec<&str> = known.map(String::as_str).collect();
+    let listing = if names.is_empty() {
+        format!("config.yaml has no {what}s")
+    } else {
+        format!("known {what}s: {}", names.join(", "))
+    };
+    eprintln!(
+        "error: unknown {what} `{name}`{} ({listing})",
+        crate::config::problem::hint(name, names.iter().copied())
+    );
+    EXIT_CONFIG
+}
+
 pub fn print_error(e: &dyn std::error::Error) {
     eprintln!("error: {}", crate::source::error_chain(e));
 }

@@ -5,8 +5,7 @@
 use clap::{Args, Subcommand};
 
 use super::tasks::print_table;
-use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, load_project};
-use crate::config::problem::hint;
+use super::{Cli, EXIT_FAILED, EXIT_OK, load_project, unknown_name};
 use crate::config::{DatasourceSpec, Project};
 use crate::source;
 
@@ -72,17 +71,7 @@ async fn test(project: &Project, only: Option<&str>) -> i32 {
     if let Some(name) = only
         && !datasources.contains_key(name)
     {
-        let names: Vec<&str> = datasources.keys().map(String::as_str).collect();
-        let listing = if names.is_empty() {
-            "config.yaml has no datasources".to_string()
-        } else {
-            format!("known datasources: {}", names.join(", "))
-        };
-        eprintln!(
-            "error: unknown datasource `{name}`{} ({listing})",
-            hint(name, names.iter().copied())
-        );
-        return EXIT_CONFIG;
+        return unknown_name("datasource", name, datasources.keys());
     }
     let mut code = EXIT_OK;
     for (name, spec) in datasources {

@@ -71,18 +71,15 @@ type Reply = oneshot::Sender<Result<String, NotifyError>>;
 struct Waiting {
     notice: Notice,
     replies: Vec<Reply>,
-    /// How often the service throttled it already.
-    throttled: u32,
 }
-
-/// A throttled notice is tried again once after the pause; then the run hears about it.
-const THROTTLE_RETRIES: u32 = 1;
 
 #[derive(Default)]
 struct QueueState {
     /// When the posts of the last minute went out, oldest first.
     sent: VecDeque<Instant>,
     paused_until: Option<Instant>,
+    /// What the service said when it throttled the robot.
+    pause_reason: String,
     waiting: Vec<Waiting>,
     worker: bool,
 }
@@ -116,7 +113,6 @@ pub async fn deliver(
         q.waiting.push(Waiting {
             notice,
             replies: vec![reply],
-            throttled: 0,
         });
         !std::mem::replace(&mut q.worker, true)
     };
@@ -140,7 +136,26 @@ async fn work(queue: Arc<Mutex<QueueState>>, limits: Limits, robot: Arc<dyn Robo
                 q.worker = false;
                 return;
             }
-            slot_wait(&mut q, limits, Instant::now())
+            // While the service has the robot paused, nothing is posted: waiting notices
+            // fail at once as retryable (the delivery ledger tries them again later)
+            // instead of holding their runs for the rest of the pause.
+            let now = Instant::now();
+            if let Some(until) = q.paused_until.filter(|u| *u > now) {
+                let left = crate::config::format_duration(std::time::Duration::from_secs(
+                    (until - now).as_secs().max(1),
+                ));
+                let error = NotifyError::Retryable(format!(
+                    "not sent: the robot is paused for another {left} ({})",
+                    q.pause_reason
+                ));
+                for w in std::mem::take(&mut q.waiting) {
+                    for reply in w.replies {
+                        let _ = reply.send(Err(error.clone()));
+                    }
+                }
+                continue;
+            }
+            slot_wait(&mut q, limits, now)
         };
         if let Some(until) = wait {
             tokio::time::sleep_until(until).await;
@@ -170,20 +185,10 @@ async fn work(queue: Arc<Mutex<QueueState>>, limits: Limits, robot: Arc<dyn Robo
                     )),
                     Ok(receipt) => Ok(receipt),
                     Err(PostError::Throttled(msg)) => {
-                        q.paused_until = Some(Instant::now() + limits.pause);
-                        if w.throttled < THROTTLE_RETRIES {
-                            // First in line once the pause is over.
-                            q.waiting.insert(
-                                0,
-                                Waiting {
-                                    throttled: w.throttled + 1,
-                                    ..w
-                                },
-                            );
-                            continue;
-                        }
+                        q.paused_until = Some(now + limits.pause);
+                        q.pause_reason = msg.clone();
                         Err(NotifyError::Retryable(format!(
-                            "{msg} (again after a {} pause)",
+                            "{msg}; the robot is paused for {}",
                             crate::config::format_duration(limits.pause)
                         )))
                     }
@@ -234,7 +239,7 @@ fn slot_wait_for(
 /// Groups waiting notices into posts of at most `max_text` bytes of text, in order. One
 /// notice stays as it is (shortened if it alone is too long); several become one digest.
 fn merge(batch: Vec<Waiting>, max_text: usize) -> Vec<Waiting> {
-    let mut groups: Vec<(Vec<Notice>, Vec<Reply>, u32)> = Vec::new();
+    let mut groups: Vec<(Vec<Notice>, Vec<Reply>)> = Vec::new();
     let mut size = 0;
     for w in batch {
         let button = w
@@ -245,36 +250,31 @@ fn merge(batch: Vec<Waiting>, max_text: usize) -> Vec<Waiting> {
         let len = w.notice.text.len() + SEPARATOR.len() + w.notice.title.len() + 8 + button;
         let mergeable = |n: &Notice| n.files.is_empty();
         match groups.last_mut() {
-            Some((notices, replies, throttled))
+            Some((notices, replies))
                 if size + len <= max_text
                     && mergeable(&w.notice)
                     && notices.iter().all(mergeable) =>
             {
                 notices.push(w.notice);
                 replies.extend(w.replies);
-                *throttled = (*throttled).max(w.throttled);
                 size += len;
             }
             _ => {
                 size = len + DIGEST_HEAD;
-                groups.push((vec![w.notice], w.replies, w.throttled));
+                groups.push((vec![w.notice], w.replies));
             }
         }
     }
     groups
         .into_iter()
-        .map(|(notices, replies, throttled)| {
+        .map(|(notices, replies)| {
             let mut notice = if notices.len() == 1 {
                 notices.into_iter().next().expect("one notice")
             } else {
                 digest(notices)
             };
             notice.text = shorten(&notice.text, max_text);
-            Waiting {
-                notice,
-                replies,
-                throttled,
-            }
+            Waiting { notice, replies }
         })
         .collect()
 }
@@ -448,26 +448,37 @@ mod tests {
     }
 
     #[tokio::test(start_paused = true)]
-    async fn a_throttled_robot_pauses_then_tries_the_notice_once_more() {
+    async fn a_throttled_robot_is_left_alone_for_the_pause() {
         let robot = Arc::new(Recorder {
             posts: Mutex::new(Vec::new()),
             throttle_first: AtomicUsize::new(1),
         });
-        // Throttled once: the notice waits out the pause and goes through.
-        let before = Instant::now();
+        // Throttled: the notice fails as retryable at once, naming the pause.
         let first = deliver("test:throttle", LIMITS, robot.clone(), notice(1)).await;
-        assert_eq!(first.unwrap(), "sent");
-        assert!(before.elapsed() >= Duration::from_secs(600));
-        assert_eq!(robot.posts.lock().unwrap().len(), 2);
-        // Throttled twice: the run hears about it, as worth retrying later.
-        robot.throttle_first.store(2, Ordering::SeqCst);
-        let again = deliver("test:throttle", LIMITS, robot.clone(), notice(2)).await;
-        match again {
+        match first {
             Err(NotifyError::Retryable(msg)) => {
-                assert_eq!(msg, "130101 send too fast (again after a 10m pause)")
+                assert_eq!(msg, "130101 send too fast; the robot is paused for 10m")
             }
             other => panic!("{other:?}"),
         }
+        // During the pause nothing is posted, and nobody waits for the pause to end.
+        tokio::time::sleep(Duration::from_secs(60)).await;
+        let before = Instant::now();
+        let second = deliver("test:throttle", LIMITS, robot.clone(), notice(2)).await;
+        assert!(before.elapsed() < Duration::from_secs(1));
+        match second {
+            Err(NotifyError::Retryable(msg)) => assert_eq!(
+                msg,
+                "not sent: the robot is paused for another 9m (130101 send too fast)"
+            ),
+            other => panic!("{other:?}"),
+        }
+        assert_eq!(robot.posts.lock().unwrap().len(), 1);
+        // After the pause, posts go out again.
+        tokio::time::sleep(Duration::from_secs(541)).await;
+        let third = deliver("test:throttle", LIMITS, robot.clone(), notice(3)).await;
+        assert_eq!(third.unwrap(), "sent");
+        assert_eq!(robot.posts.lock().unwrap().len(), 2);
     }
 
     #[test]
@@ -480,7 +491,6 @@ mod tests {
                 Waiting {
                     notice: notice(i),
                     replies: vec![reply],
-                    throttled: 0,
                 }
             })
             .collect();
