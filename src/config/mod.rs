@@ -42,6 +42,8 @@ pub struct Config {
     pub scheduler: SchedulerSettings,
     /// Signed download links (`links:`); `None` when not configured.
     pub links: Option<LinksSpec>,
+    /// Failure alerts to task owners (`alerts:`); `None` when not configured.
+    pub alerts: Option<AlertsSpec>,
     pub datasources: BTreeMap<String, DatasourceSpec>,
     /// Datasources with `sql_gate: false`: their queries skip the parser gate
     /// ([`crate::sqlgate`]); the read-only transaction still applies.
@@ -50,6 +52,14 @@ pub struct Config {
     /// limit is refused before it runs.
     pub max_cost: BTreeMap<String, f64>,
     pub channels: BTreeMap<String, ChannelSpec>,
+}
+
+/// `alerts:`: which channel tells a task's owners that it failed, and how often at most.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AlertsSpec {
+    pub channel: String,
+    pub every: Duration,
+    pub template: String,
 }
 
 /// Where run history lives.

@@ -34,6 +34,8 @@ pub struct RawConfig {
     pub scheduler: Option<RawScheduler>,
     /// Signed download links served by `ferry serve` (off when absent).
     pub links: Option<Spanned<RawLinks>>,
+    /// Failure alerts to each task's `owners` (off when absent).
+    pub alerts: Option<Spanned<RawAlerts>>,
     /// Named data sources.
     #[serde(default)]
     pub datasources: BTreeMap<String, Spanned<RawDatasource>>,
@@ -60,6 +62,18 @@ pub struct RawExport {
     pub directory: Option<Spanned<String>>,
     /// Folder for temporary files while writing (default `<output_dir>/.tmp`).
     pub temp_dir: Option<Spanned<String>>,
+}
+
+/// `alerts:`: failure alerts to the task's owners.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAlerts {
+    /// The channel that carries alerts (an email channel sends them to the owners).
+    pub channel: Spanned<String>,
+    /// At most one alert per task per this period, e.g. `1h` (default `1h`).
+    pub every: Option<Spanned<String>>,
+    /// Template name in `templates_dir` (default `alert`).
+    pub template: Option<Spanned<String>>,
 }
 
 /// `links:`: the download-link server of `ferry serve` (docs/links.md).

@@ -10,7 +10,7 @@ use serde_saphyr::Spanned;
 
 use super::raw::{RawChannel, RawConfig, RawCsv, RawDatasource, RawOutput, RawParam, RawTask};
 use super::{
-    CatchUp, ChannelKind, ChannelSpec, Concurrency, Config, CsvEncoding, CsvOptions,
+    AlertsSpec, CatchUp, ChannelKind, ChannelSpec, Concurrency, Config, CsvEncoding, CsvOptions,
     DatasourceSpec, EmailSpec, ExportDefaults, Format, LinksSpec, NotifyOn, NotifySpec, OnEmpty,
     OutputSpec, Problem, QuerySpec, QuietWindow, RobotDelivery, RobotService, RobotSpec,
     SchedulerSettings, Secret, SmtpSecurity, StoreSpec, TaskSpec, parse_duration, problem::hint,
@@ -654,10 +654,62 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
         }
     }
 
+    let alerts = raw.alerts.as_ref().map(|a| {
+        let name = &a.value.channel.value;
+        if !channels.contains_key(name) {
+            let names: Vec<&str> = channels.keys().map(String::as_str).collect();
+            c.at(
+                &a.value.channel,
+                "alerts.channel",
+                format!(
+                    "undefined channel `{name}`{} (defined: {})",
+                    hint(name, names.iter().copied()),
+                    if names.is_empty() {
+                        "none".to_string()
+                    } else {
+                        names.join(", ")
+                    }
+                ),
+            );
+        }
+        let every = match &a.value.every {
+            Some(t) => match parse_duration(&t.value) {
+                Ok(d) if !d.is_zero() => d,
+                Ok(_) => {
+                    c.at(t, "alerts.every", "must be more than 0");
+                    std::time::Duration::from_secs(3600)
+                }
+                Err(e) => {
+                    c.at(t, "alerts.every", e);
+                    std::time::Duration::from_secs(3600)
+                }
+            },
+            None => std::time::Duration::from_secs(3600),
+        };
+        let template = a
+            .value
+            .template
+            .as_ref()
+            .map(|t| t.value.clone())
+            .unwrap_or_else(|| "alert".to_string());
+        if let Err(e) = MessageTemplate::locate(&templates_dir, &template).check() {
+            match &a.value.template {
+                Some(t) => c.at(t, "alerts.template", e),
+                None => c.at(a, "alerts.template", e),
+            }
+        }
+        AlertsSpec {
+            channel: name.clone(),
+            every,
+            template,
+        }
+    });
+
     if !c.problems.is_empty() {
         return Err(c.problems);
     }
     Ok(Config {
+        alerts,
         path: path.to_path_buf(),
         base_dir,
         timezone,

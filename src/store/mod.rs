@@ -386,6 +386,17 @@ pub trait RunStore: Send + Sync {
     /// Adds warnings to a finished run (notification failures found after recording).
     async fn append_warnings(&self, run_id: &str, warnings: &[String]) -> Result<(), StoreError>;
 
+    /// Owner alerts, at most one per task per `every`: when none was sent for `task`
+    /// within `every` before `now`, records one as sent now and returns how many failures
+    /// were held back since the previous one; otherwise counts this failure as held back
+    /// and returns `None`. One transaction, so two processes never both alert.
+    async fn admit_alert(
+        &self,
+        task: &str,
+        now: DateTime<Utc>,
+        every: std::time::Duration,
+    ) -> Result<Option<AlertAdmission>, StoreError>;
+
     /// Records how a claimed run ended and, in the same transaction, its deliveries as
     /// `pending` (held by `owner`, due now) or `failed` (not renderable): a crash can
     /// neither lose a delivery of a recorded run nor deliver for an unrecorded one.
@@ -490,6 +501,15 @@ pub trait RunStore: Send + Sync {
         link_id: &str,
         limit: usize,
     ) -> Result<Vec<DownloadRecord>, StoreError>;
+}
+
+/// An owner alert that may go out now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AlertAdmission {
+    /// Failures held back since the previous alert.
+    pub held: u64,
+    /// When the previous alert went out.
+    pub last_sent_at: Option<DateTime<Utc>>,
 }
 
 /// Formats an instant the way the store keeps it: UTC, milliseconds, `Z` (sortable text).

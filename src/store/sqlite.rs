@@ -109,6 +109,16 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     ALTER TABLE deliveries ADD COLUMN owner_pid INTEGER;
     CREATE INDEX deliveries_open ON deliveries (status, next_attempt_at);",
     ),
+    // Owner alerts: when each task's owners were last alerted, and how many failures were
+    // held back since (they are summarised in the next alert).
+    (
+        6,
+        "CREATE TABLE owner_alerts (
+        task TEXT PRIMARY KEY,
+        last_sent_at TEXT NOT NULL,
+        held INTEGER NOT NULL DEFAULT 0
+    );",
+    ),
 ];
 
 /// The SQLite run store.
@@ -588,6 +598,55 @@ impl RunStore for SqliteStore {
             })
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))
+    }
+
+    async fn admit_alert(
+        &self,
+        task: &str,
+        now: DateTime<Utc>,
+        every: Duration,
+    ) -> Result<Option<super::AlertAdmission>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(e))?;
+        let row: Option<(String, i64)> =
+            sqlx::query_as("SELECT last_sent_at, held FROM owner_alerts WHERE task = ?")
+                .bind(task)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        let last = row
+            .as_ref()
+            .and_then(|(t, held)| Some((super::parse_instant(t)?, *held as u64)));
+        let admitted = match last {
+            Some((sent, _)) if now < sent + every => {
+                sqlx::query("UPDATE owner_alerts SET held = held + 1 WHERE task = ?")
+                    .bind(task)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(|e| self.err(e))?;
+                None
+            }
+            _ => {
+                sqlx::query(
+                    "INSERT INTO owner_alerts (task, last_sent_at, held) VALUES (?, ?, 0)
+                     ON CONFLICT (task) DO UPDATE SET last_sent_at = excluded.last_sent_at, held = 0",
+                )
+                .bind(task)
+                .bind(super::fmt_instant(now))
+                .execute(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+                Some(super::AlertAdmission {
+                    held: last.map(|(_, h)| h).unwrap_or(0),
+                    last_sent_at: last.map(|(t, _)| t),
+                })
+            }
+        };
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(admitted)
     }
 
     async fn append_warnings(&self, run_id: &str, warnings: &[String]) -> Result<(), StoreError> {

@@ -715,3 +715,38 @@ fn channels_test_sends_a_test_message_through_real_smtp() {
         "--to replaces the defaults"
     );
 }
+
+#[test]
+fn owner_alerts_reach_the_owners_by_email() {
+    let Some(m) = mail() else { return };
+    let p = project(&plain_channel("mail", m.smtp_port));
+    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
+    p.write(
+        "config.yaml",
+        &format!("{config}alerts: {{ channel: mail }}\n"),
+    );
+    for part in ["alert.md.j2", "alert.subject.j2"] {
+        let text = std::fs::read_to_string(repo().join("templates").join(part)).unwrap();
+        p.write(&format!("templates/{part}"), &text);
+    }
+    p.write(
+        "tasks/failing.yaml",
+        "owners: [bob@example.test]\nschedule: '0 6 * * *'\nsource: db\nquery: SELECT * FROM no_such_table\noutput: { format: csv }\n",
+    );
+    let run = p.run_json("failing", &[], 1);
+    let message_id = format!(
+        "<{}.mail-alert@example.test>",
+        run["run_id"].as_str().unwrap()
+    );
+    let raw = m.wait_for("bob@example.test", &message_id);
+    let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(parsed.subject(), Some("[ferry] ALERT failing: run failed"));
+    assert!(
+        parsed
+            .body_text(0)
+            .unwrap()
+            .contains("no such table: no_such_table")
+    );
+    // The channel's own `to` (alice) is not an owner: alerts go to the owners only.
+    assert!(!m.has("alice@example.test", &message_id));
+}

@@ -1,0 +1,91 @@
+//! Owner alerts: a failing task tells its owners through `alerts.channel` at most once per
+//! `alerts.every`; the next alert counts the failures held back meanwhile.
+
+use std::time::Duration;
+
+use crate::support::{Project, repo};
+
+fn project(every: &str) -> Project {
+    let p = Project::fixture("project");
+    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
+    p.write(
+        "config.yaml",
+        &format!(
+            "{}alerts: {{ channel: oncall, every: {every} }}\n",
+            config.replacen(
+                "channels:\n",
+                "channels:\n  oncall: { type: outbox, dir: alerts, recipients: [oncall@example.com] }\n",
+                1
+            )
+        ),
+    );
+    for part in ["alert.md.j2", "alert.subject.j2"] {
+        let text = std::fs::read_to_string(repo().join("templates").join(part)).unwrap();
+        p.write(&format!("templates/{part}"), &text);
+    }
+    p.write(
+        "tasks/failing.yaml",
+        "description: Daily orders\nowners: [owner@example.com]\nschedule: '0 6 * * *'\nsource: db\nquery: SELECT * FROM no_such_table\noutput: { format: csv }\nnotify: [box]\n",
+    );
+    p
+}
+
+fn alerts(p: &Project) -> Vec<serde_json::Value> {
+    let mut files = p.files("alerts");
+    files.sort();
+    files
+        .iter()
+        .map(|f| {
+            serde_json::from_str(&std::fs::read_to_string(p.path().join("alerts").join(f)).unwrap())
+                .unwrap()
+        })
+        .collect()
+}
+
+#[test]
+fn a_failing_task_alerts_its_owners_at_most_once_per_period() {
+    let p = project("2s");
+    for _ in 0..3 {
+        let json = p.run_json("failing", &[], 1);
+        assert_eq!(json["status"], "failed", "{json}");
+    }
+    let sent = alerts(&p);
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    let first = &sent[0];
+    assert_eq!(first["subject"], "[ferry] ALERT failing: run failed");
+    assert_eq!(first["recipients"][0], "oncall@example.com");
+    let body = first["body"].as_str().unwrap();
+    assert!(
+        body.starts_with("### ferry: failing needs attention\n\nDaily orders\n"),
+        "{body}"
+    );
+    assert!(body.contains("no such table: no_such_table"), "{body}");
+    assert!(!body.contains("more failure"), "{body}");
+    // The run's own report still went to its notify channel.
+    assert_eq!(p.files("outbox").len(), 3);
+
+    // After the period, the next failure alerts again and counts the two held back.
+    std::thread::sleep(Duration::from_millis(2100));
+    p.run_json("failing", &[], 1);
+    let sent = alerts(&p);
+    assert_eq!(sent.len(), 2, "{sent:#?}");
+    let second = sent
+        .iter()
+        .find(|a| a["subject"] == "[ferry] ALERT failing: run failed (+2 more)")
+        .unwrap_or_else(|| panic!("{sent:#?}"));
+    assert!(
+        second["body"]
+            .as_str()
+            .unwrap()
+            .contains("- 2 more failures since the last alert ("),
+        "{second}"
+    );
+}
+
+#[test]
+fn successful_runs_do_not_alert() {
+    let p = project("1h");
+    let json = p.run_json("sales_month", &[], 0);
+    assert_eq!(json["status"], "succeeded", "{json}");
+    assert!(p.files("alerts").is_empty());
+}
