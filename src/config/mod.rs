@@ -288,7 +288,7 @@ pub struct RobotSpec {
     pub delivery: RobotDelivery,
 }
 
-/// Whether a robot channel sends the result files themselves or a link.
+/// Whether a channel sends the result files themselves or a link (email, WeCom).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum RobotDelivery {
     /// Files when the service can carry them and they fit (WeCom, 20 MB each), else the
@@ -333,6 +333,8 @@ pub struct EmailSpec {
     pub from: String,
     /// Largest total size of a message's attachments, in bytes (before encoding).
     pub max_attachment_bytes: u64,
+    /// Attach the files, zip them to fit, or send the download link.
+    pub delivery: RobotDelivery,
 }
 
 /// How the SMTP connection is protected.

@@ -232,6 +232,9 @@ pub enum RawChannel {
         template: Option<Spanned<String>>,
         /// Largest total size of a message's attachments in bytes (default 26214400, 25 MiB).
         max_attachment_bytes: Option<Spanned<u64>>,
+        /// `auto` (default): attach when the files fit, else zip them, else send the
+        /// download link; `attach`: always attach (refused when too big); `link`: never.
+        delivery: Option<Spanned<String>>,
     },
     /// A DingTalk custom group robot (钉钉自定义机器人).
     Dingtalk(RawRobot),

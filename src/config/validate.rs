@@ -917,6 +917,7 @@ fn email_channel(
         timeout,
         from,
         max_attachment_bytes,
+        delivery,
         ..
     } = &ch.value
     else {
@@ -1095,7 +1096,22 @@ fn email_channel(
         None => email::DEFAULT_MAX_ATTACHMENT_BYTES,
     };
 
+    let delivery = match delivery.as_ref().map(|d| (d, d.value.as_str())) {
+        None | Some((_, "auto")) => RobotDelivery::Auto,
+        Some((_, "attach")) => RobotDelivery::Attach,
+        Some((_, "link")) => RobotDelivery::Link,
+        Some((d, other)) => {
+            c.at(
+                d,
+                format!("{field}.delivery"),
+                format!("unknown value `{other}` (one of: auto, attach, link)"),
+            );
+            RobotDelivery::Auto
+        }
+    };
+
     (c.problems.len() == before).then_some(EmailSpec {
+        delivery,
         host,
         port,
         security,

@@ -50,7 +50,7 @@ use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
 use super::{Message, Notifier, NotifyError};
-use crate::config::{EmailSpec, SmtpSecurity, format_duration};
+use crate::config::{EmailSpec, RobotDelivery, SmtpSecurity, format_duration};
 use crate::template::human_bytes;
 
 /// MIME type of `.xlsx` files.
@@ -276,6 +276,143 @@ impl Email {
         }
     }
 
+    /// Size-aware delivery (`delivery`): the message as it will be sent. `auto` attaches
+    /// the files when they fit `max_attachment_bytes`, else one zip of them when that fits,
+    /// else sends the download link instead; each change is said in the message.
+    async fn fit(&self, message: &Message) -> Result<Fitted, NotifyError> {
+        let total: u64 = message.attachments.iter().map(|f| f.bytes).sum();
+        let limit = self.spec.max_attachment_bytes;
+        let as_is = |m: &Message| Fitted {
+            message: m.clone(),
+            temp: None,
+        };
+        match self.spec.delivery {
+            RobotDelivery::Attach => {
+                self.check_size(message)?;
+                Ok(as_is(message))
+            }
+            _ if message.attachments.is_empty() => Ok(as_is(message)),
+            RobotDelivery::Link => self.link_instead(message, total, "this channel sends links"),
+            RobotDelivery::Auto if total <= limit => Ok(as_is(message)),
+            RobotDelivery::Auto => {
+                let all_zipped = message
+                    .attachments
+                    .iter()
+                    .all(|f| f.path.to_ascii_lowercase().ends_with(".zip"));
+                if !all_zipped {
+                    let fitted = self.zipped(message).await?;
+                    let size: u64 = fitted.message.attachments.iter().map(|f| f.bytes).sum();
+                    if size <= limit {
+                        return Ok(fitted);
+                    }
+                }
+                self.link_instead(
+                    message,
+                    total,
+                    &format!(
+                        "over this channel's limit of {}{}",
+                        human_bytes(limit),
+                        if all_zipped { "" } else { ", even zipped" }
+                    ),
+                )
+            }
+        }
+    }
+
+    /// The message without attachments, pointing to the download link; refused (with the
+    /// sizes) when there is no link to send.
+    fn link_instead(
+        &self,
+        message: &Message,
+        total: u64,
+        why: &str,
+    ) -> Result<Fitted, NotifyError> {
+        let Some(link) = &message.link else {
+            self.check_size(message)?;
+            return Err(NotifyError::Permanent(format!(
+                "channel `{}`: not sent: the files cannot be attached ({why}) and no download links are configured (`links:` in config.yaml)",
+                self.name
+            )));
+        };
+        let note = format!(
+            "The files ({}) are not attached ({why}): download them from {link}",
+            human_bytes(total)
+        );
+        let mut m = message.clone();
+        m.attachments.clear();
+        append_note(&mut m, &note);
+        Ok(Fitted {
+            message: m,
+            temp: None,
+        })
+    }
+
+    /// The message with its files replaced by one zip, made in a temporary folder.
+    async fn zipped(&self, message: &Message) -> Result<Fitted, NotifyError> {
+        let first = Path::new(&message.attachments[0].path);
+        let stem = first
+            .file_stem()
+            .map(|s| s.to_string_lossy().to_string())
+            .unwrap_or_else(|| "result".into());
+        let dir = std::env::temp_dir().join(format!("ferry-mail-{}", uuid::Uuid::now_v7()));
+        let target = dir.join(format!("{stem}.zip"));
+        let files: Vec<String> = message.attachments.iter().map(|f| f.path.clone()).collect();
+        let (t, d) = (target.clone(), dir.clone());
+        let made = tokio::task::spawn_blocking(move || -> std::io::Result<(u64, String)> {
+            std::fs::create_dir_all(&d)?;
+            let names: Vec<String> = files.iter().map(|f| file_name(f)).collect();
+            let members: Vec<(&Path, &str)> = files
+                .iter()
+                .zip(&names)
+                .map(|(f, n)| (Path::new(f.as_str()), n.as_str()))
+                .collect();
+            let bytes = crate::format::zip::zip_files(&t, &members)?;
+            use sha2::Digest;
+            use std::io::Read;
+            let mut hasher = sha2::Sha256::new();
+            let mut file = std::fs::File::open(&t)?;
+            let mut buf = vec![0u8; 1 << 16];
+            loop {
+                let n = file.read(&mut buf)?;
+                if n == 0 {
+                    break;
+                }
+                hasher.update(&buf[..n]);
+            }
+            Ok((bytes, hex::encode(hasher.finalize())))
+        })
+        .await
+        .map_err(|e| {
+            NotifyError::Retryable(format!("channel `{}`: zipping stopped: {e}", self.name))
+        })?;
+        let (bytes, sha256) = made.map_err(|e| {
+            let _ = std::fs::remove_dir_all(&dir);
+            NotifyError::Permanent(format!(
+                "channel `{}`: cannot zip the files to fit the size limit: {e}",
+                self.name
+            ))
+        })?;
+        let total: u64 = message.attachments.iter().map(|f| f.bytes).sum();
+        let mut m = message.clone();
+        m.attachments = vec![crate::store::FileRecord {
+            path: target.display().to_string(),
+            bytes,
+            sha256,
+        }];
+        append_note(
+            &mut m,
+            &format!(
+                "The files were zipped to fit this channel's size limit ({} → {}).",
+                human_bytes(total),
+                human_bytes(bytes)
+            ),
+        );
+        Ok(Fitted {
+            message: m,
+            temp: Some(TempDir(dir)),
+        })
+    }
+
     /// Refuses attachments over the limit, with every size and the limit in the message.
     fn check_size(&self, message: &Message) -> Result<(), NotifyError> {
         let total: u64 = message.attachments.iter().map(|f| f.bytes).sum();
@@ -292,8 +429,8 @@ impl Email {
         Err(NotifyError::Permanent(format!(
             "channel `{}`: not sent: the attachments total {} ({total} bytes: {list}), \
              over the channel's max_attachment_bytes of {} ({limit} bytes); raise \
-             max_attachment_bytes if the server accepts larger mail, or zip the output \
-             (output.zip: true)",
+             max_attachment_bytes if the server accepts larger mail, or configure download \
+             links (`links:` in config.yaml) so that a link is sent instead",
             self.name,
             human_bytes(total),
             human_bytes(limit),
@@ -328,7 +465,8 @@ const UNTRUSTED: &str =
 #[async_trait]
 impl Notifier for Email {
     async fn notify(&self, message: &Message) -> Result<String, NotifyError> {
-        self.check_size(message)?;
+        let fitted = self.fit(message).await?;
+        let message = &fitted.message;
         let from = parse_mailbox(&self.spec.from).map_err(|e| self.permanent(e))?;
         let message_id = self.message_id(message, &from);
         let built = {
@@ -347,6 +485,36 @@ impl Notifier for Email {
         let (envelope, raw) = built;
         self.send(&envelope, &raw).await?;
         Ok(message_id)
+    }
+}
+
+/// A message ready to send, and the temporary folder of a zip made for it (removed when
+/// the message is dropped).
+struct Fitted {
+    message: Message,
+    #[allow(dead_code)] // Held for its Drop.
+    temp: Option<TempDir>,
+}
+
+struct TempDir(std::path::PathBuf);
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// Adds a paragraph at the end of both bodies.
+fn append_note(m: &mut Message, note: &str) {
+    m.body.push_str("\n\n");
+    m.body.push_str(note);
+    m.body.push('\n');
+    if let Some(html) = &mut m.html {
+        let p = format!("<p>{}</p>", minijinja::HtmlEscape(note));
+        match html.rfind("</body>") {
+            Some(i) => html.insert_str(i, &p),
+            None => html.push_str(&p),
+        }
     }
 }
 
@@ -672,6 +840,7 @@ mod tests {
             timeout: DEFAULT_TIMEOUT,
             from: "数据导出 <ferry@example.test>".into(),
             max_attachment_bytes: 100,
+            delivery: RobotDelivery::Auto,
         }
     }
 
@@ -832,6 +1001,85 @@ mod tests {
             text.contains("max_attachment_bytes of 100 B (100 bytes)"),
             "{text}"
         );
+    }
+
+    #[tokio::test]
+    async fn auto_delivery_zips_to_fit_then_falls_back_to_the_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = message(
+            dir.path(),
+            &[("a.csv", &[b'x'; 80]), ("b.csv", &[b'y'; 40])],
+        );
+        // A zip has ~100 bytes of headers per member: at 110 bytes the two files do not
+        // fit even zipped.
+        let mut s = spec();
+        s.max_attachment_bytes = 110;
+        let zip_limit = Email::new("mail", &s);
+        let big = {
+            let mut s = spec();
+            s.max_attachment_bytes = 400;
+            Email::new("mail", &s)
+        };
+        let f = big.fit(&m).await.unwrap();
+        assert_eq!(f.message.attachments.len(), 2, "fits as is");
+        // Over 110 bytes as is: zipped (about 250 bytes) still does not fit, and there is
+        // no link: refused, naming the missing links.
+        let e = zip_limit.fit(&m).await.err().unwrap();
+        assert!(e.to_string().contains("not sent"), "{e}");
+        // With a link, the message goes without attachments and says where they are.
+        m.link = Some("https://files.example.test/d/abc/a.csv?exp=1&sig=x".into());
+        let f = zip_limit.fit(&m).await.unwrap();
+        assert!(f.message.attachments.is_empty());
+        assert!(
+            f.message.body.ends_with(
+                "The files (120 B) are not attached (over this channel's limit of 110 B, even zipped): download them from https://files.example.test/d/abc/a.csv?exp=1&sig=x\n"
+            ),
+            "{}",
+            f.message.body
+        );
+        assert!(
+            f.message
+                .html
+                .as_deref()
+                .unwrap()
+                .contains("download them from")
+        );
+        // A limit the zip fits: one zip attachment, said in the body; the temporary
+        // folder goes when the message does.
+        let many = message(dir.path(), &[("big.csv", &[b'z'; 4000])]);
+        let mut s2 = spec();
+        s2.max_attachment_bytes = 1000;
+        let f = Email::new("mail", &s2).fit(&many).await.unwrap();
+        assert_eq!(f.message.attachments.len(), 1);
+        let zip = std::path::PathBuf::from(&f.message.attachments[0].path);
+        assert!(
+            zip.ends_with("big.zip") && zip.is_file(),
+            "{}",
+            zip.display()
+        );
+        assert!(f.message.attachments[0].bytes < 1000);
+        assert_eq!(f.message.attachments[0].sha256.len(), 64);
+        assert!(
+            f.message
+                .body
+                .contains("The files were zipped to fit this channel's size limit (3.9 KB → "),
+            "{}",
+            f.message.body
+        );
+        drop(f);
+        assert!(!zip.exists());
+    }
+
+    #[tokio::test]
+    async fn link_delivery_never_attaches() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = message(dir.path(), &[("a.csv", b"x")]);
+        m.link = Some("https://files.example.test/d/abc/a.csv".into());
+        let mut s = spec();
+        s.delivery = RobotDelivery::Link;
+        let f = Email::new("mail", &s).fit(&m).await.unwrap();
+        assert!(f.message.attachments.is_empty());
+        assert!(f.message.body.contains("(this channel sends links)"));
     }
 
     #[test]

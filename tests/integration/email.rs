@@ -750,3 +750,44 @@ fn owner_alerts_reach_the_owners_by_email() {
     // The channel's own `to` (alice) is not an owner: alerts go to the owners only.
     assert!(!m.has("alice@example.test", &message_id));
 }
+
+#[test]
+fn too_big_files_are_zipped_to_fit_the_limit() {
+    let Some(m) = mail() else { return };
+    let p = project(&format!(
+        "{}    max_attachment_bytes: 60000\n",
+        plain_channel("mail", m.smtp_port)
+    ));
+    // About 300 KB of very compressible CSV.
+    p.write(
+        "tasks/wide.yaml",
+        "schedule: \"0 3 * * *\"\nsource: db\nquery: |\n  WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 5000)\n  SELECT x, 'the same text on every row of this export' AS t FROM c\noutput: { format: csv, file_name: 明细 }\nnotify: [mail]\n",
+    );
+    let run = p.run_json("wide", &[], 0);
+    let csv_bytes = run["files"][0]["bytes"].as_u64().unwrap();
+    assert!(csv_bytes > 60000, "{run}");
+    let message_id = sent_message_id(&p, &run);
+    let raw = m.wait_for("alice@example.test", &message_id);
+    let parsed = mail_parser::MessageParser::default().parse(&raw).unwrap();
+    let attachments: Vec<_> = parsed.attachments().collect();
+    assert_eq!(attachments.len(), 1);
+    assert_eq!(attachments[0].attachment_name(), Some("明细.zip"));
+    assert!(
+        parsed
+            .body_text(0)
+            .unwrap()
+            .contains("The files were zipped to fit this channel's size limit ("),
+        "{:?}",
+        parsed.body_text(0)
+    );
+    // The zip holds the published file, byte for byte.
+    let zip_bytes = attachments[0].contents().to_vec();
+    assert!((zip_bytes.len() as u64) < 60000);
+    let mut archive = zip::ZipArchive::new(std::io::Cursor::new(zip_bytes)).unwrap();
+    assert_eq!(archive.len(), 1);
+    let mut member = archive.by_index(0).unwrap();
+    assert_eq!(member.name().unwrap(), "明细.csv");
+    let mut csv = Vec::new();
+    std::io::Read::read_to_end(&mut member, &mut csv).unwrap();
+    assert_eq!(sha256(&csv), run["files"][0]["sha256"].as_str().unwrap());
+}
