@@ -146,12 +146,8 @@ pub fn render_text(v: &Value, tz: chrono_tz::Tz, out: &mut String) {
     match v {
         Value::Null => {}
         Value::Bool(b) => out.push_str(if *b { "true" } else { "false" }),
-        Value::Int(i) => {
-            let _ = write!(out, "{i}");
-        }
-        Value::UInt(u) => {
-            let _ = write!(out, "{u}");
-        }
+        Value::Int(i) => out.push_str(itoa::Buffer::new().format(*i)),
+        Value::UInt(u) => out.push_str(itoa::Buffer::new().format(*u)),
         Value::Float(f) => {
             if f.is_nan() {
                 out.push_str("NaN");
@@ -164,9 +160,12 @@ pub fn render_text(v: &Value, tz: chrono_tz::Tz, out: &mut String) {
         Value::Decimal(d) => out.push_str(d),
         Value::Text(s) => out.push_str(s),
         Value::Bytes(b) => {
+            const HEX: &[u8; 16] = b"0123456789ABCDEF";
+            out.reserve(2 + 2 * b.len());
             out.push_str("0x");
             for byte in b {
-                let _ = write!(out, "{byte:02X}");
+                out.push(HEX[(byte >> 4) as usize] as char);
+                out.push(HEX[(byte & 0xF) as usize] as char);
             }
         }
         Value::Date(d) => push_date(out, *d),
@@ -181,7 +180,13 @@ pub fn render_text(v: &Value, tz: chrono_tz::Tz, out: &mut String) {
             push_date(out, local.date_naive());
             out.push(' ');
             push_time(out, local.time());
-            let _ = write!(out, "{}", local.format("%:z"));
+            use chrono::Offset;
+            let east = local.offset().fix().local_minus_utc();
+            out.push(if east < 0 { '-' } else { '+' });
+            let minutes = east.unsigned_abs() / 60;
+            push_padded(out, minutes / 60, 2);
+            out.push(':');
+            push_padded(out, minutes % 60, 2);
         }
     }
 }

@@ -453,45 +453,45 @@ fn numeric(b: &[u8]) -> Result<Value, String> {
         other => return Err(format!("unknown numeric sign {other:#x}")),
     }
     let body = b.get(8..8 + 2 * ndigits).ok_or("short numeric digits")?;
-    let digits: Vec<u16> = body
-        .chunks_exact(2)
-        .map(|d| u16::from_be_bytes([d[0], d[1]]))
-        .collect();
-    if digits.iter().any(|&d| d > 9999) {
+    // Digit i (base 10000) stands for digit(i) * 10000^(weight - i).
+    let digit = |i: usize| u16::from_be_bytes([body[2 * i], body[2 * i + 1]]);
+    if (0..ndigits).any(|i| digit(i) > 9999) {
         return Err("numeric digit out of range".into());
     }
-    // Digit i stands for digits[i] * 10000^(weight - i).
     let group = |pos: i32| -> u16 {
         let i = weight - pos;
-        if i < 0 {
+        if i < 0 || i as usize >= ndigits {
             0
         } else {
-            digits.get(i as usize).copied().unwrap_or(0)
+            digit(i as usize)
+        }
+    };
+    let push4 = |out: &mut String, g: u16| {
+        for d in [g / 1000, g / 100 % 10, g / 10 % 10, g % 10] {
+            out.push((b'0' + d as u8) as char);
         }
     };
     let mut out = String::with_capacity(4 * (ndigits + 2) + dscale);
-    if sign == 0x4000 && digits.iter().any(|&d| d != 0) {
+    if sign == 0x4000 && (0..ndigits).any(|i| digit(i) != 0) {
         out.push('-');
     }
     if weight < 0 {
         out.push('0');
     } else {
-        use std::fmt::Write;
-        let _ = write!(out, "{}", group(weight));
+        out.push_str(itoa::Buffer::new().format(group(weight)));
         for pos in (0..weight).rev() {
-            let _ = write!(out, "{:04}", group(pos));
+            push4(&mut out, group(pos));
         }
     }
     if dscale > 0 {
         out.push('.');
-        let mut frac = String::with_capacity(dscale + 4);
+        let start = out.len();
         let mut pos = -1;
-        while frac.len() < dscale {
-            use std::fmt::Write;
-            let _ = write!(frac, "{:04}", group(pos));
+        while out.len() - start < dscale {
+            push4(&mut out, group(pos));
             pos -= 1;
         }
-        out.push_str(&frac[..dscale]);
+        out.truncate(start + dscale);
     }
     Ok(Value::Decimal(out))
 }
