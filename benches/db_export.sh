@@ -39,7 +39,8 @@
 #
 # Knobs (environment): RUNS=5 (CSV and diagnostics) XLSX_RUNS=3 BIG_RUNS=1 PY_RUNS=1
 # WARMUP=1 PY=1 PY_MAX_ROWS=1000000 DIAG=1 PERF=1 BIG_BASELINES=0 FERRY_REF= VENV=
-# CMD_TIMEOUT=1800 (seconds per command) CHECK_VALUES=1.
+# CMD_TIMEOUT=1800 (seconds per command) CHECK_VALUES=1 CHUNK_ROWS=10000 (export.chunk_rows
+# of the generated project; the results in docs/benchmarks.md say which was used).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -202,7 +203,7 @@ node_name: bench
 store:
   url: "sqlite://data/ferry.db"
 export:
-  chunk_rows: 10000
+  chunk_rows: ${CHUNK_ROWS:-10000}
   timeout: 2h
 datasources:
   pg:
