@@ -97,7 +97,7 @@ async fn scenario(name: &str, n: usize, spacing: Duration) {
     let webhook = format!("http://127.0.0.1:{port}/robot/send?access_token=bench-{name}");
     let client = robot::http_client(Duration::from_secs(30)).unwrap();
     let bot: Arc<dyn Robot> = Arc::new(DingTalk::new(client, Secret::new(webhook.clone()), None));
-    let key = robot::robot_key("dingtalk", &webhook);
+    let key = robot::robot_key("dingtalk", &webhook, None);
     let start = Instant::now();
     let mut handles = Vec::new();
     for i in 0..n {

@@ -805,31 +805,20 @@ fn robot_channel(
         },
         None => std::time::Duration::from_secs(30),
     };
-    let delivery = match r.delivery.as_ref().map(|d| (d, d.value.as_str())) {
-        None | Some((_, "auto")) => RobotDelivery::Auto,
-        Some((_, "link")) => RobotDelivery::Link,
-        Some((d, "attach")) => {
-            if service != RobotService::WeCom {
-                c.at(
-                    d,
-                    format!("{field}.delivery"),
-                    format!(
-                        "{} channels cannot carry files, only a download link: use `link` or `auto`",
-                        service.kind()
-                    ),
-                );
-            }
-            RobotDelivery::Attach
-        }
-        Some((d, other)) => {
-            c.at(
-                d,
-                format!("{field}.delivery"),
-                format!("unknown value `{other}` (one of: auto, attach, link)"),
-            );
-            RobotDelivery::Auto
-        }
-    };
+    let delivery = delivery_mode(c, field, r.delivery.as_ref());
+    if let Some(d) = &r.delivery
+        && delivery == RobotDelivery::Attach
+        && service != RobotService::WeCom
+    {
+        c.at(
+            d,
+            format!("{field}.delivery"),
+            format!(
+                "{} channels cannot carry files, only a download link: use `link` or `auto`",
+                service.kind()
+            ),
+        );
+    }
     if !usable {
         return None;
     }
@@ -1096,19 +1085,7 @@ fn email_channel(
         None => email::DEFAULT_MAX_ATTACHMENT_BYTES,
     };
 
-    let delivery = match delivery.as_ref().map(|d| (d, d.value.as_str())) {
-        None | Some((_, "auto")) => RobotDelivery::Auto,
-        Some((_, "attach")) => RobotDelivery::Attach,
-        Some((_, "link")) => RobotDelivery::Link,
-        Some((d, other)) => {
-            c.at(
-                d,
-                format!("{field}.delivery"),
-                format!("unknown value `{other}` (one of: auto, attach, link)"),
-            );
-            RobotDelivery::Auto
-        }
-    };
+    let delivery = delivery_mode(c, field, delivery.as_ref());
 
     (c.problems.len() == before).then_some(EmailSpec {
         delivery,
@@ -1122,6 +1099,23 @@ fn email_channel(
         from,
         max_attachment_bytes,
     })
+}
+
+/// A channel's `delivery` (`auto` when not given).
+fn delivery_mode(c: &mut Checker, field: &str, given: Option<&Spanned<String>>) -> RobotDelivery {
+    match given.map(|d| (d, d.value.as_str())) {
+        None | Some((_, "auto")) => RobotDelivery::Auto,
+        Some((_, "attach")) => RobotDelivery::Attach,
+        Some((_, "link")) => RobotDelivery::Link,
+        Some((d, other)) => {
+            c.at(
+                d,
+                format!("{field}.delivery"),
+                format!("unknown value `{other}` (one of: auto, attach, link)"),
+            );
+            RobotDelivery::Auto
+        }
+    }
 }
 
 fn security_span(ch: &RawChannel) -> Option<&Spanned<String>> {

@@ -96,7 +96,11 @@ impl Notifier for ChatChannel {
         };
         let webhook = self.spec.webhook.clone();
         let secret = self.spec.secret.clone();
-        let key = robot::robot_key(self.spec.service.kind(), webhook.expose());
+        let key = robot::robot_key(
+            self.spec.service.kind(),
+            webhook.expose(),
+            secret.as_ref().map(|s| s.expose()),
+        );
         let (bot, limits): (Arc<dyn Robot>, _) = match self.spec.service {
             RobotService::DingTalk => (
                 Arc::new(dingtalk::DingTalk::new(client, webhook, secret)),

@@ -87,10 +87,17 @@ struct QueueState {
 type Queues = HashMap<String, Arc<Mutex<QueueState>>>;
 static QUEUES: LazyLock<Mutex<Queues>> = LazyLock::new(|| Mutex::new(HashMap::new()));
 
-/// The queue key of a robot: a hash of its endpoint, never the token itself.
-pub fn robot_key(service: &str, endpoint: &str) -> String {
-    let digest = Sha256::digest(endpoint.as_bytes());
-    format!("{service}:{}", hex::encode(&digest[..8]))
+/// The queue key of a robot: a hash of its endpoint and signing secret, never the token
+/// itself. A queue posts merged notices with one robot's credentials, so notices for the
+/// same endpoint under different secrets must not share a queue.
+pub fn robot_key(service: &str, endpoint: &str, secret: Option<&str>) -> String {
+    let mut hasher = Sha256::new();
+    hasher.update(endpoint.as_bytes());
+    if let Some(secret) = secret {
+        hasher.update(b"\n");
+        hasher.update(secret.as_bytes());
+    }
+    format!("{service}:{}", hex::encode(&hasher.finalize()[..8]))
 }
 
 /// Sends `notice` through the robot's queue and waits for the outcome. When several
@@ -330,18 +337,25 @@ pub fn shorten(text: &str, max: usize) -> String {
 }
 
 /// The shared HTTP client (rustls with the ring provider and the system's roots).
+/// One client per timeout, built once (loading the root certificates) and shared, so that
+/// connections are reused between messages.
 pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
-    static PROVIDER: std::sync::Once = std::sync::Once::new();
-    PROVIDER.call_once(|| {
-        // Another part of the program may have installed one first; either is fine.
-        let _ = rustls::crypto::ring::default_provider().install_default();
-    });
-    reqwest::Client::builder()
+    static CLIENTS: LazyLock<Mutex<HashMap<Duration, reqwest::Client>>> =
+        LazyLock::new(|| Mutex::new(HashMap::new()));
+    let mut clients = CLIENTS.lock().expect("http clients");
+    if let Some(c) = clients.get(&timeout) {
+        return Ok(c.clone());
+    }
+    // Another part of the program may have installed a provider first; either is fine.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    let client = reqwest::Client::builder()
         .timeout(timeout)
         .connect_timeout(timeout.min(Duration::from_secs(10)))
         .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
         .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {e}"))
+        .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+    clients.insert(timeout, client.clone());
+    Ok(client)
 }
 
 /// Classifies a transport-level failure (no HTTP answer, or an HTTP error status). The

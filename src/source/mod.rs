@@ -61,6 +61,34 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// How many chunks may wait between the source and the writer.
 pub const CHANNEL_CHUNKS: usize = 2;
 
+/// Collects a source's rows into chunks of `chunk_rows` for the channel to the writer.
+pub struct Chunker {
+    rows: Vec<Row>,
+    size: usize,
+}
+
+impl Chunker {
+    pub fn new(chunk_rows: usize) -> Chunker {
+        let size = chunk_rows.max(1);
+        Chunker {
+            rows: Vec::with_capacity(size.min(65_536)),
+            size,
+        }
+    }
+
+    /// Adds a row; returns the chunk to send when this row completes one.
+    pub fn push(&mut self, row: Row) -> Option<Vec<Row>> {
+        self.rows.push(row);
+        (self.rows.len() >= self.size)
+            .then(|| std::mem::replace(&mut self.rows, Vec::with_capacity(self.size.min(65_536))))
+    }
+
+    /// The last, partial chunk, if any rows are left.
+    pub fn rest(self) -> Option<Vec<Row>> {
+        (!self.rows.is_empty()).then_some(self.rows)
+    }
+}
+
 /// An error from a datasource; the message names the datasource.
 #[derive(Debug, Clone, thiserror::Error)]
 #[error("datasource `{datasource}`: {message}")]

@@ -40,11 +40,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    CHANNEL_CHUNKS, CostEstimate, QueryStream, Source, SourceError, SourceInfo, error_chain,
+    CHANNEL_CHUNKS, Chunker, CostEstimate, QueryStream, Source, SourceError, SourceInfo,
+    error_chain,
 };
 use crate::config::{Secret, format_duration};
 use crate::params::{self, ParamValue, RunParams};
-use crate::value::{Column, Kind, Row, Value};
+use crate::value::{Column, Kind, Value};
 
 /// How much longer than the task's timeout the server-side statement timeout is (the same
 /// policy as PostgreSQL's).
@@ -541,7 +542,7 @@ impl Source for MysqlSource {
                 kill_query(&opts, id).await;
                 return;
             }
-            let mut chunk: Vec<Row> = Vec::with_capacity(chunk_rows.min(65_536));
+            let mut chunk = Chunker::new(chunk_rows);
             let mut stopped = false;
             if !decoders.is_empty() {
                 'rows: loop {
@@ -570,16 +571,11 @@ impl Source for MysqlSource {
                             }
                         }
                     }
-                    chunk.push(row);
-                    if chunk.len() >= chunk_rows {
-                        let full = std::mem::replace(
-                            &mut chunk,
-                            Vec::with_capacity(chunk_rows.min(65_536)),
-                        );
-                        if tx.send(Ok(full)).await.is_err() {
-                            stopped = true; // The writer stopped (failed or cancelled).
-                            break;
-                        }
+                    if let Some(full) = chunk.push(row)
+                        && tx.send(Ok(full)).await.is_err()
+                    {
+                        stopped = true; // The writer stopped (failed or cancelled).
+                        break;
                     }
                 }
             }
@@ -587,8 +583,8 @@ impl Source for MysqlSource {
             if stopped {
                 // Do not leave the statement running on the server until its timeout.
                 kill_query(&opts, id).await;
-            } else if !chunk.is_empty() {
-                let _ = tx.send(Ok(chunk)).await;
+            } else if let Some(rest) = chunk.rest() {
+                let _ = tx.send(Ok(rest)).await;
             }
             drop(guard);
             // Dropping the connection rolls the read-only transaction back.

@@ -47,11 +47,12 @@ use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    CHANNEL_CHUNKS, CostEstimate, QueryStream, Source, SourceError, SourceInfo, error_chain,
+    CHANNEL_CHUNKS, Chunker, CostEstimate, QueryStream, Source, SourceError, SourceInfo,
+    error_chain,
 };
 use crate::config::{DatasourceSpec, Secret, format_duration};
 use crate::params::{ParamValue, RunParams};
-use crate::value::{Column, Kind, Row, Value};
+use crate::value::{Column, Kind, Value};
 
 /// How much longer than the task's timeout the call timeout is (the same policy as the
 /// other servers' statement timeouts).
@@ -705,7 +706,7 @@ impl Source for OracleSource {
             {
                 return;
             }
-            let mut chunk: Vec<Row> = Vec::with_capacity(chunk_rows.min(65_536));
+            let mut chunk = Chunker::new(chunk_rows);
             let mut stopped = false;
             'rows: for next in rows.by_ref() {
                 let r = match next {
@@ -735,18 +736,15 @@ impl Source for OracleSource {
                         }
                     }
                 }
-                chunk.push(row);
-                if chunk.len() >= chunk_rows {
-                    let full =
-                        std::mem::replace(&mut chunk, Vec::with_capacity(chunk_rows.min(65_536)));
-                    if tx.blocking_send(Ok(full)).is_err() {
-                        stopped = true; // The writer stopped (failed or cancelled).
-                        break;
-                    }
+                if let Some(full) = chunk.push(row)
+                    && tx.blocking_send(Ok(full)).is_err()
+                {
+                    stopped = true; // The writer stopped (failed or cancelled).
+                    break;
                 }
             }
-            if !stopped && !chunk.is_empty() {
-                let _ = tx.blocking_send(Ok(chunk));
+            if !stopped && let Some(rest) = chunk.rest() {
+                let _ = tx.blocking_send(Ok(rest));
             }
             // Closing the cursor stops the statement; the session ends read-only and
             // rolled back, and is closed with the last reference.

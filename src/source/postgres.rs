@@ -37,11 +37,12 @@ use tokio_postgres::{Client, NoTls};
 use tokio_util::sync::CancellationToken;
 
 use super::{
-    CHANNEL_CHUNKS, CostEstimate, QueryStream, Source, SourceError, SourceInfo, error_chain,
+    CHANNEL_CHUNKS, Chunker, CostEstimate, QueryStream, Source, SourceError, SourceInfo,
+    error_chain,
 };
 use crate::config::{Secret, format_duration};
 use crate::params::{self, ParamValue, RunParams};
-use crate::value::{Column, Kind, Row, Value};
+use crate::value::{Column, Kind, Value};
 
 /// How much longer than the task's timeout the server-side `statement_timeout` is.
 pub const STATEMENT_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
@@ -771,7 +772,7 @@ impl Source for PostgresSource {
         tokio::spawn(async move {
             let fail = |msg: String| SourceError::new(&name, msg);
             let mut rows = std::pin::pin!(rows);
-            let mut chunk: Vec<Row> = Vec::with_capacity(chunk_rows.min(65_536));
+            let mut chunk = Chunker::new(chunk_rows);
             let mut stopped = false;
             'rows: while let Some(next) = rows.next().await {
                 let r = match next {
@@ -803,21 +804,18 @@ impl Source for PostgresSource {
                         }
                     }
                 }
-                chunk.push(row);
-                if chunk.len() >= chunk_rows {
-                    let full =
-                        std::mem::replace(&mut chunk, Vec::with_capacity(chunk_rows.min(65_536)));
-                    if tx.send(Ok(full)).await.is_err() {
-                        stopped = true; // The writer stopped (failed or cancelled).
-                        break;
-                    }
+                if let Some(full) = chunk.push(row)
+                    && tx.send(Ok(full)).await.is_err()
+                {
+                    stopped = true; // The writer stopped (failed or cancelled).
+                    break;
                 }
             }
             if stopped {
                 // Do not leave the statement running on the server until its timeout.
                 let _ = cancel_token.cancel_query(NoTls).await;
-            } else if !chunk.is_empty() {
-                let _ = tx.send(Ok(chunk)).await;
+            } else if let Some(rest) = chunk.rest() {
+                let _ = tx.send(Ok(rest)).await;
             }
             drop(guard);
             drop(client);

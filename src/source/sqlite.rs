@@ -24,9 +24,9 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{CHANNEL_CHUNKS, QueryStream, Source, SourceError, SourceInfo};
+use super::{CHANNEL_CHUNKS, Chunker, QueryStream, Source, SourceError, SourceInfo};
 use crate::params::{self, ParamValue, RunParams};
-use crate::value::{Column, Kind, Row, Value, parse_date, parse_naive_datetime, parse_time};
+use crate::value::{Column, Kind, Value, parse_date, parse_naive_datetime, parse_time};
 
 /// A SQLite database file.
 #[derive(Debug, Clone)]
@@ -312,7 +312,7 @@ impl Source for SqliteSource {
                 return;
             }
             let mut rows = stmt.raw_query();
-            let mut chunk: Vec<Row> = Vec::with_capacity(chunk_rows.min(65_536));
+            let mut chunk = Chunker::new(chunk_rows);
             loop {
                 match rows.next() {
                     Ok(Some(r)) => {
@@ -326,15 +326,10 @@ impl Source for SqliteSource {
                                 }
                             }
                         }
-                        chunk.push(row);
-                        if chunk.len() >= chunk_rows {
-                            let full = std::mem::replace(
-                                &mut chunk,
-                                Vec::with_capacity(chunk_rows.min(65_536)),
-                            );
-                            if tx.blocking_send(Ok(full)).is_err() {
-                                return; // The consumer stopped (cancelled or failed).
-                            }
+                        if let Some(full) = chunk.push(row)
+                            && tx.blocking_send(Ok(full)).is_err()
+                        {
+                            return; // The consumer stopped (cancelled or failed).
                         }
                     }
                     Ok(None) => break,
@@ -350,8 +345,8 @@ impl Source for SqliteSource {
                     }
                 }
             }
-            if !chunk.is_empty() {
-                let _ = tx.blocking_send(Ok(chunk));
+            if let Some(rest) = chunk.rest() {
+                let _ = tx.blocking_send(Ok(rest));
             }
         });
         // Stop the statement inside SQLite when the run is cancelled.
