@@ -6,6 +6,7 @@ mod support;
 mod alerts;
 mod bad_input;
 mod cancel;
+mod conformance;
 mod crash;
 mod email;
 mod fake_robots;
