@@ -17,6 +17,7 @@ pub mod dingtalk;
 pub mod email;
 pub mod feishu;
 pub mod outbox;
+pub mod parts;
 pub mod robot;
 pub mod webhook;
 pub mod wecom;
