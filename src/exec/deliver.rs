@@ -32,8 +32,8 @@ use crate::config::{ChannelKind, ChannelSpec, Config, TaskSpec, format_duration}
 use crate::notify::email::{self, Attempted, Email, RcptOutcome};
 use crate::notify::{self, Message, NotifyError};
 use crate::store::{
-    AttemptEnd, DeliveryKey, DeliveryStatus, DueDelivery, Owner, RecipientRecord,
-    RecipientStatus, RunStore, StoreError,
+    AttemptEnd, DeliveryKey, DeliveryStatus, DueDelivery, Owner, RecipientRecord, RecipientStatus,
+    RunStore, StoreError,
 };
 
 /// Attempts made inside the run before a delivery is left to the delivery worker.
@@ -159,7 +159,10 @@ pub async fn attempt(
             Ok(spec) => match &spec.kind {
                 ChannelKind::Email(email) => {
                     let known = store.recipients(&item.key).await?;
-                    match Email::new(&spec.name, email).deliver(&message, &known).await {
+                    match Email::new(&spec.name, email)
+                        .deliver(&message, &known)
+                        .await
+                    {
                         Ok(attempted) => Sent::PerRecipient(known, attempted),
                         Err(e) => Sent::Whole(Err(e)),
                     }
@@ -174,7 +177,9 @@ pub async fn attempt(
     let channel = &item.key.channel;
     let (mut end, outcome) = match sent {
         Sent::Whole(outcome) => (whole_end(&outcome, ambiguous, n, at), outcome),
-        Sent::PerRecipient(known, attempted) => per_recipient_end(&known, attempted, ambiguous, n, at),
+        Sent::PerRecipient(known, attempted) => {
+            per_recipient_end(&known, attempted, ambiguous, n, at)
+        }
     };
     let mut retry_in = None;
     match &outcome {
@@ -339,7 +344,10 @@ fn per_recipient_end(
     let status = if open {
         DeliveryStatus::Pending
     } else if delivered == all.len() && !all.is_empty() {
-        if all.iter().any(|r| r.status == RecipientStatus::MaybeDuplicate) {
+        if all
+            .iter()
+            .any(|r| r.status == RecipientStatus::MaybeDuplicate)
+        {
             DeliveryStatus::MaybeDuplicate
         } else {
             DeliveryStatus::Sent
@@ -358,7 +366,8 @@ fn per_recipient_end(
         (true, _) => Ok(receipt.clone().unwrap_or_default()),
         (false, Some(e)) if open => Err(NotifyError::Retryable(e.clone())),
         (false, e) => Err(NotifyError::Permanent(
-            e.clone().unwrap_or_else(|| "the message has no recipient".into()),
+            e.clone()
+                .unwrap_or_else(|| "the message has no recipient".into()),
         )),
     };
     let end = AttemptEnd {

@@ -284,11 +284,15 @@ impl Email {
         let all = |o: RcptOutcome| vec![o; rcpts.len()];
         let info = s.conn.server_info();
         let mut options = Vec::new();
-        let non_ascii = from.into_iter().chain(rcpts).any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+        let non_ascii = from
+            .into_iter()
+            .chain(rcpts)
+            .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
         if non_ascii {
             if !info.supports_feature(Extension::SmtpUtfEight) {
                 return (
-                    all(self.refused("an address is not ASCII and the server does not offer SMTPUTF8")),
+                    all(self
+                        .refused("an address is not ASCII and the server does not offer SMTPUTF8")),
                     true,
                 );
             }
@@ -297,7 +301,9 @@ impl Email {
         if !raw.is_ascii() {
             if !info.supports_feature(Extension::EightBitMime) {
                 return (
-                    all(self.refused("the message is not ASCII and the server does not offer 8BITMIME")),
+                    all(self.refused(
+                        "the message is not ASCII and the server does not offer 8BITMIME",
+                    )),
                     true,
                 );
             }
@@ -316,7 +322,10 @@ impl Email {
                 Err(e) => {
                     // The connection failed: this recipient and the rest wait.
                     let o = self.refusal(&e);
-                    return (out.into_iter().map(|r| r.unwrap_or(o.clone())).collect(), false);
+                    return (
+                        out.into_iter().map(|r| r.unwrap_or(o.clone())).collect(),
+                        false,
+                    );
                 }
             }
         }
@@ -377,9 +386,9 @@ impl Email {
             let open: Vec<Address> = everyone
                 .iter()
                 .filter(|a| {
-                    !done.iter().any(|d| {
-                        d.part == part && d.recipient == a.to_string() && !d.status.open()
-                    })
+                    !done
+                        .iter()
+                        .any(|d| d.part == part && d.recipient == a.to_string() && !d.status.open())
                 })
                 .cloned()
                 .collect();
@@ -650,7 +659,7 @@ impl Email {
             Ok(plan) => plan,
             Err(Some(n)) => {
                 return Ok(Err(format!(
-                    " or in {max} parts (it needs {n}; raise max_parts to split it)"
+                    " or in {max} parts: it needs {n}, raise max_parts to send it in parts"
                 )));
             }
             Err(None) => return Ok(Err(String::new())),
@@ -658,7 +667,9 @@ impl Email {
         let Fitted { message, temp, .. } = zipped;
         let temp = match temp {
             Some(t) => t,
-            None => TempDir(std::env::temp_dir().join(format!("ferry-mail-{}", uuid::Uuid::now_v7()))),
+            None => {
+                TempDir(std::env::temp_dir().join(format!("ferry-mail-{}", uuid::Uuid::now_v7())))
+            }
         };
         let (source, dir) = (PathBuf::from(&zip.path), temp.0.clone());
         let made = tokio::task::spawn_blocking(move || {
@@ -851,7 +862,9 @@ impl Attempted {
                     retryable = true;
                     errors.push((r.recipient.as_str(), error.as_str()));
                 }
-                RcptOutcome::Refused { error, .. } => errors.push((r.recipient.as_str(), error.as_str())),
+                RcptOutcome::Refused { error, .. } => {
+                    errors.push((r.recipient.as_str(), error.as_str()))
+                }
             }
         }
         if errors.is_empty() {
@@ -893,7 +906,12 @@ pub fn summarize(errors: &[(&str, &str)]) -> String {
 /// The envelope recipients of a message (To, Cc, Bcc), each once.
 fn envelope(channel: &str, message: &Message) -> Result<Vec<Address>, NotifyError> {
     let mut out: Vec<Address> = Vec::new();
-    for text in message.recipients.iter().chain(&message.cc).chain(&message.bcc) {
+    for text in message
+        .recipients
+        .iter()
+        .chain(&message.cc)
+        .chain(&message.bcc)
+    {
         let address = parse_mailbox(text)
             .map_err(|e| NotifyError::Permanent(format!("channel `{channel}`: recipient: {e}")))?
             .email;
@@ -1256,19 +1274,28 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        noted(guard(polled, &mut this.write, this.limit, cx), &this.write_failed)
+        noted(
+            guard(polled, &mut this.write, this.limit, cx),
+            &this.write_failed,
+        )
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_flush(cx);
-        noted(guard(polled, &mut this.write, this.limit, cx), &this.write_failed)
+        noted(
+            guard(polled, &mut this.write, this.limit, cx),
+            &this.write_failed,
+        )
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
-        noted(guard(polled, &mut this.write, this.limit, cx), &this.write_failed)
+        noted(
+            guard(polled, &mut this.write, this.limit, cx),
+            &this.write_failed,
+        )
     }
 }
 

@@ -36,7 +36,12 @@ pub struct Plan {
 /// The parts a zip needs so that each part with its manifest fits `limit`: `Ok(plan)`,
 /// or `Err(None)` when even the manifest leaves no room, `Err(Some(n))` when it needs
 /// `n` parts, more than `max_parts`.
-pub fn plan(zip_name: &str, zip_bytes: u64, limit: u64, max_parts: u32) -> Result<Plan, Option<u64>> {
+pub fn plan(
+    zip_name: &str,
+    zip_bytes: u64,
+    limit: u64,
+    max_parts: u32,
+) -> Result<Plan, Option<u64>> {
     // The manifest's size depends on the number of parts; sizes written with as many
     // digits as the limit make it an upper bound. A few rounds settle it.
     let mut reserve = 0u64;
@@ -208,7 +213,11 @@ mod tests {
         assert_eq!(whole, hex::encode(sha2::Sha256::digest(&bytes)));
         let (again, whole_again) = out("two");
         assert_eq!(whole_again, whole);
-        let digests = |p: &[FileRecord]| p.iter().map(|f| (f.bytes, f.sha256.clone())).collect::<Vec<_>>();
+        let digests = |p: &[FileRecord]| {
+            p.iter()
+                .map(|f| (f.bytes, f.sha256.clone()))
+                .collect::<Vec<_>>()
+        };
         assert_eq!(digests(&again), digests(&parts));
         let text = manifest(
             "r.zip",
@@ -219,9 +228,15 @@ mod tests {
             },
             &parts,
         );
-        assert!(text.contains(&format!("r.zip.003  2000 bytes  sha256 {}", parts[2].sha256)));
+        assert!(text.contains(&format!(
+            "r.zip.003  2000 bytes  sha256 {}",
+            parts[2].sha256
+        )));
         assert!(text.contains("cat r.zip.0* > r.zip"), "{text}");
-        assert!(text.contains("copy /b r.zip.001+r.zip.002+r.zip.003 r.zip"), "{text}");
+        assert!(
+            text.contains("copy /b r.zip.001+r.zip.002+r.zip.003 r.zip"),
+            "{text}"
+        );
         assert!(text.contains(&format!("sha256 {whole}")), "{text}");
     }
 }

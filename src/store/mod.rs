@@ -267,12 +267,18 @@ impl RecipientStatus {
 
     /// Still to be sent (in the next envelope).
     pub fn open(self) -> bool {
-        matches!(self, RecipientStatus::Pending | RecipientStatus::Unconfirmed)
+        matches!(
+            self,
+            RecipientStatus::Pending | RecipientStatus::Unconfirmed
+        )
     }
 
     /// The server accepted the message for this recipient (perhaps twice).
     pub fn delivered(self) -> bool {
-        matches!(self, RecipientStatus::Sent | RecipientStatus::MaybeDuplicate)
+        matches!(
+            self,
+            RecipientStatus::Sent | RecipientStatus::MaybeDuplicate
+        )
     }
 }
 

@@ -218,13 +218,12 @@ impl SqliteStore {
             .map(row_to_delivery)
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))?;
-        let rows = sqlx::query(
-            "SELECT * FROM delivery_recipients WHERE run_id = ? ORDER BY part, rowid",
-        )
-        .bind(run_id)
-        .fetch_all(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
+        let rows =
+            sqlx::query("SELECT * FROM delivery_recipients WHERE run_id = ? ORDER BY part, rowid")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
         for row in &rows {
             let channel: String = row.try_get("channel").map_err(|e| self.err(e))?;
             let occurrence: i64 = row.try_get("occurrence").map_err(|e| self.err(e))?;
