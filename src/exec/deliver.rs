@@ -19,6 +19,11 @@
 //! - The message is never rendered again and the query never re-run: the ledger holds the
 //!   rendered message. Only the channel's settings (server, credentials) are looked up again,
 //!   so no secret is kept in the ledger.
+//! - Email is tracked per recipient and part ([`per_recipient_end`]): each attempt sends
+//!   only to the recipients the ledger does not record as delivered or refused for good,
+//!   and the delivery's state is derived from theirs. A recipient whose send was lost
+//!   after the message's final `.` (`unconfirmed`) gets one more try, then is
+//!   `maybe_duplicate` or `failed`. Other channels have one recipient: the delivery.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -505,6 +510,147 @@ pub async fn deliver_due(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn result(part: u32, rcpt: &str, outcome: RcptOutcome) -> email::RcptResult {
+        email::RcptResult {
+            part,
+            recipient: rcpt.into(),
+            outcome,
+        }
+    }
+
+    fn retry(e: &str) -> RcptOutcome {
+        RcptOutcome::Retry {
+            error: e.into(),
+            reply: Some(e.into()),
+        }
+    }
+
+    fn attempted(results: Vec<email::RcptResult>) -> Attempted {
+        Attempted {
+            message_ids: vec!["<r.mail@example.test>".into()],
+            results,
+        }
+    }
+
+    #[test]
+    fn recipients_are_tracked_one_by_one_and_the_delivery_follows_them() {
+        let at = Utc::now();
+        let first = attempted(vec![
+            result(0, "a@x", RcptOutcome::Sent("250 ok".into())),
+            result(
+                0,
+                "b@x",
+                RcptOutcome::Refused {
+                    error: "550 no".into(),
+                    reply: Some("550 no".into()),
+                },
+            ),
+            result(0, "c@x", retry("451 later")),
+        ]);
+        let (end, outcome) = per_recipient_end(&[], first, false, 1, at);
+        assert_eq!(end.status, DeliveryStatus::Pending);
+        assert!(end.retryable);
+        assert_eq!(end.receipt.as_deref(), Some("<r.mail@example.test>"));
+        assert!(matches!(outcome, Err(NotifyError::Retryable(_))));
+        let error = end.error.unwrap();
+        assert_eq!(error, "b@x: 550 no; c@x: 451 later");
+        let known = end.recipients;
+        assert_eq!(
+            known.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [
+                RecipientStatus::Sent,
+                RecipientStatus::Failed,
+                RecipientStatus::Pending
+            ]
+        );
+        // The retry had only c@x; it is accepted: none waits, one failed.
+        let (end, outcome) = per_recipient_end(
+            &known,
+            attempted(vec![result(0, "c@x", RcptOutcome::Sent("250".into()))]),
+            false,
+            2,
+            at,
+        );
+        assert_eq!(end.status, DeliveryStatus::Failed);
+        assert!(!end.retryable);
+        assert_eq!(end.error.as_deref(), Some("550 no"));
+        assert!(matches!(outcome, Err(NotifyError::Permanent(_))));
+        assert_eq!(end.recipients.len(), 1);
+        assert_eq!(end.recipients[0].attempts, 2);
+        // Retries run out at MAX_ATTEMPTS.
+        let (end, _) = per_recipient_end(
+            &known,
+            attempted(vec![result(0, "c@x", retry("451"))]),
+            false,
+            MAX_ATTEMPTS,
+            at,
+        );
+        assert_eq!(end.status, DeliveryStatus::Failed);
+        assert!(end.retryable);
+        assert!(
+            end.recipients[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .ends_with("gave up after 10 attempts")
+        );
+    }
+
+    #[test]
+    fn an_unconfirmed_send_is_tried_once_more_then_maybe_duplicate_or_failed() {
+        let at = Utc::now();
+        let lost = attempted(vec![result(
+            0,
+            "a@x",
+            RcptOutcome::Unconfirmed("no reply".into()),
+        )]);
+        let (end, _) = per_recipient_end(&[], lost.clone(), false, 1, at);
+        assert_eq!(end.status, DeliveryStatus::Pending);
+        assert_eq!(end.recipients[0].status, RecipientStatus::Unconfirmed);
+        let known = end.recipients;
+        let (end, outcome) = per_recipient_end(
+            &known,
+            attempted(vec![result(0, "a@x", RcptOutcome::Sent("250".into()))]),
+            false,
+            2,
+            at,
+        );
+        assert_eq!(end.status, DeliveryStatus::MaybeDuplicate);
+        assert_eq!(end.recipients[0].status, RecipientStatus::MaybeDuplicate);
+        assert!(outcome.is_ok());
+        // Lost again, or refused for a retryable reason: failed, never a third send.
+        for again in [
+            lost.clone(),
+            attempted(vec![result(0, "a@x", retry("451"))]),
+        ] {
+            let (end, _) = per_recipient_end(&known, again, false, 2, at);
+            assert_eq!(end.status, DeliveryStatus::Failed);
+            assert_eq!(end.recipients[0].status, RecipientStatus::Failed);
+        }
+        // A delivery left `sending` by a dead process: its unrecorded recipients count as
+        // unconfirmed, recorded ones keep their state.
+        let sent = RecipientRecord {
+            part: 1,
+            recipient: "a@x".into(),
+            status: RecipientStatus::Sent,
+            attempts: 1,
+            error: None,
+            reply: None,
+            sent_at: Some(at),
+            at,
+        };
+        let (end, _) = per_recipient_end(
+            &[sent],
+            attempted(vec![result(2, "a@x", RcptOutcome::Sent("250".into()))]),
+            true,
+            2,
+            at,
+        );
+        assert_eq!(end.status, DeliveryStatus::MaybeDuplicate);
+        assert_eq!(end.recipients.len(), 1);
+        assert_eq!(end.recipients[0].part, 2);
+    }
 
     #[test]
     fn backoff_grows_is_jittered_within_bounds_and_capped() {

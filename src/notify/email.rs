@@ -1572,6 +1572,93 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_zip_over_the_limit_is_split_into_parts_with_a_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        // Bytes that do not compress: the zip is about as big as the file.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let noise: Vec<u8> = (0..30_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let m = message(dir.path(), &[("noise.bin", &noise)]);
+        let mut s = spec();
+        s.max_attachment_bytes = 8000;
+        let f = Email::new("mail", &s).fit(&m).await.unwrap();
+        let n = f.parts.len();
+        assert!((4..=5).contains(&n), "{n}");
+        let sendable = f.sendable();
+        assert_eq!(sendable[1].0, 2);
+        let mut joined = Vec::new();
+        for (i, part) in f.parts.iter().enumerate() {
+            assert_eq!(part.subject, format!("日报 daily (part {} of {n})", i + 1));
+            let [piece, manifest] = part.attachments.as_slice() else {
+                panic!("{:?}", part.attachments)
+            };
+            assert!(piece.path.ends_with(&format!("noise.zip.{:03}", i + 1)));
+            assert!(
+                piece.bytes + manifest.bytes <= 8000,
+                "{piece:?} {manifest:?}"
+            );
+            assert!(
+                part.body
+                    .contains(&format!("This is part {} of {n}", i + 1))
+            );
+            assert!(part.body.contains(&piece.sha256), "{}", part.body);
+            assert!(part.html.as_deref().unwrap().contains("<pre>"));
+            joined.extend(std::fs::read(&piece.path).unwrap());
+        }
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(joined)).unwrap();
+        let mut member = Vec::new();
+        std::io::Read::read_to_end(&mut zip.by_index(0).unwrap(), &mut member).unwrap();
+        assert_eq!(member, noise);
+        // The same message gives the same parts; the folder goes with the message.
+        let again = Email::new("mail", &s).fit(&m).await.unwrap();
+        let digests = |f: &Fitted| {
+            f.parts
+                .iter()
+                .map(|p| p.attachments[0].sha256.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(digests(&again), digests(&f));
+        let folder = Path::new(&f.parts[0].attachments[0].path)
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        drop(f);
+        assert!(!folder.exists());
+        // Too many parts for max_parts: the link instead, saying why.
+        s.max_parts = 3;
+        let mut linked = m.clone();
+        linked.link = Some("https://files.example.test/d/x".into());
+        let f = Email::new("mail", &s).fit(&linked).await.unwrap();
+        assert!(f.parts.is_empty() && f.message.attachments.is_empty());
+        assert!(
+            f.message
+                .body
+                .contains("even zipped or in 3 parts: it needs "),
+            "{}",
+            f.message.body
+        );
+        // Splitting off: the link too.
+        s.max_parts = 1;
+        let f = Email::new("mail", &s).fit(&linked).await.unwrap();
+        assert!(f.parts.is_empty() && f.message.attachments.is_empty());
+    }
+
+    #[test]
+    fn part_message_ids_add_the_part_number() {
+        assert_eq!(part_id("<r.mail@example.test>", 0), "<r.mail@example.test>");
+        assert_eq!(
+            part_id("<r.mail.2@example.test>", 3),
+            "<r.mail.2.p3@example.test>"
+        );
+    }
+
+    #[tokio::test]
     async fn link_delivery_never_attaches() {
         let dir = tempfile::tempdir().unwrap();
         let mut m = message(dir.path(), &[("a.csv", b"x")]);

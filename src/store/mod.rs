@@ -5,6 +5,10 @@
 //! scheduler and (later) the cluster rely on this. Rows are updated when the run
 //! finishes, with status, row count, files (path, size, sha256), warnings and error.
 //!
+//! The delivery ledger: one [`DeliveryRecord`] per notification of a run, and for email
+//! one [`RecipientRecord`] per envelope recipient of each message part, written with the
+//! end of each attempt.
+//!
 //! Adding a backend: implement [`RunStore`], give it append-only migrations like
 //! [`sqlite::MIGRATIONS`], and run the store tests against it.
 
@@ -279,6 +283,23 @@ impl RecipientStatus {
             self,
             RecipientStatus::Sent | RecipientStatus::MaybeDuplicate
         )
+    }
+}
+
+impl DeliveryRecord {
+    /// The email recipients that do not have the message (yet), e.g.
+    /// `rejected@example.com failed, bob@example.com part 2 pending`.
+    pub fn recipients_missing(&self) -> Option<String> {
+        let missing: Vec<String> = self
+            .recipients
+            .iter()
+            .filter(|r| !r.status.delivered())
+            .map(|r| match r.part {
+                0 => format!("{} {}", r.recipient, r.status.as_str()),
+                n => format!("{} part {n} {}", r.recipient, r.status.as_str()),
+            })
+            .collect();
+        (!missing.is_empty()).then(|| missing.join(", "))
     }
 }
 
