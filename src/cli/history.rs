@@ -79,11 +79,16 @@ pub async fn run(cli: &Cli, args: &HistoryArgs) -> i32 {
             (None, None, Some(reason)) => reason.clone(),
             (None, None, None) => String::new(),
         };
-        let detail = if r.warnings.is_empty() {
+        let mut detail = if r.warnings.is_empty() {
             detail
         } else {
             format!("{detail} [{} warning(s)]", r.warnings.len())
         };
+        for d in &r.deliveries {
+            if let Some(missing) = d.recipients_missing() {
+                detail.push_str(&format!(" [{}: {missing}]", d.channel));
+            }
+        }
         rows.push([
             r.scheduled_at
                 .with_timezone(&tz)

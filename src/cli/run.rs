@@ -150,6 +150,11 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
             DeliverySummary::None | DeliverySummary::Delivered
         ) {
             println!("  delivery: {}", result.delivery.as_str());
+            for d in &result.deliveries {
+                if let Some(missing) = d.recipients_missing() {
+                    println!("    {}: {missing}", d.channel);
+                }
+            }
         }
         for w in &result.warnings {
             eprintln!("warning: {w}");

@@ -335,6 +335,9 @@ pub struct EmailSpec {
     pub max_attachment_bytes: u64,
     /// Attach the files, zip them to fit, or send the download link.
     pub delivery: RobotDelivery,
+    /// With `delivery: auto`, the most parts (one email each) a zip over
+    /// `max_attachment_bytes` is split into; 0 or 1: never split (default 10).
+    pub max_parts: u32,
 }
 
 /// How the SMTP connection is protected.

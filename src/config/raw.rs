@@ -232,9 +232,13 @@ pub enum RawChannel {
         template: Option<Spanned<String>>,
         /// Largest total size of a message's attachments in bytes (default 26214400, 25 MiB).
         max_attachment_bytes: Option<Spanned<u64>>,
-        /// `auto` (default): attach when the files fit, else zip them, else send the
-        /// download link; `attach`: always attach (refused when too big); `link`: never.
+        /// `auto` (default): attach when the files fit, else zip them, else split the zip
+        /// into parts, else send the download link; `attach`: always attach (refused when
+        /// too big); `link`: never.
         delivery: Option<Spanned<String>>,
+        /// Most parts (one email each) a zip over `max_attachment_bytes` is split into
+        /// with `delivery: auto` (default 10; 0 or 1: never split; at most 99).
+        max_parts: Option<Spanned<u32>>,
     },
     /// A DingTalk custom group robot (钉钉自定义机器人).
     Dingtalk(RawRobot),

@@ -907,6 +907,7 @@ fn email_channel(
         from,
         max_attachment_bytes,
         delivery,
+        max_parts,
         ..
     } = &ch.value
     else {
@@ -1087,7 +1088,24 @@ fn email_channel(
 
     let delivery = delivery_mode(c, field, delivery.as_ref());
 
+    let max_parts = match max_parts {
+        Some(m) if m.value > crate::notify::parts::MAX_PARTS_LIMIT => {
+            c.at(
+                m,
+                format!("{field}.max_parts"),
+                format!(
+                    "must be at most {} (0 or 1: never split)",
+                    crate::notify::parts::MAX_PARTS_LIMIT
+                ),
+            );
+            0
+        }
+        Some(m) => m.value,
+        None => crate::notify::parts::DEFAULT_MAX_PARTS,
+    };
+
     (c.problems.len() == before).then_some(EmailSpec {
+        max_parts,
         delivery,
         host,
         port,

@@ -19,6 +19,11 @@
 //! - The message is never rendered again and the query never re-run: the ledger holds the
 //!   rendered message. Only the channel's settings (server, credentials) are looked up again,
 //!   so no secret is kept in the ledger.
+//! - Email is tracked per recipient and part ([`per_recipient_end`]): each attempt sends
+//!   only to the recipients the ledger does not record as delivered or refused for good,
+//!   and the delivery's state is derived from theirs. A recipient whose send was lost
+//!   after the message's final `.` (`unconfirmed`) gets one more try, then is
+//!   `maybe_duplicate` or `failed`. Other channels have one recipient: the delivery.
 
 use std::borrow::Cow;
 use std::collections::BTreeMap;
@@ -29,9 +34,11 @@ use tracing::{info, warn};
 
 use super::Stop;
 use crate::config::{ChannelKind, ChannelSpec, Config, TaskSpec, format_duration};
+use crate::notify::email::{self, Attempted, Email, RcptOutcome};
 use crate::notify::{self, Message, NotifyError};
 use crate::store::{
-    AttemptEnd, DeliveryKey, DeliveryStatus, DueDelivery, Owner, RunStore, StoreError,
+    AttemptEnd, DeliveryKey, DeliveryStatus, DueDelivery, Owner, RecipientRecord, RecipientStatus,
+    RunStore, StoreError,
 };
 
 /// Attempts made inside the run before a delivery is left to the delivery worker.
@@ -152,14 +159,79 @@ pub async fn attempt(
     }
     let ambiguous = item.from == DeliveryStatus::Sending;
     let n = item.attempts + 1;
-    let outcome = match Message::from_ledger(&item.message) {
+    let sent = match Message::from_ledger(&item.message) {
         Ok(message) => match channel_spec(config, task, &item.key.channel, item.key.occurrence) {
-            Ok(spec) => notify::build(&spec).notify(&message).await,
-            Err(e) => Err(e),
+            Ok(spec) => match &spec.kind {
+                ChannelKind::Email(email) => {
+                    let known = store.recipients(&item.key).await?;
+                    match Email::new(&spec.name, email)
+                        .deliver(&message, &known)
+                        .await
+                    {
+                        Ok(attempted) => Sent::PerRecipient(known, attempted),
+                        Err(e) => Sent::Whole(Err(e)),
+                    }
+                }
+                _ => Sent::Whole(notify::build(&spec).notify(&message).await),
+            },
+            Err(e) => Sent::Whole(Err(e)),
         },
-        Err(e) => Err(NotifyError::Permanent(e)),
+        Err(e) => Sent::Whole(Err(NotifyError::Permanent(e))),
     };
     let at = Utc::now().trunc_subsecs(3);
+    let channel = &item.key.channel;
+    let (mut end, outcome) = match sent {
+        Sent::Whole(outcome) => (whole_end(&outcome, ambiguous, n, at), outcome),
+        Sent::PerRecipient(known, attempted) => {
+            per_recipient_end(&known, attempted, ambiguous, n, at)
+        }
+    };
+    let mut retry_in = None;
+    match &outcome {
+        Ok(receipt) if end.status == DeliveryStatus::MaybeDuplicate => {
+            warn!(%channel, %receipt, attempts = n, "sent again after an interrupted attempt: the recipient may have it twice");
+        }
+        Ok(receipt) => info!(%channel, %receipt, attempts = n, "notified"),
+        Err(e) if end.status == DeliveryStatus::Pending => {
+            let delay = backoff(n, jitter_unit());
+            end.next_attempt_at =
+                Some(at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
+            if let Some(left) = budget
+                && n < IN_RUN_ATTEMPTS
+                && delay <= left
+            {
+                end.keep_owner = true;
+                retry_in = Some(delay);
+            }
+            warn!(%channel, error = %e, attempts = n, retry_in = %format_duration(delay), "notification failed, will retry");
+        }
+        Err(e) => warn!(%channel, error = %e, attempts = n, "notification failed"),
+    }
+    store.end_attempt(&item.key, &end).await?;
+    Ok(Some(Tried {
+        outcome,
+        end,
+        retry_in,
+    }))
+}
+
+/// What an attempt sent: one message to the channel, or an email per recipient (with
+/// the recipients as the ledger had them before).
+enum Sent {
+    Whole(Result<String, NotifyError>),
+    PerRecipient(Vec<RecipientRecord>, Attempted),
+}
+
+/// Added to a failure after an interrupted attempt: the message may be there already.
+const NOT_AGAIN: &str = "an earlier attempt was interrupted mid-send and may have been delivered, so ferry does not try again";
+
+/// How an attempt of a whole message ended (`next_attempt_at` is set by the caller).
+fn whole_end(
+    outcome: &Result<String, NotifyError>,
+    ambiguous: bool,
+    n: u32,
+    at: DateTime<Utc>,
+) -> AttemptEnd {
     let mut end = AttemptEnd {
         status: DeliveryStatus::Failed,
         retryable: false,
@@ -168,10 +240,9 @@ pub async fn attempt(
         next_attempt_at: None,
         at,
         keep_owner: false,
+        recipients: Vec::new(),
     };
-    let mut retry_in = None;
-    let channel = &item.key.channel;
-    match &outcome {
+    match outcome {
         Ok(receipt) => {
             end.status = if ambiguous {
                 DeliveryStatus::MaybeDuplicate
@@ -179,49 +250,142 @@ pub async fn attempt(
                 DeliveryStatus::Sent
             };
             end.receipt = Some(receipt.clone());
-            if ambiguous {
-                warn!(%channel, %receipt, attempts = n, "sent again after an interrupted attempt: the recipient may have it twice");
-            } else {
-                info!(%channel, %receipt, attempts = n, "notified");
-            }
         }
-        Err(e @ NotifyError::Permanent(m)) => {
-            end.error = Some(m.clone());
-            warn!(%channel, error = %e, attempts = n, "notification failed");
-        }
-        Err(e @ NotifyError::Retryable(m)) => {
+        Err(NotifyError::Permanent(m)) => end.error = Some(m.clone()),
+        Err(NotifyError::Retryable(m)) => {
             end.retryable = true;
             if ambiguous {
-                end.error = Some(format!(
-                    "{m}; an earlier attempt was interrupted mid-send and may have been delivered, so ferry does not try again"
-                ));
-                warn!(%channel, error = %e, attempts = n, "notification failed after an interrupted attempt");
+                end.error = Some(format!("{m}; {NOT_AGAIN}"));
             } else if n >= MAX_ATTEMPTS {
                 end.error = Some(format!("{m}; gave up after {n} attempts"));
-                warn!(%channel, error = %e, attempts = n, "notification failed, retries exhausted");
             } else {
-                let delay = backoff(n, jitter_unit());
                 end.status = DeliveryStatus::Pending;
                 end.error = Some(m.clone());
-                end.next_attempt_at =
-                    Some(at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
-                if let Some(left) = budget
-                    && n < IN_RUN_ATTEMPTS
-                    && delay <= left
-                {
-                    end.keep_owner = true;
-                    retry_in = Some(delay);
-                }
-                warn!(%channel, error = %e, attempts = n, retry_in = %format_duration(delay), "notification failed, will retry");
             }
         }
     }
-    store.end_attempt(&item.key, &end).await?;
-    Ok(Some(Tried {
-        outcome,
-        end,
-        retry_in,
-    }))
+    end
+}
+
+/// How an email attempt ended: each recipient's new state, and the delivery's state
+/// derived from all of them (sent when every recipient has every part; pending while one
+/// waits; failed when none waits and one failed). A recipient whose earlier send was
+/// unconfirmed (or that an interrupted attempt may have reached) gets exactly one more
+/// try: `maybe_duplicate` when accepted, else `failed`.
+fn per_recipient_end(
+    known: &[RecipientRecord],
+    attempted: Attempted,
+    ambiguous: bool,
+    n: u32,
+    at: DateTime<Utc>,
+) -> (AttemptEnd, Result<String, NotifyError>) {
+    let mut changed = Vec::new();
+    let mut retry_failure = false;
+    for r in attempted.results {
+        let prior = known
+            .iter()
+            .find(|k| k.part == r.part && k.recipient == r.recipient);
+        let once_more = prior.is_some_and(|p| p.status == RecipientStatus::Unconfirmed)
+            || (ambiguous && prior.is_none_or(|p| p.status.open()));
+        let mut rec = RecipientRecord {
+            part: r.part,
+            recipient: r.recipient,
+            status: RecipientStatus::Failed,
+            attempts: prior.map_or(0, |p| p.attempts) + 1,
+            error: None,
+            reply: None,
+            sent_at: None,
+            at,
+        };
+        match r.outcome {
+            RcptOutcome::Sent(reply) => {
+                rec.status = if once_more {
+                    RecipientStatus::MaybeDuplicate
+                } else {
+                    RecipientStatus::Sent
+                };
+                rec.reply = Some(reply);
+                rec.sent_at = Some(at);
+            }
+            RcptOutcome::Refused { error, reply } => {
+                rec.error = Some(error);
+                rec.reply = reply;
+            }
+            RcptOutcome::Retry { error, reply } => {
+                retry_failure = true;
+                rec.reply = reply;
+                rec.error = Some(if once_more {
+                    format!("{error}; {NOT_AGAIN}")
+                } else if n >= MAX_ATTEMPTS {
+                    format!("{error}; gave up after {n} attempts")
+                } else {
+                    rec.status = RecipientStatus::Pending;
+                    error
+                });
+            }
+            RcptOutcome::Unconfirmed(error) => {
+                retry_failure = true;
+                rec.error = Some(if once_more || n >= MAX_ATTEMPTS {
+                    format!("{error}; not tried again")
+                } else {
+                    rec.status = RecipientStatus::Unconfirmed;
+                    error
+                });
+            }
+        }
+        changed.push(rec);
+    }
+    let all: Vec<&RecipientRecord> = known
+        .iter()
+        .filter(|k| {
+            !changed
+                .iter()
+                .any(|c| c.part == k.part && c.recipient == k.recipient)
+        })
+        .chain(&changed)
+        .collect();
+    let open = all.iter().any(|r| r.status.open());
+    let delivered = all.iter().filter(|r| r.status.delivered()).count();
+    let status = if open {
+        DeliveryStatus::Pending
+    } else if delivered == all.len() && !all.is_empty() {
+        if all
+            .iter()
+            .any(|r| r.status == RecipientStatus::MaybeDuplicate)
+        {
+            DeliveryStatus::MaybeDuplicate
+        } else {
+            DeliveryStatus::Sent
+        }
+    } else {
+        DeliveryStatus::Failed
+    };
+    let errors: Vec<(&str, &str)> = all
+        .iter()
+        .filter(|r| !r.status.delivered())
+        .filter_map(|r| Some((r.recipient.as_str(), r.error.as_deref()?)))
+        .collect();
+    let error = (!errors.is_empty()).then(|| email::summarize(&errors));
+    let receipt = (delivered > 0).then(|| attempted.message_ids.join(" "));
+    let outcome = match (status.delivered(), &error) {
+        (true, _) => Ok(receipt.clone().unwrap_or_default()),
+        (false, Some(e)) if open => Err(NotifyError::Retryable(e.clone())),
+        (false, e) => Err(NotifyError::Permanent(
+            e.clone()
+                .unwrap_or_else(|| "the message has no recipient".into()),
+        )),
+    };
+    let end = AttemptEnd {
+        status,
+        retryable: open || (status == DeliveryStatus::Failed && retry_failure),
+        receipt,
+        error,
+        next_attempt_at: None,
+        at,
+        keep_owner: false,
+        recipients: changed,
+    };
+    (end, outcome)
 }
 
 /// The deliveries of one run, attempted inside the run: each channel's entries in order,
@@ -346,6 +510,147 @@ pub async fn deliver_due(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn result(part: u32, rcpt: &str, outcome: RcptOutcome) -> email::RcptResult {
+        email::RcptResult {
+            part,
+            recipient: rcpt.into(),
+            outcome,
+        }
+    }
+
+    fn retry(e: &str) -> RcptOutcome {
+        RcptOutcome::Retry {
+            error: e.into(),
+            reply: Some(e.into()),
+        }
+    }
+
+    fn attempted(results: Vec<email::RcptResult>) -> Attempted {
+        Attempted {
+            message_ids: vec!["<r.mail@example.test>".into()],
+            results,
+        }
+    }
+
+    #[test]
+    fn recipients_are_tracked_one_by_one_and_the_delivery_follows_them() {
+        let at = Utc::now();
+        let first = attempted(vec![
+            result(0, "a@x", RcptOutcome::Sent("250 ok".into())),
+            result(
+                0,
+                "b@x",
+                RcptOutcome::Refused {
+                    error: "550 no".into(),
+                    reply: Some("550 no".into()),
+                },
+            ),
+            result(0, "c@x", retry("451 later")),
+        ]);
+        let (end, outcome) = per_recipient_end(&[], first, false, 1, at);
+        assert_eq!(end.status, DeliveryStatus::Pending);
+        assert!(end.retryable);
+        assert_eq!(end.receipt.as_deref(), Some("<r.mail@example.test>"));
+        assert!(matches!(outcome, Err(NotifyError::Retryable(_))));
+        let error = end.error.unwrap();
+        assert_eq!(error, "b@x: 550 no; c@x: 451 later");
+        let known = end.recipients;
+        assert_eq!(
+            known.iter().map(|r| r.status).collect::<Vec<_>>(),
+            [
+                RecipientStatus::Sent,
+                RecipientStatus::Failed,
+                RecipientStatus::Pending
+            ]
+        );
+        // The retry had only c@x; it is accepted: none waits, one failed.
+        let (end, outcome) = per_recipient_end(
+            &known,
+            attempted(vec![result(0, "c@x", RcptOutcome::Sent("250".into()))]),
+            false,
+            2,
+            at,
+        );
+        assert_eq!(end.status, DeliveryStatus::Failed);
+        assert!(!end.retryable);
+        assert_eq!(end.error.as_deref(), Some("550 no"));
+        assert!(matches!(outcome, Err(NotifyError::Permanent(_))));
+        assert_eq!(end.recipients.len(), 1);
+        assert_eq!(end.recipients[0].attempts, 2);
+        // Retries run out at MAX_ATTEMPTS.
+        let (end, _) = per_recipient_end(
+            &known,
+            attempted(vec![result(0, "c@x", retry("451"))]),
+            false,
+            MAX_ATTEMPTS,
+            at,
+        );
+        assert_eq!(end.status, DeliveryStatus::Failed);
+        assert!(end.retryable);
+        assert!(
+            end.recipients[0]
+                .error
+                .as_deref()
+                .unwrap()
+                .ends_with("gave up after 10 attempts")
+        );
+    }
+
+    #[test]
+    fn an_unconfirmed_send_is_tried_once_more_then_maybe_duplicate_or_failed() {
+        let at = Utc::now();
+        let lost = attempted(vec![result(
+            0,
+            "a@x",
+            RcptOutcome::Unconfirmed("no reply".into()),
+        )]);
+        let (end, _) = per_recipient_end(&[], lost.clone(), false, 1, at);
+        assert_eq!(end.status, DeliveryStatus::Pending);
+        assert_eq!(end.recipients[0].status, RecipientStatus::Unconfirmed);
+        let known = end.recipients;
+        let (end, outcome) = per_recipient_end(
+            &known,
+            attempted(vec![result(0, "a@x", RcptOutcome::Sent("250".into()))]),
+            false,
+            2,
+            at,
+        );
+        assert_eq!(end.status, DeliveryStatus::MaybeDuplicate);
+        assert_eq!(end.recipients[0].status, RecipientStatus::MaybeDuplicate);
+        assert!(outcome.is_ok());
+        // Lost again, or refused for a retryable reason: failed, never a third send.
+        for again in [
+            lost.clone(),
+            attempted(vec![result(0, "a@x", retry("451"))]),
+        ] {
+            let (end, _) = per_recipient_end(&known, again, false, 2, at);
+            assert_eq!(end.status, DeliveryStatus::Failed);
+            assert_eq!(end.recipients[0].status, RecipientStatus::Failed);
+        }
+        // A delivery left `sending` by a dead process: its unrecorded recipients count as
+        // unconfirmed, recorded ones keep their state.
+        let sent = RecipientRecord {
+            part: 1,
+            recipient: "a@x".into(),
+            status: RecipientStatus::Sent,
+            attempts: 1,
+            error: None,
+            reply: None,
+            sent_at: Some(at),
+            at,
+        };
+        let (end, _) = per_recipient_end(
+            &[sent],
+            attempted(vec![result(2, "a@x", RcptOutcome::Sent("250".into()))]),
+            true,
+            2,
+            at,
+        );
+        assert_eq!(end.status, DeliveryStatus::MaybeDuplicate);
+        assert_eq!(end.recipients.len(), 1);
+        assert_eq!(end.recipients[0].part, 2);
+    }
 
     #[test]
     fn backoff_grows_is_jittered_within_bounds_and_capped() {

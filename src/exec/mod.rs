@@ -29,7 +29,7 @@ use crate::params::RunParams;
 use crate::source;
 use crate::store::{
     Claim, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliverySummary, FileRecord, Outcome,
-    Owner, QueuedDelivery, RunStore, Status, Trigger,
+    Owner, QueuedDelivery, RecipientStatus, RunStore, Status, Trigger,
 };
 use crate::template::{self, MessageTemplate};
 
@@ -334,17 +334,31 @@ impl Executor {
                 result.delivery = record.delivery;
             }
         }
-        // Owner alerts: a failed run, or deliveries that failed for good.
+        // Owner alerts: a failed run, or deliveries (or email recipients) that failed for
+        // good.
         let failed_deliveries: Vec<String> = result
             .deliveries
             .iter()
-            .filter(|d| d.status == DeliveryStatus::Failed)
-            .map(|d| {
-                format!(
-                    "notify `{}`: {}",
-                    d.channel,
-                    d.error.as_deref().unwrap_or("failed")
-                )
+            .flat_map(|d| {
+                if d.status == DeliveryStatus::Failed {
+                    return vec![format!(
+                        "notify `{}`: {}",
+                        d.channel,
+                        d.error.as_deref().unwrap_or("failed")
+                    )];
+                }
+                d.recipients
+                    .iter()
+                    .filter(|r| r.status == RecipientStatus::Failed)
+                    .map(|r| {
+                        format!(
+                            "notify `{}`: {}: {}",
+                            d.channel,
+                            r.recipient,
+                            r.error.as_deref().unwrap_or("failed")
+                        )
+                    })
+                    .collect()
             })
             .collect();
         if req.notify

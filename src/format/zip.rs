@@ -23,6 +23,9 @@ pub fn zip_files(target: &Path, members: &[(&Path, &str)]) -> io::Result<u64> {
         let opts = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Deflated)
             .compression_level(Some(6))
+            // A fixed member time (the zip format's epoch, 1980-01-01) makes the same
+            // files give the same zip: email parts sent on different attempts rejoin.
+            .last_modified_time(zip::DateTime::default())
             .large_file(size >= ZIP64_THRESHOLD);
         zw.start_file(*name, opts).map_err(io::Error::other)?;
         let mut src = File::open(source)?;

@@ -1,4 +1,5 @@
-//! The `email` channel: one SMTP message per notification, sent with lettre over tokio.
+//! The `email` channel: one SMTP message per notification (or per part of a split zip),
+//! sent with lettre's SMTP client over tokio, one command at a time.
 //!
 //! - **Message.** `From:` the channel's sender, `To:`/`Cc:` from the notify entry (or the
 //!   channel's defaults); `Bcc:` recipients get the message through the envelope only and
@@ -13,12 +14,23 @@
 //!   (what Outlook and Gmail send).
 //! - **Message-ID** is ferry's own, `<RUN_ID.CHANNEL@FROM_DOMAIN>` (`.N` after the channel
 //!   for its N-th notify entry in the task), so a resend of the same notification carries
-//!   the same id; it is the receipt recorded on the run.
+//!   the same id; it is the receipt recorded on the run. The parts of a split zip add
+//!   `.pN` (`<RUN_ID.CHANNEL.p2@FROM_DOMAIN>`).
+//! - **Per recipient.** [`Email::deliver`] sends `MAIL FROM`, then one `RCPT TO` per
+//!   envelope recipient not yet delivered (the ledger's [`RecipientRecord`]s say which),
+//!   keeping each reply: 2xx recipients get the message, a 5xx recipient is refused for
+//!   good, a 4xx one waits for the next attempt. The result is one [`RcptOutcome`] per
+//!   (part, recipient). If the connection is lost or times out after the message's final
+//!   `.` was written and before the reply, the recipients are [`RcptOutcome::Unconfirmed`]:
+//!   the server may have the message (RFC 1047); the [`Idle`] stream tells a failed write
+//!   (the message did not go out whole) from a missing reply.
 //! - **Size.** A message whose attachments exceed `max_attachment_bytes` is refused as a
 //!   permanent failure that names the sizes and the limit (never sent without them).
 //!   lettre needs the whole message in memory: each file is read straight into its base64
 //!   body and the builder is dropped once the message is formatted, so a 25 MB attachment
-//!   peaks at about 86 MB for the whole `ferry run` (docs/benchmarks.md).
+//!   peaks at about 86 MB for the whole `ferry run` (docs/benchmarks.md). With
+//!   `delivery: auto`, files over the limit are zipped, and a zip still over it is split
+//!   into up to `max_parts` parts sent one email each with a manifest ([`super::parts`]).
 //! - **Errors.** SMTP 4xx replies, refused or lost connections and timeouts are
 //!   [`NotifyError::Retryable`], and so is a server that stops answering for `timeout`
 //!   (ferry connects and does implicit TLS itself, so that every read and write has that
@@ -28,13 +40,15 @@
 //!   Messages name the channel, the server and the user, never the password.
 
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use lettre::Address;
 use lettre::address::Envelope;
 use lettre::message::header::{ContentTransferEncoding, ContentType};
 use lettre::message::{Attachment, Body, Mailbox, MultiPart, SinglePart};
@@ -42,15 +56,17 @@ use lettre::transport::smtp::authentication::{Credentials, Mechanism};
 use lettre::transport::smtp::client::{
     AsyncSmtpConnection, AsyncTokioStream, Certificate, CertificateStore, TlsParameters,
 };
-use lettre::transport::smtp::extension::ClientId;
+use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
+use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use super::{Message, Notifier, NotifyError};
+use super::{Message, Notifier, NotifyError, parts};
 use crate::config::{EmailSpec, RobotDelivery, SmtpSecurity, format_duration};
+use crate::store::{FileRecord, RecipientRecord};
 use crate::template::human_bytes;
 
 /// MIME type of `.xlsx` files.
@@ -203,11 +219,12 @@ impl Email {
         Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
     }
 
-    /// One SMTP session: connect, TLS (implicit or STARTTLS), AUTH, the message, QUIT.
-    /// Every read and write gives up after `timeout` without progress.
-    async fn send(&self, envelope: &Envelope, raw: &[u8]) -> Result<(), NotifyError> {
+    /// Opens an SMTP session: connect, TLS (implicit or STARTTLS), AUTH. Every read and
+    /// write gives up after `timeout` without progress.
+    async fn open(&self) -> Result<Session, NotifyError> {
         let spec = &self.spec;
         let limit = spec.timeout;
+        let write_failed = Arc::new(AtomicBool::new(false));
         let connect = TcpStream::connect((spec.host.as_str(), spec.port));
         let tcp = match tokio::time::timeout(limit, connect).await {
             Err(_) => return Err(self.timed_out("connecting")),
@@ -215,6 +232,7 @@ impl Email {
             Ok(Ok(tcp)) => tcp,
         };
         let peer = tcp.peer_addr().map_err(|e| self.io_failure(&e))?;
+        let flag = write_failed.clone();
         let stream: Box<dyn AsyncTokioStream> = if spec.security == SmtpSecurity::Tls {
             let name = ServerName::try_from(spec.host.clone())
                 .map_err(|e| self.permanent(format!("`{}`: {e}", spec.host)))?;
@@ -222,10 +240,10 @@ impl Email {
             match tokio::time::timeout(limit, handshake).await {
                 Err(_) => return Err(self.timed_out("the TLS handshake")),
                 Ok(Err(e)) => return Err(self.io_failure(&e)),
-                Ok(Ok(tls)) => Box::new(Idle::new(tls, peer, limit)),
+                Ok(Ok(tls)) => Box::new(Idle::new(tls, peer, limit, flag)),
             }
         } else {
-            Box::new(Idle::new(tcp, peer, limit))
+            Box::new(Idle::new(tcp, peer, limit, flag))
         };
         let hello = ClientId::default();
         let mut conn = AsyncSmtpConnection::connect_with_transport(stream, &hello)
@@ -235,7 +253,7 @@ impl Email {
             SmtpSecurity::StartTls => Some(self.starttls_parameters()?),
             _ => None,
         };
-        let session = async {
+        let ready = async {
             if let Some(tls) = starttls {
                 conn.starttls(tls, &hello).await?;
             }
@@ -244,18 +262,209 @@ impl Email {
                 conn.auth(&[Mechanism::Plain, Mechanism::Login], &credentials)
                     .await?;
             }
-            conn.send(envelope, raw).await
+            Ok::<_, lettre::transport::smtp::Error>(())
         }
         .await;
-        match session {
-            Ok(_) => {
-                // The message is accepted; a failed QUIT changes nothing.
-                let _ = conn.quit().await;
-                Ok(())
+        // On failure the connection is dropped, which closes it; after a failed TLS
+        // upgrade lettre's own `abort` would write to a stream it no longer has.
+        ready.map_err(|e| self.classify(&e))?;
+        Ok(Session { conn, write_failed })
+    }
+
+    /// One SMTP transaction: `MAIL FROM`, one `RCPT TO` per recipient (each reply kept),
+    /// then the message to the accepted ones. Returns each recipient's outcome (in the
+    /// order given) and whether the session can carry another transaction.
+    async fn transaction(
+        &self,
+        s: &mut Session,
+        from: Option<&Address>,
+        rcpts: &[Address],
+        raw: &[u8],
+    ) -> (Vec<RcptOutcome>, bool) {
+        let all = |o: RcptOutcome| vec![o; rcpts.len()];
+        let info = s.conn.server_info();
+        let mut options = Vec::new();
+        let non_ascii = from
+            .into_iter()
+            .chain(rcpts)
+            .any(|a| !AsRef::<str>::as_ref(a).is_ascii());
+        if non_ascii {
+            if !info.supports_feature(Extension::SmtpUtfEight) {
+                return (
+                    all(self
+                        .refused("an address is not ASCII and the server does not offer SMTPUTF8")),
+                    true,
+                );
             }
-            // Dropping the connection closes it; after a failed TLS upgrade lettre's own
-            // `abort` would write to a stream it no longer has.
-            Err(e) => Err(self.classify(&e)),
+            options.push(MailParameter::SmtpUtfEight);
+        }
+        if !raw.is_ascii() {
+            if !info.supports_feature(Extension::EightBitMime) {
+                return (
+                    all(self.refused(
+                        "the message is not ASCII and the server does not offer 8BITMIME",
+                    )),
+                    true,
+                );
+            }
+            options.push(MailParameter::Body(MailBodyParameter::EightBitMime));
+        }
+        if let Err(e) = s.conn.command(Mail::new(from.cloned(), options)).await {
+            let alive = e.status().is_some();
+            return (all(self.refusal(&e)), alive);
+        }
+        let mut out: Vec<Option<RcptOutcome>> = vec![None; rcpts.len()];
+        let mut accepted = Vec::new();
+        for (i, rcpt) in rcpts.iter().enumerate() {
+            match s.conn.command(Rcpt::new(rcpt.clone(), vec![])).await {
+                Ok(_) => accepted.push(i),
+                Err(e) if e.status().is_some() => out[i] = Some(self.refusal(&e)),
+                Err(e) => {
+                    // The connection failed: this recipient and the rest wait.
+                    let o = self.refusal(&e);
+                    return (
+                        out.into_iter().map(|r| r.unwrap_or(o.clone())).collect(),
+                        false,
+                    );
+                }
+            }
+        }
+        let finish = |out: Vec<Option<RcptOutcome>>, o: RcptOutcome| -> Vec<RcptOutcome> {
+            out.into_iter().map(|r| r.unwrap_or(o.clone())).collect()
+        };
+        if accepted.is_empty() {
+            let alive = s.conn.command(Rset).await.is_ok();
+            // Every slot is filled: each recipient was refused.
+            return (finish(out, self.refused("no reply")), alive);
+        }
+        if let Err(e) = s.conn.command(Data).await {
+            let alive = e.status().is_some();
+            return (finish(out, self.refusal(&e)), alive);
+        }
+        s.write_failed.store(false, Ordering::SeqCst);
+        match s.conn.message(raw).await {
+            Ok(reply) => (finish(out, RcptOutcome::Sent(reply_text(&reply))), true),
+            Err(e) if e.status().is_some() => (finish(out, self.refusal(&e)), true),
+            // A write failed: the message did not go out whole, so it was not accepted.
+            Err(e) if s.write_failed.load(Ordering::SeqCst) => {
+                (finish(out, self.refusal(&e)), false)
+            }
+            Err(e) => (
+                finish(
+                    out,
+                    RcptOutcome::Unconfirmed(format!(
+                        "{}: no reply after the end of the message ({}): the server may have accepted it",
+                        self.context(),
+                        lettre_message(&e)
+                    )),
+                ),
+                false,
+            ),
+        }
+    }
+
+    /// Sends `message` to every envelope recipient (To, Cc, Bcc) of every part that
+    /// `done` does not already record as delivered or refused for good: one SMTP session
+    /// per message (part), one `RCPT TO` per recipient. `Err` only when nothing was tried
+    /// (the message cannot be built or fitted); otherwise each (part, recipient) tried has
+    /// its outcome.
+    pub async fn deliver(
+        &self,
+        message: &Message,
+        done: &[RecipientRecord],
+    ) -> Result<Attempted, NotifyError> {
+        let fitted = self.fit(message).await?;
+        let from = parse_mailbox(&self.spec.from).map_err(|e| self.permanent(e))?;
+        let everyone = envelope(&self.name, &fitted.message)?;
+        let base_id = self.message_id(message, &from);
+        let mut out = Attempted::default();
+        // A failure to connect applies to the remaining parts too (no new connection).
+        let mut unreachable: Option<RcptOutcome> = None;
+        for (part, m) in fitted.sendable() {
+            let id = part_id(&base_id, part);
+            out.message_ids.push(id.clone());
+            let open: Vec<Address> = everyone
+                .iter()
+                .filter(|a| {
+                    !done
+                        .iter()
+                        .any(|d| d.part == part && d.recipient == a.to_string() && !d.status.open())
+                })
+                .cloned()
+                .collect();
+            let mut record = |outcomes: Vec<RcptOutcome>| {
+                for (a, outcome) in open.iter().zip(outcomes) {
+                    out.results.push(RcptResult {
+                        part,
+                        recipient: a.to_string(),
+                        outcome,
+                    });
+                }
+            };
+            if open.is_empty() {
+                continue;
+            }
+            if let Some(o) = &unreachable {
+                record(vec![o.clone(); open.len()]);
+                continue;
+            }
+            let built = {
+                let (m, from, name, id) = (m.clone(), from.clone(), self.name.clone(), id);
+                tokio::task::spawn_blocking(move || compose(&name, &m, from, id)).await
+            };
+            let (envelope, raw) = match built {
+                Ok(Ok(b)) => b,
+                Ok(Err(e)) => {
+                    record(vec![RcptOutcome::from_error(e); open.len()]);
+                    continue;
+                }
+                Err(e) => {
+                    let e = NotifyError::Retryable(format!(
+                        "channel `{}`: building the message stopped: {e}",
+                        self.name
+                    ));
+                    record(vec![RcptOutcome::from_error(e); open.len()]);
+                    continue;
+                }
+            };
+            let mut session = match self.open().await {
+                Ok(s) => s,
+                Err(e) => {
+                    let o = RcptOutcome::from_error(e);
+                    unreachable = Some(o.clone());
+                    record(vec![o; open.len()]);
+                    continue;
+                }
+            };
+            let (outcomes, alive) = self
+                .transaction(&mut session, envelope.from(), &open, &raw)
+                .await;
+            drop(raw);
+            record(outcomes);
+            if alive {
+                // The outcome is known; a failed QUIT changes nothing.
+                let _ = session.conn.quit().await;
+            }
+        }
+        Ok(out)
+    }
+
+    /// A refusal that is not a server reply (the server lacks an extension the message
+    /// needs): permanent.
+    fn refused(&self, why: &str) -> RcptOutcome {
+        RcptOutcome::Refused {
+            error: format!("{}: {why}", self.context()),
+            reply: None,
+        }
+    }
+
+    /// A failed command as a recipient's outcome: 5xx refused, 4xx and lost connections
+    /// retried, with the server's reply when there is one.
+    fn refusal(&self, e: &lettre::transport::smtp::Error) -> RcptOutcome {
+        let reply = e.status().map(|_| lettre_message(e));
+        match self.classify(e) {
+            NotifyError::Permanent(error) => RcptOutcome::Refused { error, reply },
+            NotifyError::Retryable(error) => RcptOutcome::Retry { error, reply },
         }
     }
 
@@ -285,6 +494,7 @@ impl Email {
         let as_is = |m: &Message| Fitted {
             message: m.clone(),
             temp: None,
+            parts: Vec::new(),
         };
         match self.spec.delivery {
             RobotDelivery::Attach => {
@@ -299,18 +509,33 @@ impl Email {
                     .attachments
                     .iter()
                     .all(|f| f.path.to_ascii_lowercase().ends_with(".zip"));
+                let mut no_split = String::new();
                 if !all_zipped {
                     let fitted = self.zipped(message).await?;
                     let size: u64 = fitted.message.attachments.iter().map(|f| f.bytes).sum();
                     if size <= limit {
                         return Ok(fitted);
                     }
+                    match self.split(fitted).await? {
+                        Ok(parts) => return Ok(parts),
+                        Err(why) => no_split = why,
+                    }
+                } else if message.attachments.len() == 1 {
+                    let one = Fitted {
+                        message: message.clone(),
+                        temp: None,
+                        parts: Vec::new(),
+                    };
+                    match self.split(one).await? {
+                        Ok(parts) => return Ok(parts),
+                        Err(why) => no_split = why,
+                    }
                 }
                 self.link_instead(
                     message,
                     total,
                     &format!(
-                        "over this channel's limit of {}{}",
+                        "over this channel's limit of {}{}{no_split}",
                         human_bytes(limit),
                         if all_zipped { "" } else { ", even zipped" }
                     ),
@@ -344,6 +569,7 @@ impl Email {
         Ok(Fitted {
             message: m,
             temp: None,
+            parts: Vec::new(),
         })
     }
 
@@ -410,7 +636,104 @@ impl Email {
         Ok(Fitted {
             message: m,
             temp: Some(TempDir(dir)),
+            parts: Vec::new(),
         })
+    }
+
+    /// A message with one zip attachment too big for the limit, as numbered parts
+    /// (`NAME.zip.001`, …) of one email each, with the manifest in the body and attached,
+    /// made in a temporary folder; or, when `max_parts` does not allow it, why not (added
+    /// to the note of the link sent instead).
+    async fn split(&self, zipped: Fitted) -> Result<Result<Fitted, String>, NotifyError> {
+        let max = self.spec.max_parts;
+        let limit = self.spec.max_attachment_bytes;
+        let [zip] = zipped.message.attachments.as_slice() else {
+            return Ok(Err(String::new()));
+        };
+        let zip = zip.clone();
+        let name = file_name(&zip.path);
+        if max < 2 {
+            return Ok(Err(String::new()));
+        }
+        let plan = match parts::plan(&name, zip.bytes, limit, max) {
+            Ok(plan) => plan,
+            Err(Some(n)) => {
+                return Ok(Err(format!(
+                    " or in {max} parts: it needs {n}, raise max_parts to send it in parts"
+                )));
+            }
+            Err(None) => return Ok(Err(String::new())),
+        };
+        let Fitted { message, temp, .. } = zipped;
+        let temp = match temp {
+            Some(t) => t,
+            None => {
+                TempDir(std::env::temp_dir().join(format!("ferry-mail-{}", uuid::Uuid::now_v7())))
+            }
+        };
+        let (source, dir) = (PathBuf::from(&zip.path), temp.0.clone());
+        let made = tokio::task::spawn_blocking(move || {
+            std::fs::create_dir_all(&dir)?;
+            parts::split(&source, &dir, plan)
+        })
+        .await
+        .map_err(|e| {
+            NotifyError::Retryable(format!("channel `{}`: splitting stopped: {e}", self.name))
+        })?;
+        let (pieces, sha256) = made.map_err(|e| {
+            NotifyError::Permanent(format!(
+                "channel `{}`: cannot split {name} into parts: {e}",
+                self.name
+            ))
+        })?;
+        let whole = FileRecord {
+            path: zip.path.clone(),
+            bytes: zip.bytes,
+            sha256,
+        };
+        let manifest = parts::manifest(&name, &whole, &pieces);
+        let manifest_path = temp.0.join(parts::MANIFEST);
+        std::fs::write(&manifest_path, &manifest).map_err(|e| {
+            NotifyError::Permanent(format!(
+                "channel `{}`: cannot write {}: {e}",
+                self.name,
+                manifest_path.display()
+            ))
+        })?;
+        let manifest_file = FileRecord {
+            path: manifest_path.display().to_string(),
+            bytes: manifest.len() as u64,
+            sha256: String::new(),
+        };
+        let n = pieces.len();
+        let messages = pieces
+            .into_iter()
+            .enumerate()
+            .map(|(i, piece)| {
+                let mut m = message.clone();
+                m.subject = format!("{} (part {} of {n})", m.subject, i + 1);
+                append_note(
+                    &mut m,
+                    &format!(
+                        "This is part {} of {n}: {name} ({}) is over this channel's limit of {}, \
+                         so it was split into {n} parts, one email each. This email carries {}; \
+                         MANIFEST.txt (below, and attached) lists every part and how to rejoin them.",
+                        i + 1,
+                        human_bytes(whole.bytes),
+                        human_bytes(limit),
+                        file_name(&piece.path),
+                    ),
+                );
+                append_text(&mut m, &manifest);
+                m.attachments = vec![piece, manifest_file.clone()];
+                m
+            })
+            .collect();
+        Ok(Ok(Fitted {
+            message,
+            temp: Some(temp),
+            parts: messages,
+        }))
     }
 
     /// Refuses attachments over the limit, with every size and the limit in the message.
@@ -464,36 +787,179 @@ const UNTRUSTED: &str =
 
 #[async_trait]
 impl Notifier for Email {
+    /// The whole message to every recipient, with no ledger (`ferry channels test`, owner
+    /// alerts): the Message-ID(s), or what failed.
     async fn notify(&self, message: &Message) -> Result<String, NotifyError> {
-        let fitted = self.fit(message).await?;
-        let message = &fitted.message;
-        let from = parse_mailbox(&self.spec.from).map_err(|e| self.permanent(e))?;
-        let message_id = self.message_id(message, &from);
-        let built = {
-            let message = message.clone();
-            let message_id = message_id.clone();
-            let name = self.name.clone();
-            tokio::task::spawn_blocking(move || compose(&name, &message, from, message_id))
-                .await
-                .map_err(|e| {
-                    NotifyError::Retryable(format!(
-                        "channel `{}`: building the message stopped: {e}",
-                        self.name
-                    ))
-                })??
-        };
-        let (envelope, raw) = built;
-        self.send(&envelope, &raw).await?;
-        Ok(message_id)
+        self.deliver(message, &[]).await?.into_result()
     }
 }
 
-/// A message ready to send, and the temporary folder of a zip made for it (removed when
-/// the message is dropped).
+/// An open SMTP session, and whether a write to the server failed (the message then did
+/// not go out whole).
+struct Session {
+    conn: AsyncSmtpConnection,
+    write_failed: Arc<AtomicBool>,
+}
+
+/// What happened to one recipient of one message (part) in an attempt.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RcptOutcome {
+    /// Accepted: the server's reply to the end of the message.
+    Sent(String),
+    /// Not accepted, and trying again can help (a 4xx reply, a connection refused or lost
+    /// before the end of the message).
+    Retry {
+        error: String,
+        reply: Option<String>,
+    },
+    /// Refused for good (a 5xx reply, bad credentials or certificate).
+    Refused {
+        error: String,
+        reply: Option<String>,
+    },
+    /// The connection was lost after the message's final `.` and before the reply: the
+    /// server may have accepted it.
+    Unconfirmed(String),
+}
+
+impl RcptOutcome {
+    fn from_error(e: NotifyError) -> RcptOutcome {
+        match e {
+            NotifyError::Retryable(error) => RcptOutcome::Retry { error, reply: None },
+            NotifyError::Permanent(error) => RcptOutcome::Refused { error, reply: None },
+        }
+    }
+}
+
+/// One (part, recipient) of an attempt.
+#[derive(Debug, Clone)]
+pub struct RcptResult {
+    /// 0 for a message sent whole, 1… for the parts of a split zip.
+    pub part: u32,
+    /// The envelope address.
+    pub recipient: String,
+    pub outcome: RcptOutcome,
+}
+
+/// What one attempt of [`Email::deliver`] did.
+#[derive(Debug, Clone, Default)]
+pub struct Attempted {
+    /// The Message-ID of each message (part) of the delivery, in order.
+    pub message_ids: Vec<String>,
+    /// Each (part, recipient) the attempt tried.
+    pub results: Vec<RcptResult>,
+}
+
+impl Attempted {
+    /// Ok with the Message-IDs when every recipient took every part, else the errors.
+    fn into_result(self) -> Result<String, NotifyError> {
+        let mut errors = Vec::new();
+        let mut retryable = false;
+        for r in &self.results {
+            match &r.outcome {
+                RcptOutcome::Sent(_) => {}
+                RcptOutcome::Retry { error, .. } | RcptOutcome::Unconfirmed(error) => {
+                    retryable = true;
+                    errors.push((r.recipient.as_str(), error.as_str()));
+                }
+                RcptOutcome::Refused { error, .. } => {
+                    errors.push((r.recipient.as_str(), error.as_str()))
+                }
+            }
+        }
+        if errors.is_empty() {
+            return Ok(self.message_ids.join(" "));
+        }
+        let text = summarize(&errors);
+        Err(if retryable {
+            NotifyError::Retryable(text)
+        } else {
+            NotifyError::Permanent(text)
+        })
+    }
+}
+
+/// `(recipient, error)` pairs as one message: the error alone when all share it, else
+/// `recipient: error` for each distinct one.
+pub fn summarize(errors: &[(&str, &str)]) -> String {
+    let mut distinct: Vec<(Vec<&str>, &str)> = Vec::new();
+    for (rcpt, error) in errors {
+        match distinct.iter_mut().find(|(_, e)| e == error) {
+            Some((who, _)) => {
+                if !who.contains(rcpt) {
+                    who.push(rcpt)
+                }
+            }
+            None => distinct.push((vec![rcpt], error)),
+        }
+    }
+    if distinct.len() == 1 {
+        return distinct[0].1.to_string();
+    }
+    distinct
+        .iter()
+        .map(|(who, e)| format!("{}: {e}", who.join(", ")))
+        .collect::<Vec<_>>()
+        .join("; ")
+}
+
+/// The envelope recipients of a message (To, Cc, Bcc), each once.
+fn envelope(channel: &str, message: &Message) -> Result<Vec<Address>, NotifyError> {
+    let mut out: Vec<Address> = Vec::new();
+    for text in message
+        .recipients
+        .iter()
+        .chain(&message.cc)
+        .chain(&message.bcc)
+    {
+        let address = parse_mailbox(text)
+            .map_err(|e| NotifyError::Permanent(format!("channel `{channel}`: recipient: {e}")))?
+            .email;
+        if !out.contains(&address) {
+            out.push(address);
+        }
+    }
+    if out.is_empty() {
+        return Err(NotifyError::Permanent(format!(
+            "channel `{channel}`: the message has no recipient (`to`, `cc` or `bcc`)"
+        )));
+    }
+    Ok(out)
+}
+
+/// The Message-ID of part `part` (0: the message sent whole keeps `id`).
+fn part_id(id: &str, part: u32) -> String {
+    match id.rsplit_once('@') {
+        Some((left, domain)) if part > 0 => format!("{left}.p{part}@{domain}"),
+        _ => id.to_string(),
+    }
+}
+
+/// `250 2.0.0 Ok: queued as …`.
+fn reply_text(reply: &lettre::transport::smtp::response::Response) -> String {
+    let text: Vec<&str> = reply.message().collect();
+    format!("{} {}", reply.code(), text.join(" "))
+}
+
+/// A message ready to send, and the temporary folder of a zip (and its parts) made for
+/// it (removed when the message is dropped).
 struct Fitted {
     message: Message,
     #[allow(dead_code)] // Held for its Drop.
     temp: Option<TempDir>,
+    /// The parts of a split zip, each sent as its own message instead of `message`.
+    parts: Vec<Message>,
+}
+
+impl Fitted {
+    /// The messages to send: `(0, message)`, or each part with its number.
+    fn sendable(&self) -> Vec<(u32, &Message)> {
+        if self.parts.is_empty() {
+            vec![(0, &self.message)]
+        } else {
+            (1..).zip(&self.parts).collect()
+        }
+    }
 }
 
 struct TempDir(std::path::PathBuf);
@@ -510,11 +976,24 @@ fn append_note(m: &mut Message, note: &str) {
     m.body.push_str(note);
     m.body.push('\n');
     if let Some(html) = &mut m.html {
-        let p = format!("<p>{}</p>", minijinja::HtmlEscape(note));
-        match html.rfind("</body>") {
-            Some(i) => html.insert_str(i, &p),
-            None => html.push_str(&p),
-        }
+        html_append(html, &format!("<p>{}</p>", minijinja::HtmlEscape(note)));
+    }
+}
+
+/// Inserts an HTML fragment before `</body>` (or at the end).
+fn html_append(html: &mut String, fragment: &str) {
+    match html.rfind("</body>") {
+        Some(i) => html.insert_str(i, fragment),
+        None => html.push_str(fragment),
+    }
+}
+
+/// Adds preformatted text (a manifest) at the end of both bodies.
+fn append_text(m: &mut Message, text: &str) {
+    m.body.push('\n');
+    m.body.push_str(text);
+    if let Some(html) = &mut m.html {
+        html_append(html, &format!("<pre>{}</pre>", minijinja::HtmlEscape(text)));
     }
 }
 
@@ -707,21 +1186,25 @@ fn tls_hint(e: &rustls::Error) -> &'static str {
 
 /// A stream whose reads and writes fail with `TimedOut` when they make no progress for
 /// `limit`: lettre's async SMTP client bounds only connecting, and a server that accepts
-/// the connection and then stays silent must not hold a run forever.
+/// the connection and then stays silent must not hold a run forever. It also notes when
+/// a write fails (`write_failed`): lettre reports a failed write and a missing reply
+/// alike, and only the second leaves a message that may have been accepted.
 struct Idle<S> {
     inner: S,
     peer: SocketAddr,
     limit: Duration,
+    write_failed: Arc<AtomicBool>,
     read: Option<Pin<Box<Sleep>>>,
     write: Option<Pin<Box<Sleep>>>,
 }
 
 impl<S> Idle<S> {
-    fn new(inner: S, peer: SocketAddr, limit: Duration) -> Idle<S> {
+    fn new(inner: S, peer: SocketAddr, limit: Duration, write_failed: Arc<AtomicBool>) -> Idle<S> {
         Idle {
             inner,
             peer,
             limit,
+            write_failed,
             read: None,
             write: None,
         }
@@ -763,6 +1246,14 @@ fn guard<T>(
     }
 }
 
+/// A write's outcome, with a failure noted in `flag`.
+fn noted<T>(polled: Poll<std::io::Result<T>>, flag: &AtomicBool) -> Poll<std::io::Result<T>> {
+    if let Poll::Ready(Err(_)) = &polled {
+        flag.store(true, Ordering::SeqCst);
+    }
+    polled
+}
+
 impl<S: AsyncRead + Unpin> AsyncRead for Idle<S> {
     fn poll_read(
         self: Pin<&mut Self>,
@@ -783,19 +1274,28 @@ impl<S: AsyncWrite + Unpin> AsyncWrite for Idle<S> {
     ) -> Poll<std::io::Result<usize>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_write(cx, buf);
-        guard(polled, &mut this.write, this.limit, cx)
+        noted(
+            guard(polled, &mut this.write, this.limit, cx),
+            &this.write_failed,
+        )
     }
 
     fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_flush(cx);
-        guard(polled, &mut this.write, this.limit, cx)
+        noted(
+            guard(polled, &mut this.write, this.limit, cx),
+            &this.write_failed,
+        )
     }
 
     fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
         let this = self.get_mut();
         let polled = Pin::new(&mut this.inner).poll_shutdown(cx);
-        guard(polled, &mut this.write, this.limit, cx)
+        noted(
+            guard(polled, &mut this.write, this.limit, cx),
+            &this.write_failed,
+        )
     }
 }
 
@@ -841,6 +1341,7 @@ mod tests {
             from: "数据导出 <ferry@example.test>".into(),
             max_attachment_bytes: 100,
             delivery: RobotDelivery::Auto,
+            max_parts: parts::DEFAULT_MAX_PARTS,
         }
     }
 
@@ -1068,6 +1569,93 @@ mod tests {
         );
         drop(f);
         assert!(!zip.exists());
+    }
+
+    #[tokio::test]
+    async fn a_zip_over_the_limit_is_split_into_parts_with_a_manifest() {
+        let dir = tempfile::tempdir().unwrap();
+        // Bytes that do not compress: the zip is about as big as the file.
+        let mut x = 0x2545_f491_4f6c_dd1du64;
+        let noise: Vec<u8> = (0..30_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let m = message(dir.path(), &[("noise.bin", &noise)]);
+        let mut s = spec();
+        s.max_attachment_bytes = 8000;
+        let f = Email::new("mail", &s).fit(&m).await.unwrap();
+        let n = f.parts.len();
+        assert!((4..=5).contains(&n), "{n}");
+        let sendable = f.sendable();
+        assert_eq!(sendable[1].0, 2);
+        let mut joined = Vec::new();
+        for (i, part) in f.parts.iter().enumerate() {
+            assert_eq!(part.subject, format!("日报 daily (part {} of {n})", i + 1));
+            let [piece, manifest] = part.attachments.as_slice() else {
+                panic!("{:?}", part.attachments)
+            };
+            assert!(piece.path.ends_with(&format!("noise.zip.{:03}", i + 1)));
+            assert!(
+                piece.bytes + manifest.bytes <= 8000,
+                "{piece:?} {manifest:?}"
+            );
+            assert!(
+                part.body
+                    .contains(&format!("This is part {} of {n}", i + 1))
+            );
+            assert!(part.body.contains(&piece.sha256), "{}", part.body);
+            assert!(part.html.as_deref().unwrap().contains("<pre>"));
+            joined.extend(std::fs::read(&piece.path).unwrap());
+        }
+        let mut zip = zip::ZipArchive::new(std::io::Cursor::new(joined)).unwrap();
+        let mut member = Vec::new();
+        std::io::Read::read_to_end(&mut zip.by_index(0).unwrap(), &mut member).unwrap();
+        assert_eq!(member, noise);
+        // The same message gives the same parts; the folder goes with the message.
+        let again = Email::new("mail", &s).fit(&m).await.unwrap();
+        let digests = |f: &Fitted| {
+            f.parts
+                .iter()
+                .map(|p| p.attachments[0].sha256.clone())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(digests(&again), digests(&f));
+        let folder = Path::new(&f.parts[0].attachments[0].path)
+            .parent()
+            .unwrap()
+            .to_path_buf();
+        drop(f);
+        assert!(!folder.exists());
+        // Too many parts for max_parts: the link instead, saying why.
+        s.max_parts = 3;
+        let mut linked = m.clone();
+        linked.link = Some("https://files.example.test/d/x".into());
+        let f = Email::new("mail", &s).fit(&linked).await.unwrap();
+        assert!(f.parts.is_empty() && f.message.attachments.is_empty());
+        assert!(
+            f.message
+                .body
+                .contains("even zipped or in 3 parts: it needs "),
+            "{}",
+            f.message.body
+        );
+        // Splitting off: the link too.
+        s.max_parts = 1;
+        let f = Email::new("mail", &s).fit(&linked).await.unwrap();
+        assert!(f.parts.is_empty() && f.message.attachments.is_empty());
+    }
+
+    #[test]
+    fn part_message_ids_add_the_part_number() {
+        assert_eq!(part_id("<r.mail@example.test>", 0), "<r.mail@example.test>");
+        assert_eq!(
+            part_id("<r.mail.2@example.test>", 3),
+            "<r.mail.2.p3@example.test>"
+        );
     }
 
     #[tokio::test]

@@ -1,5 +1,6 @@
 //! Notifications: the [`Notifier`] trait, the report a message is rendered from, and the
-//! channels: [`outbox`] (JSON files) and [`email`] (SMTP).
+//! channels: [`outbox`] (JSON files), [`email`] (SMTP, per recipient; [`parts`] splits a
+//! zip too big for one email) and the chat robots ([`chat`], [`robot`]).
 //!
 //! A task's `notify` entries name channels declared in `config.yaml`. For each entry that
 //! applies to the run's outcome, the executor renders the entry's template
@@ -17,6 +18,7 @@ pub mod dingtalk;
 pub mod email;
 pub mod feishu;
 pub mod outbox;
+pub mod parts;
 pub mod robot;
 pub mod webhook;
 pub mod wecom;

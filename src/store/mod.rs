@@ -5,6 +5,10 @@
 //! scheduler and (later) the cluster rely on this. Rows are updated when the run
 //! finishes, with status, row count, files (path, size, sha256), warnings and error.
 //!
+//! The delivery ledger: one [`DeliveryRecord`] per notification of a run, and for email
+//! one [`RecipientRecord`] per envelope recipient of each message part, written with the
+//! end of each attempt.
+//!
 //! Adding a backend: implement [`RunStore`], give it append-only migrations like
 //! [`sqlite::MIGRATIONS`], and run the store tests against it.
 
@@ -193,6 +197,110 @@ pub struct DeliveryRecord {
     pub attempts: u32,
     /// For a `pending` delivery: when it is tried next.
     pub next_attempt_at: Option<DateTime<Utc>>,
+    /// When each attempt started, oldest first.
+    #[serde(default)]
+    pub tried_at: Vec<DateTime<Utc>>,
+    /// Email only: each envelope recipient of each message part, with its own state. The
+    /// delivery's `status` is derived from them (see [`RecipientRecord`]).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recipients: Vec<RecipientRecord>,
+}
+
+/// One envelope recipient of one email message (part) in the delivery ledger: keyed
+/// `(run, channel, occurrence, part, recipient)`. A recipient already `sent` (or `failed`
+/// for good) is never in a later envelope; a retry goes only to the `pending` and
+/// `unconfirmed` ones.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct RecipientRecord {
+    /// 0 for a message sent whole; 1, 2, … for the parts of a split zip.
+    pub part: u32,
+    /// The envelope address (`RCPT TO`), without display name.
+    pub recipient: String,
+    pub status: RecipientStatus,
+    /// Attempts that had this recipient in their envelope.
+    pub attempts: u32,
+    /// Why the last attempt did not deliver (names the channel and server).
+    pub error: Option<String>,
+    /// The server's last reply for this recipient (`250 2.0.0 Ok: queued as …`).
+    pub reply: Option<String>,
+    /// When the server accepted the message for this recipient.
+    pub sent_at: Option<DateTime<Utc>>,
+    /// When the state last changed.
+    pub at: DateTime<Utc>,
+}
+
+/// The state of one recipient of an email delivery.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RecipientStatus {
+    /// Not accepted yet (a 4xx reply, or the connection failed before the message).
+    Pending,
+    /// The connection was lost after the message's final `.` and before the reply: the
+    /// server may have accepted it. Tried exactly once more: then `maybe_duplicate` or
+    /// `failed`.
+    Unconfirmed,
+    Sent,
+    /// A 5xx reply, or the retries ran out.
+    Failed,
+    /// Accepted by the retry of an unconfirmed send: the recipient may have it twice
+    /// (same Message-ID).
+    MaybeDuplicate,
+}
+
+impl RecipientStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            RecipientStatus::Pending => "pending",
+            RecipientStatus::Unconfirmed => "unconfirmed",
+            RecipientStatus::Sent => "sent",
+            RecipientStatus::Failed => "failed",
+            RecipientStatus::MaybeDuplicate => "maybe_duplicate",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<RecipientStatus> {
+        Some(match s {
+            "pending" => RecipientStatus::Pending,
+            "unconfirmed" => RecipientStatus::Unconfirmed,
+            "sent" => RecipientStatus::Sent,
+            "failed" => RecipientStatus::Failed,
+            "maybe_duplicate" => RecipientStatus::MaybeDuplicate,
+            _ => return None,
+        })
+    }
+
+    /// Still to be sent (in the next envelope).
+    pub fn open(self) -> bool {
+        matches!(
+            self,
+            RecipientStatus::Pending | RecipientStatus::Unconfirmed
+        )
+    }
+
+    /// The server accepted the message for this recipient (perhaps twice).
+    pub fn delivered(self) -> bool {
+        matches!(
+            self,
+            RecipientStatus::Sent | RecipientStatus::MaybeDuplicate
+        )
+    }
+}
+
+impl DeliveryRecord {
+    /// The email recipients that do not have the message (yet), e.g.
+    /// `rejected@example.com failed, bob@example.com part 2 pending`.
+    pub fn recipients_missing(&self) -> Option<String> {
+        let missing: Vec<String> = self
+            .recipients
+            .iter()
+            .filter(|r| !r.status.delivered())
+            .map(|r| match r.part {
+                0 => format!("{} {}", r.recipient, r.status.as_str()),
+                n => format!("{} part {n} {}", r.recipient, r.status.as_str()),
+            })
+            .collect();
+        (!missing.is_empty()).then(|| missing.join(", "))
+    }
 }
 
 /// The state of one delivery in the ledger.
@@ -261,12 +369,16 @@ impl DeliverySummary {
             return DeliverySummary::None;
         }
         let sent = deliveries.iter().filter(|d| d.status.delivered()).count();
+        // An email delivery that reached some of its recipients counts as partly out.
+        let some = deliveries
+            .iter()
+            .any(|d| d.recipients.iter().any(|r| r.status.delivered()));
         let open = deliveries
             .iter()
             .any(|d| matches!(d.status, DeliveryStatus::Pending | DeliveryStatus::Sending));
         if sent == deliveries.len() {
             DeliverySummary::Delivered
-        } else if sent > 0 {
+        } else if sent > 0 || some {
             DeliverySummary::PartiallyDelivered
         } else if open {
             DeliverySummary::Pending
@@ -335,6 +447,8 @@ pub struct AttemptEnd {
     pub at: DateTime<Utc>,
     /// Keep the delivery held by the attempting process (it retries it itself shortly).
     pub keep_owner: bool,
+    /// Email: the recipients this attempt changed, written in the same transaction.
+    pub recipients: Vec<RecipientRecord>,
 }
 
 /// Which runs to list.
@@ -419,8 +533,12 @@ pub trait RunStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// Records how an attempt ended.
+    /// Records how an attempt ended, with its recipients' states, in one transaction.
     async fn end_attempt(&self, key: &DeliveryKey, end: &AttemptEnd) -> Result<(), StoreError>;
+
+    /// The recipients of an email delivery as last recorded (none before its first
+    /// attempt ends).
+    async fn recipients(&self, key: &DeliveryKey) -> Result<Vec<RecipientRecord>, StoreError>;
 
     /// Deliveries that are `pending` and due at `now`, and those left `sending`, oldest
     /// first, at most `limit`.

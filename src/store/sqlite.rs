@@ -18,7 +18,8 @@ use sqlx::sqlite::{
 use super::{
     AttemptEnd, Claim, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliverySummary,
     DownloadRecord, DueDelivery, FileRecord, HistoryFilter, LinkRecord, Op, Outcome, Owner,
-    QueuedDelivery, RunRecord, RunStore, Status, StoreError, fmt_instant, parse_instant,
+    QueuedDelivery, RecipientRecord, RecipientStatus, RunRecord, RunStore, Status, StoreError,
+    fmt_instant, parse_instant,
 };
 
 /// Append-only schema migrations: `(version, SQL)`.
@@ -119,6 +120,28 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         held INTEGER NOT NULL DEFAULT 0
     );",
     ),
+    // The delivery ledger per recipient (email): one row per envelope recipient of each
+    // message part (`part` 0 for a message sent whole), so that a retry goes only to the
+    // recipients not yet delivered and a part never goes twice to one recipient. Each
+    // delivery also keeps when each of its attempts started (`tried_at`, a JSON array).
+    (
+        7,
+        "CREATE TABLE delivery_recipients (
+        run_id     TEXT NOT NULL,
+        channel    TEXT NOT NULL,
+        occurrence INTEGER NOT NULL,
+        part       INTEGER NOT NULL,
+        recipient  TEXT NOT NULL,
+        status     TEXT NOT NULL,
+        attempts   INTEGER NOT NULL DEFAULT 0,
+        error      TEXT,
+        reply      TEXT,
+        sent_at    TEXT,
+        at         TEXT NOT NULL,
+        PRIMARY KEY (run_id, channel, occurrence, part, recipient)
+    );
+    ALTER TABLE deliveries ADD COLUMN tried_at TEXT NOT NULL DEFAULT '[]';",
+    ),
 ];
 
 /// The SQLite run store.
@@ -182,17 +205,37 @@ impl SqliteStore {
         db(&self.path.display().to_string(), e)
     }
 
-    /// A run's deliveries, in notify order (first notification first).
+    /// A run's deliveries, in notify order (first notification first), each with its
+    /// recipients.
     async fn deliveries(&self, run_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
         let rows = sqlx::query("SELECT * FROM deliveries WHERE run_id = ? ORDER BY rowid")
             .bind(run_id)
             .fetch_all(&self.pool)
             .await
             .map_err(|e| self.err(e))?;
-        rows.iter()
+        let mut out: Vec<DeliveryRecord> = rows
+            .iter()
             .map(row_to_delivery)
             .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
+            .map_err(|e| self.err(e))?;
+        let rows =
+            sqlx::query("SELECT * FROM delivery_recipients WHERE run_id = ? ORDER BY part, rowid")
+                .bind(run_id)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        for row in &rows {
+            let channel: String = row.try_get("channel").map_err(|e| self.err(e))?;
+            let occurrence: i64 = row.try_get("occurrence").map_err(|e| self.err(e))?;
+            let r = row_to_recipient(row).map_err(|e| self.err(e))?;
+            if let Some(d) = out
+                .iter_mut()
+                .find(|d| d.channel == channel && i64::from(d.occurrence) == occurrence)
+            {
+                d.recipients.push(r);
+            }
+        }
+        Ok(out)
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {
@@ -322,6 +365,7 @@ fn row_to_delivery(row: &sqlx::sqlite::SqliteRow) -> Result<DeliveryRecord, sqlx
     let retryable: i64 = row.try_get("retryable")?;
     let attempts: i64 = row.try_get("attempts")?;
     let next: Option<String> = row.try_get("next_attempt_at")?;
+    let tried: String = row.try_get("tried_at")?;
     Ok(DeliveryRecord {
         channel: row.try_get("channel")?,
         occurrence: occurrence.max(0) as u32,
@@ -335,6 +379,33 @@ fn row_to_delivery(row: &sqlx::sqlite::SqliteRow) -> Result<DeliveryRecord, sqlx
             .ok_or_else(|| sqlx::Error::Decode(format!("bad instant `{at}` in at").into()))?,
         attempts: attempts.max(0) as u32,
         next_attempt_at: next.as_deref().and_then(parse_instant),
+        tried_at: serde_json::from_str::<Vec<String>>(&tried)
+            .unwrap_or_default()
+            .iter()
+            .filter_map(|t| parse_instant(t))
+            .collect(),
+        recipients: Vec::new(),
+    })
+}
+
+fn row_to_recipient(row: &sqlx::sqlite::SqliteRow) -> Result<RecipientRecord, sqlx::Error> {
+    let status: String = row.try_get("status")?;
+    let part: i64 = row.try_get("part")?;
+    let attempts: i64 = row.try_get("attempts")?;
+    let at: String = row.try_get("at")?;
+    let sent_at: Option<String> = row.try_get("sent_at")?;
+    Ok(RecipientRecord {
+        part: part.max(0) as u32,
+        recipient: row.try_get("recipient")?,
+        status: RecipientStatus::parse(&status).ok_or_else(|| {
+            sqlx::Error::Decode(format!("unknown recipient status `{status}`").into())
+        })?,
+        attempts: attempts.max(0) as u32,
+        error: row.try_get("error")?,
+        reply: row.try_get("reply")?,
+        sent_at: sent_at.as_deref().and_then(parse_instant),
+        at: parse_instant(&at)
+            .ok_or_else(|| sqlx::Error::Decode(format!("bad instant `{at}` in at").into()))?,
     })
 }
 
@@ -511,12 +582,13 @@ impl RunStore for SqliteStore {
         // that read the same row, only the first update matches.
         let res = sqlx::query(
             "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, at = ?,
-                 owner_node = ?, owner_pid = ?
+                 owner_node = ?, owner_pid = ?, tried_at = json_insert(tried_at, '$[#]', ?)
              WHERE run_id = ? AND channel = ? AND occurrence = ? AND status = ? AND attempts = ?",
         )
         .bind(fmt_instant(now))
         .bind(&owner.node)
         .bind(i64::from(owner.pid))
+        .bind(fmt_instant(now))
         .bind(&key.run_id)
         .bind(&key.channel)
         .bind(i64::from(key.occurrence))
@@ -529,6 +601,36 @@ impl RunStore for SqliteStore {
     }
 
     async fn end_attempt(&self, key: &DeliveryKey, end: &AttemptEnd) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(e))?;
+        for r in &end.recipients {
+            sqlx::query(
+                "INSERT INTO delivery_recipients (run_id, channel, occurrence, part, recipient,
+                     status, attempts, error, reply, sent_at, at)
+                 VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                 ON CONFLICT (run_id, channel, occurrence, part, recipient) DO UPDATE SET
+                     status = excluded.status, attempts = excluded.attempts,
+                     error = excluded.error, reply = excluded.reply,
+                     sent_at = excluded.sent_at, at = excluded.at",
+            )
+            .bind(&key.run_id)
+            .bind(&key.channel)
+            .bind(i64::from(key.occurrence))
+            .bind(i64::from(r.part))
+            .bind(&r.recipient)
+            .bind(r.status.as_str())
+            .bind(i64::from(r.attempts))
+            .bind(&r.error)
+            .bind(&r.reply)
+            .bind(r.sent_at.map(fmt_instant))
+            .bind(fmt_instant(r.at))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
         sqlx::query(
             "UPDATE deliveries SET status = ?, retryable = ?, receipt = ?, error = ?, at = ?,
                  next_attempt_at = ?,
@@ -547,10 +649,27 @@ impl RunStore for SqliteStore {
         .bind(&key.run_id)
         .bind(&key.channel)
         .bind(i64::from(key.occurrence))
-        .execute(&self.pool)
+        .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e))?;
-        Ok(())
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    async fn recipients(&self, key: &DeliveryKey) -> Result<Vec<RecipientRecord>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT * FROM delivery_recipients WHERE run_id = ? AND channel = ? AND occurrence = ?
+             ORDER BY part, rowid",
+        )
+        .bind(&key.run_id)
+        .bind(&key.channel)
+        .bind(i64::from(key.occurrence))
+        .fetch_all(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(row_to_recipient)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
     }
 
     async fn due_deliveries(
@@ -1133,6 +1252,7 @@ mod tests {
                     next_attempt_at: None,
                     at,
                     keep_owner: false,
+                    recipients: vec![],
                 },
             )
             .await

@@ -24,8 +24,8 @@ use sha2::{Digest, Sha256};
 use crate::support::{Project, describe, repo, stdout};
 
 /// The test mail servers (see `scripts/test-services.sh`).
-struct Mail {
-    smtp_port: u16,
+pub(crate) struct Mail {
+    pub(crate) smtp_port: u16,
     starttls_port: u16,
     smtps_port: u16,
     ca: String,
@@ -35,7 +35,7 @@ struct Mail {
     imap_password: String,
 }
 
-fn mail() -> Option<Mail> {
+pub(crate) fn mail() -> Option<Mail> {
     let var = |name: &str| std::env::var(name).ok().filter(|v| !v.is_empty());
     let Some(smtp_port) = var("FERRY_TEST_SMTP_PORT") else {
         if std::env::var("CI").as_deref() == Ok("true") {
@@ -160,7 +160,7 @@ impl Imap {
 impl Mail {
     /// The raw message with this Message-ID in `user`'s INBOX, polling until it arrives
     /// (LMTP delivery takes a moment) or the deadline passes.
-    fn wait_for(&self, user: &str, message_id: &str) -> Vec<u8> {
+    pub(crate) fn wait_for(&self, user: &str, message_id: &str) -> Vec<u8> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let mut imap = Imap::login(self.imap_port, user, &self.imap_password);
@@ -183,9 +183,31 @@ impl Mail {
         }
     }
 
+    /// Every copy of the message with this Message-ID in `user`'s INBOX, polling until
+    /// there are at least `n` (or the deadline passes, which fails the test).
+    pub(crate) fn wait_copies(&self, user: &str, message_id: &str, n: usize) -> Vec<Vec<u8>> {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let mut imap = Imap::login(self.imap_port, user, &self.imap_password);
+            let uids = imap.search_message_id(message_id);
+            if uids.len() >= n {
+                let copies = uids.iter().map(|&uid| imap.fetch(uid)).collect();
+                imap.logout();
+                return copies;
+            }
+            imap.logout();
+            assert!(
+                Instant::now() < deadline,
+                "{user} has {} copies of {message_id}, not {n}, after 30s",
+                uids.len()
+            );
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
     /// Whether `user` has the message now (for mailboxes that must not get it, checked
     /// after a mailbox that must get it has).
-    fn has(&self, user: &str, message_id: &str) -> bool {
+    pub(crate) fn has(&self, user: &str, message_id: &str) -> bool {
         let mut imap = Imap::login(self.imap_port, user, &self.imap_password);
         let found = !imap.search_message_id(message_id).is_empty();
         imap.logout();
@@ -199,7 +221,7 @@ impl Mail {
 /// The fixture project with `config.yaml` replaced: the given channels (YAML lines under
 /// `channels:`), plus the repository's HTML report template and a `cn` template with a
 /// Chinese subject.
-fn project(channels: &str) -> Project {
+pub(crate) fn project(channels: &str) -> Project {
     let p = Project::fixture("project");
     p.write(
         "config.yaml",
@@ -221,19 +243,19 @@ fn project(channels: &str) -> Project {
     p
 }
 
-fn plain_channel(name: &str, port: u16) -> String {
+pub(crate) fn plain_channel(name: &str, port: u16) -> String {
     format!(
         "  {name}:\n    type: email\n    host: 127.0.0.1\n    port: {port}\n    security: none\n    \
          from: \"数据导出 <ferry@example.test>\"\n    to: [alice@example.test]\n"
     )
 }
 
-fn sha256(bytes: &[u8]) -> String {
+pub(crate) fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
 
 /// The deliveries of the run in `ferry history --json`, checked to equal the run's own.
-fn recorded_deliveries(p: &Project, run: &serde_json::Value) -> Vec<serde_json::Value> {
+pub(crate) fn recorded_deliveries(p: &Project, run: &serde_json::Value) -> Vec<serde_json::Value> {
     let out = p.ferry(&["history", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let runs: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
@@ -298,7 +320,7 @@ fn assert_attachments(
 
 /// An attachment's bytes exactly as transmitted: its base64 body decoded here, not by the
 /// parser (which turns `text/*` parts into UTF-8 text, as a mail viewer would for display).
-fn transmitted_bytes(raw: &[u8], part: &mail_parser::MessagePart) -> Vec<u8> {
+pub(crate) fn transmitted_bytes(raw: &[u8], part: &mail_parser::MessagePart) -> Vec<u8> {
     use base64::Engine as _;
     assert_eq!(part.content_transfer_encoding(), Some("base64"));
     let body: Vec<u8> = raw[part.raw_body_offset() as usize..part.raw_end_offset() as usize]
