@@ -456,10 +456,26 @@ async fn retry_in_run(
     }
 }
 
-/// Whether the process holding a delivery may still be working on it. A holder on
-/// another node cannot be checked from here and counts as alive.
-fn holder_alive(holder: &Owner, me: &Owner) -> bool {
-    holder.node != me.node || crate::store::process_alive(holder.pid)
+/// How long a process on another node may hold a delivery before it counts as gone. An
+/// attempt makes progress or times out long before (`timeout` of the channel, at most
+/// [`IN_RUN_BUDGET`] of waiting between in-run attempts), so a hold this old means that
+/// node stopped mid-attempt.
+pub const FOREIGN_HOLD_LEASE: Duration = Duration::from_secs(3600);
+
+/// Whether the process holding a delivery since `since` may still be working on it. A
+/// holder on this node is checked by its pid; one on another node cannot be checked from
+/// here and counts as alive for [`FOREIGN_HOLD_LEASE`] after it took the delivery.
+fn holder_alive(
+    holder: &Owner,
+    since: Option<DateTime<Utc>>,
+    me: &Owner,
+    now: DateTime<Utc>,
+) -> bool {
+    if holder.node == me.node {
+        return crate::store::process_alive(holder.pid);
+    }
+    let lease = chrono::Duration::from_std(FOREIGN_HOLD_LEASE).unwrap_or(chrono::Duration::MAX);
+    since.is_none_or(|t| now.signed_duration_since(t) < lease)
 }
 
 /// One pass of the delivery worker: attempts every delivery that is due (pending and due,
@@ -476,7 +492,11 @@ pub async fn deliver_due(
         .due_deliveries(now, 200)
         .await?
         .into_iter()
-        .filter(|d| d.owner.as_ref().is_none_or(|o| !holder_alive(o, me)))
+        .filter(|d| {
+            d.owner
+                .as_ref()
+                .is_none_or(|o| !holder_alive(o, d.held_since, me, now))
+        })
         .collect();
     let mut by_channel: BTreeMap<String, Vec<DueDelivery>> = BTreeMap::new();
     for d in due {
@@ -510,6 +530,31 @@ pub async fn deliver_due(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_foreign_holder_counts_as_gone_after_the_lease() {
+        let me = Owner {
+            node: "a".into(),
+            pid: std::process::id(),
+        };
+        let other = Owner {
+            node: "b".into(),
+            pid: 1,
+        };
+        let now = Utc::now();
+        let lease = chrono::Duration::from_std(FOREIGN_HOLD_LEASE).unwrap();
+        let minute = chrono::Duration::minutes(1);
+        assert!(holder_alive(&other, Some(now - lease + minute), &me, now));
+        assert!(!holder_alive(&other, Some(now - lease - minute), &me, now));
+        assert!(holder_alive(&other, None, &me, now));
+        // On this node the pid decides, however old the hold.
+        assert!(holder_alive(&me, Some(now - lease * 2), &me, now));
+        let gone = Owner {
+            node: "a".into(),
+            pid: u32::MAX - 1,
+        };
+        assert!(!holder_alive(&gone, Some(now), &me, now));
+    }
 
     fn result(part: u32, rcpt: &str, outcome: RcptOutcome) -> email::RcptResult {
         email::RcptResult {

@@ -434,6 +434,9 @@ pub struct DueDelivery {
     /// The rendered message (JSON).
     pub message: String,
     pub owner: Option<Owner>,
+    /// When the row last changed (an attempt started or ended): how long the owner has
+    /// held it.
+    pub held_since: Option<DateTime<Utc>>,
 }
 
 /// How an attempt ended (see [`RunStore::end_attempt`]).

@@ -679,7 +679,7 @@ impl RunStore for SqliteStore {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let rows = sqlx::query(
             "SELECT d.run_id, d.channel, d.occurrence, d.status, d.attempts, d.message,
-                    d.owner_node, d.owner_pid, r.task
+                    d.owner_node, d.owner_pid, d.at, r.task
              FROM deliveries d JOIN runs r ON r.run_id = d.run_id
              WHERE d.message IS NOT NULL
                AND (d.status = 'sending' OR (d.status = 'pending' AND d.next_attempt_at <= ?))
@@ -697,6 +697,7 @@ impl RunStore for SqliteStore {
                 let attempts: i64 = row.try_get("attempts")?;
                 let node: Option<String> = row.try_get("owner_node")?;
                 let pid: Option<i64> = row.try_get("owner_pid")?;
+                let at: String = row.try_get("at")?;
                 Ok(DueDelivery {
                     key: DeliveryKey {
                         run_id: row.try_get("run_id")?,
@@ -713,6 +714,7 @@ impl RunStore for SqliteStore {
                         node,
                         pid: pid as u32,
                     }),
+                    held_since: parse_instant(&at),
                 })
             })
             .collect::<Result<_, _>>()
