@@ -10,6 +10,7 @@
 //! `${VAR}` in `config.yaml` string values is replaced from the environment (a missing
 //! variable is a problem that names it); task files are never interpolated.
 
+pub mod positions;
 pub mod problem;
 pub mod raw;
 pub mod validate;
