@@ -428,6 +428,8 @@ pub struct RawNotify {
     /// A chat robot channel's webhook and secret for this task (`${VAR}` allowed).
     pub webhook: Option<String>,
     pub secret: Option<String>,
+    /// `auto`, `attach` or `link` for this task, over the channel's (email and WeCom).
+    pub delivery: Option<String>,
     pub on: Option<String>,
 }
 
@@ -442,6 +444,7 @@ struct RawNotifyMap {
     bcc: Option<Vec<String>>,
     webhook: Option<String>,
     secret: Option<String>,
+    delivery: Option<String>,
     on: Option<String>,
 }
 
@@ -463,6 +466,7 @@ impl<'de> Deserialize<'de> for RawNotify {
                     bcc: None,
                     webhook: None,
                     secret: None,
+                    delivery: None,
                     on: None,
                 })
             }
@@ -477,6 +481,7 @@ impl<'de> Deserialize<'de> for RawNotify {
                     bcc: m.bcc,
                     webhook: m.webhook,
                     secret: m.secret,
+                    delivery: m.delivery,
                     on: m.on,
                 })
             }

@@ -1236,19 +1236,13 @@ fn email_channel(
 
 /// A channel's `delivery` (`auto` when not given).
 fn delivery_mode(c: &mut Checker, field: &str, given: Option<&Spanned<String>>) -> RobotDelivery {
-    match given.map(|d| (d, d.value.as_str())) {
-        None | Some((_, "auto")) => RobotDelivery::Auto,
-        Some((_, "attach")) => RobotDelivery::Attach,
-        Some((_, "link")) => RobotDelivery::Link,
-        Some((d, other)) => {
-            c.at(
-                d,
-                format!("{field}.delivery"),
-                format!("unknown value `{other}` (one of: auto, attach, link)"),
-            );
-            RobotDelivery::Auto
-        }
-    }
+    let Some(d) = given else {
+        return RobotDelivery::Auto;
+    };
+    RobotDelivery::parse(&d.value).unwrap_or_else(|e| {
+        c.at(d, format!("{field}.delivery"), e);
+        RobotDelivery::Auto
+    })
 }
 
 fn scheduler_settings(
@@ -1910,7 +1904,9 @@ pub fn validate_task(
         };
         let (recipients, cc, bcc) = notify_recipients(&mut c, n, &field, ch);
         let (webhook, secret) = notify_robot_overrides(&mut c, n, &field, ch);
+        let delivery = notify_delivery(&mut c, n, &field, ch, config.links.is_some());
         notify.push(NotifySpec {
+            delivery,
             channel: ch.name.clone(),
             template,
             recipients,
@@ -2005,6 +2001,55 @@ fn notify_robot_overrides(
         c.at(n, format!("{field}.webhook"), e);
     }
     (webhook.map(Secret::new), secret.map(Secret::new))
+}
+
+/// A notify entry's own `delivery` (files or link, over the channel's): only for the
+/// channels that can send files (email, WeCom); `link` needs download links.
+fn notify_delivery(
+    c: &mut Checker,
+    n: &Spanned<super::raw::RawNotify>,
+    field: &str,
+    ch: &ChannelSpec,
+    links: bool,
+) -> Option<RobotDelivery> {
+    let given = n.value.delivery.as_deref()?;
+    let field = format!("{field}.delivery");
+    let sends_files = match &ch.kind {
+        ChannelKind::Email(_) => true,
+        ChannelKind::Robot(r) => r.service == RobotService::WeCom,
+        ChannelKind::Outbox { .. } => false,
+    };
+    if !sends_files {
+        let what = match &ch.kind {
+            ChannelKind::Outbox { .. } => "which records the message and its file list",
+            _ => "which can carry only the download link",
+        };
+        c.at(
+            n,
+            field,
+            format!(
+                "`delivery` applies to the channels that can send the files themselves (email, wecom); channel `{}` is `{}`, {what}",
+                ch.name,
+                ch.kind.kind()
+            ),
+        );
+        return None;
+    }
+    match RobotDelivery::parse(given) {
+        Ok(RobotDelivery::Link) if !links => {
+            c.at(
+                n,
+                field,
+                "`link` sends the download link instead of the files, and config.yaml has no `links:` section to make one (see docs/links.md); configure links, or use `auto` or `attach`",
+            );
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            c.at(n, field, e);
+            None
+        }
+    }
 }
 
 /// A robot's webhook must be an http(s) URL; the message shows it without its query
@@ -2448,6 +2493,73 @@ mod tests {
             assert!(e.contains(why), "{bad}: {e}");
             assert!(!e.contains("s3cret"), "{bad}: {e}");
         }
+    }
+
+    /// A project with one channel of each kind that matters for `delivery`, `links:` when
+    /// asked, and the task `notify` list given; returns the task's problems as text.
+    fn notify_project(links: bool, notify: &str) -> Result<TaskSpec, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+        std::fs::write(dir.path().join("templates/report.md.j2"), "{{ task_name }}").unwrap();
+        let links = if links {
+            "links: { public_url: \"https://files.example.test\", signing_key: \"0123456789abcdef0123456789abcdef-x\" }\n"
+        } else {
+            ""
+        };
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "{links}datasources:\n  db: {{ type: sqlite, url: \"sqlite://db.sqlite\" }}\nchannels:\n  box: {{ type: outbox }}\n  mail: {{ type: email, host: 127.0.0.1, from: ferry@example.test, to: [a@example.test], delivery: attach }}\n  wc: {{ type: wecom, webhook: \"https://qyapi.example.test/cgi-bin/webhook/send?key=k\" }}\n  ding: {{ type: dingtalk, webhook: \"https://oapi.example.test/robot/send?access_token=t\" }}\n"
+            ),
+        )
+        .unwrap();
+        let config = load_config(&config).unwrap();
+        let file = dir.path().join("t.yaml");
+        let text = format!(
+            "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT 1 AS one\noutput: {{ format: csv }}\nnotify:\n{notify}"
+        );
+        let raw: RawTask = parse_yaml(&file, &text).unwrap();
+        validate_task(&config, "t", &file, raw, Positions::index(&text)).map_err(|ps| {
+            ps.iter()
+                .map(|p| {
+                    p.to_string()
+                        .replace(&format!("{}/", dir.path().display()), "")
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn a_notify_entry_sets_its_own_delivery_for_email_and_wecom() {
+        let task = notify_project(
+            true,
+            "  - mail\n  - { channel: mail, delivery: link }\n  - { channel: wc, delivery: attach }\n",
+        )
+        .unwrap();
+        let modes: Vec<_> = task.notify.iter().map(|n| n.delivery).collect();
+        assert_eq!(
+            modes,
+            [None, Some(RobotDelivery::Link), Some(RobotDelivery::Attach)]
+        );
+    }
+
+    #[test]
+    fn a_notify_entrys_delivery_is_refused_where_it_means_nothing() {
+        let problems = notify_project(
+            false,
+            "  - { channel: box, delivery: link }\n  - { channel: ding, delivery: auto }\n  - channel: mail\n    delivery: link\n  - { channel: wc, delivery: files }\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "t.yaml:6:31: notify[0].delivery: `delivery` applies to the channels that can send the files themselves (email, wecom); channel `box` is `outbox`, which records the message and its file list",
+                "t.yaml:7:32: notify[1].delivery: `delivery` applies to the channels that can send the files themselves (email, wecom); channel `ding` is `dingtalk`, which can carry only the download link",
+                "t.yaml:9:15: notify[2].delivery: `link` sends the download link instead of the files, and config.yaml has no `links:` section to make one (see docs/links.md); configure links, or use `auto` or `attach`",
+                "t.yaml:10:30: notify[3].delivery: unknown value `files` (one of: auto, attach, link)",
+            ]
+        );
     }
 
     fn oracle_config(dir: &Path) -> PathBuf {

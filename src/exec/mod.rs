@@ -450,6 +450,7 @@ impl Executor {
             html,
             attachments: Vec::new(),
             link: None,
+            delivery: None,
         };
         match notify::build(spec).notify(&message).await {
             Ok(receipt) => {
@@ -797,6 +798,7 @@ impl Executor {
             html,
             attachments: r.files.clone(),
             link,
+            delivery: n.delivery,
         })
     }
 }

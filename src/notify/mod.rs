@@ -26,7 +26,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::config::{ChannelKind, ChannelSpec, format_duration};
+use crate::config::{ChannelKind, ChannelSpec, RobotDelivery, format_duration};
 use crate::store::{FileRecord, Status};
 use crate::template::human_bytes;
 
@@ -151,6 +151,9 @@ pub struct Message {
     /// on chat robots.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// The notify entry's `delivery` (files or link), over the channel's setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<RobotDelivery>,
 }
 
 /// A [`Message`] as the delivery ledger keeps it: every field, so that a retry (or a
@@ -170,6 +173,9 @@ struct LedgerMessage {
     html: Option<String>,
     attachments: Vec<FileRecord>,
     link: Option<String>,
+    /// Absent in rows recorded before the per-task `delivery` existed.
+    #[serde(default)]
+    delivery: Option<RobotDelivery>,
 }
 
 impl Message {
@@ -189,6 +195,7 @@ impl Message {
             html: m.html,
             attachments: m.attachments,
             link: m.link,
+            delivery: m.delivery,
         })
         .expect("messages serialize")
     }
@@ -210,6 +217,7 @@ impl Message {
             html: m.html,
             attachments: m.attachments,
             link: m.link,
+            delivery: m.delivery,
         })
     }
 }
@@ -236,5 +244,46 @@ pub fn build(spec: &ChannelSpec) -> Box<dyn Notifier> {
         ChannelKind::Outbox { dir } => Box::new(outbox::Outbox::new(dir.clone())),
         ChannelKind::Email(email) => Box::new(email::Email::new(&spec.name, email)),
         ChannelKind::Robot(r) => Box::new(chat::ChatChannel::new(&spec.name, r)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> Message {
+        Message {
+            task: "t".into(),
+            run_id: "r".into(),
+            channel: "mail".into(),
+            occurrence: 2,
+            recipients: vec!["a@example.test".into()],
+            cc: Vec::new(),
+            bcc: Vec::new(),
+            subject: "s".into(),
+            body: "b".into(),
+            html: None,
+            attachments: Vec::new(),
+            link: Some("https://files.example.test/d/x".into()),
+            delivery: Some(RobotDelivery::Link),
+        }
+    }
+
+    #[test]
+    fn the_ledger_keeps_the_entrys_delivery() {
+        let json = message().to_ledger();
+        assert!(json.contains(r#""delivery":"link""#), "{json}");
+        let back = Message::from_ledger(&json).unwrap();
+        assert_eq!(back.delivery, Some(RobotDelivery::Link));
+        assert_eq!(back.occurrence, 2);
+    }
+
+    #[test]
+    fn ledger_rows_from_before_the_per_task_delivery_still_load() {
+        let mut v: serde_json::Value = serde_json::from_str(&message().to_ledger()).unwrap();
+        v.as_object_mut().unwrap().remove("delivery");
+        let back = Message::from_ledger(&v.to_string()).unwrap();
+        assert_eq!(back.delivery, None);
+        assert_eq!(back.link.as_deref(), Some("https://files.example.test/d/x"));
     }
 }

@@ -791,3 +791,66 @@ fn too_big_files_are_zipped_to_fit_the_limit() {
     std::io::Read::read_to_end(&mut member, &mut csv).unwrap();
     assert_eq!(sha256(&csv), run["files"][0]["sha256"].as_str().unwrap());
 }
+
+#[test]
+fn a_task_entry_with_delivery_link_sends_the_link_and_no_attachment_on_an_attach_channel() {
+    let Some(m) = mail() else { return };
+    let p = project(&format!(
+        "{}    delivery: attach\n",
+        plain_channel("mail", m.smtp_port)
+    ));
+    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
+    p.write(
+        "config.yaml",
+        &format!(
+            "links:\n  public_url: https://files.example.test/ferry\n  \
+             signing_key: \"k7Vq2-Lm9Xw4Rt8Zp3Nc6Bh1Df5Gs0Ja\"\n{config}"
+        ),
+    );
+    // The same channel twice: the entry's `link` first, then the channel's `attach`.
+    p.write(
+        "tasks/linked.yaml",
+        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT * FROM t ORDER BY id\n\
+         output: { format: csv, file_name: 链接 }\n\
+         notify:\n  - { channel: mail, delivery: link }\n  - mail\n",
+    );
+    let run = p.run_json("linked", &[], 0);
+    let deliveries = recorded_deliveries(&p, &run);
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    assert!(
+        deliveries.iter().all(|d| d["status"] == "sent"),
+        "{deliveries:?}"
+    );
+
+    let raw = m.wait_for(
+        "alice@example.test",
+        deliveries[0]["receipt"].as_str().unwrap(),
+    );
+    let parsed = MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(parsed.attachments().count(), 0);
+    let text = parsed.body_text(0).unwrap().to_string();
+    let html = parsed.body_html(0).unwrap().to_string();
+    assert!(
+        text.contains(
+            "are not attached (this task sends links): download them from https://files.example.test/ferry/d/"
+        ),
+        "{text}"
+    );
+    assert!(
+        html.contains("are not attached (this task sends links)"),
+        "{html}"
+    );
+
+    // The channel's own `attach` still applies to the entry without `delivery`.
+    let raw = m.wait_for(
+        "alice@example.test",
+        deliveries[1]["receipt"].as_str().unwrap(),
+    );
+    let parsed = MessageParser::default().parse(&raw).unwrap();
+    assert_attachments(&p, &raw, &parsed, &run);
+    assert!(
+        !parsed.body_text(0).unwrap().contains("are not attached"),
+        "{:?}",
+        parsed.body_text(0)
+    );
+}
