@@ -477,8 +477,9 @@ fn a_wrong_password_is_a_permanent_failure_that_never_shows_the_password() {
         .env("FERRY_LOG", "debug")
         .output()
         .unwrap();
-    // The export succeeded; the failed notification is a warning and a failed delivery.
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // The export succeeded (exit 3: not delivered); the failed notification is a warning
+    // and a failed delivery.
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let run: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let deliveries = recorded_deliveries(&p, &run);
     assert_eq!(deliveries.len(), 1);
@@ -526,7 +527,7 @@ fn an_untrusted_certificate_is_a_permanent_failure() {
         "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
          notify: [mail]\n",
     );
-    let run = p.run_json("untrusted", &[], 0);
+    let run = p.run_json("untrusted", &[], 3);
     let d = &recorded_deliveries(&p, &run)[0];
     assert_eq!(d["status"], "failed", "{d}");
     assert_eq!(d["retryable"], false, "{d}");
@@ -546,7 +547,7 @@ fn smtp_4xx_replies_are_retryable_and_5xx_permanent() {
          notify:\n  - { channel: mail, to: [tempfail@example.test] }\n  \
          - { channel: mail, to: [rejected@example.test] }\n  - mail\n",
     );
-    let run = p.run_json("replies", &[], 0);
+    let run = p.run_json("replies", &[], 3);
     let deliveries = recorded_deliveries(&p, &run);
     assert_eq!(deliveries.len(), 3, "{deliveries:?}");
     let (temp, rejected, ok) = (&deliveries[0], &deliveries[1], &deliveries[2]);
@@ -572,6 +573,32 @@ fn smtp_4xx_replies_are_retryable_and_5xx_permanent() {
     m.wait_for("alice@example.test", ok["receipt"].as_str().unwrap());
 }
 
+#[test]
+fn a_recipient_refused_for_good_makes_the_run_exit_3() {
+    let Some(m) = mail() else { return };
+    let p = project(&plain_channel("mail", m.smtp_port));
+    p.write(
+        "tasks/refused_rcpt.yaml",
+        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
+         notify:\n  - mail\n  - { channel: mail, to: [rejected@example.test] }\n",
+    );
+    let out = p.ferry(&["run", "refused_rcpt"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let err = crate::support::stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.starts_with(&format!(
+            "error: task `refused_rcpt` exported, not delivered: `mail` (entry 2) failed: SMTP server 127.0.0.1:{} (none)",
+            m.smtp_port
+        )),
+        "{line}"
+    );
+    assert!(line.contains("550"), "{line}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Tests that need no mail server.
 
@@ -589,7 +616,7 @@ fn a_closed_port_is_a_retryable_failure() {
         "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
          notify: [mail]\n",
     );
-    let run = p.run_json("refused", &[], 0);
+    let run = p.run_json("refused", &[], 3);
     let d = &recorded_deliveries(&p, &run)[0];
     assert_eq!(d["status"], "pending", "{d}");
     assert_eq!(d["retryable"], true, "{d}");
@@ -602,6 +629,52 @@ fn a_closed_port_is_a_retryable_failure() {
         "{error}"
     );
     assert!(error.to_lowercase().contains("refused"), "{error}");
+}
+
+#[test]
+fn a_run_whose_delivery_is_not_made_exits_3_and_names_the_channel() {
+    let port = std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port();
+    let p = project(&plain_channel("mail", port));
+    p.write(
+        "tasks/undelivered.yaml",
+        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
+         notify: [box, mail]\n",
+    );
+    let out = p.ferry(&["run", "undelivered"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        stdout(&out).starts_with("succeeded: undelivered"),
+        "{}",
+        describe(&out)
+    );
+    let err = crate::support::stderr(&out);
+    let summary: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(summary.len(), 1, "{err}");
+    let line = summary[0];
+    // The outbox delivery went out: only `mail` is named, with its state and reason.
+    assert!(
+        line.starts_with(
+            "error: task `undelivered` exported, not delivered: `mail` pending, `ferry serve` retries it from 20"
+        ),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(": SMTP server 127.0.0.1:{port} (none)")),
+        "{line}"
+    );
+    assert!(!line.contains("`box`"), "{line}");
+    // Without notifications nothing is undelivered.
+    let out = p.ferry(&["run", "undelivered", "--no-notify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        !crate::support::stderr(&out).contains("not delivered"),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -627,7 +700,7 @@ fn a_server_that_accepts_and_stays_silent_times_out_retryably() {
          notify: [mail]\n",
     );
     let started = Instant::now();
-    let run = p.run_json("silent", &[], 0);
+    let run = p.run_json("silent", &[], 3);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{:?}",
@@ -653,7 +726,7 @@ fn attachments_over_the_limit_are_refused_with_their_sizes() {
         "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT * FROM t ORDER BY id\n\
          output: { format: csv, file_name: 大文件 }\nnotify: [mail]\n",
     );
-    let run = p.run_json("big", &[], 0);
+    let run = p.run_json("big", &[], 3);
     let bytes = run["files"][0]["bytes"].as_u64().unwrap();
     assert!(bytes > 100);
     let d = &recorded_deliveries(&p, &run)[0];
