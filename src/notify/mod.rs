@@ -55,6 +55,8 @@ struct FileView {
     bytes: u64,
     size: String,
     sha256: String,
+    /// Rows in this file, when known: the run's rows when it wrote one file.
+    rows: Option<u64>,
     /// The signed download link, when links are configured.
     link: Option<String>,
     /// When the link stops working, in the task's zone.
@@ -89,6 +91,7 @@ impl RunReport {
                 bytes: f.bytes,
                 size: human_bytes(f.bytes),
                 sha256: f.sha256.clone(),
+                rows: (self.files.len() == 1).then_some(self.rows),
                 link: self.link_of(&f.path).map(|l| l.url.clone()),
                 link_expires: self.link_of(&f.path).map(|l| self.local_time(l.expires_at)),
             })
@@ -285,5 +288,114 @@ mod tests {
         let back = Message::from_ledger(&v.to_string()).unwrap();
         assert_eq!(back.delivery, None);
         assert_eq!(back.link.as_deref(), Some("https://files.example.test/d/x"));
+    }
+}
+
+/// The repository's default templates (`templates/report.*`) rendered for fixed runs,
+/// compared with `tests/golden/report_*`. After an intended change,
+/// `FERRY_BLESS=1 cargo test --lib golden` rewrites the golden files; review the diff.
+#[cfg(test)]
+mod golden {
+    use super::*;
+    use crate::template::MessageTemplate;
+
+    fn report(files: &[(&str, u64)], with_links: bool) -> RunReport {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let files: Vec<FileRecord> = files
+            .iter()
+            .enumerate()
+            .map(|(i, (name, bytes))| FileRecord {
+                path: format!("exports/daily_sales/{name}"),
+                bytes: *bytes,
+                sha256: format!("{i}").repeat(64),
+            })
+            .collect();
+        let links = if with_links {
+            files
+                .iter()
+                .map(|f| crate::links::FileLink {
+                    path: f.path.clone(),
+                    name: crate::links::file_name_of(&f.path),
+                    bytes: f.bytes,
+                    sha256: f.sha256.clone(),
+                    link_id: "l1".into(),
+                    url: format!(
+                        "https://files.example.com/ferry/d/l1/{}?exp=1764626400&sig=abc",
+                        crate::links::file_name_of(&f.path)
+                    ),
+                    expires_at: at("2026-12-01T22:00:00Z"),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        RunReport {
+            task: "daily_sales".into(),
+            description: Some("每日销售明细 <all regions>".into()),
+            run_id: "01938f2e-7a00-7000-8000-000000000001".into(),
+            status: Status::Succeeded,
+            scheduled_at: at("2026-11-24T22:00:00Z"),
+            tz: chrono_tz::Asia::Shanghai,
+            duration: std::time::Duration::from_millis(4_200),
+            rows: 1_048_576,
+            files,
+            warnings: vec![
+                "1048576 rows did not fit one sheet (1048575 rows at most): written over 2 sheets"
+                    .into(),
+                "column `note`: 3 value(s) longer than 32767 characters were cut to 32767 characters (Excel's cell limit)".into(),
+            ],
+            error: None,
+            links,
+        }
+    }
+
+    fn check(name: &str, report: &RunReport) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let tpl = MessageTemplate::locate(&dir.join("templates"), "report");
+        let ctx = report.context();
+        let (subject, body) = tpl.render(&ctx).unwrap();
+        let html = tpl.render_html(&ctx).unwrap().unwrap();
+        let rendered = format!("Subject: {subject}\n\n{body}\n----- html\n{html}");
+        let golden = dir.join("tests/golden").join(format!("report_{name}.txt"));
+        if std::env::var_os("FERRY_BLESS").is_some() {
+            std::fs::write(&golden, &rendered).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+        assert_eq!(rendered, expected, "{}", golden.display());
+    }
+
+    #[test]
+    fn a_report_says_rows_sizes_sha256_links_with_their_expiry_and_cuts() {
+        let r = report(&[("daily_sales_20261125.xlsx", 52_428_800)], true);
+        check("link", &r);
+        let ctx = r.context().to_string();
+        // The link's expiry in the task's zone (22:00 UTC is 06:00 the next day in Shanghai).
+        assert!(ctx.contains("2026-12-02 06:00 Asia/Shanghai"), "{ctx}");
+    }
+
+    #[test]
+    fn a_report_of_several_files_lists_each_part() {
+        check(
+            "parts",
+            &report(
+                &[
+                    ("daily_sales_north.csv", 1_536),
+                    ("daily_sales_south.csv", 2_048),
+                ],
+                false,
+            ),
+        );
+    }
+
+    #[test]
+    fn a_failed_run_says_why() {
+        let mut r = report(&[], false);
+        r.status = Status::Failed;
+        r.rows = 0;
+        r.warnings.clear();
+        r.error = Some("timeout: the run took longer than 30m (task `timeout`)".into());
+        check("failed", &r);
     }
 }
