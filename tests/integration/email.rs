@@ -228,6 +228,25 @@ fn plain_channel(name: &str, port: u16) -> String {
     )
 }
 
+/// `tasks/<name>.yaml`: a CSV export of `t`'s ids with the given `notify` line(s).
+fn id_task(p: &Project, name: &str, notify: &str) {
+    p.write(
+        &format!("tasks/{name}.yaml"),
+        &format!(
+            "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: {{ format: csv }}\n{notify}"
+        ),
+    );
+}
+
+/// A loopback port that was just free: nothing listens there.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -433,11 +452,7 @@ fn starttls_and_implicit_tls_with_a_private_ca_and_authentication() {
         secure("submission", m.starttls_port, "starttls"),
         secure("smtps", m.smtps_port, "tls")
     ));
-    p.write(
-        "tasks/secure.yaml",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
-         notify: [submission, smtps]\n",
-    );
+    id_task(&p, "secure", "notify: [submission, smtps]\n");
     // The submission and smtps listeners refuse mail without TLS and AUTH, so a delivery
     // proves both worked.
     let run = p.run_json("secure", &[], 0);
@@ -466,11 +481,7 @@ fn a_wrong_password_is_a_permanent_failure_that_never_shows_the_password() {
          from: ferry@example.test\n    to: [alice@example.test]\n",
         m.starttls_port, m.ca, m.user
     ));
-    p.write(
-        "tasks/denied.yaml",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
-         notify: [mail]\n",
-    );
+    id_task(&p, "denied", "notify: [mail]\n");
     let out = std::process::Command::new(crate::support::FERRY)
         .current_dir(p.path())
         .args(["--config", "config.yaml", "run", "denied", "--json"])
@@ -522,11 +533,7 @@ fn an_untrusted_certificate_is_a_permanent_failure() {
          from: ferry@example.test\n    to: [alice@example.test]\n",
         m.starttls_port
     ));
-    p.write(
-        "tasks/untrusted.yaml",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
-         notify: [mail]\n",
-    );
+    id_task(&p, "untrusted", "notify: [mail]\n");
     let run = p.run_json("untrusted", &[], 3);
     let d = &recorded_deliveries(&p, &run)[0];
     assert_eq!(d["status"], "failed", "{d}");
@@ -541,10 +548,10 @@ fn smtp_4xx_replies_are_retryable_and_5xx_permanent() {
     let Some(m) = mail() else { return };
     // test-services.sh makes Postfix answer 451 for tempfail@ and 550 for rejected@.
     let p = project(&plain_channel("mail", m.smtp_port));
-    p.write(
-        "tasks/replies.yaml",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
-         notify:\n  - { channel: mail, to: [tempfail@example.test] }\n  \
+    id_task(
+        &p,
+        "replies",
+        "notify:\n  - { channel: mail, to: [tempfail@example.test] }\n  \
          - { channel: mail, to: [rejected@example.test] }\n  - mail\n",
     );
     let run = p.run_json("replies", &[], 3);
@@ -577,10 +584,10 @@ fn smtp_4xx_replies_are_retryable_and_5xx_permanent() {
 fn a_recipient_refused_for_good_makes_the_run_exit_3() {
     let Some(m) = mail() else { return };
     let p = project(&plain_channel("mail", m.smtp_port));
-    p.write(
-        "tasks/refused_rcpt.yaml",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
-         notify:\n  - mail\n  - { channel: mail, to: [rejected@example.test] }\n",
+    id_task(
+        &p,
+        "refused_rcpt",
+        "notify:\n  - mail\n  - { channel: mail, to: [rejected@example.test] }\n",
     );
     let out = p.ferry(&["run", "refused_rcpt"]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
@@ -604,18 +611,9 @@ fn a_recipient_refused_for_good_makes_the_run_exit_3() {
 
 #[test]
 fn a_closed_port_is_a_retryable_failure() {
-    // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let p = project(&plain_channel("mail", port));
-    p.write(
-        "tasks/refused.yaml",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
-         notify: [mail]\n",
-    );
+    id_task(&p, "refused", "notify: [mail]\n");
     let run = p.run_json("refused", &[], 3);
     let d = &recorded_deliveries(&p, &run)[0];
     assert_eq!(d["status"], "pending", "{d}");
@@ -633,17 +631,9 @@ fn a_closed_port_is_a_retryable_failure() {
 
 #[test]
 fn a_run_whose_delivery_is_not_made_exits_3_and_names_the_channel() {
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let p = project(&plain_channel("mail", port));
-    p.write(
-        "tasks/undelivered.yaml",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
-         notify: [box, mail]\n",
-    );
+    id_task(&p, "undelivered", "notify: [box, mail]\n");
     let out = p.ferry(&["run", "undelivered"]);
     assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     assert!(
@@ -694,11 +684,7 @@ fn a_server_that_accepts_and_stays_silent_times_out_retryably() {
         }
     });
     let p = project(&format!("{}    timeout: 1s\n", plain_channel("mail", port)));
-    p.write(
-        "tasks/silent.yaml",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
-         notify: [mail]\n",
-    );
+    id_task(&p, "silent", "notify: [mail]\n");
     let started = Instant::now();
     let run = p.run_json("silent", &[], 3);
     assert!(
