@@ -2,7 +2,8 @@
 //! dispatch and the exit codes.
 //!
 //! Exit codes: 0 success; 1 a failed run or an environment error (store, disk);
-//! 2 a configuration or usage error. Errors are printed as one clear paragraph on stderr,
+//! 2 a configuration or usage error; 3 (`ferry run`) the export succeeded but a
+//! notification failed for good or is still pending after the run's attempts. Errors are printed as one clear paragraph on stderr,
 //! never as a panic or a backtrace.
 
 mod channels;
@@ -27,6 +28,9 @@ pub const EXIT_OK: i32 = 0;
 pub const EXIT_FAILED: i32 = 1;
 /// Exit code for configuration and usage errors.
 pub const EXIT_CONFIG: i32 = 2;
+/// Exit code of `ferry run` when the files were exported but a notification was not
+/// delivered (failed for good, or still pending after the run's attempts).
+pub const EXIT_UNDELIVERED: i32 = 3;
 
 /// ferry: scheduled exports from SQL databases to CSV and XLSX files.
 #[derive(Debug, Parser)]

@@ -8,12 +8,16 @@ use std::time::Instant;
 use chrono::{DateTime, Utc};
 use clap::Args;
 
-use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, find_task, load_project, print_error};
+use super::{
+    Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNDELIVERED, find_task, load_project, print_error,
+};
 use crate::config::{StoreSpec, format_duration};
 use crate::exec::{Executor, Progress, RunRequest, Stop};
 use crate::format::{sweep_partials, sweep_temp};
 use crate::store::sqlite::SqliteStore;
-use crate::store::{DeliverySummary, RunStore, Status, Trigger, process_alive};
+use crate::store::{
+    DeliveryRecord, DeliveryStatus, DeliverySummary, RunStore, Status, Trigger, process_alive,
+};
 use crate::template::human_bytes;
 
 #[derive(Debug, Args)]
@@ -171,7 +175,49 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
             eprintln!("warning: {w}");
         }
     }
-    if ok { EXIT_OK } else { EXIT_FAILED }
+    if !ok {
+        return EXIT_FAILED;
+    }
+    match undelivered(&result.deliveries) {
+        Some(summary) => {
+            eprintln!(
+                "error: task `{}` exported, not delivered: {summary} (run {})",
+                result.task, result.run_id
+            );
+            EXIT_UNDELIVERED
+        }
+        None => EXIT_OK,
+    }
+}
+
+/// One line naming each delivery that did not go out, with its state and reason; `None`
+/// when every one went out (or there were none).
+fn undelivered(deliveries: &[DeliveryRecord]) -> Option<String> {
+    let parts: Vec<String> = deliveries
+        .iter()
+        .filter(|d| !d.status.delivered())
+        .map(|d| {
+            let channel = if d.occurrence > 1 {
+                format!("`{}` (entry {})", d.channel, d.occurrence)
+            } else {
+                format!("`{}`", d.channel)
+            };
+            let state = match (d.status, d.next_attempt_at) {
+                (DeliveryStatus::Pending, Some(at)) => format!(
+                    "pending, `ferry serve` retries it from {}",
+                    crate::store::fmt_instant(at)
+                ),
+                (DeliveryStatus::Pending | DeliveryStatus::Sending, _) => "pending".to_string(),
+                _ => "failed".to_string(),
+            };
+            // The error usually names the channel again: once is enough.
+            let prefix = format!("channel `{}`: ", d.channel);
+            let reason = d.error.as_deref().unwrap_or("no reason recorded");
+            let reason = reason.strip_prefix(&prefix).unwrap_or(reason);
+            format!("{channel} {state}: {}", reason.replace('\n', " "))
+        })
+        .collect();
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 fn progress_was_shown(args: &RunArgs) -> bool {
@@ -196,4 +242,56 @@ fn terminal_progress() -> Progress {
         );
         let _ = std::io::stderr().flush();
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn record(
+        channel: &str,
+        occurrence: u32,
+        status: DeliveryStatus,
+        error: &str,
+    ) -> DeliveryRecord {
+        DeliveryRecord {
+            channel: channel.into(),
+            occurrence,
+            status,
+            retryable: status == DeliveryStatus::Pending,
+            receipt: None,
+            error: (!error.is_empty()).then(|| error.to_string()),
+            at: Utc::now(),
+            attempts: 1,
+            next_attempt_at: (status == DeliveryStatus::Pending)
+                .then(|| "2026-11-25T02:31:06.822Z".parse().unwrap()),
+            tried_at: Vec::new(),
+            recipients: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn every_undelivered_channel_is_named_on_one_line() {
+        assert_eq!(undelivered(&[]), None);
+        let sent = record("box", 1, DeliveryStatus::Sent, "");
+        let dup = record("box", 2, DeliveryStatus::MaybeDuplicate, "");
+        assert_eq!(undelivered(&[sent.clone(), dup]), None);
+        let failed = record(
+            "mail",
+            2,
+            DeliveryStatus::Failed,
+            "channel `mail`: SMTP server 127.0.0.1:25 (none): 550 5.1.1\nrejected",
+        );
+        let pending = record(
+            "ding",
+            1,
+            DeliveryStatus::Pending,
+            "channel `ding`: HTTP 500",
+        );
+        assert_eq!(
+            undelivered(&[sent, failed, pending]).unwrap(),
+            "`mail` (entry 2) failed: SMTP server 127.0.0.1:25 (none): 550 5.1.1 rejected; \
+             `ding` pending, `ferry serve` retries it from 2026-11-25T02:31:06.822Z: HTTP 500"
+        );
+    }
 }

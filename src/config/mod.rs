@@ -10,6 +10,7 @@
 //! `${VAR}` in `config.yaml` string values is replaced from the environment (a missing
 //! variable is a problem that names it); task files are never interpolated.
 
+pub mod positions;
 pub mod problem;
 pub mod raw;
 pub mod validate;
@@ -288,8 +289,10 @@ pub struct RobotSpec {
     pub delivery: RobotDelivery,
 }
 
-/// Whether a channel sends the result files themselves or a link (email, WeCom).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Whether a channel sends the result files themselves or a link (email, WeCom); set per
+/// channel, and per task `notify` entry over the channel's.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum RobotDelivery {
     /// Files when the service can carry them and they fit (WeCom, 20 MB each), else the
     /// download link.
@@ -298,6 +301,20 @@ pub enum RobotDelivery {
     Attach,
     /// Only the download link.
     Link,
+}
+
+impl RobotDelivery {
+    /// Parses `auto`, `attach` or `link`.
+    pub fn parse(text: &str) -> Result<RobotDelivery, String> {
+        match text {
+            "auto" => Ok(RobotDelivery::Auto),
+            "attach" => Ok(RobotDelivery::Attach),
+            "link" => Ok(RobotDelivery::Link),
+            other => Err(format!(
+                "unknown value `{other}` (one of: auto, attach, link)"
+            )),
+        }
+    }
 }
 
 impl ChannelKind {
@@ -476,6 +493,8 @@ pub struct NotifySpec {
     /// This task's robot webhook and secret, replacing the channel's (robot channels).
     pub webhook: Option<Secret>,
     pub secret: Option<Secret>,
+    /// This task's `delivery` (files or link), over the channel's (email and WeCom).
+    pub delivery: Option<RobotDelivery>,
     pub on: NotifyOn,
 }
 

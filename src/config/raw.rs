@@ -39,9 +39,9 @@ pub struct RawConfig {
     /// Named data sources.
     #[serde(default)]
     pub datasources: BTreeMap<String, Spanned<RawDatasource>>,
-    /// Named notification channels.
+    /// Named notification channels: their type here, their fields read by type.
     #[serde(default)]
-    pub channels: BTreeMap<String, Spanned<RawChannel>>,
+    pub channels: BTreeMap<String, Spanned<RawChannelType>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -185,61 +185,37 @@ pub enum RawDatasource {
     },
 }
 
-// Parsed once per config load: the variants' sizes do not matter.
-#[allow(clippy::large_enum_variant)]
+/// A channel's `type`, read first; the channel's map is then read again as the struct of
+/// that type (`validate::read_channels`). A tagged enum would read the map into a buffer
+/// before it knows the type, and values read from that buffer have no position, so errors
+/// could not name the field's line.
 #[derive(Debug, Deserialize)]
-#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub struct RawChannelType {
+    #[serde(rename = "type")]
+    pub kind: ChannelType,
+}
+
+/// The `type:` of a channel.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ChannelType {
+    Outbox,
+    Email,
+    Dingtalk,
+    Wecom,
+    Feishu,
+    Webhook,
+}
+
+/// A channel, read as the struct of its `type`.
+// Read once per config load: the variants' sizes do not matter.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug)]
 pub enum RawChannel {
     /// Writes each rendered message and its attachment list into a folder.
-    Outbox {
-        /// Folder, relative to config.yaml (default `outbox`).
-        dir: Option<Spanned<String>>,
-        /// Template name in `templates_dir` (default `report`).
-        template: Option<Spanned<String>>,
-        /// Default recipients (free text for the outbox).
-        #[serde(default)]
-        recipients: Vec<String>,
-    },
+    Outbox(RawOutbox),
     /// Sends each message by SMTP (lettre), with the result files attached.
-    Email {
-        /// SMTP server host name or IP address (required).
-        host: Option<Spanned<String>>,
-        /// SMTP port (default 587 for `starttls`, 465 for `tls`, 25 for `none`).
-        port: Option<Spanned<u16>>,
-        /// `starttls` (default), `tls` (implicit TLS) or `none`.
-        security: Option<Spanned<String>>,
-        /// SMTP AUTH user name; needs `password`.
-        username: Option<Spanned<String>>,
-        /// SMTP AUTH password; write `${VAR}` to take it from the environment.
-        password: Option<Spanned<String>>,
-        /// PEM file with CA certificates to trust besides the system's, relative to
-        /// config.yaml.
-        ca_file: Option<Spanned<String>>,
-        /// Limit for connecting and for each SMTP command, e.g. `30s` (default `60s`).
-        timeout: Option<Spanned<String>>,
-        /// The sender, `name@example.com` or `Display Name <name@example.com>` (required).
-        from: Option<Spanned<String>>,
-        /// Default `To:` addresses.
-        #[serde(default)]
-        to: Vec<String>,
-        /// Default `Cc:` addresses.
-        #[serde(default)]
-        cc: Vec<String>,
-        /// Default `Bcc:` addresses (receive the message, never appear in its headers).
-        #[serde(default)]
-        bcc: Vec<String>,
-        /// Template name in `templates_dir` (default `report`).
-        template: Option<Spanned<String>>,
-        /// Largest total size of a message's attachments in bytes (default 26214400, 25 MiB).
-        max_attachment_bytes: Option<Spanned<u64>>,
-        /// `auto` (default): attach when the files fit, else zip them, else split the zip
-        /// into parts, else send the download link; `attach`: always attach (refused when
-        /// too big); `link`: never.
-        delivery: Option<Spanned<String>>,
-        /// Most parts (one email each) a zip over `max_attachment_bytes` is split into
-        /// with `delivery: auto` (default 10; 0 or 1: never split; at most 99).
-        max_parts: Option<Spanned<u32>>,
-    },
+    Email(RawEmail),
     /// A DingTalk custom group robot (钉钉自定义机器人).
     Dingtalk(RawRobot),
     /// A WeCom group robot (企业微信群机器人).
@@ -250,11 +226,76 @@ pub enum RawChannel {
     Webhook(RawRobot),
 }
 
+/// The fields of an `outbox` channel.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutbox {
+    /// The channel's `type` (see [`RawChannelType`]).
+    #[serde(rename = "type")]
+    pub kind: Option<serde::de::IgnoredAny>,
+    /// Folder, relative to config.yaml (default `outbox`).
+    pub dir: Option<Spanned<String>>,
+    /// Template name in `templates_dir` (default `report`).
+    pub template: Option<Spanned<String>>,
+    /// Default recipients (free text for the outbox).
+    #[serde(default)]
+    pub recipients: Vec<String>,
+}
+
+/// The fields of an `email` channel.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawEmail {
+    /// The channel's `type` (see [`RawChannelType`]).
+    #[serde(rename = "type")]
+    pub kind: Option<serde::de::IgnoredAny>,
+    /// SMTP server host name or IP address (required).
+    pub host: Option<Spanned<String>>,
+    /// SMTP port (default 587 for `starttls`, 465 for `tls`, 25 for `none`).
+    pub port: Option<Spanned<u16>>,
+    /// `starttls` (default), `tls` (implicit TLS) or `none`.
+    pub security: Option<Spanned<String>>,
+    /// SMTP AUTH user name; needs `password`.
+    pub username: Option<Spanned<String>>,
+    /// SMTP AUTH password; write `${VAR}` to take it from the environment.
+    pub password: Option<Spanned<String>>,
+    /// PEM file with CA certificates to trust besides the system's, relative to
+    /// config.yaml.
+    pub ca_file: Option<Spanned<String>>,
+    /// Limit for connecting and for each SMTP command, e.g. `30s` (default `60s`).
+    pub timeout: Option<Spanned<String>>,
+    /// The sender, `name@example.com` or `Display Name <name@example.com>` (required).
+    pub from: Option<Spanned<String>>,
+    /// Default `To:` addresses.
+    #[serde(default)]
+    pub to: Vec<String>,
+    /// Default `Cc:` addresses.
+    #[serde(default)]
+    pub cc: Vec<String>,
+    /// Default `Bcc:` addresses (receive the message, never appear in its headers).
+    #[serde(default)]
+    pub bcc: Vec<String>,
+    /// Template name in `templates_dir` (default `report`).
+    pub template: Option<Spanned<String>>,
+    /// Largest total size of a message's attachments in bytes (default 26214400, 25 MiB).
+    pub max_attachment_bytes: Option<Spanned<u64>>,
+    /// `auto` (default): attach when the files fit, else zip them, else split the zip
+    /// into parts, else send the download link; `attach`: always attach (refused when
+    /// too big); `link`: never.
+    pub delivery: Option<Spanned<String>>,
+    /// Most parts (one email each) a zip over `max_attachment_bytes` is split into
+    /// with `delivery: auto` (default 10; 0 or 1: never split; at most 99).
+    pub max_parts: Option<Spanned<u32>>,
+}
+
 /// The fields of a chat robot or webhook channel (which apply depends on the type; see
 /// docs/configuration.md).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRobot {
+    /// The channel's `type` (see [`RawChannelType`]).
+    #[serde(rename = "type")]
+    pub kind: Option<serde::de::IgnoredAny>,
     /// The robot's webhook URL (it carries the token: use `${VAR}`); `url` for webhooks.
     #[serde(alias = "url")]
     pub webhook: Spanned<String>,
@@ -391,6 +432,8 @@ pub struct RawNotify {
     /// A chat robot channel's webhook and secret for this task (`${VAR}` allowed).
     pub webhook: Option<String>,
     pub secret: Option<String>,
+    /// `auto`, `attach` or `link` for this task, over the channel's (email and WeCom).
+    pub delivery: Option<String>,
     pub on: Option<String>,
 }
 
@@ -405,6 +448,7 @@ struct RawNotifyMap {
     bcc: Option<Vec<String>>,
     webhook: Option<String>,
     secret: Option<String>,
+    delivery: Option<String>,
     on: Option<String>,
 }
 
@@ -426,6 +470,7 @@ impl<'de> Deserialize<'de> for RawNotify {
                     bcc: None,
                     webhook: None,
                     secret: None,
+                    delivery: None,
                     on: None,
                 })
             }
@@ -440,6 +485,7 @@ impl<'de> Deserialize<'de> for RawNotify {
                     bcc: m.bcc,
                     webhook: m.webhook,
                     secret: m.secret,
+                    delivery: m.delivery,
                     on: m.on,
                 })
             }

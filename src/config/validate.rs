@@ -5,10 +5,15 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
 
-use serde::de::DeserializeOwned;
+use serde::Deserialize;
+use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_saphyr::Spanned;
 
-use super::raw::{RawChannel, RawConfig, RawCsv, RawDatasource, RawOutput, RawParam, RawTask};
+use super::positions::Positions;
+use super::raw::{
+    ChannelType, RawChannel, RawChannelType, RawConfig, RawCsv, RawDatasource, RawEmail, RawOutbox,
+    RawOutput, RawParam, RawTask,
+};
 use super::{
     AlertsSpec, CatchUp, ChannelKind, ChannelSpec, Concurrency, Config, CsvEncoding, CsvOptions,
     DatasourceSpec, EmailSpec, ExportDefaults, Format, LinksSpec, NotifyOn, NotifySpec, OnEmpty,
@@ -39,14 +44,20 @@ pub const MAX_QUERIES: usize = 50;
 /// Parses YAML text into `T`, turning the first error into a located problem with the
 /// field path and a "did you mean" hint for unknown fields.
 pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Problem> {
-    let mut path = String::new();
+    parse_yaml_seed(file, text, std::marker::PhantomData::<T>)
+}
+
+/// [`parse_yaml`] with a seed.
+fn parse_yaml_seed<S, V>(file: &Path, text: &str, seed: S) -> Result<V, Problem>
+where
+    S: for<'de> DeserializeSeed<'de, Value = V>,
+{
+    let mut track = serde_path_to_error::Track::new();
     let options = serde_saphyr::options! { with_snippet: false };
     let result = serde_saphyr::with_deserializer_from_str_with_options(text, options, |de| {
-        serde_path_to_error::deserialize(de).map_err(|e| {
-            path = e.path().to_string();
-            e.into_inner()
-        })
+        seed.deserialize(serde_path_to_error::Deserializer::new(de, &mut track))
     });
+    let path = track.path().to_string();
     result.map_err(|e| {
         let pos = e
             .location()
@@ -68,9 +79,15 @@ pub fn parse_yaml<T: DeserializeOwned>(file: &Path, text: &str) -> Result<T, Pro
                 .unwrap_or(&message)
                 .to_string();
         }
-        for int in ["u64", "usize", "u32", "u16", "u8"] {
+        for (int, range) in [
+            ("u64", "of 0 or more"),
+            ("usize", "of 0 or more"),
+            ("u32", "of 0 or more"),
+            ("u16", "from 0 to 65535"),
+            ("u8", "from 0 to 255"),
+        ] {
             if message == format!("invalid {int}") {
-                message = "expected a whole number of 0 or more".into();
+                message = format!("expected a whole number {range}");
             }
         }
         if message.contains("found a tab") {
@@ -94,6 +111,90 @@ fn clean_path(path: &str) -> String {
         .collect::<Vec<_>>()
         .join(".")
         .replace(".[", "[")
+}
+
+/// Reads each channel's map as the struct of its `type` (see [`RawChannelType`]); the
+/// first shape error (a wrong type, a number out of range, an unknown field) is the
+/// problem, at the field's own position.
+fn read_channels(
+    file: &Path,
+    text: &str,
+    types: &BTreeMap<String, Spanned<RawChannelType>>,
+) -> Result<BTreeMap<String, Spanned<RawChannel>>, Problem> {
+    fn read<T: DeserializeOwned>(file: &Path, text: &str, name: &str) -> Result<T, Problem> {
+        let path = ["channels", name];
+        parse_yaml_seed(file, text, At::<T>::new(&path))?.ok_or_else(|| {
+            Problem::new(
+                file,
+                format!("channels.{name}"),
+                "the channel was not found",
+            )
+        })
+    }
+    let mut out = BTreeMap::new();
+    for (name, t) in types {
+        let channel = match t.value.kind {
+            ChannelType::Outbox => RawChannel::Outbox(read(file, text, name)?),
+            ChannelType::Email => RawChannel::Email(read(file, text, name)?),
+            ChannelType::Dingtalk => RawChannel::Dingtalk(read(file, text, name)?),
+            ChannelType::Wecom => RawChannel::Wecom(read(file, text, name)?),
+            ChannelType::Feishu => RawChannel::Feishu(read(file, text, name)?),
+            ChannelType::Webhook => RawChannel::Webhook(read(file, text, name)?),
+        };
+        out.insert(name.clone(), Spanned::new(channel, t.referenced, t.defined));
+    }
+    Ok(out)
+}
+
+/// Reads only the value at `path` (mapping keys from the root) as `T`, skipping the rest;
+/// `None` when the file has no such value.
+struct At<'p, T> {
+    path: &'p [&'p str],
+    _value: std::marker::PhantomData<T>,
+}
+
+impl<'p, T> At<'p, T> {
+    fn new(path: &'p [&'p str]) -> Self {
+        At {
+            path,
+            _value: std::marker::PhantomData,
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> DeserializeSeed<'de> for At<'_, T> {
+    type Value = Option<T>;
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<Option<T>, D::Error> {
+        if self.path.is_empty() {
+            T::deserialize(d).map(Some)
+        } else {
+            d.deserialize_map(self)
+        }
+    }
+}
+
+impl<'de, T: Deserialize<'de>> Visitor<'de> for At<'_, T> {
+    type Value = Option<T>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a mapping")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Option<T>, A::Error> {
+        let Some((first, rest)) = self.path.split_first() else {
+            return Ok(None);
+        };
+        let mut found = None;
+        while let Some(key) = map.next_key::<String>()? {
+            if key == *first && found.is_none() {
+                found = map.next_value_seed(At::<T>::new(rest))?;
+            } else {
+                map.next_value::<IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// A short, lowercase description of an I/O error.
@@ -177,29 +278,54 @@ fn interpolate_with(text: &str, lookup: impl Fn(&str) -> Option<String>) -> Resu
 struct Checker<'a> {
     file: &'a Path,
     problems: Vec<Problem>,
-    /// Position used when a value has none (values inside tagged enums lose theirs).
+    /// Where each field of the file is: a problem points at the field it names.
+    positions: Positions,
+    /// Position used when the named field is not in the file and the value has none
+    /// (values inside tagged enums lose theirs): the enclosing channel or datasource.
     fallback: Option<(usize, usize)>,
 }
 
 impl<'a> Checker<'a> {
-    fn new(file: &'a Path) -> Self {
+    fn new(file: &'a Path, positions: Positions) -> Self {
         Checker {
             file,
             problems: Vec::new(),
+            positions,
             fallback: None,
         }
     }
 
+    /// A problem at the field it names when the file has that field, else at `span`.
     fn at<T>(&mut self, span: &Spanned<T>, field: impl Into<String>, msg: impl Into<String>) {
         let mut p = Problem::at(self.file, span, field, msg);
-        if p.pos.is_none() {
+        if let Some(pos) = self.positions.get(&p.field) {
+            p.pos = Some(pos);
+        } else if p.pos.is_none() {
             p.pos = self.fallback;
         }
         self.problems.push(p);
     }
 
+    /// A problem about `field` that is missing, shown at `beside`, the field that needs it
+    /// (or the enclosing channel or datasource).
+    fn beside(&mut self, beside: &str, field: impl Into<String>, msg: impl Into<String>) {
+        let mut p = Problem::new(self.file, field, msg);
+        p.pos = self.positions.get(beside).or(self.fallback);
+        self.problems.push(p);
+    }
+
+    /// A problem at the field it names, when the file has that field.
     fn plain(&mut self, field: impl Into<String>, msg: impl Into<String>) {
-        self.problems.push(Problem::new(self.file, field, msg));
+        let mut p = Problem::new(self.file, field, msg);
+        p.pos = self.positions.get(&p.field);
+        self.problems.push(p);
+    }
+
+    /// The problems, by position (those without one last).
+    fn sorted(mut self) -> Vec<Problem> {
+        self.problems
+            .sort_by_key(|p| p.pos.unwrap_or((usize::MAX, 0)));
+        self.problems
     }
 
     /// Interpolates an optional config string (or returns `default`).
@@ -255,11 +381,17 @@ pub fn load_config(path: &Path) -> Result<Config, Vec<Problem>> {
         }]
     })?;
     let raw: RawConfig = parse_yaml(path, &text).map_err(|p| vec![p])?;
-    validate_config(path, raw)
+    let channels = read_channels(path, &text, &raw.channels).map_err(|p| vec![p])?;
+    validate_config(path, raw, channels, Positions::index(&text))
 }
 
-fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> {
-    let mut c = Checker::new(path);
+fn validate_config(
+    path: &Path,
+    raw: RawConfig,
+    raw_channels: BTreeMap<String, Spanned<RawChannel>>,
+    positions: Positions,
+) -> Result<Config, Vec<Problem>> {
+    let mut c = Checker::new(path, positions);
     // `config.yaml` in the working folder has the empty parent: paths stay relative.
     let base_dir = path.parent().map(Path::to_path_buf).unwrap_or_default();
 
@@ -557,7 +689,7 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
     }
 
     let mut channels = BTreeMap::new();
-    for (name, ch) in &raw.channels {
+    for (name, ch) in &raw_channels {
         let field = format!("channels.{name}");
         c.fallback = Problem::at(path, ch, "", "").pos;
         if !is_plain_name(name) {
@@ -568,11 +700,12 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
             );
         }
         match &ch.value {
-            RawChannel::Outbox {
+            RawChannel::Outbox(RawOutbox {
                 dir,
                 template,
                 recipients,
-            } => {
+                ..
+            }) => {
                 let d = resolve(&base_dir, &c.env(dir, &format!("{field}.dir"), "outbox"));
                 let tpl = channel_template(&mut c, &templates_dir, ch, template, &field);
                 let mut rcpt = Vec::new();
@@ -626,18 +759,20 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
                     );
                 }
             }
-            RawChannel::Email {
-                template,
-                to,
-                cc,
-                bcc,
-                ..
-            } => {
+            RawChannel::Email(
+                email @ RawEmail {
+                    template,
+                    to,
+                    cc,
+                    bcc,
+                    ..
+                },
+            ) => {
                 let tpl = channel_template(&mut c, &templates_dir, ch, template, &field);
                 let to = config_mailboxes(&mut c, ch, &format!("{field}.to"), to);
                 let cc = config_mailboxes(&mut c, ch, &format!("{field}.cc"), cc);
                 let bcc = config_mailboxes(&mut c, ch, &format!("{field}.bcc"), bcc);
-                if let Some(email) = email_channel(&mut c, &base_dir, &field, ch) {
+                if let Some(email) = email_channel(&mut c, &base_dir, &field, ch, email) {
                     channels.insert(
                         name.clone(),
                         ChannelSpec {
@@ -706,7 +841,7 @@ fn validate_config(path: &Path, raw: RawConfig) -> Result<Config, Vec<Problem>> 
     });
 
     if !c.problems.is_empty() {
-        return Err(c.problems);
+        return Err(c.sorted());
     }
     Ok(Config {
         alerts,
@@ -895,8 +1030,9 @@ fn email_channel(
     base_dir: &Path,
     field: &str,
     ch: &Spanned<RawChannel>,
+    raw: &RawEmail,
 ) -> Option<EmailSpec> {
-    let RawChannel::Email {
+    let RawEmail {
         host,
         port,
         security,
@@ -909,10 +1045,7 @@ fn email_channel(
         delivery,
         max_parts,
         ..
-    } = &ch.value
-    else {
-        return None;
-    };
+    } = raw;
     let before = c.problems.len();
 
     let host = match host {
@@ -1000,18 +1133,18 @@ fn email_channel(
             c.at(at, format!("{field}.username"), "must not be empty");
             (None, None)
         }
-        (Some((at, _)), None) => {
-            c.at(
-                at,
+        (Some(_), None) => {
+            c.beside(
+                &format!("{field}.username"),
                 format!("{field}.password"),
                 "`username` needs a `password` (write `password: ${SMTP_PASSWORD}` to take it \
                         from the environment)",
             );
             (None, None)
         }
-        (None, Some((at, _))) => {
-            c.at(
-                at,
+        (None, Some(_)) => {
+            c.beside(
+                &format!("{field}.password"),
                 format!("{field}.username"),
                 "`password` needs a `username`",
             );
@@ -1030,7 +1163,7 @@ fn email_channel(
                         `starttls` or `tls` (plain SMTP with a password is allowed only to a loopback \
                         host)"
         );
-        match security_span(&ch.value) {
+        match &raw.security {
             Some(s) => c.at(s, at_field, msg),
             None => c.at(ch, at_field, msg),
         }
@@ -1121,26 +1254,13 @@ fn email_channel(
 
 /// A channel's `delivery` (`auto` when not given).
 fn delivery_mode(c: &mut Checker, field: &str, given: Option<&Spanned<String>>) -> RobotDelivery {
-    match given.map(|d| (d, d.value.as_str())) {
-        None | Some((_, "auto")) => RobotDelivery::Auto,
-        Some((_, "attach")) => RobotDelivery::Attach,
-        Some((_, "link")) => RobotDelivery::Link,
-        Some((d, other)) => {
-            c.at(
-                d,
-                format!("{field}.delivery"),
-                format!("unknown value `{other}` (one of: auto, attach, link)"),
-            );
-            RobotDelivery::Auto
-        }
-    }
-}
-
-fn security_span(ch: &RawChannel) -> Option<&Spanned<String>> {
-    match ch {
-        RawChannel::Email { security, .. } => security.as_ref(),
-        _ => None,
-    }
+    let Some(d) = given else {
+        return RobotDelivery::Auto;
+    };
+    RobotDelivery::parse(&d.value).unwrap_or_else(|e| {
+        c.at(d, format!("{field}.delivery"), e);
+        RobotDelivery::Auto
+    })
 }
 
 fn scheduler_settings(
@@ -1511,7 +1631,7 @@ pub fn load_task(config: &Config, name: &str, file: &Path) -> Result<TaskSpec, V
         )]);
     }
     let raw: RawTask = parse_yaml(file, &text).map_err(|p| vec![p])?;
-    validate_task(config, name, file, raw)
+    validate_task(config, name, file, raw, Positions::index(&text))
 }
 
 /// Validates a parsed task against the config.
@@ -1520,8 +1640,9 @@ pub fn validate_task(
     name: &str,
     file: &Path,
     raw: RawTask,
+    positions: Positions,
 ) -> Result<TaskSpec, Vec<Problem>> {
-    let mut c = Checker::new(file);
+    let mut c = Checker::new(file, positions);
     if !is_plain_name(name) {
         c.plain(
             "",
@@ -1801,7 +1922,9 @@ pub fn validate_task(
         };
         let (recipients, cc, bcc) = notify_recipients(&mut c, n, &field, ch);
         let (webhook, secret) = notify_robot_overrides(&mut c, n, &field, ch);
+        let delivery = notify_delivery(&mut c, n, &field, ch, config.links.is_some());
         notify.push(NotifySpec {
+            delivery,
             channel: ch.name.clone(),
             template,
             recipients,
@@ -1844,11 +1967,7 @@ pub fn validate_task(
             output,
             notify,
         }),
-        _ => {
-            let mut problems = c.problems;
-            problems.sort_by_key(|p| p.pos.unwrap_or((usize::MAX, 0)));
-            Err(problems)
-        }
+        _ => Err(c.sorted()),
     }
 }
 
@@ -1900,6 +2019,55 @@ fn notify_robot_overrides(
         c.at(n, format!("{field}.webhook"), e);
     }
     (webhook.map(Secret::new), secret.map(Secret::new))
+}
+
+/// A notify entry's own `delivery` (files or link, over the channel's): only for the
+/// channels that can send files (email, WeCom); `link` needs download links.
+fn notify_delivery(
+    c: &mut Checker,
+    n: &Spanned<super::raw::RawNotify>,
+    field: &str,
+    ch: &ChannelSpec,
+    links: bool,
+) -> Option<RobotDelivery> {
+    let given = n.value.delivery.as_deref()?;
+    let field = format!("{field}.delivery");
+    let sends_files = match &ch.kind {
+        ChannelKind::Email(_) => true,
+        ChannelKind::Robot(r) => r.service == RobotService::WeCom,
+        ChannelKind::Outbox { .. } => false,
+    };
+    if !sends_files {
+        let what = match &ch.kind {
+            ChannelKind::Outbox { .. } => "which records the message and its file list",
+            _ => "which can carry only the download link",
+        };
+        c.at(
+            n,
+            field,
+            format!(
+                "`delivery` applies to the channels that can send the files themselves (email, wecom); channel `{}` is `{}`, {what}",
+                ch.name,
+                ch.kind.kind()
+            ),
+        );
+        return None;
+    }
+    match RobotDelivery::parse(given) {
+        Ok(RobotDelivery::Link) if !links => {
+            c.at(
+                n,
+                field,
+                "`link` sends the download link instead of the files, and config.yaml has no `links:` section to make one (see docs/links.md); configure links, or use `auto` or `attach`",
+            );
+            None
+        }
+        Ok(d) => Some(d),
+        Err(e) => {
+            c.at(n, field, e);
+            None
+        }
+    }
 }
 
 /// A robot's webhook must be an http(s) URL; the message shows it without its query
@@ -2345,6 +2513,73 @@ mod tests {
         }
     }
 
+    /// A project with one channel of each kind that matters for `delivery`, `links:` when
+    /// asked, and the task `notify` list given; returns the task's problems as text.
+    fn notify_project(links: bool, notify: &str) -> Result<TaskSpec, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+        std::fs::write(dir.path().join("templates/report.md.j2"), "{{ task_name }}").unwrap();
+        let links = if links {
+            "links: { public_url: \"https://files.example.test\", signing_key: \"0123456789abcdef0123456789abcdef-x\" }\n"
+        } else {
+            ""
+        };
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "{links}datasources:\n  db: {{ type: sqlite, url: \"sqlite://db.sqlite\" }}\nchannels:\n  box: {{ type: outbox }}\n  mail: {{ type: email, host: 127.0.0.1, from: ferry@example.test, to: [a@example.test], delivery: attach }}\n  wc: {{ type: wecom, webhook: \"https://qyapi.example.test/cgi-bin/webhook/send?key=k\" }}\n  ding: {{ type: dingtalk, webhook: \"https://oapi.example.test/robot/send?access_token=t\" }}\n"
+            ),
+        )
+        .unwrap();
+        let config = load_config(&config).unwrap();
+        let file = dir.path().join("t.yaml");
+        let text = format!(
+            "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT 1 AS one\noutput: {{ format: csv }}\nnotify:\n{notify}"
+        );
+        let raw: RawTask = parse_yaml(&file, &text).unwrap();
+        validate_task(&config, "t", &file, raw, Positions::index(&text)).map_err(|ps| {
+            ps.iter()
+                .map(|p| {
+                    p.to_string()
+                        .replace(&format!("{}/", dir.path().display()), "")
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn a_notify_entry_sets_its_own_delivery_for_email_and_wecom() {
+        let task = notify_project(
+            true,
+            "  - mail\n  - { channel: mail, delivery: link }\n  - { channel: wc, delivery: attach }\n",
+        )
+        .unwrap();
+        let modes: Vec<_> = task.notify.iter().map(|n| n.delivery).collect();
+        assert_eq!(
+            modes,
+            [None, Some(RobotDelivery::Link), Some(RobotDelivery::Attach)]
+        );
+    }
+
+    #[test]
+    fn a_notify_entrys_delivery_is_refused_where_it_means_nothing() {
+        let problems = notify_project(
+            false,
+            "  - { channel: box, delivery: link }\n  - { channel: ding, delivery: auto }\n  - channel: mail\n    delivery: link\n  - { channel: wc, delivery: files }\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "t.yaml:6:31: notify[0].delivery: `delivery` applies to the channels that can send the files themselves (email, wecom); channel `box` is `outbox`, which records the message and its file list",
+                "t.yaml:7:32: notify[1].delivery: `delivery` applies to the channels that can send the files themselves (email, wecom); channel `ding` is `dingtalk`, which can carry only the download link",
+                "t.yaml:9:15: notify[2].delivery: `link` sends the download link instead of the files, and config.yaml has no `links:` section to make one (see docs/links.md); configure links, or use `auto` or `attach`",
+                "t.yaml:10:30: notify[3].delivery: unknown value `files` (one of: auto, attach, link)",
+            ]
+        );
+    }
+
     fn oracle_config(dir: &Path) -> PathBuf {
         let path = dir.join("config.yaml");
         std::fs::write(
@@ -2403,7 +2638,7 @@ mod tests {
         assert_eq!(
             lines,
             vec![format!(
-                "{}:3:5: datasources.ora.type: {ORACLE_NOT_BUILT}",
+                "{}:3:11: datasources.ora.type: {ORACLE_NOT_BUILT}",
                 path.display()
             )]
         );

@@ -464,6 +464,7 @@ impl Executor {
             html,
             attachments: Vec::new(),
             link: None,
+            delivery: None,
         };
         match notify::build(spec).notify(&message).await {
             Ok(receipt) => {
@@ -811,6 +812,7 @@ impl Executor {
             html,
             attachments: r.files.clone(),
             link,
+            delivery: n.delivery,
         })
     }
 }

@@ -44,7 +44,7 @@ impl ChatChannel {
             .filter(|f| f.bytes > wecom::MAX_FILE)
             .map(|f| format!("{} ({})", file_name(&f.path), human_bytes(f.bytes)))
             .collect();
-        match self.spec.delivery {
+        match message.delivery.unwrap_or(self.spec.delivery) {
             RobotDelivery::Link => (Vec::new(), None),
             RobotDelivery::Attach => (files, None),
             RobotDelivery::Auto if too_big.is_empty() => (files, None),
@@ -135,5 +135,68 @@ impl Notifier for ChatChannel {
                     NotifyError::Permanent(format!("channel `{}`: {m}", self.name))
                 }
             })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Secret;
+    use crate::store::FileRecord;
+
+    fn wecom(delivery: RobotDelivery) -> ChatChannel {
+        let spec = RobotSpec {
+            service: RobotService::WeCom,
+            webhook: Secret::new("https://qyapi.example.test/cgi-bin/webhook/send?key=k"),
+            secret: None,
+            keyword: None,
+            mention_all: false,
+            timeout: std::time::Duration::from_secs(5),
+            delivery,
+        };
+        ChatChannel::new("wc", &spec)
+    }
+
+    fn message(delivery: Option<RobotDelivery>) -> Message {
+        Message {
+            task: "t".into(),
+            run_id: "r".into(),
+            channel: "wc".into(),
+            occurrence: 1,
+            recipients: Vec::new(),
+            cc: Vec::new(),
+            bcc: Vec::new(),
+            subject: "s".into(),
+            body: "b".into(),
+            html: None,
+            attachments: vec![FileRecord {
+                path: "/exports/t/a.csv".into(),
+                bytes: 10,
+                sha256: String::new(),
+            }],
+            link: Some("https://files.example.test/d/x".into()),
+            delivery,
+        }
+    }
+
+    #[test]
+    fn the_task_entrys_delivery_overrides_the_channels() {
+        let file = vec![PathBuf::from("/exports/t/a.csv")];
+        assert_eq!(
+            wecom(RobotDelivery::Attach).files_to_send(&message(None)).0,
+            file
+        );
+        assert!(
+            wecom(RobotDelivery::Attach)
+                .files_to_send(&message(Some(RobotDelivery::Link)))
+                .0
+                .is_empty()
+        );
+        assert_eq!(
+            wecom(RobotDelivery::Link)
+                .files_to_send(&message(Some(RobotDelivery::Auto)))
+                .0,
+            file
+        );
     }
 }

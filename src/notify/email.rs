@@ -69,6 +69,16 @@ use crate::config::{EmailSpec, RobotDelivery, SmtpSecurity, format_duration};
 use crate::store::{FileRecord, RecipientRecord};
 use crate::template::human_bytes;
 
+/// Why a `delivery: link` message carries no files: the task's notify entry or the channel
+/// asks for links.
+fn link_reason(message: &Message) -> &'static str {
+    if message.delivery.is_some() {
+        "this task sends links"
+    } else {
+        "this channel sends links"
+    }
+}
+
 /// MIME type of `.xlsx` files.
 const XLSX: &str = "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet";
 
@@ -496,13 +506,13 @@ impl Email {
             temp: None,
             parts: Vec::new(),
         };
-        match self.spec.delivery {
+        match message.delivery.unwrap_or(self.spec.delivery) {
             RobotDelivery::Attach => {
                 self.check_size(message)?;
                 Ok(as_is(message))
             }
             _ if message.attachments.is_empty() => Ok(as_is(message)),
-            RobotDelivery::Link => self.link_instead(message, total, "this channel sends links"),
+            RobotDelivery::Link => self.link_instead(message, total, link_reason(message)),
             RobotDelivery::Auto if total <= limit => Ok(as_is(message)),
             RobotDelivery::Auto => {
                 let all_zipped = message
@@ -1371,6 +1381,7 @@ mod tests {
             html: Some("<p>html</p>".into()),
             attachments,
             link: None,
+            delivery: None,
         }
     }
 
@@ -1668,6 +1679,44 @@ mod tests {
         let f = Email::new("mail", &s).fit(&m).await.unwrap();
         assert!(f.message.attachments.is_empty());
         assert!(f.message.body.contains("(this channel sends links)"));
+    }
+
+    #[tokio::test]
+    async fn the_task_entrys_delivery_overrides_the_channels() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut m = message(dir.path(), &[("a.csv", b"x")]);
+        m.link = Some("https://files.example.test/d/abc/a.csv".into());
+        // `link` for the task on an `attach` channel: the link, no files.
+        let mut s = spec();
+        s.delivery = RobotDelivery::Attach;
+        m.delivery = Some(RobotDelivery::Link);
+        let f = Email::new("mail", &s).fit(&m).await.unwrap();
+        assert!(f.message.attachments.is_empty());
+        assert!(
+            f.message.body.contains(
+                "are not attached (this task sends links): download them from https://files.example.test/d/abc/a.csv"
+            ),
+            "{}",
+            f.message.body
+        );
+        // `attach` for the task on a `link` channel: the files.
+        s.delivery = RobotDelivery::Link;
+        m.delivery = Some(RobotDelivery::Attach);
+        let f = Email::new("mail", &s).fit(&m).await.unwrap();
+        assert_eq!(f.message.attachments.len(), 1);
+        assert_eq!(f.message.body, "text");
+        // And over the limit, `attach` refuses rather than sending the link.
+        let big = message(dir.path(), &[("b.csv", &[b'x'; 200])]);
+        let m = Message {
+            delivery: Some(RobotDelivery::Attach),
+            link: m.link.clone(),
+            ..big
+        };
+        s.delivery = RobotDelivery::Auto;
+        assert!(matches!(
+            Email::new("mail", &s).fit(&m).await,
+            Err(NotifyError::Permanent(e)) if e.contains("over the channel's max_attachment_bytes")
+        ));
     }
 
     #[test]

@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::config::{ChannelKind, ChannelSpec, format_duration};
+use crate::config::{ChannelKind, ChannelSpec, RobotDelivery, format_duration};
 use crate::store::{FileRecord, Status};
 use crate::template::human_bytes;
 
@@ -57,6 +57,8 @@ struct FileView {
     bytes: u64,
     size: String,
     sha256: String,
+    /// Rows in this file, when known: the run's rows when it wrote one file.
+    rows: Option<u64>,
     /// The signed download link, when links are configured.
     link: Option<String>,
     /// When the link stops working, in the task's zone.
@@ -91,6 +93,7 @@ impl RunReport {
                 bytes: f.bytes,
                 size: human_bytes(f.bytes),
                 sha256: f.sha256.clone(),
+                rows: (self.files.len() == 1).then_some(self.rows),
                 link: self.link_of(&f.path).map(|l| l.url.clone()),
                 link_expires: self.link_of(&f.path).map(|l| self.local_time(l.expires_at)),
             })
@@ -153,6 +156,9 @@ pub struct Message {
     /// on chat robots.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub link: Option<String>,
+    /// The notify entry's `delivery` (files or link), over the channel's setting.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delivery: Option<RobotDelivery>,
 }
 
 /// A [`Message`] as the delivery ledger keeps it: every field, so that a retry (or a
@@ -172,6 +178,9 @@ struct LedgerMessage {
     html: Option<String>,
     attachments: Vec<FileRecord>,
     link: Option<String>,
+    /// Absent in rows recorded before the per-task `delivery` existed.
+    #[serde(default)]
+    delivery: Option<RobotDelivery>,
 }
 
 impl Message {
@@ -191,6 +200,7 @@ impl Message {
             html: m.html,
             attachments: m.attachments,
             link: m.link,
+            delivery: m.delivery,
         })
         .expect("messages serialize")
     }
@@ -212,6 +222,7 @@ impl Message {
             html: m.html,
             attachments: m.attachments,
             link: m.link,
+            delivery: m.delivery,
         })
     }
 }
@@ -238,5 +249,155 @@ pub fn build(spec: &ChannelSpec) -> Box<dyn Notifier> {
         ChannelKind::Outbox { dir } => Box::new(outbox::Outbox::new(dir.clone())),
         ChannelKind::Email(email) => Box::new(email::Email::new(&spec.name, email)),
         ChannelKind::Robot(r) => Box::new(chat::ChatChannel::new(&spec.name, r)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn message() -> Message {
+        Message {
+            task: "t".into(),
+            run_id: "r".into(),
+            channel: "mail".into(),
+            occurrence: 2,
+            recipients: vec!["a@example.test".into()],
+            cc: Vec::new(),
+            bcc: Vec::new(),
+            subject: "s".into(),
+            body: "b".into(),
+            html: None,
+            attachments: Vec::new(),
+            link: Some("https://files.example.test/d/x".into()),
+            delivery: Some(RobotDelivery::Link),
+        }
+    }
+
+    #[test]
+    fn the_ledger_keeps_the_entrys_delivery() {
+        let json = message().to_ledger();
+        assert!(json.contains(r#""delivery":"link""#), "{json}");
+        let back = Message::from_ledger(&json).unwrap();
+        assert_eq!(back.delivery, Some(RobotDelivery::Link));
+        assert_eq!(back.occurrence, 2);
+    }
+
+    #[test]
+    fn ledger_rows_from_before_the_per_task_delivery_still_load() {
+        let mut v: serde_json::Value = serde_json::from_str(&message().to_ledger()).unwrap();
+        v.as_object_mut().unwrap().remove("delivery");
+        let back = Message::from_ledger(&v.to_string()).unwrap();
+        assert_eq!(back.delivery, None);
+        assert_eq!(back.link.as_deref(), Some("https://files.example.test/d/x"));
+    }
+}
+
+/// The repository's default templates (`templates/report.*`) rendered for fixed runs,
+/// compared with `tests/golden/report_*`. After an intended change,
+/// `FERRY_BLESS=1 cargo test --lib golden` rewrites the golden files; review the diff.
+#[cfg(test)]
+mod golden {
+    use super::*;
+    use crate::template::MessageTemplate;
+
+    fn report(files: &[(&str, u64)], with_links: bool) -> RunReport {
+        let at = |s: &str| s.parse::<DateTime<Utc>>().unwrap();
+        let files: Vec<FileRecord> = files
+            .iter()
+            .enumerate()
+            .map(|(i, (name, bytes))| FileRecord {
+                path: format!("exports/daily_sales/{name}"),
+                bytes: *bytes,
+                sha256: format!("{i}").repeat(64),
+            })
+            .collect();
+        let links = if with_links {
+            files
+                .iter()
+                .map(|f| crate::links::FileLink {
+                    path: f.path.clone(),
+                    name: crate::links::file_name_of(&f.path),
+                    bytes: f.bytes,
+                    sha256: f.sha256.clone(),
+                    link_id: "l1".into(),
+                    url: format!(
+                        "https://files.example.com/ferry/d/l1/{}?exp=1764626400&sig=abc",
+                        crate::links::file_name_of(&f.path)
+                    ),
+                    expires_at: at("2026-12-01T22:00:00Z"),
+                })
+                .collect()
+        } else {
+            Vec::new()
+        };
+        RunReport {
+            task: "daily_sales".into(),
+            description: Some("每日销售明细 <all regions>".into()),
+            run_id: "01938f2e-7a00-7000-8000-000000000001".into(),
+            status: Status::Succeeded,
+            scheduled_at: at("2026-11-24T22:00:00Z"),
+            tz: chrono_tz::Asia::Shanghai,
+            duration: std::time::Duration::from_millis(4_200),
+            rows: 1_048_576,
+            files,
+            warnings: vec![
+                "1048576 rows did not fit one sheet (1048575 rows at most): written over 2 sheets"
+                    .into(),
+                "column `note`: 3 value(s) longer than 32767 characters were cut to 32767 characters (Excel's cell limit)".into(),
+            ],
+            error: None,
+            links,
+        }
+    }
+
+    fn check(name: &str, report: &RunReport) {
+        let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        let tpl = MessageTemplate::locate(&dir.join("templates"), "report");
+        let ctx = report.context();
+        let (subject, body) = tpl.render(&ctx).unwrap();
+        let html = tpl.render_html(&ctx).unwrap().unwrap();
+        let rendered = format!("Subject: {subject}\n\n{body}\n----- html\n{html}");
+        let golden = dir.join("tests/golden").join(format!("report_{name}.txt"));
+        if std::env::var_os("FERRY_BLESS").is_some() {
+            std::fs::write(&golden, &rendered).unwrap();
+            return;
+        }
+        let expected = std::fs::read_to_string(&golden)
+            .unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
+        assert_eq!(rendered, expected, "{}", golden.display());
+    }
+
+    #[test]
+    fn a_report_says_rows_sizes_sha256_links_with_their_expiry_and_cuts() {
+        let r = report(&[("daily_sales_20261125.xlsx", 52_428_800)], true);
+        check("link", &r);
+        let ctx = r.context().to_string();
+        // The link's expiry in the task's zone (22:00 UTC is 06:00 the next day in Shanghai).
+        assert!(ctx.contains("2026-12-02 06:00 Asia/Shanghai"), "{ctx}");
+    }
+
+    #[test]
+    fn a_report_of_several_files_lists_each_part() {
+        check(
+            "parts",
+            &report(
+                &[
+                    ("daily_sales_north.csv", 1_536),
+                    ("daily_sales_south.csv", 2_048),
+                ],
+                false,
+            ),
+        );
+    }
+
+    #[test]
+    fn a_failed_run_says_why() {
+        let mut r = report(&[], false);
+        r.status = Status::Failed;
+        r.rows = 0;
+        r.warnings.clear();
+        r.error = Some("timeout: the run took longer than 30m (task `timeout`)".into());
+        check("failed", &r);
     }
 }

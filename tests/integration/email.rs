@@ -250,6 +250,25 @@ pub(crate) fn plain_channel(name: &str, port: u16) -> String {
     )
 }
 
+/// `tasks/<name>.yaml`: a CSV export of `t`'s ids with the given `notify` line(s).
+fn id_task(p: &Project, name: &str, notify: &str) {
+    p.write(
+        &format!("tasks/{name}.yaml"),
+        &format!(
+            "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: {{ format: csv }}\n{notify}"
+        ),
+    );
+}
+
+/// A loopback port that was just free: nothing listens there.
+fn closed_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
 pub(crate) fn sha256(bytes: &[u8]) -> String {
     hex::encode(Sha256::digest(bytes))
 }
@@ -455,11 +474,7 @@ fn starttls_and_implicit_tls_with_a_private_ca_and_authentication() {
         secure("submission", m.starttls_port, "starttls"),
         secure("smtps", m.smtps_port, "tls")
     ));
-    p.write(
-        "tasks/secure.yaml",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
-         notify: [submission, smtps]\n",
-    );
+    id_task(&p, "secure", "notify: [submission, smtps]\n");
     // The submission and smtps listeners refuse mail without TLS and AUTH, so a delivery
     // proves both worked.
     let run = p.run_json("secure", &[], 0);
@@ -488,19 +503,16 @@ fn a_wrong_password_is_a_permanent_failure_that_never_shows_the_password() {
          from: ferry@example.test\n    to: [alice@example.test]\n",
         m.starttls_port, m.ca, m.user
     ));
-    p.write(
-        "tasks/denied.yaml",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
-         notify: [mail]\n",
-    );
+    id_task(&p, "denied", "notify: [mail]\n");
     let out = std::process::Command::new(crate::support::FERRY)
         .current_dir(p.path())
         .args(["--config", "config.yaml", "run", "denied", "--json"])
         .env("FERRY_LOG", "debug")
         .output()
         .unwrap();
-    // The export succeeded; the failed notification is a warning and a failed delivery.
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    // The export succeeded (exit 3: not delivered); the failed notification is a warning
+    // and a failed delivery.
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let run: serde_json::Value = serde_json::from_str(&stdout(&out)).unwrap();
     let deliveries = recorded_deliveries(&p, &run);
     assert_eq!(deliveries.len(), 1);
@@ -543,12 +555,8 @@ fn an_untrusted_certificate_is_a_permanent_failure() {
          from: ferry@example.test\n    to: [alice@example.test]\n",
         m.starttls_port
     ));
-    p.write(
-        "tasks/untrusted.yaml",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
-         notify: [mail]\n",
-    );
-    let run = p.run_json("untrusted", &[], 0);
+    id_task(&p, "untrusted", "notify: [mail]\n");
+    let run = p.run_json("untrusted", &[], 3);
     let d = &recorded_deliveries(&p, &run)[0];
     assert_eq!(d["status"], "failed", "{d}");
     assert_eq!(d["retryable"], false, "{d}");
@@ -562,13 +570,13 @@ fn smtp_4xx_replies_are_retryable_and_5xx_permanent() {
     let Some(m) = mail() else { return };
     // test-services.sh makes Postfix answer 451 for tempfail@ and 550 for rejected@.
     let p = project(&plain_channel("mail", m.smtp_port));
-    p.write(
-        "tasks/replies.yaml",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
-         notify:\n  - { channel: mail, to: [tempfail@example.test] }\n  \
+    id_task(
+        &p,
+        "replies",
+        "notify:\n  - { channel: mail, to: [tempfail@example.test] }\n  \
          - { channel: mail, to: [rejected@example.test] }\n  - mail\n",
     );
-    let run = p.run_json("replies", &[], 0);
+    let run = p.run_json("replies", &[], 3);
     let deliveries = recorded_deliveries(&p, &run);
     assert_eq!(deliveries.len(), 3, "{deliveries:?}");
     let (temp, rejected, ok) = (&deliveries[0], &deliveries[1], &deliveries[2]);
@@ -594,24 +602,41 @@ fn smtp_4xx_replies_are_retryable_and_5xx_permanent() {
     m.wait_for("alice@example.test", ok["receipt"].as_str().unwrap());
 }
 
+#[test]
+fn a_recipient_refused_for_good_makes_the_run_exit_3() {
+    let Some(m) = mail() else { return };
+    let p = project(&plain_channel("mail", m.smtp_port));
+    id_task(
+        &p,
+        "refused_rcpt",
+        "notify:\n  - mail\n  - { channel: mail, to: [rejected@example.test] }\n",
+    );
+    let out = p.ferry(&["run", "refused_rcpt"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    let err = crate::support::stderr(&out);
+    let line = err
+        .lines()
+        .find(|l| l.starts_with("error: "))
+        .unwrap_or_else(|| panic!("{err}"));
+    assert!(
+        line.starts_with(&format!(
+            "error: task `refused_rcpt` exported, not delivered: `mail` (entry 2) failed: SMTP server 127.0.0.1:{} (none)",
+            m.smtp_port
+        )),
+        "{line}"
+    );
+    assert!(line.contains("550"), "{line}");
+}
+
 // ---------------------------------------------------------------------------------------
 // Tests that need no mail server.
 
 #[test]
 fn a_closed_port_is_a_retryable_failure() {
-    // A port that was just free: nothing listens there.
-    let port = std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port();
+    let port = closed_port();
     let p = project(&plain_channel("mail", port));
-    p.write(
-        "tasks/refused.yaml",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
-         notify: [mail]\n",
-    );
-    let run = p.run_json("refused", &[], 0);
+    id_task(&p, "refused", "notify: [mail]\n");
+    let run = p.run_json("refused", &[], 3);
     let d = &recorded_deliveries(&p, &run)[0];
     assert_eq!(d["status"], "pending", "{d}");
     assert_eq!(d["retryable"], true, "{d}");
@@ -624,6 +649,44 @@ fn a_closed_port_is_a_retryable_failure() {
         "{error}"
     );
     assert!(error.to_lowercase().contains("refused"), "{error}");
+}
+
+#[test]
+fn a_run_whose_delivery_is_not_made_exits_3_and_names_the_channel() {
+    let port = closed_port();
+    let p = project(&plain_channel("mail", port));
+    id_task(&p, "undelivered", "notify: [box, mail]\n");
+    let out = p.ferry(&["run", "undelivered"]);
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
+    assert!(
+        stdout(&out).starts_with("succeeded: undelivered"),
+        "{}",
+        describe(&out)
+    );
+    let err = crate::support::stderr(&out);
+    let summary: Vec<&str> = err.lines().filter(|l| l.starts_with("error: ")).collect();
+    assert_eq!(summary.len(), 1, "{err}");
+    let line = summary[0];
+    // The outbox delivery went out: only `mail` is named, with its state and reason.
+    assert!(
+        line.starts_with(
+            "error: task `undelivered` exported, not delivered: `mail` pending, `ferry serve` retries it from 20"
+        ),
+        "{line}"
+    );
+    assert!(
+        line.contains(&format!(": SMTP server 127.0.0.1:{port} (none)")),
+        "{line}"
+    );
+    assert!(!line.contains("`box`"), "{line}");
+    // Without notifications nothing is undelivered.
+    let out = p.ferry(&["run", "undelivered", "--no-notify"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        !crate::support::stderr(&out).contains("not delivered"),
+        "{}",
+        describe(&out)
+    );
 }
 
 #[test]
@@ -643,13 +706,9 @@ fn a_server_that_accepts_and_stays_silent_times_out_retryably() {
         }
     });
     let p = project(&format!("{}    timeout: 1s\n", plain_channel("mail", port)));
-    p.write(
-        "tasks/silent.yaml",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT id FROM t\noutput: { format: csv }\n\
-         notify: [mail]\n",
-    );
+    id_task(&p, "silent", "notify: [mail]\n");
     let started = Instant::now();
-    let run = p.run_json("silent", &[], 0);
+    let run = p.run_json("silent", &[], 3);
     assert!(
         started.elapsed() < Duration::from_secs(20),
         "{:?}",
@@ -675,7 +734,7 @@ fn attachments_over_the_limit_are_refused_with_their_sizes() {
         "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT * FROM t ORDER BY id\n\
          output: { format: csv, file_name: 大文件 }\nnotify: [mail]\n",
     );
-    let run = p.run_json("big", &[], 0);
+    let run = p.run_json("big", &[], 3);
     let bytes = run["files"][0]["bytes"].as_u64().unwrap();
     assert!(bytes > 100);
     let d = &recorded_deliveries(&p, &run)[0];
@@ -812,4 +871,67 @@ fn too_big_files_are_zipped_to_fit_the_limit() {
     let mut csv = Vec::new();
     std::io::Read::read_to_end(&mut member, &mut csv).unwrap();
     assert_eq!(sha256(&csv), run["files"][0]["sha256"].as_str().unwrap());
+}
+
+#[test]
+fn a_task_entry_with_delivery_link_sends_the_link_and_no_attachment_on_an_attach_channel() {
+    let Some(m) = mail() else { return };
+    let p = project(&format!(
+        "{}    delivery: attach\n",
+        plain_channel("mail", m.smtp_port)
+    ));
+    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
+    p.write(
+        "config.yaml",
+        &format!(
+            "links:\n  public_url: https://files.example.test/ferry\n  \
+             signing_key: \"k7Vq2-Lm9Xw4Rt8Zp3Nc6Bh1Df5Gs0Ja\"\n{config}"
+        ),
+    );
+    // The same channel twice: the entry's `link` first, then the channel's `attach`.
+    p.write(
+        "tasks/linked.yaml",
+        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT * FROM t ORDER BY id\n\
+         output: { format: csv, file_name: 链接 }\n\
+         notify:\n  - { channel: mail, delivery: link }\n  - mail\n",
+    );
+    let run = p.run_json("linked", &[], 0);
+    let deliveries = recorded_deliveries(&p, &run);
+    assert_eq!(deliveries.len(), 2, "{deliveries:?}");
+    assert!(
+        deliveries.iter().all(|d| d["status"] == "sent"),
+        "{deliveries:?}"
+    );
+
+    let raw = m.wait_for(
+        "alice@example.test",
+        deliveries[0]["receipt"].as_str().unwrap(),
+    );
+    let parsed = MessageParser::default().parse(&raw).unwrap();
+    assert_eq!(parsed.attachments().count(), 0);
+    let text = parsed.body_text(0).unwrap().to_string();
+    let html = parsed.body_html(0).unwrap().to_string();
+    assert!(
+        text.contains(
+            "are not attached (this task sends links): download them from https://files.example.test/ferry/d/"
+        ),
+        "{text}"
+    );
+    assert!(
+        html.contains("are not attached (this task sends links)"),
+        "{html}"
+    );
+
+    // The channel's own `attach` still applies to the entry without `delivery`.
+    let raw = m.wait_for(
+        "alice@example.test",
+        deliveries[1]["receipt"].as_str().unwrap(),
+    );
+    let parsed = MessageParser::default().parse(&raw).unwrap();
+    assert_attachments(&p, &raw, &parsed, &run);
+    assert!(
+        !parsed.body_text(0).unwrap().contains("are not attached"),
+        "{:?}",
+        parsed.body_text(0)
+    );
 }

@@ -120,7 +120,7 @@ fn a_550_is_not_retried_fails_the_delivery_and_alerts_the_owners_once() {
             "owners: [bob@example.test]\n{SMALL_TASK}notify:\n  - {{ channel: mail, to: [rejected@example.test] }}\n"
         ),
     );
-    let run = p.run_json("refused", &[], 0);
+    let run = p.run_json("refused", &[], 3);
     let d = &recorded_deliveries(&p, &run)[0];
     assert_eq!(d["status"], "failed", "{d}");
     assert_eq!(d["retryable"], false, "{d}");
@@ -156,7 +156,7 @@ fn each_recipient_has_its_own_state_and_only_the_waiting_one_is_retried() {
             "{SMALL_TASK}notify:\n  - {{ channel: mail, to: [alice@example.test, rejected@example.test], cc: [tempfail@example.test] }}\n"
         ),
     );
-    let run = p.run_json("mixed", &[], 0);
+    let run = p.run_json("mixed", &[], 3);
     let d = &recorded_deliveries(&p, &run)[0];
     assert_eq!(d["status"], "pending", "{d}");
     assert_eq!(d["attempts"], 3, "{d}");
@@ -261,7 +261,7 @@ fn a_connection_lost_after_the_final_dot_is_retried_once_and_recorded_maybe_dupl
     // Lost again on the one retry: failed, never a third send.
     proxy.script(&[Fault::DropAfterDot, Fault::DropAfterDot]);
     let before = proxy.connections().len();
-    let run = p.run_json("lost", &[], 0);
+    let run = p.run_json("lost", &[], 3);
     let d = &recorded_deliveries(&p, &run)[0];
     assert_eq!(d["status"], "failed", "{d}");
     assert_eq!(d["attempts"], 2, "{d}");

@@ -90,7 +90,7 @@ fn a_permanent_refusal_is_attempted_exactly_once() {
         200,
         r#"{"errcode":310000,"errmsg":"keywords not in content"}"#,
     );
-    let json = p.run_json("t", &[], 0);
+    let json = p.run_json("t", &[], 3);
     let d = ding_delivery(&json);
     assert_eq!(d["status"], "failed", "{json}");
     assert_eq!(d["retryable"], false, "{json}");
@@ -123,7 +123,7 @@ fn channels_are_independent_and_the_run_says_partially_delivered() {
     for _ in 0..3 {
         fake.script(500, "internal error");
     }
-    let json = p.run_json("t", &[], 0);
+    let json = p.run_json("t", &[], 3);
     assert_eq!(json["status"], "succeeded", "{json}");
     assert_eq!(json["delivery"], "partially_delivered", "{json}");
     let deliveries = json["deliveries"].as_array().unwrap();
@@ -163,7 +163,7 @@ fn a_pending_delivery_is_sent_by_serve_without_running_the_query_again() {
     for _ in 0..3 {
         fake.script(500, "internal error");
     }
-    let json = p.run_json("t", &[], 0);
+    let json = p.run_json("t", &[], 3);
     let d = ding_delivery(&json);
     assert_eq!(d["status"], "pending", "{json}");
     assert_eq!(d["attempts"], 3, "{json}");
@@ -252,7 +252,7 @@ fn a_delivery_interrupted_mid_send_is_sent_once_more_as_maybe_duplicate() {
     for _ in 0..3 {
         fake.script(500, "internal error");
     }
-    let json = p.run_json("t", &[], 0);
+    let json = p.run_json("t", &[], 3);
     assert_eq!(ding_delivery(&json)["status"], "pending", "{json}");
     let node = history(&p, "t")[0]["node"].as_str().unwrap().to_string();
     // What a process killed during its fourth attempt leaves: `sending`, held by a pid

@@ -91,9 +91,9 @@ fn dingtalk_refusals_are_permanent_and_name_no_secret() {
         "{}",
         describe(&out)
     );
-    // The export succeeded (exit 0, as for email); the deliveries say what failed.
+    // The export succeeded and a delivery failed: exit 3; the deliveries say what failed.
     let out = p.ferry(&["run", "t", "--json"]);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert_eq!(out.status.code(), Some(3), "{}", describe(&out));
     let all = describe(&out);
     for secret in [
         "SECwrong-secret-9999",
@@ -472,7 +472,7 @@ fn wecom_files_over_20_mb_go_as_a_note_in_auto_and_fail_in_attach() {
         "tasks/t.yaml",
         "schedule: '0 6 * * *'\nsource: db\nquery: |\n  WITH RECURSIVE c(x) AS (SELECT 1 UNION ALL SELECT x + 1 FROM c WHERE x < 220000)\n  SELECT x, printf('%0100d', x) AS pad FROM c\noutput: { format: csv, file_name: big }\nnotify: [wc, wcattach]\n",
     );
-    let json = p.run_json("t", &[], 0);
+    let json = p.run_json("t", &[], 3);
     assert!(
         json["files"][0]["bytes"].as_u64().unwrap() > 20 * 1024 * 1024,
         "{json}"

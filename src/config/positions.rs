@@ -1,0 +1,197 @@
+//! Where each field of a YAML file is: a second, shape-free parse of the same text that
+//! records the line and column of every mapping value and list item by its field path
+//! (`channels.mail.port`, `notify[1].to[0]`).
+//!
+//! The raw types lose positions inside internally tagged enums (`type: email` channels,
+//! `type: mysql` datasources): serde buffers such a map before it knows the variant, and
+//! the buffer has no locations. This index gives the validator the position of the field a
+//! problem names, whatever the shape of the raw type that held it.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::Deserialize;
+use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
+use serde_saphyr::Spanned;
+
+/// Field path → 1-based (line, column) of its value.
+#[derive(Debug, Clone, Default)]
+pub struct Positions(BTreeMap<String, (usize, usize)>);
+
+impl Positions {
+    /// Indexes `text`; a text that does not parse gives an empty index (its parse error is
+    /// reported by the typed parse).
+    pub fn index(text: &str) -> Positions {
+        let options = serde_saphyr::options! { with_snippet: false };
+        let mut out = BTreeMap::new();
+        if let Ok(root) = serde_saphyr::from_str_with_options::<Node>(text, options) {
+            walk(&root, String::new(), &mut out);
+        }
+        Positions(out)
+    }
+
+    /// The position of the value at `field`, if the file has it.
+    pub fn get(&self, field: &str) -> Option<(usize, usize)> {
+        self.0.get(field).copied()
+    }
+}
+
+fn walk(node: &Node, path: String, out: &mut BTreeMap<String, (usize, usize)>) {
+    let loc = node.0.referenced;
+    if !path.is_empty() && loc.line() > 0 {
+        out.insert(path.clone(), (loc.line() as usize, loc.column() as usize));
+    }
+    match &node.0.value {
+        Tree::Map(entries) => {
+            for (key, value) in entries {
+                let p = if path.is_empty() {
+                    key.clone()
+                } else {
+                    format!("{path}.{key}")
+                };
+                walk(value, p, out);
+            }
+        }
+        Tree::Seq(items) => {
+            for (i, item) in items.iter().enumerate() {
+                walk(item, format!("{path}[{i}]"), out);
+            }
+        }
+        Tree::Leaf => {}
+    }
+}
+
+/// Any YAML value with its position.
+struct Node(Spanned<Tree>);
+
+impl<'de> Deserialize<'de> for Node {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        Spanned::deserialize(d).map(Node)
+    }
+}
+
+enum Tree {
+    Map(Vec<(String, Node)>),
+    Seq(Vec<Node>),
+    Leaf,
+}
+
+impl<'de> Deserialize<'de> for Tree {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        d.deserialize_any(TreeVisitor)
+    }
+}
+
+struct TreeVisitor;
+
+/// Scalars are leaves whatever their type.
+macro_rules! leaf {
+    ($($name:ident: $ty:ty),*) => {
+        $(fn $name<E: de::Error>(self, _: $ty) -> Result<Tree, E> { Ok(Tree::Leaf) })*
+    };
+}
+
+impl<'de> Visitor<'de> for TreeVisitor {
+    type Value = Tree;
+
+    fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str("any YAML value")
+    }
+
+    leaf!(visit_bool: bool, visit_i64: i64, visit_u64: u64, visit_i128: i128,
+          visit_u128: u128, visit_f64: f64, visit_str: &str, visit_bytes: &[u8]);
+
+    fn visit_unit<E: de::Error>(self) -> Result<Tree, E> {
+        Ok(Tree::Leaf)
+    }
+
+    fn visit_none<E: de::Error>(self) -> Result<Tree, E> {
+        Ok(Tree::Leaf)
+    }
+
+    fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Tree, D::Error> {
+        d.deserialize_any(TreeVisitor)
+    }
+
+    fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Tree, A::Error> {
+        let mut items = Vec::new();
+        while let Some(item) = seq.next_element::<Node>()? {
+            items.push(item);
+        }
+        Ok(Tree::Seq(items))
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Tree, A::Error> {
+        let mut entries = Vec::new();
+        while let Some(key) = map.next_key::<Key>()? {
+            match key.0 {
+                Some(k) => entries.push((k, map.next_value::<Node>()?)),
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(Tree::Map(entries))
+    }
+}
+
+/// A mapping key as text (`None` for a null key: it names no field).
+struct Key(Option<String>);
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a mapping key")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(Key(Some(v.to_string())))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Key, E> {
+                Ok(Key(Some(v.to_string())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Key, E> {
+                Ok(Key(Some(v.to_string())))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Key, E> {
+                Ok(Key(Some(v.to_string())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Key, E> {
+                Ok(Key(Some(v.to_string())))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Key, E> {
+                Ok(Key(None))
+            }
+        }
+        // As an identifier, like the typed parse: `on:` is the key `on`, not `true`.
+        d.deserialize_identifier(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn values_of_maps_and_lists_are_found_by_field_path() {
+        let text = "channels:\n  mail:\n    type: email\n    port: 0\n    to: [a@x.test, \"b\"]\n  box: { type: outbox, dir: out }\nnotify:\n  - mail\n  - channel: box\n    on: failure\n";
+        let p = Positions::index(text);
+        assert_eq!(p.get("channels.mail"), Some((3, 5)));
+        assert_eq!(p.get("channels.mail.port"), Some((4, 11)));
+        assert_eq!(p.get("channels.mail.to[1]"), Some((5, 20)));
+        assert_eq!(p.get("channels.box.dir"), Some((6, 29)));
+        assert_eq!(p.get("notify[0]"), Some((8, 5)));
+        assert_eq!(p.get("notify[1].on"), Some((10, 9)));
+        assert_eq!(p.get("channels.mail.host"), None);
+        // YAML 1.1 booleans as keys stay keys.
+        assert_eq!(Positions::index("yes: 1\non: 2\n").get("on"), Some((2, 5)));
+    }
+
+    #[test]
+    fn broken_text_gives_an_empty_index() {
+        assert_eq!(Positions::index("a: [1, 2").get("a"), None);
+        assert_eq!(Positions::index("").get(""), None);
+    }
+}
