@@ -26,9 +26,10 @@
 //!   (the message did not go out whole) from a missing reply.
 //! - **Size.** A message whose attachments exceed `max_attachment_bytes` is refused as a
 //!   permanent failure that names the sizes and the limit (never sent without them).
-//!   lettre needs the whole message in memory: each file is read straight into its base64
-//!   body and the builder is dropped once the message is formatted, so a 25 MB attachment
-//!   peaks at about 86 MB for the whole `ferry run` (docs/benchmarks.md). With
+//!   lettre needs the whole message in memory: each file is read in slices straight into
+//!   its base64 body (sized up front), the builder is dropped once the message is
+//!   formatted, and the message is dot-stuffed and written a slice at a time, so a 25 MB
+//!   attachment peaks at about 140 MB for the whole `ferry run` (docs/benchmarks.md). With
 //!   `delivery: auto`, files over the limit are zipped, and a zip still over it is split
 //!   into up to `max_parts` parts sent one email each with a manifest ([`super::parts`]).
 //! - **Errors.** SMTP 4xx replies, refused or lost connections and timeouts are
@@ -352,7 +353,8 @@ impl Email {
             return (finish(out, self.refusal(&e)), alive);
         }
         s.write_failed.store(false, Ordering::SeqCst);
-        match s.conn.message(raw).await {
+        // In slices, so that lettre's dot-stuffed copy is one slice, not the whole message.
+        match s.conn.message_iter(raw.chunks(MESSAGE_SLICE)).await {
             Ok(reply) => (finish(out, RcptOutcome::Sent(reply_text(&reply))), true),
             Err(e) if e.status().is_some() => (finish(out, self.refusal(&e)), true),
             // A write failed: the message did not go out whole, so it was not accepted.
@@ -791,6 +793,9 @@ impl Email {
     }
 }
 
+/// How much of a formatted message is dot-stuffed and written at a time.
+const MESSAGE_SLICE: usize = 256 * 1024;
+
 /// Added to certificate failures.
 const UNTRUSTED: &str =
     " (the server's certificate is not trusted: check `host` and, for a private CA, `ca_file`)";
@@ -1069,15 +1074,14 @@ fn compose(
 /// `Content-Type` `name` parameter (RFC 2047, for older clients).
 fn attachment(channel: &str, path: &Path) -> Result<SinglePart, NotifyError> {
     let name = file_name(&path.display().to_string());
-    let bytes = std::fs::read(path).map_err(|e| {
+    let encoded = base64_body(path).map_err(|e| {
         // The file was published by this run; it is gone only if someone removed it.
         NotifyError::Permanent(format!(
             "channel `{channel}`: cannot read the attachment {}: {e}",
             path.display()
         ))
     })?;
-    let body = Body::new_with_encoding(bytes, ContentTransferEncoding::Base64)
-        .expect("base64 can encode any bytes");
+    let body = Body::dangerous_pre_encoded(encoded, ContentTransferEncoding::Base64);
     let content_type = ContentType::parse(&format!(
         "{}; name=\"{}\"",
         mime_type(&name),
@@ -1139,6 +1143,46 @@ fn encoded_words(text: &str) -> String {
 }
 
 /// Standard base64 with padding (RFC 4648), for encoded words.
+/// A file as a base64 MIME body, read in slices straight into one buffer of the final size
+/// (never the whole file in memory next to its encoding): lines of 76 characters joined
+/// by CRLF, the last one without, exactly as lettre's own encoder writes them.
+fn base64_body(path: &Path) -> std::io::Result<Vec<u8>> {
+    use base64::Engine as _;
+    use std::io::Read;
+    const LINE_BYTES: usize = 57; // 76 base64 characters
+    const SLICE: usize = LINE_BYTES * 1024;
+    let mut file = std::fs::File::open(path)?;
+    let len = usize::try_from(file.metadata()?.len()).unwrap_or(usize::MAX);
+    let lines = len.div_ceil(LINE_BYTES);
+    let mut out = Vec::with_capacity(len.div_ceil(3) * 4 + lines.saturating_sub(1) * 2);
+    let mut buf = vec![0u8; SLICE];
+    let mut line = [0u8; 76];
+    loop {
+        // Fill the slice (a short read is not the end of the file).
+        let mut filled = 0;
+        while filled < SLICE {
+            match file.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(e),
+            }
+        }
+        for chunk in buf[..filled].chunks(LINE_BYTES) {
+            if !out.is_empty() {
+                out.extend_from_slice(b"\r\n");
+            }
+            let n = base64::engine::general_purpose::STANDARD
+                .encode_slice(chunk, &mut line)
+                .map_err(std::io::Error::other)?;
+            out.extend_from_slice(&line[..n]);
+        }
+        if filled < SLICE {
+            return Ok(out);
+        }
+    }
+}
+
 fn base64(bytes: &[u8]) -> String {
     use base64::Engine as _;
     base64::engine::general_purpose::STANDARD.encode(bytes)
@@ -1417,6 +1461,31 @@ mod tests {
         assert_eq!(mime_type("a.csv"), "text/csv");
         assert_eq!(mime_type("a.zip"), "application/zip");
         assert_eq!(mime_type("noext"), "application/octet-stream");
+    }
+
+    #[test]
+    fn base64_bodies_match_lettres_encoder() {
+        let dir = tempfile::tempdir().unwrap();
+        for len in [
+            0usize,
+            1,
+            56,
+            57,
+            58,
+            114,
+            57 * 1024 - 1,
+            57 * 1024,
+            57 * 1024 + 1,
+            200_003,
+        ] {
+            let data: Vec<u8> = (0..len).map(|i| (i * 31 % 251) as u8).collect();
+            let path = dir.path().join(format!("f{len}"));
+            std::fs::write(&path, &data).unwrap();
+            let ours = base64_body(&path).unwrap();
+            let theirs = Body::new_with_encoding(data, ContentTransferEncoding::Base64).unwrap();
+            assert_eq!(ours, theirs.into_vec(), "{len} bytes");
+            assert_eq!(ours.capacity(), ours.len(), "{len} bytes: sized up front");
+        }
     }
 
     #[test]

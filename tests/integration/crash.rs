@@ -140,3 +140,107 @@ fn killed_xlsx_export_leaves_no_file_and_is_recorded_failed() {
         "exports/big_xlsx/big.xlsx",
     );
 }
+
+/// reliability.md case 23: SIGKILL at random moments of a run (start, mid-export, the
+/// publish, the end). Whatever the moment, the final path is absent or holds a complete
+/// file; a run recorded `succeeded` lists exactly that file; the next start sweeps every
+/// partial and temp file. The moments are printed with their seed, to replay a failure.
+#[test]
+fn random_kills_leave_either_no_file_or_a_complete_one() {
+    use sha2::{Digest, Sha256};
+
+    let p = Project::fixture("project");
+    p.run_json("from_file", &["--no-notify"], 0);
+    let sha = |path: &Path| hex::encode(Sha256::digest(std::fs::read(path).unwrap()));
+    let xlsx_rows = |path: &Path| {
+        use calamine::{Reader, Xlsx, open_workbook};
+        let mut book: Xlsx<_> = open_workbook(path).expect("a complete workbook opens");
+        let sheet = book.sheet_names()[0].clone();
+        book.worksheet_range(&sheet).unwrap().rows().count()
+    };
+    let mut seed: u64 = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_nanos() as u64
+        | 1;
+    eprintln!("seed {seed}");
+    let mut unit = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        (seed % 10_000) as f64 / 10_000.0
+    };
+
+    for (task, file) in [("big_csv", "big.csv"), ("big_xlsx", "big.xlsx")] {
+        let path = p.path().join("exports").join(task).join(file);
+        // A reference run, uninterrupted: its duration spreads the kills, its file is
+        // what a complete one looks like.
+        let start = Instant::now();
+        let reference = p.run_json(task, &["--no-notify"], 0);
+        let took = start.elapsed();
+        let reference_sha = sha(&path);
+        let reference_rows = (file.ends_with(".xlsx")).then(|| xlsx_rows(&path));
+        std::fs::remove_file(&path).unwrap();
+        assert_eq!(reference["status"], "succeeded");
+
+        for trial in 0..6 {
+            // Kill anywhere from the start to just past the usual end.
+            let at = took.mul_f64(1.1 * unit());
+            let before: Vec<serde_json::Value> =
+                serde_json::from_slice(&p.ferry(&["history", "--task", task, "--json"]).stdout)
+                    .unwrap();
+            let mut child = Command::new(FERRY)
+                .current_dir(p.path())
+                .args(["--config", "config.yaml", "run", task, "--no-notify"])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .unwrap();
+            std::thread::sleep(at);
+            let _ = child.kill(); // SIGKILL (it may have finished already)
+            child.wait().unwrap();
+            let what = format!("{task} trial {trial}: killed at {at:?} of {took:?}");
+
+            if path.exists() {
+                match reference_rows {
+                    Some(rows) => assert_eq!(xlsx_rows(&path), rows, "{what}"),
+                    None => assert_eq!(sha(&path), reference_sha, "{what}"),
+                }
+            }
+            // The next start reaps the killed run and sweeps its leftovers.
+            let out = p.ferry(&["run", "from_file", "--no-notify"]);
+            assert_eq!(out.status.code(), Some(0), "{what}: {}", describe(&out));
+            assert!(
+                !dir_has(&p.path().join("exports"), |name, _| name
+                    .ends_with(".partial")),
+                "{what}: a partial file is left"
+            );
+            assert!(
+                std::fs::read_dir(p.path().join("exports/.tmp"))
+                    .map(|mut d| d.next().is_none())
+                    .unwrap_or(true),
+                "{what}: worksheet temp files are left"
+            );
+            let runs: Vec<serde_json::Value> =
+                serde_json::from_slice(&p.ferry(&["history", "--task", task, "--json"]).stdout)
+                    .unwrap();
+            if runs.len() > before.len() {
+                let run = &runs[0];
+                match run["status"].as_str() {
+                    Some("succeeded") => {
+                        assert!(path.exists(), "{what}: succeeded without its file");
+                        assert_eq!(run["files"][0]["sha256"], sha(&path), "{what}");
+                    }
+                    Some("failed") => {
+                        let error = run["error"].as_str().unwrap_or_default();
+                        assert!(error.starts_with("interrupted:"), "{what}: {run}");
+                    }
+                    other => panic!("{what}: run left {other:?}: {run}"),
+                }
+            } else {
+                assert!(!path.exists(), "{what}: a file without a run");
+            }
+            let _ = std::fs::remove_file(&path);
+        }
+    }
+}
