@@ -12,7 +12,8 @@
 //!   independently; the entries of one channel go in `notify` order.
 //! - What still fails stays `pending`; `ferry serve`'s delivery worker ([`deliver_due`])
 //!   tries it again when it is due, with the backoff growing to an hour, up to
-//!   [`MAX_ATTEMPTS`] in all, then `failed`.
+//!   [`MAX_ATTEMPTS`] in all, then `failed`. A delivery (or email recipient) that fails for
+//!   good there alerts the task's owners ([`super::alert`]), as a failure in the run does.
 //! - A delivery left `sending` by a process that died may have gone out: it is tried once
 //!   more and recorded `maybe_duplicate` (email keeps its Message-ID, so clients can tell
 //!   the copies apart); if that try fails it is `failed`, never retried again.
@@ -504,6 +505,7 @@ pub async fn deliver_due(
     }
     let lanes = by_channel.into_values().map(|lane| async move {
         let mut n = 0;
+        let mut failed_runs = Vec::new();
         for d in lane {
             let item = Item {
                 key: d.key.clone(),
@@ -511,20 +513,67 @@ pub async fn deliver_due(
                 attempts: d.attempts,
                 message: d.message.clone(),
             };
-            if attempt(store, config, tasks.get(&d.task), &item, me, None)
-                .await?
-                .is_some()
+            if let Some(tried) = attempt(store, config, tasks.get(&d.task), &item, me, None).await?
             {
                 n += 1;
+                let recipient_failed = tried
+                    .end
+                    .recipients
+                    .iter()
+                    .any(|r| r.status == RecipientStatus::Failed);
+                if tried.end.status == DeliveryStatus::Failed || recipient_failed {
+                    failed_runs.push(d.key.run_id.clone());
+                }
             }
         }
-        Ok::<_, StoreError>(n)
+        Ok::<_, StoreError>((n, failed_runs))
     });
     let mut total = 0;
+    let mut failed_runs = std::collections::BTreeSet::new();
     for lane in futures_util::future::join_all(lanes).await {
-        total += lane?;
+        let (n, failed) = lane?;
+        total += n;
+        failed_runs.extend(failed);
+    }
+    for run_id in failed_runs {
+        alert_later_failure(store, config, tasks, &run_id).await?;
     }
     Ok(total)
+}
+
+/// Tells a task's owners that a retry made by the delivery worker failed for good (the
+/// run's own alert went out, or was held back, when the run ended).
+async fn alert_later_failure(
+    store: &dyn RunStore,
+    config: &Config,
+    tasks: &BTreeMap<String, TaskSpec>,
+    run_id: &str,
+) -> Result<(), StoreError> {
+    let Some(run) = store.get(run_id).await? else {
+        return Ok(());
+    };
+    let Some(task) = tasks.get(&run.task) else {
+        return Ok(());
+    };
+    let failed = super::alert::failed_deliveries(&run.deliveries);
+    let report = crate::notify::RunReport {
+        task: task.name.clone(),
+        description: task.description.clone(),
+        run_id: run.run_id.clone(),
+        status: run.status,
+        scheduled_at: run.scheduled_at,
+        tz: task.timezone,
+        duration: Duration::from_millis(run.duration_ms.unwrap_or(0).max(0) as u64),
+        rows: run.rows,
+        files: run.files.clone(),
+        warnings: run.warnings.clone(),
+        error: run.error.clone(),
+        links: Vec::new(),
+    };
+    if let Some(note) = super::alert::alert_owners(store, config, task, report, &failed).await? {
+        warn!(task = %task.name, run_id, "{note}");
+    }
+    Ok(())
 }
 
 #[cfg(test)]

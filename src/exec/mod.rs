@@ -12,6 +12,7 @@
 //!   store transaction; then they are sent, with retries ([`deliver`]). A notification that
 //!   failed or is still pending is added to the run's warnings.
 
+pub mod alert;
 pub mod deliver;
 
 use std::sync::Arc;
@@ -22,16 +23,35 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::config::{ChannelKind, Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
+use crate::config::{Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
 use crate::format::{self, Finished, FormatError, Staged, WriterOptions};
-use crate::notify::{self, Message, RunReport};
+use crate::notify::{Message, RunReport};
 use crate::params::RunParams;
 use crate::source;
 use crate::store::{
     Claim, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliverySummary, FileRecord, Outcome,
-    Owner, QueuedDelivery, RecipientStatus, RunStore, Status, Trigger,
+    Owner, QueuedDelivery, RunStore, Status, Trigger,
 };
 use crate::template::{self, MessageTemplate};
+
+/// What a run's messages (its report, the owner alert) say about it; links are added by
+/// the caller.
+fn run_report(task: &TaskSpec, r: &RunResult, scheduled_at: DateTime<Utc>) -> RunReport {
+    RunReport {
+        task: task.name.clone(),
+        description: task.description.clone(),
+        run_id: r.run_id.clone(),
+        status: r.status,
+        scheduled_at,
+        tz: task.timezone,
+        duration: r.duration,
+        rows: r.rows,
+        files: r.files.clone(),
+        warnings: r.warnings.clone(),
+        error: r.error.clone(),
+        links: Vec::new(),
+    }
+}
 
 /// How long a stopped run may take to wind down (statement interrupted, partial files
 /// removed) before it is recorded.
@@ -336,36 +356,17 @@ impl Executor {
         }
         // Owner alerts: a failed run, or deliveries (or email recipients) that failed for
         // good.
-        let failed_deliveries: Vec<String> = result
-            .deliveries
-            .iter()
-            .flat_map(|d| {
-                if d.status == DeliveryStatus::Failed {
-                    return vec![format!(
-                        "notify `{}`: {}",
-                        d.channel,
-                        d.error.as_deref().unwrap_or("failed")
-                    )];
-                }
-                d.recipients
-                    .iter()
-                    .filter(|r| r.status == RecipientStatus::Failed)
-                    .map(|r| {
-                        format!(
-                            "notify `{}`: {}: {}",
-                            d.channel,
-                            r.recipient,
-                            r.error.as_deref().unwrap_or("failed")
-                        )
-                    })
-                    .collect()
-            })
-            .collect();
+        let failed_deliveries = alert::failed_deliveries(&result.deliveries);
         if req.notify
             && (status == Status::Failed || !failed_deliveries.is_empty())
-            && let Some(note) = self
-                .alert_owners(task, &result, scheduled_at, &failed_deliveries)
-                .await?
+            && let Some(note) = alert::alert_owners(
+                &*self.store,
+                &self.config,
+                task,
+                run_report(task, &result, scheduled_at),
+                &failed_deliveries,
+            )
+            .await?
         {
             failures.push(note);
         }
@@ -374,111 +375,6 @@ impl Executor {
             result.warnings.extend(failures);
         }
         Ok(result)
-    }
-
-    /// Tells the task's owners that a run failed or some of its deliveries did, through
-    /// `alerts.channel`, at most once per task per `alerts.every` (the next alert counts
-    /// the failures held back meanwhile). Returns a warning for the run when the alert
-    /// could not be sent.
-    async fn alert_owners(
-        &self,
-        task: &TaskSpec,
-        r: &RunResult,
-        scheduled_at: DateTime<Utc>,
-        failed_deliveries: &[String],
-    ) -> Result<Option<String>, ExecError> {
-        let Some(alerts) = &self.config.alerts else {
-            return Ok(None);
-        };
-        let Some(spec) = self.config.channels.get(&alerts.channel) else {
-            return Ok(Some(format!(
-                "owner alert: channel `{}` is not defined",
-                alerts.channel
-            )));
-        };
-        let is_email = matches!(spec.kind, ChannelKind::Email(_));
-        if is_email && task.owners.is_empty() {
-            return Ok(None);
-        }
-        let now = Utc::now();
-        let Some(admission) = self
-            .store
-            .admit_alert(&task.name, now, alerts.every)
-            .await?
-        else {
-            info!(task = %task.name, "owner alert held back (one per {})", format_duration(alerts.every));
-            return Ok(None);
-        };
-        let report = RunReport {
-            task: task.name.clone(),
-            description: task.description.clone(),
-            run_id: r.run_id.clone(),
-            status: r.status,
-            scheduled_at,
-            tz: task.timezone,
-            duration: r.duration,
-            rows: r.rows,
-            files: r.files.clone(),
-            warnings: r.warnings.clone(),
-            error: r.error.clone(),
-            links: Vec::new(),
-        };
-        let ctx = minijinja::context! {
-            held => admission.held,
-            last_alert_at => admission.last_sent_at.map(|t| {
-                t.with_timezone(&task.timezone).format("%Y-%m-%d %H:%M:%S").to_string()
-            }),
-            failed_deliveries => failed_deliveries.to_vec(),
-            owners => task.owners.clone(),
-            ..report.context()
-        };
-        let tpl = MessageTemplate::locate(&self.config.templates_dir, &alerts.template);
-        let rendered = tpl.render(&ctx).and_then(|(subject, body)| {
-            let html = if spec.kind.wants_html() {
-                tpl.render_html(&ctx)?
-            } else {
-                None
-            };
-            Ok((subject, body, html))
-        });
-        let (subject, body, html) = match rendered {
-            Ok(m) => m,
-            Err(e) => return Ok(Some(format!("owner alert: {e}"))),
-        };
-        let message = Message {
-            task: task.name.clone(),
-            run_id: r.run_id.clone(),
-            // A label of its own, so that the alert never takes the place of the run's
-            // report on the same channel (outbox file name, Message-ID).
-            channel: format!("{}-alert", alerts.channel),
-            occurrence: 1,
-            recipients: if is_email {
-                task.owners.clone()
-            } else {
-                spec.recipients.clone()
-            },
-            cc: Vec::new(),
-            bcc: Vec::new(),
-            subject,
-            body,
-            html,
-            attachments: Vec::new(),
-            link: None,
-            delivery: None,
-        };
-        match notify::build(spec).notify(&message).await {
-            Ok(receipt) => {
-                info!(task = %task.name, channel = %alerts.channel, %receipt, "owners alerted");
-                Ok(None)
-            }
-            Err(e) => {
-                warn!(task = %task.name, channel = %alerts.channel, error = %e, "owner alert failed");
-                Ok(Some(format!(
-                    "owner alert through `{}`: {e}",
-                    alerts.channel
-                )))
-            }
-        }
     }
 
     /// Query → write → publish. Returns the published files and the writer's warnings.
@@ -718,20 +614,7 @@ impl Executor {
         r: &RunResult,
         scheduled_at: DateTime<Utc>,
     ) -> (Vec<QueuedDelivery>, Vec<String>) {
-        let mut report = RunReport {
-            task: task.name.clone(),
-            description: task.description.clone(),
-            run_id: r.run_id.clone(),
-            status: r.status,
-            scheduled_at,
-            tz: task.timezone,
-            duration: r.duration,
-            rows: r.rows,
-            files: r.files.clone(),
-            warnings: r.warnings.clone(),
-            error: r.error.clone(),
-            links: Vec::new(),
-        };
+        let mut report = run_report(task, r, scheduled_at);
         let mut failures = Vec::new();
         // Signed download links for the files, when `links:` is configured.
         if r.status == Status::Succeeded && !r.files.is_empty() {

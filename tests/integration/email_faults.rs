@@ -462,3 +462,62 @@ fn serve_killed_while_an_email_waits_in_backoff_sends_it_once_after_restart() {
         runs[0]["files"][0]["sha256"].as_str().unwrap()
     );
 }
+
+/// A delivery that fails for good on a later retry by `ferry serve` (not during the run)
+/// still tells the task's owners, once, naming the recipient and the server's reply.
+#[test]
+fn a_delivery_failing_for_good_on_a_later_retry_alerts_the_owners() {
+    let Some(m) = mail() else { return };
+    let proxy = SmtpProxy::start(m.smtp_port);
+    proxy.refuse();
+    let p = project(&format!(
+        "{}  oncall: {{ type: outbox, dir: alerts, recipients: [oncall@example.com] }}\nalerts: {{ channel: oncall }}\n",
+        plain_channel("mail", proxy.port)
+    ));
+    for part in ["alert.md.j2", "alert.subject.j2"] {
+        let text = std::fs::read_to_string(crate::support::repo().join("templates").join(part));
+        p.write(&format!("templates/{part}"), &text.unwrap());
+    }
+    p.write(
+        "tasks/later.yaml",
+        &format!(
+            "{SMALL_TASK}owners: [owner@example.com]\nnotify:\n  - {{ channel: mail, to: [rejected@example.test] }}\n"
+        ),
+    );
+    // In the run: three refused connections, the delivery is left pending; nothing has
+    // failed for good, so no alert yet.
+    let run = p.run_json("later", &[], 3);
+    let d = &recorded_deliveries(&p, &run)[0];
+    assert_eq!(d["status"], "pending", "{d}");
+    assert!(
+        p.files("alerts").is_empty(),
+        "no alert for a pending delivery"
+    );
+
+    // Later: the server is back and refuses the recipient (550) on the worker's retry.
+    proxy.listen();
+    let db = rusqlite::Connection::open(p.path().join("data/ferry.db")).unwrap();
+    db.busy_timeout(Duration::from_secs(10)).unwrap();
+    db.execute_batch("UPDATE deliveries SET next_attempt_at = '2000-01-01T00:00:00.000Z'")
+        .unwrap();
+    drop(db);
+    let mut child = serve(&p, "serve.log");
+    wait_logged(
+        &p,
+        "serve.log",
+        Duration::from_secs(30),
+        "owner alert",
+        || !p.files("alerts").is_empty(),
+    );
+    std::thread::sleep(Duration::from_secs(6)); // another worker pass: still one alert
+    terminate(&mut child);
+    let alerts = p.files("alerts");
+    assert_eq!(alerts.len(), 1, "{alerts:?}");
+    let alert = std::fs::read_to_string(p.path().join("alerts").join(&alerts[0])).unwrap();
+    assert!(alert.contains("rejected@example.test"), "{alert}");
+    assert!(alert.contains("550"), "{alert}");
+    let runs = history(&p, "later");
+    let d = &runs[0]["deliveries"][0];
+    assert_eq!(d["status"], "failed", "{d}");
+    assert_eq!(recipient(d, 0, "rejected@example.test")["status"], "failed");
+}

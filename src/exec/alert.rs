@@ -1,0 +1,129 @@
+//! Owner alerts: a failed run, or deliveries (or email recipients) that failed for good,
+//! are told to the task's `owners` through `alerts.channel`, at most once per task per
+//! `alerts.every`; the next alert counts the failures held back meanwhile.
+//!
+//! Called at the end of a run (for what failed during it) and by `ferry serve`'s delivery
+//! worker (for deliveries that fail for good on a later retry, hours after the run).
+
+use chrono::Utc;
+use tracing::{info, warn};
+
+use crate::config::{ChannelKind, Config, TaskSpec, format_duration};
+use crate::notify::{self, Message, RunReport};
+use crate::store::{DeliveryRecord, DeliveryStatus, RecipientStatus, RunStore, StoreError};
+use crate::template::MessageTemplate;
+
+/// One line per delivery, or per email recipient, that failed for good.
+pub fn failed_deliveries(deliveries: &[DeliveryRecord]) -> Vec<String> {
+    deliveries
+        .iter()
+        .flat_map(|d| {
+            if d.status == DeliveryStatus::Failed {
+                return vec![format!(
+                    "notify `{}`: {}",
+                    d.channel,
+                    d.error.as_deref().unwrap_or("failed")
+                )];
+            }
+            d.recipients
+                .iter()
+                .filter(|r| r.status == RecipientStatus::Failed)
+                .map(|r| {
+                    format!(
+                        "notify `{}`: {}: {}",
+                        d.channel,
+                        r.recipient,
+                        r.error.as_deref().unwrap_or("failed")
+                    )
+                })
+                .collect()
+        })
+        .collect()
+}
+
+/// Tells the task's owners about `report` and `failed_deliveries`, unless an alert for
+/// the task went out within `alerts.every`. Returns a warning for the run when the alert
+/// could not be sent.
+pub async fn alert_owners(
+    store: &dyn RunStore,
+    config: &Config,
+    task: &TaskSpec,
+    report: RunReport,
+    failed_deliveries: &[String],
+) -> Result<Option<String>, StoreError> {
+    let Some(alerts) = &config.alerts else {
+        return Ok(None);
+    };
+    let Some(spec) = config.channels.get(&alerts.channel) else {
+        return Ok(Some(format!(
+            "owner alert: channel `{}` is not defined",
+            alerts.channel
+        )));
+    };
+    let is_email = matches!(spec.kind, ChannelKind::Email(_));
+    if is_email && task.owners.is_empty() {
+        return Ok(None);
+    }
+    let now = Utc::now();
+    let Some(admission) = store.admit_alert(&task.name, now, alerts.every).await? else {
+        info!(task = %task.name, "owner alert held back (one per {})", format_duration(alerts.every));
+        return Ok(None);
+    };
+    let run_id = report.run_id.clone();
+    let ctx = minijinja::context! {
+        held => admission.held,
+        last_alert_at => admission.last_sent_at.map(|t| {
+            t.with_timezone(&task.timezone).format("%Y-%m-%d %H:%M:%S").to_string()
+        }),
+        failed_deliveries => failed_deliveries.to_vec(),
+        owners => task.owners.clone(),
+        ..report.context()
+    };
+    let tpl = MessageTemplate::locate(&config.templates_dir, &alerts.template);
+    let rendered = tpl.render(&ctx).and_then(|(subject, body)| {
+        let html = if spec.kind.wants_html() {
+            tpl.render_html(&ctx)?
+        } else {
+            None
+        };
+        Ok((subject, body, html))
+    });
+    let (subject, body, html) = match rendered {
+        Ok(m) => m,
+        Err(e) => return Ok(Some(format!("owner alert: {e}"))),
+    };
+    let message = Message {
+        task: task.name.clone(),
+        run_id,
+        // A label of its own, so that the alert never takes the place of the run's
+        // report on the same channel (outbox file name, Message-ID).
+        channel: format!("{}-alert", alerts.channel),
+        occurrence: 1,
+        recipients: if is_email {
+            task.owners.clone()
+        } else {
+            spec.recipients.clone()
+        },
+        cc: Vec::new(),
+        bcc: Vec::new(),
+        subject,
+        body,
+        html,
+        attachments: Vec::new(),
+        link: None,
+        delivery: None,
+    };
+    match notify::build(spec).notify(&message).await {
+        Ok(receipt) => {
+            info!(task = %task.name, channel = %alerts.channel, %receipt, "owners alerted");
+            Ok(None)
+        }
+        Err(e) => {
+            warn!(task = %task.name, channel = %alerts.channel, error = %e, "owner alert failed");
+            Ok(Some(format!(
+                "owner alert through `{}`: {e}",
+                alerts.channel
+            )))
+        }
+    }
+}
