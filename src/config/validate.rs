@@ -772,7 +772,9 @@ fn validate_config(
                 let to = config_mailboxes(&mut c, ch, &format!("{field}.to"), to);
                 let cc = config_mailboxes(&mut c, ch, &format!("{field}.cc"), cc);
                 let bcc = config_mailboxes(&mut c, ch, &format!("{field}.bcc"), bcc);
-                if let Some(email) = email_channel(&mut c, &base_dir, &field, ch, email) {
+                if let Some(email) =
+                    email_channel(&mut c, &base_dir, &field, ch, email, links.is_some())
+                {
                     channels.insert(
                         name.clone(),
                         ChannelSpec {
@@ -1031,6 +1033,7 @@ fn email_channel(
     field: &str,
     ch: &Spanned<RawChannel>,
     raw: &RawEmail,
+    links: bool,
 ) -> Option<EmailSpec> {
     let RawEmail {
         host,
@@ -1219,7 +1222,12 @@ fn email_channel(
         None => email::DEFAULT_MAX_ATTACHMENT_BYTES,
     };
 
+    let delivery_given = delivery;
     let delivery = delivery_mode(c, field, delivery.as_ref());
+    if let (RobotDelivery::Link, Some(d), false) = (delivery, delivery_given, links) {
+        // Every message would fail: it may carry neither the files nor a link.
+        c.at(d, format!("{field}.delivery"), LINK_NEEDS_LINKS);
+    }
 
     let max_parts = match max_parts {
         Some(m) if m.value > crate::notify::parts::MAX_PARTS_LIMIT => {
@@ -1251,6 +1259,9 @@ fn email_channel(
         max_attachment_bytes,
     })
 }
+
+/// Why `delivery: link` is refused without a `links:` section.
+const LINK_NEEDS_LINKS: &str = "`link` sends the download link instead of the files, and config.yaml has no `links:` section to make one (see docs/links.md); configure links, or use `auto` or `attach`";
 
 /// A channel's `delivery` (`auto` when not given).
 fn delivery_mode(c: &mut Checker, field: &str, given: Option<&Spanned<String>>) -> RobotDelivery {
@@ -2055,11 +2066,7 @@ fn notify_delivery(
     }
     match RobotDelivery::parse(given) {
         Ok(RobotDelivery::Link) if !links => {
-            c.at(
-                n,
-                field,
-                "`link` sends the download link instead of the files, and config.yaml has no `links:` section to make one (see docs/links.md); configure links, or use `auto` or `attach`",
-            );
+            c.at(n, field, LINK_NEEDS_LINKS);
             None
         }
         Ok(d) => Some(d),
