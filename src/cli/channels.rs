@@ -134,6 +134,7 @@ async fn test(project: &Project, name: &str, to: &[String]) -> i32 {
         attachments: Vec::new(),
         link: None,
         delivery: None,
+        sizes: None,
     };
     match notify::build(spec).notify(&message).await {
         Ok(receipt) => {

@@ -13,6 +13,12 @@ use crate::notify::{self, Message, RunReport};
 use crate::store::{DeliveryRecord, DeliveryStatus, RecipientStatus, RunStore, StoreError};
 use crate::template::MessageTemplate;
 
+/// The occurrence of an alert sent after the run's own: the current Unix second, so that
+/// each later alert of a run has a Message-ID and outbox file of its own.
+pub fn later_occurrence() -> usize {
+    usize::try_from(Utc::now().timestamp()).unwrap_or(2).max(2)
+}
+
 /// One line per delivery, or per email recipient, that failed for good.
 pub fn failed_deliveries(deliveries: &[DeliveryRecord]) -> Vec<String> {
     deliveries
@@ -43,13 +49,15 @@ pub fn failed_deliveries(deliveries: &[DeliveryRecord]) -> Vec<String> {
 
 /// Tells the task's owners about `report` and `failed_deliveries`, unless an alert for
 /// the task went out within `alerts.every`. Returns a warning for the run when the alert
-/// could not be sent.
+/// could not be sent. `occurrence` tells the alerts of one run apart (Message-ID, outbox
+/// file name): 1 for the alert at the end of the run, [`later_occurrence`] after it.
 pub async fn alert_owners(
     store: &dyn RunStore,
     config: &Config,
     task: &TaskSpec,
     report: RunReport,
     failed_deliveries: &[String],
+    occurrence: usize,
 ) -> Result<Option<String>, StoreError> {
     let Some(alerts) = &config.alerts else {
         return Ok(None);
@@ -98,7 +106,7 @@ pub async fn alert_owners(
         // A label of its own, so that the alert never takes the place of the run's
         // report on the same channel (outbox file name, Message-ID).
         channel: format!("{}-alert", alerts.channel),
-        occurrence: 1,
+        occurrence,
         recipients: if is_email {
             task.owners.clone()
         } else {
@@ -112,6 +120,7 @@ pub async fn alert_owners(
         attachments: Vec::new(),
         link: None,
         delivery: None,
+        sizes: None,
     };
     match notify::build(spec).notify(&message).await {
         Ok(receipt) => {

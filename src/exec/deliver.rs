@@ -152,6 +152,8 @@ pub async fn attempt(
     budget: Option<Duration>,
 ) -> Result<Option<Tried>, StoreError> {
     let now = Utc::now().trunc_subsecs(3);
+    // Read before the delivery is taken, so that a failing store leaves it as it was.
+    let known = store.recipients(&item.key).await?;
     if !store
         .begin_attempt(&item.key, item.from, item.attempts, owner, now)
         .await?
@@ -164,7 +166,6 @@ pub async fn attempt(
         Ok(message) => match channel_spec(config, task, &item.key.channel, item.key.occurrence) {
             Ok(spec) => match &spec.kind {
                 ChannelKind::Email(email) => {
-                    let known = store.recipients(&item.key).await?;
                     match Email::new(&spec.name, email)
                         .deliver(&message, &known)
                         .await
@@ -208,12 +209,40 @@ pub async fn attempt(
         }
         Err(e) => warn!(%channel, error = %e, attempts = n, "notification failed"),
     }
-    store.end_attempt(&item.key, &end).await?;
+    record_end(store, &item.key, &end, owner, n).await?;
     Ok(Some(Tried {
         outcome,
         end,
         retry_in,
     }))
+}
+
+/// Records the end of attempt `n`, trying the store again briefly if it fails (a busy
+/// database must not leave the delivery `sending`, which would make a restart treat it as
+/// possibly sent). A delivery taken over meanwhile by another process is left to it.
+async fn record_end(
+    store: &dyn RunStore,
+    key: &DeliveryKey,
+    end: &AttemptEnd,
+    owner: &Owner,
+    n: u32,
+) -> Result<(), StoreError> {
+    let mut tries = 0;
+    loop {
+        tries += 1;
+        match store.end_attempt(key, end, owner, n).await {
+            Ok(true) => return Ok(()),
+            Ok(false) => {
+                warn!(channel = %key.channel, run_id = %key.run_id, attempts = n, "the delivery was taken over by another process during this attempt; its attempt is recorded, not this one");
+                return Ok(());
+            }
+            Err(e) if tries < 5 => {
+                warn!(channel = %key.channel, error = %e, "cannot record the attempt yet; trying again");
+                tokio::time::sleep(Duration::from_millis(200 * tries)).await;
+            }
+            Err(e) => return Err(e),
+        }
+    }
 }
 
 /// What an attempt sent: one message to the channel, or an email per recipient (with
@@ -447,7 +476,7 @@ async fn retry_in_run(
             _ = stop.stopped() => {
                 // Leave it to the delivery worker.
                 let end = AttemptEnd { keep_owner: false, ..tried.end.clone() };
-                store.end_attempt(&item.key, &end).await?;
+                record_end(store, &item.key, &end, owner, item.attempts + 1).await?;
                 return Ok(Some(Tried { end, retry_in: None, ..tried }));
             }
         }
@@ -570,7 +599,10 @@ async fn alert_later_failure(
         error: run.error.clone(),
         links: Vec::new(),
     };
-    if let Some(note) = super::alert::alert_owners(store, config, task, report, &failed).await? {
+    let occurrence = super::alert::later_occurrence();
+    if let Some(note) =
+        super::alert::alert_owners(store, config, task, report, &failed, occurrence).await?
+    {
         warn!(task = %task.name, run_id, "{note}");
     }
     Ok(())

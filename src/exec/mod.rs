@@ -23,9 +23,9 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
-use crate::config::{Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
+use crate::config::{ChannelKind, Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
 use crate::format::{self, Finished, FormatError, Staged, WriterOptions};
-use crate::notify::{Message, RunReport};
+use crate::notify::{self, Message, RunReport};
 use crate::params::RunParams;
 use crate::source;
 use crate::store::{
@@ -365,6 +365,7 @@ impl Executor {
                 task,
                 run_report(task, &result, scheduled_at),
                 &failed_deliveries,
+                1,
             )
             .await?
         {
@@ -696,6 +697,13 @@ impl Executor {
             attachments: r.files.clone(),
             link,
             delivery: n.delivery,
+            sizes: match &spec.kind {
+                ChannelKind::Email(e) => Some(notify::SizeLimits {
+                    max_attachment_bytes: e.max_attachment_bytes,
+                    max_parts: e.max_parts,
+                }),
+                _ => None,
+            },
         })
     }
 }

@@ -176,6 +176,7 @@ mod tests {
             }],
             link: Some("https://files.example.test/d/x".into()),
             delivery,
+            sizes: None,
         }
     }
 

@@ -65,7 +65,7 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use super::{Message, Notifier, NotifyError, parts};
+use super::{Message, Notifier, NotifyError, SizeLimits, parts};
 use crate::config::{EmailSpec, RobotDelivery, SmtpSecurity, format_duration};
 use crate::store::{FileRecord, RecipientRecord};
 use crate::template::human_bytes;
@@ -497,12 +497,21 @@ impl Email {
         }
     }
 
+    /// The size settings `message` is fitted with: those kept with it when it was rendered
+    /// (so that every attempt makes the same parts), else the channel's.
+    fn sizes(&self, message: &Message) -> SizeLimits {
+        message.sizes.unwrap_or(SizeLimits {
+            max_attachment_bytes: self.spec.max_attachment_bytes,
+            max_parts: self.spec.max_parts,
+        })
+    }
+
     /// Size-aware delivery (`delivery`): the message as it will be sent. `auto` attaches
     /// the files when they fit `max_attachment_bytes`, else one zip of them when that fits,
     /// else sends the download link instead; each change is said in the message.
     async fn fit(&self, message: &Message) -> Result<Fitted, NotifyError> {
         let total: u64 = message.attachments.iter().map(|f| f.bytes).sum();
-        let limit = self.spec.max_attachment_bytes;
+        let limit = self.sizes(message).max_attachment_bytes;
         let as_is = |m: &Message| Fitted {
             message: m.clone(),
             temp: None,
@@ -657,8 +666,10 @@ impl Email {
     /// made in a temporary folder; or, when `max_parts` does not allow it, why not (added
     /// to the note of the link sent instead).
     async fn split(&self, zipped: Fitted) -> Result<Result<Fitted, String>, NotifyError> {
-        let max = self.spec.max_parts;
-        let limit = self.spec.max_attachment_bytes;
+        let SizeLimits {
+            max_attachment_bytes: limit,
+            max_parts: max,
+        } = self.sizes(&zipped.message);
         let [zip] = zipped.message.attachments.as_slice() else {
             return Ok(Err(String::new()));
         };
@@ -751,7 +762,7 @@ impl Email {
     /// Refuses attachments over the limit, with every size and the limit in the message.
     fn check_size(&self, message: &Message) -> Result<(), NotifyError> {
         let total: u64 = message.attachments.iter().map(|f| f.bytes).sum();
-        let limit = self.spec.max_attachment_bytes;
+        let limit = self.sizes(message).max_attachment_bytes;
         if total <= limit {
             return Ok(());
         }
@@ -1426,6 +1437,7 @@ mod tests {
             attachments,
             link: None,
             delivery: None,
+            sizes: None,
         }
     }
 
@@ -1651,6 +1663,45 @@ mod tests {
         assert!(!zip.exists());
     }
 
+    /// A retry fits the files with the sizes kept in the message, not the channel's
+    /// current ones, so the parts are the same as in the first attempt.
+    #[tokio::test]
+    async fn the_sizes_kept_with_the_message_decide_the_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut x = 0x9e37_79b9_7f4a_7c15u64;
+        let noise: Vec<u8> = (0..30_000)
+            .map(|_| {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                (x >> 24) as u8
+            })
+            .collect();
+        let mut m = message(dir.path(), &[("noise.bin", &noise)]);
+        let mut s = spec();
+        s.max_attachment_bytes = 8000;
+        let first = Email::new("mail", &s).fit(&m).await.unwrap().parts.len();
+        // The channel's limit changes; the message keeps the one it was rendered with.
+        m.sizes = Some(SizeLimits {
+            max_attachment_bytes: 8000,
+            max_parts: s.max_parts,
+        });
+        s.max_attachment_bytes = 100_000;
+        let again = Email::new("mail", &s).fit(&m).await.unwrap();
+        assert_eq!(again.parts.len(), first);
+        assert!(first >= 4, "{first}");
+        // Without kept sizes (ledger rows from before), the channel's apply: it fits whole.
+        m.sizes = None;
+        assert!(
+            Email::new("mail", &s)
+                .fit(&m)
+                .await
+                .unwrap()
+                .parts
+                .is_empty()
+        );
+    }
+
     #[tokio::test]
     async fn a_zip_over_the_limit_is_split_into_parts_with_a_manifest() {
         let dir = tempfile::tempdir().unwrap();
@@ -1778,6 +1829,7 @@ mod tests {
         let big = message(dir.path(), &[("b.csv", &[b'x'; 200])]);
         let m = Message {
             delivery: Some(RobotDelivery::Attach),
+            sizes: None,
             link: m.link.clone(),
             ..big
         };

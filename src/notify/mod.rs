@@ -159,6 +159,18 @@ pub struct Message {
     /// The notify entry's `delivery` (files or link), over the channel's setting.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delivery: Option<RobotDelivery>,
+    /// Email: the channel's size settings when the message was rendered. Every attempt
+    /// fits the files with these, so a retry makes the same parts (a changed
+    /// `max_attachment_bytes` or `max_parts` applies to later runs only).
+    #[serde(skip)]
+    pub sizes: Option<SizeLimits>,
+}
+
+/// An email channel's `max_attachment_bytes` and `max_parts`, kept with each message.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct SizeLimits {
+    pub max_attachment_bytes: u64,
+    pub max_parts: u32,
 }
 
 /// A [`Message`] as the delivery ledger keeps it: every field, so that a retry (or a
@@ -181,6 +193,10 @@ struct LedgerMessage {
     /// Absent in rows recorded before the per-task `delivery` existed.
     #[serde(default)]
     delivery: Option<RobotDelivery>,
+    /// Absent in rows recorded before the sizes were kept (the channel's current ones
+    /// apply).
+    #[serde(default)]
+    sizes: Option<SizeLimits>,
 }
 
 impl Message {
@@ -201,6 +217,7 @@ impl Message {
             attachments: m.attachments,
             link: m.link,
             delivery: m.delivery,
+            sizes: m.sizes,
         })
         .expect("messages serialize")
     }
@@ -223,6 +240,7 @@ impl Message {
             attachments: m.attachments,
             link: m.link,
             delivery: m.delivery,
+            sizes: m.sizes,
         })
     }
 }
@@ -271,11 +289,19 @@ mod tests {
             attachments: Vec::new(),
             link: Some("https://files.example.test/d/x".into()),
             delivery: Some(RobotDelivery::Link),
+            sizes: None,
         }
     }
 
     #[test]
-    fn the_ledger_keeps_the_entrys_delivery() {
+    fn the_ledger_keeps_the_entrys_delivery_and_sizes() {
+        let mut m = message();
+        m.sizes = Some(SizeLimits {
+            max_attachment_bytes: 1000,
+            max_parts: 3,
+        });
+        let back = Message::from_ledger(&m.to_ledger()).unwrap();
+        assert_eq!(back.sizes, m.sizes);
         let json = message().to_ledger();
         assert!(json.contains(r#""delivery":"link""#), "{json}");
         let back = Message::from_ledger(&json).unwrap();

@@ -536,8 +536,17 @@ pub trait RunStore: Send + Sync {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError>;
 
-    /// Records how an attempt ended, with its recipients' states, in one transaction.
-    async fn end_attempt(&self, key: &DeliveryKey, end: &AttemptEnd) -> Result<(), StoreError>;
+    /// Records how an attempt ended, with its recipients' states, in one transaction —
+    /// only while the delivery is still held by `owner` at its `attempts`-th attempt (the
+    /// fence: a process that took it over meanwhile keeps it). Returns false, writing
+    /// nothing, when it was taken over.
+    async fn end_attempt(
+        &self,
+        key: &DeliveryKey,
+        end: &AttemptEnd,
+        owner: &Owner,
+        attempts: u32,
+    ) -> Result<bool, StoreError>;
 
     /// The recipients of an email delivery as last recorded (none before its first
     /// attempt ends).

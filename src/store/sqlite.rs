@@ -600,12 +600,48 @@ impl RunStore for SqliteStore {
         Ok(res.rows_affected() == 1)
     }
 
-    async fn end_attempt(&self, key: &DeliveryKey, end: &AttemptEnd) -> Result<(), StoreError> {
+    async fn end_attempt(
+        &self,
+        key: &DeliveryKey,
+        end: &AttemptEnd,
+        owner: &Owner,
+        attempts: u32,
+    ) -> Result<bool, StoreError> {
         let mut tx = self
             .pool
             .begin_with("BEGIN IMMEDIATE")
             .await
             .map_err(|e| self.err(e))?;
+        let held = sqlx::query(
+            "UPDATE deliveries SET status = ?, retryable = ?, receipt = ?, error = ?, at = ?,
+                 next_attempt_at = ?,
+                 owner_node = CASE WHEN ? THEN owner_node END,
+                 owner_pid = CASE WHEN ? THEN owner_pid END
+             WHERE run_id = ? AND channel = ? AND occurrence = ?
+               AND attempts = ? AND owner_node = ? AND owner_pid = ?",
+        )
+        .bind(end.status.as_str())
+        .bind(i64::from(end.retryable))
+        .bind(&end.receipt)
+        .bind(&end.error)
+        .bind(fmt_instant(end.at))
+        .bind(end.next_attempt_at.map(fmt_instant))
+        .bind(end.keep_owner)
+        .bind(end.keep_owner)
+        .bind(&key.run_id)
+        .bind(&key.channel)
+        .bind(i64::from(key.occurrence))
+        .bind(i64::from(attempts))
+        .bind(&owner.node)
+        .bind(i64::from(owner.pid))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        if held.rows_affected() != 1 {
+            // Taken over by another process: its attempt decides; write nothing.
+            tx.rollback().await.map_err(|e| self.err(e))?;
+            return Ok(false);
+        }
         for r in &end.recipients {
             sqlx::query(
                 "INSERT INTO delivery_recipients (run_id, channel, occurrence, part, recipient,
@@ -631,28 +667,8 @@ impl RunStore for SqliteStore {
             .await
             .map_err(|e| self.err(e))?;
         }
-        sqlx::query(
-            "UPDATE deliveries SET status = ?, retryable = ?, receipt = ?, error = ?, at = ?,
-                 next_attempt_at = ?,
-                 owner_node = CASE WHEN ? THEN owner_node END,
-                 owner_pid = CASE WHEN ? THEN owner_pid END
-             WHERE run_id = ? AND channel = ? AND occurrence = ?",
-        )
-        .bind(end.status.as_str())
-        .bind(i64::from(end.retryable))
-        .bind(&end.receipt)
-        .bind(&end.error)
-        .bind(fmt_instant(end.at))
-        .bind(end.next_attempt_at.map(fmt_instant))
-        .bind(end.keep_owner)
-        .bind(end.keep_owner)
-        .bind(&key.run_id)
-        .bind(&key.channel)
-        .bind(i64::from(key.occurrence))
-        .execute(&mut *tx)
-        .await
-        .map_err(|e| self.err(e))?;
-        tx.commit().await.map_err(|e| self.err(e))
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(true)
     }
 
     async fn recipients(&self, key: &DeliveryKey) -> Result<Vec<RecipientRecord>, StoreError> {
@@ -1243,22 +1259,20 @@ mod tests {
                 .await
                 .unwrap()
         );
-        store
-            .end_attempt(
-                &key,
-                &AttemptEnd {
-                    status: DeliveryStatus::Sent,
-                    retryable: false,
-                    receipt: Some("ok".into()),
-                    error: None,
-                    next_attempt_at: None,
-                    at,
-                    keep_owner: false,
-                    recipients: vec![],
-                },
-            )
-            .await
-            .unwrap();
+        let sent = AttemptEnd {
+            status: DeliveryStatus::Sent,
+            retryable: false,
+            receipt: Some("ok".into()),
+            error: None,
+            next_attempt_at: None,
+            at,
+            keep_owner: false,
+            recipients: vec![],
+        };
+        // Only the holder at this attempt may record its end.
+        assert!(!store.end_attempt(&key, &sent, &other, 1).await.unwrap());
+        assert!(!store.end_attempt(&key, &sent, &me, 2).await.unwrap());
+        assert!(store.end_attempt(&key, &sent, &me, 1).await.unwrap());
         let r = store.get("r1").await.unwrap().unwrap();
         assert_eq!(r.deliveries[0].status, DeliveryStatus::Sent);
         assert_eq!(r.deliveries[0].attempts, 1);
