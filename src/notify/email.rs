@@ -1663,20 +1663,24 @@ mod tests {
         assert!(!zip.exists());
     }
 
-    /// A retry fits the files with the sizes kept in the message, not the channel's
-    /// current ones, so the parts are the same as in the first attempt.
-    #[tokio::test]
-    async fn the_sizes_kept_with_the_message_decide_the_parts() {
-        let dir = tempfile::tempdir().unwrap();
-        let mut x = 0x9e37_79b9_7f4a_7c15u64;
-        let noise: Vec<u8> = (0..30_000)
+    /// 30,000 bytes that do not compress: a zip of them is about as big.
+    fn noise(mut x: u64) -> Vec<u8> {
+        (0..30_000)
             .map(|_| {
                 x ^= x << 13;
                 x ^= x >> 7;
                 x ^= x << 17;
                 (x >> 24) as u8
             })
-            .collect();
+            .collect()
+    }
+
+    /// A retry fits the files with the sizes kept in the message, not the channel's
+    /// current ones, so the parts are the same as in the first attempt.
+    #[tokio::test]
+    async fn the_sizes_kept_with_the_message_decide_the_parts() {
+        let dir = tempfile::tempdir().unwrap();
+        let noise = noise(0x9e37_79b9_7f4a_7c15);
         let mut m = message(dir.path(), &[("noise.bin", &noise)]);
         let mut s = spec();
         s.max_attachment_bytes = 8000;
@@ -1705,16 +1709,7 @@ mod tests {
     #[tokio::test]
     async fn a_zip_over_the_limit_is_split_into_parts_with_a_manifest() {
         let dir = tempfile::tempdir().unwrap();
-        // Bytes that do not compress: the zip is about as big as the file.
-        let mut x = 0x2545_f491_4f6c_dd1du64;
-        let noise: Vec<u8> = (0..30_000)
-            .map(|_| {
-                x ^= x << 13;
-                x ^= x >> 7;
-                x ^= x << 17;
-                (x >> 24) as u8
-            })
-            .collect();
+        let noise = noise(0x2545_f491_4f6c_dd1d);
         let m = message(dir.path(), &[("noise.bin", &noise)]);
         let mut s = spec();
         s.max_attachment_bytes = 8000;
