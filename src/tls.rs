@@ -216,15 +216,22 @@ pub fn rustls_error<'a>(e: &'a (dyn StdError + 'static)) -> Option<&'a rustls::E
 
 /// What to change when a certificate check failed (found among `e` and its causes), as
 /// a sentence naming the datasource settings `ca_file` and `tls`; `None` for other errors.
-pub fn failure_hint(e: &(dyn StdError + 'static)) -> Option<&'static str> {
+/// `chain_only`: whether the backend offers `tls: verify-ca` (MySQL does not yet).
+pub fn failure_hint(e: &(dyn StdError + 'static), chain_only: bool) -> Option<&'static str> {
     let rustls::Error::InvalidCertificate(cert) = rustls_error(e)? else {
         return None;
     };
     Some(match cert {
-        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. }
+            if chain_only =>
+        {
             "the server's certificate is not valid for the host name in `url`: connect with a \
              name the certificate lists, or set `tls: verify-ca` to check only that a trusted \
              CA signed it"
+        }
+        CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. } => {
+            "the server's certificate is not valid for the host name in `url`: connect with a \
+             name the certificate lists"
         }
         CertificateError::Expired
         | CertificateError::ExpiredContext { .. }

@@ -1512,46 +1512,47 @@ fn db_tls(
 fn url_tls_conflict(url: &str, mysql: bool) -> Option<String> {
     let query = url.split_once('?')?.1;
     let query = query.split('#').next().unwrap_or(query);
+    let mut keys = Vec::new();
+    let mut mode = "verify-full";
+    let mut ca = false;
     for pair in query.split('&') {
         let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
         let k = key.to_ascii_lowercase();
         let v = value.to_ascii_lowercase();
-        let suggestion = if mysql {
-            match k.as_str() {
-                "ssl-mode" | "ssl_mode" | "sslmode" => match v.as_str() {
-                    "disabled" => Some("disable"),
-                    "preferred" => Some("prefer"),
-                    "required" => Some("require"),
-                    "verify_ca" | "verify-ca" => Some("verify-ca"),
-                    _ => Some("verify-full"),
-                },
-                "require_ssl"
-                | "verify_ca"
-                | "verify_identity"
-                | "built_in_roots"
-                | "tls_hostname_override" => Some("verify-full"),
-                _ if k.starts_with("ssl") => Some("verify-full"),
-                _ => None,
-            }
-        } else if k.starts_with("ssl") {
-            Some(DbTls::parse(&v).map_or("verify-full", DbTls::name))
-        } else {
-            None
-        };
-        if let Some(mode) = suggestion {
-            let ca = if k.contains("ca") || k.contains("root") {
-                " and `ca_file: PATH`"
-            } else {
-                ""
+        let is_tls = k.starts_with("ssl")
+            || (mysql
+                && matches!(
+                    k.as_str(),
+                    "require_ssl"
+                        | "verify_ca"
+                        | "verify_identity"
+                        | "built_in_roots"
+                        | "tls_hostname_override"
+                ));
+        if !is_tls {
+            continue;
+        }
+        keys.push(format!("`{key}`"));
+        ca |= k.contains("rootcert") || k.ends_with("ca");
+        if matches!(k.as_str(), "sslmode" | "ssl-mode" | "ssl_mode") {
+            mode = match v.replace('_', "-").as_str() {
+                "disable" | "disabled" => "disable",
+                "prefer" | "preferred" => "prefer",
+                "require" | "required" => "require",
+                "verify-ca" if !mysql => "verify-ca",
+                _ => "verify-full",
             };
-            return Some(format!(
-                "the url sets TLS itself (`{key}`); ferry takes TLS only from the datasource's \
-                 `tls` and `ca_file`: remove `{key}` from the url and write `tls: {mode}`{ca} \
-                 on the datasource"
-            ));
         }
     }
-    None
+    if keys.is_empty() {
+        return None;
+    }
+    let ca = if ca { " and `ca_file: PATH`" } else { "" };
+    let keys = keys.join(", ");
+    Some(format!(
+        "the url sets TLS itself ({keys}); ferry takes TLS only from the datasource's `tls` \
+         and `ca_file`: remove {keys} from the url and write `tls: {mode}`{ca} on the datasource"
+    ))
 }
 
 /// A server datasource's `max_connections` (default 4, at least 1) and `connect_timeout`

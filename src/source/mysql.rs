@@ -183,7 +183,10 @@ impl MysqlSource {
         }
         let conn = attempt.map_err(|e| {
             let why = match e {
-                ConnectError::Driver(e) => format!("{}{}", my_message(&e), self.tls_hint(&e)),
+                ConnectError::Driver(e) => match crate::tls::rustls_error(&e) {
+                    Some(tls) => format!("TLS handshake failed: {tls}{}", self.tls_hint(&e)),
+                    None => format!("{}{}", my_message(&e), self.tls_hint(&e)),
+                },
                 ConnectError::Timeout(msg) => msg,
             };
             self.fail(format!("cannot connect to {}: {why}", self.shown_url))
@@ -193,7 +196,7 @@ impl MysqlSource {
 
     /// What to change when connecting failed over TLS: `" (hint)"` or nothing.
     fn tls_hint(&self, e: &mysql_async::Error) -> String {
-        if let Some(h) = crate::tls::failure_hint(e) {
+        if let Some(h) = crate::tls::failure_hint(e, false) {
             return format!(" ({h})");
         }
         if is_tls_refused(e) {

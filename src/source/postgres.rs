@@ -182,7 +182,7 @@ impl PostgresSource {
 impl PostgresSource {
     /// What to change when connecting failed over TLS: `"; hint"` or nothing.
     fn tls_hint(&self, e: &tokio_postgres::Error) -> String {
-        if let Some(h) = crate::tls::failure_hint(e) {
+        if let Some(h) = crate::tls::failure_hint(e, true) {
             return format!(" ({h})");
         }
         if self.mode != DbTls::Disable && error_chain(e).contains("server does not support TLS") {
