@@ -9,7 +9,10 @@
 # Exported to the command:
 #   FERRY_TEST_PG_URL     postgres://ferry:ferry@127.0.0.1:PORT/ferry_test
 #   FERRY_TEST_MYSQL_URL  mysql://ferry:ferry@127.0.0.1:PORT/ferry_test
-# Both accounts own their test database; nothing listens beyond 127.0.0.1.
+#   FERRY_TEST_DB_CA      the CA (PEM) that signed both servers' TLS certificate
+# Both accounts own their test database; nothing listens beyond 127.0.0.1. Both servers
+# also accept TLS (plain connections keep working) with a certificate from a throwaway CA
+# that names only IP 127.0.0.1 (not `localhost`), so tests can check host-name failures.
 # Mail (Postfix delivering into Dovecot; Debian's `postfix`, `dovecot-imapd` and
 # `dovecot-lmtpd`; see the mail block below):
 #   FERRY_TEST_SMTP_PORT           plain SMTP, no TLS, no AUTH
@@ -274,6 +277,7 @@ mail_smtp_password="ferry-test-smtp"
 missing=()
 [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
 [ -n "$(maria_bin)" ] || missing+=(mariadb-server)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 [ "$(id -u)" -ne 0 ] || for p in $(mail_packages); do missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then
@@ -334,6 +338,27 @@ cleanup() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM
 
+# TLS for both database servers: a throwaway CA and a server certificate for IP 127.0.0.1
+# only. Each server gets its own copy of the key, owned by its user (PostgreSQL refuses a
+# key others can read).
+db_tls="$tmp/db-tls"
+mkdir -p "$db_tls" "$tmp/pg-tls" "$tmp/mariadb-tls"
+openssl req -x509 -newkey rsa:2048 -nodes -days 2 -subj "/CN=ferry test database CA" \
+    -keyout "$db_tls/ca.key" -out "$db_tls/ca.pem" >/dev/null 2>&1
+openssl req -newkey rsa:2048 -nodes -subj "/CN=127.0.0.1" \
+    -keyout "$db_tls/server.key" -out "$db_tls/server.csr" >/dev/null 2>&1
+printf '%s\n' "subjectAltName=IP:127.0.0.1" "basicConstraints=CA:FALSE" \
+    "extendedKeyUsage=serverAuth" >"$db_tls/ext.cnf"
+openssl x509 -req -in "$db_tls/server.csr" -CA "$db_tls/ca.pem" -CAkey "$db_tls/ca.key" \
+    -CAcreateserial -days 2 -extfile "$db_tls/ext.cnf" -out "$db_tls/server.pem" >/dev/null 2>&1
+chmod 644 "$db_tls/ca.pem"
+for d in pg-tls mariadb-tls; do
+    cp "$db_tls/server.pem" "$db_tls/server.key" "$db_tls/ca.pem" "$tmp/$d/"
+    chmod 600 "$tmp/$d/server.key"
+done
+chown -R "$pg_user" "$tmp/pg-tls"
+chown -R "$maria_user" "$tmp/mariadb-tls"
+
 # PostgreSQL
 pg_port="$(free_port)"
 mkdir -p "$tmp/pg" "$tmp/pgsock"
@@ -348,7 +373,7 @@ host  all postgres 127.0.0.1/32 trust
 host  all all      127.0.0.1/32 scram-sha-256
 HBA
 as_user "$pg_user" "$PG_BIN/pg_ctl" -D "$tmp/pg" -l "$tmp/pgsock/pg.log" -w -t 60 \
-    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $tmp/pgsock -c fsync=off -c shared_buffers=128MB" start >/dev/null \
+    -o "-c listen_addresses=127.0.0.1 -p $pg_port -k $tmp/pgsock -c fsync=off -c shared_buffers=128MB -c ssl=on -c ssl_cert_file=$tmp/pg-tls/server.pem -c ssl_key_file=$tmp/pg-tls/server.key" start >/dev/null \
     || { cat "$tmp/pgsock/pg.log" >&2; exit 1; }
 psql_admin() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pg_port" -U postgres "$@"; }
 psql_admin -d postgres -c "CREATE ROLE ferry LOGIN PASSWORD 'ferry'" \
@@ -366,6 +391,8 @@ install_db="$(command -v mariadb-install-db || echo /usr/bin/mariadb-install-db)
 "$MARIADBD" --no-defaults --datadir="$tmp/mariadb" --socket="$tmp/mariadb-run/mariadb.sock" \
     --port="$my_port" --bind-address=127.0.0.1 --user="$maria_user" --pid-file="$tmp/mariadb-run/mariadb.pid" \
     --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 --skip-name-resolve \
+    --ssl-cert="$tmp/mariadb-tls/server.pem" --ssl-key="$tmp/mariadb-tls/server.key" \
+    --ssl-ca="$tmp/mariadb-tls/ca.pem" \
     --log-error="$tmp/mariadb-run/mariadb.log" 2>/dev/null &
 for _ in $(seq 1 300); do
     [ -S "$tmp/mariadb-run/mariadb.sock" ] && mariadb --no-defaults -S "$tmp/mariadb-run/mariadb.sock" -u root -e "SELECT 1" >/dev/null 2>&1 && break
@@ -385,6 +412,7 @@ export FERRY_TEST_PG_URL="postgres://ferry:ferry@127.0.0.1:$pg_port/ferry_test"
 export FERRY_TEST_MYSQL_URL="mysql://ferry:ferry@127.0.0.1:$my_port/ferry_test"
 export FERRY_TEST_PG_ADMIN_URL="postgres://postgres@127.0.0.1:$pg_port/ferry_test"
 export FERRY_TEST_MYSQL_SOCKET="$tmp/mariadb-run/mariadb.sock"
+export FERRY_TEST_DB_CA="$db_tls/ca.pem"
 
 set +e
 "$@"

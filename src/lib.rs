@@ -20,6 +20,8 @@
 //! - [`notify`]: the `Notifier` trait, message reports, the `outbox` and `email` channels.
 //! - [`template`]: minijinja templates for file names, folders and messages.
 //! - [`exec`]: runs one task end to end.
+//! - [`tls`]: TLS client settings (trusted roots, `ca_file`, certificate checks) for
+//!   the email channel and the PostgreSQL and MySQL sources.
 //! - [`links`]: signed download links (opaque ids, HMAC-SHA256 with an expiry).
 //! - [`server`]: the HTTP server of `ferry serve` (axum): signed downloads.
 //! - [`cli`]: the `ferry` command line.
@@ -37,4 +39,5 @@ pub mod source;
 pub mod sqlgate;
 pub mod store;
 pub mod template;
+pub mod tls;
 pub mod value;

@@ -85,8 +85,12 @@ async fn test(project: &Project, only: Option<&str>) -> i32 {
         };
         match result {
             Ok(info) => {
+                let encryption = info
+                    .encryption
+                    .map(|e| format!(", {e}"))
+                    .unwrap_or_default();
                 println!(
-                    "ok   {name} ({kind}): {}, connected in {} ms",
+                    "ok   {name} ({kind}): {}, connected in {} ms{encryption}",
                     info.version,
                     info.connect_time.as_millis()
                 );

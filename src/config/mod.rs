@@ -153,6 +153,11 @@ pub enum DatasourceSpec {
         /// Most connections open at the same time (at least 1).
         max_connections: usize,
         connect_timeout: Duration,
+        /// How the connection is encrypted and the server's certificate checked.
+        tls: DbTls,
+        /// A CA certificate file (PEM) trusted in addition to the system's roots (only
+        /// with `verify-ca` and `verify-full`).
+        ca_file: Option<PathBuf>,
     },
     /// A MySQL-protocol server (MySQL, MariaDB, TiDB, AnalyticDB).
     Mysql {
@@ -163,6 +168,11 @@ pub enum DatasourceSpec {
         /// Most connections open at the same time (at least 1).
         max_connections: usize,
         connect_timeout: Duration,
+        /// How the connection is encrypted and the server's certificate checked.
+        tls: DbTls,
+        /// A CA certificate file (PEM) trusted in addition to the system's roots (only
+        /// with `verify-ca` and `verify-full`).
+        ca_file: Option<PathBuf>,
     },
     /// An Oracle Database, reached through its listener with a service name (the
     /// `oracle` cargo feature; Oracle Instant Client at run time).
@@ -183,6 +193,61 @@ pub enum DatasourceSpec {
         max_connections: usize,
         connect_timeout: Duration,
     },
+}
+
+/// A PostgreSQL or MySQL datasource's `tls:` setting (libpq's `sslmode` names).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum DbTls {
+    /// Never encrypt.
+    Disable,
+    /// Encrypt when the server offers TLS, without checking its certificate; plain
+    /// otherwise (the default).
+    Prefer,
+    /// Always encrypt (fail when the server has no TLS), without checking the certificate.
+    Require,
+    /// Always encrypt; the certificate must be signed by a trusted CA (the name is not
+    /// compared).
+    VerifyCa,
+    /// Always encrypt; the certificate must be signed by a trusted CA and name the host.
+    VerifyFull,
+}
+
+impl DbTls {
+    /// Every value, as written in YAML.
+    pub const NAMES: [&'static str; 5] =
+        ["disable", "prefer", "require", "verify-ca", "verify-full"];
+
+    /// The value as written in YAML.
+    pub fn name(self) -> &'static str {
+        match self {
+            DbTls::Disable => "disable",
+            DbTls::Prefer => "prefer",
+            DbTls::Require => "require",
+            DbTls::VerifyCa => "verify-ca",
+            DbTls::VerifyFull => "verify-full",
+        }
+    }
+
+    /// Parses a YAML value (exact, lowercase).
+    pub fn parse(s: &str) -> Option<DbTls> {
+        Some(match s {
+            "disable" => DbTls::Disable,
+            "prefer" => DbTls::Prefer,
+            "require" => DbTls::Require,
+            "verify-ca" => DbTls::VerifyCa,
+            "verify-full" => DbTls::VerifyFull,
+            _ => return None,
+        })
+    }
+
+    /// How much of the certificate is checked when the connection is encrypted.
+    pub fn check(self) -> crate::tls::Check {
+        match self {
+            DbTls::VerifyFull => crate::tls::Check::Full,
+            DbTls::VerifyCa => crate::tls::Check::ChainOnly,
+            DbTls::Disable | DbTls::Prefer | DbTls::Require => crate::tls::Check::Nothing,
+        }
+    }
 }
 
 impl Config {

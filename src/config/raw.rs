@@ -135,7 +135,7 @@ pub enum RawDatasource {
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
     },
-    /// A PostgreSQL server (tokio-postgres; no TLS yet).
+    /// A PostgreSQL server (tokio-postgres, TLS through rustls).
     Postgres {
         /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (or `postgresql://`); use
         /// `${VAR}` for the password.
@@ -144,6 +144,12 @@ pub enum RawDatasource {
         max_connections: Option<Spanned<usize>>,
         /// How long connecting may take, e.g. `10s` (default `10s`).
         connect_timeout: Option<Spanned<String>>,
+        /// Encryption: `disable`, `prefer`, `require`, `verify-ca` or `verify-full`
+        /// (default `prefer`; see docs/configuration.md).
+        tls: Option<Spanned<String>>,
+        /// A CA certificate file (PEM) trusted in addition to the system's roots, for
+        /// `tls: verify-ca` and `verify-full`; relative to config.yaml.
+        ca_file: Option<Spanned<String>>,
         /// `false` turns the SQL parser gate off for this datasource (default `true`); the
         /// read-only transaction still applies.
         sql_gate: Option<Spanned<bool>>,
@@ -151,7 +157,8 @@ pub enum RawDatasource {
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
     },
-    /// A MySQL-protocol server: MySQL, MariaDB, TiDB, AnalyticDB (mysql_async; no TLS yet).
+    /// A MySQL-protocol server: MySQL, MariaDB, TiDB, AnalyticDB (mysql_async, TLS through
+    /// rustls).
     Mysql {
         /// `mysql://USER:PASSWORD@HOST:PORT/DATABASE`; use `${VAR}` for the password.
         url: Spanned<String>,
@@ -159,6 +166,12 @@ pub enum RawDatasource {
         max_connections: Option<Spanned<usize>>,
         /// How long connecting may take, e.g. `10s` (default `10s`).
         connect_timeout: Option<Spanned<String>>,
+        /// Encryption: `disable`, `prefer`, `require`, `verify-ca` or `verify-full`
+        /// (default `prefer`; see docs/configuration.md).
+        tls: Option<Spanned<String>>,
+        /// A CA certificate file (PEM) trusted in addition to the system's roots, for
+        /// `tls: verify-ca` and `verify-full`; relative to config.yaml.
+        ca_file: Option<Spanned<String>>,
         /// `false` turns the SQL parser gate off for this datasource (default `true`); the
         /// read-only transaction still applies.
         sql_gate: Option<Spanned<bool>>,

@@ -16,8 +16,8 @@ use super::raw::{
 };
 use super::{
     AlertsSpec, CatchUp, ChannelKind, ChannelSpec, Concurrency, Config, CsvEncoding, CsvOptions,
-    DatasourceSpec, EmailSpec, ExportDefaults, Format, LinksSpec, NotifyOn, NotifySpec, OnEmpty,
-    OutputSpec, Problem, QuerySpec, QuietWindow, RobotDelivery, RobotService, RobotSpec,
+    DatasourceSpec, DbTls, EmailSpec, ExportDefaults, Format, LinksSpec, NotifyOn, NotifySpec,
+    OnEmpty, OutputSpec, Problem, QuerySpec, QuietWindow, RobotDelivery, RobotService, RobotSpec,
     SchedulerSettings, Secret, SmtpSecurity, StoreSpec, TaskSpec, parse_duration, problem::hint,
     resolve,
 };
@@ -565,14 +565,19 @@ fn validate_config(
                 url,
                 max_connections,
                 connect_timeout,
+                tls,
+                ca_file,
                 ..
             }
             | RawDatasource::Mysql {
                 url,
                 max_connections,
                 connect_timeout,
+                tls,
+                ca_file,
                 ..
             } => {
+                let tls_span = tls.as_ref();
                 let mysql = matches!(ds.value, RawDatasource::Mysql { .. });
                 let u = c.env_req(url, &format!("{field}.url"));
                 if u.is_empty() {
@@ -593,6 +598,23 @@ fn validate_config(
                             "expected `{scheme}://USER:PASSWORD@HOST:PORT/DATABASE`, got `{shown_url}`"
                         ),
                     );
+                    continue;
+                }
+                let (tls, ca_file) = db_tls(&mut c, &base_dir, &field, tls, ca_file);
+                if mysql
+                    && tls == DbTls::VerifyCa
+                    && let Some(t) = tls_span
+                {
+                    c.at(
+                        t,
+                        format!("{field}.tls"),
+                        "`verify-ca` is not available for MySQL yet (mysql_async 0.37.1 cannot \
+                         skip only the host-name check with rustls, mysql_async#404): use \
+                         `verify-full` with a host name the certificate lists, or `require`",
+                    );
+                }
+                if let Some(msg) = url_tls_conflict(&u, mysql) {
+                    c.at(url, format!("{field}.url"), msg);
                     continue;
                 }
                 // The parsers' messages never repeat the URL, so they cannot leak the password.
@@ -632,6 +654,8 @@ fn validate_config(
                             shown_url,
                             max_connections,
                             connect_timeout,
+                            tls,
+                            ca_file,
                         }
                     } else {
                         DatasourceSpec::Postgres {
@@ -639,6 +663,8 @@ fn validate_config(
                             shown_url,
                             max_connections,
                             connect_timeout,
+                            tls,
+                            ca_file,
                         }
                     },
                 );
@@ -1182,7 +1208,7 @@ fn email_channel(
                     format!("{field}.ca_file"),
                     "`ca_file` needs `security: starttls` or `tls`",
                 );
-            } else if let Err(e) = email::read_ca_file(&p) {
+            } else if let Err(e) = crate::tls::read_ca_file(&p) {
                 c.at(f, format!("{field}.ca_file"), e);
             }
             Some(p)
@@ -1416,6 +1442,118 @@ fn default_node_name() -> String {
 /// What `ferry validate` says about a `type: oracle` datasource when this binary was built
 /// without the `oracle` cargo feature.
 pub const ORACLE_NOT_BUILT: &str = "this ferry binary was built without Oracle support; build one with it: `cargo build --release --features oracle` (needs a C compiler; Oracle Instant Client is needed only to run it, see docs/configuration.md)";
+
+/// A PostgreSQL or MySQL datasource's `tls` (default `prefer`) and `ca_file` (resolved,
+/// readable, and only with a mode that checks the certificate).
+fn db_tls(
+    c: &mut Checker,
+    base_dir: &Path,
+    field: &str,
+    tls: &Option<Spanned<String>>,
+    ca_file: &Option<Spanned<String>>,
+) -> (DbTls, Option<PathBuf>) {
+    let mode = match tls {
+        None => DbTls::Prefer,
+        Some(t) => {
+            let v = t.value.trim();
+            match DbTls::parse(v) {
+                Some(m) => m,
+                None => {
+                    let lower = v.to_ascii_lowercase().replace('_', "-");
+                    let extra = match DbTls::parse(&lower) {
+                        Some(m) => format!(" (did you mean `{}`?)", m.name()),
+                        None => match lower.as_str() {
+                            "true" | "on" | "yes" | "required" => {
+                                " (did you mean `require` or `verify-full`?)".to_string()
+                            }
+                            "false" | "off" | "no" | "none" | "disabled" => {
+                                " (did you mean `disable`?)".to_string()
+                            }
+                            "verify-identity" => " (did you mean `verify-full`?)".to_string(),
+                            _ => hint(&lower, DbTls::NAMES),
+                        },
+                    };
+                    c.at(
+                        t,
+                        format!("{field}.tls"),
+                        format!(
+                            "unknown value `{v}` (one of: {}){extra}",
+                            DbTls::NAMES.join(", ")
+                        ),
+                    );
+                    DbTls::Prefer
+                }
+            }
+        }
+    };
+    let ca_file = ca_file.as_ref().map(|f| {
+        let p = resolve(base_dir, &c.env_req(f, &format!("{field}.ca_file")));
+        if !matches!(mode, DbTls::VerifyCa | DbTls::VerifyFull) {
+            c.at(
+                f,
+                format!("{field}.ca_file"),
+                format!(
+                    "`ca_file` needs `tls: verify-ca` or `verify-full` (with `tls: {}` the \
+                     server's certificate is not checked, so the CA would never be used)",
+                    mode.name()
+                ),
+            );
+        } else if let Err(e) = crate::tls::read_ca_file(&p) {
+            c.at(f, format!("{field}.ca_file"), e);
+        }
+        p
+    });
+    (mode, ca_file)
+}
+
+/// A PostgreSQL or MySQL url that sets TLS itself (`sslmode=`, `require_ssl=`, ...): the
+/// message refusing it, with the `tls:` to write instead. TLS is set in one place only, so
+/// that `ferry validate` can check it and a url taken from the environment cannot weaken it.
+fn url_tls_conflict(url: &str, mysql: bool) -> Option<String> {
+    let query = url.split_once('?')?.1;
+    let query = query.split('#').next().unwrap_or(query);
+    let mut keys = Vec::new();
+    let mut mode = "verify-full";
+    let mut ca = false;
+    for pair in query.split('&') {
+        let (key, value) = pair.split_once('=').unwrap_or((pair, ""));
+        let k = key.to_ascii_lowercase();
+        let v = value.to_ascii_lowercase();
+        let is_tls = k.starts_with("ssl")
+            || (mysql
+                && matches!(
+                    k.as_str(),
+                    "require_ssl"
+                        | "verify_ca"
+                        | "verify_identity"
+                        | "built_in_roots"
+                        | "tls_hostname_override"
+                ));
+        if !is_tls {
+            continue;
+        }
+        keys.push(format!("`{key}`"));
+        ca |= k.contains("rootcert") || k.ends_with("ca");
+        if matches!(k.as_str(), "sslmode" | "ssl-mode" | "ssl_mode") {
+            mode = match v.replace('_', "-").as_str() {
+                "disable" | "disabled" => "disable",
+                "prefer" | "preferred" => "prefer",
+                "require" | "required" => "require",
+                "verify-ca" if !mysql => "verify-ca",
+                _ => "verify-full",
+            };
+        }
+    }
+    if keys.is_empty() {
+        return None;
+    }
+    let ca = if ca { " and `ca_file: PATH`" } else { "" };
+    let keys = keys.join(", ");
+    Some(format!(
+        "the url sets TLS itself ({keys}); ferry takes TLS only from the datasource's `tls` \
+         and `ca_file`: remove {keys} from the url and write `tls: {mode}`{ca} on the datasource"
+    ))
+}
 
 /// A server datasource's `max_connections` (default 4, at least 1) and `connect_timeout`
 /// (default 10 s, more than 0); a bad value is a problem and the default is used.

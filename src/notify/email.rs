@@ -43,8 +43,8 @@
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::pin::Pin;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, OnceLock};
 use std::task::{Context, Poll};
 use std::time::Duration;
 
@@ -59,7 +59,6 @@ use lettre::transport::smtp::client::{
 };
 use lettre::transport::smtp::commands::{Data, Mail, Rcpt, Rset};
 use lettre::transport::smtp::extension::{ClientId, Extension, MailBodyParameter, MailParameter};
-use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName};
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
@@ -100,27 +99,6 @@ pub fn parse_mailbox(text: &str) -> Result<Mailbox, String> {
              `Display Name <name@example.com>`)"
         )
     })
-}
-
-/// The certificates of a `ca_file` (PEM); an error names the file and says what is wrong.
-pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| {
-        format!(
-            "cannot read ca_file {}: {}",
-            path.display(),
-            crate::config::validate::io_message(&e)
-        )
-    })?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
-        .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| format!("ca_file {}: not valid PEM: {e}", path.display()))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "ca_file {} holds no PEM certificate (`-----BEGIN CERTIFICATE-----`)",
-            path.display()
-        ));
-    }
-    Ok(certs)
 }
 
 /// Whether `host` is the local machine (plain SMTP with a password is allowed there).
@@ -191,14 +169,7 @@ impl Email {
 
     /// The certificates this channel trusts: the system's roots plus `ca_file`'s.
     fn roots(&self) -> Result<Vec<CertificateDer<'static>>, NotifyError> {
-        static SYSTEM: OnceLock<Vec<CertificateDer<'static>>> = OnceLock::new();
-        let mut roots = SYSTEM
-            .get_or_init(|| rustls_native_certs::load_native_certs().certs)
-            .clone();
-        if let Some(ca) = &self.spec.ca_file {
-            roots.extend(read_ca_file(ca).map_err(|e| self.permanent(e))?);
-        }
-        Ok(roots)
+        crate::tls::trusted_roots(self.spec.ca_file.as_deref()).map_err(|e| self.permanent(e))
     }
 
     /// TLS for STARTTLS (lettre upgrades the connection), trusting exactly [`Self::roots`].
@@ -220,13 +191,11 @@ impl Email {
     fn tls_connector(&self) -> Result<tokio_rustls::TlsConnector, NotifyError> {
         let mut store = rustls::RootCertStore::empty();
         store.add_parsable_certificates(self.roots()?);
-        let config = rustls::ClientConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .map_err(|e| self.permanent(format!("TLS setup failed: {e}")))?
-        .with_root_certificates(store)
-        .with_no_client_auth();
+        let config = rustls::ClientConfig::builder_with_provider(crate::tls::provider())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| self.permanent(format!("TLS setup failed: {e}")))?
+            .with_root_certificates(store)
+            .with_no_client_auth();
         Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
     }
 

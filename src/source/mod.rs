@@ -122,6 +122,10 @@ pub struct SourceInfo {
     pub version: String,
     /// How long opening the connection took.
     pub connect_time: Duration,
+    /// How the connection is protected, as the server reports it (`TLS 1.3 (tls:
+    /// verify-full)`, `not encrypted (tls: prefer)`); `None` when it does not apply
+    /// or is not known (SQLite, Oracle).
+    pub encryption: Option<String>,
     /// When ferry's account (or, for a file, this process) could write: why, and what to
     /// do, as one sentence (`the account can write (INSERT on public.t); ...`).
     /// `None`: read-only as far as ferry can tell.
@@ -194,24 +198,32 @@ pub async fn build(name: &str, spec: &DatasourceSpec) -> Result<Box<dyn Source>,
             shown_url,
             max_connections,
             connect_timeout,
+            tls,
+            ca_file,
         } => Ok(Box::new(postgres::PostgresSource::new(
             name,
             url,
             shown_url,
             *max_connections,
             *connect_timeout,
+            *tls,
+            ca_file.as_deref(),
         )?)),
         DatasourceSpec::Mysql {
             url,
             shown_url,
             max_connections,
             connect_timeout,
+            tls,
+            ca_file,
         } => Ok(Box::new(mysql::MysqlSource::new(
             name,
             url,
             shown_url,
             *max_connections,
             *connect_timeout,
+            *tls,
+            ca_file.as_deref(),
         )?)),
         #[cfg(feature = "oracle")]
         DatasourceSpec::Oracle { .. } => Ok(Box::new(oracle::OracleSource::new(name, spec)?)),

@@ -25,9 +25,16 @@
 //! character set but `binary`) vs bytes (charset 63). A type ferry does not know is read as
 //! text when it is valid UTF-8 and otherwise as bytes, with a warning on the run.
 //!
-//! The connection is not encrypted yet (no TLS feature is compiled in): keep the server on
-//! a trusted network or a local tunnel until then.
+//! Encryption follows the datasource's `tls` (mysql_async over rustls with ring, trusting
+//! the system's roots plus `ca_file`; see [`crate::tls`]): `disable` never asks for TLS;
+//! `prefer` asks without checking the certificate and reconnects in plain text when the
+//! server has no TLS; `require` fails then, still without checking the certificate;
+//! `verify-full` checks the chain and the host name. `verify-ca` is refused by validation:
+//! mysql_async 0.37.1 cannot skip only the name check with rustls 0.23 (its
+//! `skip_domain_validation` never matches rustls's error; mysql_async#404, fixed after that
+//! release). The `KILL QUERY` connection uses the options the session connected with.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -35,7 +42,7 @@ use async_trait::async_trait;
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Opts, OptsBuilder, Params, Value as MyValue};
+use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, SslOpts, Value as MyValue};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
@@ -43,7 +50,7 @@ use super::{
     CHANNEL_CHUNKS, Chunker, CostEstimate, QueryStream, Source, SourceError, SourceInfo,
     error_chain,
 };
-use crate::config::{Secret, format_duration};
+use crate::config::{DbTls, Secret, format_duration};
 use crate::params::{self, ParamValue, RunParams};
 use crate::value::{Column, Kind, Value};
 
@@ -57,7 +64,11 @@ const BINARY_CHARSET: u16 = 63;
 /// A MySQL-protocol datasource.
 pub struct MysqlSource {
     name: String,
+    /// The options of a session: with TLS unless `tls: disable`.
     opts: Opts,
+    /// `tls: prefer`: the options without TLS, for a server that has none.
+    plain: Option<Opts>,
+    mode: DbTls,
     shown_url: String,
     connect_timeout: Duration,
     slots: Arc<Semaphore>,
@@ -71,6 +82,8 @@ impl MysqlSource {
         shown_url: &str,
         max_connections: usize,
         connect_timeout: Duration,
+        mode: DbTls,
+        ca_file: Option<&Path>,
     ) -> Result<MysqlSource, SourceError> {
         let opts = Opts::from_url(url.expose()).map_err(|e| {
             SourceError::new(
@@ -80,14 +93,22 @@ impl MysqlSource {
         })?;
         // Stay on the address the user gave (mysql_async would otherwise switch to the
         // server's unix socket, possibly as a different account).
-        let opts: Opts = OptsBuilder::from_opts(opts)
+        let plain: Opts = OptsBuilder::from_opts(opts)
             .prefer_socket(false)
             .stmt_cache_size(0)
             .into();
+        let opts = match ssl_opts(mode, ca_file).map_err(|e| SourceError::new(name, e))? {
+            Some(ssl) => OptsBuilder::from_opts(plain.clone())
+                .ssl_opts(Some(ssl))
+                .into(),
+            None => plain.clone(),
+        };
         let slots = super::connection_slots(name, max_connections);
         Ok(MysqlSource {
             name: name.to_string(),
             opts,
+            plain: (mode == DbTls::Prefer).then_some(plain),
+            mode,
             shown_url: shown_url.to_string(),
             connect_timeout,
             slots,
@@ -143,28 +164,97 @@ impl MysqlSource {
         Ok(())
     }
 
-    async fn connect(&self) -> Result<(Conn, OwnedSemaphorePermit), SourceError> {
+    /// Opens a session (after taking a connection slot), with the options it connected
+    /// with (for the `KILL QUERY` connection).
+    async fn connect(&self) -> Result<(Conn, OwnedSemaphorePermit, Opts), SourceError> {
         let permit = self
             .slots
             .clone()
             .acquire_owned()
             .await
             .map_err(|_| self.fail("connection slots closed"))?;
-        let conn = connect_within(&self.opts, self.connect_timeout)
-            .await
-            .map_err(|e| self.fail(format!("cannot connect to {}: {e}", self.shown_url)))?;
-        Ok((conn, permit))
+        let mut opts = &self.opts;
+        let mut attempt = connect_within(opts, self.connect_timeout).await;
+        if let (Err(ConnectError::Driver(e)), Some(plain)) = (&attempt, &self.plain)
+            && is_tls_refused(e)
+        {
+            opts = plain;
+            attempt = connect_within(opts, self.connect_timeout).await;
+        }
+        let conn = attempt.map_err(|e| {
+            let why = match e {
+                ConnectError::Driver(e) => match crate::tls::rustls_error(&e) {
+                    Some(tls) => format!("TLS handshake failed: {tls}{}", self.tls_hint(&e)),
+                    None => format!("{}{}", my_message(&e), self.tls_hint(&e)),
+                },
+                ConnectError::Timeout(msg) => msg,
+            };
+            self.fail(format!("cannot connect to {}: {why}", self.shown_url))
+        })?;
+        Ok((conn, permit, opts.clone()))
+    }
+
+    /// What to change when connecting failed over TLS: `" (hint)"` or nothing.
+    fn tls_hint(&self, e: &mysql_async::Error) -> String {
+        if let Some(h) = crate::tls::failure_hint(e, false) {
+            return format!(" ({h})");
+        }
+        if is_tls_refused(e) {
+            return format!(
+                " (`tls: {}` needs TLS and the server does not offer it: give the server a \
+                 certificate (`ssl-cert`, `ssl-key`), or, on a trusted network only, set \
+                 `tls: prefer` or `disable`)",
+                self.mode.name()
+            );
+        }
+        String::new()
     }
 }
 
-async fn connect_within(opts: &Opts, timeout: Duration) -> Result<Conn, String> {
+/// mysql_async's TLS options for a `tls` mode; `None` for `disable`.
+fn ssl_opts(mode: DbTls, ca_file: Option<&Path>) -> Result<Option<SslOpts>, String> {
+    if mode == DbTls::Disable {
+        return Ok(None);
+    }
+    // mysql_async builds its rustls configuration with the process's default provider.
+    let _ = rustls::crypto::ring::default_provider().install_default();
+    // mysql_async refuses a root store it cannot fill, even when it checks nothing; the
+    // roots are given as DER, one per entry, without the ones webpki cannot read.
+    let roots = crate::tls::trusted_roots(ca_file.filter(|_| mode == DbTls::VerifyFull))?
+        .into_iter()
+        .filter(|c| rustls::RootCertStore::empty().add(c.clone()).is_ok())
+        .map(|c| c.to_vec().into())
+        .collect();
+    let unchecked = matches!(mode, DbTls::Prefer | DbTls::Require);
+    Ok(Some(
+        SslOpts::default()
+            .with_disable_built_in_roots(true)
+            .with_root_certs(roots)
+            .with_danger_accept_invalid_certs(unchecked),
+    ))
+}
+
+/// The server has no TLS while the session asked for it.
+fn is_tls_refused(e: &mysql_async::Error) -> bool {
+    matches!(
+        e,
+        mysql_async::Error::Driver(DriverError::NoClientSslFlagFromServer)
+    )
+}
+
+enum ConnectError {
+    Driver(mysql_async::Error),
+    Timeout(String),
+}
+
+async fn connect_within(opts: &Opts, timeout: Duration) -> Result<Conn, ConnectError> {
     match tokio::time::timeout(timeout, Conn::new(opts.clone())).await {
         Ok(Ok(c)) => Ok(c),
-        Ok(Err(e)) => Err(my_message(&e)),
-        Err(_) => Err(format!(
+        Ok(Err(e)) => Err(ConnectError::Driver(e)),
+        Err(_) => Err(ConnectError::Timeout(format!(
             "no answer within {} (connect_timeout)",
             format_duration(timeout)
-        )),
+        ))),
     }
 }
 
@@ -475,14 +565,14 @@ impl Source for MysqlSource {
         cancel: CancellationToken,
     ) -> Result<QueryStream, SourceError> {
         let (text, values) = self.bind(sql, params)?;
-        let (mut conn, permit) = self.connect().await?;
+        let (mut conn, permit, opts) = self.connect().await?;
         let id = conn.id();
 
         // From here on a cancelled run also stops the statement on the server.
         let done = CancellationToken::new();
         {
             let done = done.clone();
-            let opts = self.opts.clone();
+            let opts = opts.clone();
             tokio::spawn(async move {
                 tokio::select! {
                     _ = cancel.cancelled() => kill_query(&opts, id).await,
@@ -500,7 +590,6 @@ impl Source for MysqlSource {
         let (meta_tx, meta_rx) = oneshot::channel::<Result<QueryStream, SourceError>>();
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let name = self.name.clone();
-        let opts = self.opts.clone();
         let chunk_rows = chunk_rows.max(1);
         tokio::spawn(async move {
             let fail = |msg: String| SourceError::new(&name, msg);
@@ -604,7 +693,7 @@ impl Source for MysqlSource {
         timeout: Duration,
     ) -> Result<Option<CostEstimate>, SourceError> {
         let (text, values) = self.bind(sql, params)?;
-        let (mut conn, _permit) = self.connect().await?;
+        let (mut conn, _permit, _) = self.connect().await?;
         self.begin_read_only(&mut conn, timeout).await?;
         let rows: Vec<mysql_async::Row> = conn
             .exec(format!("EXPLAIN {text}"), Params::Positional(values))
@@ -632,7 +721,7 @@ impl Source for MysqlSource {
     }
 
     async fn healthcheck(&self) -> Result<(), SourceError> {
-        let (mut conn, _permit) = self.connect().await?;
+        let (mut conn, _permit, _) = self.connect().await?;
         let r = conn
             .query_drop("SELECT 1")
             .await
@@ -643,18 +732,35 @@ impl Source for MysqlSource {
 
     async fn describe(&self) -> Result<SourceInfo, SourceError> {
         let start = std::time::Instant::now();
-        let (mut conn, _permit) = self.connect().await?;
+        let (mut conn, _permit, _) = self.connect().await?;
         let connect_time = start.elapsed();
         let read = async {
             let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
             let database: Option<Option<String>> = conn.query_first("SELECT DATABASE()").await?;
             let grants: Vec<String> = conn.query("SHOW GRANTS FOR CURRENT_USER()").await?;
-            Ok::<_, mysql_async::Error>((version.unwrap_or_default(), database.flatten(), grants))
+            let ssl: Option<(String, String)> = conn
+                .query_first("SHOW SESSION STATUS LIKE 'Ssl_version'")
+                .await?;
+            Ok::<_, mysql_async::Error>((
+                version.unwrap_or_default(),
+                database.flatten(),
+                grants,
+                ssl.map(|(_, v)| v).unwrap_or_default(),
+            ))
         }
         .await
         .map_err(|e| self.fail(my_message(&e)));
         let _ = conn.disconnect().await;
-        let (version, database, grants) = read?;
+        let (version, database, grants, ssl_version) = read?;
+        let encryption = if ssl_version.is_empty() {
+            format!("not encrypted (tls: {})", self.mode.name())
+        } else {
+            format!(
+                "{} (tls: {})",
+                ssl_version.replace("TLSv", "TLS "),
+                self.mode.name()
+            )
+        };
         let evidence: Vec<String> = grants
             .iter()
             .filter_map(|g| write_grant(g, database.as_deref()))
@@ -666,6 +772,7 @@ impl Source for MysqlSource {
         Ok(SourceInfo {
             version,
             connect_time,
+            encryption: Some(encryption),
             write_warning: (!evidence.is_empty())
                 .then(|| super::account_can_write(&evidence.join("; "))),
         })

@@ -849,6 +849,8 @@ impl Source for OracleSource {
         Ok(SourceInfo {
             version: format!("Oracle Database {server} (client {client})"),
             connect_time,
+            // Not reported: Oracle's native network encryption is the server's choice.
+            encryption: None,
             write_warning: (!evidence.is_empty())
                 .then(|| super::account_can_write(&evidence.join("; "))),
         })

@@ -21,9 +21,14 @@
 //! ferry does not know is read as text when its binary form is text (enums, `citext`,
 //! domains over text) and otherwise as bytes, with a warning on the run.
 //!
-//! The connection is not encrypted yet (`NoTls`): TLS comes with a later change. Keep the
-//! server on a trusted network or a local tunnel until then.
+//! Encryption follows the datasource's `tls` (rustls through `tokio-postgres-rustls`, see
+//! [`crate::tls`]): `disable` never asks for TLS; `prefer` asks and continues in plain text
+//! when the server says no; `require`, `verify-ca` and `verify-full` fail when it says no.
+//! Only `verify-ca` (trusted chain) and `verify-full` (trusted chain and host name) check
+//! the certificate. The cancel request goes out with the same settings. With TLS, SCRAM
+//! authentication binds to the TLS channel (`SCRAM-SHA-256-PLUS`) when the server offers it.
 
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -32,15 +37,17 @@ use bytes::BytesMut;
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use futures_util::{StreamExt, TryStreamExt};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio_postgres::Client;
+use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{Format, IsNull, Kind as PgKind, ToSql, Type};
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
 use super::{
     CHANNEL_CHUNKS, Chunker, CostEstimate, QueryStream, Source, SourceError, SourceInfo,
     error_chain,
 };
-use crate::config::{Secret, format_duration};
+use crate::config::{DbTls, Secret, format_duration};
 use crate::params::{self, ParamValue, RunParams};
 use crate::value::{Column, Kind, Value};
 
@@ -54,6 +61,10 @@ pub struct PostgresSource {
     shown_url: String,
     connect_timeout: Duration,
     slots: Arc<Semaphore>,
+    /// The datasource's `tls`.
+    mode: DbTls,
+    /// TLS for the session and the cancel request (unused with `tls: disable`).
+    tls: MakeRustlsConnect,
 }
 
 impl PostgresSource {
@@ -64,6 +75,8 @@ impl PostgresSource {
         shown_url: &str,
         max_connections: usize,
         connect_timeout: Duration,
+        mode: DbTls,
+        ca_file: Option<&Path>,
     ) -> Result<PostgresSource, SourceError> {
         let mut config: tokio_postgres::Config = url.expose().parse().map_err(|e| {
             SourceError::new(
@@ -73,6 +86,15 @@ impl PostgresSource {
         })?;
         config.connect_timeout(connect_timeout);
         config.application_name("ferry");
+        config.ssl_mode(match mode {
+            DbTls::Disable => SslMode::Disable,
+            DbTls::Prefer => SslMode::Prefer,
+            DbTls::Require | DbTls::VerifyCa | DbTls::VerifyFull => SslMode::Require,
+        });
+        // With `disable` no certificate is read: a `ca_file` is refused by validation.
+        let ca_file = ca_file.filter(|_| mode != DbTls::Disable);
+        let tls_config = crate::tls::client_config(mode.check(), ca_file)
+            .map_err(|e| SourceError::new(name, e))?;
         let slots = super::connection_slots(name, max_connections);
         Ok(PostgresSource {
             name: name.to_string(),
@@ -80,6 +102,8 @@ impl PostgresSource {
             shown_url: shown_url.to_string(),
             connect_timeout,
             slots,
+            mode,
+            tls: MakeRustlsConnect::new(tls_config),
         })
     }
 
@@ -126,16 +150,17 @@ impl PostgresSource {
         // tokio-postgres applies the timeout per address; this bounds the whole attempt.
         let attempt = tokio::time::timeout(
             self.connect_timeout + Duration::from_secs(1),
-            self.config.connect(NoTls),
+            self.config.connect(self.tls.clone()),
         )
         .await;
         let (client, connection) = match attempt {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => {
                 return Err(self.fail(format!(
-                    "cannot connect to {}: {}",
+                    "cannot connect to {}: {}{}",
                     self.shown_url,
-                    pg_message(&e)
+                    pg_message(&e),
+                    self.tls_hint(&e)
                 )));
             }
             Err(_) => {
@@ -151,6 +176,45 @@ impl PostgresSource {
             let _ = connection.await;
         });
         Ok((client, permit))
+    }
+}
+
+impl PostgresSource {
+    /// What to change when connecting failed over TLS: `"; hint"` or nothing.
+    fn tls_hint(&self, e: &tokio_postgres::Error) -> String {
+        if let Some(h) = crate::tls::failure_hint(e, true) {
+            return format!(" ({h})");
+        }
+        if self.mode != DbTls::Disable && error_chain(e).contains("server does not support TLS") {
+            return format!(
+                " (`tls: {}` needs TLS and the server does not offer it: turn `ssl` on in the \
+                 server, or, on a trusted network only, set `tls: prefer` or `disable`)",
+                self.mode.name()
+            );
+        }
+        String::new()
+    }
+
+    /// How the session is protected, as the server reports it (`TLS 1.3` or `not
+    /// encrypted`).
+    async fn encryption(&self, client: &Client) -> Result<String, SourceError> {
+        let messages = client
+            .simple_query(
+                "SELECT ssl, coalesce(version, '') FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
+            )
+            .await
+            .map_err(|e| self.fail(pg_message(&e)))?;
+        let row = messages.iter().find_map(|m| match m {
+            tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
+            _ => None,
+        });
+        Ok(match row {
+            Some(r) if r.get(0) == Some("t") => {
+                let version = r.get(1).unwrap_or_default().replace("TLSv", "TLS ");
+                format!("{version} (tls: {})", self.mode.name())
+            }
+            _ => format!("not encrypted (tls: {})", self.mode.name()),
+        })
     }
 }
 
@@ -716,13 +780,15 @@ impl Source for PostgresSource {
         // From here on a cancelled run also stops the statement on the server.
         let done = CancellationToken::new();
         let cancel_token = client.cancel_token();
+        let tls = self.tls.clone();
         {
             let done = done.clone();
             let cancel_token = cancel_token.clone();
+            let tls = tls.clone();
             tokio::spawn(async move {
                 tokio::select! {
                     _ = cancel.cancelled() => {
-                        let _ = cancel_token.cancel_query(NoTls).await;
+                        let _ = cancel_token.cancel_query(tls.clone()).await;
                     }
                     _ = done.cancelled() => {}
                 }
@@ -813,7 +879,7 @@ impl Source for PostgresSource {
             }
             if stopped {
                 // Do not leave the statement running on the server until its timeout.
-                let _ = cancel_token.cancel_query(NoTls).await;
+                let _ = cancel_token.cancel_query(tls.clone()).await;
             } else if let Some(rest) = chunk.rest() {
                 let _ = tx.send(Ok(rest)).await;
             }
@@ -879,6 +945,7 @@ impl Source for PostgresSource {
         let start = std::time::Instant::now();
         let (client, _permit) = self.connect().await?;
         let connect_time = start.elapsed();
+        let encryption = self.encryption(&client).await?;
         let messages = client
             .simple_query(DESCRIBE_SQL)
             .await
@@ -906,6 +973,7 @@ impl Source for PostgresSource {
         Ok(SourceInfo {
             version: format!("PostgreSQL {}", col(0)),
             connect_time,
+            encryption: Some(encryption),
             write_warning: (!evidence.is_empty())
                 .then(|| super::account_can_write(&evidence.join("; "))),
         })

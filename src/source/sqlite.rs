@@ -396,6 +396,7 @@ impl Source for SqliteSource {
             Ok(SourceInfo {
                 version: format!("SQLite {version}"),
                 connect_time,
+                encryption: None,
                 write_warning,
             })
         })

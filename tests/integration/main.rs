@@ -25,3 +25,4 @@ mod schedule;
 mod serve;
 mod smtp_proxy;
 mod sources;
+mod tls;
