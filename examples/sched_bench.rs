@@ -6,6 +6,11 @@
 //! benches/scheduler.sh wraps it and writes the figures into docs/benchmarks.md by hand.
 
 use std::sync::{Arc, Mutex};
+
+/// The allocator of the `ferry` binary (src/main.rs), so that memory is measured as
+/// `ferry serve` would use it.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
