@@ -21,6 +21,7 @@ fn main() {
 
 /// mimalloc instead of glibc's allocator: rows are allocated on the reader thread and freed
 /// on the writer thread, which glibc makes expensive (arena locks, consolidation). A 1M-row
-/// MariaDB CSV export took ~15 % less CPU with it (docs/benchmarks.md).
+/// MariaDB CSV export took ~20 % less CPU with it (docs/benchmarks.md). Built with `no_thp`:
+/// with transparent huge pages its arenas would raise every run's resident memory.
 #[global_allocator]
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
