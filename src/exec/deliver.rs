@@ -152,8 +152,17 @@ pub async fn attempt(
     budget: Option<Duration>,
 ) -> Result<Option<Tried>, StoreError> {
     let now = Utc::now().trunc_subsecs(3);
-    // Read before the delivery is taken, so that a failing store leaves it as it was.
-    let known = store.recipients(&item.key).await?;
+    // Email keeps a state per recipient; read before the delivery is taken, so that a
+    // failing store leaves it as it was.
+    let email = config
+        .channels
+        .get(&item.key.channel)
+        .is_some_and(|c| matches!(c.kind, ChannelKind::Email(_)));
+    let known = if email {
+        store.recipients(&item.key).await?
+    } else {
+        Vec::new()
+    };
     if !store
         .begin_attempt(&item.key, item.from, item.attempts, owner, now)
         .await?

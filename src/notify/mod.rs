@@ -129,7 +129,7 @@ impl RunReport {
 }
 
 /// A rendered message for one channel.
-#[derive(Debug, Clone, Serialize)]
+#[derive(Debug, Clone, Serialize, serde::Deserialize)]
 pub struct Message {
     pub task: String,
     pub run_id: String,
@@ -141,9 +141,9 @@ pub struct Message {
     /// `To:` for email; free text for the outbox.
     pub recipients: Vec<String>,
     /// Email only.
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub cc: Vec<String>,
-    #[serde(skip_serializing_if = "Vec::is_empty")]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub bcc: Vec<String>,
     pub subject: String,
     /// Plain text (the template's `.md.j2`).
@@ -174,25 +174,15 @@ pub struct SizeLimits {
 }
 
 /// A [`Message`] as the delivery ledger keeps it: every field, so that a retry (or a
-/// restart) sends exactly the message rendered with the run. Never holds a secret: the
-/// channel's credentials are looked up again when the message is sent.
+/// restart) sends exactly the message rendered with the run — the ones the outbox JSON
+/// leaves out included. Never holds a secret: the channel's credentials are looked up
+/// again when the message is sent.
 #[derive(Serialize, serde::Deserialize)]
 struct LedgerMessage {
-    task: String,
-    run_id: String,
-    channel: String,
+    #[serde(flatten)]
+    message: Message,
     occurrence: usize,
-    recipients: Vec<String>,
-    cc: Vec<String>,
-    bcc: Vec<String>,
-    subject: String,
-    body: String,
     html: Option<String>,
-    attachments: Vec<FileRecord>,
-    link: Option<String>,
-    /// Absent in rows recorded before the per-task `delivery` existed.
-    #[serde(default)]
-    delivery: Option<RobotDelivery>,
     /// Absent in rows recorded before the sizes were kept (the channel's current ones
     /// apply).
     #[serde(default)]
@@ -202,45 +192,25 @@ struct LedgerMessage {
 impl Message {
     /// The JSON kept in the delivery ledger.
     pub fn to_ledger(&self) -> String {
-        let m = self.clone();
         serde_json::to_string(&LedgerMessage {
-            task: m.task,
-            run_id: m.run_id,
-            channel: m.channel,
-            occurrence: m.occurrence,
-            recipients: m.recipients,
-            cc: m.cc,
-            bcc: m.bcc,
-            subject: m.subject,
-            body: m.body,
-            html: m.html,
-            attachments: m.attachments,
-            link: m.link,
-            delivery: m.delivery,
-            sizes: m.sizes,
+            occurrence: self.occurrence,
+            html: self.html.clone(),
+            sizes: self.sizes,
+            message: self.clone(),
         })
         .expect("messages serialize")
     }
 
-    /// Reads [`Message::to_ledger`] output back.
+    /// Reads [`Message::to_ledger`] output back (rows recorded before the per-task
+    /// `delivery` existed have none: the channel's applies).
     pub fn from_ledger(json: &str) -> Result<Message, String> {
         let m: LedgerMessage = serde_json::from_str(json)
             .map_err(|e| format!("the recorded message cannot be read: {e}"))?;
         Ok(Message {
-            task: m.task,
-            run_id: m.run_id,
-            channel: m.channel,
             occurrence: m.occurrence,
-            recipients: m.recipients,
-            cc: m.cc,
-            bcc: m.bcc,
-            subject: m.subject,
-            body: m.body,
             html: m.html,
-            attachments: m.attachments,
-            link: m.link,
-            delivery: m.delivery,
             sizes: m.sizes,
+            ..m.message
         })
     }
 }
