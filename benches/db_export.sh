@@ -39,8 +39,8 @@
 #
 # Knobs (environment): RUNS=5 (CSV and diagnostics) XLSX_RUNS=3 BIG_RUNS=1 PY_RUNS=1
 # WARMUP=1 PY=1 PY_MAX_ROWS=1000000 DIAG=1 PERF=1 BIG_BASELINES=0 FERRY_REF= VENV=
-# CMD_TIMEOUT=1800 (seconds per command) CHECK_VALUES=1 CHUNK_ROWS=10000 (export.chunk_rows
-# of the generated project; the results in docs/benchmarks.md say which was used).
+# CMD_TIMEOUT=1800 (seconds per command) CHECK_VALUES=1 CHUNK_ROWS= (export.chunk_rows
+# of the generated project; unset: ferry's default; docs/benchmarks.md says which was used).
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
@@ -203,15 +203,19 @@ node_name: bench
 store:
   url: "sqlite://data/ferry.db"
 export:
-  chunk_rows: ${CHUNK_ROWS:-10000}
-  timeout: 2h
+${CHUNK_ROWS:+  chunk_rows: $CHUNK_ROWS
+}  timeout: 2h
+# Plain TCP on loopback for ferry and every baseline alike (the test servers also offer
+# TLS, which ferry's default "tls: prefer" would take and the mariadb CLI would not).
 datasources:
   pg:
     type: postgres
     url: "$FERRY_TEST_PG_URL"
+    tls: disable
   my:
     type: mysql
     url: "$FERRY_TEST_MYSQL_URL"
+    tls: disable
 EOF
 task() { # name source format query
     cat >"$P/tasks/$1.yaml" <<EOF
@@ -302,8 +306,8 @@ interleave() {
 }
 
 FERRY_RUN="'$FERRY' run --json --no-notify --config '$P/config.yaml'"
-PGURL=$FERRY_TEST_PG_URL
-MY_ARGS="--no-defaults -h 127.0.0.1 -P $MY_PORT -u ferry -pferry --default-character-set=utf8mb4 -D ferry_test"
+PGURL="$FERRY_TEST_PG_URL?sslmode=disable"
+MY_ARGS="--no-defaults --skip-ssl -h 127.0.0.1 -P $MY_PORT -u ferry -pferry --default-character-set=utf8mb4 -D ferry_test"
 # each ferry task publishes into exports/<task>/; remove the previous run's file first
 fclean() { echo "rm -rf '$P/exports/$1'"; }
 ferry_file() { python3 -c 'import json,sys; print(json.loads(open(sys.argv[1]).read().strip().splitlines()[-1])["files"][0]["path"])' "$1"; }

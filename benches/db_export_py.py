@@ -48,7 +48,7 @@ def sqlalchemy_url(kind, url):
     p = parse(url)
     if kind == "pg":
         return (f"postgresql+psycopg2://{p['user']}:{p['password']}@{p['host']}:{p['port']}/{p['db']}",
-                {"options": "-c TimeZone=UTC"})
+                {"options": "-c TimeZone=UTC", "sslmode": "disable"})
     return (f"mysql+pymysql://{p['user']}:{p['password']}@{p['host']}:{p['port']}/{p['db']}?charset=utf8mb4",
             {"init_command": "SET time_zone = '+00:00'"})
 
@@ -86,7 +86,8 @@ def server_cursor(kind, url, query):
         import psycopg2
 
         conn = psycopg2.connect(host=p["host"], port=p["port"], user=p["user"],
-                                password=p["password"], dbname=p["db"], options="-c TimeZone=UTC")
+                                password=p["password"], dbname=p["db"], options="-c TimeZone=UTC",
+                                sslmode="disable")
         conn.set_session(readonly=True)
         cur = conn.cursor(name="export")  # server-side cursor
         cur.itersize = 10_000

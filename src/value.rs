@@ -6,8 +6,8 @@
 //! zone keeps its offset. Writers decide how each kind becomes a CSV field or an XLSX
 //! cell; sources decide how their wire types become a `Value`.
 //!
-//! Rows travel in chunks (`Vec<Row>`) so that per-row overhead stays small, and the
-//! column metadata ([`Column`]) is known before the first row.
+//! Rows travel in chunks ([`Rows`]: the values of many rows in one flat buffer, with no
+//! allocation per row), and the column metadata ([`Column`]) is known before the first row.
 
 use chrono::{DateTime, FixedOffset, NaiveDate, NaiveDateTime, NaiveTime};
 
@@ -32,6 +32,82 @@ pub enum Value {
 
 /// A result row: one value per column, in column order.
 pub type Row = Vec<Value>;
+
+/// A chunk of result rows, stored flat: row `r` is `values[r * width..(r + 1) * width]`.
+///
+/// One buffer per chunk instead of one `Vec` per row: the reader fills it value by value
+/// and the buffer is handed back to be reused (see `source::RowsPool`), so a streaming
+/// export allocates no memory per row for the row itself.
+#[derive(Debug, Default, Clone, PartialEq)]
+pub struct Rows {
+    width: usize,
+    values: Vec<Value>,
+}
+
+impl Rows {
+    /// An empty chunk of rows with `width` columns, with room for `rows` rows.
+    pub fn with_capacity(width: usize, rows: usize) -> Rows {
+        Rows {
+            width,
+            values: Vec::with_capacity(width * rows),
+        }
+    }
+
+    /// A chunk holding `rows`, each of which must have `width` values.
+    pub fn from_rows(width: usize, rows: impl IntoIterator<Item = Row>) -> Rows {
+        let mut out = Rows::with_capacity(width, 0);
+        for row in rows {
+            assert_eq!(row.len(), width, "every row of a chunk has `width` values");
+            out.values.extend(row);
+        }
+        out
+    }
+
+    /// The number of columns.
+    pub fn width(&self) -> usize {
+        self.width
+    }
+
+    /// The number of complete rows.
+    pub fn len(&self) -> usize {
+        self.values.len().checked_div(self.width).unwrap_or(0)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends one value to the row being filled; a row is complete after `width` pushes.
+    #[inline]
+    pub fn push(&mut self, value: Value) {
+        self.values.push(value);
+    }
+
+    /// The complete rows, in order.
+    pub fn iter(&self) -> std::slice::ChunksExact<'_, Value> {
+        let complete = self.len() * self.width;
+        self.values[..complete].chunks_exact(self.width.max(1))
+    }
+
+    /// Drops every value and sets the width, keeping the buffer.
+    pub fn reset(&mut self, width: usize) {
+        self.values.clear();
+        self.width = width;
+    }
+
+    /// The capacity of the buffer, in values.
+    pub fn capacity(&self) -> usize {
+        self.values.capacity()
+    }
+}
+
+impl<'a> IntoIterator for &'a Rows {
+    type Item = &'a [Value];
+    type IntoIter = std::slice::ChunksExact<'a, Value>;
+    fn into_iter(self) -> Self::IntoIter {
+        self.iter()
+    }
+}
 
 /// The broad kind of a column, as declared by the source. Values may still be `Null`, and
 /// dynamically typed sources (SQLite) may deliver a different kind in some rows.
@@ -125,6 +201,37 @@ mod tests {
         assert_eq!(significant_digits("123456789012345"), 15);
         assert_eq!(significant_digits("1234567890123456"), 16);
         assert_eq!(significant_digits("12345678901234567890.1234567890"), 29);
+    }
+
+    #[test]
+    fn rows_are_stored_flat_and_only_complete_rows_count() {
+        let mut rows = Rows::with_capacity(2, 4);
+        assert!(rows.is_empty());
+        for i in 0..5 {
+            rows.push(Value::Int(i));
+        }
+        // The fifth value starts a row that is not complete yet.
+        assert_eq!(rows.len(), 2);
+        let seen: Vec<Vec<Value>> = rows.iter().map(<[Value]>::to_vec).collect();
+        assert_eq!(
+            seen,
+            vec![
+                vec![Value::Int(0), Value::Int(1)],
+                vec![Value::Int(2), Value::Int(3)]
+            ]
+        );
+        let cap = rows.capacity();
+        rows.reset(3);
+        assert!(rows.is_empty());
+        assert_eq!((rows.width(), rows.capacity()), (3, cap));
+        // No columns: never any rows.
+        let mut none = Rows::with_capacity(0, 4);
+        none.push(Value::Null);
+        assert_eq!((none.len(), none.iter().count()), (0, 0));
+        assert_eq!(
+            Rows::from_rows(1, [vec![Value::Int(7)]]).iter().next(),
+            Some(&[Value::Int(7)][..])
+        );
     }
 
     #[test]

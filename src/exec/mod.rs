@@ -484,9 +484,10 @@ impl Executor {
                         }
                         let chunk = chunk.map_err(|e| ExportError::Failed(label(e.to_string())))?;
                         writer.write_rows(&chunk).map_err(fail)?;
-                        n_part += chunk.len() as u64;
-                        let n = rows.fetch_add(chunk.len() as u64, Ordering::SeqCst)
-                            + chunk.len() as u64;
+                        let len = chunk.len() as u64;
+                        stream.pool.give_back(chunk);
+                        n_part += len;
+                        let n = rows.fetch_add(len, Ordering::SeqCst) + len;
                         if let Some(p) = &progress {
                             p(n);
                         }

@@ -21,7 +21,7 @@ use super::{
     Finished, FormatError, FormatWriter, HashingWriter, Staged, WriterOptions, partial_path,
 };
 use crate::config::{CsvEncoding, CsvOptions};
-use crate::value::{Column, Kind, Row, Value, render_text};
+use crate::value::{Column, Kind, Rows, Value, render_text};
 
 const BUFFER: usize = 256 * 1024;
 
@@ -346,7 +346,7 @@ impl FormatWriter for CsvWriter {
         res.map_err(|e| self.err(e))
     }
 
-    fn write_rows(&mut self, rows: &[Row]) -> Result<(), FormatError> {
+    fn write_rows(&mut self, rows: &Rows) -> Result<(), FormatError> {
         let escape = self.opts.escape_formulas;
         let tz = self.tz;
         let wtr = self.wtr.as_mut().expect("writer open until finish");

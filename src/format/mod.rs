@@ -24,7 +24,7 @@ use chrono_tz::Tz;
 use sha2::{Digest, Sha256};
 
 use crate::config::{Format, OutputSpec};
-use crate::value::{Column, Row};
+use crate::value::{Column, Rows};
 
 /// What a writer needs to know about where and how to write.
 #[derive(Debug, Clone)]
@@ -124,7 +124,7 @@ pub trait FormatWriter: Send {
     /// [`begin`]: FormatWriter::begin
     fn begin_part(&mut self, name: &str, columns: &[Column]) -> Result<(), FormatError>;
     /// Called for each chunk, in order.
-    fn write_rows(&mut self, rows: &[Row]) -> Result<(), FormatError>;
+    fn write_rows(&mut self, rows: &Rows) -> Result<(), FormatError>;
     /// Flushes and fsyncs; returns the partial files to publish.
     fn finish(self: Box<Self>) -> Result<Finished, FormatError>;
 }

@@ -27,7 +27,7 @@ use super::{
     Finished, FormatError, FormatWriter, HashingWriter, Staged, WriterOptions, partial_path,
 };
 use crate::format::csv::header_text;
-use crate::value::{Column, Row, Value, render_text, significant_digits};
+use crate::value::{Column, Rows, Value, render_text, significant_digits};
 
 /// Data rows per sheet (Excel's 1,048,576 rows less the header).
 pub const MAX_DATA_ROWS: u32 = 1_048_575;
@@ -258,7 +258,7 @@ impl FormatWriter for XlsxWriter {
         self.begin(columns)
     }
 
-    fn write_rows(&mut self, rows: &[Row]) -> Result<(), FormatError> {
+    fn write_rows(&mut self, rows: &Rows) -> Result<(), FormatError> {
         for row in rows {
             if self.row > self.rows_per_sheet {
                 self.new_sheet()?;
@@ -446,9 +446,11 @@ mod tests {
         w.rows_per_sheet = 10;
         let mut w: Box<dyn FormatWriter> = Box::new(w);
         w.begin(&[col("n", crate::value::Kind::Int)]).unwrap();
-        let rows: Vec<Row> = (1..=25).map(|i| vec![Value::Int(i)]).collect();
-        w.write_rows(&rows[..7]).unwrap();
-        w.write_rows(&rows[7..]).unwrap();
+        let chunk = |r: std::ops::RangeInclusive<i64>| {
+            crate::value::Rows::from_rows(1, r.map(|i| vec![Value::Int(i)]))
+        };
+        w.write_rows(&chunk(1..=7)).unwrap();
+        w.write_rows(&chunk(8..=25)).unwrap();
         let fin = w.finish().unwrap();
         assert!(
             fin.warnings[0].contains("written over 3 sheets"),
@@ -481,8 +483,11 @@ mod tests {
         let mut w: Box<dyn FormatWriter> = Box::new(XlsxWriter::new(opts(dir.path())).unwrap());
         w.begin(&[col("note", crate::value::Kind::Text)]).unwrap();
         let long = "长".repeat(40_000);
-        w.write_rows(&[vec![Value::Text(long)], vec![Value::Text("short".into())]])
-            .unwrap();
+        w.write_rows(&crate::value::Rows::from_rows(
+            1,
+            [vec![Value::Text(long)], vec![Value::Text("short".into())]],
+        ))
+        .unwrap();
         let fin = w.finish().unwrap();
         assert_eq!(
             fin.warnings,

@@ -27,7 +27,7 @@ use tokio_util::sync::CancellationToken;
 
 use crate::config::DatasourceSpec;
 use crate::params::RunParams;
-use crate::value::{Column, Row};
+use crate::value::{Column, Rows, Value};
 
 /// Connection slots per datasource, shared by every run of this process (keyed by name
 /// and size, so a reload that changes `max_connections` gets a fresh limit).
@@ -61,30 +61,90 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
 /// How many chunks may wait between the source and the writer.
 pub const CHANNEL_CHUNKS: usize = 2;
 
-/// Collects a source's rows into chunks of `chunk_rows` for the channel to the writer.
-pub struct Chunker {
-    rows: Vec<Row>,
-    size: usize,
-}
+/// Chunk buffers handed back by the writer for the reader to fill again.
+///
+/// The reader takes a buffer, fills it and sends it; the writer writes it and gives it
+/// back. The values of a returned buffer are dropped by the reader when it takes the buffer
+/// again, on the thread that allocated them, so a streaming export reuses the same few
+/// buffers (still warm in the CPU caches) instead of allocating a `Vec` per row and freeing
+/// it on the other thread. Measured in docs/benchmarks.md ("Flat, reused chunks").
+#[derive(Debug, Clone, Default)]
+pub struct RowsPool(Arc<Mutex<Vec<Rows>>>);
 
-impl Chunker {
-    pub fn new(chunk_rows: usize) -> Chunker {
-        let size = chunk_rows.max(1);
-        Chunker {
-            rows: Vec::with_capacity(size.min(65_536)),
-            size,
+/// Buffers kept for reuse: enough for every chunk that can be in flight at once (in the
+/// channel, being filled, being written).
+const POOL_BUFFERS: usize = CHANNEL_CHUNKS + 2;
+
+impl RowsPool {
+    /// Gives a written chunk back for reuse; its values are dropped when it is taken again.
+    pub fn give_back(&self, rows: Rows) {
+        let mut pool = self.0.lock().unwrap_or_else(|e| e.into_inner());
+        if pool.len() < POOL_BUFFERS {
+            pool.push(rows);
         }
     }
 
-    /// Adds a row; returns the chunk to send when this row completes one.
-    pub fn push(&mut self, row: Row) -> Option<Vec<Row>> {
-        self.rows.push(row);
-        (self.rows.len() >= self.size)
-            .then(|| std::mem::replace(&mut self.rows, Vec::with_capacity(self.size.min(65_536))))
+    /// An empty buffer for `width` columns with room for `rows` rows.
+    fn take(&self, width: usize, rows: usize) -> Rows {
+        let reused = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
+        match reused {
+            Some(mut r) if r.capacity() >= width * rows => {
+                r.reset(width);
+                r
+            }
+            _ => Rows::with_capacity(width, rows),
+        }
+    }
+}
+
+/// Collects a source's values into chunks of `chunk_rows` rows for the channel to the
+/// writer, reusing the buffers the writer gives back through [`Chunker::pool`].
+pub struct Chunker {
+    rows: Rows,
+    size: usize,
+    width: usize,
+    pool: RowsPool,
+}
+
+impl Chunker {
+    pub fn new(chunk_rows: usize, width: usize) -> Chunker {
+        Chunker::in_pool(chunk_rows, width, RowsPool::default())
+    }
+
+    /// A chunker that reuses the buffers given back to `pool`.
+    pub fn in_pool(chunk_rows: usize, width: usize, pool: RowsPool) -> Chunker {
+        let size = chunk_rows.max(1);
+        Chunker {
+            rows: pool.take(width, size.min(65_536)),
+            size,
+            width,
+            pool,
+        }
+    }
+
+    /// The pool the writer gives written chunks back to ([`QueryStream::pool`]).
+    pub fn pool(&self) -> RowsPool {
+        self.pool.clone()
+    }
+
+    /// Adds the next value of the row being filled.
+    #[inline]
+    pub fn push(&mut self, value: Value) {
+        self.rows.push(value);
+    }
+
+    /// Ends the row being filled (after one `push` per column); returns the chunk to send
+    /// when this row completes one.
+    #[inline]
+    pub fn end_row(&mut self) -> Option<Rows> {
+        (self.rows.len() >= self.size).then(|| {
+            let next = self.pool.take(self.width, self.size.min(65_536));
+            std::mem::replace(&mut self.rows, next)
+        })
     }
 
     /// The last, partial chunk, if any rows are left.
-    pub fn rest(self) -> Option<Vec<Row>> {
+    pub fn rest(self) -> Option<Rows> {
         (!self.rows.is_empty()).then_some(self.rows)
     }
 }
@@ -109,7 +169,9 @@ impl SourceError {
 /// A running query: columns known up front, rows arriving in chunks.
 pub struct QueryStream {
     pub columns: Vec<Column>,
-    pub chunks: mpsc::Receiver<Result<Vec<Row>, SourceError>>,
+    pub chunks: mpsc::Receiver<Result<Rows, SourceError>>,
+    /// Where the consumer gives each chunk back once written, for the source to reuse.
+    pub pool: RowsPool,
     /// Problems known once the columns are (a column type read as a fallback); the run
     /// records them.
     pub warnings: Vec<String>,

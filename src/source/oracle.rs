@@ -696,17 +696,18 @@ impl Source for OracleSource {
                 }
             };
             let (columns, decoders, warnings) = describe_columns(rows.column_info());
+            let mut chunk = Chunker::new(chunk_rows, decoders.len());
             if meta_tx
                 .send(Ok(QueryStream {
                     columns,
                     chunks: rx,
+                    pool: chunk.pool(),
                     warnings,
                 }))
                 .is_err()
             {
                 return;
             }
-            let mut chunk = Chunker::new(chunk_rows);
             let mut stopped = false;
             'rows: for next in rows.by_ref() {
                 let r = match next {
@@ -717,7 +718,6 @@ impl Source for OracleSource {
                         break;
                     }
                 };
-                let mut row = Vec::with_capacity(decoders.len());
                 for (i, (dec, v)) in decoders.iter().zip(r.sql_values()).enumerate() {
                     let value = match dec.fetch(v) {
                         Ok(None) => Ok(Value::Null),
@@ -725,7 +725,7 @@ impl Source for OracleSource {
                         Err(e) => Err(run_message(&Failure::of(&e))),
                     };
                     match value {
-                        Ok(v) => row.push(v),
+                        Ok(v) => chunk.push(v),
                         Err(e) => {
                             let _ = tx.blocking_send(Err(fail(format!(
                                 "cannot read a value of column {}: {e}",
@@ -736,7 +736,7 @@ impl Source for OracleSource {
                         }
                     }
                 }
-                if let Some(full) = chunk.push(row)
+                if let Some(full) = chunk.end_row()
                     && tx.blocking_send(Ok(full)).is_err()
                 {
                     stopped = true; // The writer stopped (failed or cancelled).

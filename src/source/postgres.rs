@@ -764,6 +764,28 @@ fn quote_array_item(text: String) -> String {
     q
 }
 
+/// Decodes one row into the chunk; on failure, the column index and the reason.
+///
+/// A plain function, not part of the async reader, so that values are built in place
+/// instead of being moved through the reader's future for every cell (see the MySQL
+/// source's `decode_row`).
+#[inline(never)]
+fn decode_row(
+    decoders: &[Decoder],
+    row: &tokio_postgres::Row,
+    chunk: &mut Chunker,
+) -> Result<(), (usize, String)> {
+    for (i, dec) in decoders.iter().enumerate() {
+        let value = match row.try_get::<_, Raw<'_>>(i) {
+            Ok(Raw(None)) => Ok(Value::Null),
+            Ok(Raw(Some(b))) => dec.decode(b),
+            Err(e) => Err(error_chain(&e)),
+        };
+        chunk.push(value.map_err(|e| (i, e))?);
+    }
+    Ok(())
+}
+
 #[async_trait]
 impl Source for PostgresSource {
     async fn query(
@@ -834,13 +856,13 @@ impl Source for PostgresSource {
 
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let name = self.name.clone();
-        let chunk_rows = chunk_rows.max(1);
+        let mut chunk = Chunker::new(chunk_rows, decoders.len());
+        let pool = chunk.pool();
         tokio::spawn(async move {
             let fail = |msg: String| SourceError::new(&name, msg);
             let mut rows = std::pin::pin!(rows);
-            let mut chunk = Chunker::new(chunk_rows);
             let mut stopped = false;
-            'rows: while let Some(next) = rows.next().await {
+            while let Some(next) = rows.next().await {
                 let r = match next {
                     Ok(r) => r,
                     Err(e) => {
@@ -848,29 +870,18 @@ impl Source for PostgresSource {
                         return;
                     }
                 };
-                let mut row = Vec::with_capacity(decoders.len());
-                for (i, dec) in decoders.iter().enumerate() {
-                    let value = match r.try_get::<_, Raw<'_>>(i) {
-                        Ok(Raw(None)) => Ok(Value::Null),
-                        Ok(Raw(Some(b))) => dec.decode(b),
-                        Err(e) => Err(error_chain(&e)),
-                    };
-                    match value {
-                        Ok(v) => row.push(v),
-                        Err(e) => {
-                            let c = r.columns()[i].type_().name().to_string();
-                            let _ = tx
-                                .send(Err(fail(format!(
-                                    "cannot read a value of column {} (type `{c}`): {e}",
-                                    i + 1
-                                ))))
-                                .await;
-                            stopped = true;
-                            break 'rows;
-                        }
-                    }
+                if let Err((i, e)) = decode_row(&decoders, &r, &mut chunk) {
+                    let c = r.columns()[i].type_().name().to_string();
+                    let _ = tx
+                        .send(Err(fail(format!(
+                            "cannot read a value of column {} (type `{c}`): {e}",
+                            i + 1
+                        ))))
+                        .await;
+                    stopped = true;
+                    break;
                 }
-                if let Some(full) = chunk.push(row)
+                if let Some(full) = chunk.end_row()
                     && tx.send(Ok(full)).await.is_err()
                 {
                     stopped = true; // The writer stopped (failed or cancelled).
@@ -890,6 +901,7 @@ impl Source for PostgresSource {
         Ok(QueryStream {
             columns,
             chunks: rx,
+            pool,
             warnings,
         })
     }

@@ -24,7 +24,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{CHANNEL_CHUNKS, Chunker, QueryStream, Source, SourceError, SourceInfo};
+use super::{CHANNEL_CHUNKS, Chunker, QueryStream, RowsPool, Source, SourceError, SourceInfo};
 use crate::params::{self, ParamValue, RunParams};
 use crate::value::{Column, Kind, Value, parse_date, parse_naive_datetime, parse_time};
 
@@ -270,7 +270,8 @@ impl Source for SqliteSource {
         let (cols_tx, cols_rx) = oneshot::channel::<Result<Vec<Column>, SourceError>>();
         let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let source = self.clone();
-        let chunk_rows = chunk_rows.max(1);
+        let pool = RowsPool::default();
+        let reader_pool = pool.clone();
         let (interrupt_tx, interrupt_rx) = oneshot::channel::<rusqlite::InterruptHandle>();
         tokio::task::spawn_blocking(move || {
             let name = source.name.clone();
@@ -312,21 +313,20 @@ impl Source for SqliteSource {
                 return;
             }
             let mut rows = stmt.raw_query();
-            let mut chunk = Chunker::new(chunk_rows);
+            let mut chunk = Chunker::in_pool(chunk_rows, rules.len(), reader_pool);
             loop {
                 match rows.next() {
                     Ok(Some(r)) => {
-                        let mut row = Vec::with_capacity(rules.len());
                         for (i, rule) in rules.iter().enumerate() {
                             match r.get_ref(i) {
-                                Ok(v) => row.push(read_value(v, *rule)),
+                                Ok(v) => chunk.push(read_value(v, *rule)),
                                 Err(e) => {
                                     let _ = tx.blocking_send(Err(fail(db_message(&e))));
                                     return;
                                 }
                             }
                         }
-                        if let Some(full) = chunk.push(row)
+                        if let Some(full) = chunk.end_row()
                             && tx.blocking_send(Ok(full)).is_err()
                         {
                             return; // The consumer stopped (cancelled or failed).
@@ -362,6 +362,7 @@ impl Source for SqliteSource {
         Ok(QueryStream {
             columns,
             chunks: rx,
+            pool,
             warnings: Vec::new(),
         })
     }

@@ -15,6 +15,7 @@ mod ledger;
 mod links;
 mod multi;
 mod mysql;
+mod notls_proxy;
 #[cfg(feature = "oracle")]
 mod oracle;
 mod outputs;

@@ -5,6 +5,7 @@
 //! `disable` stays plain. Under `CI=true` nothing is skipped.
 
 use crate::mysql::my_url;
+use crate::notls_proxy::{NoTlsProxy, Protocol};
 use crate::postgres::pg_url;
 use crate::support::{Project, describe};
 
@@ -217,4 +218,85 @@ fn mysql_require_prefer_and_disable() {
     let plain = project("mysql", &url, ", tls: disable", MY_SSL);
     let text = sources_test(&plain);
     assert!(text.contains(", not encrypted (tls: disable)"), "{text}");
+}
+
+/// `url` with its port replaced by `port`.
+fn via_port(url: &str, port: u16) -> String {
+    let (head, tail) = url.rsplit_once(':').expect("a URL with a port");
+    let rest = tail.find('/').map_or("", |i| &tail[i..]);
+    format!("{head}:{port}{rest}")
+}
+
+/// The port of `url`.
+fn port_of(url: &str) -> u16 {
+    let tail = url.rsplit_once(':').expect("a URL with a port").1;
+    tail.split('/')
+        .next()
+        .unwrap()
+        .parse()
+        .expect("a numeric port")
+}
+
+const NOT_OFFERED: &str = "needs TLS and the server does not offer it";
+
+#[test]
+fn postgres_without_tls_fails_require_and_verify_and_prefer_goes_plain() {
+    let Some(url) = pg_url() else { return };
+    let proxy = NoTlsProxy::start(Protocol::Postgres, port_of(&url));
+    let plain_url = via_port(&url, proxy.port);
+    for mode in ["require", "verify-ca", "verify-full"] {
+        let before = proxy.connections();
+        let settings = format!(", tls: {mode}, ca_file: \"{}\"", db_ca());
+        let settings = if mode == "require" {
+            ", tls: require".to_string()
+        } else {
+            settings
+        };
+        let err = run(&project("postgres", &plain_url, &settings, PG_SSL)).unwrap_err();
+        assert!(
+            err.contains(NOT_OFFERED) && err.contains(&format!("`tls: {mode}`")),
+            "{mode}: {err}"
+        );
+        // Refused once, and never tried again without TLS.
+        assert_eq!(proxy.connections() - before, 1, "{mode}");
+    }
+    let refused = proxy.refusals();
+    let p = project("postgres", &plain_url, "", PG_SSL);
+    assert_eq!(
+        run(&p).unwrap(),
+        "ssl\nfalse\n",
+        "prefer falls back to plain"
+    );
+    assert!(proxy.refusals() > refused, "prefer asked for TLS first");
+    let text = sources_test(&p);
+    assert!(text.contains(", not encrypted (tls: prefer)"), "{text}");
+}
+
+#[test]
+fn mysql_without_tls_fails_require_and_verify_and_prefer_goes_plain() {
+    let Some(url) = my_url() else { return };
+    let proxy = NoTlsProxy::start(Protocol::Mysql, port_of(&url));
+    let plain_url = via_port(&url, proxy.port);
+    for settings in [
+        ", tls: require".to_string(),
+        format!(", tls: verify-full, ca_file: \"{}\"", db_ca()),
+    ] {
+        let before = proxy.connections();
+        let err = run(&project("mysql", &plain_url, &settings, MY_SSL)).unwrap_err();
+        assert!(err.contains(NOT_OFFERED), "{settings}: {err}");
+        assert_eq!(proxy.connections() - before, 1, "{settings}");
+    }
+    let refused = proxy.refusals();
+    let p = project("mysql", &plain_url, "", MY_SSL);
+    let csv = run(&p).unwrap();
+    assert!(
+        ssl_version(&csv).is_empty(),
+        "prefer falls back to plain: {csv}"
+    );
+    assert!(
+        proxy.refusals() > refused,
+        "the server's TLS offer was removed"
+    );
+    let text = sources_test(&p);
+    assert!(text.contains(", not encrypted (tls: prefer)"), "{text}");
 }
