@@ -144,6 +144,16 @@ pub struct Column {
 }
 
 impl Value {
+    /// The bytes the value holds outside its slot (text, binary, decimal digits).
+    #[inline]
+    pub fn heap_len(&self) -> usize {
+        match self {
+            Value::Text(s) | Value::Decimal(s) => s.len(),
+            Value::Bytes(b) => b.len(),
+            _ => 0,
+        }
+    }
+
     /// True if the value is a number (integer, float or exact decimal).
     pub fn is_numeric(&self) -> bool {
         matches!(

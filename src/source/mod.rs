@@ -97,12 +97,20 @@ impl RowsPool {
     }
 }
 
-/// Collects a source's values into chunks of `chunk_rows` rows for the channel to the
-/// writer, reusing the buffers the writer gives back through [`Chunker::pool`].
+/// A chunk is sent before it has `chunk_rows` rows once its values take this many bytes
+/// (each value's slot plus the text, bytes or decimal digits it holds), so that rows with
+/// long text or large binary values keep memory flat too: at most
+/// [`CHANNEL_CHUNKS`] + 2 chunks are in memory at once.
+pub const CHUNK_BYTES: usize = 4 << 20;
+
+/// Collects a source's values into chunks of `chunk_rows` rows (or [`CHUNK_BYTES`]) for
+/// the channel to the writer, reusing the buffers the writer gives back through
+/// [`Chunker::pool`].
 pub struct Chunker {
     rows: Rows,
     size: usize,
     width: usize,
+    bytes: usize,
     pool: RowsPool,
 }
 
@@ -118,6 +126,7 @@ impl Chunker {
             rows: pool.take(width, size.min(65_536)),
             size,
             width,
+            bytes: 0,
             pool,
         }
     }
@@ -130,6 +139,7 @@ impl Chunker {
     /// Adds the next value of the row being filled.
     #[inline]
     pub fn push(&mut self, value: Value) {
+        self.bytes += std::mem::size_of::<Value>() + value.heap_len();
         self.rows.push(value);
     }
 
@@ -137,7 +147,8 @@ impl Chunker {
     /// when this row completes one.
     #[inline]
     pub fn end_row(&mut self) -> Option<Rows> {
-        (self.rows.len() >= self.size).then(|| {
+        (self.rows.len() >= self.size || self.bytes >= CHUNK_BYTES).then(|| {
+            self.bytes = 0;
             let next = self.pool.take(self.width, self.size.min(65_536));
             std::mem::replace(&mut self.rows, next)
         })
@@ -294,5 +305,73 @@ pub async fn build(name: &str, spec: &DatasourceSpec) -> Result<Box<dyn Source>,
             name,
             crate::config::validate::ORACLE_NOT_BUILT,
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fill(chunker: &mut Chunker, width: usize, value: impl Fn() -> Value) -> Option<Rows> {
+        for _ in 0..width {
+            chunker.push(value());
+        }
+        chunker.end_row()
+    }
+
+    #[test]
+    fn chunks_are_cut_at_chunk_rows_and_the_rest_is_kept() {
+        let mut c = Chunker::new(3, 2);
+        let mut sent = Vec::new();
+        for i in 0..7 {
+            if let Some(full) = fill(&mut c, 2, || Value::Int(i)) {
+                sent.push(full);
+            }
+        }
+        assert_eq!(sent.iter().map(Rows::len).collect::<Vec<_>>(), [3, 3]);
+        assert_eq!(
+            sent[1].iter().next(),
+            Some(&[Value::Int(3), Value::Int(3)][..])
+        );
+        let rest = c.rest().expect("one row left");
+        assert_eq!(rest.len(), 1);
+    }
+
+    #[test]
+    fn wide_rows_cut_a_chunk_at_chunk_bytes() {
+        // 1,000 rows of two 1 MB texts would be 2 GB in one chunk; each chunk stops once it
+        // holds CHUNK_BYTES.
+        let big = "x".repeat(1 << 20);
+        let mut c = Chunker::new(1000, 2);
+        let mut rows_per_chunk = Vec::new();
+        for _ in 0..10 {
+            if let Some(full) = fill(&mut c, 2, || Value::Text(big.clone())) {
+                rows_per_chunk.push(full.len());
+            }
+        }
+        assert_eq!(rows_per_chunk, [2, 2, 2, 2, 2]);
+        assert!(c.rest().is_none());
+    }
+
+    #[test]
+    fn given_back_buffers_are_reused_after_being_emptied() {
+        let mut c = Chunker::new(2, 1);
+        let pool = c.pool();
+        let next = |c: &mut Chunker, v: Value| {
+            (0..)
+                .find_map(|_| fill(c, 1, || v.clone()))
+                .expect("a full chunk")
+        };
+        let first = next(&mut c, Value::Text("a".into()));
+        let buffer = first.iter().next().unwrap().as_ptr();
+        pool.give_back(first);
+        // The buffer after `first` was taken before the give-back; the one after it is
+        // `first`'s, emptied of its texts.
+        let second = next(&mut c, Value::Int(1));
+        let third = next(&mut c, Value::Int(2));
+        assert_ne!(second.iter().next().unwrap().as_ptr(), buffer);
+        assert_eq!(third.iter().next().unwrap().as_ptr(), buffer);
+        assert_eq!(third.len(), 2);
+        assert!(third.iter().all(|r| r == [Value::Int(2)]));
     }
 }
