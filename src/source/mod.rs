@@ -99,8 +99,9 @@ impl RowsPool {
 
 /// A chunk is sent before it has `chunk_rows` rows once its values take this many bytes
 /// (each value's slot plus the text, bytes or decimal digits it holds), so that rows with
-/// long text or large binary values keep memory flat too: at most
-/// [`CHANNEL_CHUNKS`] + 2 chunks are in memory at once.
+/// long text or large binary values keep memory flat too. At most [`CHANNEL_CHUNKS`] + 3
+/// chunk buffers exist at once (being filled, waiting in the channel, being written, given
+/// back), so the values in flight stay under about 20 MB whatever the rows hold.
 pub const CHUNK_BYTES: usize = 4 << 20;
 
 /// Collects a source's values into chunks of `chunk_rows` rows (or [`CHUNK_BYTES`]) for
