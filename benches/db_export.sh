@@ -306,7 +306,7 @@ interleave() {
 }
 
 FERRY_RUN="'$FERRY' run --json --no-notify --config '$P/config.yaml'"
-PGURL="$FERRY_TEST_PG_URL?sslmode=disable"
+case "$FERRY_TEST_PG_URL" in *\?*) PGURL="$FERRY_TEST_PG_URL&sslmode=disable" ;; *) PGURL="$FERRY_TEST_PG_URL?sslmode=disable" ;; esac
 MY_ARGS="--no-defaults --skip-ssl -h 127.0.0.1 -P $MY_PORT -u ferry -pferry --default-character-set=utf8mb4 -D ferry_test"
 # each ferry task publishes into exports/<task>/; remove the previous run's file first
 fclean() { echo "rm -rf '$P/exports/$1'"; }

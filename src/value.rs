@@ -83,6 +83,11 @@ impl Rows {
         self.values.push(value);
     }
 
+    /// True when the values fill whole rows (no row is half filled).
+    pub fn is_row_complete(&self) -> bool {
+        self.values.len() == self.len() * self.width
+    }
+
     /// The complete rows, in order.
     pub fn iter(&self) -> std::slice::ChunksExact<'_, Value> {
         let complete = self.len() * self.width;

@@ -65,9 +65,10 @@ pub const CHANNEL_CHUNKS: usize = 2;
 ///
 /// The reader takes a buffer, fills it and sends it; the writer writes it and gives it
 /// back. The values of a returned buffer are dropped by the reader when it takes the buffer
-/// again, on the thread that allocated them, so a streaming export reuses the same few
-/// buffers (still warm in the CPU caches) instead of allocating a `Vec` per row and freeing
-/// it on the other thread. Measured in docs/benchmarks.md ("Flat, reused chunks").
+/// again (the reader's task, which allocated them), so a streaming export reuses the same
+/// few buffers (still warm in the CPU caches) instead of allocating a `Vec` per row and
+/// freeing it on the writer's thread. Measured in docs/benchmarks.md ("Flat, reused
+/// chunks").
 #[derive(Debug, Clone, Default)]
 pub struct RowsPool(Arc<Mutex<Vec<Rows>>>);
 
@@ -84,24 +85,34 @@ impl RowsPool {
         }
     }
 
-    /// An empty buffer for `width` columns with room for `rows` rows.
+    /// An empty buffer for `width` columns with room for `rows` rows, or for as many as
+    /// fit in [`CHUNK_BYTES`] (a chunk is cut there anyway; 1,000 columns × 65,536 rows
+    /// would otherwise reserve 2 GB per buffer).
     fn take(&self, width: usize, rows: usize) -> Rows {
+        let cap_rows = rows.min((CHUNK_BYTES / std::mem::size_of::<Value>()) / width.max(1) + 1);
         let reused = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match reused {
-            Some(mut r) if r.capacity() >= width * rows => {
+            Some(mut r) if r.capacity() >= width * cap_rows => {
                 r.reset(width);
                 r
             }
-            _ => Rows::with_capacity(width, rows),
+            _ => Rows::with_capacity(width, cap_rows),
         }
+    }
+
+    #[cfg(test)]
+    fn buffers(&self) -> usize {
+        self.0.lock().unwrap().len()
     }
 }
 
 /// A chunk is sent before it has `chunk_rows` rows once its values take this many bytes
-/// (each value's slot plus the text, bytes or decimal digits it holds), so that rows with
-/// long text or large binary values keep memory flat too. At most [`CHANNEL_CHUNKS`] + 3
-/// chunk buffers exist at once (being filled, waiting in the channel, being written, given
-/// back), so the values in flight stay under about 20 MB whatever the rows hold.
+/// (each value's slot plus the length of the text, bytes or decimal digits it holds), so
+/// that rows with long text or large binary values keep memory flat too. A new buffer is
+/// made only when none is given back, so at most [`CHANNEL_CHUNKS`] + 3 exist at once
+/// (being filled, waiting to be sent, in the channel, being written), each holding at most
+/// `CHUNK_BYTES` plus the row that crossed it: about 20 MB in flight plus five of the
+/// largest row, whatever `chunk_rows` says.
 pub const CHUNK_BYTES: usize = 4 << 20;
 
 /// Collects a source's values into chunks of `chunk_rows` rows (or [`CHUNK_BYTES`]) for
@@ -148,6 +159,7 @@ impl Chunker {
     /// when this row completes one.
     #[inline]
     pub fn end_row(&mut self) -> Option<Rows> {
+        debug_assert!(self.rows.is_row_complete(), "a row with a value per column");
         (self.rows.len() >= self.size || self.bytes >= CHUNK_BYTES).then(|| {
             self.bytes = 0;
             let next = self.pool.take(self.width, self.size.min(65_536));
@@ -355,6 +367,18 @@ mod tests {
     }
 
     #[test]
+    fn buffers_reserve_no_more_than_chunk_bytes() {
+        let c = Chunker::new(1_000_000, 1000);
+        let slots = c.rows.capacity();
+        assert!(
+            slots <= CHUNK_BYTES / std::mem::size_of::<Value>() + 1000,
+            "{slots}"
+        );
+        let narrow = Chunker::new(1000, 12);
+        assert!(narrow.rows.capacity() >= 12_000);
+    }
+
+    #[test]
     fn given_back_buffers_are_reused_after_being_emptied() {
         let mut c = Chunker::new(2, 1);
         let pool = c.pool();
@@ -366,13 +390,20 @@ mod tests {
         let first = next(&mut c, Value::Text("a".into()));
         let buffer = first.iter().next().unwrap().as_ptr();
         pool.give_back(first);
+        assert_eq!(pool.buffers(), 1);
         // The buffer after `first` was taken before the give-back; the one after it is
         // `first`'s, emptied of its texts.
         let second = next(&mut c, Value::Int(1));
+        assert_eq!(pool.buffers(), 0, "taken for the chunk after `second`");
         let third = next(&mut c, Value::Int(2));
-        assert_ne!(second.iter().next().unwrap().as_ptr(), buffer);
         assert_eq!(third.iter().next().unwrap().as_ptr(), buffer);
         assert_eq!(third.len(), 2);
         assert!(third.iter().all(|r| r == [Value::Int(2)]));
+        assert!(second.iter().all(|r| r == [Value::Int(1)]));
+        // Never more than the chunks in flight are kept.
+        for _ in 0..10 {
+            pool.give_back(Rows::with_capacity(1, 2));
+        }
+        assert_eq!(pool.buffers(), POOL_BUFFERS);
     }
 }
