@@ -131,10 +131,7 @@ async fn test(project: &Project, name: &str, to: &[String]) -> i32 {
                 "<p><b>ferry test message</b></p><p>Channel <code>{name}</code> works: sent by ferry on <code>{node}</code> at {when}.</p>"
             )
         }),
-        attachments: Vec::new(),
-        link: None,
-        delivery: None,
-        sizes: None,
+        ..Message::default()
     };
     match notify::build(spec).notify(&message).await {
         Ok(receipt) => {

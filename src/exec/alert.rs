@@ -112,15 +112,10 @@ pub async fn alert_owners(
         } else {
             spec.recipients.clone()
         },
-        cc: Vec::new(),
-        bcc: Vec::new(),
         subject,
         body,
         html,
-        attachments: Vec::new(),
-        link: None,
-        delivery: None,
-        sizes: None,
+        ..Message::default()
     };
     match notify::build(spec).notify(&message).await {
         Ok(receipt) => {

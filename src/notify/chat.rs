@@ -163,12 +163,8 @@ mod tests {
             run_id: "r".into(),
             channel: "wc".into(),
             occurrence: 1,
-            recipients: Vec::new(),
-            cc: Vec::new(),
-            bcc: Vec::new(),
             subject: "s".into(),
             body: "b".into(),
-            html: None,
             attachments: vec![FileRecord {
                 path: "/exports/t/a.csv".into(),
                 bytes: 10,
@@ -176,7 +172,7 @@ mod tests {
             }],
             link: Some("https://files.example.test/d/x".into()),
             delivery,
-            sizes: None,
+            ..Message::default()
         }
     }
 

@@ -1404,9 +1404,7 @@ mod tests {
             body: "text".into(),
             html: Some("<p>html</p>".into()),
             attachments,
-            link: None,
-            delivery: None,
-            sizes: None,
+            ..Message::default()
         }
     }
 

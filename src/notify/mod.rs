@@ -129,7 +129,7 @@ impl RunReport {
 }
 
 /// A rendered message for one channel.
-#[derive(Debug, Clone, Serialize, serde::Deserialize)]
+#[derive(Debug, Clone, Default, Serialize, serde::Deserialize)]
 pub struct Message {
     pub task: String,
     pub run_id: String,
@@ -251,15 +251,11 @@ mod tests {
             channel: "mail".into(),
             occurrence: 2,
             recipients: vec!["a@example.test".into()],
-            cc: Vec::new(),
-            bcc: Vec::new(),
             subject: "s".into(),
             body: "b".into(),
-            html: None,
-            attachments: Vec::new(),
             link: Some("https://files.example.test/d/x".into()),
             delivery: Some(RobotDelivery::Link),
-            sizes: None,
+            ..Message::default()
         }
     }
 

@@ -85,11 +85,13 @@ impl RowsPool {
         }
     }
 
-    /// An empty buffer for `width` columns with room for `rows` rows, or for as many as
-    /// fit in [`CHUNK_BYTES`] (a chunk is cut there anyway; 1,000 columns × 65,536 rows
-    /// would otherwise reserve 2 GB per buffer).
+    /// An empty buffer for `width` columns with room for `rows` rows, at most 65,536 or as
+    /// many as fit in [`CHUNK_BYTES`] (a chunk is cut there anyway; 1,000 columns × 65,536
+    /// rows would otherwise reserve 2 GB per buffer).
     fn take(&self, width: usize, rows: usize) -> Rows {
-        let cap_rows = rows.min((CHUNK_BYTES / std::mem::size_of::<Value>()) / width.max(1) + 1);
+        let cap_rows = rows
+            .min(65_536)
+            .min((CHUNK_BYTES / std::mem::size_of::<Value>()) / width.max(1) + 1);
         let reused = self.0.lock().unwrap_or_else(|e| e.into_inner()).pop();
         match reused {
             Some(mut r) if r.capacity() >= width * cap_rows => {
@@ -121,7 +123,6 @@ pub const CHUNK_BYTES: usize = 4 << 20;
 pub struct Chunker {
     rows: Rows,
     size: usize,
-    width: usize,
     bytes: usize,
     pool: RowsPool,
 }
@@ -135,9 +136,8 @@ impl Chunker {
     pub fn in_pool(chunk_rows: usize, width: usize, pool: RowsPool) -> Chunker {
         let size = chunk_rows.max(1);
         Chunker {
-            rows: pool.take(width, size.min(65_536)),
+            rows: pool.take(width, size),
             size,
-            width,
             bytes: 0,
             pool,
         }
@@ -162,7 +162,7 @@ impl Chunker {
         debug_assert!(self.rows.is_row_complete(), "a row with a value per column");
         (self.rows.len() >= self.size || self.bytes >= CHUNK_BYTES).then(|| {
             self.bytes = 0;
-            let next = self.pool.take(self.width, self.size.min(65_536));
+            let next = self.pool.take(self.rows.width(), self.size);
             std::mem::replace(&mut self.rows, next)
         })
     }

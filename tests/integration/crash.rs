@@ -2,10 +2,10 @@
 //! succeeded; the next start removes the leftovers and records the run as failed.
 
 use std::path::Path;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use crate::support::{FERRY, Project, describe};
+use crate::support::{Project, describe};
 
 /// Polls `cond` every 5 ms until it holds or `limit` passes.
 fn wait_for(limit: Duration, mut cond: impl FnMut() -> bool) -> bool {
@@ -41,16 +41,8 @@ fn kill_mid_export(task: &str, ready: impl Fn(&Path, u32) -> bool, final_file: &
     let p = Project::fixture("project");
     // Build the database first so the kill lands in the export, not the seeding.
     p.run_json("from_file", &["--no-notify"], 0);
-    let mut child = Command::new(FERRY)
-        .current_dir(p.path())
-        .args([
-            "--config",
-            "config.yaml",
-            "run",
-            task,
-            "--json",
-            "--no-notify",
-        ])
+    let mut child = p
+        .command(&["run", task, "--json", "--no-notify"])
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -189,9 +181,8 @@ fn random_kills_leave_either_no_file_or_a_complete_one() {
             let before: Vec<serde_json::Value> =
                 serde_json::from_slice(&p.ferry(&["history", "--task", task, "--json"]).stdout)
                     .unwrap();
-            let mut child = Command::new(FERRY)
-                .current_dir(p.path())
-                .args(["--config", "config.yaml", "run", task, "--no-notify"])
+            let mut child = p
+                .command(&["run", task, "--no-notify"])
                 .stdout(Stdio::null())
                 .stderr(Stdio::null())
                 .spawn()

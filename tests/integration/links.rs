@@ -6,7 +6,7 @@
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
-use std::process::{Command, Stdio};
+use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use base64::Engine;
@@ -15,7 +15,7 @@ use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
 use crate::serve::{only_task, serve, terminate, wait_logged};
-use crate::support::{FERRY, Project, describe, stderr};
+use crate::support::{Project, describe, stderr};
 
 const KEY: &str = "t3Jx9-QmT2vLw8ZpR4yN6bHc1dF5gS7aW0e";
 const PUBLIC: &str = "http://files.example.test/ferry";
@@ -507,9 +507,8 @@ fn serve_refuses_empty_and_placeholder_keys() {
     ] {
         let p = project_with("signing_key: ${FERRY_LINK_KEY}");
 
-        let mut child = Command::new(FERRY)
-            .current_dir(p.path())
-            .args(["--config", "config.yaml", "serve"])
+        let mut child = p
+            .command(&["serve"])
             .env("FERRY_LINK_KEY", value)
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

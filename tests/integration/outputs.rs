@@ -3,7 +3,7 @@
 
 use calamine::{Data, Reader, Xlsx, open_workbook};
 
-use crate::support::{FERRY, Project, repo};
+use crate::support::{Project, repo};
 
 fn golden(name: &str) -> Vec<u8> {
     std::fs::read(repo().join("tests/golden").join(name)).expect("golden file")
@@ -160,16 +160,8 @@ fn xlsx_cells_keep_their_types() {
 /// Runs `ferry run TASK --json --no-notify` and samples its peak resident memory
 /// (`VmHWM` of `/proc/PID/status`) until it exits; returns the JSON and the peak in MB.
 fn run_with_peak_rss(p: &Project, task: &str) -> (serde_json::Value, f64) {
-    let mut child = std::process::Command::new(FERRY)
-        .current_dir(p.path())
-        .args([
-            "--config",
-            "config.yaml",
-            "run",
-            task,
-            "--json",
-            "--no-notify",
-        ])
+    let mut child = p
+        .command(&["run", task, "--json", "--no-notify"])
         .stdout(std::process::Stdio::piped())
         .stderr(std::process::Stdio::null())
         .spawn()

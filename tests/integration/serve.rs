@@ -7,7 +7,7 @@ use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::support::{FERRY, Project};
+use crate::support::Project;
 
 pub(crate) fn only_task(p: &Project, name: &str, body: &str) {
     for f in std::fs::read_dir(p.path().join("tasks")).unwrap() {
@@ -21,9 +21,7 @@ pub(crate) fn only_task(p: &Project, name: &str, body: &str) {
 
 pub(crate) fn serve(p: &Project, log: &str) -> Child {
     let log = std::fs::File::create(p.path().join(log)).unwrap();
-    Command::new(FERRY)
-        .current_dir(p.path())
-        .args(["--config", "config.yaml", "serve"])
+    p.command(&["serve"])
         .env("FERRY_LOG", "info")
         .stdout(Stdio::null())
         .stderr(log)

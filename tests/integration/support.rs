@@ -26,15 +26,19 @@ impl Project {
         self.dir.path()
     }
 
-    /// Runs `ferry --config config.yaml ARGS` in the project folder.
-    pub fn ferry(&self, args: &[&str]) -> Output {
-        Command::new(FERRY)
-            .current_dir(self.path())
+    /// `ferry --config config.yaml ARGS` in the project folder, to spawn or run.
+    pub fn command(&self, args: &[&str]) -> Command {
+        let mut cmd = Command::new(FERRY);
+        cmd.current_dir(self.path())
             .args(["--config", "config.yaml"])
             .args(args)
-            .env_remove("FERRY_LOG")
-            .output()
-            .expect("run ferry")
+            .env_remove("FERRY_LOG");
+        cmd
+    }
+
+    /// Runs `ferry --config config.yaml ARGS` in the project folder.
+    pub fn ferry(&self, args: &[&str]) -> Output {
+        self.command(args).output().expect("run ferry")
     }
 
     /// Runs a task with `--json`, asserts the exit code, returns the JSON.
