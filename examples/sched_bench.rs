@@ -128,7 +128,12 @@ async fn main() {
         store: store.clone(),
         lateness_ms: Mutex::new(Vec::new()),
     });
-    let mut sched = Scheduler::new(project, store.clone(), runner.clone());
+    let mut sched = Scheduler::new(
+        project,
+        store.clone(),
+        runner.clone(),
+        std::sync::Arc::new(ferry::clock::SystemClock),
+    );
     sched.start(Utc::now()).await.unwrap();
     let end = Instant::now() + Duration::from_secs(minutes * 60);
     let (cpu_start, _) = usage();

@@ -9,7 +9,8 @@
 //!
 //! - [`config`]: `config.yaml` + `tasks/*.yaml` → raw serde types → validated specs, with
 //!   every problem reported as `file:line:col: field: message`.
-//! - [`schedule`]: cron expressions in a task's time zone (croner), and the `Clock` seam.
+//! - [`clock`]: the `Clock` seam (system and manual clocks): the only source of "now".
+//! - [`schedule`]: cron expressions in a task's time zone (croner).
 //! - [`params`]: typed query parameters (`:run_date`, `:period_start`, ...).
 //! - [`sqlgate`]: the SQL read-only gate (sqlparser): one read-only query, or refused.
 //! - [`source`]: the `Source` trait (columns first, then rows in chunks) and SQLite,
@@ -24,10 +25,14 @@
 //!   the email channel and the PostgreSQL and MySQL sources.
 //! - [`links`]: signed download links (opaque ids, HMAC-SHA256 with an expiry).
 //! - [`server`]: the HTTP server of `ferry serve` (axum): signed downloads.
+//! - [`daemon`]: `ferry serve` as a library: its services (scheduler, delivery, reload,
+//!   download server) with one lifecycle.
 //! - [`cli`]: the `ferry` command line.
 
 pub mod cli;
+pub mod clock;
 pub mod config;
+pub mod daemon;
 pub mod exec;
 pub mod format;
 pub mod links;

@@ -110,7 +110,7 @@ async fn test(project: &Project, name: &str, to: &[String]) -> i32 {
         eprintln!("error: channel `{name}` has no default recipients; give one with --to ADDRESS");
         return EXIT_CONFIG;
     }
-    let now = chrono::Utc::now().with_timezone(&project.config.timezone);
+    let now = crate::clock::wall_now().with_timezone(&project.config.timezone);
     let when = now.format("%Y-%m-%d %H:%M:%S %Z");
     let node = &project.config.node_name;
     let message = Message {

@@ -107,7 +107,7 @@ async fn print_links(
         );
         return EXIT_FAILED;
     }
-    let now = chrono::Utc::now();
+    let now = crate::clock::wall_now();
     let made = links::links_for_run(store, config, &run.run_id, &run.files, expiry, now).await;
     let made = match made {
         Ok(l) => l,

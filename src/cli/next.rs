@@ -37,7 +37,7 @@ pub async fn run(cli: &Cli, args: &NextArgs) -> i32 {
                 return EXIT_CONFIG;
             }
         },
-        None => Utc::now(),
+        None => crate::clock::wall_now(),
     };
     if !task.enabled {
         eprintln!(

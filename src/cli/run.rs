@@ -11,6 +11,7 @@ use clap::Args;
 use super::{
     Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNDELIVERED, find_task, load_project, print_error,
 };
+use crate::clock::{Clock, SystemClock};
 use crate::config::{StoreSpec, format_duration};
 use crate::exec::{Executor, Progress, RunRequest, Stop};
 use crate::format::{sweep_partials, sweep_temp};
@@ -56,7 +57,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
             }
         },
         None => {
-            let now = Utc::now();
+            let now = SystemClock.now();
             let ms = now.timestamp_millis();
             (
                 DateTime::from_timestamp_millis(ms).unwrap_or(now),
@@ -77,7 +78,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
     sweep_partials(&config.output_dir, &process_alive);
     sweep_temp(&config.export.temp_dir, &process_alive);
     if let Err(e) = store
-        .reap_interrupted(&config.node_name, &process_alive, Utc::now())
+        .reap_interrupted(&config.node_name, &process_alive, SystemClock.now())
         .await
     {
         print_error(&e);
@@ -90,6 +91,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
     let executor = Executor {
         config,
         store: Arc::new(store.clone()),
+        clock: Arc::new(SystemClock),
     };
     let stop = Stop::new();
     let ctrl_c = stop.clone();
@@ -261,7 +263,7 @@ mod tests {
             retryable: status == DeliveryStatus::Pending,
             receipt: None,
             error: (!error.is_empty()).then(|| error.to_string()),
-            at: Utc::now(),
+            at: crate::clock::wall_now(),
             attempts: 1,
             next_attempt_at: (status == DeliveryStatus::Pending)
                 .then(|| "2026-11-25T02:31:06.822Z".parse().unwrap()),

@@ -1,7 +1,5 @@
 //! `ferry tasks`: every task with its schedule, zone, source, format and next fire.
 
-use chrono::Utc;
-
 use super::{Cli, EXIT_OK, load_project};
 
 pub async fn run(cli: &Cli) -> i32 {
@@ -9,7 +7,7 @@ pub async fn run(cli: &Cli) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let now = Utc::now();
+    let now = crate::clock::wall_now();
     let mut rows = vec![[
         "NAME".to_string(),
         "SCHEDULE".into(),

@@ -85,6 +85,8 @@ pub struct SchedulerSettings {
     pub catch_up_limit: usize,
     pub max_workers: usize,
     pub drain_timeout: Duration,
+    /// How often `ferry serve`'s delivery worker looks for due retries.
+    pub delivery_interval: Duration,
     pub quiet_hours: Vec<QuietWindow>,
 }
 
@@ -95,6 +97,7 @@ impl Default for SchedulerSettings {
             catch_up_limit: 100,
             max_workers: 4,
             drain_timeout: Duration::from_secs(30),
+            delivery_interval: Duration::from_secs(5),
             quiet_hours: Vec::new(),
         }
     }

@@ -104,6 +104,8 @@ pub struct RawScheduler {
     pub max_workers: Option<usize>,
     /// On shutdown, how long running runs may finish before they are cancelled (default `30s`).
     pub drain_timeout: Option<Spanned<String>>,
+    /// How often the delivery worker looks for due retries (default `5s`, 100ms to 1h).
+    pub delivery_interval: Option<Spanned<String>>,
     /// Local-time windows in which no run starts.
     #[serde(default)]
     pub quiet_hours: Vec<Spanned<RawQuietHours>>,

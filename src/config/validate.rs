@@ -1317,6 +1317,22 @@ fn scheduler_settings(
         "scheduler.drain_timeout",
         s.drain_timeout,
     );
+    s.delivery_interval = c.duration(
+        &raw.delivery_interval,
+        "scheduler.delivery_interval",
+        s.delivery_interval,
+    );
+    if let Some(raw_interval) = &raw.delivery_interval
+        && !(std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600))
+            .contains(&s.delivery_interval)
+    {
+        c.at(
+            raw_interval,
+            "scheduler.delivery_interval",
+            "must be between 100ms and 1h".to_string(),
+        );
+        s.delivery_interval = SchedulerSettings::default().delivery_interval;
+    }
     match raw.catch_up_limit {
         Some(0) => c.plain("scheduler.catch_up_limit", "must be at least 1"),
         Some(n) if n > 10_000 => c.plain("scheduler.catch_up_limit", "must be at most 10000"),
@@ -2400,7 +2416,7 @@ fn looks_like_email(s: &str) -> bool {
 pub fn check_name_template(source: &str) -> Result<(), String> {
     template::check_syntax(source)?;
     let sample = RunParams::compute(
-        chrono::Utc::now(),
+        crate::clock::wall_now(),
         chrono_tz::UTC,
         Period::Day,
         None,
@@ -2438,7 +2454,7 @@ fn validate_output(
     };
     let file_name = match &raw.file_name {
         Some(f) => {
-            let sample = RunParams::compute(chrono::Utc::now(), tz, Period::Day, None, fixed);
+            let sample = RunParams::compute(crate::clock::wall_now(), tz, Period::Day, None, fixed);
             let ctx = sample.template_context(task, "run-id");
             match template::check_syntax(&f.value)
                 .and_then(|_| template::render_str(&f.value, &ctx))

@@ -5,18 +5,19 @@
 //! Called at the end of a run (for what failed during it) and by `ferry serve`'s delivery
 //! worker (for deliveries that fail for good on a later retry, hours after the run).
 
-use chrono::Utc;
+use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
+use crate::clock::Clock;
 use crate::config::{ChannelKind, Config, TaskSpec, format_duration};
 use crate::notify::{self, Message, RunReport};
 use crate::store::{DeliveryRecord, DeliveryStatus, RecipientStatus, RunStore, StoreError};
 use crate::template::MessageTemplate;
 
-/// The occurrence of an alert sent after the run's own: the current Unix second, so that
+/// The occurrence of an alert sent after the run's own: the Unix second `now`, so that
 /// each later alert of a run has a Message-ID and outbox file of its own.
-pub fn later_occurrence() -> usize {
-    usize::try_from(Utc::now().timestamp()).unwrap_or(2).max(2)
+pub fn later_occurrence(now: DateTime<Utc>) -> usize {
+    usize::try_from(now.timestamp()).unwrap_or(2).max(2)
 }
 
 /// One line per delivery, or per email recipient, that failed for good.
@@ -54,6 +55,7 @@ pub fn failed_deliveries(deliveries: &[DeliveryRecord]) -> Vec<String> {
 pub async fn alert_owners(
     store: &dyn RunStore,
     config: &Config,
+    clock: &dyn Clock,
     task: &TaskSpec,
     report: RunReport,
     failed_deliveries: &[String],
@@ -72,7 +74,7 @@ pub async fn alert_owners(
     if is_email && task.owners.is_empty() {
         return Ok(None);
     }
-    let now = Utc::now();
+    let now = clock.now();
     let Some(admission) = store.admit_alert(&task.name, now, alerts.every).await? else {
         info!(task = %task.name, "owner alert held back (one per {})", format_duration(alerts.every));
         return Ok(None);

@@ -34,6 +34,7 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tracing::{info, warn};
 
 use super::Stop;
+use crate::clock::{Clock, SharedClock};
 use crate::config::{ChannelKind, ChannelSpec, Config, TaskSpec, format_duration};
 use crate::notify::email::{self, Attempted, Email, RcptOutcome};
 use crate::notify::{self, Message, NotifyError};
@@ -146,12 +147,13 @@ pub struct Tried {
 pub async fn attempt(
     store: &dyn RunStore,
     config: &Config,
+    clock: &dyn Clock,
     task: Option<&TaskSpec>,
     item: &Item,
     owner: &Owner,
     budget: Option<Duration>,
 ) -> Result<Option<Tried>, StoreError> {
-    let now = Utc::now().trunc_subsecs(3);
+    let now = clock.now().trunc_subsecs(3);
     // Email keeps a state per recipient; read before the delivery is taken, so that a
     // failing store leaves it as it was.
     let email = config
@@ -189,7 +191,7 @@ pub async fn attempt(
         },
         Err(e) => Sent::Whole(Err(NotifyError::Permanent(e))),
     };
-    let at = Utc::now().trunc_subsecs(3);
+    let at = clock.now().trunc_subsecs(3);
     let channel = &item.key.channel;
     let (mut end, outcome) = match sent {
         Sent::Whole(outcome) => (whole_end(&outcome, ambiguous, n, at), outcome),
@@ -434,6 +436,7 @@ fn per_recipient_end(
 pub async fn deliver_in_run(
     store: &dyn RunStore,
     config: &Config,
+    clock: &SharedClock,
     task: &TaskSpec,
     items: Vec<Item>,
     owner: &Owner,
@@ -449,7 +452,9 @@ pub async fn deliver_in_run(
     let lanes = by_channel.into_values().map(|items| async move {
         let mut out = Vec::new();
         for item in items {
-            if let Some(t) = retry_in_run(store, config, task, item.clone(), owner, stop).await? {
+            if let Some(t) =
+                retry_in_run(store, config, &**clock, task, item.clone(), owner, stop).await?
+            {
                 out.push((item.key, t));
             }
         }
@@ -465,6 +470,7 @@ pub async fn deliver_in_run(
 async fn retry_in_run(
     store: &dyn RunStore,
     config: &Config,
+    clock: &dyn Clock,
     task: &TaskSpec,
     mut item: Item,
     owner: &Owner,
@@ -473,7 +479,8 @@ async fn retry_in_run(
     let mut waited = Duration::ZERO;
     loop {
         let left = IN_RUN_BUDGET.saturating_sub(waited);
-        let Some(tried) = attempt(store, config, Some(task), &item, owner, Some(left)).await?
+        let Some(tried) =
+            attempt(store, config, clock, Some(task), &item, owner, Some(left)).await?
         else {
             return Ok(None);
         };
@@ -481,7 +488,7 @@ async fn retry_in_run(
             return Ok(Some(tried));
         };
         tokio::select! {
-            _ = tokio::time::sleep(delay) => {}
+            _ = clock.sleep(delay) => {}
             _ = stop.stopped() => {
                 // Leave it to the delivery worker.
                 let end = AttemptEnd { keep_owner: false, ..tried.end.clone() };
@@ -523,10 +530,11 @@ fn holder_alive(
 pub async fn deliver_due(
     store: &dyn RunStore,
     config: &Config,
+    clock: &dyn Clock,
     tasks: &BTreeMap<String, TaskSpec>,
     me: &Owner,
-    now: DateTime<Utc>,
 ) -> Result<usize, StoreError> {
+    let now = clock.now();
     let due: Vec<DueDelivery> = store
         .due_deliveries(now, 200)
         .await?
@@ -551,7 +559,8 @@ pub async fn deliver_due(
                 attempts: d.attempts,
                 message: d.message.clone(),
             };
-            if let Some(tried) = attempt(store, config, tasks.get(&d.task), &item, me, None).await?
+            if let Some(tried) =
+                attempt(store, config, clock, tasks.get(&d.task), &item, me, None).await?
             {
                 n += 1;
                 let recipient_failed = tried
@@ -574,7 +583,7 @@ pub async fn deliver_due(
         failed_runs.extend(failed);
     }
     for run_id in failed_runs {
-        alert_later_failure(store, config, tasks, &run_id).await?;
+        alert_later_failure(store, config, clock, tasks, &run_id).await?;
     }
     Ok(total)
 }
@@ -584,6 +593,7 @@ pub async fn deliver_due(
 async fn alert_later_failure(
     store: &dyn RunStore,
     config: &Config,
+    clock: &dyn Clock,
     tasks: &BTreeMap<String, TaskSpec>,
     run_id: &str,
 ) -> Result<(), StoreError> {
@@ -608,9 +618,9 @@ async fn alert_later_failure(
         error: run.error.clone(),
         links: Vec::new(),
     };
-    let occurrence = super::alert::later_occurrence();
+    let occurrence = super::alert::later_occurrence(clock.now());
     if let Some(note) =
-        super::alert::alert_owners(store, config, task, report, &failed, occurrence).await?
+        super::alert::alert_owners(store, config, clock, task, report, &failed, occurrence).await?
     {
         warn!(task = %task.name, run_id, "{note}");
     }
@@ -631,7 +641,7 @@ mod tests {
             node: "b".into(),
             pid: 1,
         };
-        let now = Utc::now();
+        let now = crate::clock::wall_now();
         let lease = chrono::Duration::from_std(FOREIGN_HOLD_LEASE).unwrap();
         let minute = chrono::Duration::minutes(1);
         assert!(holder_alive(&other, Some(now - lease + minute), &me, now));
@@ -670,7 +680,7 @@ mod tests {
 
     #[test]
     fn recipients_are_tracked_one_by_one_and_the_delivery_follows_them() {
-        let at = Utc::now();
+        let at = crate::clock::wall_now();
         let first = attempted(vec![
             result(0, "a@x", RcptOutcome::Sent("250 ok".into())),
             result(
@@ -734,7 +744,7 @@ mod tests {
 
     #[test]
     fn an_unconfirmed_send_is_tried_once_more_then_maybe_duplicate_or_failed() {
-        let at = Utc::now();
+        let at = crate::clock::wall_now();
         let lost = attempted(vec![result(
             0,
             "a@x",

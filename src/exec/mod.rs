@@ -9,8 +9,11 @@
 //!   removed and the run is recorded as failed (or cancelled) with the reason.
 //! - The task's messages are rendered, then the outcome (rows, files with size and sha256,
 //!   warnings, error) is recorded together with the messages as pending deliveries, in one
-//!   store transaction; then they are sent, with retries ([`deliver`]). A notification that
-//!   failed or is still pending is added to the run's warnings.
+//!   store transaction. What is left is a [`Followup`]: sending them, with retries
+//!   ([`deliver`]), and alerting the owners. `ferry run` completes it before it returns;
+//!   `ferry serve` hands it to the daemon's delivery service, so that a slow channel never
+//!   holds the run's worker slot or its `concurrency` turn. A notification that failed or
+//!   is still pending is added to the run's warnings.
 
 pub mod alert;
 pub mod deliver;
@@ -23,6 +26,7 @@ use chrono::{DateTime, Utc};
 use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
+use crate::clock::SharedClock;
 use crate::config::{ChannelKind, Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
 use crate::format::{self, Finished, FormatError, Staged, WriterOptions};
 use crate::notify::{self, Message, RunReport};
@@ -144,6 +148,21 @@ pub enum ExecError {
 pub struct Executor {
     pub config: Arc<Config>,
     pub store: Arc<dyn RunStore>,
+    pub clock: SharedClock,
+}
+
+/// What is left of a run once its outcome is recorded: attempting its deliveries and
+/// alerting the owners ([`Followup::complete`]). Everything it needs is in the ledger
+/// already, so a followup that never completes (a crash, a shutdown) is picked up by the
+/// delivery worker of the next `ferry serve`.
+pub struct Followup {
+    task: TaskSpec,
+    scheduled_at: DateTime<Utc>,
+    result: RunResult,
+    items: Vec<deliver::Item>,
+    failures: Vec<String>,
+    notify: bool,
+    owner: Owner,
 }
 
 /// How the executor and the export talk while it runs.
@@ -168,7 +187,7 @@ impl Executor {
     pub async fn run(&self, req: RunRequest) -> Result<RunResult, ExecError> {
         let run_id = uuid::Uuid::now_v7().to_string();
         let mut scheduled_at = req.scheduled_at;
-        let started_at = Utc::now();
+        let started_at = self.clock.now();
         let mut attempts = 0;
         loop {
             let claim = Claim {
@@ -195,13 +214,29 @@ impl Executor {
         self.run_claimed(req, run_id, scheduled_at).await
     }
 
-    /// Runs a fire that is already claimed (by the scheduler, or started from `deferred`).
+    /// Runs a fire that is already claimed and completes its followup (deliveries and
+    /// owner alert) before returning.
     pub async fn run_claimed(
         &self,
         req: RunRequest,
         run_id: String,
         scheduled_at: DateTime<Utc>,
     ) -> Result<RunResult, ExecError> {
+        let stop = req.stop.clone();
+        let followup = self.record_claimed(req, run_id, scheduled_at).await?;
+        followup
+            .complete(&*self.store, &self.config, &self.clock, &stop)
+            .await
+    }
+
+    /// Runs a fire that is already claimed (by the scheduler, or started from `deferred`)
+    /// up to the moment its outcome and pending deliveries are recorded.
+    pub async fn record_claimed(
+        &self,
+        req: RunRequest,
+        run_id: String,
+        scheduled_at: DateTime<Utc>,
+    ) -> Result<Followup, ExecError> {
         let span = info_span!("run", task = %req.task.name, run_id = %run_id, scheduled_at = %crate::store::fmt_instant(scheduled_at));
         self.run_inner(req, run_id, scheduled_at)
             .instrument(span)
@@ -213,7 +248,7 @@ impl Executor {
         req: RunRequest,
         run_id: String,
         scheduled_at: DateTime<Utc>,
-    ) -> Result<RunResult, ExecError> {
+    ) -> Result<Followup, ExecError> {
         let task = &req.task;
         let clock = Instant::now();
         info!("run started");
@@ -271,7 +306,7 @@ impl Executor {
                 .push("the query returned no rows: notifications skipped (on_empty: skip)".into());
         }
         let duration = clock.elapsed();
-        let mut result = RunResult {
+        let result = RunResult {
             run_id: run_id.clone(),
             task: task.name.clone(),
             status,
@@ -284,14 +319,14 @@ impl Executor {
             duration,
         };
         // Every message is rendered before the run is recorded, and recorded with it.
-        let (queued, mut failures) = if req.notify && !empty_skip {
+        let (queued, failures) = if req.notify && !empty_skip {
             self.render_all(task, &result, scheduled_at).await
         } else {
             (Vec::new(), Vec::new())
         };
         let outcome = Outcome {
             status,
-            finished_at: Utc::now(),
+            finished_at: self.clock.now(),
             rows,
             files: result.files.clone(),
             warnings: result.warnings.clone(),
@@ -314,68 +349,31 @@ impl Executor {
             ),
         }
 
-        if !queued.is_empty() {
-            let items = queued
-                .iter()
-                .filter_map(|q| {
-                    let message = q.message.as_ref().ok()?;
-                    Some(deliver::Item {
-                        key: DeliveryKey {
-                            run_id: run_id.clone(),
-                            channel: q.channel.clone(),
-                            occurrence: q.occurrence,
-                        },
-                        from: DeliveryStatus::Pending,
-                        attempts: 0,
-                        message: message.clone(),
-                    })
+        let items = queued
+            .iter()
+            .filter_map(|q| {
+                let message = q.message.as_ref().ok()?;
+                Some(deliver::Item {
+                    key: DeliveryKey {
+                        run_id: run_id.clone(),
+                        channel: q.channel.clone(),
+                        occurrence: q.occurrence,
+                    },
+                    from: DeliveryStatus::Pending,
+                    attempts: 0,
+                    message: message.clone(),
                 })
-                .collect();
-            let tried =
-                deliver::deliver_in_run(&*self.store, &self.config, task, items, &owner, &req.stop)
-                    .await?;
-            for (key, t) in tried {
-                match (&t.outcome, t.end.status) {
-                    (Err(e), DeliveryStatus::Pending) => failures.push(format!(
-                        "notify `{}`: {e}; still pending after {} attempts, next attempt at {}",
-                        key.channel,
-                        deliver::IN_RUN_ATTEMPTS,
-                        t.end
-                            .next_attempt_at
-                            .map(crate::store::fmt_instant)
-                            .unwrap_or_default()
-                    )),
-                    (Err(e), _) => failures.push(format!("notify `{}`: {e}", key.channel)),
-                    (Ok(_), _) => {}
-                }
-            }
-            if let Some(record) = self.store.get(&run_id).await? {
-                result.deliveries = record.deliveries;
-                result.delivery = record.delivery;
-            }
-        }
-        // Owner alerts: a failed run, or deliveries (or email recipients) that failed for
-        // good.
-        let failed_deliveries = alert::failed_deliveries(&result.deliveries);
-        if req.notify
-            && (status == Status::Failed || !failed_deliveries.is_empty())
-            && let Some(note) = alert::alert_owners(
-                &*self.store,
-                &self.config,
-                task,
-                run_report(task, &result, scheduled_at),
-                &failed_deliveries,
-                1,
-            )
-            .await?
-        {
-            failures.push(note);
-        }
-        if !failures.is_empty() {
-            self.store.append_warnings(&run_id, &failures).await?;
-            result.warnings.extend(failures);
-        }
-        Ok(result)
+            })
+            .collect();
+        Ok(Followup {
+            task: task.clone(),
+            scheduled_at,
+            result,
+            items,
+            failures,
+            notify: req.notify,
+            owner,
+        })
     }
 
     /// Query → write → publish. Returns the published files and the writer's warnings.
@@ -626,7 +624,7 @@ impl Executor {
                 &r.run_id,
                 &r.files,
                 None,
-                Utc::now(),
+                self.clock.now(),
             )
             .await
             {
@@ -706,6 +704,82 @@ impl Executor {
                 _ => None,
             },
         })
+    }
+}
+
+impl Followup {
+    /// The run as recorded (before its deliveries were attempted).
+    pub fn result(&self) -> &RunResult {
+        &self.result
+    }
+
+    /// Attempts the run's deliveries (retrying within the run's budget; what still fails
+    /// stays `pending` for the delivery worker), alerts the owners when the run failed or
+    /// a delivery failed for good, and adds what went wrong to the run's warnings. `stop`
+    /// ends the retries early (the deliveries stay `pending`).
+    pub async fn complete(
+        self,
+        store: &dyn RunStore,
+        config: &Config,
+        clock: &SharedClock,
+        stop: &Stop,
+    ) -> Result<RunResult, ExecError> {
+        let Followup {
+            task,
+            scheduled_at,
+            mut result,
+            items,
+            mut failures,
+            notify,
+            owner,
+        } = self;
+        let run_id = result.run_id.clone();
+        if !items.is_empty() {
+            let tried =
+                deliver::deliver_in_run(store, config, clock, &task, items, &owner, stop).await?;
+            for (key, t) in tried {
+                match (&t.outcome, t.end.status) {
+                    (Err(e), DeliveryStatus::Pending) => failures.push(format!(
+                        "notify `{}`: {e}; still pending after {} attempts, next attempt at {}",
+                        key.channel,
+                        deliver::IN_RUN_ATTEMPTS,
+                        t.end
+                            .next_attempt_at
+                            .map(crate::store::fmt_instant)
+                            .unwrap_or_default()
+                    )),
+                    (Err(e), _) => failures.push(format!("notify `{}`: {e}", key.channel)),
+                    (Ok(_), _) => {}
+                }
+            }
+            if let Some(record) = store.get(&run_id).await? {
+                result.deliveries = record.deliveries;
+                result.delivery = record.delivery;
+            }
+        }
+        // Owner alerts: a failed run, or deliveries (or email recipients) that failed for
+        // good.
+        let failed_deliveries = alert::failed_deliveries(&result.deliveries);
+        if notify
+            && (result.status == Status::Failed || !failed_deliveries.is_empty())
+            && let Some(note) = alert::alert_owners(
+                store,
+                config,
+                &**clock,
+                &task,
+                run_report(&task, &result, scheduled_at),
+                &failed_deliveries,
+                1,
+            )
+            .await?
+        {
+            failures.push(note);
+        }
+        if !failures.is_empty() {
+            store.append_warnings(&run_id, &failures).await?;
+            result.warnings.extend(failures);
+        }
+        Ok(result)
     }
 }
 

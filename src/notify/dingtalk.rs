@@ -146,7 +146,7 @@ pub fn classify(answer: &[u8]) -> Result<String, PostError> {
 #[async_trait]
 impl Robot for DingTalk {
     async fn post(&self, notice: &Notice) -> Result<String, PostError> {
-        let now = chrono::Utc::now().timestamp_millis();
+        let now = crate::clock::wall_now().timestamp_millis();
         let url = signed_url(
             self.webhook.expose(),
             self.secret.as_ref().map(Secret::expose),

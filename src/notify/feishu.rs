@@ -113,7 +113,7 @@ pub fn classify(answer: &[u8]) -> Result<String, PostError> {
 #[async_trait]
 impl Robot for Feishu {
     async fn post(&self, notice: &Notice) -> Result<String, PostError> {
-        let now = chrono::Utc::now().timestamp();
+        let now = crate::clock::wall_now().timestamp();
         let secret = self.secret.as_ref().map(Secret::expose);
         let mut n = notice.clone();
         let bytes = loop {

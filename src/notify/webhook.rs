@@ -53,7 +53,7 @@ impl Robot for Webhook {
             .post(self.url.expose())
             .header("Content-Type", "application/json; charset=utf-8");
         if let Some(secret) = &self.secret {
-            let now = chrono::Utc::now().timestamp();
+            let now = crate::clock::wall_now().timestamp();
             req = req
                 .header("X-Ferry-Timestamp", now.to_string())
                 .header("X-Ferry-Signature", signature(secret.expose(), now, &bytes));

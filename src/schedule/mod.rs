@@ -1,4 +1,4 @@
-//! Schedules: cron expressions evaluated in a task's IANA time zone, and the [`Clock`] seam.
+//! Schedules: cron expressions evaluated in a task's IANA time zone.
 //!
 //! Parsing uses croner 4 (5-field cron, optional seconds and year fields, `L`, `W`, `#`,
 //! names, `@daily`-style nicknames, Quartz-style `0/5` steps). Fire times are computed in
@@ -14,22 +14,6 @@ use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;
 use croner::parser::{CronParser, Seconds};
-
-/// Where "now" comes from. Scheduling code never calls `Utc::now()` directly so that
-/// tests can drive time.
-pub trait Clock: Send + Sync {
-    fn now(&self) -> DateTime<Utc>;
-}
-
-/// The real wall clock.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct SystemClock;
-
-impl Clock for SystemClock {
-    fn now(&self) -> DateTime<Utc> {
-        Utc::now()
-    }
-}
 
 /// A parsed cron expression bound to a time zone.
 #[derive(Debug, Clone)]
@@ -57,7 +41,7 @@ impl Schedule {
             .parse(trimmed)
             .map_err(|e| format!("invalid cron expression `{trimmed}`: {}", cron_message(&e)))?;
         // A pattern that never matches (`0 0 30 2 *`) parses but has no fire time.
-        let probe = Utc::now().with_timezone(&tz);
+        let probe = crate::clock::wall_now().with_timezone(&tz);
         if cron.find_next_occurrence(&probe, false).is_err() {
             return Err(format!(
                 "cron expression `{trimmed}` never fires (no matching date)"

@@ -24,8 +24,9 @@ use tracing::{error, info, warn};
 
 use super::plan::plan;
 use super::quiet::quiet_until;
+use crate::clock::SharedClock;
 use crate::config::{Concurrency, Config, Problem, Project, TaskSpec};
-use crate::exec::{Executor, RunRequest, Stop};
+use crate::exec::{Executor, Followup, RunRequest, Stop};
 use crate::store::{Claim, Op, Outcome, RunStore, Status, StoreError, Trigger, fmt_instant};
 
 /// One claimed fire to execute.
@@ -46,17 +47,22 @@ pub trait Runner: Send + Sync + 'static {
     async fn run(&self, job: Job);
 }
 
-/// The production runner: the executor.
+/// The production runner: the executor. A run holds its worker slot (and its turn under
+/// `concurrency: forbid`) until its outcome is recorded; its deliveries and owner alert
+/// (the [`Followup`]) go to `followups`, the daemon's delivery service.
 pub struct ExecRunner {
     pub store: Arc<dyn RunStore>,
+    pub clock: SharedClock,
+    pub followups: mpsc::UnboundedSender<Followup>,
 }
 
 #[async_trait]
 impl Runner for ExecRunner {
     async fn run(&self, job: Job) {
         let executor = Executor {
-            config: job.config,
+            config: job.config.clone(),
             store: self.store.clone(),
+            clock: self.clock.clone(),
         };
         let req = RunRequest {
             task: (*job.task).clone(),
@@ -66,11 +72,18 @@ impl Runner for ExecRunner {
             stop: job.stop,
             progress: None,
         };
-        if let Err(e) = executor
-            .run_claimed(req, job.run_id, job.scheduled_at)
+        match executor
+            .record_claimed(req, job.run_id, job.scheduled_at)
             .await
         {
-            error!(task = %job.task.name, error = %e, "run could not be recorded");
+            Ok(followup) => {
+                if let Err(unsent) = self.followups.send(followup) {
+                    // The delivery service has stopped (shutdown): the deliveries stay
+                    // `pending` in the ledger for the next start.
+                    warn!(task = %job.task.name, run_id = %unsent.0.result().run_id, "the delivery service has stopped; the run's notifications are sent at the next start");
+                }
+            }
+            Err(e) => error!(task = %job.task.name, error = %e, "run could not be recorded"),
         }
     }
 }
@@ -126,6 +139,7 @@ pub struct Scheduler {
     tasks: BTreeMap<String, Arc<TaskSpec>>,
     store: Arc<dyn RunStore>,
     runner: Arc<dyn Runner>,
+    clock: SharedClock,
     cursors: HashMap<String, DateTime<Utc>>,
     /// Next fire per task, ordered by time.
     queue: BTreeSet<(DateTime<Utc>, String)>,
@@ -142,7 +156,12 @@ pub struct Scheduler {
 }
 
 impl Scheduler {
-    pub fn new(project: Project, store: Arc<dyn RunStore>, runner: Arc<dyn Runner>) -> Scheduler {
+    pub fn new(
+        project: Project,
+        store: Arc<dyn RunStore>,
+        runner: Arc<dyn Runner>,
+        clock: SharedClock,
+    ) -> Scheduler {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         let workers = Arc::new(Semaphore::new(project.config.scheduler.max_workers));
         Scheduler {
@@ -155,6 +174,7 @@ impl Scheduler {
                 .collect(),
             store,
             runner,
+            clock,
             cursors: HashMap::new(),
             queue: BTreeSet::new(),
             next: HashMap::new(),
@@ -537,13 +557,14 @@ impl Scheduler {
             config: self.config.clone(),
             run_id: run_id.clone(),
             scheduled_at: at,
-            fired_at: Utc::now(),
+            fired_at: self.clock.now(),
             stop: stop.clone(),
         };
         let runner = self.runner.clone();
         let workers = self.workers.clone();
         let store = self.store.clone();
         let done = self.done_tx.clone();
+        let clock = self.clock.clone();
         self.jobs.spawn(async move {
             let permit = tokio::select! {
                 p = workers.acquire_owned() => p.ok(),
@@ -555,7 +576,7 @@ impl Scheduler {
                 // Stopped while waiting for a worker slot: it never started.
                 let outcome = Outcome {
                     status: Status::Cancelled,
-                    finished_at: Utc::now(),
+                    finished_at: clock.now(),
                     rows: 0,
                     files: vec![],
                     warnings: vec![],

@@ -58,7 +58,7 @@ impl Runner for FakeRunner {
         };
         let outcome = Outcome {
             status,
-            finished_at: Utc::now(),
+            finished_at: crate::clock::wall_now(),
             rows: 1,
             files: vec![],
             warnings: vec![],
@@ -115,7 +115,12 @@ impl Env {
     }
 
     async fn scheduler(&self, runner: &Arc<FakeRunner>, now: &str) -> Scheduler {
-        let mut s = Scheduler::new(self.project(), self.store.clone(), runner.clone());
+        let mut s = Scheduler::new(
+            self.project(),
+            self.store.clone(),
+            runner.clone(),
+            Arc::new(crate::clock::SystemClock),
+        );
         s.start(utc(now)).await.unwrap();
         s
     }
@@ -175,7 +180,12 @@ async fn clock_stepping_back_never_reruns_a_fire() {
         .set_cursor("hourly", utc("2026-01-01T09:30:00Z"))
         .await
         .unwrap();
-    let mut other = Scheduler::new(env.project(), env.store.clone(), runner.clone());
+    let mut other = Scheduler::new(
+        env.project(),
+        env.store.clone(),
+        runner.clone(),
+        Arc::new(crate::clock::SystemClock),
+    );
     other
         .cursors
         .insert("hourly".into(), utc("2026-01-01T09:30:00Z"));

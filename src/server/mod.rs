@@ -26,9 +26,9 @@ use tokio::task::JoinHandle;
 use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
+use crate::clock::Clock;
 use crate::config::LinksSpec;
 use crate::links::{self, Signer};
-use crate::schedule::Clock;
 use crate::store::RunStore;
 
 /// What the handlers share.
@@ -95,10 +95,11 @@ pub enum StartError {
 }
 
 impl Server {
-    /// Checks the key again (a runtime guard beside validation), binds `links.listen` and
-    /// starts serving.
+    /// Checks the key again (a runtime guard beside validation), binds `links.listen`
+    /// (or takes the given listener, already bound) and starts serving.
     pub async fn start(
         spec: &LinksSpec,
+        listener: Option<std::net::TcpListener>,
         output_dir: PathBuf,
         store: Arc<dyn RunStore>,
         clock: Arc<dyn Clock>,
@@ -108,12 +109,16 @@ impl Server {
         })?;
         links::check_public_url(&spec.public_url)
             .map_err(|e| StartError::Config(format!("links.public_url: {e}")))?;
-        let listener = TcpListener::bind(spec.listen)
-            .await
-            .map_err(|source| StartError::Bind {
-                addr: spec.listen,
-                source,
-            })?;
+        let listener = match listener {
+            Some(l) => l
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(l)),
+            None => TcpListener::bind(spec.listen).await,
+        }
+        .map_err(|source| StartError::Bind {
+            addr: spec.listen,
+            source,
+        })?;
         let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
             addr: spec.listen,
             source,

@@ -1249,7 +1249,7 @@ mod tests {
             OracleType::Timestamp(9)
         );
         assert_eq!(
-            bind_type(&ParamValue::Instant(chrono::Utc::now())),
+            bind_type(&ParamValue::Instant(crate::clock::wall_now())),
             OracleType::TimestampTZ(9)
         );
         assert_eq!(bind_type(&ParamValue::Int(5)), OracleType::Number(0, 0));

@@ -93,7 +93,11 @@ fn build_from_seed(name: &str, path: &Path, seed: &Path) -> Result<(), SourceErr
         std::fs::create_dir_all(dir)
             .map_err(|e| SourceError::new(name, format!("cannot create {}: {e}", dir.display())))?;
     }
-    let tmp = path.with_extension(format!("building-{}", std::process::id()));
+    // One temporary file per builder, also between the runs of one process that build
+    // the same database at once.
+    static BUILDERS: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let builder = BUILDERS.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp = path.with_extension(format!("building-{}-{builder}", std::process::id()));
     let _ = std::fs::remove_file(&tmp);
     let result = Connection::open(&tmp).and_then(|conn| conn.execute_batch(&sql));
     if let Err(e) = result {

@@ -269,7 +269,7 @@ impl SqliteStore {
                 .map_err(|e| self.err(e))?;
             sqlx::query("INSERT INTO schema_migrations (version, applied_at) VALUES (?, ?)")
                 .bind(version)
-                .bind(fmt_instant(Utc::now()))
+                .bind(fmt_instant(crate::clock::wall_now()))
                 .execute(&mut *tx)
                 .await
                 .map_err(|e| self.err(e))?;
@@ -437,7 +437,7 @@ async fn apply_op(conn: &mut sqlx::SqliteConnection, op: &Op) -> Result<bool, sq
             )
             .bind(task)
             .bind(fmt_instant(*at))
-            .bind(fmt_instant(Utc::now()))
+            .bind(fmt_instant(crate::clock::wall_now()))
             .execute(&mut *conn)
             .await?;
             return Ok(true);
@@ -1185,7 +1185,10 @@ mod tests {
         let opens = (0..8).map(|_| SqliteStore::open(&path));
         for store in futures_util::future::join_all(opens).await {
             let store = store.unwrap();
-            store.set_cursor("t", Utc::now()).await.unwrap();
+            store
+                .set_cursor("t", crate::clock::wall_now())
+                .await
+                .unwrap();
         }
     }
 

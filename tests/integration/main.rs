@@ -8,6 +8,7 @@ mod bad_input;
 mod cancel;
 mod conformance;
 mod crash;
+mod daemon;
 mod email;
 mod email_faults;
 mod fake_robots;

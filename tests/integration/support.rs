@@ -110,3 +110,139 @@ pub fn stderr(out: &Output) -> String {
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
+
+/// `ferry serve` in this process ([`ferry::daemon`]) on a project, with a manual clock:
+/// tests move time and wait for the daemon's events instead of sleeping.
+pub struct Daemon {
+    pub clock: ferry::clock::ManualClock,
+    pub store: std::sync::Arc<ferry::store::sqlite::SqliteStore>,
+    pub handle: ferry::daemon::Handle,
+    shutdown: tokio_util::sync::CancellationToken,
+    events: tokio::sync::broadcast::Receiver<ferry::daemon::Event>,
+    join: tokio::task::JoinHandle<()>,
+}
+
+/// How long a test waits for an event before it fails.
+pub const EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
+
+impl Daemon {
+    /// Starts the daemon on `p` with the clock at `start`.
+    pub async fn start(p: &Project, start: chrono::DateTime<chrono::Utc>) -> Daemon {
+        use std::sync::Arc;
+        let project = ferry::config::Project::load(&p.path().join("config.yaml"))
+            .unwrap_or_else(|e| panic!("config: {e:?}"));
+        let ferry::config::StoreSpec::Sqlite { path } = project.config.store.clone();
+        let store = Arc::new(
+            ferry::store::sqlite::SqliteStore::open(&path)
+                .await
+                .expect("store"),
+        );
+        let clock = ferry::clock::ManualClock::new(start);
+        let shutdown = tokio_util::sync::CancellationToken::new();
+        let links_listener = project
+            .config
+            .links
+            .as_ref()
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("port"));
+        let opts = ferry::daemon::DaemonOptions {
+            config_path: p.path().join("config.yaml"),
+            project,
+            store: store.clone(),
+            clock: Arc::new(clock.clone()),
+            links_listener,
+            watch_files: false,
+        };
+        let daemon = ferry::daemon::Daemon::start(opts, shutdown.clone())
+            .await
+            .unwrap_or_else(|e| panic!("daemon: {e}"));
+        let handle = daemon.handle();
+        let events = handle.events();
+        let join = tokio::spawn(daemon.run());
+        Daemon {
+            clock,
+            store,
+            handle,
+            shutdown,
+            events,
+            join,
+        }
+    }
+
+    /// Waits for the first event that `pred` accepts (events before it are dropped).
+    pub async fn wait_for(
+        &mut self,
+        what: &str,
+        mut pred: impl FnMut(&ferry::daemon::Event) -> bool,
+    ) -> ferry::daemon::Event {
+        let wait = async {
+            loop {
+                match self.events.recv().await {
+                    Ok(e) if pred(&e) => return e,
+                    Ok(_) => {}
+                    Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(e) => panic!("daemon events ended while waiting for {what}: {e}"),
+                }
+            }
+        };
+        tokio::time::timeout(EVENT_WAIT, wait)
+            .await
+            .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+    }
+
+    /// Moves the clock to `t` and waits until the scheduler has handled that instant.
+    pub async fn advance_to(&mut self, t: chrono::DateTime<chrono::Utc>) {
+        self.clock.set(t);
+        self.wait_for(
+            &format!("the scheduler's tick at {t}"),
+            |e| matches!(e, ferry::daemon::Event::Ticked(at) if *at >= t),
+        )
+        .await;
+    }
+
+    /// The recorded runs of `task`, oldest fire first.
+    pub async fn runs(&self, task: &str) -> Vec<ferry::store::RunRecord> {
+        use ferry::store::RunStore;
+        let mut runs = self
+            .store
+            .list(&ferry::store::HistoryFilter {
+                task: Some(task.into()),
+                limit: 10_000,
+            })
+            .await
+            .expect("history");
+        runs.sort_by_key(|r| r.scheduled_at);
+        runs
+    }
+
+    /// Polls the store until `cond` holds for the runs of `task` (runs end on the
+    /// executor's own time, which no event marks per task).
+    pub async fn wait_runs(
+        &self,
+        task: &str,
+        what: &str,
+        mut cond: impl FnMut(&[ferry::store::RunRecord]) -> bool,
+    ) -> Vec<ferry::store::RunRecord> {
+        let start = std::time::Instant::now();
+        loop {
+            let runs = self.runs(task).await;
+            if cond(&runs) {
+                return runs;
+            }
+            assert!(
+                start.elapsed() < EVENT_WAIT,
+                "timed out waiting for {what}; runs of {task}: {runs:#?}"
+            );
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+    }
+
+    /// Shuts the daemon down (as SIGTERM does) and waits for it to finish.
+    pub async fn stop(self) {
+        self.shutdown.cancel();
+        tokio::time::timeout(std::time::Duration::from_secs(120), self.join)
+            .await
+            .expect("the daemon stops within its drain")
+            .expect("the daemon task");
+        self.store.close().await;
+    }
+}

@@ -1,0 +1,163 @@
+//! The delivery service: sends what recorded runs left to send, beside the scheduler and
+//! never in its worker slots.
+//!
+//! - Each run the scheduler records arrives as a [`Followup`]: its deliveries are attempted
+//!   at once, with the in-run retries ([`crate::exec::deliver::deliver_in_run`]), and its
+//!   owner alert follows. Followups run concurrently, so a robot that waits for its rate
+//!   limit or a webhook that never answers holds back no other run's messages.
+//! - Every `scheduler.delivery_interval` (and at start) a pass attempts the ledger's due
+//!   deliveries ([`deliver_due`]): retries that a run left `pending`, and deliveries a
+//!   crashed process left behind (`sending` ones are sent once more and recorded
+//!   `maybe_duplicate`). It never runs a query; it sends the recorded message. One pass at
+//!   a time.
+//! - On shutdown, retries stop being waited for (the deliveries stay `pending` for the
+//!   next start) and attempts under way may finish within the drain.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use tokio::sync::mpsc;
+use tokio::task::JoinSet;
+use tracing::{error, info, warn};
+
+use super::{Context, Event, Service};
+use crate::clock::SharedClock;
+use crate::config::Project;
+use crate::exec::deliver::deliver_due;
+use crate::exec::{Followup, Stop};
+use crate::store::{Owner, RunStore};
+
+pub struct DeliveryService {
+    store: Arc<dyn RunStore>,
+    clock: SharedClock,
+    followups: mpsc::UnboundedReceiver<Followup>,
+}
+
+impl DeliveryService {
+    pub fn new(
+        store: Arc<dyn RunStore>,
+        clock: SharedClock,
+        followups: mpsc::UnboundedReceiver<Followup>,
+    ) -> DeliveryService {
+        DeliveryService {
+            store,
+            clock,
+            followups,
+        }
+    }
+}
+
+/// What a finished piece of work was.
+enum Done {
+    Followup(String),
+    Pass(usize),
+}
+
+#[async_trait]
+impl Service for DeliveryService {
+    fn name(&self) -> &'static str {
+        "delivery"
+    }
+
+    async fn run(self: Box<Self>, ctx: Context) {
+        let DeliveryService {
+            store,
+            clock,
+            mut followups,
+        } = *self;
+        // Ends the in-run retries of followups at shutdown.
+        let stop = Stop::new();
+        let mut work: JoinSet<Done> = JoinSet::new();
+        let mut pass_running = false;
+        let mut next_pass = clock.now();
+        loop {
+            if !pass_running && clock.now() >= next_pass {
+                pass_running = true;
+                let project = ctx.project.borrow().clone();
+                let store = store.clone();
+                let clock = clock.clone();
+                work.spawn(async move {
+                    let me = Owner {
+                        node: project.config.node_name.clone(),
+                        pid: std::process::id(),
+                    };
+                    match deliver_due(&*store, &project.config, &*clock, &project.tasks, &me).await {
+                        Ok(0) => Done::Pass(0),
+                        Ok(n) => {
+                            info!(deliveries = n, "delivery worker: attempted due deliveries");
+                            Done::Pass(n)
+                        }
+                        Err(e) => {
+                            error!(error = %e, "delivery worker: the run store failed; retrying later");
+                            Done::Pass(0)
+                        }
+                    }
+                });
+            }
+            let interval = ctx.project.borrow().config.scheduler.delivery_interval;
+            let wake = clock.sleep_until(next_pass.max(clock.now()));
+            tokio::select! {
+                Some(f) = followups.recv() => {
+                    let project = ctx.project.borrow().clone();
+                    work.spawn(complete(f, store.clone(), project, clock.clone(), stop.clone()));
+                }
+                Some(done) = work.join_next() => match done {
+                    Ok(Done::Followup(run_id)) => ctx.emit(Event::FollowupDone { run_id }),
+                    Ok(Done::Pass(attempted)) => {
+                        pass_running = false;
+                        next_pass = clock.now() + chrono::Duration::from_std(interval).unwrap_or(chrono::TimeDelta::MAX);
+                        ctx.emit(Event::DeliveryPass { attempted });
+                    }
+                    Err(e) => {
+                        error!(error = %e, "a delivery task panicked");
+                        pass_running = false;
+                    }
+                },
+                _ = wake, if !pass_running => {}
+                _ = ctx.shutdown.cancelled() => break,
+            }
+        }
+        // Retries are no longer waited for; runs the scheduler records while it drains
+        // still get their attempt, until it lets go of the queue (or the drain ends).
+        stop.stop("ferry is shutting down");
+        let drained = tokio::time::timeout(ctx.drain, async {
+            loop {
+                tokio::select! {
+                    Some(f) = followups.recv() => {
+                        let project = ctx.project.borrow().clone();
+                        work.spawn(complete(f, store.clone(), project, clock.clone(), stop.clone()));
+                    }
+                    Some(done) = work.join_next() => {
+                        if let Ok(Done::Followup(run_id)) = done {
+                            ctx.emit(Event::FollowupDone { run_id });
+                        }
+                    }
+                    else => break,
+                }
+            }
+        })
+        .await
+        .is_ok();
+        if !drained {
+            work.abort_all();
+            warn!(
+                "deliveries still under way after the drain were cut; they are resent (maybe_duplicate) at the next start"
+            );
+        }
+    }
+}
+
+/// Completes one run's followup.
+async fn complete(
+    f: Followup,
+    store: Arc<dyn RunStore>,
+    project: Arc<Project>,
+    clock: SharedClock,
+    stop: Stop,
+) -> Done {
+    let run_id = f.result().run_id.clone();
+    if let Err(e) = f.complete(&*store, &project.config, &clock, &stop).await {
+        error!(%run_id, error = %e, "the run's notifications could not be recorded; the delivery worker retries them");
+    }
+    Done::Followup(run_id)
+}

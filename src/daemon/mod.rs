@@ -1,0 +1,333 @@
+//! The daemon behind `ferry serve`, as a library: [`Daemon::start`] assembles it from a
+//! project, a store, a clock, an optional bound listener and a shutdown token, and
+//! [`Daemon::run`] runs it until the token is cancelled.
+//!
+//! The daemon is a list of services ([`Service`]) that share one lifecycle: each starts,
+//! reports its health, runs until shutdown, then drains within `scheduler.drain_timeout`.
+//!
+//! - [`scheduler::SchedulerService`]: claims and runs fires on time ([`crate::schedule`]).
+//!   A run holds its worker slot until its outcome is recorded, then hands its
+//!   deliveries to the delivery service;
+//! - [`delivery::DeliveryService`]: attempts each recorded run's deliveries and owner
+//!   alert (the run's [`crate::exec::Followup`]), and every `scheduler.delivery_interval`
+//!   the ledger's due retries ([`crate::exec::deliver::deliver_due`]);
+//! - [`reload::ReloadService`]: reloads config.yaml and the tasks on file changes and on
+//!   [`Handle::reload`] (SIGHUP), and publishes the new project to the others;
+//! - [`links::LinkService`]: the HTTP server ([`crate::server`]), when `links:` is set.
+//!
+//! Adding a way in (mail ingest, a watched folder): a module with a type implementing
+//! [`Service`], pushed onto the list in [`Daemon::start`].
+//!
+//! What the services do is published as [`Event`]s ([`Handle::events`]): tests wait for
+//! them instead of sleeping, and the console will show them.
+
+pub mod delivery;
+pub mod links;
+pub mod reload;
+pub mod scheduler;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tokio::sync::{Notify, broadcast, mpsc, watch};
+use tokio::task::JoinSet;
+use tokio_util::sync::CancellationToken;
+use tracing::{error, info, warn};
+
+use crate::clock::SharedClock;
+use crate::config::Project;
+use crate::format::{sweep_partials, sweep_temp};
+use crate::schedule::runtime::{ExecRunner, ReloadSummary, Scheduler};
+use crate::server::StartError;
+use crate::store::{RunStore, StoreError, process_alive};
+
+/// What the daemon is made of.
+pub struct DaemonOptions {
+    /// The config file the project was loaded from (reloads read it again).
+    pub config_path: PathBuf,
+    pub project: Project,
+    pub store: Arc<dyn RunStore>,
+    pub clock: SharedClock,
+    /// The download server's listener, already bound (tests bind port 0); `None` binds
+    /// `links.listen`.
+    pub links_listener: Option<std::net::TcpListener>,
+    /// Watch config.yaml and the tasks folder for changes (off in tests that reload by
+    /// [`Handle::reload`]).
+    pub watch_files: bool,
+}
+
+/// Something a service did.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Event {
+    /// The scheduler handled everything due at this instant (UTC).
+    Ticked(chrono::DateTime<chrono::Utc>),
+    /// A reloaded project was applied.
+    Reloaded(ReloadSummary),
+    /// A reload was refused (the config is invalid); the running project stays.
+    ReloadRefused(Vec<String>),
+    /// A recorded run's deliveries and owner alert were attempted.
+    FollowupDone { run_id: String },
+    /// A pass of the delivery worker attempted this many due deliveries.
+    DeliveryPass { attempted: usize },
+}
+
+/// How a service is doing.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Health {
+    Starting,
+    Running,
+    Draining,
+    Stopped,
+    Failed(String),
+}
+
+/// The daemon's view of its services' health, by service name.
+#[derive(Clone, Default)]
+pub struct HealthBoard(Arc<Mutex<BTreeMap<&'static str, Health>>>);
+
+impl HealthBoard {
+    pub fn set(&self, service: &'static str, health: Health) {
+        if let Ok(mut map) = self.0.lock() {
+            map.insert(service, health);
+        }
+    }
+
+    pub fn snapshot(&self) -> BTreeMap<&'static str, Health> {
+        self.0.lock().map(|m| m.clone()).unwrap_or_default()
+    }
+}
+
+/// What every service gets.
+#[derive(Clone)]
+pub struct Context {
+    pub shutdown: CancellationToken,
+    /// How long a service may take to finish its work once `shutdown` fires.
+    pub drain: Duration,
+    pub events: broadcast::Sender<Event>,
+    pub health: HealthBoard,
+    /// The project as last (re)loaded.
+    pub project: watch::Receiver<Arc<Project>>,
+}
+
+impl Context {
+    /// Publishes an event (nobody listening is fine).
+    pub fn emit(&self, event: Event) {
+        let _ = self.events.send(event);
+    }
+}
+
+/// A part of the daemon with the shared lifecycle.
+#[async_trait]
+pub trait Service: Send + 'static {
+    fn name(&self) -> &'static str;
+
+    /// Runs until `ctx.shutdown` is cancelled, then finishes its work within `ctx.drain`.
+    async fn run(self: Box<Self>, ctx: Context);
+}
+
+/// Why the daemon did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum DaemonError {
+    /// A configuration problem (exit code 2).
+    #[error("{0}")]
+    Config(String),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error(transparent)]
+    Server(StartError),
+}
+
+/// Talks to a running daemon.
+#[derive(Clone)]
+pub struct Handle {
+    events: broadcast::Sender<Event>,
+    reload: Arc<Notify>,
+    health: HealthBoard,
+    links_addr: Option<SocketAddr>,
+}
+
+impl Handle {
+    /// Events from now on.
+    pub fn events(&self) -> broadcast::Receiver<Event> {
+        self.events.subscribe()
+    }
+
+    /// Reloads config.yaml and the tasks (what SIGHUP does).
+    pub fn reload(&self) {
+        self.reload.notify_one();
+    }
+
+    pub fn health(&self) -> BTreeMap<&'static str, Health> {
+        self.health.snapshot()
+    }
+
+    /// Where the download server listens, when `links:` is configured.
+    pub fn links_addr(&self) -> Option<SocketAddr> {
+        self.links_addr
+    }
+}
+
+/// An assembled daemon, ready to run.
+pub struct Daemon {
+    services: Vec<Box<dyn Service>>,
+    ctx: Context,
+    handle: Handle,
+    project_tx: watch::Sender<Arc<Project>>,
+}
+
+impl Daemon {
+    /// Prepares everything that can fail before anything runs: records runs left
+    /// `running` by a dead process as failed and removes partial files, binds the
+    /// download server, loads the scheduler's cursors.
+    pub async fn start(
+        opts: DaemonOptions,
+        shutdown: CancellationToken,
+    ) -> Result<Daemon, DaemonError> {
+        let DaemonOptions {
+            config_path,
+            project,
+            store,
+            clock,
+            links_listener,
+            watch_files,
+        } = opts;
+        // Refuse a weak link key before anything starts (validation refuses it too; this
+        // guard holds even if that check were bypassed).
+        if let Some(spec) = &project.config.links
+            && let Err(e) = crate::links::signer_for(spec)
+        {
+            return Err(DaemonError::Config(format!(
+                "refusing to start the download server: {e}"
+            )));
+        }
+        sweep_partials(&project.config.output_dir, &process_alive);
+        sweep_temp(&project.config.export.temp_dir, &process_alive);
+        let reaped = store
+            .reap_interrupted(&project.config.node_name, &process_alive, clock.now())
+            .await?;
+        if !reaped.is_empty() {
+            warn!(
+                runs = reaped.len(),
+                "runs interrupted by an earlier stop were recorded as failed"
+            );
+        }
+
+        let (events, _) = broadcast::channel(1024);
+        let health = HealthBoard::default();
+        let reload = Arc::new(Notify::new());
+        let (project_tx, project_rx) = watch::channel(Arc::new(project.clone()));
+        let ctx = Context {
+            shutdown,
+            drain: project.config.scheduler.drain_timeout,
+            events: events.clone(),
+            health: health.clone(),
+            project: project_rx,
+        };
+
+        let mut services: Vec<Box<dyn Service>> = Vec::new();
+        let mut links_addr = None;
+        if let Some(spec) = &project.config.links {
+            let service = links::LinkService::bind(
+                spec,
+                links_listener,
+                project.config.output_dir.clone(),
+                store.clone(),
+                clock.clone(),
+            )
+            .await
+            .map_err(DaemonError::Server)?;
+            links_addr = Some(service.local_addr());
+            services.push(Box::new(service));
+        }
+        let (followups_tx, followups_rx) = mpsc::unbounded_channel();
+        let runner = Arc::new(ExecRunner {
+            store: store.clone(),
+            clock: clock.clone(),
+            followups: followups_tx,
+        });
+        let mut sched = Scheduler::new(project, store.clone(), runner, clock.clone());
+        sched.start(clock.now()).await?;
+        services.push(Box::new(scheduler::SchedulerService::new(
+            sched,
+            clock.clone(),
+        )));
+        services.push(Box::new(delivery::DeliveryService::new(
+            store,
+            clock,
+            followups_rx,
+        )));
+        services.push(Box::new(reload::ReloadService::new(
+            config_path,
+            reload.clone(),
+            watch_files,
+            project_tx.clone(),
+        )));
+        for s in &services {
+            health.set(s.name(), Health::Starting);
+        }
+        let handle = Handle {
+            events,
+            reload,
+            health,
+            links_addr,
+        };
+        Ok(Daemon {
+            services,
+            ctx,
+            handle,
+            project_tx,
+        })
+    }
+
+    pub fn handle(&self) -> Handle {
+        self.handle.clone()
+    }
+
+    /// Runs every service until the shutdown token is cancelled and all have drained.
+    pub async fn run(self) {
+        let Daemon {
+            services,
+            ctx,
+            project_tx,
+            ..
+        } = self;
+        let mut set = JoinSet::new();
+        for service in services {
+            let name = service.name();
+            let ctx = ctx.clone();
+            set.spawn(async move {
+                ctx.health.set(name, Health::Running);
+                service.run(ctx.clone()).await;
+                ctx.health.set(name, Health::Stopped);
+                name
+            });
+        }
+        info!(pid = std::process::id(), "ferry serve started");
+        while let Some(joined) = set.join_next().await {
+            match joined {
+                Ok(name) if !ctx.shutdown.is_cancelled() => {
+                    // A service that ends on its own takes the daemon down with it: half a
+                    // daemon (say, no deliveries) must not look healthy.
+                    error!(
+                        service = name,
+                        "a service stopped unexpectedly; shutting down"
+                    );
+                    ctx.health
+                        .set(name, Health::Failed("stopped unexpectedly".into()));
+                    ctx.shutdown.cancel();
+                }
+                Ok(_) => {}
+                Err(e) => {
+                    error!(error = %e, "a service panicked; shutting down");
+                    ctx.shutdown.cancel();
+                }
+            }
+        }
+        drop(project_tx);
+        info!("ferry serve stopped");
+    }
+}

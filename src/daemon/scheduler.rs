@@ -1,0 +1,67 @@
+//! The scheduler service: the loop that drives [`Scheduler`] with the daemon's clock.
+//!
+//! It sleeps until the next due fire but wakes at least every [`MAX_SLEEP`], so wall-clock
+//! jumps, NTP steps and suspended machines are noticed; it also wakes when a run ends (a
+//! deferred run may start) and when a reloaded project is published. On shutdown it stops
+//! claiming, lets running runs finish up to the drain, and cancels the rest (recorded).
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use tracing::error;
+
+use super::{Context, Event, Service};
+use crate::clock::SharedClock;
+use crate::schedule::runtime::Scheduler;
+
+/// The longest the loop sleeps without looking at the clock.
+pub const MAX_SLEEP: Duration = Duration::from_secs(30);
+
+pub struct SchedulerService {
+    sched: Scheduler,
+    clock: SharedClock,
+}
+
+impl SchedulerService {
+    pub fn new(sched: Scheduler, clock: SharedClock) -> SchedulerService {
+        SchedulerService { sched, clock }
+    }
+}
+
+#[async_trait]
+impl Service for SchedulerService {
+    fn name(&self) -> &'static str {
+        "scheduler"
+    }
+
+    async fn run(self: Box<Self>, mut ctx: Context) {
+        let SchedulerService { mut sched, clock } = *self;
+        loop {
+            let now = clock.now();
+            if let Err(e) = sched.tick(now).await {
+                error!(error = %e, "the run store failed; retrying on the next wake-up");
+            }
+            ctx.emit(Event::Ticked(now));
+            let sleep = clock.sleep(sched.sleep_for(now, MAX_SLEEP));
+            tokio::select! {
+                _ = sleep => {}
+                _ = sched.completed() => {}
+                changed = ctx.project.changed() => {
+                    if changed.is_err() {
+                        // The daemon is going away.
+                        ctx.shutdown.cancelled().await;
+                        break;
+                    }
+                    let project = Arc::unwrap_or_clone(ctx.project.borrow_and_update().clone());
+                    match sched.reload(project, clock.now()).await {
+                        Ok(summary) => ctx.emit(Event::Reloaded(summary)),
+                        Err(e) => error!(error = %e, "reload failed in the run store"),
+                    }
+                }
+                _ = ctx.shutdown.cancelled() => break,
+            }
+        }
+        sched.shutdown(ctx.drain).await;
+    }
+}

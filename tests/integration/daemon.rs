@@ -1,0 +1,140 @@
+//! `ferry serve` assembled in this process ([`ferry::daemon`]) with a manual clock: the
+//! scheduler, the delivery service and reloads, driven by moving time and waiting for
+//! the daemon's events.
+
+use std::time::Duration;
+
+use chrono::{DateTime, Utc};
+use ferry::daemon::Event;
+use ferry::store::{DeliveryStatus, Status};
+
+use crate::serve::only_task;
+use crate::support::{Daemon, Project};
+
+fn at(s: &str) -> DateTime<Utc> {
+    s.parse().unwrap()
+}
+
+/// A loopback port that accepts connections and never answers (the webhook of the
+/// reproduction), kept open for the life of the test.
+fn silent_port() -> (std::net::TcpListener, u16) {
+    let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = l.local_addr().unwrap().port();
+    (l, port)
+}
+
+/// Regression (issue 11): a run's notification held its worker slot. Four tasks notify a
+/// webhook that accepts TCP and never answers, a fifth notifies nobody, with two worker
+/// slots and `concurrency: forbid`: every fire of every task runs and is recorded on time,
+/// none is skipped, while the webhook deliveries are still being attempted.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_channel_that_never_answers_holds_no_worker_slot_and_skips_no_fire() {
+    let p = Project::fixture("project");
+    let (_listener, port) = silent_port();
+    p.write(
+        "config.yaml",
+        &format!(
+            "timezone: UTC\nstore: {{ url: \"sqlite://data/ferry.db\" }}\n\
+             scheduler: {{ max_workers: 2 }}\n\
+             datasources:\n  db: {{ type: sqlite, url: \"sqlite://db/test.db\", seed_sql: seed.sql }}\n\
+             channels:\n  hang: {{ type: webhook, url: \"http://127.0.0.1:{port}/hook\", timeout: 5s }}\n"
+        ),
+    );
+    let body = |notify: &str| {
+        format!(
+            "schedule: \"*/10 * * * * *\"\nsource: db\nquery: SELECT 1 AS one\noutput: {{ format: csv }}\n{notify}"
+        )
+    };
+    only_task(&p, "quiet", &body(""));
+    for i in 1..=4 {
+        p.write(&format!("tasks/hook{i}.yaml"), &body("notify: [hang]\n"));
+    }
+    let mut d = Daemon::start(&p, at("2026-12-07T00:00:05Z")).await;
+    let tasks = ["hook1", "hook2", "hook3", "hook4", "quiet"];
+    for (n, fire) in [
+        "2026-12-07T00:00:10Z",
+        "2026-12-07T00:00:20Z",
+        "2026-12-07T00:00:30Z",
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        d.advance_to(at(fire)).await;
+        for task in tasks {
+            let runs = d
+                .wait_runs(task, &format!("{task}'s fire at {fire}"), |runs| {
+                    runs.len() == n + 1 && runs.iter().all(|r| r.status != Status::Running)
+                })
+                .await;
+            let last = runs.last().unwrap();
+            assert_eq!(last.scheduled_at, at(fire), "{task}: {runs:#?}");
+            assert_eq!(last.status, Status::Succeeded, "{task}: {last:#?}");
+        }
+    }
+    // The webhook is still being tried (it never answers): the runs did not wait for it.
+    let runs = d.runs("hook1").await;
+    let first = &runs[0];
+    assert_eq!(first.deliveries.len(), 1, "{first:#?}");
+    assert!(
+        matches!(
+            first.deliveries[0].status,
+            DeliveryStatus::Pending | DeliveryStatus::Sending
+        ),
+        "{first:#?}"
+    );
+    d.stop().await;
+}
+
+/// The delivery worker's passes follow `scheduler.delivery_interval` on the daemon's
+/// clock, and a reload asked for (SIGHUP) applies a changed task file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn delivery_passes_follow_the_interval_and_reloads_apply() {
+    let p = Project::fixture("project");
+    p.write(
+        "config.yaml",
+        "timezone: UTC\nstore: { url: \"sqlite://data/ferry.db\" }\n\
+         scheduler: { delivery_interval: 1m }\n\
+         datasources:\n  db: { type: sqlite, url: \"sqlite://db/test.db\", seed_sql: seed.sql }\n",
+    );
+    only_task(
+        &p,
+        "daily",
+        "schedule: \"0 8 * * *\"\nsource: db\nquery: SELECT 1 AS one\noutput: { format: csv }\n",
+    );
+    let start = at("2026-12-07T00:00:00Z");
+    let mut d = Daemon::start(&p, start).await;
+    // The first pass runs at start.
+    d.wait_for("the first delivery pass", |e| {
+        matches!(e, Event::DeliveryPass { .. })
+    })
+    .await;
+    // No pass before the interval is up, one when it is.
+    d.clock.advance(Duration::from_secs(59));
+    d.advance_to(start + chrono::Duration::seconds(59)).await;
+    d.clock.advance(Duration::from_secs(1));
+    d.wait_for("the pass one interval later", |e| {
+        matches!(e, Event::DeliveryPass { .. })
+    })
+    .await;
+    // A task added on disk is scheduled once a reload is asked for.
+    p.write(
+        "tasks/hourly.yaml",
+        "schedule: \"0 * * * *\"\nsource: db\nquery: SELECT 2 AS two\noutput: { format: csv }\n",
+    );
+    d.handle.reload();
+    let summary = d
+        .wait_for("the reload", |e| matches!(e, Event::Reloaded(_)))
+        .await;
+    let Event::Reloaded(summary) = summary else {
+        unreachable!()
+    };
+    assert_eq!(summary.added, 1, "{summary:?}");
+    d.advance_to(at("2026-12-07T01:00:00Z")).await;
+    let runs = d
+        .wait_runs("hourly", "the new task's first fire", |r| {
+            r.first().is_some_and(|r| r.status == Status::Succeeded)
+        })
+        .await;
+    assert_eq!(runs[0].scheduled_at, at("2026-12-07T01:00:00Z"));
+    d.stop().await;
+}
