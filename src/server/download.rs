@@ -2,7 +2,9 @@
 //!
 //! The order of checks, and what each answers:
 //!
-//! 1. the id segment is not the shape of a link id (`..`, `%2e%2e%2f`, `C:`, …) → 404;
+//! 1. the path is not `{prefix}/d/{id}` or `{prefix}/d/{id}/{name}` (more segments, an
+//!    empty one, a trailing slash, a name `.` or `..`), or the id segment is not the shape
+//!    of a link id (`..`, `%2e%2e%2f`, `C:`, …) → 404;
 //! 2. the signature does not match id and expiry → 403 (also for ids that do not exist,
 //!    so a bad link tells nothing about which ids exist);
 //! 3. the signature matches but the expiry has passed → 410 "link expired on …";
@@ -59,10 +61,21 @@ pub fn plain(status: StatusCode, text: &str) -> Response {
     r
 }
 
-/// The raw (not percent-decoded) id segment of a download path.
+/// The raw (not percent-decoded) id segment of a download path, if the path has one of
+/// the two documented shapes: `{prefix}/d/{id}` or `{prefix}/d/{id}/{name}`. The name is
+/// one non-empty segment that is not a dot segment (`.`, `..`, also percent-encoded):
+/// more segments, empty ones and a trailing slash are other paths (404).
 fn raw_id<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = path.strip_prefix(prefix)?.strip_prefix("/d/")?;
-    Some(rest.split('/').next().unwrap_or(""))
+    let (id, name) = match rest.split_once('/') {
+        Some((id, name)) => (id, Some(name)),
+        None => (rest, None),
+    };
+    let name_ok = name.is_none_or(|n| {
+        let decoded = percent_encoding::percent_decode_str(n).collect::<Vec<u8>>();
+        !n.is_empty() && !n.contains('/') && decoded != b"." && decoded != b".."
+    });
+    (!id.is_empty() && name_ok).then_some(id)
 }
 
 /// `exp` and `sig` from the query string (both are plain ASCII when genuine, so no
@@ -434,6 +447,23 @@ mod tests {
             Some("%2e%2e%2fconfig.yaml")
         );
         assert_eq!(raw_id("/x/abc", ""), None);
+        assert_eq!(raw_id("/d/abc", ""), Some("abc"));
+        // The name is cosmetic but must be one real segment.
+        assert_eq!(raw_id("/d/abc/..%2fx.csv", ""), Some("abc"));
+        for bad in [
+            "/d/abc/x/y",
+            "/d/abc/",
+            "/d/abc/x.csv/",
+            "/d/abc//x.csv",
+            "/d//abc",
+            "/d/",
+            "/d/abc/.",
+            "/d/abc/..",
+            "/d/abc/%2E%2e",
+            "/d/abc/.%2e",
+        ] {
+            assert_eq!(raw_id(bad, ""), None, "{bad}");
+        }
         assert_eq!(exp_and_sig(Some("exp=5&sig=x&exp=")), ("", "x"));
         assert_eq!(exp_and_sig(Some("sig=x&exp=7")), ("7", "x"));
     }
