@@ -620,7 +620,10 @@ fn only_the_documented_paths_serve_and_far_expiries_are_refused_truthfully() {
     let q = format!("?exp={exp}&sig={sig}");
 
     // The two documented shapes serve.
-    for t in [format!("/ferry/d/{id}{q}"), format!("/ferry/d/{id}/a.csv{q}")] {
+    for t in [
+        format!("/ferry/d/{id}{q}"),
+        format!("/ferry/d/{id}/a.csv{q}"),
+    ] {
         let r = http(port, "GET", &t, &[]);
         assert_eq!(r.status, 200, "{t}: {}", r.text());
     }
@@ -660,7 +663,10 @@ fn only_the_documented_paths_serve_and_far_expiries_are_refused_truthfully() {
     );
     assert_no_leak(&r, "far expiry");
     // A tampered far link is still a bad signature.
-    let t = format!("/ferry/d/{id}/a.csv?exp={far}&sig={}", flip(&sign(&id, far), 3));
+    let t = format!(
+        "/ferry/d/{id}/a.csv?exp={far}&sig={}",
+        flip(&sign(&id, far), 3)
+    );
     let r = http(port, "GET", &t, &[]);
     assert_eq!(
         (r.status, r.text()),
