@@ -1,6 +1,7 @@
 //! Templates (minijinja): file names, output folders and notification messages.
 //!
-//! Message templates live in `templates_dir`: a template named `report` is the body
+//! Message templates live in `templates_dir`, or are built in ([`built_in`]: the
+//! repository's `templates/`, overridden file by file): a template named `report` is the body
 //! `report.md.j2` plus an optional one-line subject `report.subject.j2` and an optional
 //! HTML body `report.html.j2` (email channels send it beside the text body; values in it
 //! are HTML-escaped automatically). File-name and
@@ -111,6 +112,40 @@ pub fn describe(e: &Error) -> String {
     }
 }
 
+/// The templates ferry ships: the repository's `templates/`, compiled into the binary. A
+/// file of the same name in `templates_dir` takes the place of a built-in one.
+const BUILT_IN: &[(&str, &str)] = &[
+    ("report.md.j2", include_str!("../templates/report.md.j2")),
+    (
+        "report.subject.j2",
+        include_str!("../templates/report.subject.j2"),
+    ),
+    (
+        "report.html.j2",
+        include_str!("../templates/report.html.j2"),
+    ),
+    ("alert.md.j2", include_str!("../templates/alert.md.j2")),
+    (
+        "alert.subject.j2",
+        include_str!("../templates/alert.subject.j2"),
+    ),
+];
+
+/// The built-in template file `file` (e.g. `report.md.j2`), if ferry ships one.
+pub fn built_in(file: &str) -> Option<&'static str> {
+    BUILT_IN.iter().find(|(n, _)| *n == file).map(|(_, t)| *t)
+}
+
+/// The names of the built-in message templates (`alert`, `report`).
+pub fn built_in_names() -> Vec<&'static str> {
+    let mut names: Vec<&str> = BUILT_IN
+        .iter()
+        .filter_map(|(n, _)| n.strip_suffix(".md.j2"))
+        .collect();
+    names.sort_unstable();
+    names
+}
+
 /// The files of a message template named `name` in `dir`.
 #[derive(Debug, Clone)]
 pub struct MessageTemplate {
@@ -119,6 +154,22 @@ pub struct MessageTemplate {
     pub subject_path: PathBuf,
     /// Optional HTML body (email).
     pub html_path: PathBuf,
+}
+
+/// One part of a message template, with where its text came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Source {
+    pub text: String,
+    /// The file it was read from, or `built-in NAME` for a template ferry ships.
+    pub origin: String,
+}
+
+/// The parts of a message template.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Part {
+    Body,
+    Subject,
+    Html,
 }
 
 /// The default subject when a template has no `.subject.j2` file.
@@ -134,80 +185,113 @@ impl MessageTemplate {
         }
     }
 
-    /// Checks that the body exists and every part (body, subject, HTML) compiles.
-    pub fn check(&self) -> Result<(), String> {
+    fn path(&self, part: Part) -> &Path {
+        match part {
+            Part::Body => &self.body_path,
+            Part::Subject => &self.subject_path,
+            Part::Html => &self.html_path,
+        }
+    }
+
+    /// The text of one part: the file in `templates_dir`, else the built-in file of the
+    /// same name; `None` when neither exists. A built-in HTML body is used only with the
+    /// built-in text body: a project that writes its own `NAME.md.j2` gets no HTML part
+    /// until it writes its own `NAME.html.j2` (mail clients show the HTML part, which
+    /// would hide the project's text).
+    pub fn source(&self, part: Part) -> Result<Option<Source>, String> {
+        let path = self.path(part);
+        match std::fs::read_to_string(path) {
+            Ok(text) => {
+                return Ok(Some(Source {
+                    text,
+                    origin: path.display().to_string(),
+                }));
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => {
+                return Err(format!(
+                    "template `{}`: cannot read {}: {e}",
+                    self.name,
+                    path.display()
+                ));
+            }
+        }
+        if part == Part::Html && self.body_path.exists() {
+            return Ok(None);
+        }
+        let file = path
+            .file_name()
+            .map(|f| f.to_string_lossy().to_string())
+            .unwrap_or_default();
+        Ok(built_in(&file).map(|text| Source {
+            text: text.to_string(),
+            origin: format!("built-in {file}"),
+        }))
+    }
+
+    /// The body, which every template must have.
+    fn body(&self) -> Result<Source, String> {
+        self.source(Part::Body)?.ok_or_else(|| {
+            format!(
+                "template `{}` not found: expected the file {} (built-in templates: {})",
+                self.name,
+                self.body_path.display(),
+                built_in_names().join(", ")
+            )
+        })
+    }
+
+    /// Every part the template has (the body first), checked to exist and compile.
+    pub fn parts(&self) -> Result<Vec<(Part, Source)>, String> {
         if !is_plain_name(&self.name) {
             return Err(format!(
                 "template name `{}` must be a plain name (letters, digits, `_`, `-`)",
                 self.name
             ));
         }
-        let body = std::fs::read_to_string(&self.body_path).map_err(|e| match e.kind() {
-            std::io::ErrorKind::NotFound => format!(
-                "template `{}` not found: expected the file {}",
-                self.name,
-                self.body_path.display()
-            ),
-            _ => format!(
-                "template `{}`: cannot read {}: {e}",
-                self.name,
-                self.body_path.display()
-            ),
-        })?;
-        check_syntax(&body).map_err(|e| {
-            format!(
-                "template `{}` ({}): {e}",
-                self.name,
-                self.body_path.display()
-            )
-        })?;
-        for path in [&self.subject_path, &self.html_path] {
-            if let Some(source) = read_optional(path)? {
-                check_syntax(&source)
-                    .map_err(|e| format!("template `{}` ({}): {e}", self.name, path.display()))?;
+        let mut out = vec![(Part::Body, self.body()?)];
+        for part in [Part::Subject, Part::Html] {
+            if let Some(source) = self.source(part)? {
+                out.push((part, source));
             }
         }
-        Ok(())
+        for (_, source) in &out {
+            check_syntax(&source.text)
+                .map_err(|e| format!("template `{}` ({}): {e}", self.name, source.origin))?;
+        }
+        Ok(out)
     }
 
-    fn read_subject(&self) -> Result<Option<String>, String> {
-        read_optional(&self.subject_path)
+    /// Checks that the body exists and every part (body, subject, HTML) compiles.
+    pub fn check(&self) -> Result<(), String> {
+        self.parts().map(|_| ())
     }
 
-    /// Renders the HTML body, or `None` when the template has no `.html.j2` file.
+    /// Renders the HTML body, or `None` when the template has no HTML part.
     pub fn render_html(&self, ctx: &minijinja::Value) -> Result<Option<String>, String> {
-        let Some(source) = read_optional(&self.html_path)? else {
+        let Some(source) = self.source(Part::Html)? else {
             return Ok(None);
         };
-        render_html(&source, ctx)
+        render_html(&source.text, ctx)
             .map(Some)
-            .map_err(|e| format!("template `{}` (HTML): {e}", self.name))
+            .map_err(|e| format!("template `{}` ({}): {e}", self.name, source.origin))
     }
 
     /// Renders `(subject, body)`.
     pub fn render(&self, ctx: &minijinja::Value) -> Result<(String, String), String> {
-        let body_src = std::fs::read_to_string(&self.body_path)
-            .map_err(|e| format!("cannot read {}: {e}", self.body_path.display()))?;
-        let subject_src = self
-            .read_subject()?
-            .unwrap_or_else(|| DEFAULT_SUBJECT.to_string());
-        let subject = render_str(&subject_src, ctx)
-            .map_err(|e| format!("template `{}` subject: {e}", self.name))?;
-        let body =
-            render_str(&body_src, ctx).map_err(|e| format!("template `{}`: {e}", self.name))?;
+        let body_src = self.body()?;
+        let subject = match self.source(Part::Subject)? {
+            Some(s) => render_str(&s.text, ctx)
+                .map_err(|e| format!("template `{}` ({}): {e}", self.name, s.origin))?,
+            None => render_str(DEFAULT_SUBJECT, ctx)
+                .map_err(|e| format!("template `{}` subject: {e}", self.name))?,
+        };
+        let body = render_str(&body_src.text, ctx)
+            .map_err(|e| format!("template `{}` ({}): {e}", self.name, body_src.origin))?;
         Ok((
             subject.lines().next().unwrap_or("").trim().to_string(),
             body,
         ))
-    }
-}
-
-/// Reads a template part that may be absent.
-fn read_optional(path: &Path) -> Result<Option<String>, String> {
-    match std::fs::read_to_string(path) {
-        Ok(s) => Ok(Some(s)),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-        Err(e) => Err(format!("cannot read {}: {e}", path.display())),
     }
 }
 
@@ -255,6 +339,45 @@ mod tests {
         )
         .unwrap();
         assert_eq!(out, "<p>&lt;b&gt;A &amp; B&lt;&#x2f;b&gt;</p><i>ok</i>");
+    }
+
+    #[test]
+    fn built_in_templates_fill_in_for_missing_files_and_files_override_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let ctx = context! { task_name => "t", status => "failed", succeeded => false };
+        // No folder at all: the built-in `report` and `alert` are complete templates.
+        let gone = dir.path().join("no-such-folder");
+        for name in ["report", "alert"] {
+            MessageTemplate::locate(&gone, name).check().unwrap();
+        }
+        let report = MessageTemplate::locate(&gone, "report");
+        assert_eq!(
+            report.source(Part::Html).unwrap().unwrap().origin,
+            "built-in report.html.j2"
+        );
+        let e = MessageTemplate::locate(&gone, "weekly")
+            .check()
+            .unwrap_err();
+        assert!(
+            e.starts_with("template `weekly` not found: expected the file ")
+                && e.ends_with("weekly.md.j2 (built-in templates: alert, report)"),
+            "{e}"
+        );
+        // A subject of its own; the body stays built in.
+        std::fs::write(dir.path().join("report.subject.j2"), "own {{ task_name }}").unwrap();
+        let t = MessageTemplate::locate(dir.path(), "report");
+        let subject = t.source(Part::Subject).unwrap().unwrap();
+        assert_eq!(render_str(&subject.text, &ctx).unwrap(), "own t");
+        assert_eq!(
+            t.source(Part::Body).unwrap().unwrap().origin,
+            "built-in report.md.j2"
+        );
+        assert!(t.source(Part::Html).unwrap().is_some());
+        // A body of its own: no built-in HTML part would hide it.
+        std::fs::write(dir.path().join("report.md.j2"), "own body").unwrap();
+        assert_eq!(t.render(&ctx).unwrap().1, "own body");
+        assert_eq!(t.source(Part::Html).unwrap(), None);
+        assert_eq!(t.render_html(&ctx).unwrap(), None);
     }
 
     #[test]
