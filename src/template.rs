@@ -23,6 +23,9 @@ const FUEL: u64 = 200_000;
 pub fn environment() -> Environment<'static> {
     let mut env = Environment::new();
     env.set_undefined_behavior(UndefinedBehavior::Strict);
+    // Debug mode makes an undefined-value error name the variable (`nope` is undefined);
+    // it is on by default only in debug builds.
+    env.set_debug(true);
     env.set_fuel(Some(FUEL));
     env.add_filter("strftime", strftime);
     env.add_filter("filesize", filesize);
@@ -84,6 +87,138 @@ pub fn check_syntax(source: &str) -> Result<(), String> {
     env.template_from_str(source)
         .map(|_| ())
         .map_err(|e| describe(&e))
+}
+
+/// Variables that `source` reads but that neither `known`, the template itself (`set`,
+/// loop variables, macro arguments) nor minijinja's globals (`range`, `namespace`, …)
+/// define, each with the first line that uses it. Static: branches that would not run
+/// with sample values are checked too.
+pub fn unknown_variables(source: &str, known: &[String]) -> Result<Vec<(String, usize)>, String> {
+    let env = environment();
+    let tpl = env.template_from_str(source).map_err(|e| describe(&e))?;
+    let globals: Vec<&str> = env.globals().map(|(n, _)| n).collect();
+    let mut names: Vec<String> = tpl
+        .undeclared_variables(false)
+        .into_iter()
+        .filter(|v| !known.contains(v) && !globals.contains(&v.as_str()))
+        .collect();
+    names.sort_unstable();
+    Ok(names
+        .into_iter()
+        .map(|n| {
+            let line = first_use(source, &n).unwrap_or(1);
+            (n, line)
+        })
+        .collect())
+}
+
+/// The line of the first tag (`{{ }}` or `{% %}`) that names `var` as a variable (not
+/// after a `.`, not inside a string). Only to point at a line: what is undefined comes
+/// from minijinja's own analysis.
+fn first_use(source: &str, var: &str) -> Option<usize> {
+    let b = source.as_bytes();
+    let mut i = 0;
+    while i + 1 < b.len() {
+        let close: &[u8] = match &b[i..i + 2] {
+            b"{{" => b"}}",
+            b"{%" => b"%}",
+            b"{#" => {
+                i = find(b, i + 2, b"#}").map_or(b.len(), |e| e + 2);
+                continue;
+            }
+            _ => {
+                i += 1;
+                continue;
+            }
+        };
+        let end = find(b, i + 2, close).unwrap_or(b.len());
+        let mut j = i + 2;
+        let mut quote: Option<u8> = None;
+        while j < end {
+            let c = b[j];
+            if let Some(q) = quote {
+                if c == b'\\' {
+                    j += 1;
+                } else if c == q {
+                    quote = None;
+                }
+                j += 1;
+            } else if c == b'"' || c == b'\'' {
+                quote = Some(c);
+                j += 1;
+            } else if c.is_ascii_alphabetic() || c == b'_' {
+                let start = j;
+                while j < end && (b[j].is_ascii_alphanumeric() || b[j] == b'_') {
+                    j += 1;
+                }
+                let after_dot = source[..start].trim_end().ends_with('.');
+                if &source[start..j] == var && !after_dot {
+                    return Some(source[..start].matches('\n').count() + 1);
+                }
+            } else {
+                j += 1;
+            }
+        }
+        i = end + 2;
+    }
+    None
+}
+
+fn find(hay: &[u8], from: usize, needle: &[u8]) -> Option<usize> {
+    hay.get(from..)?
+        .windows(needle.len())
+        .position(|w| w == needle)
+        .map(|p| p + from)
+}
+
+/// Checks that `source` (from `origin`, a file or `built-in NAME`) reads only `known`
+/// variables; the error names the first unknown one with its line, a close known name
+/// if there is one, and the known variables.
+pub fn check_variables(source: &str, origin: Option<&str>, known: &[String]) -> Result<(), String> {
+    let unknown = unknown_variables(source, known)?;
+    let Some((name, line)) = unknown.first() else {
+        return Ok(());
+    };
+    let others = match unknown.len() {
+        1 => String::new(),
+        n => format!(
+            " (and {}: {})",
+            if n == 2 { "1 more" } else { "more" },
+            unknown[1..]
+                .iter()
+                .map(|(n, l)| format!("`{n}` line {l}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        ),
+    };
+    let close = crate::config::problem::hint(name, known.iter().map(String::as_str));
+    let mut listed: Vec<&str> = known.iter().map(String::as_str).collect();
+    listed.sort_unstable();
+    let at = match origin {
+        Some(o) => format!("{o}:{line}: "),
+        None if source.contains('\n') => format!("template line {line}: "),
+        None => String::new(),
+    };
+    Err(format!(
+        "{at}undefined variable `{name}`{close}{others}; known variables: {}",
+        listed.join(", ")
+    ))
+}
+
+/// Keys of a map value (a template context).
+pub fn context_keys(ctx: &minijinja::Value) -> Vec<String> {
+    ctx.try_iter()
+        .map(|it| it.filter_map(|k| k.as_str().map(str::to_string)).collect())
+        .unwrap_or_default()
+}
+
+/// Checks a file-name or folder template against the context it is rendered with: its
+/// syntax, its variables (all branches), and a trial render (which catches bad
+/// `strftime` formats). Returns the rendered text.
+pub fn check_name(source: &str, ctx: &minijinja::Value) -> Result<String, String> {
+    check_syntax(source)?;
+    check_variables(source, None, &context_keys(ctx))?;
+    render_str(source, ctx)
 }
 
 /// Renders a template string with `ctx`.
@@ -262,9 +397,14 @@ impl MessageTemplate {
         Ok(out)
     }
 
-    /// Checks that the body exists and every part (body, subject, HTML) compiles.
-    pub fn check(&self) -> Result<(), String> {
-        self.parts().map(|_| ())
+    /// Checks that the body exists, every part (body, subject, HTML) compiles and reads
+    /// only the `known` variables (those of the context it is rendered with).
+    pub fn check(&self, known: &[String]) -> Result<(), String> {
+        for (_, source) in self.parts()? {
+            check_variables(&source.text, Some(&source.origin), known)
+                .map_err(|e| format!("template `{}`: {e}", self.name))?;
+        }
+        Ok(())
     }
 
     /// Renders the HTML body, or `None` when the template has no HTML part.
@@ -327,8 +467,57 @@ mod tests {
     }
 
     #[test]
-    fn undefined_variables_fail() {
-        assert!(render_str("{{ nope }}", &context! {}).is_err());
+    fn undefined_variables_fail_and_are_named() {
+        // Release builds have debug mode off by default, and then minijinja says only
+        // "undefined value": ferry turns it on.
+        assert!(environment().debug());
+        let e = render_str("a\n{{ x }}{{ nope }}", &context! { x => 1 }).unwrap_err();
+        assert!(
+            e.contains("`nope` is undefined") && e.contains("line 2"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn unknown_variables_are_found_in_every_branch_and_legitimate_ones_pass() {
+        let known: Vec<String> = ["link", "files", "rows_count", "error", "succeeded"]
+            .map(String::from)
+            .to_vec();
+        let ok = "{% if link %}{{ link }}{% endif %}{% set n = rows_count %}{{ n }}\n\
+                  {% for f in files %}{{ loop.index }} {{ f.name }} {{ f.link or '' }}{% endfor %}\n\
+                  {% for i in range(3) %}{{ i }}{% endfor %}{% set ns = namespace(c=0) %}\n\
+                  {{ ns.c }}{{ 'eror' }}{# {{ eror }} #}";
+        assert_eq!(unknown_variables(ok, &known).unwrap(), []);
+        let bad = "x\n{% if succeeded %}ok{% else %}{{ f.eror }} {{ eror }}{% endif %}\n{{ nme }}";
+        assert_eq!(
+            unknown_variables(bad, &known).unwrap(),
+            [
+                ("eror".to_string(), 2),
+                ("f".to_string(), 2),
+                ("nme".to_string(), 3)
+            ]
+        );
+        let e = check_variables("{{ eror }}", Some("t.md.j2"), &known).unwrap_err();
+        assert!(
+            e.starts_with("t.md.j2:1: undefined variable `eror` (did you mean `error`?); known variables: error, files, link"),
+            "{e}"
+        );
+    }
+
+    #[test]
+    fn the_built_in_templates_use_only_their_variables() {
+        let none = Path::new("/nonexistent");
+        MessageTemplate::locate(none, "report")
+            .check(&crate::notify::RunReport::variables())
+            .unwrap();
+        MessageTemplate::locate(none, "alert")
+            .check(&crate::exec::alert::alert_variables())
+            .unwrap();
+        // The report's variables are not enough for an alert.
+        let e = MessageTemplate::locate(none, "alert")
+            .check(&crate::notify::RunReport::variables())
+            .unwrap_err();
+        assert!(e.contains("built-in alert."), "{e}");
     }
 
     #[test]
@@ -348,7 +537,7 @@ mod tests {
         // No folder at all: the built-in `report` and `alert` are complete templates.
         let gone = dir.path().join("no-such-folder");
         for name in ["report", "alert"] {
-            MessageTemplate::locate(&gone, name).check().unwrap();
+            MessageTemplate::locate(&gone, name).parts().unwrap();
         }
         let report = MessageTemplate::locate(&gone, "report");
         assert_eq!(
@@ -356,7 +545,7 @@ mod tests {
             "built-in report.html.j2"
         );
         let e = MessageTemplate::locate(&gone, "weekly")
-            .check()
+            .check(&[])
             .unwrap_err();
         assert!(
             e.starts_with("template `weekly` not found: expected the file ")
