@@ -169,6 +169,10 @@ pub enum Denied {
     BadSignature,
     /// Correctly signed but past its expiry: 410.
     Expired(DateTime<Utc>),
+    /// Correctly signed, but it expires further from now than [`MAX_EXPIRY`] (and a
+    /// minute of clock slack): a link this server would never have made (another ferry
+    /// with a wrong clock, or one made by hand with the key). Refused: 403.
+    BeyondMax(DateTime<Utc>),
 }
 
 /// Signs and verifies links with the configured key. `Debug` never shows the key.
@@ -204,8 +208,8 @@ impl Signer {
 
     /// Checks the `exp` and `sig` parameters of a request for `id` at `now`. The
     /// signature is checked first and in constant time; an expiry only counts once it is
-    /// known to be genuine. A link claiming to live longer than [`MAX_EXPIRY`] from now
-    /// was not made by this ferry and is refused like a bad signature.
+    /// known to be genuine. A genuine link that would live longer than [`MAX_EXPIRY`] from
+    /// now is refused as [`Denied::BeyondMax`].
     pub fn verify(
         &self,
         id: &str,
@@ -231,7 +235,7 @@ impl Signer {
         let cap = chrono::Duration::from_std(MAX_EXPIRY).expect("7 days fit")
             + chrono::Duration::seconds(60);
         if expires > now + cap {
-            return Err(Denied::BadSignature);
+            return Err(Denied::BeyondMax(expires));
         }
         if now.timestamp() >= exp_value {
             return Err(Denied::Expired(expires));
@@ -538,6 +542,20 @@ mod tests {
         let sig = s.sign(&id, exp);
         assert_eq!(
             s.verify(&id, &exp.to_string(), &sig, now),
+            Err(Denied::BeyondMax(at(exp)))
+        );
+        // Within the minute of slack it still works; a forged far link is a bad signature.
+        let edge = now.timestamp() + MAX_EXPIRY.as_secs() as i64 + 60;
+        assert_eq!(
+            s.verify(&id, &edge.to_string(), &s.sign(&id, edge), now),
+            Ok(at(edge))
+        );
+        assert_eq!(
+            s.verify(&id, &(edge + 1).to_string(), &s.sign(&id, edge + 1), now),
+            Err(Denied::BeyondMax(at(edge + 1)))
+        );
+        assert_eq!(
+            s.verify(&id, &exp.to_string(), &s.sign(&id, exp - 1), now),
             Err(Denied::BadSignature)
         );
     }

@@ -600,10 +600,12 @@ impl Project {
     pub fn warnings(&self) -> Vec<String> {
         let mut out = Vec::new();
         let lacks = |template: &str, keyword: &str| {
-            let t = crate::template::MessageTemplate::locate(&self.config.templates_dir, template);
-            let text = [&t.body_path, &t.subject_path]
-                .iter()
-                .filter_map(|p| std::fs::read_to_string(p).ok())
+            use crate::template::{MessageTemplate, Part};
+            let t = MessageTemplate::locate(&self.config.templates_dir, template);
+            let text = [Part::Body, Part::Subject]
+                .into_iter()
+                .filter_map(|p| t.source(p).ok().flatten())
+                .map(|s| s.text)
                 .collect::<String>();
             !text.contains(keyword)
         };

@@ -855,7 +855,8 @@ fn validate_config(
             .as_ref()
             .map(|t| t.value.clone())
             .unwrap_or_else(|| "alert".to_string());
-        if let Err(e) = MessageTemplate::locate(&templates_dir, &template).check() {
+        let known = crate::exec::alert::alert_variables();
+        if let Err(e) = MessageTemplate::locate(&templates_dir, &template).check(&known) {
             match &a.value.template {
                 Some(t) => c.at(t, "alerts.template", e),
                 None => c.at(a, "alerts.template", e),
@@ -1009,7 +1010,8 @@ fn channel_template(
         .as_ref()
         .map(|t| t.value.clone())
         .unwrap_or_else(|| DEFAULT_TEMPLATE.to_string());
-    if let Err(e) = MessageTemplate::locate(templates_dir, &tpl).check() {
+    let known = crate::notify::RunReport::variables();
+    if let Err(e) = MessageTemplate::locate(templates_dir, &tpl).check(&known) {
         match template {
             Some(t) => c.at(t, format!("{field}.template"), e),
             None => c.at(ch, format!("{field}.template"), e),
@@ -2065,7 +2067,8 @@ pub fn validate_task(
         };
         let template = match &n.value.template {
             Some(t) => {
-                if let Err(e) = MessageTemplate::locate(&config.templates_dir, t).check() {
+                let known = crate::notify::RunReport::variables();
+                if let Err(e) = MessageTemplate::locate(&config.templates_dir, t).check(&known) {
                     c.at(n, format!("{field}.template"), e);
                 }
                 t.clone()
@@ -2414,7 +2417,6 @@ fn looks_like_email(s: &str) -> bool {
 /// Checks a file-name or folder template: syntax, and a trial render with sample values
 /// (which catches unknown variables and bad `strftime` formats).
 pub fn check_name_template(source: &str) -> Result<(), String> {
-    template::check_syntax(source)?;
     let sample = RunParams::compute(
         crate::clock::wall_now(),
         chrono_tz::UTC,
@@ -2423,7 +2425,7 @@ pub fn check_name_template(source: &str) -> Result<(), String> {
         &BTreeMap::new(),
     );
     let ctx = sample.template_context("task", "run-id");
-    let out = template::render_str(source, &ctx)?;
+    let out = template::check_name(source, &ctx)?;
     if out.trim().is_empty() {
         return Err("renders to an empty name".into());
     }
@@ -2456,9 +2458,7 @@ fn validate_output(
         Some(f) => {
             let sample = RunParams::compute(crate::clock::wall_now(), tz, Period::Day, None, fixed);
             let ctx = sample.template_context(task, "run-id");
-            match template::check_syntax(&f.value)
-                .and_then(|_| template::render_str(&f.value, &ctx))
-            {
+            match template::check_name(&f.value, &ctx) {
                 Ok(out) if out.trim().is_empty() => {
                     c.at(f, "output.file_name", "renders to an empty name");
                 }

@@ -14,6 +14,17 @@ use crate::notify::{self, Message, RunReport};
 use crate::store::{DeliveryRecord, DeliveryStatus, RecipientStatus, RunStore, StoreError};
 use crate::template::MessageTemplate;
 
+/// The variables an alert template has besides those of a report
+/// ([`RunReport::variables`]).
+pub const ALERT_VARIABLES: [&str; 4] = ["held", "last_alert_at", "failed_deliveries", "owners"];
+
+/// The variables of an alert template (what `ferry validate` accepts in one).
+pub fn alert_variables() -> Vec<String> {
+    let mut v = RunReport::variables();
+    v.extend(ALERT_VARIABLES.iter().map(|s| s.to_string()));
+    v
+}
+
 /// The occurrence of an alert sent after the run's own: the Unix second `now`, so that
 /// each later alert of a run has a Message-ID and outbox file of its own.
 pub fn later_occurrence(now: DateTime<Utc>) -> usize {

@@ -79,6 +79,26 @@ impl RunReport {
         )
     }
 
+    /// The names of the variables [`RunReport::context`] defines (what `ferry validate`
+    /// accepts in a message template).
+    pub fn variables() -> Vec<String> {
+        let sample = RunReport {
+            task: String::new(),
+            description: None,
+            run_id: String::new(),
+            status: Status::Succeeded,
+            scheduled_at: DateTime::<Utc>::UNIX_EPOCH,
+            tz: chrono_tz::UTC,
+            duration: std::time::Duration::ZERO,
+            rows: 0,
+            files: Vec::new(),
+            warnings: Vec::new(),
+            error: None,
+            links: Vec::new(),
+        };
+        crate::template::context_keys(&sample.context())
+    }
+
     /// Template variables (documented in `docs/configuration.md`, "Message templates").
     pub fn context(&self) -> minijinja::Value {
         let files: Vec<FileView> = self

@@ -2,10 +2,13 @@
 //!
 //! The order of checks, and what each answers:
 //!
-//! 1. the id segment is not the shape of a link id (`..`, `%2e%2e%2f`, `C:`, …) → 404;
+//! 1. the path is not `{prefix}/d/{id}` or `{prefix}/d/{id}/{name}` (more segments, an
+//!    empty one, a trailing slash, a name `.` or `..`), or the id segment is not the shape
+//!    of a link id (`..`, `%2e%2e%2f`, `C:`, …) → 404;
 //! 2. the signature does not match id and expiry → 403 (also for ids that do not exist,
 //!    so a bad link tells nothing about which ids exist);
-//! 3. the signature matches but the expiry has passed → 410 "link expired on …";
+//! 3. the signature matches but the expiry has passed → 410 "link expired on …"; or it
+//!    is further away than the 7-day maximum → 403 saying so (not "bad signature");
 //! 4. no row for the id → 404;
 //! 5. the file is gone (retention) or changed size → 410 "file removed";
 //! 6. the file resolves outside `output_dir` (a symlink swapped in) → 404;
@@ -59,10 +62,21 @@ pub fn plain(status: StatusCode, text: &str) -> Response {
     r
 }
 
-/// The raw (not percent-decoded) id segment of a download path.
+/// The raw (not percent-decoded) id segment of a download path, if the path has one of
+/// the two documented shapes: `{prefix}/d/{id}` or `{prefix}/d/{id}/{name}`. The name is
+/// one non-empty segment that is not a dot segment (`.`, `..`, also percent-encoded):
+/// more segments, empty ones and a trailing slash are other paths (404).
 fn raw_id<'a>(path: &'a str, prefix: &str) -> Option<&'a str> {
     let rest = path.strip_prefix(prefix)?.strip_prefix("/d/")?;
-    Some(rest.split('/').next().unwrap_or(""))
+    let (id, name) = match rest.split_once('/') {
+        Some((id, name)) => (id, Some(name)),
+        None => (rest, None),
+    };
+    let name_ok = name.is_none_or(|n| {
+        let decoded = percent_encoding::percent_decode_str(n).collect::<Vec<u8>>();
+        !n.is_empty() && !n.contains('/') && decoded != b"." && decoded != b".."
+    });
+    (!id.is_empty() && name_ok).then_some(id)
 }
 
 /// `exp` and `sig` from the query string (both are plain ASCII when genuine, so no
@@ -216,22 +230,23 @@ pub async fn download(
     };
     let Some(row) = row else {
         return match verdict {
-            Ok(_) => {
+            Err(Denied::BadSignature) => plain(StatusCode::FORBIDDEN, "forbidden: bad signature"),
+            // Genuinely signed (maybe expired, or too far out), but no such id.
+            _ => {
                 info!(link = id, %client, "download: unknown link id (404)");
                 plain(StatusCode::NOT_FOUND, "not found")
             }
-            Err(_) => plain(StatusCode::FORBIDDEN, "forbidden: bad signature"),
         };
     };
     match verdict {
         Err(Denied::BadSignature) => {
             warn!(link = id, %client, "download: bad signature (403)");
-            rec.done(StatusCode::FORBIDDEN).await;
+            rec.done(StatusCode::FORBIDDEN, "bad signature").await;
             return plain(StatusCode::FORBIDDEN, "forbidden: bad signature");
         }
         Err(Denied::Expired(at)) => {
             info!(link = id, %client, "download: expired link (410)");
-            rec.done(StatusCode::GONE).await;
+            rec.done(StatusCode::GONE, "expired").await;
             return plain(
                 StatusCode::GONE,
                 &format!(
@@ -241,12 +256,26 @@ pub async fn download(
                 ),
             );
         }
+        Err(Denied::BeyondMax(at)) => {
+            warn!(link = id, %client, "download: correctly signed, but expires beyond the maximum (403)");
+            rec.done(StatusCode::FORBIDDEN, "expiry beyond the maximum")
+                .await;
+            return plain(
+                StatusCode::FORBIDDEN,
+                &format!(
+                    "forbidden: this link expires on {}, more than {} from now, which this server does not allow; ask for a fresh one (`ferry link {}`)",
+                    at.format("%Y-%m-%d %H:%M:%S UTC"),
+                    crate::config::format_duration(links::MAX_EXPIRY),
+                    row.run_id
+                ),
+            );
+        }
         Ok(_) => {}
     }
     match open(&st.output_dir, &row).await {
         Ok((file, len)) => serve(file, len, &row, &method, &headers, range.as_deref(), rec).await,
-        Err(status) => {
-            rec.done(status).await;
+        Err((status, reason)) => {
+            rec.done(status, reason).await;
             if status == StatusCode::GONE {
                 info!(link = id, %client, "download: file removed (410)");
                 plain(
@@ -261,26 +290,30 @@ pub async fn download(
 }
 
 /// Opens the row's file after checking it still resolves under `output_dir` and still
-/// has the recorded size.
-async fn open(output_dir: &Path, row: &LinkRecord) -> Result<(tokio::fs::File, u64), StatusCode> {
+/// has the recorded size. A refusal comes with the reason recorded for it.
+async fn open(
+    output_dir: &Path,
+    row: &LinkRecord,
+) -> Result<(tokio::fs::File, u64), (StatusCode, &'static str)> {
+    const REMOVED: (StatusCode, &str) = (StatusCode::GONE, "file removed");
     let resolved = match links::resolve_under(output_dir, Path::new(&row.path)) {
         Ok(p) => p,
         Err(links::LinkError::OutsideOutput { resolved, .. }) => {
             warn!(link = %row.id, %resolved, "download: the file resolves outside output_dir (404)");
-            return Err(StatusCode::NOT_FOUND);
+            return Err((StatusCode::NOT_FOUND, "outside output_dir"));
         }
-        Err(_) => return Err(StatusCode::GONE),
+        Err(_) => return Err(REMOVED),
     };
     let file = tokio::fs::File::open(&resolved)
         .await
-        .map_err(|_| StatusCode::GONE)?;
-    let meta = file.metadata().await.map_err(|_| StatusCode::GONE)?;
+        .map_err(|_| REMOVED)?;
+    let meta = file.metadata().await.map_err(|_| REMOVED)?;
     if !meta.is_file() {
-        return Err(StatusCode::NOT_FOUND);
+        return Err((StatusCode::NOT_FOUND, "not a file"));
     }
     if meta.len() != row.bytes {
         warn!(link = %row.id, "download: the file changed size since the link was made (410)");
-        return Err(StatusCode::GONE);
+        return Err(REMOVED);
     }
     Ok((file, meta.len()))
 }
@@ -320,7 +353,8 @@ async fn serve(
             (StatusCode::PARTIAL_CONTENT, a, b - a + 1)
         }
         Ranged::Unsatisfiable => {
-            rec.done(StatusCode::RANGE_NOT_SATISFIABLE).await;
+            rec.done(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable")
+                .await;
             let mut r = plain(StatusCode::RANGE_NOT_SATISFIABLE, "range not satisfiable");
             r.headers_mut().insert(
                 header::CONTENT_RANGE,
@@ -332,7 +366,7 @@ async fn serve(
     builder = builder.status(status).header(header::CONTENT_LENGTH, count);
     info!(link = %row.id, client = %rec.client, status = status.as_u16(), bytes = count, "download");
     if method == Method::HEAD {
-        rec.done(status).await;
+        rec.start(status, None).await;
         return builder.body(Body::empty()).expect("valid response");
     }
     if start > 0
@@ -341,7 +375,7 @@ async fn serve(
         error!(link = %row.id, error = %e, "download: cannot seek");
         return plain(StatusCode::INTERNAL_SERVER_ERROR, "cannot read the file");
     }
-    let download = rec.start(status).await;
+    let download = rec.start(status, None).await;
     let store = rec.st.store.clone();
     let body = Counted {
         inner: ReaderStream::with_capacity(file.take(count), CHUNK),
@@ -371,9 +405,9 @@ struct Recorder {
 }
 
 impl Recorder {
-    /// Inserts the record; returns its row id (`None` if the store failed: the download
-    /// still goes ahead, the failure is logged).
-    async fn start(&self, status: StatusCode) -> Option<i64> {
+    /// Inserts the record, with the reason of a refusal; returns its row id (`None` if
+    /// the store failed: the download still goes ahead, the failure is logged).
+    async fn start(&self, status: StatusCode, reason: Option<&str>) -> Option<i64> {
         let d = DownloadRecord {
             link_id: self.link_id.clone(),
             at: self.at,
@@ -381,6 +415,7 @@ impl Recorder {
             range: self.range.clone(),
             status: status.as_u16(),
             bytes_sent: 0,
+            reason: reason.map(str::to_string),
         };
         match self.st.store.record_download(&d).await {
             Ok(id) => Some(id),
@@ -391,9 +426,9 @@ impl Recorder {
         }
     }
 
-    /// Records a request answered without a body.
-    async fn done(&self, status: StatusCode) {
-        self.start(status).await;
+    /// Records a refused request and why.
+    async fn done(&self, status: StatusCode, reason: &str) {
+        self.start(status, Some(reason)).await;
     }
 }
 
@@ -434,6 +469,23 @@ mod tests {
             Some("%2e%2e%2fconfig.yaml")
         );
         assert_eq!(raw_id("/x/abc", ""), None);
+        assert_eq!(raw_id("/d/abc", ""), Some("abc"));
+        // The name is cosmetic but must be one real segment.
+        assert_eq!(raw_id("/d/abc/..%2fx.csv", ""), Some("abc"));
+        for bad in [
+            "/d/abc/x/y",
+            "/d/abc/",
+            "/d/abc/x.csv/",
+            "/d/abc//x.csv",
+            "/d//abc",
+            "/d/",
+            "/d/abc/.",
+            "/d/abc/..",
+            "/d/abc/%2E%2e",
+            "/d/abc/.%2e",
+        ] {
+            assert_eq!(raw_id(bad, ""), None, "{bad}");
+        }
         assert_eq!(exp_and_sig(Some("exp=5&sig=x&exp=")), ("", "x"));
         assert_eq!(exp_and_sig(Some("sig=x&exp=7")), ("7", "x"));
     }

@@ -50,7 +50,7 @@ pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .route(&format!("{prefix}/d/{{id}}"), get(download::download))
         .route(
-            &format!("{prefix}/d/{{id}}/{{*name}}"),
+            &format!("{prefix}/d/{{id}}/{{name}}"),
             get(download::download),
         )
         .fallback(|| async { download::plain(StatusCode::NOT_FOUND, "not found") })

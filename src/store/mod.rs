@@ -122,6 +122,10 @@ pub struct DownloadRecord {
     pub status: u16,
     /// Body bytes handed to the connection (updated when the body ends or is dropped).
     pub bytes_sent: u64,
+    /// Why the request was refused (`bad signature`, `expired`, `expiry beyond the
+    /// maximum`, `file removed`, `outside output_dir`, `not a file`, `range not
+    /// satisfiable`); none when served.
+    pub reason: Option<String>,
 }
 
 /// A request to claim one fire.

@@ -142,6 +142,9 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     );
     ALTER TABLE deliveries ADD COLUMN tried_at TEXT NOT NULL DEFAULT '[]';",
     ),
+    // Why a download request was refused (`bad signature`, `expired`, …; none when
+    // served), so that the audit tells refusals with the same status apart.
+    (8, "ALTER TABLE downloads ADD COLUMN reason TEXT;"),
 ];
 
 /// The SQLite run store.
@@ -1020,8 +1023,8 @@ impl RunStore for SqliteStore {
 
     async fn record_download(&self, d: &DownloadRecord) -> Result<i64, StoreError> {
         let res = sqlx::query(
-            "INSERT INTO downloads (link_id, at, client, range_header, status, bytes_sent)
-             VALUES (?, ?, ?, ?, ?, ?)",
+            "INSERT INTO downloads (link_id, at, client, range_header, status, bytes_sent, reason)
+             VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
         .bind(&d.link_id)
         .bind(fmt_instant(d.at))
@@ -1029,6 +1032,7 @@ impl RunStore for SqliteStore {
         .bind(&d.range)
         .bind(i64::from(d.status))
         .bind(d.bytes_sent as i64)
+        .bind(&d.reason)
         .execute(&self.pool)
         .await
         .map_err(|e| self.err(e))?;
@@ -1072,6 +1076,7 @@ impl RunStore for SqliteStore {
                     range: row.try_get("range_header")?,
                     status: u16::try_from(status).unwrap_or(0),
                     bytes_sent: bytes.max(0) as u64,
+                    reason: row.try_get("reason")?,
                 })
             })
             .collect::<Result<_, sqlx::Error>>()
@@ -1170,11 +1175,19 @@ mod tests {
             range: Some("bytes=0-1".into()),
             status: 206,
             bytes_sent: 0,
+            reason: None,
         };
         let row = store.record_download(&d).await.unwrap();
         store.set_download_bytes(row, 2).await.unwrap();
+        let refused = DownloadRecord {
+            status: 403,
+            reason: Some("expired".into()),
+            at: at + chrono::Duration::seconds(1),
+            ..d.clone()
+        };
+        store.record_download(&refused).await.unwrap();
         let got = store.downloads("id1", 10).await.unwrap();
-        assert_eq!(got, [DownloadRecord { bytes_sent: 2, ..d }]);
+        assert_eq!(got, [refused, DownloadRecord { bytes_sent: 2, ..d }]);
         assert!(store.downloads("id3", 10).await.unwrap().is_empty());
     }
 

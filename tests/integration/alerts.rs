@@ -3,7 +3,7 @@
 
 use std::time::Duration;
 
-use crate::support::{Project, repo};
+use crate::support::{Project, describe};
 
 fn project(every: &str) -> Project {
     let p = Project::fixture("project");
@@ -19,10 +19,7 @@ fn project(every: &str) -> Project {
             )
         ),
     );
-    for part in ["alert.md.j2", "alert.subject.j2"] {
-        let text = std::fs::read_to_string(repo().join("templates").join(part)).unwrap();
-        p.write(&format!("templates/{part}"), &text);
-    }
+    // No alert templates in the project's folder: the built-in ones are used.
     p.write(
         "tasks/failing.yaml",
         "description: Daily orders\nowners: [owner@example.com]\nschedule: '0 6 * * *'\nsource: db\nquery: SELECT * FROM no_such_table\noutput: { format: csv }\nnotify: [box]\n",
@@ -88,4 +85,39 @@ fn successful_runs_do_not_alert() {
     let json = p.run_json("sales_month", &[], 0);
     assert_eq!(json["status"], "succeeded", "{json}");
     assert!(p.files("alerts").is_empty());
+}
+
+#[test]
+fn a_project_without_a_templates_folder_validates_and_uses_the_built_in_templates() {
+    let p = project("1h");
+    std::fs::remove_dir_all(p.path().join("templates")).unwrap();
+    let out = p.ferry(&["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+
+    // A file of the same name overrides the built-in one; the others stay built in.
+    p.write(
+        "templates/alert.subject.j2",
+        "[custom] {{ task_name }} {{ status }}",
+    );
+    p.run_json("failing", &[], 1);
+    let sent = alerts(&p);
+    assert_eq!(sent.len(), 1, "{sent:#?}");
+    assert_eq!(sent[0]["subject"], "[custom] failing failed");
+    let body = sent[0]["body"].as_str().unwrap();
+    assert!(
+        body.starts_with("### ferry: failing needs attention\n"),
+        "{body}"
+    );
+    // The run's own report used the built-in `report` template.
+    let report = p.files("outbox");
+    assert_eq!(report.len(), 1);
+    let json: serde_json::Value = serde_json::from_str(
+        &std::fs::read_to_string(p.path().join("outbox").join(&report[0])).unwrap(),
+    )
+    .unwrap();
+    assert_eq!(json["subject"], "[ferry] failing failed", "{json}");
+    assert!(
+        json["body"].as_str().unwrap().contains("- Error: "),
+        "{json}"
+    );
 }

@@ -474,9 +474,7 @@ fn nothing_outside_output_dir_is_served_even_through_the_store() {
     .unwrap();
     drop(conn);
     let exp = chrono::Utc::now().timestamp() + 3600;
-    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
-    mac.update(format!("GET\n{id}\n{exp}").as_bytes());
-    let sig = URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes());
+    let sig = sign(id, exp);
     let r = http(
         port,
         "GET",
@@ -602,4 +600,102 @@ fn link_command_explains_what_it_cannot_do() {
         lines.next().unwrap().starts_with(&format!("{PUBLIC}/d/")),
         "{text}"
     );
+}
+
+/// `sig` for `id` and `exp` made with the test key, as a ferry holding it would.
+fn sign(id: &str, exp: i64) -> String {
+    let mut mac = hmac::Hmac::<Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
+    mac.update(format!("GET\n{id}\n{exp}").as_bytes());
+    URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
+}
+
+#[test]
+fn only_the_documented_paths_serve_and_far_expiries_are_refused_truthfully() {
+    let p = project();
+    let run = p.run_json("dl", &[], 0);
+    let run_id = run["run_id"].as_str().unwrap().to_string();
+    let (mut child, port) = start(&p);
+    let made = link_json(&p, &run_id, &[]);
+    let (_, id, exp, sig) = target_of(made["links"][0]["url"].as_str().unwrap());
+    let q = format!("?exp={exp}&sig={sig}");
+
+    // The two documented shapes serve.
+    for t in [
+        format!("/ferry/d/{id}{q}"),
+        format!("/ferry/d/{id}/a.csv{q}"),
+    ] {
+        let r = http(port, "GET", &t, &[]);
+        assert_eq!(r.status, 200, "{t}: {}", r.text());
+    }
+    // Anything else is 404, even with a valid signature: more segments, empty segments,
+    // dot segments, a trailing slash.
+    for t in [
+        format!("/ferry/d/{id}/x/y{q}"),
+        format!("/ferry/d/{id}/x/y/z.csv{q}"),
+        format!("/ferry/d/{id}/{q}"),
+        format!("/ferry/d/{id}/a.csv/{q}"),
+        format!("/ferry/d/{id}//a.csv{q}"),
+        format!("/ferry/d//{id}/a.csv{q}"),
+        format!("/ferry/d/{id}/.{q}"),
+        format!("/ferry/d/{id}/..{q}"),
+        format!("/ferry/d/{id}/%2e%2E{q}"),
+        format!("/ferry/d/{id}/../x{q}"),
+        format!("/ferry//d/{id}/a.csv{q}"),
+    ] {
+        let r = http(port, "GET", &t, &[]);
+        assert_no_leak(&r, &t);
+        assert_eq!((r.status, r.text()), (404, "not found\n".into()), "{t}");
+    }
+
+    // Correctly signed, but expiring beyond the 7-day cap (another ferry holding the key
+    // with a wrong clock, or a hand-made link): refused as such, not as a bad signature.
+    let far = chrono::Utc::now().timestamp() + 8 * 86_400;
+    let t = format!("/ferry/d/{id}/a.csv?exp={far}&sig={}", sign(&id, far));
+    let r = http(port, "GET", &t, &[]);
+    assert_eq!(r.status, 403, "{}", r.text());
+    let text = r.text();
+    assert!(
+        !text.contains("bad signature")
+            && text.contains("expires on")
+            && text.contains("more than 7d")
+            && text.contains(&format!("ferry link {run_id}")),
+        "{text}"
+    );
+    assert_no_leak(&r, "far expiry");
+    // A tampered far link is still a bad signature.
+    let t = format!(
+        "/ferry/d/{id}/a.csv?exp={far}&sig={}",
+        flip(&sign(&id, far), 3)
+    );
+    let r = http(port, "GET", &t, &[]);
+    assert_eq!(
+        (r.status, r.text()),
+        (403, "forbidden: bad signature\n".into())
+    );
+
+    // The audit tells the two refusals apart.
+    let downloads = poll(Duration::from_secs(10), "the download records", || {
+        let v = link_json(&p, &run_id, &[]);
+        let d = v["links"][0]["downloads"].as_array().unwrap().clone();
+        (d.iter().filter(|x| x["status"] == 403).count() == 2).then_some(d)
+    });
+    let reasons: Vec<&str> = downloads
+        .iter()
+        .filter(|d| d["status"] == 403)
+        .map(|d| d["reason"].as_str().unwrap_or("none"))
+        .collect();
+    assert_eq!(
+        reasons,
+        ["bad signature", "expiry beyond the maximum"],
+        "{downloads:#?}"
+    );
+    assert!(
+        downloads
+            .iter()
+            .filter(|d| d["status"] == 200)
+            .all(|d| d["reason"].is_null()),
+        "{downloads:#?}"
+    );
+
+    assert_eq!(terminate(&mut child), Some(0));
 }
