@@ -95,7 +95,8 @@ fn notice(scenario: &str, i: usize) -> Notice {
 async fn scenario(name: &str, n: usize, spacing: Duration) {
     let (port, posts) = fake_robot();
     let webhook = format!("http://127.0.0.1:{port}/robot/send?access_token=bench-{name}");
-    let client = robot::http_client(Duration::from_secs(30)).unwrap();
+    let robots = Arc::new(robot::Robots::default());
+    let client = robots.http_client(Duration::from_secs(30)).unwrap();
     let bot: Arc<dyn Robot> = Arc::new(DingTalk::new(client, Secret::new(webhook.clone()), None));
     let key = robot::robot_key("dingtalk", &webhook, None);
     let start = Instant::now();
@@ -103,10 +104,11 @@ async fn scenario(name: &str, n: usize, spacing: Duration) {
     for i in 0..n {
         let bot = bot.clone();
         let key = key.clone();
+        let robots = robots.clone();
         let notice = notice(name, i);
         handles.push(tokio::spawn(async move {
             tokio::time::sleep(spacing * i as u32).await;
-            robot::deliver(&key, dingtalk::LIMITS, bot, notice).await
+            robots.deliver(&key, dingtalk::LIMITS, bot, notice).await
         }));
     }
     let mut failed = 0;

@@ -102,11 +102,15 @@ async fn test(project: &Project, name: &str, to: &[String]) -> i32 {
     } else {
         (Vec::new(), Vec::new())
     };
-    if matches!(spec.kind, ChannelKind::Email(_))
-        && recipients.is_empty()
-        && cc.is_empty()
-        && bcc.is_empty()
-    {
+    let notifier = match notify::Registry::new(&project.config).get(name) {
+        Some(n) => n,
+        None => {
+            eprintln!("error: channel `{name}` is not defined in config.yaml");
+            return EXIT_CONFIG;
+        }
+    };
+    let caps = notifier.capabilities();
+    if caps.mailboxes && recipients.is_empty() && cc.is_empty() && bcc.is_empty() {
         eprintln!("error: channel `{name}` has no default recipients; give one with --to ADDRESS");
         return EXIT_CONFIG;
     }
@@ -126,14 +130,14 @@ async fn test(project: &Project, name: &str, to: &[String]) -> i32 {
             "### ferry test message\n\nChannel `{name}` ({}) works: sent by ferry on `{node}` at {when}.\n",
             spec.kind.kind()
         ),
-        html: matches!(spec.kind, ChannelKind::Email(_)).then(|| {
+        html: caps.html.then(|| {
             format!(
                 "<p><b>ferry test message</b></p><p>Channel <code>{name}</code> works: sent by ferry on <code>{node}</code> at {when}.</p>"
             )
         }),
         ..Message::default()
     };
-    match notify::build(spec).notify(&message).await {
+    match notifier.notify(&message).await {
         Ok(receipt) => {
             println!("ok   {name} ({}): {receipt}", spec.kind.kind());
             EXIT_OK

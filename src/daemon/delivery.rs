@@ -23,8 +23,9 @@ use tracing::{error, info, warn};
 use super::{Context, Event, Service};
 use crate::clock::SharedClock;
 use crate::config::Project;
-use crate::exec::deliver::deliver_due;
+use crate::exec::deliver::{Env, deliver_due};
 use crate::exec::{Followup, Stop};
+use crate::notify::Registry;
 use crate::store::{Owner, RunStore};
 
 pub struct DeliveryService {
@@ -44,6 +45,29 @@ impl DeliveryService {
             clock,
             followups,
         }
+    }
+}
+
+/// The project as last published, and its channels: rebuilt when a reload publishes a
+/// new project, keeping the robots' queues.
+struct Current {
+    project: Arc<Project>,
+    channels: Arc<Registry>,
+}
+
+impl Current {
+    fn new(project: Arc<Project>) -> Current {
+        let channels = Arc::new(Registry::new(&project.config));
+        Current { project, channels }
+    }
+
+    fn get(&mut self, ctx: &Context) -> (Arc<Project>, Arc<Registry>) {
+        let latest = ctx.project.borrow().clone();
+        if !Arc::ptr_eq(&latest, &self.project) {
+            self.channels = Arc::new(self.channels.reloaded(&latest.config));
+            self.project = latest;
+        }
+        (self.project.clone(), self.channels.clone())
     }
 }
 
@@ -70,10 +94,11 @@ impl Service for DeliveryService {
         let mut work: JoinSet<Done> = JoinSet::new();
         let mut pass_running = false;
         let mut next_pass = clock.now();
+        let mut current = Current::new(ctx.project.borrow().clone());
         loop {
             if !pass_running && clock.now() >= next_pass {
                 pass_running = true;
-                let project = ctx.project.borrow().clone();
+                let (project, channels) = current.get(&ctx);
                 let store = store.clone();
                 let clock = clock.clone();
                 work.spawn(async move {
@@ -81,7 +106,13 @@ impl Service for DeliveryService {
                         node: project.config.node_name.clone(),
                         pid: std::process::id(),
                     };
-                    match deliver_due(&*store, &project.config, &*clock, &project.tasks, &me).await {
+                    let env = Env {
+                        store: &*store,
+                        config: &project.config,
+                        channels: &channels,
+                        clock: &*clock,
+                    };
+                    match deliver_due(env, &project.tasks, &me).await {
                         Ok(0) => Done::Pass(0),
                         Ok(n) => {
                             info!(deliveries = n, "delivery worker: attempted due deliveries");
@@ -98,8 +129,8 @@ impl Service for DeliveryService {
             let wake = clock.sleep_until(next_pass.max(clock.now()));
             tokio::select! {
                 Some(f) = followups.recv() => {
-                    let project = ctx.project.borrow().clone();
-                    work.spawn(complete(f, store.clone(), project, clock.clone(), stop.clone()));
+                    let (project, channels) = current.get(&ctx);
+                    work.spawn(complete(f, store.clone(), project, channels, clock.clone(), stop.clone()));
                 }
                 Some(done) = work.join_next() => match done {
                     Ok(Done::Followup(run_id)) => ctx.emit(Event::FollowupDone { run_id }),
@@ -124,8 +155,8 @@ impl Service for DeliveryService {
             loop {
                 tokio::select! {
                     Some(f) = followups.recv() => {
-                        let project = ctx.project.borrow().clone();
-                        work.spawn(complete(f, store.clone(), project, clock.clone(), stop.clone()));
+                        let (project, channels) = current.get(&ctx);
+                        work.spawn(complete(f, store.clone(), project, channels, clock.clone(), stop.clone()));
                     }
                     Some(done) = work.join_next() => {
                         if let Ok(Done::Followup(run_id)) = done {
@@ -152,11 +183,18 @@ async fn complete(
     f: Followup,
     store: Arc<dyn RunStore>,
     project: Arc<Project>,
+    channels: Arc<Registry>,
     clock: SharedClock,
     stop: Stop,
 ) -> Done {
     let run_id = f.result().run_id.clone();
-    if let Err(e) = f.complete(&*store, &project.config, &clock, &stop).await {
+    let env = Env {
+        store: &*store,
+        config: &project.config,
+        channels: &channels,
+        clock: &*clock,
+    };
+    if let Err(e) = f.complete(env, &stop).await {
         error!(%run_id, error = %e, "the run's notifications could not be recorded; the delivery worker retries them");
     }
     Done::Followup(run_id)

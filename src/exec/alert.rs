@@ -8,10 +8,9 @@
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
-use crate::clock::Clock;
-use crate::config::{ChannelKind, Config, TaskSpec, format_duration};
-use crate::notify::{self, Message, RunReport};
-use crate::store::{DeliveryRecord, DeliveryStatus, RecipientStatus, RunStore, StoreError};
+use crate::config::{TaskSpec, format_duration};
+use crate::notify::{Message, RunReport};
+use crate::store::{DeliveryRecord, DeliveryStatus, RecipientStatus, StoreError};
 use crate::template::MessageTemplate;
 
 /// The variables an alert template has besides those of a report
@@ -64,25 +63,32 @@ pub fn failed_deliveries(deliveries: &[DeliveryRecord]) -> Vec<String> {
 /// could not be sent. `occurrence` tells the alerts of one run apart (Message-ID, outbox
 /// file name): 1 for the alert at the end of the run, [`later_occurrence`] after it.
 pub async fn alert_owners(
-    store: &dyn RunStore,
-    config: &Config,
-    clock: &dyn Clock,
+    env: super::deliver::Env<'_>,
     task: &TaskSpec,
     report: RunReport,
     failed_deliveries: &[String],
     occurrence: usize,
 ) -> Result<Option<String>, StoreError> {
+    let super::deliver::Env {
+        store,
+        config,
+        channels,
+        clock,
+    } = env;
     let Some(alerts) = &config.alerts else {
         return Ok(None);
     };
-    let Some(spec) = config.channels.get(&alerts.channel) else {
+    let (Some(spec), Some(notifier)) = (
+        config.channels.get(&alerts.channel),
+        channels.get(&alerts.channel),
+    ) else {
         return Ok(Some(format!(
             "owner alert: channel `{}` is not defined",
             alerts.channel
         )));
     };
-    let is_email = matches!(spec.kind, ChannelKind::Email(_));
-    if is_email && task.owners.is_empty() {
+    let caps = notifier.capabilities();
+    if caps.mailboxes && task.owners.is_empty() {
         return Ok(None);
     }
     let now = clock.now();
@@ -102,7 +108,7 @@ pub async fn alert_owners(
     };
     let tpl = MessageTemplate::locate(&config.templates_dir, &alerts.template);
     let rendered = tpl.render(&ctx).and_then(|(subject, body)| {
-        let html = if spec.kind.wants_html() {
+        let html = if caps.html {
             tpl.render_html(&ctx)?
         } else {
             None
@@ -120,7 +126,7 @@ pub async fn alert_owners(
         // report on the same channel (outbox file name, Message-ID).
         channel: format!("{}-alert", alerts.channel),
         occurrence,
-        recipients: if is_email {
+        recipients: if caps.mailboxes {
             task.owners.clone()
         } else {
             spec.recipients.clone()
@@ -130,7 +136,7 @@ pub async fn alert_owners(
         html,
         ..Message::default()
     };
-    match notify::build(spec).notify(&message).await {
+    match notifier.notify(&message).await {
         Ok(receipt) => {
             info!(task = %task.name, channel = %alerts.channel, %receipt, "owners alerted");
             Ok(None)

@@ -26,7 +26,6 @@
 //!   after the message's final `.` (`unconfirmed`) gets one more try, then is
 //!   `maybe_duplicate` or `failed`. Other channels have one recipient: the delivery.
 
-use std::borrow::Cow;
 use std::collections::BTreeMap;
 use std::time::Duration;
 
@@ -34,10 +33,10 @@ use chrono::{DateTime, SubsecRound, Utc};
 use tracing::{info, warn};
 
 use super::Stop;
-use crate::clock::{Clock, SharedClock};
-use crate::config::{ChannelKind, ChannelSpec, Config, TaskSpec, format_duration};
-use crate::notify::email::{self, Attempted, Email, RcptOutcome};
-use crate::notify::{self, Message, NotifyError};
+use crate::clock::Clock;
+use crate::config::{Config, TaskSpec, format_duration};
+use crate::notify::attempt::{self, Attempted, RcptOutcome};
+use crate::notify::{Message, NotifyError, Registry};
 use crate::store::{
     AttemptEnd, DeliveryKey, DeliveryStatus, DueDelivery, Owner, RecipientRecord, RecipientStatus,
     RunStore, StoreError,
@@ -80,42 +79,14 @@ fn jitter_unit() -> f64 {
         .unwrap_or(0.5)
 }
 
-/// The channel spec a delivery is sent with: the channel as config.yaml declares it now,
-/// with the task's own robot webhook/secret for that `notify` entry.
-pub fn channel_spec<'a>(
-    config: &'a Config,
-    task: Option<&TaskSpec>,
-    channel: &str,
-    occurrence: u32,
-) -> Result<Cow<'a, ChannelSpec>, NotifyError> {
-    let Some(spec) = config.channels.get(channel) else {
-        return Err(NotifyError::Permanent("channel is not defined".into()));
-    };
-    let entry = task.and_then(|t| {
-        t.notify
-            .iter()
-            .filter(|n| n.channel == channel)
-            .nth(occurrence.saturating_sub(1) as usize)
-    });
-    let (webhook, secret) = match entry {
-        Some(n) => (&n.webhook, &n.secret),
-        None => return Ok(Cow::Borrowed(spec)),
-    };
-    Ok(match &spec.kind {
-        ChannelKind::Robot(robot) if webhook.is_some() || secret.is_some() => {
-            let mut robot = (**robot).clone();
-            if let Some(w) = webhook {
-                robot.webhook = w.clone();
-            }
-            if let Some(s) = secret {
-                robot.secret = Some(s.clone());
-            }
-            let mut spec = spec.clone();
-            spec.kind = ChannelKind::Robot(Box::new(robot));
-            Cow::Owned(spec)
-        }
-        _ => Cow::Borrowed(spec),
-    })
+/// What sending needs: the store (the ledger), the config as last loaded, its channels,
+/// and the clock.
+#[derive(Clone, Copy)]
+pub struct Env<'a> {
+    pub store: &'a dyn RunStore,
+    pub config: &'a Config,
+    pub channels: &'a Registry,
+    pub clock: &'a dyn Clock,
 }
 
 /// One delivery to attempt, as last read from the ledger.
@@ -145,22 +116,23 @@ pub struct Tried {
 /// stays held by `owner` and [`Tried::retry_in`] says when to try again. `Ok(None)`: another
 /// process took the delivery first.
 pub async fn attempt(
-    store: &dyn RunStore,
-    config: &Config,
-    clock: &dyn Clock,
+    env: Env<'_>,
     task: Option<&TaskSpec>,
     item: &Item,
     owner: &Owner,
     budget: Option<Duration>,
 ) -> Result<Option<Tried>, StoreError> {
+    let Env { store, clock, .. } = env;
     let now = clock.now().trunc_subsecs(3);
-    // Email keeps a state per recipient; read before the delivery is taken, so that a
-    // failing store leaves it as it was.
-    let email = config
+    let notifier = env
         .channels
-        .get(&item.key.channel)
-        .is_some_and(|c| matches!(c.kind, ChannelKind::Email(_)));
-    let known = if email {
+        .for_entry(env.config, task, &item.key.channel, item.key.occurrence);
+    let per_recipient = notifier
+        .as_ref()
+        .is_ok_and(|n| n.capabilities().per_recipient);
+    // A channel tracked per recipient (email): read what earlier attempts did before the
+    // delivery is taken, so that a failing store leaves it as it was.
+    let known = if per_recipient {
         store.recipients(&item.key).await?
     } else {
         Vec::new()
@@ -173,23 +145,14 @@ pub async fn attempt(
     }
     let ambiguous = item.from == DeliveryStatus::Sending;
     let n = item.attempts + 1;
-    let sent = match Message::from_ledger(&item.message) {
-        Ok(message) => match channel_spec(config, task, &item.key.channel, item.key.occurrence) {
-            Ok(spec) => match &spec.kind {
-                ChannelKind::Email(email) => {
-                    match Email::new(&spec.name, email)
-                        .deliver(&message, &known)
-                        .await
-                    {
-                        Ok(attempted) => Sent::PerRecipient(known, attempted),
-                        Err(e) => Sent::Whole(Err(e)),
-                    }
-                }
-                _ => Sent::Whole(notify::build(&spec).notify(&message).await),
-            },
+    let sent = match (Message::from_ledger(&item.message), notifier) {
+        (Ok(message), Ok(notifier)) => match notifier.send(&message, &known).await {
+            Ok(attempted) if per_recipient => Sent::PerRecipient(known, attempted),
+            Ok(attempted) => Sent::Whole(attempted.into_result()),
             Err(e) => Sent::Whole(Err(e)),
         },
-        Err(e) => Sent::Whole(Err(NotifyError::Permanent(e))),
+        (Err(e), _) => Sent::Whole(Err(NotifyError::Permanent(e))),
+        (_, Err(e)) => Sent::Whole(Err(e)),
     };
     let at = clock.now().trunc_subsecs(3);
     let channel = &item.key.channel;
@@ -206,7 +169,8 @@ pub async fn attempt(
         }
         Ok(receipt) => info!(%channel, %receipt, attempts = n, "notified"),
         Err(e) if end.status == DeliveryStatus::Pending => {
-            let delay = backoff(n, jitter_unit());
+            // Never sooner than the service asked for (a robot's pause, `Retry-After`).
+            let delay = backoff(n, jitter_unit()).max(e.wait_at_least().unwrap_or_default());
             end.next_attempt_at =
                 Some(at + chrono::Duration::from_std(delay).unwrap_or(chrono::Duration::MAX));
             if let Some(left) = budget
@@ -293,7 +257,7 @@ fn whole_end(
             end.receipt = Some(receipt.clone());
         }
         Err(NotifyError::Permanent(m)) => end.error = Some(m.clone()),
-        Err(NotifyError::Retryable(m)) => {
+        Err(NotifyError::Retryable { message: m, .. }) => {
             end.retryable = true;
             if ambiguous {
                 end.error = Some(format!("{m}; {NOT_AGAIN}"));
@@ -406,11 +370,11 @@ fn per_recipient_end(
         .filter(|r| !r.status.delivered())
         .filter_map(|r| Some((r.recipient.as_str(), r.error.as_deref()?)))
         .collect();
-    let error = (!errors.is_empty()).then(|| email::summarize(&errors));
+    let error = (!errors.is_empty()).then(|| attempt::summarize(&errors));
     let receipt = (delivered > 0).then(|| attempted.message_ids.join(" "));
     let outcome = match (status.delivered(), &error) {
         (true, _) => Ok(receipt.clone().unwrap_or_default()),
-        (false, Some(e)) if open => Err(NotifyError::Retryable(e.clone())),
+        (false, Some(e)) if open => Err(NotifyError::retryable(e.clone())),
         (false, e) => Err(NotifyError::Permanent(
             e.clone()
                 .unwrap_or_else(|| "the message has no recipient".into()),
@@ -434,9 +398,7 @@ fn per_recipient_end(
 /// retrying (leaving the deliveries `pending`) when `stop` fires. Returns the last
 /// attempt of each delivery (none for one another process took).
 pub async fn deliver_in_run(
-    store: &dyn RunStore,
-    config: &Config,
-    clock: &SharedClock,
+    env: Env<'_>,
     task: &TaskSpec,
     items: Vec<Item>,
     owner: &Owner,
@@ -452,9 +414,7 @@ pub async fn deliver_in_run(
     let lanes = by_channel.into_values().map(|items| async move {
         let mut out = Vec::new();
         for item in items {
-            if let Some(t) =
-                retry_in_run(store, config, &**clock, task, item.clone(), owner, stop).await?
-            {
+            if let Some(t) = retry_in_run(env, task, item.clone(), owner, stop).await? {
                 out.push((item.key, t));
             }
         }
@@ -468,9 +428,7 @@ pub async fn deliver_in_run(
 }
 
 async fn retry_in_run(
-    store: &dyn RunStore,
-    config: &Config,
-    clock: &dyn Clock,
+    env: Env<'_>,
     task: &TaskSpec,
     mut item: Item,
     owner: &Owner,
@@ -479,20 +437,18 @@ async fn retry_in_run(
     let mut waited = Duration::ZERO;
     loop {
         let left = IN_RUN_BUDGET.saturating_sub(waited);
-        let Some(tried) =
-            attempt(store, config, clock, Some(task), &item, owner, Some(left)).await?
-        else {
+        let Some(tried) = attempt(env, Some(task), &item, owner, Some(left)).await? else {
             return Ok(None);
         };
         let Some(delay) = tried.retry_in else {
             return Ok(Some(tried));
         };
         tokio::select! {
-            _ = clock.sleep(delay) => {}
+            _ = env.clock.sleep(delay) => {}
             _ = stop.stopped() => {
                 // Leave it to the delivery worker.
                 let end = AttemptEnd { keep_owner: false, ..tried.end.clone() };
-                record_end(store, &item.key, &end, owner, item.attempts + 1).await?;
+                record_end(env.store, &item.key, &end, owner, item.attempts + 1).await?;
                 return Ok(Some(Tried { end, retry_in: None, ..tried }));
             }
         }
@@ -528,14 +484,13 @@ fn holder_alive(
 /// or left `sending` by a process that is gone), each channel's in order, channels
 /// concurrently, once each. Returns how many were attempted.
 pub async fn deliver_due(
-    store: &dyn RunStore,
-    config: &Config,
-    clock: &dyn Clock,
+    env: Env<'_>,
     tasks: &BTreeMap<String, TaskSpec>,
     me: &Owner,
 ) -> Result<usize, StoreError> {
-    let now = clock.now();
-    let due: Vec<DueDelivery> = store
+    let now = env.clock.now();
+    let due: Vec<DueDelivery> = env
+        .store
         .due_deliveries(now, 200)
         .await?
         .into_iter()
@@ -559,9 +514,7 @@ pub async fn deliver_due(
                 attempts: d.attempts,
                 message: d.message.clone(),
             };
-            if let Some(tried) =
-                attempt(store, config, clock, tasks.get(&d.task), &item, me, None).await?
-            {
+            if let Some(tried) = attempt(env, tasks.get(&d.task), &item, me, None).await? {
                 n += 1;
                 let recipient_failed = tried
                     .end
@@ -583,7 +536,7 @@ pub async fn deliver_due(
         failed_runs.extend(failed);
     }
     for run_id in failed_runs {
-        alert_later_failure(store, config, clock, tasks, &run_id).await?;
+        alert_later_failure(env, tasks, &run_id).await?;
     }
     Ok(total)
 }
@@ -591,13 +544,11 @@ pub async fn deliver_due(
 /// Tells a task's owners that a retry made by the delivery worker failed for good (the
 /// run's own alert went out, or was held back, when the run ended).
 async fn alert_later_failure(
-    store: &dyn RunStore,
-    config: &Config,
-    clock: &dyn Clock,
+    env: Env<'_>,
     tasks: &BTreeMap<String, TaskSpec>,
     run_id: &str,
 ) -> Result<(), StoreError> {
-    let Some(run) = store.get(run_id).await? else {
+    let Some(run) = env.store.get(run_id).await? else {
         return Ok(());
     };
     let Some(task) = tasks.get(&run.task) else {
@@ -618,10 +569,8 @@ async fn alert_later_failure(
         error: run.error.clone(),
         links: Vec::new(),
     };
-    let occurrence = super::alert::later_occurrence(clock.now());
-    if let Some(note) =
-        super::alert::alert_owners(store, config, clock, task, report, &failed, occurrence).await?
-    {
+    let occurrence = super::alert::later_occurrence(env.clock.now());
+    if let Some(note) = super::alert::alert_owners(env, task, report, &failed, occurrence).await? {
         warn!(task = %task.name, run_id, "{note}");
     }
     Ok(())
@@ -656,8 +605,8 @@ mod tests {
         assert!(!holder_alive(&gone, Some(now), &me, now));
     }
 
-    fn result(part: u32, rcpt: &str, outcome: RcptOutcome) -> email::RcptResult {
-        email::RcptResult {
+    fn result(part: u32, rcpt: &str, outcome: RcptOutcome) -> attempt::RcptResult {
+        attempt::RcptResult {
             part,
             recipient: rcpt.into(),
             outcome,
@@ -671,10 +620,11 @@ mod tests {
         }
     }
 
-    fn attempted(results: Vec<email::RcptResult>) -> Attempted {
+    fn attempted(results: Vec<attempt::RcptResult>) -> Attempted {
         Attempted {
             message_ids: vec!["<r.mail@example.test>".into()],
             results,
+            retry_after: None,
         }
     }
 
@@ -697,7 +647,7 @@ mod tests {
         assert_eq!(end.status, DeliveryStatus::Pending);
         assert!(end.retryable);
         assert_eq!(end.receipt.as_deref(), Some("<r.mail@example.test>"));
-        assert!(matches!(outcome, Err(NotifyError::Retryable(_))));
+        assert!(matches!(outcome, Err(NotifyError::Retryable { .. })));
         let error = end.error.unwrap();
         assert_eq!(error, "b@x: 550 no; c@x: 451 later");
         let known = end.recipients;

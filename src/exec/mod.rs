@@ -27,9 +27,9 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::clock::SharedClock;
-use crate::config::{ChannelKind, Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
+use crate::config::{Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
 use crate::format::{self, Finished, FormatError, Staged, WriterOptions};
-use crate::notify::{self, Message, RunReport};
+use crate::notify::{self, Message, Registry, RunReport};
 use crate::params::RunParams;
 use crate::source;
 use crate::store::{
@@ -224,9 +224,14 @@ impl Executor {
     ) -> Result<RunResult, ExecError> {
         let stop = req.stop.clone();
         let followup = self.record_claimed(req, run_id, scheduled_at).await?;
-        followup
-            .complete(&*self.store, &self.config, &self.clock, &stop)
-            .await
+        let channels = Registry::new(&self.config);
+        let env = deliver::Env {
+            store: &*self.store,
+            config: &self.config,
+            channels: &channels,
+            clock: &*self.clock,
+        };
+        followup.complete(env, &stop).await
     }
 
     /// Runs a fire that is already claimed (by the scheduler, or started from `deferred`)
@@ -677,7 +682,8 @@ impl Executor {
         };
         let tpl = MessageTemplate::locate(&self.config.templates_dir, &n.template);
         let (subject, body) = tpl.render(ctx)?;
-        let html = if spec.kind.wants_html() {
+        let caps = notify::capabilities(&spec.kind);
+        let html = if caps.html {
             tpl.render_html(ctx)?
         } else {
             None
@@ -696,13 +702,7 @@ impl Executor {
             attachments: r.files.clone(),
             link,
             delivery: n.delivery,
-            sizes: match &spec.kind {
-                ChannelKind::Email(e) => Some(notify::SizeLimits {
-                    max_attachment_bytes: e.max_attachment_bytes,
-                    max_parts: e.max_parts,
-                }),
-                _ => None,
-            },
+            sizes: caps.sizes,
         })
     }
 }
@@ -719,11 +719,10 @@ impl Followup {
     /// ends the retries early (the deliveries stay `pending`).
     pub async fn complete(
         self,
-        store: &dyn RunStore,
-        config: &Config,
-        clock: &SharedClock,
+        env: deliver::Env<'_>,
         stop: &Stop,
     ) -> Result<RunResult, ExecError> {
+        let store = env.store;
         let Followup {
             task,
             scheduled_at,
@@ -735,8 +734,7 @@ impl Followup {
         } = self;
         let run_id = result.run_id.clone();
         if !items.is_empty() {
-            let tried =
-                deliver::deliver_in_run(store, config, clock, &task, items, &owner, stop).await?;
+            let tried = deliver::deliver_in_run(env, &task, items, &owner, stop).await?;
             for (key, t) in tried {
                 match (&t.outcome, t.end.status) {
                     (Err(e), DeliveryStatus::Pending) => failures.push(format!(
@@ -763,9 +761,7 @@ impl Followup {
         if notify
             && (result.status == Status::Failed || !failed_deliveries.is_empty())
             && let Some(note) = alert::alert_owners(
-                store,
-                config,
-                &**clock,
+                env,
                 &task,
                 run_report(&task, &result, scheduled_at),
                 &failed_deliveries,

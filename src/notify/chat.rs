@@ -8,20 +8,25 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::robot::{self, Notice, PostError, Robot};
-use super::{Message, Notifier, NotifyError, dingtalk, feishu, webhook, wecom};
+use super::{
+    Attempted, Capabilities, Message, Notifier, NotifyError, dingtalk, feishu, webhook, wecom,
+};
 use crate::config::{RobotDelivery, RobotService, RobotSpec};
+use crate::store::RecipientRecord;
 use crate::template::human_bytes;
 
 pub struct ChatChannel {
     name: String,
     spec: RobotSpec,
+    robots: Arc<robot::Robots>,
 }
 
 impl ChatChannel {
-    pub fn new(name: &str, spec: &RobotSpec) -> ChatChannel {
+    pub fn new(name: &str, spec: &RobotSpec, robots: Arc<robot::Robots>) -> ChatChannel {
         ChatChannel {
             name: name.to_string(),
             spec: spec.clone(),
+            robots,
         }
     }
 }
@@ -78,8 +83,25 @@ const DOWNLOAD: &str = "Download / 下载";
 
 #[async_trait]
 impl Notifier for ChatChannel {
-    async fn notify(&self, message: &Message) -> Result<String, NotifyError> {
-        let client = robot::http_client(self.spec.timeout).map_err(NotifyError::Permanent)?;
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    async fn send(
+        &self,
+        message: &Message,
+        _known: &[RecipientRecord],
+    ) -> Result<Attempted, NotifyError> {
+        Ok(Attempted::whole(self.post(message).await))
+    }
+}
+
+impl ChatChannel {
+    async fn post(&self, message: &Message) -> Result<String, NotifyError> {
+        let client = self
+            .robots
+            .http_client(self.spec.timeout)
+            .map_err(NotifyError::Permanent)?;
         let (files, note) = self.files_to_send(message);
         let mut text = message.body.clone();
         if let Some(note) = note {
@@ -117,7 +139,7 @@ impl Notifier for ChatChannel {
                 let hook = webhook::Webhook::new(client, webhook, secret);
                 return hook.post(&notice).await.map_err(|e| match e {
                     PostError::Retryable(m) | PostError::Throttled(m) => {
-                        NotifyError::Retryable(format!("channel `{}`: {m}", self.name))
+                        NotifyError::retryable(format!("channel `{}`: {m}", self.name))
                     }
                     PostError::Permanent(m) => {
                         NotifyError::Permanent(format!("channel `{}`: {m}", self.name))
@@ -125,12 +147,17 @@ impl Notifier for ChatChannel {
                 });
             }
         };
-        robot::deliver(&key, limits, bot, notice)
+        self.robots
+            .deliver(&key, limits, bot, notice)
             .await
             .map_err(|e| match e {
-                NotifyError::Retryable(m) => {
-                    NotifyError::Retryable(format!("channel `{}`: {m}", self.name))
-                }
+                NotifyError::Retryable {
+                    message,
+                    retry_after,
+                } => NotifyError::Retryable {
+                    message: format!("channel `{}`: {message}", self.name),
+                    retry_after,
+                },
                 NotifyError::Permanent(m) => {
                     NotifyError::Permanent(format!("channel `{}`: {m}", self.name))
                 }
@@ -154,7 +181,7 @@ mod tests {
             timeout: std::time::Duration::from_secs(5),
             delivery,
         };
-        ChatChannel::new("wc", &spec)
+        ChatChannel::new("wc", &spec, Default::default())
     }
 
     fn message(delivery: Option<RobotDelivery>) -> Message {

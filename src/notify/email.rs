@@ -64,7 +64,10 @@ use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::TcpStream;
 use tokio::time::Sleep;
 
-use super::{Message, Notifier, NotifyError, SizeLimits, parts};
+use super::{
+    Attempted, Capabilities, Message, Notifier, NotifyError, RcptOutcome, RcptResult, SizeLimits,
+    parts,
+};
 use crate::config::{EmailSpec, RobotDelivery, SmtpSecurity, format_duration};
 use crate::store::{FileRecord, RecipientRecord};
 use crate::template::human_bytes;
@@ -400,7 +403,7 @@ impl Email {
                     continue;
                 }
                 Err(e) => {
-                    let e = NotifyError::Retryable(format!(
+                    let e = NotifyError::retryable(format!(
                         "channel `{}`: building the message stopped: {e}",
                         self.name
                     ));
@@ -445,12 +448,12 @@ impl Email {
         let reply = e.status().map(|_| lettre_message(e));
         match self.classify(e) {
             NotifyError::Permanent(error) => RcptOutcome::Refused { error, reply },
-            NotifyError::Retryable(error) => RcptOutcome::Retry { error, reply },
+            NotifyError::Retryable { message: error, .. } => RcptOutcome::Retry { error, reply },
         }
     }
 
     fn timed_out(&self, what: &str) -> NotifyError {
-        NotifyError::Retryable(format!(
+        NotifyError::retryable(format!(
             "{}: no progress in {what} within {} (timeout)",
             self.context(),
             format_duration(self.spec.timeout)
@@ -462,7 +465,7 @@ impl Email {
         let msg = format!("{}: {}", self.context(), io_text(e));
         match tls_error(e) {
             Some(tls) => NotifyError::Permanent(format!("{msg}{}", tls_hint(tls))),
-            None => NotifyError::Retryable(msg),
+            None => NotifyError::retryable(msg),
         }
     }
 
@@ -599,7 +602,7 @@ impl Email {
         })
         .await
         .map_err(|e| {
-            NotifyError::Retryable(format!("channel `{}`: zipping stopped: {e}", self.name))
+            NotifyError::retryable(format!("channel `{}`: zipping stopped: {e}", self.name))
         })?;
         let (bytes, sha256) = made.map_err(|e| {
             let _ = std::fs::remove_dir_all(&dir);
@@ -670,7 +673,7 @@ impl Email {
         })
         .await
         .map_err(|e| {
-            NotifyError::Retryable(format!("channel `{}`: splitting stopped: {e}", self.name))
+            NotifyError::retryable(format!("channel `{}`: splitting stopped: {e}", self.name))
         })?;
         let (pieces, sha256) = made.map_err(|e| {
             NotifyError::Permanent(format!(
@@ -759,7 +762,7 @@ impl Email {
         if e.is_permanent() {
             NotifyError::Permanent(msg)
         } else if e.is_transient() || e.is_timeout() {
-            NotifyError::Retryable(msg)
+            NotifyError::retryable(msg)
         } else if let Some(tls) = tls_error(e) {
             NotifyError::Permanent(format!("{msg}{}", tls_hint(tls)))
         } else if e.is_tls() || e.is_client() {
@@ -768,7 +771,7 @@ impl Email {
             NotifyError::Permanent(msg)
         } else {
             // Connection refused or lost, a garbled reply.
-            NotifyError::Retryable(msg)
+            NotifyError::retryable(msg)
         }
     }
 }
@@ -780,12 +783,32 @@ const MESSAGE_SLICE: usize = 256 * 1024;
 const UNTRUSTED: &str =
     " (the server's certificate is not trusted: check `host` and, for a private CA, `ca_file`)";
 
+/// An email channel's messages: HTML, to mailboxes, tracked per recipient, with the
+/// channel's size settings kept with each message.
+pub fn capabilities(spec: &EmailSpec) -> Capabilities {
+    Capabilities {
+        html: true,
+        mailboxes: true,
+        per_recipient: true,
+        sizes: Some(SizeLimits {
+            max_attachment_bytes: spec.max_attachment_bytes,
+            max_parts: spec.max_parts,
+        }),
+    }
+}
+
 #[async_trait]
 impl Notifier for Email {
-    /// The whole message to every recipient, with no ledger (`ferry channels test`, owner
-    /// alerts): the Message-ID(s), or what failed.
-    async fn notify(&self, message: &Message) -> Result<String, NotifyError> {
-        self.deliver(message, &[]).await?.into_result()
+    fn capabilities(&self) -> Capabilities {
+        capabilities(&self.spec)
+    }
+
+    async fn send(
+        &self,
+        message: &Message,
+        known: &[RecipientRecord],
+    ) -> Result<Attempted, NotifyError> {
+        self.deliver(message, known).await
     }
 }
 
@@ -794,108 +817,6 @@ impl Notifier for Email {
 struct Session {
     conn: AsyncSmtpConnection,
     write_failed: Arc<AtomicBool>,
-}
-
-/// What happened to one recipient of one message (part) in an attempt.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum RcptOutcome {
-    /// Accepted: the server's reply to the end of the message.
-    Sent(String),
-    /// Not accepted, and trying again can help (a 4xx reply, a connection refused or lost
-    /// before the end of the message).
-    Retry {
-        error: String,
-        reply: Option<String>,
-    },
-    /// Refused for good (a 5xx reply, bad credentials or certificate).
-    Refused {
-        error: String,
-        reply: Option<String>,
-    },
-    /// The connection was lost after the message's final `.` and before the reply: the
-    /// server may have accepted it.
-    Unconfirmed(String),
-}
-
-impl RcptOutcome {
-    fn from_error(e: NotifyError) -> RcptOutcome {
-        match e {
-            NotifyError::Retryable(error) => RcptOutcome::Retry { error, reply: None },
-            NotifyError::Permanent(error) => RcptOutcome::Refused { error, reply: None },
-        }
-    }
-}
-
-/// One (part, recipient) of an attempt.
-#[derive(Debug, Clone)]
-pub struct RcptResult {
-    /// 0 for a message sent whole, 1… for the parts of a split zip.
-    pub part: u32,
-    /// The envelope address.
-    pub recipient: String,
-    pub outcome: RcptOutcome,
-}
-
-/// What one attempt of [`Email::deliver`] did.
-#[derive(Debug, Clone, Default)]
-pub struct Attempted {
-    /// The Message-ID of each message (part) of the delivery, in order.
-    pub message_ids: Vec<String>,
-    /// Each (part, recipient) the attempt tried.
-    pub results: Vec<RcptResult>,
-}
-
-impl Attempted {
-    /// Ok with the Message-IDs when every recipient took every part, else the errors.
-    fn into_result(self) -> Result<String, NotifyError> {
-        let mut errors = Vec::new();
-        let mut retryable = false;
-        for r in &self.results {
-            match &r.outcome {
-                RcptOutcome::Sent(_) => {}
-                RcptOutcome::Retry { error, .. } | RcptOutcome::Unconfirmed(error) => {
-                    retryable = true;
-                    errors.push((r.recipient.as_str(), error.as_str()));
-                }
-                RcptOutcome::Refused { error, .. } => {
-                    errors.push((r.recipient.as_str(), error.as_str()))
-                }
-            }
-        }
-        if errors.is_empty() {
-            return Ok(self.message_ids.join(" "));
-        }
-        let text = summarize(&errors);
-        Err(if retryable {
-            NotifyError::Retryable(text)
-        } else {
-            NotifyError::Permanent(text)
-        })
-    }
-}
-
-/// `(recipient, error)` pairs as one message: the error alone when all share it, else
-/// `recipient: error` for each distinct one.
-pub fn summarize(errors: &[(&str, &str)]) -> String {
-    let mut distinct: Vec<(Vec<&str>, &str)> = Vec::new();
-    for (rcpt, error) in errors {
-        match distinct.iter_mut().find(|(_, e)| e == error) {
-            Some((who, _)) => {
-                if !who.contains(rcpt) {
-                    who.push(rcpt)
-                }
-            }
-            None => distinct.push((vec![rcpt], error)),
-        }
-    }
-    if distinct.len() == 1 {
-        return distinct[0].1.to_string();
-    }
-    distinct
-        .iter()
-        .map(|(who, e)| format!("{}: {e}", who.join(", ")))
-        .collect::<Vec<_>>()
-        .join("; ")
 }
 
 /// The envelope recipients of a message (To, Cc, Bcc), each once.

@@ -10,9 +10,16 @@
 //! after (`crate::store::DeliveryRecord`, retries in `crate::exec::deliver`), with the
 //! channel's receipt (the email Message-ID).
 //!
+//! Every message goes through [`Notifier::send`], built once per config into a
+//! [`Registry`]; what a channel's messages are like (HTML, mailboxes, per-recipient
+//! tracking, size limits) is its [`Capabilities`], so nothing outside this module asks
+//! which kind a channel is.
+//!
 //! Adding a channel: a `RawChannel`/`ChannelKind` variant (config), a module implementing
-//! [`Notifier`], an arm in [`build`], and the shared channel tests.
+//! [`Notifier`], an arm in `build` and in [`capabilities`], and a call of the notifier
+//! conformance suite (`tests/integration/notifier_conformance.rs`).
 
+pub mod attempt;
 pub mod chat;
 pub mod dingtalk;
 pub mod email;
@@ -23,13 +30,19 @@ pub mod robot;
 pub mod webhook;
 pub mod wecom;
 
+use std::borrow::Cow;
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use serde::Serialize;
 
-use crate::config::{ChannelKind, ChannelSpec, RobotDelivery, format_duration};
-use crate::store::{FileRecord, Status};
+pub use attempt::{Attempted, RcptOutcome, RcptResult};
+
+use crate::config::{ChannelKind, ChannelSpec, Config, RobotDelivery, TaskSpec, format_duration};
+use crate::store::{FileRecord, RecipientRecord, Status};
 use crate::template::human_bytes;
 
 /// Everything a message can say about a run.
@@ -236,28 +249,200 @@ impl Message {
 }
 
 /// Why a notification failed, and whether trying again can help.
-#[derive(Debug, Clone, thiserror::Error)]
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
 pub enum NotifyError {
-    #[error("{0} (retryable)")]
-    Retryable(String),
+    /// Trying again can help; `retry_after` is the earliest the service wants to hear
+    /// from us again (a robot paused for sending too fast, an HTTP `Retry-After`), which
+    /// the retries honour when it is later than their own backoff.
+    #[error("{message} (retryable)")]
+    Retryable {
+        message: String,
+        retry_after: Option<std::time::Duration>,
+    },
+    /// Trying again cannot help (refused, bad credentials, not found).
     #[error("{0}")]
     Permanent(String),
 }
 
-/// A delivery channel.
+impl NotifyError {
+    pub fn retryable(message: impl Into<String>) -> NotifyError {
+        NotifyError::Retryable {
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// Retryable, but not before `after`.
+    pub fn retry_after(message: impl Into<String>, after: std::time::Duration) -> NotifyError {
+        NotifyError::Retryable {
+            message: message.into(),
+            retry_after: Some(after),
+        }
+    }
+
+    pub fn permanent(message: impl Into<String>) -> NotifyError {
+        NotifyError::Permanent(message.into())
+    }
+
+    /// What went wrong, without the `(retryable)` mark.
+    pub fn message(&self) -> &str {
+        match self {
+            NotifyError::Retryable { message, .. } | NotifyError::Permanent(message) => message,
+        }
+    }
+
+    /// The earliest moment the service wants another attempt, when it said.
+    pub fn wait_at_least(&self) -> Option<std::time::Duration> {
+        match self {
+            NotifyError::Retryable { retry_after, .. } => *retry_after,
+            NotifyError::Permanent(_) => None,
+        }
+    }
+}
+
+/// What a channel's messages are like, for the code that renders and records them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Capabilities {
+    /// Messages carry an HTML body (from `<template>.html.j2`).
+    pub html: bool,
+    /// Recipients are people's mailboxes: owner alerts go to the task's `owners`, and a
+    /// message without any recipient cannot be sent.
+    pub mailboxes: bool,
+    /// The ledger records each recipient of each message part on its own, and a retry
+    /// goes only to those not done ([`Notifier::send`]'s `known`).
+    pub per_recipient: bool,
+    /// Size settings kept with each rendered message, so that every attempt makes the
+    /// same parts.
+    pub sizes: Option<SizeLimits>,
+}
+
+/// What a channel of this kind can do.
+pub fn capabilities(kind: &ChannelKind) -> Capabilities {
+    match kind {
+        ChannelKind::Email(e) => email::capabilities(e),
+        ChannelKind::Outbox { .. } | ChannelKind::Robot(_) => Capabilities::default(),
+    }
+}
+
+/// A delivery channel: the one seam every message goes through (run reports, retries,
+/// owner alerts, `ferry channels test`).
 #[async_trait]
 pub trait Notifier: Send + Sync {
-    /// Sends one message; returns a short receipt (file written, message id).
-    async fn notify(&self, message: &Message) -> Result<String, NotifyError>;
+    fn capabilities(&self) -> Capabilities;
+
+    /// One attempt: sends `message` to the recipients that `known` (what the ledger
+    /// recorded of earlier attempts, for [`Capabilities::per_recipient`] channels) does
+    /// not record as done. A channel that posts one message to one place answers with
+    /// [`Attempted::whole`].
+    async fn send(
+        &self,
+        message: &Message,
+        known: &[RecipientRecord],
+    ) -> Result<Attempted, NotifyError>;
+
+    /// The whole message once, outside the ledger: the receipt (file written, message
+    /// ids), or what failed.
+    async fn notify(&self, message: &Message) -> Result<String, NotifyError> {
+        self.send(message, &[]).await?.into_result()
+    }
+}
+
+/// The channels of a configuration, built once, with what they share for the life of the
+/// process (each chat robot's send queue and rate count, the HTTP clients): a registry
+/// rebuilt from a reloaded config ([`Registry::reloaded`]) keeps that shared state.
+pub struct Registry {
+    shared: Arc<robot::Robots>,
+    channels: BTreeMap<String, Arc<dyn Notifier>>,
+}
+
+impl Registry {
+    pub fn new(config: &Config) -> Registry {
+        Registry::with(config, Arc::new(robot::Robots::default()))
+    }
+
+    /// The registry of a reloaded config, sharing this one's robot queues.
+    pub fn reloaded(&self, config: &Config) -> Registry {
+        Registry::with(config, self.shared.clone())
+    }
+
+    fn with(config: &Config, shared: Arc<robot::Robots>) -> Registry {
+        let channels = config
+            .channels
+            .values()
+            .map(|spec| (spec.name.clone(), build(spec, &shared)))
+            .collect();
+        Registry { shared, channels }
+    }
+
+    /// The notifier of a channel as config.yaml declares it.
+    pub fn get(&self, channel: &str) -> Option<Arc<dyn Notifier>> {
+        self.channels.get(channel).cloned()
+    }
+
+    /// The notifier for a task's `notify` entry: the channel's, or one with the entry's
+    /// own robot `webhook`/`secret` (sharing the robot queues).
+    pub fn for_entry(
+        &self,
+        config: &Config,
+        task: Option<&TaskSpec>,
+        channel: &str,
+        occurrence: u32,
+    ) -> Result<Arc<dyn Notifier>, NotifyError> {
+        let spec = entry_spec(config, task, channel, occurrence)?;
+        Ok(match spec {
+            Cow::Borrowed(_) => self
+                .get(channel)
+                .ok_or_else(|| NotifyError::permanent("channel is not defined"))?,
+            Cow::Owned(spec) => build(&spec, &self.shared),
+        })
+    }
 }
 
 /// Builds the notifier for a channel spec.
-pub fn build(spec: &ChannelSpec) -> Box<dyn Notifier> {
+fn build(spec: &ChannelSpec, shared: &Arc<robot::Robots>) -> Arc<dyn Notifier> {
     match &spec.kind {
-        ChannelKind::Outbox { dir } => Box::new(outbox::Outbox::new(dir.clone())),
-        ChannelKind::Email(email) => Box::new(email::Email::new(&spec.name, email)),
-        ChannelKind::Robot(r) => Box::new(chat::ChatChannel::new(&spec.name, r)),
+        ChannelKind::Outbox { dir } => Arc::new(outbox::Outbox::new(dir.clone())),
+        ChannelKind::Email(email) => Arc::new(email::Email::new(&spec.name, email)),
+        ChannelKind::Robot(r) => Arc::new(chat::ChatChannel::new(&spec.name, r, shared.clone())),
     }
+}
+
+/// The channel spec a delivery is sent with: the channel as config.yaml declares it now,
+/// with the task's own robot webhook/secret for that `notify` entry.
+fn entry_spec<'a>(
+    config: &'a Config,
+    task: Option<&TaskSpec>,
+    channel: &str,
+    occurrence: u32,
+) -> Result<Cow<'a, ChannelSpec>, NotifyError> {
+    let Some(spec) = config.channels.get(channel) else {
+        return Err(NotifyError::permanent("channel is not defined"));
+    };
+    let entry = task.and_then(|t| {
+        t.notify
+            .iter()
+            .filter(|n| n.channel == channel)
+            .nth(occurrence.saturating_sub(1) as usize)
+    });
+    let (webhook, secret) = match entry {
+        Some(n) => (&n.webhook, &n.secret),
+        None => return Ok(Cow::Borrowed(spec)),
+    };
+    Ok(match &spec.kind {
+        ChannelKind::Robot(robot) if webhook.is_some() || secret.is_some() => {
+            let mut robot = (**robot).clone();
+            if let Some(w) = webhook {
+                robot.webhook = w.clone();
+            }
+            if let Some(s) = secret {
+                robot.secret = Some(s.clone());
+            }
+            let mut spec = spec.clone();
+            spec.kind = ChannelKind::Robot(Box::new(robot));
+            Cow::Owned(spec)
+        }
+        _ => Cow::Borrowed(spec),
+    })
 }
 
 #[cfg(test)]

@@ -7,8 +7,9 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use super::{Message, Notifier, NotifyError};
+use super::{Attempted, Capabilities, Message, Notifier, NotifyError};
 use crate::format::{partial_path, sync_dir};
+use crate::store::RecipientRecord;
 
 pub struct Outbox {
     dir: PathBuf,
@@ -46,12 +47,26 @@ impl Outbox {
 
 #[async_trait]
 impl Notifier for Outbox {
-    async fn notify(&self, message: &Message) -> Result<String, NotifyError> {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    async fn send(
+        &self,
+        message: &Message,
+        _known: &[RecipientRecord],
+    ) -> Result<Attempted, NotifyError> {
+        Ok(Attempted::whole(self.write_file(message).await))
+    }
+}
+
+impl Outbox {
+    async fn write_file(&self, message: &Message) -> Result<String, NotifyError> {
         let msg = message.clone();
         let dir = self.dir.clone();
         let out = tokio::task::spawn_blocking(move || Outbox { dir }.write(&msg))
             .await
-            .map_err(|e| NotifyError::Retryable(format!("outbox writer stopped: {e}")))?;
+            .map_err(|e| NotifyError::retryable(format!("outbox writer stopped: {e}")))?;
         match out {
             Ok(path) => Ok(format!("written to {}", path.display())),
             Err(e) => Err(NotifyError::Permanent(format!(

@@ -4,11 +4,12 @@
 //!
 //! A robot is identified by its webhook URL (hashed, so the token is not kept twice): two
 //! channels or task overrides that point at the same robot share one queue, because the
-//! service counts per robot. The queue lives in this process; several ferry processes
-//! posting to one robot each keep their own count.
+//! service counts per robot. The queues and clients live in a [`Robots`], owned by the
+//! channel registry (`super::Registry`) and kept across config reloads; several ferry
+//! processes posting to one robot each keep their own count.
 
 use std::collections::{HashMap, VecDeque};
-use std::sync::{Arc, LazyLock, Mutex};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -84,8 +85,20 @@ struct QueueState {
     worker: bool,
 }
 
-type Queues = HashMap<String, Arc<Mutex<QueueState>>>;
-static QUEUES: LazyLock<Mutex<Queues>> = LazyLock::new(|| Mutex::new(HashMap::new()));
+/// The send queues of the robots (by [`robot_key`]) and the HTTP clients (by timeout)
+/// of one process.
+#[derive(Default)]
+pub struct Robots {
+    queues: Mutex<HashMap<String, Arc<Mutex<QueueState>>>>,
+    clients: Mutex<HashMap<Duration, reqwest::Client>>,
+}
+
+/// Locks a mutex, taking the data over if a holder panicked: the state guarded here
+/// (queues, counters, clients) stays consistent between statements, so one panicking
+/// sender must not stop every robot.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
 
 /// The queue key of a robot: a hash of its endpoint and signing secret, never the token
 /// itself. A queue posts merged notices with one robot's credentials, so notices for the
@@ -100,23 +113,53 @@ pub fn robot_key(service: &str, endpoint: &str, secret: Option<&str>) -> String 
     format!("{service}:{}", hex::encode(&hasher.finalize()[..8]))
 }
 
-/// Sends `notice` through the robot's queue and waits for the outcome. When several
-/// notices wait for the same robot, they go out merged into as few posts as fit.
-pub async fn deliver(
-    key: &str,
+impl Robots {
+    /// Sends `notice` through the robot's queue and waits for the outcome. When several
+    /// notices wait for the same robot, they go out merged into as few posts as fit.
+    pub async fn deliver(
+        &self,
+        key: &str,
+        limits: Limits,
+        robot: Arc<dyn Robot>,
+        notice: Notice,
+    ) -> Result<String, NotifyError> {
+        let queue = lock(&self.queues)
+            .entry(key.to_string())
+            .or_default()
+            .clone();
+        deliver_on(queue, limits, robot, notice).await
+    }
+
+    /// The shared HTTP client (rustls with the ring provider and the system's roots).
+    /// One client per timeout, built once (loading the root certificates) and shared, so
+    /// that connections are reused between messages.
+    pub fn http_client(&self, timeout: Duration) -> Result<reqwest::Client, String> {
+        let mut clients = lock(&self.clients);
+        if let Some(c) = clients.get(&timeout) {
+            return Ok(c.clone());
+        }
+        // Another part of the program may have installed a provider first; either is fine.
+        let _ = rustls::crypto::ring::default_provider().install_default();
+        let client = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(timeout.min(Duration::from_secs(10)))
+            .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
+            .build()
+            .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
+        clients.insert(timeout, client.clone());
+        Ok(client)
+    }
+}
+
+async fn deliver_on(
+    queue: Arc<Mutex<QueueState>>,
     limits: Limits,
     robot: Arc<dyn Robot>,
     notice: Notice,
 ) -> Result<String, NotifyError> {
-    let queue = QUEUES
-        .lock()
-        .expect("robot queues")
-        .entry(key.to_string())
-        .or_default()
-        .clone();
     let (reply, outcome) = oneshot::channel();
     let start_worker = {
-        let mut q = queue.lock().expect("robot queue");
+        let mut q = lock(&queue);
         q.waiting.push(Waiting {
             notice,
             replies: vec![reply],
@@ -128,7 +171,7 @@ pub async fn deliver(
     }
     outcome
         .await
-        .unwrap_or_else(|_| Err(NotifyError::Retryable("the robot queue stopped".into())))
+        .unwrap_or_else(|_| Err(NotifyError::retryable("the robot queue stopped")))
 }
 
 /// Drains a robot's queue: waits for a free slot in the rolling minute, takes everything
@@ -138,7 +181,7 @@ async fn work(queue: Arc<Mutex<QueueState>>, limits: Limits, robot: Arc<dyn Robo
         // Wait for a slot (or the end of a pause) before taking what is waiting, so that
         // notices arriving meanwhile are merged into the next post.
         let wait = {
-            let mut q = queue.lock().expect("robot queue");
+            let mut q = lock(&queue);
             if q.waiting.is_empty() {
                 q.worker = false;
                 return;
@@ -151,10 +194,13 @@ async fn work(queue: Arc<Mutex<QueueState>>, limits: Limits, robot: Arc<dyn Robo
                 let left = crate::config::format_duration(std::time::Duration::from_secs(
                     (until - now).as_secs().max(1),
                 ));
-                let error = NotifyError::Retryable(format!(
-                    "not sent: the robot is paused for another {left} ({})",
-                    q.pause_reason
-                ));
+                let error = NotifyError::retry_after(
+                    format!(
+                        "not sent: the robot is paused for another {left} ({})",
+                        q.pause_reason
+                    ),
+                    until - now,
+                );
                 for w in std::mem::take(&mut q.waiting) {
                     for reply in w.replies {
                         let _ = reply.send(Err(error.clone()));
@@ -168,21 +214,16 @@ async fn work(queue: Arc<Mutex<QueueState>>, limits: Limits, robot: Arc<dyn Robo
             tokio::time::sleep_until(until).await;
             continue;
         }
-        let batch = std::mem::take(&mut queue.lock().expect("robot queue").waiting);
+        let batch = std::mem::take(&mut lock(&queue).waiting);
         for w in merge(batch, limits.max_text) {
             let posts = 1 + w.notice.files.len();
-            let wait = slot_wait_for(
-                &mut queue.lock().expect("robot queue"),
-                limits,
-                Instant::now(),
-                posts,
-            );
+            let wait = slot_wait_for(&mut lock(&queue), limits, Instant::now(), posts);
             if let Some(until) = wait {
                 tokio::time::sleep_until(until).await;
             }
             let result = robot.post(&w.notice).await;
             let outcome = {
-                let mut q = queue.lock().expect("robot queue");
+                let mut q = lock(&queue);
                 let now = Instant::now();
                 q.sent.extend(std::iter::repeat_n(now, posts));
                 match result {
@@ -194,12 +235,15 @@ async fn work(queue: Arc<Mutex<QueueState>>, limits: Limits, robot: Arc<dyn Robo
                     Err(PostError::Throttled(msg)) => {
                         q.paused_until = Some(now + limits.pause);
                         q.pause_reason = msg.clone();
-                        Err(NotifyError::Retryable(format!(
-                            "{msg}; the robot is paused for {}",
-                            crate::config::format_duration(limits.pause)
-                        )))
+                        Err(NotifyError::retry_after(
+                            format!(
+                                "{msg}; the robot is paused for {}",
+                                crate::config::format_duration(limits.pause)
+                            ),
+                            limits.pause,
+                        ))
                     }
-                    Err(PostError::Retryable(msg)) => Err(NotifyError::Retryable(msg)),
+                    Err(PostError::Retryable(msg)) => Err(NotifyError::retryable(msg)),
                     Err(PostError::Permanent(msg)) => Err(NotifyError::Permanent(msg)),
                 }
             };
@@ -336,28 +380,6 @@ pub fn shorten(text: &str, max: usize) -> String {
     format!("{}{note}", &text[..cut])
 }
 
-/// The shared HTTP client (rustls with the ring provider and the system's roots).
-/// One client per timeout, built once (loading the root certificates) and shared, so that
-/// connections are reused between messages.
-pub fn http_client(timeout: Duration) -> Result<reqwest::Client, String> {
-    static CLIENTS: LazyLock<Mutex<HashMap<Duration, reqwest::Client>>> =
-        LazyLock::new(|| Mutex::new(HashMap::new()));
-    let mut clients = CLIENTS.lock().expect("http clients");
-    if let Some(c) = clients.get(&timeout) {
-        return Ok(c.clone());
-    }
-    // Another part of the program may have installed a provider first; either is fine.
-    let _ = rustls::crypto::ring::default_provider().install_default();
-    let client = reqwest::Client::builder()
-        .timeout(timeout)
-        .connect_timeout(timeout.min(Duration::from_secs(10)))
-        .user_agent(concat!("ferry/", env!("CARGO_PKG_VERSION")))
-        .build()
-        .map_err(|e| format!("cannot set up the HTTP client: {e}"))?;
-    clients.insert(timeout, client.clone());
-    Ok(client)
-}
-
 /// Classifies a transport-level failure (no HTTP answer, or an HTTP error status). The
 /// URL is left out of the message: it carries the robot's token.
 pub fn http_failure(service: &str, e: reqwest::Error) -> PostError {
@@ -422,13 +444,15 @@ mod tests {
             throttle_first: AtomicUsize::new(0),
         });
         let start = Instant::now();
+        let robots = Arc::new(Robots::default());
         let mut handles = Vec::new();
         for i in 0..100 {
             let robot = robot.clone() as Arc<dyn Robot>;
+            let robots = robots.clone();
             handles.push(tokio::spawn(async move {
                 // Notices trickle in, one every 200 ms, for 20 seconds.
                 tokio::time::sleep(Duration::from_millis(200 * i as u64)).await;
-                deliver("test:flood", LIMITS, robot, notice(i)).await
+                robots.deliver("test:flood", LIMITS, robot, notice(i)).await
             }));
         }
         for h in handles {
@@ -468,9 +492,12 @@ mod tests {
             throttle_first: AtomicUsize::new(1),
         });
         // Throttled: the notice fails as retryable at once, naming the pause.
-        let first = deliver("test:throttle", LIMITS, robot.clone(), notice(1)).await;
+        let robots = Robots::default();
+        let first = robots
+            .deliver("test:throttle", LIMITS, robot.clone(), notice(1))
+            .await;
         match first {
-            Err(NotifyError::Retryable(msg)) => {
+            Err(NotifyError::Retryable { message: msg, .. }) => {
                 assert_eq!(msg, "130101 send too fast; the robot is paused for 10m")
             }
             other => panic!("{other:?}"),
@@ -478,10 +505,12 @@ mod tests {
         // During the pause nothing is posted, and nobody waits for the pause to end.
         tokio::time::sleep(Duration::from_secs(60)).await;
         let before = Instant::now();
-        let second = deliver("test:throttle", LIMITS, robot.clone(), notice(2)).await;
+        let second = robots
+            .deliver("test:throttle", LIMITS, robot.clone(), notice(2))
+            .await;
         assert!(before.elapsed() < Duration::from_secs(1));
         match second {
-            Err(NotifyError::Retryable(msg)) => assert_eq!(
+            Err(NotifyError::Retryable { message: msg, .. }) => assert_eq!(
                 msg,
                 "not sent: the robot is paused for another 9m (130101 send too fast)"
             ),
@@ -490,7 +519,9 @@ mod tests {
         assert_eq!(robot.posts.lock().unwrap().len(), 1);
         // After the pause, posts go out again.
         tokio::time::sleep(Duration::from_secs(541)).await;
-        let third = deliver("test:throttle", LIMITS, robot.clone(), notice(3)).await;
+        let third = robots
+            .deliver("test:throttle", LIMITS, robot.clone(), notice(3))
+            .await;
         assert_eq!(third.unwrap(), "sent");
         assert_eq!(robot.posts.lock().unwrap().len(), 2);
     }
