@@ -8,11 +8,8 @@ use std::sync::Arc;
 use async_trait::async_trait;
 
 use super::robot::{self, Notice, PostError, Robot};
-use super::{
-    Attempted, Capabilities, Message, Notifier, NotifyError, dingtalk, feishu, webhook, wecom,
-};
+use super::{Message, NotifyError, WholeMessage, dingtalk, feishu, webhook, wecom};
 use crate::config::{RobotDelivery, RobotService, RobotSpec};
-use crate::store::RecipientRecord;
 use crate::template::human_bytes;
 
 pub struct ChatChannel {
@@ -82,21 +79,7 @@ fn file_name(path: &str) -> String {
 const DOWNLOAD: &str = "Download / 下载";
 
 #[async_trait]
-impl Notifier for ChatChannel {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    async fn send(
-        &self,
-        message: &Message,
-        _known: &[RecipientRecord],
-    ) -> Result<Attempted, NotifyError> {
-        Ok(Attempted::whole(self.post(message).await))
-    }
-}
-
-impl ChatChannel {
+impl WholeMessage for ChatChannel {
     async fn post(&self, message: &Message) -> Result<String, NotifyError> {
         let client = self
             .robots

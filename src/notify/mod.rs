@@ -347,6 +347,29 @@ pub trait Notifier: Send + Sync {
     }
 }
 
+/// A channel that sends each message whole to one place (a robot, a webhook, the
+/// outbox): plain text, no per-recipient state. Its [`Notifier`] follows.
+#[async_trait]
+pub trait WholeMessage: Send + Sync {
+    /// Sends the message; returns a short receipt.
+    async fn post(&self, message: &Message) -> Result<String, NotifyError>;
+}
+
+#[async_trait]
+impl<T: WholeMessage> Notifier for T {
+    fn capabilities(&self) -> Capabilities {
+        Capabilities::default()
+    }
+
+    async fn send(
+        &self,
+        message: &Message,
+        _known: &[RecipientRecord],
+    ) -> Result<Attempted, NotifyError> {
+        Ok(Attempted::whole(self.post(message).await))
+    }
+}
+
 /// The channels of a configuration, built once, with what they share for the life of the
 /// process (each chat robot's send queue and rate count, the HTTP clients): a registry
 /// rebuilt from a reloaded config ([`Registry::reloaded`]) keeps that shared state.

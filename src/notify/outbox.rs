@@ -7,9 +7,8 @@ use std::path::PathBuf;
 
 use async_trait::async_trait;
 
-use super::{Attempted, Capabilities, Message, Notifier, NotifyError};
+use super::{Message, NotifyError, WholeMessage};
 use crate::format::{partial_path, sync_dir};
-use crate::store::RecipientRecord;
 
 pub struct Outbox {
     dir: PathBuf,
@@ -46,22 +45,8 @@ impl Outbox {
 }
 
 #[async_trait]
-impl Notifier for Outbox {
-    fn capabilities(&self) -> Capabilities {
-        Capabilities::default()
-    }
-
-    async fn send(
-        &self,
-        message: &Message,
-        _known: &[RecipientRecord],
-    ) -> Result<Attempted, NotifyError> {
-        Ok(Attempted::whole(self.write_file(message).await))
-    }
-}
-
-impl Outbox {
-    async fn write_file(&self, message: &Message) -> Result<String, NotifyError> {
+impl WholeMessage for Outbox {
+    async fn post(&self, message: &Message) -> Result<String, NotifyError> {
         let msg = message.clone();
         let dir = self.dir.clone();
         let out = tokio::task::spawn_blocking(move || Outbox { dir }.write(&msg))
