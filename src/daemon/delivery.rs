@@ -25,17 +25,17 @@ use crate::clock::SharedClock;
 use crate::config::Project;
 use crate::exec::deliver::deliver_due;
 use crate::exec::{Followup, Stop};
-use crate::store::{Owner, RunStore};
+use crate::store::{Owner, Store};
 
 pub struct DeliveryService {
-    store: Arc<dyn RunStore>,
+    store: Arc<dyn Store>,
     clock: SharedClock,
     followups: mpsc::UnboundedReceiver<Followup>,
 }
 
 impl DeliveryService {
     pub fn new(
-        store: Arc<dyn RunStore>,
+        store: Arc<dyn Store>,
         clock: SharedClock,
         followups: mpsc::UnboundedReceiver<Followup>,
     ) -> DeliveryService {
@@ -150,7 +150,7 @@ impl Service for DeliveryService {
 /// Completes one run's followup.
 async fn complete(
     f: Followup,
-    store: Arc<dyn RunStore>,
+    store: Arc<dyn Store>,
     project: Arc<Project>,
     clock: SharedClock,
     stop: Stop,

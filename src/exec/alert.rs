@@ -11,7 +11,7 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::config::{ChannelKind, Config, TaskSpec, format_duration};
 use crate::notify::{self, Message, RunReport};
-use crate::store::{DeliveryRecord, DeliveryStatus, RecipientStatus, RunStore, StoreError};
+use crate::store::{DeliveryRecord, DeliveryStatus, RecipientStatus, Store, StoreError};
 use crate::template::MessageTemplate;
 
 /// The occurrence of an alert sent after the run's own: the Unix second `now`, so that
@@ -53,7 +53,7 @@ pub fn failed_deliveries(deliveries: &[DeliveryRecord]) -> Vec<String> {
 /// could not be sent. `occurrence` tells the alerts of one run apart (Message-ID, outbox
 /// file name): 1 for the alert at the end of the run, [`later_occurrence`] after it.
 pub async fn alert_owners(
-    store: &dyn RunStore,
+    store: &dyn Store,
     config: &Config,
     clock: &dyn Clock,
     task: &TaskSpec,
