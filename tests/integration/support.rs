@@ -198,7 +198,6 @@ impl Daemon {
 
     /// The recorded runs of `task`, oldest fire first.
     pub async fn runs(&self, task: &str) -> Vec<ferry::store::RunRecord> {
-        use ferry::store::Runs;
         let mut runs = self
             .store
             .list(&ferry::store::HistoryFilter {
