@@ -1,16 +1,46 @@
-//! Run history: the [`RunStore`] trait and its embedded SQLite implementation.
+//! The run store: what ferry keeps between runs and shares between processes, behind one
+//! [`Store`] trait made of concerns, opened by URL ([`open`]).
 //!
-//! One row per `(task, scheduled_at)`, unique. Inserting that row is the *claim*: whoever
-//! inserts it runs the fire, everyone else sees the conflict and does nothing. The
-//! scheduler and (later) the cluster rely on this. Rows are updated when the run
-//! finishes, with status, row count, files (path, size, sha256), warnings and error.
+//! - [`Runs`] ([`runs`]): one row per `(task, scheduled_at)`, unique. Inserting that row is
+//!   the *claim*: whoever inserts it runs the fire, everyone else sees the conflict and does
+//!   nothing. `concurrency: forbid` is decided by the claim too ([`Op::ClaimExclusive`]).
+//!   Rows are updated when the run finishes (status, row count, files, warnings, error).
+//! - [`Ledger`] ([`ledger`]): one [`DeliveryRecord`] per notification of a run, and for
+//!   email one [`RecipientRecord`] per envelope recipient of each message part; attempts
+//!   are fenced by `(owner, attempts)`; owner-alert admission.
+//! - [`Links`] ([`links`]): download links and their requests.
+//! - [`Schedule`] ([`schedule`]): the scheduler's cursors, deferred runs, channel pauses.
+//! - [`Instances`] ([`instances`]): the ferry processes on the store and their heartbeats
+//!   (the cross-node liveness rule), what a daemon must hold, closing.
 //!
-//! The delivery ledger: one [`DeliveryRecord`] per notification of a run, and for email
-//! one [`RecipientRecord`] per envelope recipient of each message part, written with the
-//! end of each attempt.
+//! Callers hold an `Arc<dyn Store>` and call any concern's methods on it; nothing outside
+//! this module names a backend.
 //!
-//! Adding a backend: implement [`RunStore`], give it append-only migrations like
-//! [`sqlite::MIGRATIONS`], and run the store tests against it.
+//! ## Adding a backend (PostgreSQL, MySQL for the cluster)
+//!
+//! 1. A module beside [`sqlite`] with a type implementing the five concern traits (one
+//!    file per concern), and its append-only migrations like [`sqlite::MIGRATIONS`]
+//!    (same tables and columns; types may differ). Opening migrates, and refuses a
+//!    database whose schema version is newer than the binary's.
+//! 2. A scheme in [`StoreUrl::parse`] and an arm in [`open`].
+//! 3. The conformance suite (`tests/integration/store_conformance.rs`): a `Backend` for a
+//!    fresh database and one `conformance!` line.
+//!
+//! What the backend must provide:
+//!
+//! - instants stored as [`fmt_instant`] text (UTC, milliseconds, `Z`), compared as text;
+//!   every time comes from the caller (the [`crate::clock::Clock`]), durations are
+//!   computed in Rust: no `now()`, `datetime()`, `julianday()` or JSON functions in SQL;
+//! - `INSERT … ON CONFLICT … DO NOTHING / DO UPDATE` for claims, cursors, links, pauses
+//!   and recipients; conditional `UPDATE … WHERE` (checking rows affected) as fences;
+//! - [`Runs::batch`] in one transaction; [`Op::ClaimExclusive`] must read the task's
+//!   `running` rows and insert atomically with respect to other claims of the task (the
+//!   SQLite store holds the write lock; PostgreSQL would lock the task's row, e.g.
+//!   `SELECT … FROM schedule_cursors WHERE task = $1 FOR UPDATE`, or use `SERIALIZABLE`);
+//! - deliveries and recipients listed by their `seq` column (insertion order), not by a
+//!   backend's row id;
+//! - [`Instances::lock_for_daemon`]: whatever keeps daemons apart (a no-op for a shared
+//!   store: daemons there coordinate by claims and heartbeats).
 
 pub mod instances;
 pub mod ledger;
