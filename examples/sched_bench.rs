@@ -18,7 +18,7 @@ use chrono::Utc;
 use ferry::config::Project;
 use ferry::schedule::runtime::{Job, Runner, Scheduler};
 use ferry::store::sqlite::SqliteStore;
-use ferry::store::{Outcome, Runs, Status, Store};
+use ferry::store::{Outcome, Status, Store};
 
 struct NoopRunner {
     store: Arc<dyn Store>,

@@ -428,7 +428,7 @@ pub async fn dead_instances_are_found_by_heartbeat(b: &dyn Backend) {
     let reaped = reap_interrupted(&*s, "n-third", &|_| true, later)
         .await
         .unwrap();
-    assert_eq!(reaped, [run_dead.run_id.clone()]);
+    assert_eq!(reaped, std::slice::from_ref(&run_dead.run_id));
     let rec = s.get(&run_dead.run_id).await.unwrap().unwrap();
     assert_eq!(rec.status, Status::Failed);
     assert!(rec.error.unwrap().contains("pid 20 on n-dead"));
