@@ -18,10 +18,10 @@ use chrono::Utc;
 use ferry::config::Project;
 use ferry::schedule::runtime::{Job, Runner, Scheduler};
 use ferry::store::sqlite::SqliteStore;
-use ferry::store::{Outcome, RunStore, Status};
+use ferry::store::{Outcome, Status, Store};
 
 struct NoopRunner {
-    store: Arc<dyn RunStore>,
+    store: Arc<dyn Store>,
     lateness_ms: Mutex<Vec<f64>>,
 }
 

@@ -17,7 +17,8 @@
 //!   PostgreSQL, MySQL and (cargo feature `oracle`) Oracle.
 //! - [`value`]: the exact value model every source produces and every writer consumes.
 //! - [`format`]: the `FormatWriter` trait, CSV and XLSX writers, zip, atomic publishing.
-//! - [`store`]: the `RunStore` trait (claim per `(task, scheduled_at)`) and embedded SQLite.
+//! - [`store`]: the `Store` traits by concern (claim per `(task, scheduled_at)`), opened by
+//!   URL ([`store::open`]); embedded SQLite.
 //! - [`notify`]: the `Notifier` trait, message reports, the `outbox` and `email` channels.
 //! - [`template`]: minijinja templates for file names, folders and messages.
 //! - [`exec`]: runs one task end to end.

@@ -32,7 +32,7 @@ use serde::Serialize;
 use sha2::Sha256;
 
 use crate::config::{Config, LinksSpec, Secret};
-use crate::store::{FileRecord, LinkRecord, RunStore, StoreError};
+use crate::store::{FileRecord, LinkRecord, Store, StoreError};
 
 /// Where the server listens unless `links.listen` says otherwise (loopback: put a reverse
 /// proxy in front for the outside world).
@@ -395,7 +395,7 @@ pub fn resolve_under(root: &Path, path: &Path) -> Result<PathBuf, LinkError> {
 /// Returns no links when `links:` is not configured, so the executor can call it for
 /// every run. Fails when a file is gone or resolves outside `output_dir`.
 pub async fn links_for_run(
-    store: &dyn RunStore,
+    store: &dyn Store,
     config: &Config,
     run_id: &str,
     files: &[FileRecord],

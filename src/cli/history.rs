@@ -5,9 +5,8 @@ use clap::Args;
 
 use super::tasks::print_table;
 use super::{Cli, EXIT_FAILED, EXIT_OK, load_project, print_error};
-use crate::config::{StoreSpec, format_duration};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{DeliverySummary, HistoryFilter, RunStore};
+use crate::config::format_duration;
+use crate::store::{DeliverySummary, HistoryFilter};
 
 #[derive(Debug, Args)]
 pub struct HistoryArgs {
@@ -27,8 +26,7 @@ pub async fn run(cli: &Cli, args: &HistoryArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let StoreSpec::Sqlite { path } = &project.config.store;
-    let store = match SqliteStore::open(path).await {
+    let store = match crate::store::open(&project.config.store).await {
         Ok(s) => s,
         Err(e) => {
             print_error(&e);

@@ -8,10 +8,9 @@ use clap::Args;
 use serde::Serialize;
 
 use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, load_project, print_error};
-use crate::config::{StoreSpec, format_duration, parse_duration};
+use crate::config::{format_duration, parse_duration};
 use crate::links::{self, FileLink, LinkError, MAX_EXPIRY};
-use crate::store::sqlite::SqliteStore;
-use crate::store::{DownloadRecord, RunStore};
+use crate::store::{DownloadRecord, Store};
 use crate::template::human_bytes;
 
 /// Most recent downloads listed per link with `--json`.
@@ -63,21 +62,20 @@ pub async fn run(cli: &Cli, args: &LinkArgs) -> i32 {
             }
         },
     };
-    let StoreSpec::Sqlite { path } = &config.store;
-    let store = match SqliteStore::open(path).await {
+    let store = match crate::store::open(&config.store).await {
         Ok(s) => s,
         Err(e) => {
             print_error(&e);
             return EXIT_FAILED;
         }
     };
-    let code = print_links(&store, config, args, expiry).await;
+    let code = print_links(&*store, config, args, expiry).await;
     store.close().await;
     code
 }
 
 async fn print_links(
-    store: &SqliteStore,
+    store: &dyn Store,
     config: &crate::config::Config,
     args: &LinkArgs,
     expiry: Option<std::time::Duration>,

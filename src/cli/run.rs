@@ -12,12 +12,12 @@ use super::{
     Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, EXIT_UNDELIVERED, find_task, load_project, print_error,
 };
 use crate::clock::{Clock, SystemClock};
-use crate::config::{StoreSpec, format_duration};
+use crate::config::format_duration;
 use crate::exec::{Executor, Progress, RunRequest, Stop};
 use crate::format::{sweep_partials, sweep_temp};
-use crate::store::sqlite::SqliteStore;
 use crate::store::{
-    DeliveryRecord, DeliveryStatus, DeliverySummary, RunStore, Status, Trigger, process_alive,
+    DeliveryRecord, DeliveryStatus, DeliverySummary, InstanceRecord, Status, Trigger,
+    process_alive, reap_interrupted,
 };
 use crate::template::human_bytes;
 
@@ -66,8 +66,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
         }
     };
     let config = Arc::new(project.config.clone());
-    let StoreSpec::Sqlite { path } = &config.store;
-    let store = match SqliteStore::open(path).await {
+    let store = match crate::store::open(&config.store).await {
         Ok(s) => s,
         Err(e) => {
             print_error(&e);
@@ -77,20 +76,40 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
     // Leftovers of processes that died mid-run: their partial files and their runs.
     sweep_partials(&config.output_dir, &process_alive);
     sweep_temp(&config.export.temp_dir, &process_alive);
-    if let Err(e) = store
-        .reap_interrupted(&config.node_name, &process_alive, SystemClock.now())
-        .await
+    if let Err(e) = reap_interrupted(
+        &*store,
+        &config.node_name,
+        &process_alive,
+        SystemClock.now(),
+    )
+    .await
     {
         print_error(&e);
         return EXIT_FAILED;
     }
+    // This process beats like a daemon while it runs, so that a `ferry serve` on another
+    // node leaves its run and its deliveries alone.
+    let instance = InstanceRecord::this_process(&config.node_name, SystemClock.now());
+    let beating = tokio_util::sync::CancellationToken::new();
+    let heartbeat = match store.register(&instance).await {
+        Ok(()) => Some(tokio::spawn(crate::store::instances::heartbeat_loop(
+            store.clone(),
+            instance.instance_id.clone(),
+            Arc::new(SystemClock),
+            beating.clone(),
+        ))),
+        Err(e) => {
+            print_error(&e);
+            return EXIT_FAILED;
+        }
+    };
 
     let progress =
         (!args.json && std::io::stdout().is_terminal() && std::io::stderr().is_terminal())
             .then(terminal_progress);
     let executor = Executor {
         config,
-        store: Arc::new(store.clone()),
+        store: store.clone(),
         clock: Arc::new(SystemClock),
     };
     let stop = Stop::new();
@@ -110,6 +129,16 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
             progress,
         })
         .await;
+    beating.cancel();
+    if let Some(h) = heartbeat {
+        let _ = h.await;
+    }
+    if let Err(e) = store
+        .unregister(&instance.instance_id, SystemClock.now())
+        .await
+    {
+        print_error(&e);
+    }
     store.close().await;
     let result = match result {
         Ok(r) => r,

@@ -63,11 +63,8 @@ pub struct AlertsSpec {
     pub template: String,
 }
 
-/// Where run history lives.
-#[derive(Debug, Clone, PartialEq)]
-pub enum StoreSpec {
-    Sqlite { path: PathBuf },
-}
+/// Where run history lives: the `store.url` (see [`crate::store::open`]).
+pub use crate::store::StoreUrl as StoreSpec;
 
 #[derive(Debug, Clone)]
 pub struct ExportDefaults {

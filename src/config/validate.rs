@@ -18,12 +18,12 @@ use super::{
     AlertsSpec, CatchUp, ChannelKind, ChannelSpec, Concurrency, Config, CsvEncoding, CsvOptions,
     DatasourceSpec, DbTls, EmailSpec, ExportDefaults, Format, LinksSpec, NotifyOn, NotifySpec,
     OnEmpty, OutputSpec, Problem, QuerySpec, QuietWindow, RobotDelivery, RobotService, RobotSpec,
-    SchedulerSettings, Secret, SmtpSecurity, StoreSpec, TaskSpec, parse_duration, problem::hint,
-    resolve,
+    SchedulerSettings, Secret, SmtpSecurity, TaskSpec, parse_duration, problem::hint, resolve,
 };
 use crate::notify::email;
 use crate::params::{self, ParamValue, Period, RunParams};
 use crate::schedule::{Schedule, parse_zone};
+use crate::store::StoreUrl;
 use crate::template::{self, MessageTemplate, is_plain_name};
 
 /// Default file name template (without extension).
@@ -416,33 +416,37 @@ fn validate_config(
         None => default_node_name(),
     };
 
+    let default_store = || StoreUrl::Sqlite(base_dir.join("data/ferry.db"));
     let store = match &raw.store {
         Some(s) => {
             let url = c.env_req(&s.url, "store.url");
-            match url.strip_prefix("sqlite://") {
-                Some(p) if !p.is_empty() => StoreSpec::Sqlite {
-                    path: resolve(&base_dir, p),
-                },
-                _ => {
+            match StoreUrl::parse(&url, &base_dir) {
+                Ok(StoreUrl::Unsupported { scheme, .. }) => {
+                    c.at(
+                        &s.url,
+                        "store.url",
+                        format!(
+                            "unsupported store url `{}`: {}",
+                            redact_url(&url),
+                            crate::store::not_yet_supported(&scheme)
+                        ),
+                    );
+                    default_store()
+                }
+                Ok(u) => u,
+                Err(msg) => {
                     if !url.is_empty() {
                         c.at(
                             &s.url,
                             "store.url",
-                            format!(
-                                "unsupported store url `{}`: use `sqlite://PATH` (shared PostgreSQL/MySQL stores come with cluster support)",
-                                redact_url(&url)
-                            ),
+                            format!("unsupported store url `{}`: {msg}", redact_url(&url)),
                         );
                     }
-                    StoreSpec::Sqlite {
-                        path: base_dir.join("data/ferry.db"),
-                    }
+                    default_store()
                 }
             }
         }
-        None => StoreSpec::Sqlite {
-            path: base_dir.join("data/ferry.db"),
-        },
+        None => default_store(),
     };
 
     let ex = raw.export.unwrap_or_default();

@@ -26,17 +26,17 @@ use crate::config::Project;
 use crate::exec::deliver::{Env, deliver_due};
 use crate::exec::{Followup, Stop};
 use crate::notify::Registry;
-use crate::store::{Owner, RunStore};
+use crate::store::{Owner, Store};
 
 pub struct DeliveryService {
-    store: Arc<dyn RunStore>,
+    store: Arc<dyn Store>,
     clock: SharedClock,
     followups: mpsc::UnboundedReceiver<Followup>,
 }
 
 impl DeliveryService {
     pub fn new(
-        store: Arc<dyn RunStore>,
+        store: Arc<dyn Store>,
         clock: SharedClock,
         followups: mpsc::UnboundedReceiver<Followup>,
     ) -> DeliveryService {
@@ -181,7 +181,7 @@ impl Service for DeliveryService {
 /// Completes one run's followup.
 async fn complete(
     f: Followup,
-    store: Arc<dyn RunStore>,
+    store: Arc<dyn Store>,
     project: Arc<Project>,
     channels: Arc<Registry>,
     clock: SharedClock,

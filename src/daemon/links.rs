@@ -12,7 +12,7 @@ use super::{Context, Service};
 use crate::clock::SharedClock;
 use crate::config::LinksSpec;
 use crate::server::{Server, StartError};
-use crate::store::RunStore;
+use crate::store::Store;
 
 pub struct LinkService {
     server: Server,
@@ -24,7 +24,7 @@ impl LinkService {
         spec: &LinksSpec,
         listener: Option<std::net::TcpListener>,
         output_dir: PathBuf,
-        store: Arc<dyn RunStore>,
+        store: Arc<dyn Store>,
         clock: SharedClock,
     ) -> Result<LinkService, StartError> {
         let server = Server::start(spec, listener, output_dir, store, clock).await?;

@@ -13,7 +13,9 @@
 //!   the ledger's due retries ([`crate::exec::deliver::deliver_due`]);
 //! - [`reload::ReloadService`]: reloads config.yaml and the tasks on file changes and on
 //!   [`Handle::reload`] (SIGHUP), and publishes the new project to the others;
-//! - [`links::LinkService`]: the HTTP server ([`crate::server`]), when `links:` is set.
+//! - [`links::LinkService`]: the HTTP server ([`crate::server`]), when `links:` is set;
+//! - [`heartbeat::HeartbeatService`]: this daemon's instance row in the store (its
+//!   heartbeat), and the runs of instances that stopped beating (recorded as failed).
 //!
 //! Adding a way in (mail ingest, a watched folder): a module with a type implementing
 //! [`Service`], pushed onto the list in [`Daemon::start`].
@@ -22,6 +24,7 @@
 //! them instead of sleeping, and the console will show them.
 
 pub mod delivery;
+pub mod heartbeat;
 pub mod links;
 pub mod reload;
 pub mod scheduler;
@@ -43,14 +46,14 @@ use crate::config::Project;
 use crate::format::{sweep_partials, sweep_temp};
 use crate::schedule::runtime::{ExecRunner, ReloadSummary, Scheduler};
 use crate::server::StartError;
-use crate::store::{RunStore, StoreError, process_alive};
+use crate::store::{InstanceRecord, Store, StoreError, process_alive, reap_interrupted};
 
 /// What the daemon is made of.
 pub struct DaemonOptions {
     /// The config file the project was loaded from (reloads read it again).
     pub config_path: PathBuf,
     pub project: Project,
-    pub store: Arc<dyn RunStore>,
+    pub store: Arc<dyn Store>,
     pub clock: SharedClock,
     /// The download server's listener, already bound (tests bind port 0); `None` binds
     /// `links.listen`.
@@ -177,6 +180,8 @@ pub struct Daemon {
     ctx: Context,
     handle: Handle,
     project_tx: watch::Sender<Arc<Project>>,
+    /// Cancelled once every other service has drained: the heartbeat stops last.
+    last_out: CancellationToken,
 }
 
 impl Daemon {
@@ -206,9 +211,13 @@ impl Daemon {
         }
         sweep_partials(&project.config.output_dir, &process_alive);
         sweep_temp(&project.config.export.temp_dir, &process_alive);
-        let reaped = store
-            .reap_interrupted(&project.config.node_name, &process_alive, clock.now())
-            .await?;
+        let reaped = reap_interrupted(
+            &*store,
+            &project.config.node_name,
+            &process_alive,
+            clock.now(),
+        )
+        .await?;
         if !reaped.is_empty() {
             warn!(
                 runs = reaped.len(),
@@ -256,8 +265,8 @@ impl Daemon {
             clock.clone(),
         )));
         services.push(Box::new(delivery::DeliveryService::new(
-            store,
-            clock,
+            store.clone(),
+            clock.clone(),
             followups_rx,
         )));
         services.push(Box::new(reload::ReloadService::new(
@@ -265,6 +274,16 @@ impl Daemon {
             reload.clone(),
             watch_files,
             project_tx.clone(),
+        )));
+        let node = project_tx.borrow().config.node_name.clone();
+        let instance = InstanceRecord::this_process(&node, clock.now());
+        store.register(&instance).await?;
+        let last_out = CancellationToken::new();
+        services.push(Box::new(heartbeat::HeartbeatService::new(
+            store.clone(),
+            clock.clone(),
+            instance,
+            last_out.clone(),
         )));
         for s in &services {
             health.set(s.name(), Health::Starting);
@@ -280,6 +299,7 @@ impl Daemon {
             ctx,
             handle,
             project_tx,
+            last_out,
         })
     }
 
@@ -293,6 +313,7 @@ impl Daemon {
             services,
             ctx,
             project_tx,
+            last_out,
             ..
         } = self;
         let mut set = JoinSet::new();
@@ -325,6 +346,9 @@ impl Daemon {
                     error!(error = %e, "a service panicked; shutting down");
                     ctx.shutdown.cancel();
                 }
+            }
+            if set.len() <= 1 && ctx.shutdown.is_cancelled() {
+                last_out.cancel();
             }
         }
         drop(project_tx);

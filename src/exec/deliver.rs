@@ -37,9 +37,10 @@ use crate::clock::Clock;
 use crate::config::{Config, TaskSpec, format_duration};
 use crate::notify::attempt::{self, Attempted, RcptOutcome};
 use crate::notify::{Message, NotifyError, Registry};
+use crate::store::instances::process_counts_alive;
 use crate::store::{
-    AttemptEnd, DeliveryKey, DeliveryStatus, DueDelivery, Owner, RecipientRecord, RecipientStatus,
-    RunStore, StoreError,
+    AttemptEnd, DeliveryKey, DeliveryStatus, DueDelivery, InstanceRecord, Owner, RecipientRecord,
+    RecipientStatus, Store, StoreError,
 };
 
 /// Attempts made inside the run before a delivery is left to the delivery worker.
@@ -83,7 +84,7 @@ fn jitter_unit() -> f64 {
 /// and the clock.
 #[derive(Clone, Copy)]
 pub struct Env<'a> {
-    pub store: &'a dyn RunStore,
+    pub store: &'a dyn Store,
     pub config: &'a Config,
     pub channels: &'a Registry,
     pub clock: &'a dyn Clock,
@@ -196,7 +197,7 @@ pub async fn attempt(
 /// database must not leave the delivery `sending`, which would make a restart treat it as
 /// possibly sent). A delivery taken over meanwhile by another process is left to it.
 async fn record_end(
-    store: &dyn RunStore,
+    store: &dyn Store,
     key: &DeliveryKey,
     end: &AttemptEnd,
     owner: &Owner,
@@ -458,26 +459,27 @@ async fn retry_in_run(
     }
 }
 
-/// How long a process on another node may hold a delivery before it counts as gone. An
-/// attempt makes progress or times out long before (`timeout` of the channel, at most
-/// [`IN_RUN_BUDGET`] of waiting between in-run attempts), so a hold this old means that
-/// node stopped mid-attempt.
-pub const FOREIGN_HOLD_LEASE: Duration = Duration::from_secs(3600);
-
 /// Whether the process holding a delivery since `since` may still be working on it. A
-/// holder on this node is checked by its pid; one on another node cannot be checked from
-/// here and counts as alive for [`FOREIGN_HOLD_LEASE`] after it took the delivery.
+/// holder on this node is checked by its pid (a fast path); one on another node by its
+/// instance's heartbeat ([`crate::store::instances`]), or, when it never registered one
+/// (an older ferry), for [`crate::store::instances::NO_HEARTBEAT_GRACE`] after it took the
+/// delivery.
 fn holder_alive(
+    instances: &[InstanceRecord],
     holder: &Owner,
     since: Option<DateTime<Utc>>,
     me: &Owner,
     now: DateTime<Utc>,
 ) -> bool {
-    if holder.node == me.node {
-        return crate::store::process_alive(holder.pid);
-    }
-    let lease = chrono::Duration::from_std(FOREIGN_HOLD_LEASE).unwrap_or(chrono::Duration::MAX);
-    since.is_none_or(|t| now.signed_duration_since(t) < lease)
+    process_counts_alive(
+        instances,
+        &holder.node,
+        holder.pid,
+        since,
+        &me.node,
+        &crate::store::process_alive,
+        now,
+    )
 }
 
 /// One pass of the delivery worker: attempts every delivery that is due (pending and due,
@@ -488,16 +490,23 @@ pub async fn deliver_due(
     tasks: &BTreeMap<String, TaskSpec>,
     me: &Owner,
 ) -> Result<usize, StoreError> {
+    let store = env.store;
     let now = env.clock.now();
-    let due: Vec<DueDelivery> = env
-        .store
-        .due_deliveries(now, 200)
-        .await?
+    let due = store.due_deliveries(now, 200).await?;
+    let instances = if due
+        .iter()
+        .any(|d| d.owner.as_ref().is_some_and(|o| o.node != me.node))
+    {
+        store.instances().await?
+    } else {
+        Vec::new()
+    };
+    let due: Vec<DueDelivery> = due
         .into_iter()
         .filter(|d| {
             d.owner
                 .as_ref()
-                .is_none_or(|o| !holder_alive(o, d.held_since, me, now))
+                .is_none_or(|o| !holder_alive(&instances, o, d.held_since, me, now))
         })
         .collect();
     let mut by_channel: BTreeMap<String, Vec<DueDelivery>> = BTreeMap::new();
@@ -579,9 +588,10 @@ async fn alert_later_failure(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::instances::NO_HEARTBEAT_GRACE;
 
     #[test]
-    fn a_foreign_holder_counts_as_gone_after_the_lease() {
+    fn a_foreign_holder_counts_as_gone_once_its_heartbeat_is_stale() {
         let me = Owner {
             node: "a".into(),
             pid: std::process::id(),
@@ -591,18 +601,51 @@ mod tests {
             pid: 1,
         };
         let now = crate::clock::wall_now();
-        let lease = chrono::Duration::from_std(FOREIGN_HOLD_LEASE).unwrap();
         let minute = chrono::Duration::minutes(1);
-        assert!(holder_alive(&other, Some(now - lease + minute), &me, now));
-        assert!(!holder_alive(&other, Some(now - lease - minute), &me, now));
-        assert!(holder_alive(&other, None, &me, now));
-        // On this node the pid decides, however old the hold.
-        assert!(holder_alive(&me, Some(now - lease * 2), &me, now));
+        let lease = chrono::Duration::from_std(crate::store::INSTANCE_LEASE).unwrap();
+        let grace = chrono::Duration::from_std(NO_HEARTBEAT_GRACE).unwrap();
+        let beat = |at| InstanceRecord {
+            instance_id: "i".into(),
+            node: "b".into(),
+            pid: 1,
+            started_at: now - grace * 3,
+            heartbeat_at: at,
+            stopped_at: None,
+        };
+        // Its heartbeat decides, however old the hold.
+        let fresh = [beat(now - lease + minute)];
+        assert!(holder_alive(
+            &fresh,
+            &other,
+            Some(now - grace * 2),
+            &me,
+            now
+        ));
+        let stale = [beat(now - lease - minute)];
+        assert!(!holder_alive(&stale, &other, Some(now), &me, now));
+        // No instance row (an older ferry): alive for the grace after it took the delivery.
+        assert!(holder_alive(
+            &[],
+            &other,
+            Some(now - grace + minute),
+            &me,
+            now
+        ));
+        assert!(!holder_alive(
+            &[],
+            &other,
+            Some(now - grace - minute),
+            &me,
+            now
+        ));
+        assert!(holder_alive(&[], &other, None, &me, now));
+        // On this node the pid decides.
+        assert!(holder_alive(&stale, &me, Some(now - grace * 2), &me, now));
         let gone = Owner {
             node: "a".into(),
             pid: u32::MAX - 1,
         };
-        assert!(!holder_alive(&gone, Some(now), &me, now));
+        assert!(!holder_alive(&fresh, &gone, Some(now), &me, now));
     }
 
     fn result(part: u32, rcpt: &str, outcome: RcptOutcome) -> attempt::RcptResult {

@@ -34,7 +34,7 @@ use crate::params::RunParams;
 use crate::source;
 use crate::store::{
     Claim, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliverySummary, FileRecord, Outcome,
-    Owner, QueuedDelivery, RunStore, Status, Trigger,
+    Owner, QueuedDelivery, Status, Store, Trigger,
 };
 use crate::template::{self, MessageTemplate};
 
@@ -147,7 +147,7 @@ pub enum ExecError {
 /// Shared pieces the executor needs.
 pub struct Executor {
     pub config: Arc<Config>,
-    pub store: Arc<dyn RunStore>,
+    pub store: Arc<dyn Store>,
     pub clock: SharedClock,
 }
 

@@ -27,7 +27,7 @@ use super::quiet::quiet_until;
 use crate::clock::SharedClock;
 use crate::config::{Concurrency, Config, Problem, Project, TaskSpec};
 use crate::exec::{Executor, Followup, RunRequest, Stop};
-use crate::store::{Claim, Op, Outcome, RunStore, Status, StoreError, Trigger, fmt_instant};
+use crate::store::{Applied, Claim, Op, Outcome, Status, Store, StoreError, Trigger, fmt_instant};
 
 /// One claimed fire to execute.
 pub struct Job {
@@ -51,7 +51,7 @@ pub trait Runner: Send + Sync + 'static {
 /// `concurrency: forbid`) until its outcome is recorded; its deliveries and owner alert
 /// (the [`Followup`]) go to `followups`, the daemon's delivery service.
 pub struct ExecRunner {
-    pub store: Arc<dyn RunStore>,
+    pub store: Arc<dyn Store>,
     pub clock: SharedClock,
     pub followups: mpsc::UnboundedSender<Followup>,
 }
@@ -90,7 +90,6 @@ impl Runner for ExecRunner {
 
 struct Active {
     run_id: String,
-    scheduled_at: DateTime<Utc>,
     stop: Stop,
 }
 
@@ -137,7 +136,7 @@ pub struct ReloadSummary {
 pub struct Scheduler {
     config: Arc<Config>,
     tasks: BTreeMap<String, Arc<TaskSpec>>,
-    store: Arc<dyn RunStore>,
+    store: Arc<dyn Store>,
     runner: Arc<dyn Runner>,
     clock: SharedClock,
     cursors: HashMap<String, DateTime<Utc>>,
@@ -158,7 +157,7 @@ pub struct Scheduler {
 impl Scheduler {
     pub fn new(
         project: Project,
-        store: Arc<dyn RunStore>,
+        store: Arc<dyn Store>,
         runner: Arc<dyn Runner>,
         clock: SharedClock,
     ) -> Scheduler {
@@ -215,6 +214,7 @@ impl Scheduler {
                 until: r.deferred_until.unwrap_or(now),
             });
         }
+        self.refit_deferred(now).await?;
         for (name, problems) in &self.invalid {
             for p in problems {
                 error!(task = %name, "invalid task file, not scheduled: {p}");
@@ -225,6 +225,34 @@ impl Scheduler {
             deferred = self.deferred.len(),
             "scheduler started"
         );
+        Ok(())
+    }
+
+    /// Deferred runs wait at most until the end of the quiet window in force at `now` under
+    /// the current config (or not at all outside one): a window removed or shortened in
+    /// config.yaml lets runs deferred by it start sooner, on reload and on restart. (A
+    /// longer window holds them anyway: nothing deferred starts inside a window.)
+    async fn refit_deferred(&mut self, now: DateTime<Utc>) -> Result<(), StoreError> {
+        let window_end = quiet_until(&self.config.scheduler.quiet_hours, now);
+        let latest = window_end.unwrap_or(now);
+        for d in &mut self.deferred {
+            if d.until <= latest {
+                continue;
+            }
+            let reason = match window_end {
+                Some(end) => {
+                    let zone = self
+                        .tasks
+                        .get(&d.task)
+                        .map_or(chrono_tz::UTC, |t| t.timezone);
+                    quiet_reason(end, zone)
+                }
+                None => "quiet hours: the window was removed from the config; starts now".into(),
+            };
+            info!(task = %d.task, scheduled_at = %fmt_instant(d.scheduled_at), "deferred fire follows the current quiet hours: {reason}");
+            self.store.redefer(&d.run_id, latest, &reason).await?;
+            d.until = latest;
+        }
         Ok(())
     }
 
@@ -456,46 +484,16 @@ impl Scheduler {
     ) {
         let name = task.name.as_str();
         if let Some(until) = quiet_until(&self.config.scheduler.quiet_hours, now) {
-            let reason = format!(
-                "quiet hours: starts at {}",
-                until
-                    .with_timezone(&task.timezone)
-                    .format("%Y-%m-%d %H:%M %Z")
-            );
+            let reason = quiet_reason(until, task.timezone);
             self.push_defer(task, at, now, until, reason, ops, after);
             return;
         }
-        if self.is_active(name) {
-            match task.concurrency {
-                Concurrency::Forbid => {
-                    let prev = self.active[name]
-                        .iter()
-                        .map(|a| fmt_instant(a.scheduled_at))
-                        .collect::<Vec<_>>()
-                        .join(", ");
-                    let reason = format!(
-                        "skipped: the previous run (fire at {prev}) is still active (concurrency: forbid)"
-                    );
-                    ops.push(Op::Record(
-                        self.claim(name, at, now),
-                        Status::Skipped,
-                        reason.clone(),
-                    ));
-                    after.push(After::Warn {
-                        task: name.to_string(),
-                        msg: format!("fire at {}: {reason}", fmt_instant(at)),
-                    });
-                    return;
-                }
-                Concurrency::Replace => {
-                    for a in &self.active[name] {
-                        a.stop.stop(format!(
-                            "replaced by the run for the fire at {} (concurrency: replace)",
-                            fmt_instant(at)
-                        ));
-                    }
-                }
-                Concurrency::Allow => {}
+        if task.concurrency == Concurrency::Replace && self.is_active(name) {
+            for a in &self.active[name] {
+                a.stop.stop(format!(
+                    "replaced by the run for the fire at {} (concurrency: replace)",
+                    fmt_instant(at)
+                ));
             }
         }
         let claim = self.claim(name, at, now);
@@ -505,7 +503,13 @@ impl Scheduler {
             at,
             lateness_ms: (now - at).num_milliseconds(),
         });
-        ops.push(Op::Claim(claim));
+        // `forbid` is decided by the claim itself, in the store's transaction: a run of the
+        // task that is `running` there (started by this process or any other sharing the
+        // store) makes the fire `skipped`.
+        ops.push(match task.concurrency {
+            Concurrency::Forbid => Op::ClaimExclusive(claim),
+            Concurrency::Replace | Concurrency::Allow => Op::Claim(claim),
+        });
     }
 
     /// Applies the writes of one tick in one transaction, then starts what was claimed.
@@ -513,8 +517,9 @@ impl Scheduler {
         if ops.is_empty() {
             return Ok(());
         }
-        let took = self.store.batch(&ops).await?;
-        for (a, took) in after.into_iter().zip(took) {
+        let applied = self.store.batch(&ops).await?;
+        for (a, applied) in after.into_iter().zip(applied) {
+            let took = applied.done();
             match a {
                 After::Nothing => {}
                 After::Warn { task, msg } if took => warn!(task = %task, "{msg}"),
@@ -529,14 +534,18 @@ impl Scheduler {
                     run_id,
                     at,
                     lateness_ms,
-                } => {
-                    if took {
+                } => match applied {
+                    Applied::Done => {
                         info!(task = %task.name, scheduled_at = %fmt_instant(at), lateness_ms, "fire");
                         self.spawn(task, run_id, at);
-                    } else {
+                    }
+                    Applied::Skipped(reason) => {
+                        warn!(task = %task.name, "fire at {}: {reason}", fmt_instant(at));
+                    }
+                    Applied::Taken => {
                         info!(task = %task.name, scheduled_at = %fmt_instant(at), "claim lost: this fire was already taken");
                     }
-                }
+                },
             }
         }
         Ok(())
@@ -549,7 +558,6 @@ impl Scheduler {
             .or_default()
             .push(Active {
                 run_id: run_id.clone(),
-                scheduled_at: at,
                 stop: stop.clone(),
             });
         let job = Job {
@@ -665,6 +673,7 @@ impl Scheduler {
             );
         }
         self.config = config;
+        self.refit_deferred(now).await?;
         let enabled: BTreeMap<String, TaskSpec> =
             tasks.into_iter().filter(|(_, t)| t.enabled).collect();
         let removed: Vec<String> = self
@@ -758,6 +767,14 @@ impl Scheduler {
         self.collect_done();
         info!("scheduler stopped");
     }
+}
+
+/// Why a fire waits for the end of a quiet window, in the task's zone.
+fn quiet_reason(until: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
+    format!(
+        "quiet hours: starts at {}",
+        until.with_timezone(&zone).format("%Y-%m-%d %H:%M %Z")
+    )
 }
 
 #[cfg(test)]

@@ -8,7 +8,7 @@ use tokio::sync::Semaphore;
 
 use super::*;
 use crate::store::sqlite::SqliteStore;
-use crate::store::{HistoryFilter, RunRecord};
+use crate::store::{HistoryFilter, RunRecord, Runs, Schedule};
 
 fn utc(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
@@ -16,14 +16,14 @@ fn utc(s: &str) -> DateTime<Utc> {
 
 /// Records each job; holds it until released (if `hold`) or stopped.
 struct FakeRunner {
-    store: Arc<dyn RunStore>,
+    store: Arc<dyn Store>,
     log: Mutex<Vec<(String, DateTime<Utc>)>>,
     hold: bool,
     gate: Semaphore,
 }
 
 impl FakeRunner {
-    fn new(store: Arc<dyn RunStore>, hold: bool) -> Arc<FakeRunner> {
+    fn new(store: Arc<dyn Store>, hold: bool) -> Arc<FakeRunner> {
         Arc::new(FakeRunner {
             store,
             log: Mutex::new(Vec::new()),
@@ -96,6 +96,15 @@ impl Env {
             env.write_task(name, body);
         }
         env
+    }
+
+    /// Rewrites config.yaml with `config_extra` after the common part.
+    fn write_config(&self, config_extra: &str) {
+        std::fs::write(
+            self.dir.path().join("config.yaml"),
+            format!("timezone: UTC\ndatasources:\n  db: {{ type: sqlite, url: \"sqlite://db.sqlite\" }}\n{config_extra}"),
+        )
+        .unwrap();
     }
 
     fn write_task(&self, name: &str, body: &str) {
@@ -448,6 +457,60 @@ async fn deferred_runs_survive_a_restart() {
     drop(s);
     let mut s = env.scheduler(&runner, "2026-01-01T06:00:00Z").await;
     s.tick(utc("2026-01-01T06:00:00Z")).await.unwrap();
+    s.wait_idle().await;
+    assert_eq!(times(&runner.fires()), ["2026-01-01T02:00:00.000Z"]);
+}
+
+/// Regression: a run deferred by quiet hours kept the window's old end after the window
+/// was shortened or removed from config.yaml; it follows the reloaded config.
+#[tokio::test]
+async fn deferred_runs_follow_quiet_hours_changed_on_reload() {
+    let env = Env::new(
+        "scheduler:\n  quiet_hours:\n    - { from: \"01:00\", to: \"05:00\" }\n",
+        &[("nightly", &task("0 2 * * *", ""))],
+    )
+    .await;
+    let runner = FakeRunner::new(env.store.clone(), false);
+    let mut s = env.scheduler(&runner, "2026-01-01T00:00:00Z").await;
+    s.tick(utc("2026-01-01T02:00:00Z")).await.unwrap();
+    assert_eq!(s.next_wake(), Some(utc("2026-01-01T05:00:00Z")));
+    // Shortened: the run waits for the new end only.
+    env.write_config("scheduler:\n  quiet_hours:\n    - { from: \"01:00\", to: \"03:00\" }\n");
+    s.reload(env.project(), utc("2026-01-01T02:10:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(s.next_wake(), Some(utc("2026-01-01T03:00:00Z")));
+    let h = env.history("nightly").await;
+    assert_eq!(h[0].deferred_until, Some(utc("2026-01-01T03:00:00Z")));
+    // Removed: due now.
+    env.write_config("");
+    s.reload(env.project(), utc("2026-01-01T02:30:00Z"))
+        .await
+        .unwrap();
+    assert_eq!(s.next_wake(), Some(utc("2026-01-01T02:30:00Z")));
+    s.tick(utc("2026-01-01T02:30:00Z")).await.unwrap();
+    s.wait_idle().await;
+    assert_eq!(times(&runner.fires()), ["2026-01-01T02:00:00.000Z"]);
+    let h = env.history("nightly").await;
+    assert_eq!(h[0].status, Status::Succeeded);
+}
+
+/// Regression: the same after a restart with the window removed.
+#[tokio::test]
+async fn deferred_runs_follow_quiet_hours_removed_before_a_restart() {
+    let env = Env::new(
+        "scheduler:\n  quiet_hours:\n    - { from: \"01:00\", to: \"05:00\" }\n",
+        &[("nightly", &task("0 2 * * *", ""))],
+    )
+    .await;
+    let runner = FakeRunner::new(env.store.clone(), false);
+    let mut s = env.scheduler(&runner, "2026-01-01T00:00:00Z").await;
+    s.tick(utc("2026-01-01T02:00:00Z")).await.unwrap();
+    drop(s);
+    env.write_config("");
+    let mut s = env.scheduler(&runner, "2026-01-01T02:30:00Z").await;
+    assert_eq!(s.next_wake(), Some(utc("2026-01-01T02:30:00Z")));
+    s.tick(utc("2026-01-01T02:30:00Z")).await.unwrap();
     s.wait_idle().await;
     assert_eq!(times(&runner.fires()), ["2026-01-01T02:00:00.000Z"]);
 }

@@ -29,11 +29,11 @@ use tracing::{info, warn};
 use crate::clock::Clock;
 use crate::config::LinksSpec;
 use crate::links::{self, Signer};
-use crate::store::RunStore;
+use crate::store::Store;
 
 /// What the handlers share.
 pub struct AppState {
-    pub store: Arc<dyn RunStore>,
+    pub store: Arc<dyn Store>,
     pub signer: Signer,
     /// `output_dir`: every served file must resolve under it.
     pub output_dir: PathBuf,
@@ -101,7 +101,7 @@ impl Server {
         spec: &LinksSpec,
         listener: Option<std::net::TcpListener>,
         output_dir: PathBuf,
-        store: Arc<dyn RunStore>,
+        store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Server, StartError> {
         let signer = links::signer_for(spec).map_err(|e| {

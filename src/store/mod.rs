@@ -1,24 +1,68 @@
-//! Run history: the [`RunStore`] trait and its embedded SQLite implementation.
+//! The run store: what ferry keeps between runs and shares between processes, behind one
+//! [`Store`] trait made of concerns, opened by URL ([`open`]).
 //!
-//! One row per `(task, scheduled_at)`, unique. Inserting that row is the *claim*: whoever
-//! inserts it runs the fire, everyone else sees the conflict and does nothing. The
-//! scheduler and (later) the cluster rely on this. Rows are updated when the run
-//! finishes, with status, row count, files (path, size, sha256), warnings and error.
+//! - [`Runs`] ([`runs`]): one row per `(task, scheduled_at)`, unique. Inserting that row is
+//!   the *claim*: whoever inserts it runs the fire, everyone else sees the conflict and does
+//!   nothing. `concurrency: forbid` is decided by the claim too ([`Op::ClaimExclusive`]).
+//!   Rows are updated when the run finishes (status, row count, files, warnings, error).
+//! - [`Ledger`] ([`ledger`]): one [`DeliveryRecord`] per notification of a run, and for
+//!   email one [`RecipientRecord`] per envelope recipient of each message part; attempts
+//!   are fenced by `(owner, attempts)`; owner-alert admission.
+//! - [`Links`] ([`links`]): download links and their requests.
+//! - [`Schedule`] ([`schedule`]): the scheduler's cursors, deferred runs, channel pauses.
+//! - [`Instances`] ([`instances`]): the ferry processes on the store and their heartbeats
+//!   (the cross-node liveness rule), what a daemon must hold, closing.
 //!
-//! The delivery ledger: one [`DeliveryRecord`] per notification of a run, and for email
-//! one [`RecipientRecord`] per envelope recipient of each message part, written with the
-//! end of each attempt.
+//! Callers hold an `Arc<dyn Store>` and call any concern's methods on it; nothing outside
+//! this module names a backend.
 //!
-//! Adding a backend: implement [`RunStore`], give it append-only migrations like
-//! [`sqlite::MIGRATIONS`], and run the store tests against it.
+//! ## Adding a backend (PostgreSQL, MySQL for the cluster)
+//!
+//! 1. A module beside [`sqlite`] with a type implementing the five concern traits (one
+//!    file per concern), and its append-only migrations like [`sqlite::MIGRATIONS`]
+//!    (same tables and columns; types may differ). Opening migrates, and refuses a
+//!    database whose schema version is newer than the binary's.
+//! 2. A scheme in [`StoreUrl::parse`] and an arm in [`open`].
+//! 3. The conformance suite (`tests/integration/store_conformance.rs`): a `Backend` for a
+//!    fresh database and one `conformance!` line.
+//!
+//! What the backend must provide:
+//!
+//! - instants stored as [`fmt_instant`] text (UTC, milliseconds, `Z`), compared as text;
+//!   every time comes from the caller (the [`crate::clock::Clock`]), durations are
+//!   computed in Rust: no `now()`, `datetime()`, `julianday()` or JSON functions in SQL;
+//! - `INSERT … ON CONFLICT … DO NOTHING / DO UPDATE` for claims, cursors, links, pauses
+//!   and recipients; conditional `UPDATE … WHERE` (checking rows affected) as fences;
+//! - [`Runs::batch`] in one transaction; [`Op::ClaimExclusive`] must read the task's
+//!   `running` rows and insert atomically with respect to other claims of the task (the
+//!   SQLite store holds the write lock; PostgreSQL would lock the task's row, e.g.
+//!   `SELECT … FROM schedule_cursors WHERE task = $1 FOR UPDATE`, or use `SERIALIZABLE`);
+//! - deliveries and recipients listed by their `seq` column (insertion order), not by a
+//!   backend's row id;
+//! - [`Instances::lock_for_daemon`]: whatever keeps daemons apart (a no-op for a shared
+//!   store: daemons there coordinate by claims and heartbeats).
 
+pub mod instances;
+pub mod ledger;
+pub mod links;
+pub mod runs;
+pub mod schedule;
 pub mod sqlite;
 
 use std::fmt;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
+
+pub use instances::{
+    DaemonLock, HEARTBEAT_EVERY, INSTANCE_LEASE, InstanceRecord, Instances, reap_interrupted,
+};
+pub use ledger::Ledger;
+pub use links::Links;
+pub use runs::{Applied, Op, Runs};
+pub use schedule::Schedule;
 
 /// The state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -418,7 +462,7 @@ pub struct Owner {
     pub pid: u32,
 }
 
-/// A delivery written with its run's outcome (see [`RunStore::finish_with_deliveries`]).
+/// A delivery written with its run's outcome (see [`Ledger::finish_with_deliveries`]).
 #[derive(Debug, Clone)]
 pub struct QueuedDelivery {
     pub channel: String,
@@ -443,7 +487,7 @@ pub struct DueDelivery {
     pub held_since: Option<DateTime<Utc>>,
 }
 
-/// How an attempt ended (see [`RunStore::end_attempt`]).
+/// How an attempt ended (see [`Ledger::end_attempt`]).
 #[derive(Debug, Clone)]
 pub struct AttemptEnd {
     pub status: DeliveryStatus,
@@ -477,164 +521,76 @@ pub enum StoreError {
     Other { path: String, message: String },
 }
 
-/// One write of a batch (see [`RunStore::batch`]).
-#[derive(Debug, Clone)]
-pub enum Op {
-    /// Claim a fire as `running` (like [`RunStore::claim`]).
-    Claim(Claim),
-    /// Record a fire that does not run (like [`RunStore::record`]).
-    Record(Claim, Status, String),
-    /// Claim a fire as `deferred` until an instant (like [`RunStore::defer`]).
-    Defer(Claim, DateTime<Utc>, String),
-    /// Move a task's cursor (like [`RunStore::set_cursor`]).
-    Cursor(String, DateTime<Utc>),
+/// Everything the rest of ferry needs from a store: one trait per concern, so a caller
+/// holds one `Arc<dyn Store>` and a backend implements the concerns one file at a time.
+pub trait Store: Runs + Ledger + Links + Schedule + Instances {}
+
+impl<T: Runs + Ledger + Links + Schedule + Instances> Store for T {}
+
+/// Opens the store a `store:` URL names (see [`StoreUrl`]), creating and migrating it as
+/// needed: the one place that knows the backends.
+pub async fn open(url: &StoreUrl) -> Result<Arc<dyn Store>, StoreError> {
+    match url {
+        StoreUrl::Sqlite(path) => Ok(Arc::new(sqlite::SqliteStore::open(path).await?)),
+        StoreUrl::Unsupported { scheme, shown } => Err(StoreError::Other {
+            path: shown.clone(),
+            message: not_yet_supported(scheme),
+        }),
+    }
 }
 
-/// Run history storage.
-#[async_trait]
-pub trait RunStore: Send + Sync {
-    /// Applies several writes in one transaction (the scheduler's fires of one instant).
-    /// Returns, per op, whether it took effect (a fire already taken returns false).
-    async fn batch(&self, ops: &[Op]) -> Result<Vec<bool>, StoreError>;
+/// What a known, not yet built backend answers.
+pub fn not_yet_supported(scheme: &str) -> String {
+    format!(
+        "`{scheme}://` stores are not yet supported: the cluster store comes with the cluster work; use `sqlite://PATH`"
+    )
+}
 
-    /// Inserts the `(task, scheduled_at)` row in state `running`. Returns false if that
-    /// fire was already claimed (by anyone, at any time).
-    async fn claim(&self, claim: &Claim) -> Result<bool, StoreError>;
+/// A parsed `store:` URL.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum StoreUrl {
+    /// `sqlite://PATH`: the embedded store (a relative path is resolved against the folder
+    /// of config.yaml by the config).
+    Sqlite(PathBuf),
+    /// A known scheme whose backend is not built yet (`postgres`, `postgresql`, `mysql`,
+    /// `mariadb`); `shown` is the URL with its password as `***`.
+    Unsupported { scheme: String, shown: String },
+}
 
-    /// Records how a claimed run ended.
-    async fn finish(&self, run_id: &str, outcome: &Outcome) -> Result<(), StoreError>;
+impl StoreUrl {
+    /// Parses a URL; `base` resolves relative SQLite paths. `Err` names what is wrong.
+    pub fn parse(url: &str, base: &Path) -> Result<StoreUrl, String> {
+        let (scheme, rest) = url
+            .split_once("://")
+            .ok_or_else(|| "a store url looks like `sqlite://PATH`".to_string())?;
+        match scheme {
+            "sqlite" if !rest.is_empty() => {
+                let p = Path::new(rest);
+                Ok(StoreUrl::Sqlite(if p.is_absolute() {
+                    p.to_path_buf()
+                } else {
+                    base.join(p)
+                }))
+            }
+            "sqlite" => Err("`sqlite://` needs a path, e.g. `sqlite://data/ferry.db`".into()),
+            "postgres" | "postgresql" | "mysql" | "mariadb" => Ok(StoreUrl::Unsupported {
+                scheme: scheme.to_string(),
+                shown: crate::config::validate::redact_url(url),
+            }),
+            other => Err(format!(
+                "unknown store scheme `{other}`: use `sqlite://PATH`"
+            )),
+        }
+    }
+}
 
-    /// Adds warnings to a finished run (notification failures found after recording).
-    async fn append_warnings(&self, run_id: &str, warnings: &[String]) -> Result<(), StoreError>;
-
-    /// Owner alerts, at most one per task per `every`: when none was sent for `task`
-    /// within `every` before `now`, records one as sent now and returns how many failures
-    /// were held back since the previous one; otherwise counts this failure as held back
-    /// and returns `None`. One transaction, so two processes never both alert.
-    async fn admit_alert(
-        &self,
-        task: &str,
-        now: DateTime<Utc>,
-        every: std::time::Duration,
-    ) -> Result<Option<AlertAdmission>, StoreError>;
-
-    /// Records how a claimed run ended and, in the same transaction, its deliveries as
-    /// `pending` (held by `owner`, due now) or `failed` (not renderable): a crash can
-    /// neither lose a delivery of a recorded run nor deliver for an unrecorded one.
-    async fn finish_with_deliveries(
-        &self,
-        run_id: &str,
-        outcome: &Outcome,
-        deliveries: &[QueuedDelivery],
-        owner: &Owner,
-    ) -> Result<(), StoreError>;
-
-    /// Marks a delivery `sending` (one more attempt, held by `owner`) if it is still in
-    /// state `from` with `attempts` attempts: false if someone else took it meanwhile.
-    async fn begin_attempt(
-        &self,
-        key: &DeliveryKey,
-        from: DeliveryStatus,
-        attempts: u32,
-        owner: &Owner,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
-
-    /// Records how an attempt ended, with its recipients' states, in one transaction —
-    /// only while the delivery is still held by `owner` at its `attempts`-th attempt (the
-    /// fence: a process that took it over meanwhile keeps it). Returns false, writing
-    /// nothing, when it was taken over.
-    async fn end_attempt(
-        &self,
-        key: &DeliveryKey,
-        end: &AttemptEnd,
-        owner: &Owner,
-        attempts: u32,
-    ) -> Result<bool, StoreError>;
-
-    /// The recipients of an email delivery as last recorded (none before its first
-    /// attempt ends).
-    async fn recipients(&self, key: &DeliveryKey) -> Result<Vec<RecipientRecord>, StoreError>;
-
-    /// Deliveries that are `pending` and due at `now`, and those left `sending`, oldest
-    /// first, at most `limit`.
-    async fn due_deliveries(
-        &self,
-        now: DateTime<Utc>,
-        limit: usize,
-    ) -> Result<Vec<DueDelivery>, StoreError>;
-
-    /// The newest runs first.
-    async fn list(&self, filter: &HistoryFilter) -> Result<Vec<RunRecord>, StoreError>;
-
-    /// One run by id.
-    async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError>;
-
-    /// Records a fire that does not run (status `missed` or `skipped`) with its reason. Like a
-    /// claim, it takes the fire: false if the fire already has a row.
-    async fn record(&self, claim: &Claim, status: Status, reason: &str)
-    -> Result<bool, StoreError>;
-
-    /// Claims a fire that starts later (status `deferred`, not before `until`).
-    async fn defer(
-        &self,
-        claim: &Claim,
-        until: DateTime<Utc>,
-        reason: &str,
-    ) -> Result<bool, StoreError>;
-
-    /// Moves a deferred run to `running` (by this node and process). False if it is no
-    /// longer deferred.
-    async fn start_deferred(
-        &self,
-        run_id: &str,
-        node: &str,
-        pid: u32,
-        now: DateTime<Utc>,
-    ) -> Result<bool, StoreError>;
-
-    /// Every deferred run, oldest fire first.
-    async fn deferred(&self) -> Result<Vec<RunRecord>, StoreError>;
-
-    /// The scheduler's cursor of a task: every fire up to it has been handled.
-    async fn cursor(&self, task: &str) -> Result<Option<DateTime<Utc>>, StoreError>;
-
-    /// Every task's cursor.
-    async fn cursors(&self)
-    -> Result<std::collections::HashMap<String, DateTime<Utc>>, StoreError>;
-
-    /// Moves a task's cursor (never backwards).
-    async fn set_cursor(&self, task: &str, at: DateTime<Utc>) -> Result<(), StoreError>;
-
-    /// Marks runs left `running` by a process of `node` that is gone (killed, crashed) as
-    /// failed. `alive(pid)` tells whether a process still runs. Returns the reaped ids.
-    async fn reap_interrupted(
-        &self,
-        node: &str,
-        alive: &(dyn Fn(u32) -> bool + Sync),
-        now: DateTime<Utc>,
-    ) -> Result<Vec<String>, StoreError>;
-
-    /// Inserts a download link unless the run's file (`run_id`, `path`) already has one;
-    /// returns the row that is in the store (the existing one, or `link`).
-    async fn ensure_link(&self, link: &LinkRecord) -> Result<LinkRecord, StoreError>;
-
-    /// One link by id.
-    async fn link(&self, id: &str) -> Result<Option<LinkRecord>, StoreError>;
-
-    /// Records a request for a link; returns the download's row id (for
-    /// [`RunStore::set_download_bytes`]).
-    async fn record_download(&self, download: &DownloadRecord) -> Result<i64, StoreError>;
-
-    /// Sets how many body bytes a recorded download sent.
-    async fn set_download_bytes(&self, download: i64, bytes_sent: u64) -> Result<(), StoreError>;
-
-    /// The newest requests for a link first, at most `limit`.
-    async fn downloads(
-        &self,
-        link_id: &str,
-        limit: usize,
-    ) -> Result<Vec<DownloadRecord>, StoreError>;
+impl fmt::Display for StoreUrl {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            StoreUrl::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
+            StoreUrl::Unsupported { shown, .. } => f.write_str(shown),
+        }
+    }
 }
 
 /// An owner alert that may go out now.

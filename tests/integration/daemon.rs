@@ -138,3 +138,92 @@ async fn delivery_passes_follow_the_interval_and_reloads_apply() {
     assert_eq!(runs[0].scheduled_at, at("2026-12-07T01:00:00Z"));
     d.stop().await;
 }
+
+/// The daemon registers its instance in the store, beats on the daemon's clock, and marks
+/// it stopped when it shuts down; another node's instance that stopped beating is dead
+/// and its runs are recorded as failed by the next beat.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_beats_and_reaps_the_runs_of_dead_instances() {
+    let p = Project::fixture("project");
+    p.write(
+        "config.yaml",
+        "timezone: UTC\nnode_name: here\nstore: { url: \"sqlite://data/ferry.db\" }\n\
+         datasources:\n  db: { type: sqlite, url: \"sqlite://db/test.db\", seed_sql: seed.sql }\n",
+    );
+    only_task(
+        &p,
+        "quiet",
+        "schedule: \"0 0 1 1 *\"\nsource: db\nquery: SELECT 1 AS one\noutput: { format: csv }\n",
+    );
+    let start = at("2026-12-07T00:00:00Z");
+    // A run of a node that crashed long ago, with an instance row that stopped beating.
+    let p_store = ferry::store::open(&ferry::store::StoreUrl::Sqlite(
+        p.path().join("data/ferry.db"),
+    ))
+    .await
+    .unwrap();
+    let lease = chrono::Duration::from_std(ferry::store::INSTANCE_LEASE).unwrap();
+    let old = start - lease * 2;
+    p_store
+        .register(&ferry::store::InstanceRecord {
+            instance_id: "gone".into(),
+            node: "elsewhere".into(),
+            pid: 77,
+            started_at: old,
+            heartbeat_at: old,
+            stopped_at: None,
+        })
+        .await
+        .unwrap();
+    let orphan = ferry::store::Claim {
+        run_id: "orphan".into(),
+        task: "quiet".into(),
+        scheduled_at: old,
+        trigger: ferry::store::Trigger::Schedule,
+        node: "elsewhere".into(),
+        pid: 77,
+        started_at: old,
+    };
+    assert!(p_store.claim(&orphan).await.unwrap());
+    p_store.close().await;
+
+    let d = Daemon::start(&p, start).await;
+    let mine = |list: &[ferry::store::InstanceRecord]| {
+        list.iter()
+            .find(|i| i.node == "here" && i.pid == std::process::id())
+            .cloned()
+            .expect("this daemon's instance row")
+    };
+    let me = mine(&d.store.instances().await.unwrap());
+    assert!(me.alive(start));
+    // The start-up reap already found the dead node's run.
+    let run = d.store.get("orphan").await.unwrap().unwrap();
+    assert_eq!(run.status, Status::Failed);
+    assert!(run.error.unwrap().contains("pid 77 on elsewhere"));
+
+    let beat = start + chrono::Duration::from_std(ferry::store::HEARTBEAT_EVERY).unwrap();
+    d.clock.set(beat);
+    let deadline = std::time::Instant::now() + crate::support::EVENT_WAIT;
+    loop {
+        let me = mine(&d.store.instances().await.unwrap());
+        if me.heartbeat_at >= beat {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no heartbeat at {beat}"
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let store = d.store.clone();
+    d.stop().await;
+    let store2 = ferry::store::open(&ferry::store::StoreUrl::Sqlite(
+        p.path().join("data/ferry.db"),
+    ))
+    .await
+    .unwrap();
+    drop(store);
+    let me = mine(&store2.instances().await.unwrap());
+    assert!(me.stopped_at.is_some(), "stopped at shutdown: {me:?}");
+    store2.close().await;
+}

@@ -27,4 +27,5 @@ mod schedule;
 mod serve;
 mod smtp_proxy;
 mod sources;
+mod store_conformance;
 mod tls;

@@ -115,7 +115,7 @@ pub fn stdout(out: &Output) -> String {
 /// tests move time and wait for the daemon's events instead of sleeping.
 pub struct Daemon {
     pub clock: ferry::clock::ManualClock,
-    pub store: std::sync::Arc<ferry::store::sqlite::SqliteStore>,
+    pub store: std::sync::Arc<dyn ferry::store::Store>,
     pub handle: ferry::daemon::Handle,
     shutdown: tokio_util::sync::CancellationToken,
     events: tokio::sync::broadcast::Receiver<ferry::daemon::Event>,
@@ -131,12 +131,9 @@ impl Daemon {
         use std::sync::Arc;
         let project = ferry::config::Project::load(&p.path().join("config.yaml"))
             .unwrap_or_else(|e| panic!("config: {e:?}"));
-        let ferry::config::StoreSpec::Sqlite { path } = project.config.store.clone();
-        let store = Arc::new(
-            ferry::store::sqlite::SqliteStore::open(&path)
-                .await
-                .expect("store"),
-        );
+        let store = ferry::store::open(&project.config.store)
+            .await
+            .expect("store");
         let clock = ferry::clock::ManualClock::new(start);
         let shutdown = tokio_util::sync::CancellationToken::new();
         let links_listener = project
@@ -201,7 +198,6 @@ impl Daemon {
 
     /// The recorded runs of `task`, oldest fire first.
     pub async fn runs(&self, task: &str) -> Vec<ferry::store::RunRecord> {
-        use ferry::store::RunStore;
         let mut runs = self
             .store
             .list(&ferry::store::HistoryFilter {
@@ -243,6 +239,6 @@ impl Daemon {
             .await
             .expect("the daemon stops within its drain")
             .expect("the daemon task");
-        self.store.close().await;
+        ferry::store::Instances::close(&*self.store).await;
     }
 }

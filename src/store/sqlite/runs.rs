@@ -1,0 +1,249 @@
+//! SQLite: the runs concern (claims, outcomes, history).
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{SqliteStore, row_to_record};
+use crate::store::runs::{Applied, Op, Runs, forbid_reason};
+use crate::store::{
+    Claim, DeliverySummary, HistoryFilter, Ledger, Outcome, Owner, RunRecord, Status, StoreError,
+    fmt_instant, parse_instant,
+};
+
+/// Runs one [`Op`] on a transaction.
+async fn apply_op(conn: &mut sqlx::SqliteConnection, op: &Op) -> Result<Applied, sqlx::Error> {
+    let (c, status, reason, until) = match op {
+        Op::Cursor(task, at) => {
+            // Text timestamps in one fixed format compare in time order.
+            sqlx::query(
+                "INSERT INTO schedule_cursors (task, cursor, updated_at) VALUES (?, ?, ?)
+                 ON CONFLICT (task) DO UPDATE SET cursor = excluded.cursor, updated_at = excluded.updated_at
+                 WHERE excluded.cursor > schedule_cursors.cursor",
+            )
+            .bind(task)
+            .bind(fmt_instant(*at))
+            .bind(fmt_instant(crate::clock::wall_now()))
+            .execute(&mut *conn)
+            .await?;
+            return Ok(Applied::Done);
+        }
+        Op::Claim(c) => (c, Status::Running, None, None),
+        Op::ClaimExclusive(c) => {
+            // The transaction holds the write lock (BEGIN IMMEDIATE): no other claim of
+            // this task can start between this read and the insert.
+            let running: Vec<String> = sqlx::query_scalar(
+                "SELECT scheduled_at FROM runs WHERE task = ? AND status = 'running'
+                 ORDER BY scheduled_at",
+            )
+            .bind(&c.task)
+            .fetch_all(&mut *conn)
+            .await?;
+            if running.is_empty() {
+                (c, Status::Running, None, None)
+            } else {
+                let reason = forbid_reason(&running);
+                let took = insert_run(conn, c, Status::Skipped, Some(&reason), None).await?;
+                return Ok(if took {
+                    Applied::Skipped(reason)
+                } else {
+                    Applied::Taken
+                });
+            }
+        }
+        Op::Record(c, status, reason) => (c, *status, Some(reason.as_str()), None),
+        Op::Defer(c, until, reason) => (c, Status::Deferred, Some(reason.as_str()), Some(*until)),
+    };
+    Ok(if insert_run(conn, c, status, reason, until).await? {
+        Applied::Done
+    } else {
+        Applied::Taken
+    })
+}
+
+/// Inserts a fire's row; false if the fire already has one.
+async fn insert_run(
+    conn: &mut sqlx::SqliteConnection,
+    c: &Claim,
+    status: Status,
+    reason: Option<&str>,
+    until: Option<DateTime<Utc>>,
+) -> Result<bool, sqlx::Error> {
+    let finished =
+        matches!(status, Status::Missed | Status::Skipped).then(|| fmt_instant(c.started_at));
+    let res = sqlx::query(
+        "INSERT INTO runs (run_id, task, scheduled_at, trigger, status, node, pid, started_at,
+                           finished_at, duration_ms, reason, deferred_until)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+         ON CONFLICT (task, scheduled_at) DO NOTHING",
+    )
+    .bind(&c.run_id)
+    .bind(&c.task)
+    .bind(fmt_instant(c.scheduled_at))
+    .bind(c.trigger.as_str())
+    .bind(status.as_str())
+    .bind(&c.node)
+    .bind(i64::from(c.pid))
+    .bind(fmt_instant(c.started_at))
+    .bind(finished.clone())
+    .bind(finished.map(|_| 0i64))
+    .bind(reason)
+    .bind(until.map(fmt_instant))
+    .execute(&mut *conn)
+    .await?;
+    Ok(res.rows_affected() == 1)
+}
+
+/// Milliseconds from a run's recorded start to `end` (computed here, not in SQL, so that
+/// every backend agrees): `None` when the run is not in the store.
+pub(super) async fn duration_ms(
+    conn: &mut sqlx::SqliteConnection,
+    run_id: &str,
+    end: DateTime<Utc>,
+) -> Result<Option<i64>, sqlx::Error> {
+    let started: Option<String> =
+        sqlx::query_scalar("SELECT started_at FROM runs WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_optional(&mut *conn)
+            .await?;
+    Ok(started
+        .map(|s| parse_instant(&s).map_or(0, |s| end.signed_duration_since(s).num_milliseconds())))
+}
+
+#[async_trait]
+impl Runs for SqliteStore {
+    async fn batch(&self, ops: &[Op]) -> Result<Vec<Applied>, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut out = Vec::with_capacity(ops.len());
+        for op in ops {
+            out.push(apply_op(&mut tx, op).await.map_err(|e| self.err(e))?);
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(out)
+    }
+
+    async fn finish(&self, run_id: &str, o: &Outcome) -> Result<(), StoreError> {
+        let owner = Owner {
+            node: String::new(),
+            pid: 0,
+        };
+        self.finish_with_deliveries(run_id, o, &[], &owner).await
+    }
+
+    async fn append_warnings(&self, run_id: &str, warnings: &[String]) -> Result<(), StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(e))?;
+        let current: Option<String> =
+            sqlx::query_scalar("SELECT warnings FROM runs WHERE run_id = ?")
+                .bind(run_id)
+                .fetch_optional(&mut *tx)
+                .await
+                .map_err(|e| self.err(e))?;
+        let mut all: Vec<String> = current
+            .as_deref()
+            .and_then(|s| serde_json::from_str(s).ok())
+            .unwrap_or_default();
+        all.extend(warnings.iter().cloned());
+        sqlx::query("UPDATE runs SET warnings = ? WHERE run_id = ?")
+            .bind(serde_json::to_string(&all).expect("strings serialize"))
+            .bind(run_id)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))
+    }
+
+    async fn list(&self, f: &HistoryFilter) -> Result<Vec<RunRecord>, StoreError> {
+        let limit = if f.limit == 0 { 20 } else { f.limit } as i64;
+        let rows = match &f.task {
+            Some(t) => sqlx::query(
+                "SELECT * FROM runs WHERE task = ? ORDER BY started_at DESC, run_id DESC LIMIT ?",
+            )
+            .bind(t)
+            .bind(limit)
+            .fetch_all(&self.pool)
+            .await,
+            None => {
+                sqlx::query("SELECT * FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?")
+                    .bind(limit)
+                    .fetch_all(&self.pool)
+                    .await
+            }
+        }
+        .map_err(|e| self.err(e))?;
+        let mut records: Vec<RunRecord> = rows
+            .iter()
+            .map(row_to_record)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))?;
+        for r in &mut records {
+            r.deliveries = self.deliveries(&r.run_id).await?;
+            r.delivery = DeliverySummary::of(&r.deliveries);
+        }
+        Ok(records)
+    }
+
+    async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let row = sqlx::query("SELECT * FROM runs WHERE run_id = ?")
+            .bind(run_id)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        let mut record = row
+            .as_ref()
+            .map(row_to_record)
+            .transpose()
+            .map_err(|e| self.err(e))?;
+        if let Some(r) = &mut record {
+            r.deliveries = self.deliveries(&r.run_id).await?;
+            r.delivery = DeliverySummary::of(&r.deliveries);
+        }
+        Ok(record)
+    }
+
+    async fn running(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'running' ORDER BY started_at")
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(row_to_record)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn fail_interrupted(
+        &self,
+        run_id: &str,
+        error: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(e))?;
+        let ms = duration_ms(&mut tx, run_id, now)
+            .await
+            .map_err(|e| self.err(e))?;
+        let res = sqlx::query(
+            "UPDATE runs SET status = 'failed', finished_at = ?, error = ?, duration_ms = ?
+             WHERE run_id = ? AND status = 'running'",
+        )
+        .bind(fmt_instant(now))
+        .bind(error)
+        .bind(ms)
+        .bind(run_id)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(res.rows_affected() == 1)
+    }
+}

@@ -1,0 +1,122 @@
+//! SQLite: the schedule concern (deferred runs, cursors, channel pauses).
+
+use std::collections::HashMap;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+
+use super::{SqliteStore, row_to_record};
+use crate::store::{RunRecord, Schedule, StoreError, fmt_instant, parse_instant};
+
+#[async_trait]
+impl Schedule for SqliteStore {
+    async fn start_deferred(
+        &self,
+        run_id: &str,
+        node: &str,
+        pid: u32,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let res = sqlx::query(
+            "UPDATE runs SET status = 'running', node = ?, pid = ?, started_at = ?
+             WHERE run_id = ? AND status = 'deferred'",
+        )
+        .bind(node)
+        .bind(i64::from(pid))
+        .bind(fmt_instant(now))
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn deferred(&self) -> Result<Vec<RunRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM runs WHERE status = 'deferred' ORDER BY scheduled_at, task")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(row_to_record)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn cursor(&self, task: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
+        let c: Option<String> =
+            sqlx::query_scalar("SELECT cursor FROM schedule_cursors WHERE task = ?")
+                .bind(task)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(c.as_deref().and_then(parse_instant))
+    }
+
+    async fn cursors(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
+        let rows: Vec<(String, String)> =
+            sqlx::query_as("SELECT task, cursor FROM schedule_cursors")
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(rows
+            .into_iter()
+            .filter_map(|(t, c)| parse_instant(&c).map(|c| (t, c)))
+            .collect())
+    }
+
+    async fn redefer(
+        &self,
+        run_id: &str,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<bool, StoreError> {
+        let res = sqlx::query(
+            "UPDATE runs SET deferred_until = ?, reason = ?
+             WHERE run_id = ? AND status = 'deferred'",
+        )
+        .bind(fmt_instant(until))
+        .bind(reason)
+        .bind(run_id)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(res.rows_affected() == 1)
+    }
+
+    async fn set_pause(
+        &self,
+        key: &str,
+        until: DateTime<Utc>,
+        reason: &str,
+    ) -> Result<(), StoreError> {
+        sqlx::query(
+            "INSERT INTO channel_pauses (pause_key, until_at, reason) VALUES (?, ?, ?)
+             ON CONFLICT (pause_key) DO UPDATE SET until_at = excluded.until_at,
+                 reason = excluded.reason",
+        )
+        .bind(key)
+        .bind(fmt_instant(until))
+        .bind(reason)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(())
+    }
+
+    async fn pause(
+        &self,
+        key: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<(DateTime<Utc>, String)>, StoreError> {
+        let row: Option<(String, String)> =
+            sqlx::query_as("SELECT until_at, reason FROM channel_pauses WHERE pause_key = ?")
+                .bind(key)
+                .fetch_optional(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
+        Ok(row
+            .and_then(|(until, reason)| Some((parse_instant(&until)?, reason)))
+            .filter(|(until, _)| *until > now))
+    }
+}
