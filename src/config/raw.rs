@@ -128,9 +128,9 @@ pub enum RawDatasource {
         url: Spanned<String>,
         /// A SQL file that builds the database when the file does not exist yet.
         seed_sql: Option<Spanned<String>>,
-        /// `false` turns the SQL parser gate off for this datasource (default `true`); the
-        /// read-only transaction still applies.
-        sql_gate: Option<Spanned<bool>>,
+        /// The SQL parser gate: `true` (default), `strict` (only pure functions, for SQL
+        /// from outside) or `false` (off; the read-only transaction still applies).
+        sql_gate: Option<Spanned<RawSqlGate>>,
         /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
@@ -150,9 +150,9 @@ pub enum RawDatasource {
         /// A CA certificate file (PEM) trusted in addition to the system's roots, for
         /// `tls: verify-ca` and `verify-full`; relative to config.yaml.
         ca_file: Option<Spanned<String>>,
-        /// `false` turns the SQL parser gate off for this datasource (default `true`); the
-        /// read-only transaction still applies.
-        sql_gate: Option<Spanned<bool>>,
+        /// The SQL parser gate: `true` (default), `strict` (only pure functions, for SQL
+        /// from outside) or `false` (off; the read-only transaction still applies).
+        sql_gate: Option<Spanned<RawSqlGate>>,
         /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
@@ -172,9 +172,9 @@ pub enum RawDatasource {
         /// A CA certificate file (PEM) trusted in addition to the system's roots, for
         /// `tls: verify-ca` and `verify-full`; relative to config.yaml.
         ca_file: Option<Spanned<String>>,
-        /// `false` turns the SQL parser gate off for this datasource (default `true`); the
-        /// read-only transaction still applies.
-        sql_gate: Option<Spanned<bool>>,
+        /// The SQL parser gate: `true` (default), `strict` (only pure functions, for SQL
+        /// from outside) or `false` (off; the read-only transaction still applies).
+        sql_gate: Option<Spanned<RawSqlGate>>,
         /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
@@ -189,9 +189,9 @@ pub enum RawDatasource {
         max_connections: Option<Spanned<usize>>,
         /// How long connecting may take, e.g. `10s` (default `10s`).
         connect_timeout: Option<Spanned<String>>,
-        /// `false` turns the SQL parser gate off for this datasource (default `true`); the
-        /// read-only transaction still applies.
-        sql_gate: Option<Spanned<bool>>,
+        /// The SQL parser gate: `true` (default), `strict` (only pure functions, for SQL
+        /// from outside) or `false` (off; the read-only transaction still applies).
+        sql_gate: Option<Spanned<RawSqlGate>>,
         /// Cost guard: refuse a query whose `EXPLAIN PLAN` cost exceeds this (Oracle
         /// optimizer cost units).
         max_cost: Option<Spanned<f64>>,
@@ -387,6 +387,14 @@ pub struct RawQuery {
     pub query: Option<Spanned<String>>,
     /// A file with the SQL, relative to the task file.
     pub query_file: Option<Spanned<String>>,
+}
+
+/// `sql_gate:` on a datasource: `true`, `false` or the word `strict`.
+#[derive(Debug, Deserialize)]
+#[serde(untagged)]
+pub enum RawSqlGate {
+    Bool(bool),
+    Word(String),
 }
 
 /// A fixed task parameter value.

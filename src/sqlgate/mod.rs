@@ -14,14 +14,17 @@
 use std::ops::ControlFlow;
 
 use sqlparser::ast::{
-    Expr, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement, TableFactor, Visit,
-    Visitor,
+    BinaryOperator, Expr, ObjectName, ObjectNamePart, Query, Select, SetExpr, Statement,
+    TableFactor, Visit, Visitor,
 };
 use sqlparser::dialect::{MySqlDialect, OracleDialect, PostgreSqlDialect, SQLiteDialect};
-use sqlparser::parser::Parser;
+use sqlparser::parser::{Parser, ParserError};
 
 use crate::config::DatasourceSpec;
 use crate::params::{self, Style};
+
+mod lists;
+mod normalise;
 
 /// The SQL dialect a query is parsed with: always the target database's own.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -53,75 +56,70 @@ impl Dialect {
     }
 }
 
-/// Functions with side effects (writes, files, other sessions, sequences) that a read-only
-/// export has no business calling. Matched on the last part of the name, case-insensitively.
-const DENIED_FUNCTIONS: &[&str] = &[
-    // PostgreSQL: other sessions, sequences, files, large objects, settings, queries as text.
-    "pg_terminate_backend",
-    "pg_cancel_backend",
-    "pg_reload_conf",
-    "pg_rotate_logfile",
-    "pg_switch_wal",
-    "pg_create_restore_point",
-    "pg_promote",
-    "pg_read_file",
-    "pg_read_binary_file",
-    "pg_ls_dir",
-    "pg_file_write",
-    "pg_notify",
-    "set_config",
-    "nextval",
-    "setval",
-    "lo_import",
-    "lo_export",
-    "lo_unlink",
-    "lo_create",
-    "lo_from_bytea",
-    "lo_put",
-    "query_to_xml",
-    "query_to_xmlschema",
-    "query_to_xml_and_xmlschema",
-    // MySQL/MariaDB: files and named locks (`sleep` is fine: the timeout bounds it).
-    "load_file",
-    "get_lock",
-    "release_lock",
-    "release_all_locks",
-    "sys_exec",
-    "sys_eval",
-    // SQLite: loading native code, writing files.
-    "load_extension",
-    "writefile",
-    "edit",
-    // Oracle: URL fetches from inside the database.
-    "httpuritype",
-];
+/// How strictly a datasource's queries are checked (`sql_gate: true` or `strict`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Mode {
+    /// One read-only query (or `EXPLAIN`/`SHOW`); functions with effects are refused by
+    /// name (the denylists in `lists.rs`), anything else is allowed.
+    #[default]
+    Standard,
+    /// One `SELECT` (`WITH … SELECT`, `VALUES`) calling only the pure functions of
+    /// [`STRICT_ALLOWED`] and the standard operators; anything else is refused with its
+    /// name. For SQL from outside (mailed-in requests).
+    Strict,
+}
 
-/// Oracle packages that reach files, the network, other sessions, locks or the job queue,
-/// or run SQL given as text: any function of theirs is refused (`utl_http.request`,
-/// `sys.dbms_pipe.send_message`). Matched on any part of the name but the last.
-const DENIED_PACKAGES: &[&str] = &[
-    "utl_file",
-    "utl_http",
-    "utl_tcp",
-    "utl_smtp",
-    "utl_mail",
-    "utl_inaddr",
-    "dbms_pipe",
-    "dbms_alert",
-    "dbms_aq",
-    "dbms_lock",
-    "dbms_job",
-    "dbms_scheduler",
-    "dbms_sql",
-    "dbms_xmlgen",
-];
+pub use lists::STRICT_ALLOWED;
 
-/// Function-name prefixes that are refused (PostgreSQL `dblink`, `dblink_exec`, …).
-const DENIED_PREFIXES: &[&str] = &["dblink", "pg_advisory_"];
+/// The longest query the gate reads, in bytes (1 MiB). Longer ones are refused unread.
+pub const MAX_QUERY_BYTES: usize = 1 << 20;
 
-/// Checks that `sql` is exactly one read-only query. The error says what was found and why
-/// it is refused; it starts with `refused: `.
-pub fn check(sql: &str, dialect: Dialect) -> Result<(), String> {
+/// The most operators and keywords along one nesting path of a query (see
+/// `normalise::Measure`): an upper bound for the depth of its parsed tree. `a OR b OR …`
+/// with 10,000 terms is about 20,000.
+pub const MAX_DEPTH: usize = 10_000;
+
+/// The most `SELECT`s in one query (each costs about 15 KB of parsed tree).
+pub const MAX_SELECTS: usize = 2_000;
+
+/// The most tokens in one query (words, names, numbers, strings, operators; commas and
+/// comments are not counted): each becomes at least one node of the parsed tree, about
+/// 1.4 KB with its share of the lists holding it. An `IN (…)` list of 100,000 values fits.
+pub const MAX_TOKENS: usize = 100_000;
+
+/// How deep brackets and subqueries may nest: sqlparser's recursion limit (its default).
+pub const MAX_NESTING: usize = 50;
+
+/// The stack of the thread the gate runs on. The parse (at most [`MAX_NESTING`] levels,
+/// about 25 KB each in a debug build), the walk (at most [`MAX_DEPTH`] levels, about
+/// 2.3 KB each in a debug build) and dropping the tree fit with room to spare; the
+/// pages are only reserved, not used, unless a query needs them.
+const GATE_STACK_BYTES: usize = 64 << 20;
+
+/// Checks that `sql` is exactly one read-only query, as `mode` defines it. The error says
+/// what was found and why it is refused; it starts with `refused: `.
+///
+/// The check runs on its own thread with a large stack, so no query, however deep, can
+/// overflow the caller's stack; a panic inside the parser is a refusal too.
+pub fn check(sql: &str, dialect: Dialect, mode: Mode) -> Result<(), String> {
+    if sql.len() > MAX_QUERY_BYTES {
+        return Err(format!(
+            "refused: the query is {} bytes long; the gate reads at most {MAX_QUERY_BYTES} bytes (1 MiB)",
+            sql.len()
+        ));
+    }
+    std::thread::scope(|scope| {
+        let gate = std::thread::Builder::new()
+            .name("sqlgate".into())
+            .stack_size(GATE_STACK_BYTES)
+            .spawn_scoped(scope, || check_here(sql, dialect, mode))
+            .map_err(|e| format!("refused: cannot start the SQL gate's thread: {e}"))?;
+        gate.join()
+            .unwrap_or_else(|_| Err("refused: the SQL parser failed on this query".into()))
+    })
+}
+
+fn check_here(sql: &str, dialect: Dialect, mode: Mode) -> Result<(), String> {
     // `:name` placeholders become what the source sends to the driver (Oracle binds the
     // `:name` form itself, so its text is parsed as it is).
     let sql = match dialect {
@@ -129,17 +127,39 @@ pub fn check(sql: &str, dialect: Dialect) -> Result<(), String> {
         Dialect::Sqlite | Dialect::Mysql => params::rewrite(sql, Style::Question).0,
         Dialect::Oracle => sql.to_string(),
     };
+    let (sql, measure) = normalise::normalise(&sql, dialect)?;
+    if measure.tokens > MAX_TOKENS {
+        return Err(format!(
+            "refused: the query has {} tokens (words, names, numbers, strings, operators; commas not counted); the gate reads at most {MAX_TOKENS}",
+            measure.tokens
+        ));
+    }
+    if measure.depth > MAX_DEPTH {
+        return Err(format!(
+            "refused: the query is too deeply chained for the gate to check safely (about {} operators and keywords along one path; at most {MAX_DEPTH}): write a long OR chain as IN (…), split a long UNION ALL",
+            measure.depth
+        ));
+    }
+    if measure.selects > MAX_SELECTS {
+        return Err(format!(
+            "refused: the query has {} SELECTs; the gate checks at most {MAX_SELECTS}",
+            measure.selects
+        ));
+    }
     let parsed = match dialect {
-        Dialect::Sqlite => Parser::parse_sql(&SQLiteDialect {}, &sql),
-        Dialect::Postgres => Parser::parse_sql(&PostgreSqlDialect {}, &sql),
-        Dialect::Mysql => Parser::parse_sql(&MySqlDialect {}, &sql),
-        Dialect::Oracle => Parser::parse_sql(&OracleDialect {}, &sql),
+        Dialect::Sqlite => parse(&SQLiteDialect {}, &sql),
+        Dialect::Postgres => parse(&PostgreSqlDialect {}, &sql),
+        Dialect::Mysql => parse(&MySqlDialect {}, &sql),
+        Dialect::Oracle => parse(&OracleDialect {}, &sql),
     };
-    let statements = parsed.map_err(|e| {
-        format!(
+    let statements = parsed.map_err(|e| match e {
+        ParserError::RecursionLimitExceeded => format!(
+            "refused: brackets or subqueries nest deeper than the gate reads ({MAX_NESTING} levels)"
+        ),
+        e => format!(
             "refused: the query does not parse as {} SQL: {e}",
             dialect.name()
-        )
+        ),
     })?;
     let statement = match statements.as_slice() {
         [] => return Err("refused: no SQL statement found".into()),
@@ -153,6 +173,9 @@ pub fn check(sql: &str, dialect: Dialect) -> Result<(), String> {
     };
     let query = match statement {
         Statement::Query(q) => q,
+        Statement::Explain { .. } | Statement::ExplainTable { .. } if mode == Mode::Strict => {
+            return Err("refused: sql_gate: strict allows only a SELECT; found EXPLAIN".into());
+        }
         Statement::Explain {
             analyze,
             statement,
@@ -179,18 +202,47 @@ pub fn check(sql: &str, dialect: Dialect) -> Result<(), String> {
                 }
             }
         }
-        s if is_show(s) => return Ok(()),
+        s if is_show(s) => {
+            return match mode {
+                Mode::Standard => Ok(()),
+                Mode::Strict => Err(format!(
+                    "refused: sql_gate: strict allows only a SELECT; found {}",
+                    kind(s)
+                )),
+            };
+        }
         other => {
+            let k = kind(other);
+            let why = if k == "SET" {
+                " (a setting can switch off the server's timeout or read-only mode)"
+            } else {
+                ""
+            };
             return Err(format!(
-                "refused: only a read-only query (SELECT, WITH … SELECT, EXPLAIN or SHOW) is allowed; found {}",
-                kind(other)
+                "refused: only a read-only query (SELECT, WITH … SELECT, EXPLAIN or SHOW) is allowed; found {k}{why}"
             ));
         }
     };
-    match query.visit(&mut Gate) {
-        ControlFlow::Break(reason) => Err(reason),
-        ControlFlow::Continue(()) => Ok(()),
+    let mut gate = Gate {
+        mode,
+        refusal: None,
+        depth: 0,
+    };
+    let _ = query.visit(&mut gate);
+    match gate.refusal {
+        Some(reason) => Err(reason),
+        None => Ok(()),
     }
+}
+
+fn parse<D: sqlparser::dialect::Dialect>(
+    dialect: &D,
+    sql: &str,
+) -> Result<Vec<Statement>, ParserError> {
+    Parser::new(dialect)
+        .with_recursion_limit(MAX_NESTING)
+        .try_with_sql(sql)?
+        .parse_statements()
 }
 
 fn is_show(s: &Statement) -> bool {
@@ -215,9 +267,36 @@ fn is_show(s: &Statement) -> bool {
 }
 
 /// The leading keyword(s) of a statement, for messages: `DELETE`, `DROP TABLE`, `SET`.
+///
+/// Printing a statement recurses once per level of its expressions, so the statements
+/// that carry expressions are named without printing them, and the others are printed
+/// into a buffer that stops after a few words.
 fn kind(s: &Statement) -> String {
-    let text = s.to_string();
-    let mut words = text.split_whitespace();
+    let known = match s {
+        Statement::Query(_) => "SELECT",
+        Statement::Insert(_) => "INSERT",
+        Statement::Update(_) => "UPDATE",
+        Statement::Delete(_) => "DELETE",
+        Statement::Merge(_) => "MERGE",
+        Statement::Set(_) => "SET",
+        Statement::Call(_) => "CALL",
+        Statement::Copy { .. } => "COPY",
+        Statement::Execute { .. } => "EXECUTE",
+        Statement::Prepare { .. } => "PREPARE",
+        Statement::CreateTable(_) => "CREATE TABLE",
+        Statement::CreateView(_) => "CREATE VIEW",
+        Statement::CreateIndex(_) => "CREATE INDEX",
+        Statement::AlterTable(_) => "ALTER TABLE",
+        Statement::Truncate(_) => "TRUNCATE",
+        Statement::Drop { object_type, .. } => return format!("DROP {object_type}"),
+        _ => "",
+    };
+    if !known.is_empty() {
+        return known.into();
+    }
+    let mut text = Capped(String::new());
+    let _ = std::fmt::Write::write_fmt(&mut text, format_args!("{s}"));
+    let mut words = text.0.split_whitespace();
     let first = words.next().unwrap_or("").to_ascii_uppercase();
     match first.as_str() {
         "CREATE" | "DROP" | "ALTER" | "TRUNCATE" => match words.next() {
@@ -225,6 +304,22 @@ fn kind(s: &Statement) -> String {
             None => first,
         },
         _ => first,
+    }
+}
+
+/// A buffer that refuses writes past 32 bytes, which ends the printing early.
+struct Capped(String);
+
+impl std::fmt::Write for Capped {
+    fn write_str(&mut self, s: &str) -> std::fmt::Result {
+        let room = 32 - self.0.len();
+        if s.len() <= room {
+            self.0.push_str(s);
+            return Ok(());
+        }
+        let cut = (0..=room).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        self.0.push_str(&s[..cut]);
+        Err(std::fmt::Error)
     }
 }
 
@@ -237,77 +332,117 @@ fn dml_kind(body: &SetExpr) -> Option<String> {
     }
 }
 
-fn denied(name: &ObjectName) -> Option<String> {
-    let last = match name.0.last()? {
-        ObjectNamePart::Identifier(id) => id.value.to_ascii_lowercase(),
-        ObjectNamePart::Function(_) => return None,
-    };
-    let hit = DENIED_FUNCTIONS.contains(&last.as_str())
-        || DENIED_PREFIXES.iter().any(|p| last.starts_with(p));
-    if hit {
-        return Some(last);
+/// The (lowercase) name a function is called by, and whether it is qualified by a schema
+/// or package; `None` for a computed name (dialect-specific `IDENTIFIER(…)` forms).
+fn function_name(name: &ObjectName) -> Option<(String, bool)> {
+    match name.0.last()? {
+        ObjectNamePart::Identifier(id) => Some((id.value.to_lowercase(), name.0.len() > 1)),
+        ObjectNamePart::Function(_) => None,
     }
-    let parts = &name.0[..name.0.len() - 1];
-    parts
-        .iter()
-        .any(|part| {
-            matches!(part, ObjectNamePart::Identifier(id)
-                if DENIED_PACKAGES.contains(&id.value.to_ascii_lowercase().as_str()))
-        })
-        .then(|| name.to_string().to_ascii_lowercase())
 }
 
-fn denied_message(name: &str) -> String {
-    format!(
-        "refused: the function `{name}` has side effects (writes, files, sequences or other sessions) and is not allowed in a read-only export"
-    )
+/// Why a call of `name` is refused in `mode`, if it is.
+fn refuse_call(name: &ObjectName, mode: Mode) -> Option<String> {
+    let shown = name.to_string();
+    let Some((last, qualified)) = function_name(name) else {
+        return Some(format!(
+            "refused: the function name `{shown}` is computed, so the gate cannot tell what it calls"
+        ));
+    };
+    if let Some(effect) = lists::denied(&last) {
+        return Some(format!(
+            "refused: the function `{last}` {} and is not allowed in a read-only export",
+            effect.why()
+        ));
+    }
+    let package = name.0[..name.0.len() - 1]
+        .iter()
+        .find_map(|part| match part {
+            ObjectNamePart::Identifier(id)
+                if lists::ORACLE_PACKAGES.contains(&id.value.to_lowercase().as_str()) =>
+            {
+                Some(id.value.to_lowercase())
+            }
+            _ => None,
+        });
+    if let Some(package) = package {
+        return Some(format!(
+            "refused: the function `{}` belongs to the package `{package}`, which reaches files, the network, other sessions or runs SQL given as text, and is not allowed in a read-only export",
+            shown.to_lowercase()
+        ));
+    }
+    if mode == Mode::Strict && (qualified || !lists::STRICT_ALLOWED.contains(&last.as_str())) {
+        return Some(format!(
+            "refused: the function `{}` is not one of the pure functions sql_gate: strict allows (aggregates, string, math, date/time, conditional, cast and JSON-reading functions; see docs/configuration.md)",
+            shown.to_lowercase()
+        ));
+    }
+    None
 }
 
 /// Walks a query and stops at the first thing a read-only export may not contain.
-struct Gate;
+///
+/// The reason is kept in the visitor, not carried in the `Break` value: in a debug build
+/// every `ControlFlow` temporary of sqlparser's (large, recursive) `visit` functions gets
+/// its own stack slot, and a `String` there makes each level of recursion about 7 times
+/// bigger (15.6 KB instead of 2.3 KB, measured).
+struct Gate {
+    mode: Mode,
+    refusal: Option<String>,
+    /// Expressions entered and not yet left: the walk stops before it recurses deeper
+    /// than [`MAX_DEPTH`] (the lexing pass already refuses deeper queries; this keeps the
+    /// bound if that estimate is ever wrong).
+    depth: usize,
+}
+
+impl Gate {
+    fn refuse(&mut self, reason: impl Into<String>) -> ControlFlow<()> {
+        self.refusal = Some(reason.into());
+        ControlFlow::Break(())
+    }
+}
 
 impl Visitor for Gate {
-    type Break = String;
+    type Break = ();
 
-    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<String> {
+    fn pre_visit_query(&mut self, query: &Query) -> ControlFlow<()> {
         if let Some(with) = &query.with {
             for cte in &with.cte_tables {
                 if let Some(k) = dml_kind(&cte.query.body) {
-                    return ControlFlow::Break(format!(
+                    return self.refuse(format!(
                         "refused: a data-modifying CTE ({k}) is not allowed in a read-only export"
                     ));
                 }
             }
         }
         if let Some(lock) = query.locks.first() {
-            return ControlFlow::Break(format!(
+            return self.refuse(format!(
                 "refused: a locking clause ({lock}) takes row locks and is not allowed in a read-only export"
             ));
         }
         ControlFlow::Continue(())
     }
 
-    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<String> {
+    fn pre_visit_statement(&mut self, statement: &Statement) -> ControlFlow<()> {
         match statement {
             Statement::Query(_) => ControlFlow::Continue(()),
-            other => ControlFlow::Break(format!(
+            other => self.refuse(format!(
                 "refused: a data-modifying statement ({}) inside the query is not allowed in a read-only export",
                 kind(other)
             )),
         }
     }
 
-    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<String> {
+    fn pre_visit_select(&mut self, select: &Select) -> ControlFlow<()> {
         if select.into.is_some() {
-            return ControlFlow::Break(
-                "refused: SELECT … INTO creates a table (or writes variables) and is not allowed in a read-only export"
-                    .into(),
+            return self.refuse(
+                "refused: SELECT … INTO creates a table (or writes variables) and is not allowed in a read-only export",
             );
         }
         ControlFlow::Continue(())
     }
 
-    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<String> {
+    fn pre_visit_table_factor(&mut self, factor: &TableFactor) -> ControlFlow<()> {
         let name = match factor {
             TableFactor::Table {
                 name,
@@ -317,18 +452,55 @@ impl Visitor for Gate {
             TableFactor::Function { name, .. } => name,
             _ => return ControlFlow::Continue(()),
         };
-        match denied(name) {
-            Some(f) => ControlFlow::Break(denied_message(&f)),
+        match refuse_call(name, self.mode) {
+            Some(reason) => self.refuse(reason),
             None => ControlFlow::Continue(()),
         }
     }
 
-    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<String> {
-        if let Expr::Function(f) = expr
-            && let Some(name) = denied(&f.name)
-        {
-            return ControlFlow::Break(denied_message(&name));
+    fn pre_visit_expr(&mut self, expr: &Expr) -> ControlFlow<()> {
+        self.depth += 1;
+        if self.depth > MAX_DEPTH {
+            return self.refuse(format!(
+                "refused: expressions nest deeper than the gate checks ({MAX_DEPTH} levels)"
+            ));
         }
+        let refusal = match expr {
+            Expr::Function(f) => refuse_call(&f.name, self.mode),
+            // MySQL `@v := …` assigns a user variable: session state.
+            Expr::BinaryOp {
+                op: BinaryOperator::Assignment,
+                ..
+            } => Some(
+                "refused: `:=` assigns a session variable and is not allowed in a read-only export"
+                    .into(),
+            ),
+            Expr::BinaryOp {
+                op: op @ (BinaryOperator::PGCustomBinaryOperator(_) | BinaryOperator::Custom(_)),
+                ..
+            } if self.mode == Mode::Strict => Some(format!(
+                "refused: the operator `{op}` is not one of the standard operators sql_gate: strict allows"
+            )),
+            // Oracle (and MariaDB in Oracle mode) `seq.NEXTVAL` advances a sequence.
+            Expr::CompoundIdentifier(parts)
+                if parts
+                    .last()
+                    .is_some_and(|p| p.value.eq_ignore_ascii_case("nextval")) =>
+            {
+                Some(format!(
+                    "refused: `{expr}` advances a sequence (not undone by a rollback) and is not allowed in a read-only export"
+                ))
+            }
+            _ => None,
+        };
+        match refusal {
+            Some(reason) => self.refuse(reason),
+            None => ControlFlow::Continue(()),
+        }
+    }
+
+    fn post_visit_expr(&mut self, _expr: &Expr) -> ControlFlow<()> {
+        self.depth -= 1;
         ControlFlow::Continue(())
     }
 }
