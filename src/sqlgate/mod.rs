@@ -1,15 +1,36 @@
 //! The SQL read-only gate: a first line of defence before a query reaches a database.
 //!
-//! The query is parsed (sqlparser, with the target database's dialect) and refused unless
-//! it is exactly one read-only query: a `SELECT`/`WITH … SELECT`/`VALUES`, an `EXPLAIN`
-//! (without `ANALYZE`) of one, or a `SHOW …`. The whole tree is walked, so a
-//! data-modifying statement hidden in a CTE or a subquery, `SELECT … INTO`, a locking
-//! clause (`FOR UPDATE`/`FOR SHARE`) or a call to a known side-effect function is refused
-//! as well. A query that does not parse is refused with the parser's message (fail closed).
+//! [`check`] refuses a query unless it is exactly one read-only query: a
+//! `SELECT`/`WITH … SELECT`/`VALUES`, an `EXPLAIN` (without `ANALYZE`) of one, or a
+//! `SHOW …`. In order:
+//!
+//! 1. **Size.** At most [`MAX_QUERY_BYTES`] (1 MiB).
+//! 2. **Reading as the server reads** (`normalise.rs`): a lexer per dialect decodes
+//!    PostgreSQL `U&"…"` names (sqlparser reads them as `U & "…"`), refuses MySQL/MariaDB
+//!    executable comments of every form (`/*!…*/`, `/*!50100 …*/`, `/*M!…*/`,
+//!    `/*M!100100 …*/`) and optimizer hints, and refuses string literals whose end depends
+//!    on the server's backslash setting. It also measures the query: at most
+//!    [`MAX_TOKENS`] tokens, [`MAX_SELECTS`] `SELECT`s and a chain depth of [`MAX_DEPTH`]
+//!    (a 70,000-term `OR` chain is refused here, before anything is parsed).
+//! 3. **Parsing** with the target database's sqlparser dialect, nesting at most
+//!    [`MAX_NESTING`] levels; a query that does not parse is refused with the parser's
+//!    message (fail closed).
+//! 4. **One statement, read-only**, and a walk of the whole tree: a data-modifying
+//!    statement in a CTE or subquery, `SELECT … INTO`, locking clauses, `:=` assignments,
+//!    Oracle `seq.NEXTVAL`, and calls of functions with effects outside the transaction
+//!    (`lists.rs`: per database, matched on the normalised, lowercased last part of the
+//!    name, exactly or by family prefix) are refused, each with the reason.
+//!
+//! [`Mode::Strict`] (`sql_gate: strict`, and SQL mailed in from outside) turns the
+//! function denylist into an allowlist: only the pure functions of [`STRICT_ALLOWED`]
+//! and the standard operators, one `SELECT`; anything else is refused with its name.
+//!
+//! The check runs on its own thread with a 64 MiB stack, so no query can overflow the
+//! caller's stack; a panic in the parser is a refusal.
 //!
 //! The parser is not a security boundary: the real enforcement is the database's read-only
-//! transaction (SQLite `query_only`) and a SELECT-only account. The gate gives a clear
-//! message early, at `ferry validate` and before a run connects.
+//! transaction (SQLite `query_only`), its server-side timeout and a SELECT-only account.
+//! The gate gives a clear message early, at `ferry validate` and before a run connects.
 
 use std::ops::ControlFlow;
 
@@ -317,7 +338,10 @@ impl std::fmt::Write for Capped {
             self.0.push_str(s);
             return Ok(());
         }
-        let cut = (0..=room).rev().find(|&i| s.is_char_boundary(i)).unwrap_or(0);
+        let cut = (0..=room)
+            .rev()
+            .find(|&i| s.is_char_boundary(i))
+            .unwrap_or(0);
         self.0.push_str(&s[..cut]);
         Err(std::fmt::Error)
     }

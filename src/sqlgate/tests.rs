@@ -660,3 +660,39 @@ fn deep_and_huge_queries_are_refused_cleanly() {
     let nested = format!("SELECT {}1{}", "(".repeat(12), ")".repeat(12));
     accepted(&nested, Dialect::Postgres);
 }
+
+#[test]
+fn other_call_syntaxes_are_seen() {
+    for (sql, d) in [
+        ("SELECT NEXT VALUE FOR s", Dialect::Mysql),
+        (
+            "SELECT * FROM ROWS FROM (pg_ls_dir('.')) AS f",
+            Dialect::Postgres,
+        ),
+        (
+            "SELECT * FROM t, LATERAL pg_read_file('x') AS f",
+            Dialect::Postgres,
+        ),
+        ("SELECT (SELECT pg_advisory_lock(1))", Dialect::Postgres),
+        (
+            "SELECT a FROM t ORDER BY pg_stat_reset()",
+            Dialect::Postgres,
+        ),
+        (
+            "SELECT a FROM t GROUP BY a HAVING pg_try_advisory_lock(a) ",
+            Dialect::Postgres,
+        ),
+        (
+            "SELECT max(a) FILTER (WHERE lo_unlink(a) = 1) FROM t",
+            Dialect::Postgres,
+        ),
+        ("VALUES (nextval('s'))", Dialect::Postgres),
+        (
+            "SELECT sum(a) OVER (ORDER BY pg_notify('c', 'x')) FROM t",
+            Dialect::Postgres,
+        ),
+        ("EXPLAIN SELECT pg_terminate_backend(1)", Dialect::Postgres),
+    ] {
+        refused(sql, d);
+    }
+}
