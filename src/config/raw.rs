@@ -389,12 +389,31 @@ pub struct RawQuery {
     pub query_file: Option<Spanned<String>>,
 }
 
-/// `sql_gate:` on a datasource: `true`, `false` or the word `strict`.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
+/// `sql_gate:` on a datasource: `true`, `false` or the word `strict` (any other word is
+/// kept for the validator to name; other types fail with "expected true, false or strict").
+#[derive(Debug)]
 pub enum RawSqlGate {
     Bool(bool),
     Word(String),
+}
+
+impl<'de> Deserialize<'de> for RawSqlGate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Expect;
+        impl serde::de::Visitor<'_> for Expect {
+            type Value = RawSqlGate;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or strict")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<RawSqlGate, E> {
+                Ok(RawSqlGate::Bool(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RawSqlGate, E> {
+                Ok(RawSqlGate::Word(v.to_string()))
+            }
+        }
+        d.deserialize_any(Expect)
+    }
 }
 
 /// A fixed task parameter value.
