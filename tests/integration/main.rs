@@ -26,4 +26,5 @@ mod schedule;
 mod serve;
 mod smtp_proxy;
 mod sources;
+mod sqlgate_corpus;
 mod tls;
