@@ -13,6 +13,9 @@
 //!   forms, and which version-gated ones run depends on the server. A statement holding one
 //!   is refused rather than expanded. So are optimizer hints (`/*+ … */`), which set
 //!   `MAX_EXECUTION_TIME` or any variable (`SET_VAR`) for the statement.
+//! - Comments are read by the server's rules and blanked before parsing, so a text the
+//!   server runs is never taken for a comment by the parser (sqlparser ends a MySQL `--`
+//!   comment at any Unicode space, MySQL needs an ASCII one).
 //! - A string literal whose end depends on a server setting (a backslash before a quote:
 //!   `NO_BACKSLASH_ESCAPES` on MySQL, `standard_conforming_strings` on PostgreSQL) is
 //!   refused: the text after it could be code under one reading and string under the other.
@@ -77,6 +80,7 @@ pub(super) fn normalise(sql: &str, dialect: Dialect) -> Result<(String, Measure)
     let mut meter = Meter::default();
     let mut out = String::new();
     let mut last = 0;
+    let mut prev_minus_end = None;
     loop {
         let t = main.next()?;
         if let Some((setting, lx)) = &mut other {
@@ -93,9 +97,29 @@ pub(super) fn normalise(sql: &str, dialect: Dialect) -> Result<(String, Measure)
         }
         let Some(t) = t else { break };
         meter.feed(sql, &t);
+        // MySQL reads `--` not followed by an ASCII space as two minus signs; the parser
+        // would take `--` and a Unicode space for a comment: it gets `- -`.
+        let minus = t.kind == Kind::Punct && &sql[t.start..t.end] == "-";
+        if minus && prev_minus_end == Some(t.start) {
+            out.push_str(&sql[last..t.start]);
+            out.push(' ');
+            last = t.start;
+        }
+        prev_minus_end = minus.then_some(t.end);
         if let Some(r) = &t.replace {
             out.push_str(&sql[last..t.start]);
             out.push_str(r);
+            last = t.end;
+        } else if t.kind == Kind::Comment {
+            // Comments are blanked here, where they are read by the server's rules, so
+            // the parser never decides what is a comment: sqlparser ends a MySQL `--`
+            // comment at any Unicode space, MySQL only at ASCII ones.
+            out.push_str(&sql[last..t.start]);
+            out.extend(
+                sql[t.start..t.end]
+                    .chars()
+                    .map(|c| if c == '\n' { '\n' } else { ' ' }),
+            );
             last = t.end;
         }
     }
@@ -662,6 +686,21 @@ mod tests {
         // `--` without a space is not a comment on MySQL: what follows is code.
         let e = normalise("SELECT 1--1 /*M! x */", Dialect::Mysql).unwrap_err();
         assert!(e.contains("executable comment"), "{e}");
+    }
+
+    #[test]
+    fn comments_are_blanked_by_the_servers_rules() {
+        let (sql, _) = normalise("SELECT 1 -- x\n, 2 /* y */ # z\n", Dialect::Mysql).unwrap();
+        assert_eq!(
+            sql,
+            format!("SELECT 1 {}\n, 2 {}\n", " ".repeat(4), " ".repeat(11))
+        );
+        // `--` and a no-break space: code for MySQL (two minus signs), so the parser
+        // gets it as code too.
+        let (sql, _) = normalise("SELECT 1 --\u{a0}, f()\n", Dialect::Mysql).unwrap();
+        assert_eq!(sql, "SELECT 1 - -\u{a0}, f()\n");
+        let (sql, _) = normalise("SELECT /* a /* b */ c */ 1", Dialect::Postgres).unwrap();
+        assert_eq!(sql.trim_end(), "SELECT                   1");
     }
 
     #[test]

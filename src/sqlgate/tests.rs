@@ -337,6 +337,14 @@ fn mysql_executable_comments_and_hints_are_refused() {
         let e = refused(sql, Dialect::Mysql);
         assert!(e.contains("optimizer hint"), "`{sql}`: {e}");
     }
+    // MySQL needs an ASCII space after `--`: with a no-break space the rest of the line is
+    // code (`- -<nbsp>`, a column named by the no-break space), which sqlparser alone
+    // took for a comment.
+    let e = refused(
+        "SELECT 1 --\u{a0}, LOAD_FILE('/etc/passwd')\nFROM (SELECT 1 AS `\u{a0}`) AS t",
+        Dialect::Mysql,
+    );
+    assert!(e.contains("`load_file`"), "{e}");
     // Under NO_BACKSLASH_ESCAPES the string ends early and the comment would run.
     let e = refused(
         r"SELECT 'a\' /*M! INTO OUTFILE 'x' */ '' AS t",

@@ -460,6 +460,16 @@ fn my_entries(files: &Path) -> Vec<Entry> {
             sql: format!("SELECT LOAD_FILE('{}') AS f", f("secret.txt")),
             why: "`load_file` reads, lists or writes files",
         },
+        // `--` and a no-break space is not a comment for MariaDB (two minus signs and a
+        // column named by the no-break space); sqlparser alone took it for one.
+        Entry {
+            name: "my_dash_nbsp",
+            sql: format!(
+                "SELECT 1 --\u{a0}, LOAD_FILE('{}') AS f\nFROM (SELECT 1 AS `\u{a0}`) AS t",
+                f("secret.txt")
+            ),
+            why: "`load_file` reads, lists or writes files",
+        },
     ]
 }
 
@@ -519,6 +529,9 @@ fn mariadb_bypasses_are_refused_and_leave_no_trace() {
         }
         let got: Vec<Option<String>> = c.query(&entries[4].sql).await.unwrap();
         assert_eq!(got[0].as_deref(), Some("the server's secret\n"));
+        // MariaDB computes 1 - -1 and reads the file.
+        let got: Vec<(i64, Option<String>)> = c.query(&entries[11].sql).await.unwrap();
+        assert_eq!(got, vec![(2, Some("the server's secret\n".to_string()))]);
         let got: Option<i64> = c.query_first(&entries[5].sql).await.unwrap();
         assert_eq!(got, Some(1), "GET_LOCK inside /*M! */ took the lock");
         c.query_drop("DO RELEASE_LOCK('sqlgate_gate')")
