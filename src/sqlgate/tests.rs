@@ -414,6 +414,15 @@ fn every_listed_function_is_refused_in_every_dialect() {
         );
         assert!(e.contains(&format!("`{name}`")), "{name}: {e}");
     }
+    for package in lists::ORACLE_PACKAGES {
+        for d in ALL {
+            let e = refused(&format!("SELECT sys.{package}.anything(1) FROM dual"), d);
+            assert!(
+                e.contains(&format!("package `{package}`")),
+                "{d:?} {package}: {e}"
+            );
+        }
+    }
     // The examples and real members of each family.
     for sql in [
         "SELECT pg_create_physical_replication_slot('s', true)",
