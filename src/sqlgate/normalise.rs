@@ -15,7 +15,8 @@
 //!   `MAX_EXECUTION_TIME` or any variable (`SET_VAR`) for the statement.
 //! - Comments are read by the server's rules and blanked before parsing, so a text the
 //!   server runs is never taken for a comment by the parser (sqlparser ends a MySQL `--`
-//!   comment at any Unicode space, MySQL needs an ASCII one).
+//!   comment at any Unicode space, MySQL needs an ASCII one). String literals reach the
+//!   parser as `'xx…'` of the same length, for the same reason.
 //! - A string literal whose end depends on a server setting (a backslash before a quote:
 //!   `NO_BACKSLASH_ESCAPES` on MySQL, `standard_conforming_strings` on PostgreSQL) is
 //!   refused: the text after it could be code under one reading and string under the other.
@@ -106,7 +107,23 @@ pub(super) fn normalise(sql: &str, dialect: Dialect) -> Result<(String, Measure)
             last = t.start;
         }
         prev_minus_end = minus.then_some(t.end);
-        if let Some(r) = &t.replace {
+        if t.kind == Kind::Str {
+            // String literals reach the parser as `'xx…'` of the same length: what is
+            // inside a string never decides anything, and this way the parser cannot
+            // end one at a different place than the server does.
+            out.push_str(&sql[last..t.start]);
+            let n = sql[t.start..t.end].chars().count();
+            out.push('\'');
+            out.extend(
+                sql[t.start..t.end]
+                    .chars()
+                    .skip(1)
+                    .take(n.saturating_sub(2))
+                    .map(|c| if c == '\n' { '\n' } else { 'x' }),
+            );
+            out.push('\'');
+            last = t.end;
+        } else if let Some(r) = &t.replace {
             out.push_str(&sql[last..t.start]);
             out.push_str(r);
             last = t.end;
@@ -642,10 +659,14 @@ mod tests {
             pg("SELECT U&\"a\\+01F600b\\\\\"\"\" /* c */ uescape /* d */ '\\'"),
             "SELECT \"a😀b\\\"\"\""
         );
-        assert_eq!(pg(r"SELECT U&'d\0061t\D83D\DE00'"), "SELECT 'dat😀'");
-        assert_eq!(pg(r"SELECT U&'it''s'"), "SELECT 'it''s'");
+        // Strings reach the parser as neutral literals of the same length (after their
+        // escapes were checked).
+        assert_eq!(
+            pg(r"SELECT U&'d\0061t\D83D\DE00', U&'it''s'"),
+            format!("SELECT '{}', '{}'", "x".repeat(19), "x".repeat(7))
+        );
         // Not the U& syntax (a space before the quote) or inside a string: left alone.
-        assert_eq!(pg(r#"SELECT U& "x", 'U&"y"'"#), r#"SELECT U& "x", 'U&"y"'"#);
+        assert_eq!(pg(r#"SELECT U& "x", 'U&"y"'"#), r#"SELECT U& "x", 'xxxxx'"#);
         for bad in [
             r#"SELECT U&"\00""#,
             r#"SELECT U&"\D800""#,
@@ -725,7 +746,7 @@ mod tests {
     fn dollar_and_q_quotes_hide_nothing() {
         assert_eq!(
             pg(r#"SELECT $f$ U&"x" $f$, $$ U&"y" $$, a$b"#),
-            r#"SELECT $f$ U&"x" $f$, $$ U&"y" $$, a$b"#
+            "SELECT 'xxxxxxxxxxx', 'xxxxxxxxx', a$b"
         );
         normalise("SELECT q'[it's /*]' FROM dual", Dialect::Oracle).unwrap();
     }
