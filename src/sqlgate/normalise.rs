@@ -6,8 +6,9 @@
 //!
 //! - PostgreSQL `U&"…"` identifiers and `U&'…'` strings (Unicode escapes `\XXXX`,
 //!   `\+XXXXXX`, an optional `UESCAPE 'c'`): sqlparser reads `U&"x"` as `U & "x"`, so
-//!   `U&"pg\005fterminate\005fbackend"(pid)` is a call no name list matches. They are decoded
-//!   and replaced by plain quoted forms (`"pg_terminate_backend"`) in the text that is parsed.
+//!   `U&"pg\005fterminate\005fbackend"(pid)` is a call no name list matches. Both are
+//!   decoded (a bad escape is refused, as the server would); names are replaced by their
+//!   plain quoted form (`"pg_terminate_backend"`) in the text that is parsed.
 //! - MySQL/MariaDB executable comments, every form (`/*!…*/`, `/*!50100 …*/`, `/*M!…*/`,
 //!   `/*M!100100 …*/`): the server runs the text inside; sqlparser expands only the `/*!`
 //!   forms, and which version-gated ones run depends on the server. A statement holding one
@@ -47,7 +48,7 @@ struct Tok {
     kind: Kind,
     start: usize,
     end: usize,
-    /// The plain form that replaces a PostgreSQL `U&` identifier or string.
+    /// The plain form that replaces a PostgreSQL `U&` identifier.
     replace: Option<String>,
 }
 
@@ -555,19 +556,21 @@ impl<'a> Lexer<'a> {
             };
             end = lit_end;
         }
+        // Decoded (and so checked) either way; only a name needs its plain form, a
+        // string reaches the parser as a neutral literal.
         let decoded = decode_unicode(&body, escape)?;
-        let kind = if quote == b'"' {
-            Kind::Quoted
+        let (kind, replace) = if quote == b'"' {
+            let plain = format!("\"{}\"", decoded.replace('"', "\"\""));
+            (Kind::Quoted, Some(plain))
         } else {
-            Kind::Str
+            (Kind::Str, None)
         };
-        let replace = format!("{q}{}{q}", decoded.replace(q, &format!("{q}{q}")));
         self.i = end;
         Ok(Tok {
             kind,
             start,
             end,
-            replace: Some(replace),
+            replace,
         })
     }
 }
