@@ -437,7 +437,7 @@ fn my_entries(files: &Path) -> Vec<Entry> {
         },
         Entry {
             name: "my_set_statement_m",
-            sql: "/*M! SET STATEMENT max_statement_time=0 FOR */ SELECT SLEEP(2) AS s".into(),
+            sql: "/*M! SET STATEMENT max_statement_time=0 FOR */ SELECT SLEEP(0.3) AS s".into(),
             why: "executable comment (/*M!…*/)",
         },
         Entry {
@@ -537,10 +537,16 @@ fn mariadb_bypasses_are_refused_and_leave_no_trace() {
         c.query_drop("DO RELEASE_LOCK('sqlgate_gate')")
             .await
             .unwrap();
-        // The statement's own timeout is switched off: SLEEP(2) outlives a 1 s limit.
-        c.query_drop("SET SESSION max_statement_time = 1")
+        // The statement's own timeout is switched off: SLEEP(0.3) outlives a 0.1 s limit
+        // that stops it without the comment.
+        c.query_drop("SET SESSION max_statement_time = 0.1")
             .await
             .unwrap();
+        let plain: Result<Option<i64>, _> = c.query_first("SELECT SLEEP(0.3)").await;
+        assert!(
+            !matches!(plain, Ok(Some(0))),
+            "the 0.1 s limit did not stop SLEEP(0.3): {plain:?}"
+        );
         let slept: Option<i64> = c.query_first(&entries[6].sql).await.unwrap();
         assert_eq!(slept, Some(0), "SLEEP was not interrupted");
         let sql = entries[8].sql.replace("sqlgate_seq", "sqlgate_proof_seq");
