@@ -662,6 +662,30 @@ fn deep_and_huge_queries_are_refused_cleanly() {
     accepted(&in_list, Dialect::Mysql);
     let nested = format!("SELECT {}1{}", "(".repeat(12), ")".repeat(12));
     accepted(&nested, Dialect::Postgres);
+    // Chains without operators or keywords (the depth estimate does not count them) are
+    // flat in the tree: adjacent strings are one literal. They pass or fail, never crash.
+    for d in ALL {
+        let _ = check(
+            &format!("SELECT {}", vec!["'a'"; 99_000].join(" ")),
+            d,
+            Mode::Standard,
+        );
+        let _ = check(
+            &format!("SELECT {}", vec!["'a'"; 99_000].join("\n")),
+            d,
+            Mode::Standard,
+        );
+        let _ = check(
+            &format!("SELECT {}", vec!["\"a\""; 99_000].join(" ")),
+            d,
+            Mode::Standard,
+        );
+        let _ = check(
+            &format!("SELECT {}", vec!["1"; 99_000].join(" ")),
+            d,
+            Mode::Standard,
+        );
+    }
 }
 
 #[test]
