@@ -10,7 +10,16 @@
 #   FERRY_TEST_PG_URL     postgres://ferry:ferry@127.0.0.1:PORT/ferry_test
 #   FERRY_TEST_MYSQL_URL  mysql://ferry:ferry@127.0.0.1:PORT/ferry_test
 #   FERRY_TEST_DB_CA      the CA (PEM) that signed both servers' TLS certificate
-# Both accounts own their test database; nothing listens beyond 127.0.0.1. Both servers
+#   FERRY_TEST_PG_SUPER_URL     postgres://ferry_super:ferry_super@127.0.0.1:PORT/ferry_test
+#   FERRY_TEST_MYSQL_SUPER_URL  mysql://ferry_super:ferry_super@127.0.0.1:PORT/ferry_test
+#                         superuser accounts (PostgreSQL SUPERUSER; MariaDB ALL ON *.* WITH
+#                         GRANT OPTION) that log in with a password like a datasource
+#                         would; the SQL-gate corpus (tests/integration/sqlgate_corpus.rs)
+#                         runs its attacks as them, to show that only the gate stops them
+#   FERRY_TEST_DB_FILES   a folder (mode 1777) both servers may write files into: MariaDB's
+#                         secure_file_priv (INTO OUTFILE/DUMPFILE, LOAD_FILE) and the target
+#                         of PostgreSQL lo_export, so the corpus can check no file appears
+# Both test accounts own their test database; nothing listens beyond 127.0.0.1. Both servers
 # also accept TLS (plain connections keep working) with a certificate from a throwaway CA
 # that names only IP 127.0.0.1 (not `localhost`), so tests can check host-name failures.
 # Mail (Postfix delivering into Dovecot; Debian's `postfix`, `dovecot-imapd` and
@@ -377,8 +386,13 @@ as_user "$pg_user" "$PG_BIN/pg_ctl" -D "$tmp/pg" -l "$tmp/pgsock/pg.log" -w -t 6
     || { cat "$tmp/pgsock/pg.log" >&2; exit 1; }
 psql_admin() { "$PG_BIN/psql" -X -q -v ON_ERROR_STOP=1 -h 127.0.0.1 -p "$pg_port" -U postgres "$@"; }
 psql_admin -d postgres -c "CREATE ROLE ferry LOGIN PASSWORD 'ferry'" \
+    -c "CREATE ROLE ferry_super LOGIN SUPERUSER PASSWORD 'ferry_super'" \
     -c "CREATE DATABASE ferry_test OWNER ferry" >/dev/null
 log "PostgreSQL $("$PG_BIN/postgres" --version | awk '{print $3}') on 127.0.0.1:$pg_port"
+
+# A folder both servers may write into (see FERRY_TEST_DB_FILES above).
+mkdir -p "$tmp/db-files"
+chmod 1777 "$tmp/db-files"
 
 # MariaDB
 my_port="$(free_port)"
@@ -392,7 +406,7 @@ install_db="$(command -v mariadb-install-db || echo /usr/bin/mariadb-install-db)
     --port="$my_port" --bind-address=127.0.0.1 --user="$maria_user" --pid-file="$tmp/mariadb-run/mariadb.pid" \
     --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 --skip-name-resolve \
     --ssl-cert="$tmp/mariadb-tls/server.pem" --ssl-key="$tmp/mariadb-tls/server.key" \
-    --ssl-ca="$tmp/mariadb-tls/ca.pem" \
+    --ssl-ca="$tmp/mariadb-tls/ca.pem" --secure-file-priv="$tmp/db-files" \
     --log-error="$tmp/mariadb-run/mariadb.log" 2>/dev/null &
 for _ in $(seq 1 300); do
     [ -S "$tmp/mariadb-run/mariadb.sock" ] && mariadb --no-defaults -S "$tmp/mariadb-run/mariadb.sock" -u root -e "SELECT 1" >/dev/null 2>&1 && break
@@ -402,7 +416,9 @@ mariadb --no-defaults -S "$tmp/mariadb-run/mariadb.sock" -u root -e "
     CREATE DATABASE ferry_test CHARACTER SET utf8mb4;
     CREATE USER 'ferry'@'127.0.0.1' IDENTIFIED BY 'ferry';
     GRANT ALL ON ferry_test.* TO 'ferry'@'127.0.0.1';
-    GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'ferry'@'127.0.0.1';" \
+    GRANT PROCESS, CONNECTION ADMIN ON *.* TO 'ferry'@'127.0.0.1';
+    CREATE USER 'ferry_super'@'127.0.0.1' IDENTIFIED BY 'ferry_super';
+    GRANT ALL ON *.* TO 'ferry_super'@'127.0.0.1' WITH GRANT OPTION;" \
     || { cat "$tmp/mariadb-run/mariadb.log" >&2; exit 1; }
 log "MariaDB $("$MARIADBD" --version | awk '{print $3}') on 127.0.0.1:$my_port"
 
@@ -413,6 +429,9 @@ export FERRY_TEST_MYSQL_URL="mysql://ferry:ferry@127.0.0.1:$my_port/ferry_test"
 export FERRY_TEST_PG_ADMIN_URL="postgres://postgres@127.0.0.1:$pg_port/ferry_test"
 export FERRY_TEST_MYSQL_SOCKET="$tmp/mariadb-run/mariadb.sock"
 export FERRY_TEST_DB_CA="$db_tls/ca.pem"
+export FERRY_TEST_PG_SUPER_URL="postgres://ferry_super:ferry_super@127.0.0.1:$pg_port/ferry_test"
+export FERRY_TEST_MYSQL_SUPER_URL="mysql://ferry_super:ferry_super@127.0.0.1:$my_port/ferry_test"
+export FERRY_TEST_DB_FILES="$tmp/db-files"
 
 set +e
 "$@"

@@ -12,7 +12,8 @@
 //! - [`clock`]: the `Clock` seam (system and manual clocks): the only source of "now".
 //! - [`schedule`]: cron expressions in a task's time zone (croner).
 //! - [`params`]: typed query parameters (`:run_date`, `:period_start`, ...).
-//! - [`sqlgate`]: the SQL read-only gate (sqlparser): one read-only query, or refused.
+//! - [`sqlgate`]: the SQL read-only gate (sqlparser): one read-only query, or refused;
+//!   `sql_gate: strict` allows only pure functions.
 //! - [`source`]: the `Source` trait (columns first, then rows in chunks) and SQLite,
 //!   PostgreSQL, MySQL and (cargo feature `oracle`) Oracle.
 //! - [`value`]: the exact value model every source produces and every writer consumes.

@@ -49,6 +49,9 @@ pub struct Config {
     /// Datasources with `sql_gate: false`: their queries skip the parser gate
     /// ([`crate::sqlgate`]); the read-only transaction still applies.
     pub sql_gate_off: BTreeSet<String>,
+    /// Datasources with `sql_gate: strict`: their queries may call only the pure functions
+    /// of [`crate::sqlgate::STRICT_ALLOWED`].
+    pub sql_gate_strict: BTreeSet<String>,
     /// Cost guards (`max_cost`): a query whose `EXPLAIN` estimate exceeds the datasource's
     /// limit is refused before it runs.
     pub max_cost: BTreeMap<String, f64>,
@@ -251,15 +254,23 @@ impl DbTls {
 }
 
 impl Config {
-    /// The gate's dialect for a datasource's queries, or `None` when the datasource is
-    /// unknown or has `sql_gate: false`.
-    pub fn sql_gate(&self, datasource: &str) -> Option<crate::sqlgate::Dialect> {
+    /// The gate's dialect and mode for a datasource's queries, or `None` when the
+    /// datasource is unknown or has `sql_gate: false`.
+    pub fn sql_gate(
+        &self,
+        datasource: &str,
+    ) -> Option<(crate::sqlgate::Dialect, crate::sqlgate::Mode)> {
         if self.sql_gate_off.contains(datasource) {
             return None;
         }
+        let mode = if self.sql_gate_strict.contains(datasource) {
+            crate::sqlgate::Mode::Strict
+        } else {
+            crate::sqlgate::Mode::Standard
+        };
         self.datasources
             .get(datasource)
-            .map(crate::sqlgate::Dialect::of)
+            .map(|spec| (crate::sqlgate::Dialect::of(spec), mode))
     }
 }
 

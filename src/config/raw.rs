@@ -130,9 +130,9 @@ pub enum RawDatasource {
         url: Spanned<String>,
         /// A SQL file that builds the database when the file does not exist yet.
         seed_sql: Option<Spanned<String>>,
-        /// `false` turns the SQL parser gate off for this datasource (default `true`); the
-        /// read-only transaction still applies.
-        sql_gate: Option<Spanned<bool>>,
+        /// The SQL parser gate: `true` (default), `strict` (only pure functions, for SQL
+        /// from outside) or `false` (off; the read-only transaction still applies).
+        sql_gate: Option<Spanned<RawSqlGate>>,
         /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
@@ -152,9 +152,9 @@ pub enum RawDatasource {
         /// A CA certificate file (PEM) trusted in addition to the system's roots, for
         /// `tls: verify-ca` and `verify-full`; relative to config.yaml.
         ca_file: Option<Spanned<String>>,
-        /// `false` turns the SQL parser gate off for this datasource (default `true`); the
-        /// read-only transaction still applies.
-        sql_gate: Option<Spanned<bool>>,
+        /// The SQL parser gate: `true` (default), `strict` (only pure functions, for SQL
+        /// from outside) or `false` (off; the read-only transaction still applies).
+        sql_gate: Option<Spanned<RawSqlGate>>,
         /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
@@ -174,9 +174,9 @@ pub enum RawDatasource {
         /// A CA certificate file (PEM) trusted in addition to the system's roots, for
         /// `tls: verify-ca` and `verify-full`; relative to config.yaml.
         ca_file: Option<Spanned<String>>,
-        /// `false` turns the SQL parser gate off for this datasource (default `true`); the
-        /// read-only transaction still applies.
-        sql_gate: Option<Spanned<bool>>,
+        /// The SQL parser gate: `true` (default), `strict` (only pure functions, for SQL
+        /// from outside) or `false` (off; the read-only transaction still applies).
+        sql_gate: Option<Spanned<RawSqlGate>>,
         /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
@@ -191,9 +191,9 @@ pub enum RawDatasource {
         max_connections: Option<Spanned<usize>>,
         /// How long connecting may take, e.g. `10s` (default `10s`).
         connect_timeout: Option<Spanned<String>>,
-        /// `false` turns the SQL parser gate off for this datasource (default `true`); the
-        /// read-only transaction still applies.
-        sql_gate: Option<Spanned<bool>>,
+        /// The SQL parser gate: `true` (default), `strict` (only pure functions, for SQL
+        /// from outside) or `false` (off; the read-only transaction still applies).
+        sql_gate: Option<Spanned<RawSqlGate>>,
         /// Cost guard: refuse a query whose `EXPLAIN PLAN` cost exceeds this (Oracle
         /// optimizer cost units).
         max_cost: Option<Spanned<f64>>,
@@ -389,6 +389,33 @@ pub struct RawQuery {
     pub query: Option<Spanned<String>>,
     /// A file with the SQL, relative to the task file.
     pub query_file: Option<Spanned<String>>,
+}
+
+/// `sql_gate:` on a datasource: `true`, `false` or the word `strict` (any other word is
+/// kept for the validator to name; other types fail with "expected true, false or strict").
+#[derive(Debug)]
+pub enum RawSqlGate {
+    Bool(bool),
+    Word(String),
+}
+
+impl<'de> Deserialize<'de> for RawSqlGate {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Expect;
+        impl serde::de::Visitor<'_> for Expect {
+            type Value = RawSqlGate;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("true, false or strict")
+            }
+            fn visit_bool<E>(self, v: bool) -> Result<RawSqlGate, E> {
+                Ok(RawSqlGate::Bool(v))
+            }
+            fn visit_str<E>(self, v: &str) -> Result<RawSqlGate, E> {
+                Ok(RawSqlGate::Word(v.to_string()))
+            }
+        }
+        d.deserialize_any(Expect)
+    }
 }
 
 /// A fixed task parameter value.

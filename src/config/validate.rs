@@ -12,7 +12,7 @@ use serde_saphyr::Spanned;
 use super::positions::Positions;
 use super::raw::{
     ChannelType, RawChannel, RawChannelType, RawConfig, RawCsv, RawDatasource, RawEmail, RawOutbox,
-    RawOutput, RawParam, RawTask,
+    RawOutput, RawParam, RawSqlGate, RawTask,
 };
 use super::{
     AlertsSpec, CatchUp, ChannelKind, ChannelSpec, Concurrency, Config, CsvEncoding, CsvOptions,
@@ -489,6 +489,7 @@ fn validate_config(
 
     let mut datasources = BTreeMap::new();
     let mut sql_gate_off = BTreeSet::new();
+    let mut sql_gate_strict = BTreeSet::new();
     let mut max_cost_map = BTreeMap::new();
     for (name, ds) in &raw.datasources {
         let field = format!("datasources.{name}");
@@ -512,8 +513,21 @@ fn validate_config(
         | RawDatasource::Oracle {
             sql_gate, max_cost, ..
         }) = &ds.value;
-        if sql_gate.as_ref().is_some_and(|g| !g.value) {
-            sql_gate_off.insert(name.clone());
+        if let Some(g) = sql_gate {
+            match &g.value {
+                RawSqlGate::Bool(true) => {}
+                RawSqlGate::Bool(false) => {
+                    sql_gate_off.insert(name.clone());
+                }
+                RawSqlGate::Word(w) if w == "strict" => {
+                    sql_gate_strict.insert(name.clone());
+                }
+                RawSqlGate::Word(w) => c.at(
+                    g,
+                    format!("{field}.sql_gate"),
+                    format!("expected true, false or strict, got `{w}`"),
+                ),
+            }
         }
         if let Some(m) = max_cost {
             if matches!(ds.value, RawDatasource::Sqlite { .. }) {
@@ -896,6 +910,7 @@ fn validate_config(
         links,
         datasources,
         sql_gate_off,
+        sql_gate_strict,
         max_cost: max_cost_map,
         channels,
     })
@@ -2379,8 +2394,8 @@ fn check_query<T>(
     let field = format!("{prefix}{field}");
     if q.trim().is_empty() {
         c.at(span, &field, "the query is empty");
-    } else if let Some(dialect) = config.sql_gate(source)
-        && let Err(reason) = crate::sqlgate::check(&q, dialect)
+    } else if let Some((dialect, mode)) = config.sql_gate(source)
+        && let Err(reason) = crate::sqlgate::check(&q, dialect, mode)
     {
         c.at(span, &field, reason);
     }
@@ -2789,7 +2804,10 @@ mod tests {
         }
         assert_eq!(
             config.sql_gate("ora"),
-            Some(crate::sqlgate::Dialect::Oracle)
+            Some((
+                crate::sqlgate::Dialect::Oracle,
+                crate::sqlgate::Mode::Standard
+            ))
         );
     }
 

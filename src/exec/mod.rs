@@ -402,9 +402,9 @@ impl Executor {
             ))
         })?;
         // The parser gate, before anything connects (validation normally caught this already).
-        if let Some(dialect) = self.config.sql_gate(&task.source) {
+        if let Some((dialect, mode)) = self.config.sql_gate(&task.source) {
             for q in &task.queries {
-                crate::sqlgate::check(&q.sql, dialect).map_err(|reason| {
+                crate::sqlgate::check(&q.sql, dialect, mode).map_err(|reason| {
                     ExportError::Failed(match &q.sheet {
                         Some(sheet) => format!("query \"{sheet}\": {reason}"),
                         None => format!("query {reason}"),

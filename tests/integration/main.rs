@@ -27,5 +27,6 @@ mod schedule;
 mod serve;
 mod smtp_proxy;
 mod sources;
+mod sqlgate_corpus;
 mod store_conformance;
 mod tls;
