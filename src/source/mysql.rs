@@ -14,11 +14,15 @@
 //! 3. runs the statement through the prepared (binary) protocol (`exec_iter`), which
 //!    refuses more than one statement, with the parameters bound typed (dates and
 //!    date-times as MySQL dates, integers, floats, text; booleans as 0/1);
-//! 4. streams the rows into chunks over a bounded channel: rows are read from the socket
-//!    only as fast as the writer takes chunks;
-//! 5. when the run is cancelled (timeout, shutdown, `replace`) or the writer stops, sends
-//!    `KILL QUERY <connection id>` from a second connection, so the statement stops on the
-//!    server, not just in ferry.
+//! 4. streams the rows through the shared [`pump`] ([`MyReader`]): rows are read from the
+//!    socket only as fast as the writer takes chunks;
+//! 5. when the run is cancelled (timeout, shutdown, `replace`) or the stream stops early,
+//!    sends `KILL QUERY <connection id>` from a second connection ([`KillQuery`]), so the
+//!    statement stops on the server, not just in ferry.
+//!
+//! Errors are classified by the server's error number ([`my_kind`]): 1045 and the other
+//! refused-account errors are `Auth`, 1969/3024 (statement time limits) `Timeout`, 1317
+//! (killed) `Cancelled`; I/O failures and 1049 (unknown database) `Connect`.
 //!
 //! Values are decoded by column type and flags (see `docs/types.md`): exact DECIMAL text,
 //! signed and UNSIGNED 64-bit integers, TIMESTAMP as an instant in UTC, text (any
@@ -43,11 +47,12 @@ use chrono::{FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
 use mysql_async::consts::{ColumnFlags, ColumnType};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, SslOpts, Value as MyValue};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::pump::{self, Pump, Reader, ServerCancel};
 use super::{
-    CHANNEL_CHUNKS, Chunker, CostEstimate, QueryStream, Source, SourceError, SourceInfo,
+    Chunker, CostEstimate, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo,
     error_chain,
 };
 use crate::config::{DbTls, Secret, format_duration};
@@ -56,7 +61,7 @@ use crate::value::{Column, Kind, Value};
 
 /// How much longer than the task's timeout the server-side statement timeout is (the same
 /// policy as PostgreSQL's).
-pub const STATEMENT_TIMEOUT_MARGIN: Duration = super::postgres::STATEMENT_TIMEOUT_MARGIN;
+pub const STATEMENT_TIMEOUT_MARGIN: Duration = pump::STATEMENT_TIMEOUT_MARGIN;
 
 /// The character set number MySQL uses for binary strings (BINARY, VARBINARY, BLOB).
 const BINARY_CHARSET: u16 = 63;
@@ -88,6 +93,7 @@ impl MysqlSource {
         let opts = Opts::from_url(url.expose()).map_err(|e| {
             SourceError::new(
                 name,
+                ErrorKind::Config,
                 format!("invalid url `{shown_url}`: {}", error_chain(&e)),
             )
         })?;
@@ -97,7 +103,9 @@ impl MysqlSource {
             .prefer_socket(false)
             .stmt_cache_size(0)
             .into();
-        let opts = match ssl_opts(mode, ca_file).map_err(|e| SourceError::new(name, e))? {
+        let opts = match ssl_opts(mode, ca_file)
+            .map_err(|e| SourceError::new(name, ErrorKind::Config, e))?
+        {
             Some(ssl) => OptsBuilder::from_opts(plain.clone())
                 .ssl_opts(Some(ssl))
                 .into(),
@@ -115,8 +123,13 @@ impl MysqlSource {
         })
     }
 
-    fn fail(&self, msg: impl Into<String>) -> SourceError {
-        SourceError::new(&self.name, msg)
+    fn fail(&self, kind: ErrorKind, msg: impl Into<String>) -> SourceError {
+        SourceError::new(&self.name, kind, msg)
+    }
+
+    /// A driver error, classified, with its message.
+    fn my_error(&self, e: mysql_async::Error) -> SourceError {
+        my_error(&self.name, e)
     }
 
     /// The statement with `?` placeholders and the values to bind, in order.
@@ -124,9 +137,9 @@ impl MysqlSource {
         let (text, names) = params::rewrite(sql, params::Style::Question);
         let mut values = Vec::with_capacity(names.len());
         for n in &names {
-            let v = params
-                .get(n)
-                .ok_or_else(|| self.fail(format!("no value for parameter `:{n}`")))?;
+            let v = params.get(n).ok_or_else(|| {
+                self.fail(ErrorKind::Query, format!("no value for parameter `:{n}`"))
+            })?;
             values.push(param_value(v));
         }
         Ok((text, values))
@@ -138,7 +151,7 @@ impl MysqlSource {
         let version: Option<String> = conn
             .query_first("SELECT VERSION()")
             .await
-            .map_err(|e| self.fail(my_message(&e)))?;
+            .map_err(|e| self.my_error(e))?;
         let statement_timeout = if version.unwrap_or_default().contains("MariaDB") {
             format!(
                 "max_statement_time = {}",
@@ -157,9 +170,7 @@ impl MysqlSource {
             "SET SESSION TRANSACTION READ ONLY".to_string(),
             "START TRANSACTION READ ONLY".to_string(),
         ] {
-            conn.query_drop(setup)
-                .await
-                .map_err(|e| self.fail(my_message(&e)))?;
+            conn.query_drop(setup).await.map_err(|e| self.my_error(e))?;
         }
         Ok(())
     }
@@ -172,7 +183,7 @@ impl MysqlSource {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| self.fail("connection slots closed"))?;
+            .map_err(|_| self.fail(ErrorKind::Connect, "connection slots closed"))?;
         let mut opts = &self.opts;
         let mut attempt = connect_within(opts, self.connect_timeout).await;
         if let (Err(ConnectError::Driver(e)), Some(plain)) = (&attempt, &self.plain)
@@ -182,14 +193,23 @@ impl MysqlSource {
             attempt = connect_within(opts, self.connect_timeout).await;
         }
         let conn = attempt.map_err(|e| {
-            let why = match e {
-                ConnectError::Driver(e) => match crate::tls::rustls_error(&e) {
-                    Some(tls) => format!("TLS handshake failed: {tls}{}", self.tls_hint(&e)),
-                    None => format!("{}{}", my_message(&e), self.tls_hint(&e)),
-                },
-                ConnectError::Timeout(msg) => msg,
-            };
-            self.fail(format!("cannot connect to {}: {why}", self.shown_url))
+            let why = |why: String| format!("cannot connect to {}: {why}", self.shown_url);
+            match e {
+                ConnectError::Driver(e) => {
+                    let msg = match crate::tls::rustls_error(&e) {
+                        Some(tls) => format!("TLS handshake failed: {tls}{}", self.tls_hint(&e)),
+                        None => format!("{}{}", my_message(&e), self.tls_hint(&e)),
+                    };
+                    // Only the server says "auth"; anything else before a session is a
+                    // connection failure.
+                    let kind = match my_kind(&e) {
+                        ErrorKind::Auth => ErrorKind::Auth,
+                        _ => ErrorKind::Connect,
+                    };
+                    self.fail(kind, why(msg)).caused_by(e)
+                }
+                ConnectError::Timeout(msg) => self.fail(ErrorKind::Connect, why(msg)),
+            }
         })?;
         Ok((conn, permit, opts.clone()))
     }
@@ -270,6 +290,29 @@ async fn kill_query(opts: &Opts, id: u32) {
         .await;
         let _ = conn.disconnect().await;
     }
+}
+
+/// What kind of failure a driver error is, from the server's error number.
+pub fn my_kind(e: &mysql_async::Error) -> ErrorKind {
+    match e {
+        mysql_async::Error::Server(s) => match s.code {
+            // Access denied (password, database, plugin), host not allowed, expired
+            // password, old authentication protocol.
+            1044 | 1045 | 1130 | 1251 | 1698 | 1820 | 1862 => ErrorKind::Auth,
+            1969 | 3024 => ErrorKind::Timeout,
+            1317 => ErrorKind::Cancelled,
+            // Unknown database, too many connections, server shutting down.
+            1049 | 1040 | 1053 => ErrorKind::Connect,
+            _ => ErrorKind::Query,
+        },
+        mysql_async::Error::Io(_) => ErrorKind::Connect,
+        _ => ErrorKind::Query,
+    }
+}
+
+/// A driver error as a [`SourceError`] of datasource `name`.
+fn my_error(name: &str, e: mysql_async::Error) -> SourceError {
+    SourceError::new(name, my_kind(&e), my_message(&e)).caused_by(e)
 }
 
 /// The server's message and error code, or the driver's error and its causes. Neither
@@ -574,131 +617,111 @@ fn type_name(c: &mysql_async::Column) -> String {
     }
 }
 
+/// Columns, decoders and warnings of a result set.
+fn describe_columns(cols: &[mysql_async::Column]) -> (Vec<Column>, Vec<Decoder>, Vec<String>) {
+    let mut columns = Vec::with_capacity(cols.len());
+    let mut decoders = Vec::with_capacity(cols.len());
+    let mut warnings = Vec::new();
+    for c in cols {
+        let dec = Decoder::for_column(c);
+        let db_type = type_name(c);
+        if dec == Decoder::Fallback {
+            warnings.push(format!(
+                "column `{}` has MySQL type `{db_type}`, which ferry cannot read: its values are written as text when they are UTF-8 and as hex bytes otherwise; convert it in the query (CAST(... AS CHAR)) to choose",
+                c.name_str()
+            ));
+        }
+        columns.push(Column {
+            name: c.name_str().into_owned(),
+            db_type,
+            kind: dec.kind(),
+        });
+        decoders.push(dec);
+    }
+    (columns, decoders, warnings)
+}
+
+/// The rows of a running statement, for the pump.
+struct MyReader<'c> {
+    name: String,
+    result: mysql_async::QueryResult<'c, 'static, mysql_async::BinaryProtocol>,
+    decoders: Vec<Decoder>,
+}
+
+impl Reader for MyReader<'_> {
+    async fn read_row(&mut self, chunk: &mut Chunker) -> Result<bool, SourceError> {
+        if self.decoders.is_empty() {
+            // A statement without columns (`DO 1`) has no rows to read.
+            return Ok(false);
+        }
+        let row = match self.result.next().await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(my_error(&self.name, e)),
+        };
+        decode_row(&self.decoders, row, chunk).map_err(|(i, e)| {
+            SourceError::new(
+                &self.name,
+                ErrorKind::Query,
+                format!("cannot read a value of column {}: {e}", i + 1),
+            )
+        })?;
+        Ok(true)
+    }
+}
+
+/// `KILL QUERY` for the session's connection id, from a second connection.
+struct KillQuery {
+    opts: Opts,
+    id: u32,
+}
+
+impl ServerCancel for KillQuery {
+    async fn cancel(&self) {
+        kill_query(&self.opts, self.id).await;
+    }
+}
+
 #[async_trait]
 impl Source for MysqlSource {
     async fn query(
         &self,
-        sql: &str,
+        query: &Query,
         params: &RunParams,
         chunk_rows: usize,
         timeout: Duration,
         cancel: CancellationToken,
     ) -> Result<QueryStream, SourceError> {
-        let (text, values) = self.bind(sql, params)?;
+        let (text, values) = self.bind(super::sql_text(&self.name, query)?, params)?;
         let (mut conn, permit, opts) = self.connect().await?;
-        let id = conn.id();
-
-        // From here on a cancelled run also stops the statement on the server.
-        let done = CancellationToken::new();
-        {
-            let done = done.clone();
-            let opts = opts.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = cancel.cancelled() => kill_query(&opts, id).await,
-                    _ = done.cancelled() => {}
-                }
-            });
-        }
-        let guard = done.clone().drop_guard();
-
-        // ferry's own timer stops the run at `timeout` and kills the statement; the
-        // server's timeout is the backstop for when ferry itself is gone.
-        self.begin_read_only(&mut conn, timeout + STATEMENT_TIMEOUT_MARGIN)
+        let server = KillQuery {
+            opts,
+            id: conn.id(),
+        };
+        let (pump, opened) = Pump::arm(&self.name, chunk_rows, cancel, server);
+        self.begin_read_only(&mut conn, pump::server_timeout(timeout))
             .await?;
 
-        let (meta_tx, meta_rx) = oneshot::channel::<Result<QueryStream, SourceError>>();
-        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let name = self.name.clone();
-        let chunk_rows = chunk_rows.max(1);
         tokio::spawn(async move {
-            let fail = |msg: String| SourceError::new(&name, msg);
-            let mut result = match conn.exec_iter(text, Params::Positional(values)).await {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = meta_tx.send(Err(fail(my_message(&e))));
-                    return;
-                }
-            };
-            let mut columns = Vec::new();
-            let mut decoders = Vec::new();
-            let mut warnings = Vec::new();
-            for c in result.columns_ref() {
-                let dec = Decoder::for_column(c);
-                let db_type = type_name(c);
-                if dec == Decoder::Fallback {
-                    warnings.push(format!(
-                        "column `{}` has MySQL type `{db_type}`, which ferry cannot read: its values are written as text when they are UTF-8 and as hex bytes otherwise; convert it in the query (CAST(... AS CHAR)) to choose",
-                        c.name_str()
-                    ));
-                }
-                columns.push(Column {
-                    name: c.name_str().into_owned(),
-                    db_type,
-                    kind: dec.kind(),
-                });
-                decoders.push(dec);
-            }
-            let mut chunk = Chunker::new(chunk_rows, decoders.len());
-            if meta_tx
-                .send(Ok(QueryStream {
-                    columns,
-                    chunks: rx,
-                    pool: chunk.pool(),
-                    warnings,
-                }))
-                .is_err()
-            {
-                drop(result);
-                kill_query(&opts, id).await;
-                return;
-            }
-            let mut stopped = false;
-            if !decoders.is_empty() {
-                loop {
-                    let r = match result.next().await {
-                        Ok(Some(r)) => r,
-                        Ok(None) => break,
-                        Err(e) => {
-                            let _ = tx.send(Err(fail(my_message(&e)))).await;
-                            stopped = true;
-                            break;
-                        }
+            // The result borrows the connection, so the statement starts on this task.
+            match conn.exec_iter(text, Params::Positional(values)).await {
+                Err(e) => pump.fail(my_error(&name, e)),
+                Ok(result) => {
+                    let (columns, decoders, warnings) = describe_columns(result.columns_ref());
+                    let mut reader = MyReader {
+                        name,
+                        result,
+                        decoders,
                     };
-                    if let Err((i, e)) = decode_row(&decoders, r, &mut chunk) {
-                        let _ = tx
-                            .send(Err(fail(format!(
-                                "cannot read a value of column {}: {e}",
-                                i + 1
-                            ))))
-                            .await;
-                        stopped = true;
-                        break;
-                    }
-                    if let Some(full) = chunk.end_row()
-                        && tx.send(Ok(full)).await.is_err()
-                    {
-                        stopped = true; // The writer stopped (failed or cancelled).
-                        break;
-                    }
+                    pump.run(columns, warnings, &mut reader).await;
                 }
             }
-            drop(result);
-            if stopped {
-                // Do not leave the statement running on the server until its timeout.
-                kill_query(&opts, id).await;
-            } else if let Some(rest) = chunk.rest() {
-                let _ = tx.send(Ok(rest)).await;
-            }
-            drop(guard);
             // Dropping the connection rolls the read-only transaction back.
             let _ = tokio::time::timeout(Duration::from_secs(10), conn.disconnect()).await;
             drop(permit);
         });
-        match meta_rx.await {
-            Ok(r) => r,
-            Err(_) => Err(self.fail("the query stopped before it returned its columns")),
-        }
+        opened.wait().await
     }
 
     async fn estimate_cost(
@@ -714,10 +737,11 @@ impl Source for MysqlSource {
             .exec(format!("EXPLAIN {text}"), Params::Positional(values))
             .await
             .map_err(|e| {
-                self.fail(format!(
+                let msg = format!(
                     "cannot estimate the query's cost (EXPLAIN): {}",
                     my_message(&e)
-                ))
+                );
+                self.fail(my_kind(&e), msg).caused_by(e)
             })?;
         let steps: Vec<(Option<u64>, Option<f64>)> = rows
             .iter()
@@ -740,7 +764,7 @@ impl Source for MysqlSource {
         let r = conn
             .query_drop("SELECT 1")
             .await
-            .map_err(|e| self.fail(my_message(&e)));
+            .map_err(|e| self.my_error(e));
         let _ = conn.disconnect().await;
         r
     }
@@ -764,7 +788,7 @@ impl Source for MysqlSource {
             ))
         }
         .await
-        .map_err(|e| self.fail(my_message(&e)));
+        .map_err(|e| self.my_error(e));
         let _ = conn.disconnect().await;
         let (version, database, grants, ssl_version) = read?;
         let encryption = if ssl_version.is_empty() {

@@ -19,12 +19,16 @@
 //!    syntax — and binds each placeholder Oracle found by name, typed ([`bind_type`]):
 //!    dates and date-times as `DATE`, the scheduled instant as `TIMESTAMP WITH TIME ZONE`,
 //!    numbers as `NUMBER`, text as `VARCHAR2`, booleans as 1/0;
-//! 4. fetches rows in arrays and sends them in chunks over a bounded channel with
-//!    `blocking_send`: the fetching thread waits while the writer is behind, so memory
-//!    stays flat;
-//! 5. when the run is cancelled (timeout, shutdown, `replace`), calls
-//!    `Connection::break_execution` from another thread, which stops the statement on the
-//!    server; the stream then ends with ORA-01013.
+//! 4. fetches rows in arrays and hands them to the shared [`pump`] ([`OracleReader`],
+//!    [`Pump::run_blocking`]): the fetching thread waits while the writer is behind, so
+//!    memory stays flat;
+//! 5. when the run is cancelled (timeout, shutdown, `replace`) or the stream stops early,
+//!    calls `Connection::break_execution` from another thread ([`OracleBreak`]), which stops
+//!    the statement on the server; the stream then ends with ORA-01013.
+//!
+//! Errors are classified by their ORA-/DPI- code ([`oracle_kind`]): ORA-01017 and the
+//! locked/expired account codes are `Auth`, the TNS codes `Connect`, ORA-01013 `Cancelled`,
+//! DPI-1067/ORA-03156 (the call timeout) `Timeout`, a missing client library `Config`.
 //!
 //! The session is rolled back and closed after each query, so no session state carries
 //! over. Values are decoded by column type ([`Decoder`], see `docs/types.md`): exact
@@ -43,11 +47,12 @@ use async_trait::async_trait;
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use oracle::sql_type::{IntervalDS, IntervalYM, OracleType, Timestamp, ToSql};
 use oracle::{Connection, Connector, SqlValue};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::pump::{self, BlockingReader, Pump, ServerCancel};
 use super::{
-    CHANNEL_CHUNKS, Chunker, CostEstimate, QueryStream, Source, SourceError, SourceInfo,
+    Chunker, CostEstimate, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo,
     error_chain,
 };
 use crate::config::{DatasourceSpec, Secret, format_duration};
@@ -56,7 +61,7 @@ use crate::value::{Column, Kind, Value};
 
 /// How much longer than the task's timeout the call timeout is (the same policy as the
 /// other servers' statement timeouts).
-pub const STATEMENT_TIMEOUT_MARGIN: Duration = super::postgres::STATEMENT_TIMEOUT_MARGIN;
+pub const STATEMENT_TIMEOUT_MARGIN: Duration = pump::STATEMENT_TIMEOUT_MARGIN;
 
 /// Most rows fetched in one round trip.
 const FETCH_ARRAY_SIZE: usize = 1000;
@@ -101,7 +106,11 @@ impl OracleSource {
             connect_timeout,
         } = spec
         else {
-            return Err(SourceError::new(name, "not an Oracle datasource"));
+            return Err(SourceError::new(
+                name,
+                ErrorKind::Config,
+                "not an Oracle datasource",
+            ));
         };
         Ok(OracleSource {
             name: name.to_string(),
@@ -116,8 +125,8 @@ impl OracleSource {
         })
     }
 
-    fn fail(&self, msg: impl Into<String>) -> SourceError {
-        SourceError::new(&self.name, msg)
+    fn fail(&self, kind: ErrorKind, msg: impl Into<String>) -> SourceError {
+        SourceError::new(&self.name, kind, msg)
     }
 
     /// Opens a session after taking a connection slot. The slot stays taken until the
@@ -128,7 +137,7 @@ impl OracleSource {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| self.fail("connection slots closed"))?;
+            .map_err(|_| self.fail(ErrorKind::Connect, "connection slots closed"))?;
         let descriptor =
             connect_descriptor(&self.host, self.port, &self.service, self.connect_timeout);
         let mut connector = Connector::new(
@@ -148,23 +157,37 @@ impl OracleSource {
         let limit = self.connect_timeout + Duration::from_secs(1);
         match tokio::time::timeout(limit, job).await {
             Ok(Ok(Ok(session))) => Ok(session),
-            Ok(Ok(Err(e))) => Err(self.fail(connect_message(
-                &Failure::of(&e),
-                &self.user,
-                &self.host,
-                self.port,
-                &self.service,
-                &self.shown_url,
-            ))),
-            Ok(Err(e)) => Err(self.fail(format!(
-                "cannot connect to {}: the connecting thread failed: {e}",
-                self.shown_url
-            ))),
-            Err(_) => Err(self.fail(format!(
-                "cannot connect to {}: no answer within {} (connect_timeout)",
-                self.shown_url,
-                format_duration(self.connect_timeout)
-            ))),
+            Ok(Ok(Err(e))) => {
+                let f = Failure::of(&e);
+                let kind = match oracle_kind(&f) {
+                    k @ (ErrorKind::Auth | ErrorKind::Config) => k,
+                    _ => ErrorKind::Connect,
+                };
+                let msg = connect_message(
+                    &f,
+                    &self.user,
+                    &self.host,
+                    self.port,
+                    &self.service,
+                    &self.shown_url,
+                );
+                Err(self.fail(kind, msg).caused_by(e))
+            }
+            Ok(Err(e)) => Err(self.fail(
+                ErrorKind::Connect,
+                format!(
+                    "cannot connect to {}: the connecting thread failed: {e}",
+                    self.shown_url
+                ),
+            )),
+            Err(_) => Err(self.fail(
+                ErrorKind::Connect,
+                format!(
+                    "cannot connect to {}: no answer within {} (connect_timeout)",
+                    self.shown_url,
+                    format_duration(self.connect_timeout)
+                ),
+            )),
         }
     }
 
@@ -182,8 +205,8 @@ impl OracleSource {
         });
         match job.await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.fail(run_message(&Failure::of(&e)))),
-            Err(e) => Err(self.fail(format!("the Oracle call failed: {e}"))),
+            Ok(Err(e)) => Err(oracle_error(&self.name, e)),
+            Err(e) => Err(self.fail(ErrorKind::Query, format!("the Oracle call failed: {e}"))),
         }
     }
 }
@@ -283,6 +306,31 @@ fn connect_message(
         ),
         _ => format!("cannot connect to {shown_url}: {t}"),
     }
+}
+
+/// What kind of failure a driver error is, from its ORA-/DPI- code.
+fn oracle_kind(f: &Failure) -> ErrorKind {
+    if f.client_missing() {
+        return ErrorKind::Config;
+    }
+    if f.dpi == Some(1067) || f.ora == Some(3156) {
+        return ErrorKind::Timeout;
+    }
+    match f.ora {
+        Some(1013) => ErrorKind::Cancelled,
+        Some(1017 | 1045 | 28000 | 28001 | 28040) => ErrorKind::Auth,
+        Some(
+            12541 | 12514 | 12505 | 12545 | 12154 | 12543 | 12560 | 12170 | 12535 | 12537 | 3113
+            | 3114 | 3135,
+        ) => ErrorKind::Connect,
+        _ => ErrorKind::Query,
+    }
+}
+
+/// A driver error after connecting as a [`SourceError`] of datasource `name`.
+fn oracle_error(name: &str, e: oracle::Error) -> SourceError {
+    let f = Failure::of(&e);
+    SourceError::new(name, oracle_kind(&f), run_message(&f)).caused_by(e)
 }
 
 /// The message for a failure after connecting, with what the code means for ferry.
@@ -626,137 +674,114 @@ fn describe_columns(info: &[oracle::ColumnInfo]) -> (Vec<Column>, Vec<Decoder>, 
 /// The call timeout for a run: the task's timeout plus the margin, within what the driver
 /// accepts (1 ms to 49 days).
 fn call_timeout(timeout: Duration) -> Duration {
-    (timeout + STATEMENT_TIMEOUT_MARGIN).clamp(
+    pump::server_timeout(timeout).clamp(
         Duration::from_millis(1),
         Duration::from_secs(49 * 24 * 3600),
     )
 }
 
 /// Stops the connection's running call, if it is still open, from another thread.
-fn spawn_breaker(conn: Weak<Connection>, cancel: CancellationToken, done: CancellationToken) {
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = cancel.cancelled() => {
-                if let Some(conn) = conn.upgrade() {
-                    let _ = tokio::task::spawn_blocking(move || conn.break_execution()).await;
+struct OracleBreak(Weak<Connection>);
+
+impl ServerCancel for OracleBreak {
+    async fn cancel(&self) {
+        if let Some(conn) = self.0.upgrade() {
+            let _ = tokio::task::spawn_blocking(move || conn.break_execution()).await;
+        }
+    }
+}
+
+/// The rows of a running statement, for the pump.
+struct OracleReader<'a> {
+    name: String,
+    rows: oracle::ResultSet<'a, oracle::Row>,
+    decoders: Vec<Decoder>,
+}
+
+impl BlockingReader for OracleReader<'_> {
+    fn read_row(&mut self, chunk: &mut Chunker) -> Result<bool, SourceError> {
+        let row = match self.rows.next() {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => return Err(oracle_error(&self.name, e)),
+            None => return Ok(false),
+        };
+        for (i, (dec, v)) in self.decoders.iter().zip(row.sql_values()).enumerate() {
+            let value = match dec.fetch(v) {
+                Ok(None) => Ok(Value::Null),
+                Ok(Some(f)) => dec.decode(f),
+                Err(e) => Err(run_message(&Failure::of(&e))),
+            };
+            match value {
+                Ok(v) => chunk.push(v),
+                Err(e) => {
+                    return Err(SourceError::new(
+                        &self.name,
+                        ErrorKind::Query,
+                        format!("cannot read a value of column {}: {e}", i + 1),
+                    ));
                 }
             }
-            _ = done.cancelled() => {}
         }
-    });
+        Ok(true)
+    }
 }
 
 #[async_trait]
 impl Source for OracleSource {
     async fn query(
         &self,
-        sql: &str,
+        query: &Query,
         params: &RunParams,
         chunk_rows: usize,
         timeout: Duration,
         cancel: CancellationToken,
     ) -> Result<QueryStream, SourceError> {
+        let sql = statement_text(super::sql_text(&self.name, query)?).to_string();
         let session = self.connect().await?;
+        let server = OracleBreak(Arc::downgrade(&session.conn));
+        let (pump, opened) = Pump::arm(&self.name, chunk_rows, cancel, server);
 
-        // From here on a cancelled run also stops the statement on the server.
-        let done = CancellationToken::new();
-        spawn_breaker(Arc::downgrade(&session.conn), cancel, done.clone());
-        let guard = done.drop_guard();
-
-        let (meta_tx, meta_rx) = oneshot::channel::<Result<QueryStream, SourceError>>();
-        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let name = self.name.clone();
-        let sql = statement_text(sql).to_string();
         let params = params.clone();
         let chunk_rows = chunk_rows.max(1);
         tokio::task::spawn_blocking(move || {
-            let fail = |msg: String| SourceError::new(&name, msg);
-            let oracle_fail = |e: &oracle::Error| fail(run_message(&Failure::of(e)));
             let conn = &session.conn;
             let started = conn
                 .set_call_timeout(Some(call_timeout(timeout)))
                 .and_then(|_| conn.execute("SET TRANSACTION READ ONLY", &[]).map(|_| ()))
-                .map_err(|e| oracle_fail(&e))
+                .map_err(|e| oracle_error(&name, e))
                 .and_then(|_| {
                     conn.statement(&sql)
                         .fetch_array_size(chunk_rows.min(FETCH_ARRAY_SIZE) as u32)
                         .build()
-                        .map_err(|e| oracle_fail(&e))
+                        .map_err(|e| oracle_error(&name, e))
                 })
                 .and_then(|mut stmt| {
-                    bind_all(&mut stmt, &params).map_err(|e| fail(e.message()))?;
+                    bind_all(&mut stmt, &params)
+                        .map_err(|e| SourceError::new(&name, ErrorKind::Query, e.message()))?;
                     stmt.into_result_set::<oracle::Row>(&[])
-                        .map_err(|e| oracle_fail(&e))
+                        .map_err(|e| oracle_error(&name, e))
                 });
-            let mut rows = match started {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = meta_tx.send(Err(e));
-                    return;
-                }
-            };
-            let (columns, decoders, warnings) = describe_columns(rows.column_info());
-            let mut chunk = Chunker::new(chunk_rows, decoders.len());
-            if meta_tx
-                .send(Ok(QueryStream {
-                    columns,
-                    chunks: rx,
-                    pool: chunk.pool(),
-                    warnings,
-                }))
-                .is_err()
-            {
-                return;
-            }
-            let mut stopped = false;
-            'rows: for next in rows.by_ref() {
-                let r = match next {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(oracle_fail(&e)));
-                        stopped = true;
-                        break;
-                    }
-                };
-                for (i, (dec, v)) in decoders.iter().zip(r.sql_values()).enumerate() {
-                    let value = match dec.fetch(v) {
-                        Ok(None) => Ok(Value::Null),
-                        Ok(Some(f)) => dec.decode(f),
-                        Err(e) => Err(run_message(&Failure::of(&e))),
+            match started {
+                Err(e) => pump.fail(e),
+                Ok(rows) => {
+                    let (columns, decoders, warnings) = describe_columns(rows.column_info());
+                    let mut reader = OracleReader {
+                        name,
+                        rows,
+                        decoders,
                     };
-                    match value {
-                        Ok(v) => chunk.push(v),
-                        Err(e) => {
-                            let _ = tx.blocking_send(Err(fail(format!(
-                                "cannot read a value of column {}: {e}",
-                                i + 1
-                            ))));
-                            stopped = true;
-                            break 'rows;
-                        }
-                    }
-                }
-                if let Some(full) = chunk.end_row()
-                    && tx.blocking_send(Ok(full)).is_err()
-                {
-                    stopped = true; // The writer stopped (failed or cancelled).
-                    break;
+                    pump.run_blocking(columns, warnings, &mut reader);
+                    // Closing the cursor stops the statement.
+                    drop(reader);
                 }
             }
-            if !stopped && let Some(rest) = chunk.rest() {
-                let _ = tx.blocking_send(Ok(rest));
-            }
-            // Closing the cursor stops the statement; the session ends read-only and
-            // rolled back, and is closed with the last reference.
-            drop(rows);
+            // The session ends read-only and rolled back, and is closed with the last
+            // reference.
             let _ = session.conn.rollback();
-            drop(guard);
             drop(session);
         });
-        match meta_rx.await {
-            Ok(r) => r,
-            Err(_) => Err(self.fail("the query stopped before it returned its columns")),
-        }
+        opened.wait().await
     }
 
     async fn estimate_cost(
@@ -797,14 +822,18 @@ impl Source for OracleSource {
                 )
             })
             .await
-            .map_err(|e| {
-                self.fail(format!(
+            .map_err(|e| SourceError {
+                message: format!(
                     "cannot estimate the query's cost (EXPLAIN PLAN): {}",
                     e.message
-                ))
+                ),
+                ..e
             })?;
         let cost = cost.ok_or_else(|| {
-            self.fail("EXPLAIN PLAN gave no cost (is the optimizer in RULE mode?)")
+            self.fail(
+                ErrorKind::Query,
+                "EXPLAIN PLAN gave no cost (is the optimizer in RULE mode?)",
+            )
         })?;
         Ok(Some(CostEstimate {
             cost,

@@ -10,11 +10,15 @@
 //!    explicit parameter types — `date`, `timestamp`, `timestamptz`, `int8`, `float8`,
 //!    `bool` — so that `day >= :period_start_date` compares dates; a text parameter is left
 //!    for the server to type and sent in text form, exactly like a quoted literal;
-//! 4. streams the rows (`query_raw`, binary results) into chunks over a bounded channel:
-//!    tokio-postgres stops reading the socket while the writer is behind, so memory stays
-//!    flat;
-//! 5. when the run is cancelled (timeout, shutdown, `replace`), sends PostgreSQL's cancel
-//!    request so that the statement stops on the server, not just in ferry.
+//! 4. streams the rows (`query_raw`, binary results) through the shared [`pump`]
+//!    ([`PgReader`]): tokio-postgres stops reading the socket while the writer is behind, so
+//!    memory stays flat;
+//! 5. when the run is cancelled (timeout, shutdown, `replace`) or the stream stops early,
+//!    sends PostgreSQL's cancel request ([`PgCancel`]) so that the statement stops on the
+//!    server, not just in ferry.
+//!
+//! Errors are classified by SQLSTATE ([`pg_kind`]): class 28 is `Auth`, 57014 is `Timeout`
+//! (statement_timeout) or `Cancelled`, class 08, 57P and 3D000 are `Connect`.
 //!
 //! Values are decoded from the binary wire format by [`Decoder`] (see `docs/types.md`):
 //! exact `numeric` digits, 64-bit integers, dates and instants with full precision. A type
@@ -36,15 +40,16 @@ use async_trait::async_trait;
 use bytes::BytesMut;
 use chrono::{NaiveDate, NaiveDateTime, NaiveTime, TimeZone, Utc};
 use futures_util::{StreamExt, TryStreamExt};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_postgres::Client;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{Format, IsNull, Kind as PgKind, ToSql, Type};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
+use super::pump::{self, Pump, Reader, ServerCancel};
 use super::{
-    CHANNEL_CHUNKS, Chunker, CostEstimate, QueryStream, Source, SourceError, SourceInfo,
+    Chunker, CostEstimate, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo,
     error_chain,
 };
 use crate::config::{DbTls, Secret, format_duration};
@@ -52,7 +57,7 @@ use crate::params::{self, ParamValue, RunParams};
 use crate::value::{Column, Kind, Value};
 
 /// How much longer than the task's timeout the server-side `statement_timeout` is.
-pub const STATEMENT_TIMEOUT_MARGIN: Duration = Duration::from_secs(10);
+pub const STATEMENT_TIMEOUT_MARGIN: Duration = pump::STATEMENT_TIMEOUT_MARGIN;
 
 /// A PostgreSQL datasource.
 pub struct PostgresSource {
@@ -81,6 +86,7 @@ impl PostgresSource {
         let mut config: tokio_postgres::Config = url.expose().parse().map_err(|e| {
             SourceError::new(
                 name,
+                ErrorKind::Config,
                 format!("invalid url `{shown_url}`: {}", error_chain(&e)),
             )
         })?;
@@ -94,7 +100,7 @@ impl PostgresSource {
         // With `disable` no certificate is read: a `ca_file` is refused by validation.
         let ca_file = ca_file.filter(|_| mode != DbTls::Disable);
         let tls_config = crate::tls::client_config(mode.check(), ca_file)
-            .map_err(|e| SourceError::new(name, e))?;
+            .map_err(|e| SourceError::new(name, ErrorKind::Config, e))?;
         let slots = super::connection_slots(name, max_connections);
         Ok(PostgresSource {
             name: name.to_string(),
@@ -107,8 +113,13 @@ impl PostgresSource {
         })
     }
 
-    fn fail(&self, msg: impl Into<String>) -> SourceError {
-        SourceError::new(&self.name, msg)
+    fn fail(&self, kind: ErrorKind, msg: impl Into<String>) -> SourceError {
+        SourceError::new(&self.name, kind, msg)
+    }
+
+    /// A driver error, classified, with its message.
+    fn pg_error(&self, e: tokio_postgres::Error) -> SourceError {
+        pg_error(&self.name, e)
     }
 
     /// Opens a session (after taking a connection slot); the connection runs on its own task.
@@ -121,9 +132,9 @@ impl PostgresSource {
         let (text, names) = params::rewrite(sql, params::Style::Dollar);
         let mut values = Vec::with_capacity(names.len());
         for n in &names {
-            let v = params
-                .get(n)
-                .ok_or_else(|| self.fail(format!("no value for parameter `:{n}`")))?;
+            let v = params.get(n).ok_or_else(|| {
+                self.fail(ErrorKind::Query, format!("no value for parameter `:{n}`"))
+            })?;
             values.push(v.clone());
         }
         Ok((text, values))
@@ -137,7 +148,7 @@ impl PostgresSource {
                 "BEGIN TRANSACTION READ ONLY; SET LOCAL statement_timeout = {ms}"
             ))
             .await
-            .map_err(|e| self.fail(pg_message(&e)))
+            .map_err(|e| self.pg_error(e))
     }
 
     async fn connect(&self) -> Result<(Client, OwnedSemaphorePermit), SourceError> {
@@ -146,7 +157,7 @@ impl PostgresSource {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| self.fail("connection slots closed"))?;
+            .map_err(|_| self.fail(ErrorKind::Connect, "connection slots closed"))?;
         // tokio-postgres applies the timeout per address; this bounds the whole attempt.
         let attempt = tokio::time::timeout(
             self.connect_timeout + Duration::from_secs(1),
@@ -156,19 +167,29 @@ impl PostgresSource {
         let (client, connection) = match attempt {
             Ok(Ok(pair)) => pair,
             Ok(Err(e)) => {
-                return Err(self.fail(format!(
+                // Only the server says "auth"; anything else before a session is a
+                // connection failure (refused, TLS, unknown database, too many clients).
+                let kind = match pg_kind(&e) {
+                    ErrorKind::Auth => ErrorKind::Auth,
+                    _ => ErrorKind::Connect,
+                };
+                let msg = format!(
                     "cannot connect to {}: {}{}",
                     self.shown_url,
                     pg_message(&e),
                     self.tls_hint(&e)
-                )));
+                );
+                return Err(self.fail(kind, msg).caused_by(e));
             }
             Err(_) => {
-                return Err(self.fail(format!(
-                    "cannot connect to {}: no answer within {} (connect_timeout)",
-                    self.shown_url,
-                    format_duration(self.connect_timeout)
-                )));
+                return Err(self.fail(
+                    ErrorKind::Connect,
+                    format!(
+                        "cannot connect to {}: no answer within {} (connect_timeout)",
+                        self.shown_url,
+                        format_duration(self.connect_timeout)
+                    ),
+                ));
             }
         };
         tokio::spawn(async move {
@@ -203,7 +224,7 @@ impl PostgresSource {
                 "SELECT ssl, coalesce(version, '') FROM pg_stat_ssl WHERE pid = pg_backend_pid()",
             )
             .await
-            .map_err(|e| self.fail(pg_message(&e)))?;
+            .map_err(|e| self.pg_error(e))?;
         let row = messages.iter().find_map(|m| match m {
             tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
             _ => None,
@@ -216,6 +237,34 @@ impl PostgresSource {
             _ => format!("not encrypted (tls: {})", self.mode.name()),
         })
     }
+}
+
+/// What kind of failure a driver error is, from its SQLSTATE.
+pub fn pg_kind(e: &tokio_postgres::Error) -> ErrorKind {
+    let Some(db) = e.as_db_error() else {
+        // No answer from the server: the session is gone, or the driver failed.
+        return if e.is_closed() || error_chain(e).contains("error connecting") {
+            ErrorKind::Connect
+        } else {
+            ErrorKind::Query
+        };
+    };
+    let code = db.code().code();
+    match code {
+        "57014" if db.message().contains("statement timeout") => ErrorKind::Timeout,
+        "57014" => ErrorKind::Cancelled,
+        "3D000" => ErrorKind::Connect,
+        _ if code.starts_with("28") => ErrorKind::Auth,
+        _ if code.starts_with("08") || code.starts_with("57P") || code == "53300" => {
+            ErrorKind::Connect
+        }
+        _ => ErrorKind::Query,
+    }
+}
+
+/// A driver error as a [`SourceError`] of datasource `name`.
+fn pg_error(name: &str, e: tokio_postgres::Error) -> SourceError {
+    SourceError::new(name, pg_kind(&e), pg_message(&e)).caused_by(e)
 }
 
 /// The server's message (with detail and hint), or the driver's error and its causes.
@@ -786,47 +835,69 @@ fn decode_row(
     Ok(())
 }
 
+/// The rows of a running statement, for the pump.
+struct PgReader {
+    name: String,
+    rows: std::pin::Pin<Box<tokio_postgres::RowStream>>,
+    decoders: Vec<Decoder>,
+}
+
+impl Reader for PgReader {
+    async fn read_row(&mut self, chunk: &mut Chunker) -> Result<bool, SourceError> {
+        let row = match self.rows.next().await {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => return Err(pg_error(&self.name, e)),
+            None => return Ok(false),
+        };
+        decode_row(&self.decoders, &row, chunk).map_err(|(i, e)| {
+            let c = row.columns()[i].type_().name();
+            SourceError::new(
+                &self.name,
+                ErrorKind::Query,
+                format!("cannot read a value of column {} (type `{c}`): {e}", i + 1),
+            )
+        })?;
+        Ok(true)
+    }
+}
+
+/// PostgreSQL's cancel request for the session, sent with the session's TLS settings.
+struct PgCancel {
+    token: tokio_postgres::CancelToken,
+    tls: MakeRustlsConnect,
+}
+
+impl ServerCancel for PgCancel {
+    async fn cancel(&self) {
+        let _ = self.token.cancel_query(self.tls.clone()).await;
+    }
+}
+
 #[async_trait]
 impl Source for PostgresSource {
     async fn query(
         &self,
-        sql: &str,
+        query: &Query,
         params: &RunParams,
         chunk_rows: usize,
         timeout: Duration,
         cancel: CancellationToken,
     ) -> Result<QueryStream, SourceError> {
-        let (text, values) = self.bind(sql, params)?;
+        let (text, values) = self.bind(super::sql_text(&self.name, query)?, params)?;
         let (client, permit) = self.connect().await?;
+        let server = PgCancel {
+            token: client.cancel_token(),
+            tls: self.tls.clone(),
+        };
+        let (pump, opened) = Pump::arm(&self.name, chunk_rows, cancel, server);
 
-        // From here on a cancelled run also stops the statement on the server.
-        let done = CancellationToken::new();
-        let cancel_token = client.cancel_token();
-        let tls = self.tls.clone();
-        {
-            let done = done.clone();
-            let cancel_token = cancel_token.clone();
-            let tls = tls.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = cancel.cancelled() => {
-                        let _ = cancel_token.cancel_query(tls.clone()).await;
-                    }
-                    _ = done.cancelled() => {}
-                }
-            });
-        }
-        let guard = done.clone().drop_guard();
-
-        // ferry's own timer stops the run at `timeout` and cancels the statement; the
-        // server's timeout is the backstop for when ferry itself is gone (killed, crashed).
-        self.begin_read_only(&client, timeout + STATEMENT_TIMEOUT_MARGIN)
+        self.begin_read_only(&client, pump::server_timeout(timeout))
             .await?;
         let types: Vec<Type> = values.iter().map(param_type).collect();
         let stmt = client
             .prepare_typed(&text, &types)
             .await
-            .map_err(|e| self.fail(pg_message(&e)))?;
+            .map_err(|e| self.pg_error(e))?;
 
         let mut columns = Vec::with_capacity(stmt.columns().len());
         let mut decoders = Vec::with_capacity(stmt.columns().len());
@@ -852,58 +923,19 @@ impl Source for PostgresSource {
         let rows = client
             .query_raw(&stmt, pg_params.iter())
             .await
-            .map_err(|e| self.fail(pg_message(&e)))?;
-
-        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
-        let name = self.name.clone();
-        let mut chunk = Chunker::new(chunk_rows, decoders.len());
-        let pool = chunk.pool();
+            .map_err(|e| self.pg_error(e))?;
+        let mut reader = PgReader {
+            name: self.name.clone(),
+            rows: Box::pin(rows),
+            decoders,
+        };
         tokio::spawn(async move {
-            let fail = |msg: String| SourceError::new(&name, msg);
-            let mut rows = std::pin::pin!(rows);
-            let mut stopped = false;
-            while let Some(next) = rows.next().await {
-                let r = match next {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = tx.send(Err(fail(pg_message(&e)))).await;
-                        return;
-                    }
-                };
-                if let Err((i, e)) = decode_row(&decoders, &r, &mut chunk) {
-                    let c = r.columns()[i].type_().name().to_string();
-                    let _ = tx
-                        .send(Err(fail(format!(
-                            "cannot read a value of column {} (type `{c}`): {e}",
-                            i + 1
-                        ))))
-                        .await;
-                    stopped = true;
-                    break;
-                }
-                if let Some(full) = chunk.end_row()
-                    && tx.send(Ok(full)).await.is_err()
-                {
-                    stopped = true; // The writer stopped (failed or cancelled).
-                    break;
-                }
-            }
-            if stopped {
-                // Do not leave the statement running on the server until its timeout.
-                let _ = cancel_token.cancel_query(tls.clone()).await;
-            } else if let Some(rest) = chunk.rest() {
-                let _ = tx.send(Ok(rest)).await;
-            }
-            drop(guard);
+            pump.run(columns, warnings, &mut reader).await;
+            drop(reader);
             drop(client);
             drop(permit);
         });
-        Ok(QueryStream {
-            columns,
-            chunks: rx,
-            pool,
-            warnings,
-        })
+        opened.wait().await
     }
 
     async fn estimate_cost(
@@ -929,19 +961,23 @@ impl Source for PostgresSource {
             Ok::<_, tokio_postgres::Error>(rows)
         };
         let rows = explain.await.map_err(|e| {
-            self.fail(format!(
+            let msg = format!(
                 "cannot estimate the query's cost (EXPLAIN): {}",
                 pg_message(&e)
-            ))
+            );
+            self.fail(pg_kind(&e), msg).caused_by(e)
         })?;
         let plan = rows
             .first()
             .and_then(|r| r.try_get::<_, Raw<'_>>(0).ok())
             .and_then(|Raw(b)| b)
-            .ok_or_else(|| self.fail("EXPLAIN returned no plan"))?;
-        plan_estimate(plan)
-            .map(Some)
-            .map_err(|e| self.fail(format!("cannot read the EXPLAIN plan: {e}")))
+            .ok_or_else(|| self.fail(ErrorKind::Query, "EXPLAIN returned no plan"))?;
+        plan_estimate(plan).map(Some).map_err(|e| {
+            self.fail(
+                ErrorKind::Query,
+                format!("cannot read the EXPLAIN plan: {e}"),
+            )
+        })
     }
 
     async fn healthcheck(&self) -> Result<(), SourceError> {
@@ -950,7 +986,7 @@ impl Source for PostgresSource {
             .simple_query("SELECT 1")
             .await
             .map(|_| ())
-            .map_err(|e| self.fail(pg_message(&e)))
+            .map_err(|e| self.pg_error(e))
     }
 
     async fn describe(&self) -> Result<SourceInfo, SourceError> {
@@ -961,14 +997,14 @@ impl Source for PostgresSource {
         let messages = client
             .simple_query(DESCRIBE_SQL)
             .await
-            .map_err(|e| self.fail(pg_message(&e)))?;
+            .map_err(|e| self.pg_error(e))?;
         let row = messages
             .iter()
             .find_map(|m| match m {
                 tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
                 _ => None,
             })
-            .ok_or_else(|| self.fail("the privilege check returned no row"))?;
+            .ok_or_else(|| self.fail(ErrorKind::Query, "the privilege check returned no row"))?;
         let col = |i: usize| row.get(i).unwrap_or_default().to_string();
         let mut evidence = Vec::new();
         if col(2) == "t" {
