@@ -283,6 +283,11 @@ impl<C: ServerCancel> Pump<C> {
             self.server.cancel().await;
             return;
         };
+        if self.cancel.is_cancelled() {
+            // The watcher's cancel may have reached the server before the statement began
+            // (a cancel request stops only a running statement): send it again.
+            self.server.cancel().await;
+        }
         let mut complete = false;
         loop {
             match reader.read_row(&mut chunk).await {
@@ -321,6 +326,9 @@ impl<C: ServerCancel> Pump<C> {
             self.runtime.block_on(self.server.cancel());
             return;
         };
+        if self.cancel.is_cancelled() {
+            self.runtime.block_on(self.server.cancel());
+        }
         let mut complete = false;
         loop {
             match reader.read_row(&mut chunk) {

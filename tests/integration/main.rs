@@ -26,5 +26,6 @@ mod runs;
 mod schedule;
 mod serve;
 mod smtp_proxy;
+mod source_errors;
 mod sources;
 mod tls;
