@@ -13,8 +13,9 @@
 //! - [`schedule`]: cron expressions in a task's time zone (croner).
 //! - [`params`]: typed query parameters (`:run_date`, `:period_start`, ...).
 //! - [`sqlgate`]: the SQL read-only gate (sqlparser): one read-only query, or refused.
-//! - [`source`]: the `Source` trait (columns first, then rows in chunks) and SQLite,
-//!   PostgreSQL, MySQL and (cargo feature `oracle`) Oracle.
+//! - [`source`]: the `Source` trait (columns first, then rows in chunks), the shared
+//!   streaming pump, typed `SourceError`s (connect, auth, timeout, cancelled, query), and
+//!   SQLite, PostgreSQL, MySQL and (cargo feature `oracle`) Oracle.
 //! - [`value`]: the exact value model every source produces and every writer consumes.
 //! - [`format`]: the `FormatWriter` trait, CSV and XLSX writers, zip, atomic publishing.
 //! - [`store`]: the `RunStore` trait (claim per `(task, scheduled_at)`) and embedded SQLite.
