@@ -14,8 +14,9 @@
 //! - [`params`]: typed query parameters (`:run_date`, `:period_start`, ...).
 //! - [`sqlgate`]: the SQL read-only gate (sqlparser): one read-only query, or refused;
 //!   `sql_gate: strict` allows only pure functions.
-//! - [`source`]: the `Source` trait (columns first, then rows in chunks) and SQLite,
-//!   PostgreSQL, MySQL and (cargo feature `oracle`) Oracle.
+//! - [`source`]: the `Source` trait (columns first, then rows in chunks), the shared
+//!   streaming pump, typed `SourceError`s (connect, auth, timeout, cancelled, query), and
+//!   SQLite, PostgreSQL, MySQL and (cargo feature `oracle`) Oracle.
 //! - [`value`]: the exact value model every source produces and every writer consumes.
 //! - [`format`]: the `FormatWriter` trait, CSV and XLSX writers, zip, atomic publishing.
 //! - [`store`]: the `Store` traits by concern (claim per `(task, scheduled_at)`), opened by

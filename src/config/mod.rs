@@ -494,7 +494,26 @@ pub struct TaskSpec {
 pub struct QuerySpec {
     /// Sheet name (xlsx) or file-name suffix (csv); `None` for a task's single `query`.
     pub sheet: Option<String>,
-    pub sql: String,
+    pub query: Query,
+}
+
+/// What a task asks its datasource for. Only SQL today; a source that does not speak SQL
+/// (an HTTP/JSON API) gets a variant of its own, which the SQL gate, `:param` binding and
+/// the cost guard leave alone.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Query {
+    /// A SQL statement with `:name` parameters: checked by the SQL gate, bound per run,
+    /// priced by the cost guard (`max_cost`).
+    Sql { text: String },
+}
+
+impl Query {
+    /// The SQL text, when this is a SQL query.
+    pub fn sql(&self) -> Option<&str> {
+        match self {
+            Query::Sql { text } => Some(text),
+        }
+    }
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -17,8 +17,9 @@ use super::raw::{
 use super::{
     AlertsSpec, CatchUp, ChannelKind, ChannelSpec, Concurrency, Config, CsvEncoding, CsvOptions,
     DatasourceSpec, DbTls, EmailSpec, ExportDefaults, Format, LinksSpec, NotifyOn, NotifySpec,
-    OnEmpty, OutputSpec, Problem, QuerySpec, QuietWindow, RobotDelivery, RobotService, RobotSpec,
-    SchedulerSettings, Secret, SmtpSecurity, TaskSpec, parse_duration, problem::hint, resolve,
+    OnEmpty, OutputSpec, Problem, Query, QuerySpec, QuietWindow, RobotDelivery, RobotService,
+    RobotSpec, SchedulerSettings, Secret, SmtpSecurity, TaskSpec, parse_duration, problem::hint,
+    resolve,
 };
 use crate::notify::email;
 use crate::params::{self, ParamValue, Period, RunParams};
@@ -1948,7 +1949,9 @@ pub fn validate_task(
                 );
                 queries.push(QuerySpec {
                     sheet: Some(sheet.clone()),
-                    sql: sql.unwrap_or_default(),
+                    query: Query::Sql {
+                        text: sql.unwrap_or_default(),
+                    },
                 });
             }
             if let Some(s) = &raw.output.sheet_name {
@@ -1972,7 +1975,9 @@ pub fn validate_task(
             );
             queries.push(QuerySpec {
                 sheet: None,
-                sql: sql.unwrap_or_default(),
+                query: Query::Sql {
+                    text: sql.unwrap_or_default(),
+                },
             });
         }
     }

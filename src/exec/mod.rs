@@ -401,10 +401,15 @@ impl Executor {
                 task.source
             ))
         })?;
-        // The parser gate, before anything connects (validation normally caught this already).
+        // The parser gate, before anything connects (validation normally caught this
+        // already). SQL queries only.
         if let Some((dialect, mode)) = self.config.sql_gate(&task.source) {
-            for q in &task.queries {
-                crate::sqlgate::check(&q.sql, dialect, mode).map_err(|reason| {
+            for (q, sql) in task
+                .queries
+                .iter()
+                .filter_map(|q| Some((q, q.query.sql()?)))
+            {
+                crate::sqlgate::check(sql, dialect, mode).map_err(|reason| {
                     ExportError::Failed(match &q.sheet {
                         Some(sheet) => format!("query \"{sheet}\": {reason}"),
                         None => format!("query {reason}"),
@@ -415,13 +420,19 @@ impl Executor {
         let source = source::build(&task.source, spec)
             .await
             .map_err(|e| ExportError::Failed(e.to_string()))?;
-        // The cost guard, before anything is written.
+        // The cost guard, before anything is written. SQL queries only: `max_cost` prices
+        // them with the database's planner.
         if let Some(&max_cost) = self.config.max_cost.get(&task.source) {
-            for q in &task.queries {
+            for (q, sql) in task
+                .queries
+                .iter()
+                .filter_map(|q| Some((q, q.query.sql()?)))
+            {
                 check_cost(
                     source.as_ref(),
                     &task.source,
                     q,
+                    sql,
                     params,
                     task.timeout,
                     max_cost,
@@ -542,7 +553,7 @@ impl Executor {
         for q in &task.queries {
             let started = source
                 .query(
-                    &q.sql,
+                    &q.query,
                     params,
                     task.chunk_rows,
                     task.timeout,
@@ -815,6 +826,7 @@ async fn check_cost(
     source: &dyn source::Source,
     datasource: &str,
     query: &crate::config::QuerySpec,
+    sql: &str,
     params: &RunParams,
     timeout: std::time::Duration,
     max_cost: f64,
@@ -824,7 +836,7 @@ async fn check_cost(
         None => "the query".to_string(),
     };
     let estimate = source
-        .estimate_cost(&query.sql, params, timeout)
+        .estimate_cost(sql, params, timeout)
         .await
         .map_err(|e| ExportError::Failed(format!("{which}: {e}")))?;
     let Some(e) = estimate else {

@@ -14,11 +14,15 @@
 //! 3. runs the statement through the prepared (binary) protocol (`exec_iter`), which
 //!    refuses more than one statement, with the parameters bound typed (dates and
 //!    date-times as MySQL dates, integers, floats, text; booleans as 0/1);
-//! 4. streams the rows into chunks over a bounded channel: rows are read from the socket
-//!    only as fast as the writer takes chunks;
-//! 5. when the run is cancelled (timeout, shutdown, `replace`) or the writer stops, sends
-//!    `KILL QUERY <connection id>` from a second connection, so the statement stops on the
-//!    server, not just in ferry.
+//! 4. streams the rows through the shared [`pump`] ([`MyReader`]): rows are read from the
+//!    socket only as fast as the writer takes chunks;
+//! 5. when the run is cancelled (timeout, shutdown, `replace`) or the stream stops early,
+//!    sends `KILL QUERY <connection id>` from a second connection ([`KillQuery`]), so the
+//!    statement stops on the server, not just in ferry.
+//!
+//! Errors are classified by the server's error number ([`my_kind`]): 1045 and the other
+//! refused-account errors are `Auth`, 1969/3024 (statement time limits) `Timeout`, 1317
+//! (killed) `Cancelled`; I/O failures and 1049 (unknown database) `Connect`.
 //!
 //! Values are decoded by column type and flags (see `docs/types.md`): exact DECIMAL text,
 //! signed and UNSIGNED 64-bit integers, TIMESTAMP as an instant in UTC, text (any
@@ -39,27 +43,25 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{FixedOffset, NaiveDate, NaiveDateTime, NaiveTime, TimeZone};
-use mysql_async::consts::{ColumnFlags, ColumnType};
+use chrono::{NaiveDateTime, NaiveTime};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, SslOpts, Value as MyValue};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::pump::{self, Pump, Reader, ServerCancel};
 use super::{
-    CHANNEL_CHUNKS, Chunker, CostEstimate, QueryStream, Source, SourceError, SourceInfo,
+    Chunker, CostEstimate, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo,
     error_chain,
 };
 use crate::config::{DbTls, Secret, format_duration};
 use crate::params::{self, ParamValue, RunParams};
-use crate::value::{Column, Kind, Value};
+mod decode;
+use decode::{Decoder, decode_row, describe_columns};
 
 /// How much longer than the task's timeout the server-side statement timeout is (the same
 /// policy as PostgreSQL's).
-pub const STATEMENT_TIMEOUT_MARGIN: Duration = super::postgres::STATEMENT_TIMEOUT_MARGIN;
-
-/// The character set number MySQL uses for binary strings (BINARY, VARBINARY, BLOB).
-const BINARY_CHARSET: u16 = 63;
+pub const STATEMENT_TIMEOUT_MARGIN: Duration = pump::STATEMENT_TIMEOUT_MARGIN;
 
 /// A MySQL-protocol datasource.
 pub struct MysqlSource {
@@ -88,6 +90,7 @@ impl MysqlSource {
         let opts = Opts::from_url(url.expose()).map_err(|e| {
             SourceError::new(
                 name,
+                ErrorKind::Config,
                 format!("invalid url `{shown_url}`: {}", error_chain(&e)),
             )
         })?;
@@ -97,7 +100,9 @@ impl MysqlSource {
             .prefer_socket(false)
             .stmt_cache_size(0)
             .into();
-        let opts = match ssl_opts(mode, ca_file).map_err(|e| SourceError::new(name, e))? {
+        let opts = match ssl_opts(mode, ca_file)
+            .map_err(|e| SourceError::new(name, ErrorKind::Config, e))?
+        {
             Some(ssl) => OptsBuilder::from_opts(plain.clone())
                 .ssl_opts(Some(ssl))
                 .into(),
@@ -115,8 +120,13 @@ impl MysqlSource {
         })
     }
 
-    fn fail(&self, msg: impl Into<String>) -> SourceError {
-        SourceError::new(&self.name, msg)
+    fn fail(&self, kind: ErrorKind, msg: impl Into<String>) -> SourceError {
+        SourceError::new(&self.name, kind, msg)
+    }
+
+    /// A driver error, classified, with its message.
+    fn my_error(&self, e: mysql_async::Error) -> SourceError {
+        my_error(&self.name, e)
     }
 
     /// The statement with `?` placeholders and the values to bind, in order.
@@ -124,9 +134,9 @@ impl MysqlSource {
         let (text, names) = params::rewrite(sql, params::Style::Question);
         let mut values = Vec::with_capacity(names.len());
         for n in &names {
-            let v = params
-                .get(n)
-                .ok_or_else(|| self.fail(format!("no value for parameter `:{n}`")))?;
+            let v = params.get(n).ok_or_else(|| {
+                self.fail(ErrorKind::Query, format!("no value for parameter `:{n}`"))
+            })?;
             values.push(param_value(v));
         }
         Ok((text, values))
@@ -138,7 +148,7 @@ impl MysqlSource {
         let version: Option<String> = conn
             .query_first("SELECT VERSION()")
             .await
-            .map_err(|e| self.fail(my_message(&e)))?;
+            .map_err(|e| self.my_error(e))?;
         let statement_timeout = if version.unwrap_or_default().contains("MariaDB") {
             format!(
                 "max_statement_time = {}",
@@ -157,9 +167,7 @@ impl MysqlSource {
             "SET SESSION TRANSACTION READ ONLY".to_string(),
             "START TRANSACTION READ ONLY".to_string(),
         ] {
-            conn.query_drop(setup)
-                .await
-                .map_err(|e| self.fail(my_message(&e)))?;
+            conn.query_drop(setup).await.map_err(|e| self.my_error(e))?;
         }
         Ok(())
     }
@@ -172,7 +180,7 @@ impl MysqlSource {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| self.fail("connection slots closed"))?;
+            .map_err(|_| self.fail(ErrorKind::Connect, "connection slots closed"))?;
         let mut opts = &self.opts;
         let mut attempt = connect_within(opts, self.connect_timeout).await;
         if let (Err(ConnectError::Driver(e)), Some(plain)) = (&attempt, &self.plain)
@@ -182,14 +190,23 @@ impl MysqlSource {
             attempt = connect_within(opts, self.connect_timeout).await;
         }
         let conn = attempt.map_err(|e| {
-            let why = match e {
-                ConnectError::Driver(e) => match crate::tls::rustls_error(&e) {
-                    Some(tls) => format!("TLS handshake failed: {tls}{}", self.tls_hint(&e)),
-                    None => format!("{}{}", my_message(&e), self.tls_hint(&e)),
-                },
-                ConnectError::Timeout(msg) => msg,
-            };
-            self.fail(format!("cannot connect to {}: {why}", self.shown_url))
+            let why = |why: String| format!("cannot connect to {}: {why}", self.shown_url);
+            match e {
+                ConnectError::Driver(e) => {
+                    let msg = match crate::tls::rustls_error(&e) {
+                        Some(tls) => format!("TLS handshake failed: {tls}{}", self.tls_hint(&e)),
+                        None => format!("{}{}", my_message(&e), self.tls_hint(&e)),
+                    };
+                    // Only the server says "auth"; anything else before a session is a
+                    // connection failure.
+                    let kind = match my_kind(&e) {
+                        ErrorKind::Auth => ErrorKind::Auth,
+                        _ => ErrorKind::Connect,
+                    };
+                    self.fail(kind, why(msg)).caused_by(e)
+                }
+                ConnectError::Timeout(msg) => self.fail(ErrorKind::Connect, why(msg)),
+            }
         })?;
         Ok((conn, permit, opts.clone()))
     }
@@ -272,6 +289,29 @@ async fn kill_query(opts: &Opts, id: u32) {
     }
 }
 
+/// What kind of failure a driver error is, from the server's error number.
+pub fn my_kind(e: &mysql_async::Error) -> ErrorKind {
+    match e {
+        mysql_async::Error::Server(s) => match s.code {
+            // Access denied (password, database, plugin), host not allowed, expired
+            // password, old authentication protocol.
+            1044 | 1045 | 1130 | 1251 | 1698 | 1820 | 1862 => ErrorKind::Auth,
+            1969 | 3024 => ErrorKind::Timeout,
+            1317 => ErrorKind::Cancelled,
+            // Unknown database, too many connections, server shutting down.
+            1049 | 1040 | 1053 => ErrorKind::Connect,
+            _ => ErrorKind::Query,
+        },
+        mysql_async::Error::Io(_) => ErrorKind::Connect,
+        _ => ErrorKind::Query,
+    }
+}
+
+/// A driver error as a [`SourceError`] of datasource `name`.
+fn my_error(name: &str, e: mysql_async::Error) -> SourceError {
+    SourceError::new(name, my_kind(&e), my_message(&e)).caused_by(e)
+}
+
 /// The server's message and error code, or the driver's error and its causes. Neither
 /// ever contains the password.
 fn my_message(e: &mysql_async::Error) -> String {
@@ -312,265 +352,44 @@ fn param_value(v: &ParamValue) -> MyValue {
     }
 }
 
-/// How one column's values become [`Value`]s.
-#[derive(Debug, Clone, Copy, PartialEq)]
-enum Decoder {
-    Int,
-    Float,
-    Decimal,
-    Bit,
-    Date,
-    DateTime,
-    /// TIMESTAMP: the session's zone is UTC.
-    Timestamp,
-    Time,
-    Text,
-    Bytes,
-    Null,
-    /// A type ferry does not know: text if valid UTF-8, else bytes (with a warning).
-    Fallback,
+/// The rows of a running statement, for the pump.
+struct MyReader<'c> {
+    name: String,
+    result: mysql_async::QueryResult<'c, 'static, mysql_async::BinaryProtocol>,
+    decoders: Vec<Decoder>,
 }
 
-impl Decoder {
-    fn for_column(c: &mysql_async::Column) -> Decoder {
-        use ColumnType::*;
-        let binary = c.character_set() == BINARY_CHARSET;
-        match c.column_type() {
-            MYSQL_TYPE_TINY | MYSQL_TYPE_SHORT | MYSQL_TYPE_LONG | MYSQL_TYPE_LONGLONG
-            | MYSQL_TYPE_INT24 | MYSQL_TYPE_YEAR => Decoder::Int,
-            MYSQL_TYPE_FLOAT | MYSQL_TYPE_DOUBLE => Decoder::Float,
-            MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => Decoder::Decimal,
-            MYSQL_TYPE_BIT => Decoder::Bit,
-            MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => Decoder::Date,
-            MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => Decoder::DateTime,
-            MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => Decoder::Timestamp,
-            MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => Decoder::Time,
-            MYSQL_TYPE_JSON | MYSQL_TYPE_ENUM | MYSQL_TYPE_SET => Decoder::Text,
-            MYSQL_TYPE_VARCHAR
-            | MYSQL_TYPE_VAR_STRING
-            | MYSQL_TYPE_STRING
-            | MYSQL_TYPE_TINY_BLOB
-            | MYSQL_TYPE_MEDIUM_BLOB
-            | MYSQL_TYPE_LONG_BLOB
-            | MYSQL_TYPE_BLOB => {
-                let flags = c.flags();
-                if flags.intersects(ColumnFlags::ENUM_FLAG | ColumnFlags::SET_FLAG) || !binary {
-                    Decoder::Text
-                } else {
-                    Decoder::Bytes
-                }
-            }
-            MYSQL_TYPE_NULL => Decoder::Null,
-            _ => Decoder::Fallback,
+impl Reader for MyReader<'_> {
+    async fn read_row(&mut self, chunk: &mut Chunker) -> Result<bool, SourceError> {
+        if self.decoders.is_empty() {
+            // A statement without columns (`DO 1`) has no rows to read.
+            return Ok(false);
         }
-    }
-
-    fn kind(self) -> Kind {
-        match self {
-            Decoder::Int | Decoder::Bit => Kind::Int,
-            Decoder::Float => Kind::Float,
-            Decoder::Decimal => Kind::Decimal,
-            Decoder::Date => Kind::Date,
-            Decoder::DateTime => Kind::DateTime,
-            Decoder::Timestamp => Kind::DateTimeTz,
-            Decoder::Time => Kind::Time,
-            Decoder::Text => Kind::Text,
-            Decoder::Bytes => Kind::Bytes,
-            Decoder::Null | Decoder::Fallback => Kind::Unknown,
-        }
-    }
-
-    #[inline]
-    fn decode(self, v: MyValue) -> Result<Value, String> {
-        Ok(match (self, v) {
-            (_, MyValue::NULL) => Value::Null,
-            (_, MyValue::Int(i)) => Value::Int(i),
-            (_, MyValue::UInt(u)) => Value::UInt(u),
-            (_, MyValue::Float(f)) => Value::Float(f32_to_f64(f)),
-            (_, MyValue::Double(f)) => Value::Float(f),
-            (Decoder::Timestamp, MyValue::Date(y, mo, d, h, mi, s, us)) => {
-                match naive_datetime(y, mo, d, h, mi, s, us) {
-                    Some(t) => Value::DateTimeTz(
-                        FixedOffset::east_opt(0)
-                            .expect("zero offset")
-                            .from_utc_datetime(&t),
-                    ),
-                    None => Value::Text(zero_date_text(y, mo, d, h, mi, s, us, true)),
-                }
-            }
-            (Decoder::Date, MyValue::Date(y, mo, d, h, mi, s, us)) => {
-                match NaiveDate::from_ymd_opt(i32::from(y), u32::from(mo), u32::from(d)) {
-                    Some(date) => Value::Date(date),
-                    None => Value::Text(zero_date_text(y, mo, d, h, mi, s, us, false)),
-                }
-            }
-            (_, MyValue::Date(y, mo, d, h, mi, s, us)) => {
-                match naive_datetime(y, mo, d, h, mi, s, us) {
-                    Some(t) => Value::DateTime(t),
-                    None => Value::Text(zero_date_text(y, mo, d, h, mi, s, us, true)),
-                }
-            }
-            (_, MyValue::Time(neg, days, h, mi, s, us)) => time_value(neg, days, h, mi, s, us),
-            (Decoder::Decimal, MyValue::Bytes(b)) => {
-                let t = String::from_utf8(b).map_err(|_| "a DECIMAL that is not text")?;
-                if !crate::value::is_decimal_text(&t) {
-                    return Err(format!("`{t}` is not a decimal number"));
-                }
-                Value::Decimal(t)
-            }
-            (Decoder::Bit, MyValue::Bytes(b)) => {
-                if b.len() > 8 {
-                    Value::Bytes(b)
-                } else {
-                    Value::UInt(b.iter().fold(0u64, |acc, x| (acc << 8) | u64::from(*x)))
-                }
-            }
-            (Decoder::Bytes, MyValue::Bytes(b)) => Value::Bytes(b),
-            (_, MyValue::Bytes(b)) => match String::from_utf8(b) {
-                Ok(s) => Value::Text(s),
-                Err(e) => Value::Bytes(e.into_bytes()),
-            },
-        })
+        let row = match self.result.next().await {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(my_error(&self.name, e)),
+        };
+        decode_row(&self.decoders, row, chunk).map_err(|(i, e)| {
+            SourceError::new(
+                &self.name,
+                ErrorKind::Query,
+                format!("cannot read a value of column {}: {e}", i + 1),
+            )
+        })?;
+        Ok(true)
     }
 }
 
-/// Decodes one row into the chunk; on failure, the column index and the reason.
-///
-/// A plain function, not part of the async reader: inside the reader's state machine every
-/// value was moved through the future's memory several times per cell, which the profile
-/// showed as the reader's main cost.
-#[inline(never)]
-fn decode_row(
-    decoders: &[Decoder],
-    row: mysql_async::Row,
-    chunk: &mut Chunker,
-) -> Result<(), (usize, String)> {
-    for (i, (dec, v)) in decoders.iter().zip(row.unwrap_raw()).enumerate() {
-        // `None` is a value taken out of the row, which ferry never does.
-        let v = v.unwrap_or(MyValue::NULL);
-        chunk.push(dec.decode(v).map_err(|e| (i, e))?);
-    }
-    Ok(())
+/// `KILL QUERY` for the session's connection id, from a second connection.
+struct KillQuery {
+    opts: Opts,
+    id: u32,
 }
 
-fn naive_datetime(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32) -> Option<NaiveDateTime> {
-    NaiveDate::from_ymd_opt(i32::from(y), u32::from(mo), u32::from(d))?.and_hms_micro_opt(
-        u32::from(h),
-        u32::from(mi),
-        u32::from(s),
-        us,
-    )
-}
-
-/// MySQL's own text for a date chrono cannot hold (`0000-00-00`, `2026-00-00`).
-#[allow(clippy::too_many_arguments)]
-fn zero_date_text(y: u16, mo: u8, d: u8, h: u8, mi: u8, s: u8, us: u32, time: bool) -> String {
-    let mut t = format!("{y:04}-{mo:02}-{d:02}");
-    if time {
-        t.push_str(&format!(" {h:02}:{mi:02}:{s:02}"));
-        if us != 0 {
-            t.push_str(&format!(".{us:06}"));
-        }
-    }
-    t
-}
-
-/// A TIME value: a time of day when it is one (0 to 24 h), otherwise MySQL's text for it
-/// (`-01:30:00`, `838:59:59`).
-fn time_value(neg: bool, days: u32, h: u8, mi: u8, s: u8, us: u32) -> Value {
-    if !neg
-        && days == 0
-        && let Some(t) =
-            NaiveTime::from_hms_micro_opt(u32::from(h), u32::from(mi), u32::from(s), us)
-    {
-        return Value::Time(t);
-    }
-    let hours = u64::from(days) * 24 + u64::from(h);
-    let mut t = format!("{}{hours:02}:{mi:02}:{s:02}", if neg { "-" } else { "" });
-    if us != 0 {
-        let f = format!(".{us:06}");
-        t.push_str(f.trim_end_matches('0'));
-    }
-    Value::Text(t)
-}
-
-/// A FLOAT as the f64 whose shortest text is the f32's shortest text (`0.1`, not
-/// `0.10000000149011612`).
-fn f32_to_f64(f: f32) -> f64 {
-    if f.is_finite() {
-        f.to_string().parse().unwrap_or(f64::from(f))
-    } else {
-        f64::from(f)
-    }
-}
-
-/// The column type as MySQL names it.
-fn type_name(c: &mysql_async::Column) -> String {
-    use ColumnType::*;
-    let flags = c.flags();
-    let binary = c.character_set() == BINARY_CHARSET;
-    let name = match c.column_type() {
-        MYSQL_TYPE_TINY => "TINYINT",
-        MYSQL_TYPE_SHORT => "SMALLINT",
-        MYSQL_TYPE_INT24 => "MEDIUMINT",
-        MYSQL_TYPE_LONG => "INT",
-        MYSQL_TYPE_LONGLONG => "BIGINT",
-        MYSQL_TYPE_YEAR => "YEAR",
-        MYSQL_TYPE_FLOAT => "FLOAT",
-        MYSQL_TYPE_DOUBLE => "DOUBLE",
-        MYSQL_TYPE_DECIMAL | MYSQL_TYPE_NEWDECIMAL => "DECIMAL",
-        MYSQL_TYPE_BIT => "BIT",
-        MYSQL_TYPE_DATE | MYSQL_TYPE_NEWDATE => "DATE",
-        MYSQL_TYPE_DATETIME | MYSQL_TYPE_DATETIME2 => "DATETIME",
-        MYSQL_TYPE_TIMESTAMP | MYSQL_TYPE_TIMESTAMP2 => "TIMESTAMP",
-        MYSQL_TYPE_TIME | MYSQL_TYPE_TIME2 => "TIME",
-        MYSQL_TYPE_JSON => "JSON",
-        MYSQL_TYPE_ENUM => "ENUM",
-        MYSQL_TYPE_SET => "SET",
-        MYSQL_TYPE_NULL => "NULL",
-        MYSQL_TYPE_GEOMETRY => "GEOMETRY",
-        MYSQL_TYPE_VECTOR => "VECTOR",
-        _ if flags.contains(ColumnFlags::ENUM_FLAG) => "ENUM",
-        _ if flags.contains(ColumnFlags::SET_FLAG) => "SET",
-        MYSQL_TYPE_STRING => {
-            if binary {
-                "BINARY"
-            } else {
-                "CHAR"
-            }
-        }
-        MYSQL_TYPE_VARCHAR | MYSQL_TYPE_VAR_STRING => {
-            if binary {
-                "VARBINARY"
-            } else {
-                "VARCHAR"
-            }
-        }
-        MYSQL_TYPE_TINY_BLOB | MYSQL_TYPE_MEDIUM_BLOB | MYSQL_TYPE_LONG_BLOB | MYSQL_TYPE_BLOB => {
-            if binary {
-                "BLOB"
-            } else {
-                "TEXT"
-            }
-        }
-        other => return format!("type {}", other as u8),
-    };
-    let numeric = matches!(
-        c.column_type(),
-        MYSQL_TYPE_TINY
-            | MYSQL_TYPE_SHORT
-            | MYSQL_TYPE_INT24
-            | MYSQL_TYPE_LONG
-            | MYSQL_TYPE_LONGLONG
-            | MYSQL_TYPE_DECIMAL
-            | MYSQL_TYPE_NEWDECIMAL
-            | MYSQL_TYPE_FLOAT
-            | MYSQL_TYPE_DOUBLE
-    );
-    if numeric && flags.contains(ColumnFlags::UNSIGNED_FLAG) {
-        format!("{name} UNSIGNED")
-    } else {
-        name.to_string()
+impl ServerCancel for KillQuery {
+    async fn cancel(&self) {
+        kill_query(&self.opts, self.id).await;
     }
 }
 
@@ -578,127 +397,42 @@ fn type_name(c: &mysql_async::Column) -> String {
 impl Source for MysqlSource {
     async fn query(
         &self,
-        sql: &str,
+        query: &Query,
         params: &RunParams,
         chunk_rows: usize,
         timeout: Duration,
         cancel: CancellationToken,
     ) -> Result<QueryStream, SourceError> {
-        let (text, values) = self.bind(sql, params)?;
+        let (text, values) = self.bind(super::sql_text(&self.name, query)?, params)?;
         let (mut conn, permit, opts) = self.connect().await?;
-        let id = conn.id();
-
-        // From here on a cancelled run also stops the statement on the server.
-        let done = CancellationToken::new();
-        {
-            let done = done.clone();
-            let opts = opts.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    _ = cancel.cancelled() => kill_query(&opts, id).await,
-                    _ = done.cancelled() => {}
-                }
-            });
-        }
-        let guard = done.clone().drop_guard();
-
-        // ferry's own timer stops the run at `timeout` and kills the statement; the
-        // server's timeout is the backstop for when ferry itself is gone.
-        self.begin_read_only(&mut conn, timeout + STATEMENT_TIMEOUT_MARGIN)
+        let server = KillQuery {
+            opts,
+            id: conn.id(),
+        };
+        let (pump, opened) = Pump::arm(&self.name, chunk_rows, cancel, server);
+        self.begin_read_only(&mut conn, pump::server_timeout(timeout))
             .await?;
 
-        let (meta_tx, meta_rx) = oneshot::channel::<Result<QueryStream, SourceError>>();
-        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let name = self.name.clone();
-        let chunk_rows = chunk_rows.max(1);
         tokio::spawn(async move {
-            let fail = |msg: String| SourceError::new(&name, msg);
-            let mut result = match conn.exec_iter(text, Params::Positional(values)).await {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = meta_tx.send(Err(fail(my_message(&e))));
-                    return;
-                }
-            };
-            let mut columns = Vec::new();
-            let mut decoders = Vec::new();
-            let mut warnings = Vec::new();
-            for c in result.columns_ref() {
-                let dec = Decoder::for_column(c);
-                let db_type = type_name(c);
-                if dec == Decoder::Fallback {
-                    warnings.push(format!(
-                        "column `{}` has MySQL type `{db_type}`, which ferry cannot read: its values are written as text when they are UTF-8 and as hex bytes otherwise; convert it in the query (CAST(... AS CHAR)) to choose",
-                        c.name_str()
-                    ));
-                }
-                columns.push(Column {
-                    name: c.name_str().into_owned(),
-                    db_type,
-                    kind: dec.kind(),
-                });
-                decoders.push(dec);
-            }
-            let mut chunk = Chunker::new(chunk_rows, decoders.len());
-            if meta_tx
-                .send(Ok(QueryStream {
-                    columns,
-                    chunks: rx,
-                    pool: chunk.pool(),
-                    warnings,
-                }))
-                .is_err()
-            {
-                drop(result);
-                kill_query(&opts, id).await;
-                return;
-            }
-            let mut stopped = false;
-            if !decoders.is_empty() {
-                loop {
-                    let r = match result.next().await {
-                        Ok(Some(r)) => r,
-                        Ok(None) => break,
-                        Err(e) => {
-                            let _ = tx.send(Err(fail(my_message(&e)))).await;
-                            stopped = true;
-                            break;
-                        }
+            // The result borrows the connection, so the statement starts on this task.
+            match conn.exec_iter(text, Params::Positional(values)).await {
+                Err(e) => pump.fail(my_error(&name, e)),
+                Ok(result) => {
+                    let (columns, decoders, warnings) = describe_columns(result.columns_ref());
+                    let mut reader = MyReader {
+                        name,
+                        result,
+                        decoders,
                     };
-                    if let Err((i, e)) = decode_row(&decoders, r, &mut chunk) {
-                        let _ = tx
-                            .send(Err(fail(format!(
-                                "cannot read a value of column {}: {e}",
-                                i + 1
-                            ))))
-                            .await;
-                        stopped = true;
-                        break;
-                    }
-                    if let Some(full) = chunk.end_row()
-                        && tx.send(Ok(full)).await.is_err()
-                    {
-                        stopped = true; // The writer stopped (failed or cancelled).
-                        break;
-                    }
+                    pump.run(columns, warnings, &mut reader).await;
                 }
             }
-            drop(result);
-            if stopped {
-                // Do not leave the statement running on the server until its timeout.
-                kill_query(&opts, id).await;
-            } else if let Some(rest) = chunk.rest() {
-                let _ = tx.send(Ok(rest)).await;
-            }
-            drop(guard);
             // Dropping the connection rolls the read-only transaction back.
             let _ = tokio::time::timeout(Duration::from_secs(10), conn.disconnect()).await;
             drop(permit);
         });
-        match meta_rx.await {
-            Ok(r) => r,
-            Err(_) => Err(self.fail("the query stopped before it returned its columns")),
-        }
+        opened.wait().await
     }
 
     async fn estimate_cost(
@@ -714,10 +448,11 @@ impl Source for MysqlSource {
             .exec(format!("EXPLAIN {text}"), Params::Positional(values))
             .await
             .map_err(|e| {
-                self.fail(format!(
+                let msg = format!(
                     "cannot estimate the query's cost (EXPLAIN): {}",
                     my_message(&e)
-                ))
+                );
+                self.fail(my_kind(&e), msg).caused_by(e)
             })?;
         let steps: Vec<(Option<u64>, Option<f64>)> = rows
             .iter()
@@ -740,7 +475,7 @@ impl Source for MysqlSource {
         let r = conn
             .query_drop("SELECT 1")
             .await
-            .map_err(|e| self.fail(my_message(&e)));
+            .map_err(|e| self.my_error(e));
         let _ = conn.disconnect().await;
         r
     }
@@ -764,7 +499,7 @@ impl Source for MysqlSource {
             ))
         }
         .await
-        .map_err(|e| self.fail(my_message(&e)));
+        .map_err(|e| self.my_error(e));
         let _ = conn.disconnect().await;
         let (version, database, grants, ssl_version) = read?;
         let encryption = if ssl_version.is_empty() {
@@ -947,65 +682,5 @@ mod tests {
         );
         assert!(write_grant("GRANT DELETE ON `ferry%`.* TO `a`@`%`", db).is_some());
         assert!(!like("ferry\\_test", "ferryxtest"));
-    }
-
-    #[test]
-    fn times_outside_a_day_are_text() {
-        assert_eq!(
-            time_value(false, 0, 10, 30, 0, 250_000),
-            Value::Time(NaiveTime::from_hms_micro_opt(10, 30, 0, 250_000).unwrap())
-        );
-        assert_eq!(
-            time_value(true, 0, 1, 30, 0, 0),
-            Value::Text("-01:30:00".into())
-        );
-        assert_eq!(
-            time_value(false, 34, 22, 59, 59, 0),
-            Value::Text("838:59:59".into())
-        );
-        assert_eq!(
-            time_value(false, 1, 0, 0, 0, 500_000),
-            Value::Text("24:00:00.5".into())
-        );
-    }
-
-    #[test]
-    fn values_decode_by_column_kind() {
-        assert_eq!(
-            Decoder::Decimal.decode(MyValue::Bytes(b"-0.0000000001".to_vec())),
-            Ok(Value::Decimal("-0.0000000001".into()))
-        );
-        assert!(
-            Decoder::Decimal
-                .decode(MyValue::Bytes(b"x".to_vec()))
-                .is_err()
-        );
-        assert_eq!(
-            Decoder::Bit.decode(MyValue::Bytes(vec![1, 2])),
-            Ok(Value::UInt(258))
-        );
-        assert_eq!(
-            Decoder::Date.decode(MyValue::Date(0, 0, 0, 0, 0, 0, 0)),
-            Ok(Value::Text("0000-00-00".into()))
-        );
-        assert_eq!(
-            Decoder::DateTime.decode(MyValue::Date(0, 0, 0, 0, 0, 0, 0)),
-            Ok(Value::Text("0000-00-00 00:00:00".into()))
-        );
-        assert_eq!(
-            Decoder::Fallback.decode(MyValue::Bytes(vec![0xff])),
-            Ok(Value::Bytes(vec![0xff]))
-        );
-        assert_eq!(
-            Decoder::Text.decode(MyValue::Bytes("销售 😀".as_bytes().to_vec())),
-            Ok(Value::Text("销售 😀".into()))
-        );
-        assert_eq!(f32_to_f64(0.1), 0.1);
-        assert_eq!(
-            param_value(&ParamValue::Date(
-                NaiveDate::from_ymd_opt(2026, 10, 1).unwrap()
-            )),
-            MyValue::Date(2026, 10, 1, 0, 0, 0, 0)
-        );
     }
 }

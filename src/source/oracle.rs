@@ -19,12 +19,16 @@
 //!    syntax — and binds each placeholder Oracle found by name, typed ([`bind_type`]):
 //!    dates and date-times as `DATE`, the scheduled instant as `TIMESTAMP WITH TIME ZONE`,
 //!    numbers as `NUMBER`, text as `VARCHAR2`, booleans as 1/0;
-//! 4. fetches rows in arrays and sends them in chunks over a bounded channel with
-//!    `blocking_send`: the fetching thread waits while the writer is behind, so memory
-//!    stays flat;
-//! 5. when the run is cancelled (timeout, shutdown, `replace`), calls
-//!    `Connection::break_execution` from another thread, which stops the statement on the
-//!    server; the stream then ends with ORA-01013.
+//! 4. fetches rows in arrays and hands them to the shared [`pump`] ([`OracleReader`],
+//!    [`Pump::run_blocking`]): the fetching thread waits while the writer is behind, so
+//!    memory stays flat;
+//! 5. when the run is cancelled (timeout, shutdown, `replace`) or the stream stops early,
+//!    calls `Connection::break_execution` from another thread ([`OracleBreak`]), which stops
+//!    the statement on the server; the stream then ends with ORA-01013.
+//!
+//! Errors are classified by their ORA-/DPI- code ([`oracle_kind`]): ORA-01017 and the
+//! locked/expired account codes are `Auth`, the TNS codes `Connect`, ORA-01013 `Cancelled`,
+//! DPI-1067/ORA-03156 (the call timeout) `Timeout`, a missing client library `Config`.
 //!
 //! The session is rolled back and closed after each query, so no session state carries
 //! over. Values are decoded by column type ([`Decoder`], see `docs/types.md`): exact
@@ -43,11 +47,12 @@ use async_trait::async_trait;
 use chrono::{FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use oracle::sql_type::{IntervalDS, IntervalYM, OracleType, Timestamp, ToSql};
 use oracle::{Connection, Connector, SqlValue};
-use tokio::sync::{OwnedSemaphorePermit, Semaphore, mpsc, oneshot};
+use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::pump::{self, BlockingReader, Pump, ServerCancel};
 use super::{
-    CHANNEL_CHUNKS, Chunker, CostEstimate, QueryStream, Source, SourceError, SourceInfo,
+    Chunker, CostEstimate, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo,
     error_chain,
 };
 use crate::config::{DatasourceSpec, Secret, format_duration};
@@ -56,7 +61,7 @@ use crate::value::{Column, Kind, Value};
 
 /// How much longer than the task's timeout the call timeout is (the same policy as the
 /// other servers' statement timeouts).
-pub const STATEMENT_TIMEOUT_MARGIN: Duration = super::postgres::STATEMENT_TIMEOUT_MARGIN;
+pub const STATEMENT_TIMEOUT_MARGIN: Duration = pump::STATEMENT_TIMEOUT_MARGIN;
 
 /// Most rows fetched in one round trip.
 const FETCH_ARRAY_SIZE: usize = 1000;
@@ -101,7 +106,11 @@ impl OracleSource {
             connect_timeout,
         } = spec
         else {
-            return Err(SourceError::new(name, "not an Oracle datasource"));
+            return Err(SourceError::new(
+                name,
+                ErrorKind::Config,
+                "not an Oracle datasource",
+            ));
         };
         Ok(OracleSource {
             name: name.to_string(),
@@ -116,8 +125,8 @@ impl OracleSource {
         })
     }
 
-    fn fail(&self, msg: impl Into<String>) -> SourceError {
-        SourceError::new(&self.name, msg)
+    fn fail(&self, kind: ErrorKind, msg: impl Into<String>) -> SourceError {
+        SourceError::new(&self.name, kind, msg)
     }
 
     /// Opens a session after taking a connection slot. The slot stays taken until the
@@ -128,7 +137,7 @@ impl OracleSource {
             .clone()
             .acquire_owned()
             .await
-            .map_err(|_| self.fail("connection slots closed"))?;
+            .map_err(|_| self.fail(ErrorKind::Connect, "connection slots closed"))?;
         let descriptor =
             connect_descriptor(&self.host, self.port, &self.service, self.connect_timeout);
         let mut connector = Connector::new(
@@ -148,23 +157,37 @@ impl OracleSource {
         let limit = self.connect_timeout + Duration::from_secs(1);
         match tokio::time::timeout(limit, job).await {
             Ok(Ok(Ok(session))) => Ok(session),
-            Ok(Ok(Err(e))) => Err(self.fail(connect_message(
-                &Failure::of(&e),
-                &self.user,
-                &self.host,
-                self.port,
-                &self.service,
-                &self.shown_url,
-            ))),
-            Ok(Err(e)) => Err(self.fail(format!(
-                "cannot connect to {}: the connecting thread failed: {e}",
-                self.shown_url
-            ))),
-            Err(_) => Err(self.fail(format!(
-                "cannot connect to {}: no answer within {} (connect_timeout)",
-                self.shown_url,
-                format_duration(self.connect_timeout)
-            ))),
+            Ok(Ok(Err(e))) => {
+                let f = Failure::of(&e);
+                let kind = match oracle_kind(&f) {
+                    k @ (ErrorKind::Auth | ErrorKind::Config) => k,
+                    _ => ErrorKind::Connect,
+                };
+                let msg = connect_message(
+                    &f,
+                    &self.user,
+                    &self.host,
+                    self.port,
+                    &self.service,
+                    &self.shown_url,
+                );
+                Err(self.fail(kind, msg).caused_by(e))
+            }
+            Ok(Err(e)) => Err(self.fail(
+                ErrorKind::Connect,
+                format!(
+                    "cannot connect to {}: the connecting thread failed: {e}",
+                    self.shown_url
+                ),
+            )),
+            Err(_) => Err(self.fail(
+                ErrorKind::Connect,
+                format!(
+                    "cannot connect to {}: no answer within {} (connect_timeout)",
+                    self.shown_url,
+                    format_duration(self.connect_timeout)
+                ),
+            )),
         }
     }
 
@@ -182,8 +205,8 @@ impl OracleSource {
         });
         match job.await {
             Ok(Ok(v)) => Ok(v),
-            Ok(Err(e)) => Err(self.fail(run_message(&Failure::of(&e)))),
-            Err(e) => Err(self.fail(format!("the Oracle call failed: {e}"))),
+            Ok(Err(e)) => Err(oracle_error(&self.name, e)),
+            Err(e) => Err(self.fail(ErrorKind::Query, format!("the Oracle call failed: {e}"))),
         }
     }
 }
@@ -283,6 +306,31 @@ fn connect_message(
         ),
         _ => format!("cannot connect to {shown_url}: {t}"),
     }
+}
+
+/// What kind of failure a driver error is, from its ORA-/DPI- code.
+fn oracle_kind(f: &Failure) -> ErrorKind {
+    if f.client_missing() {
+        return ErrorKind::Config;
+    }
+    if f.dpi == Some(1067) || f.ora == Some(3156) {
+        return ErrorKind::Timeout;
+    }
+    match f.ora {
+        Some(1013) => ErrorKind::Cancelled,
+        Some(1017 | 1045 | 28000 | 28001 | 28040) => ErrorKind::Auth,
+        Some(
+            12541 | 12514 | 12505 | 12545 | 12154 | 12543 | 12560 | 12170 | 12535 | 12537 | 3113
+            | 3114 | 3135,
+        ) => ErrorKind::Connect,
+        _ => ErrorKind::Query,
+    }
+}
+
+/// A driver error after connecting as a [`SourceError`] of datasource `name`.
+fn oracle_error(name: &str, e: oracle::Error) -> SourceError {
+    let f = Failure::of(&e);
+    SourceError::new(name, oracle_kind(&f), run_message(&f)).caused_by(e)
 }
 
 /// The message for a failure after connecting, with what the code means for ferry.
@@ -626,137 +674,114 @@ fn describe_columns(info: &[oracle::ColumnInfo]) -> (Vec<Column>, Vec<Decoder>, 
 /// The call timeout for a run: the task's timeout plus the margin, within what the driver
 /// accepts (1 ms to 49 days).
 fn call_timeout(timeout: Duration) -> Duration {
-    (timeout + STATEMENT_TIMEOUT_MARGIN).clamp(
+    pump::server_timeout(timeout).clamp(
         Duration::from_millis(1),
         Duration::from_secs(49 * 24 * 3600),
     )
 }
 
 /// Stops the connection's running call, if it is still open, from another thread.
-fn spawn_breaker(conn: Weak<Connection>, cancel: CancellationToken, done: CancellationToken) {
-    tokio::spawn(async move {
-        tokio::select! {
-            _ = cancel.cancelled() => {
-                if let Some(conn) = conn.upgrade() {
-                    let _ = tokio::task::spawn_blocking(move || conn.break_execution()).await;
+struct OracleBreak(Weak<Connection>);
+
+impl ServerCancel for OracleBreak {
+    async fn cancel(&self) {
+        if let Some(conn) = self.0.upgrade() {
+            let _ = tokio::task::spawn_blocking(move || conn.break_execution()).await;
+        }
+    }
+}
+
+/// The rows of a running statement, for the pump.
+struct OracleReader<'a> {
+    name: String,
+    rows: oracle::ResultSet<'a, oracle::Row>,
+    decoders: Vec<Decoder>,
+}
+
+impl BlockingReader for OracleReader<'_> {
+    fn read_row(&mut self, chunk: &mut Chunker) -> Result<bool, SourceError> {
+        let row = match self.rows.next() {
+            Some(Ok(r)) => r,
+            Some(Err(e)) => return Err(oracle_error(&self.name, e)),
+            None => return Ok(false),
+        };
+        for (i, (dec, v)) in self.decoders.iter().zip(row.sql_values()).enumerate() {
+            let value = match dec.fetch(v) {
+                Ok(None) => Ok(Value::Null),
+                Ok(Some(f)) => dec.decode(f),
+                Err(e) => Err(run_message(&Failure::of(&e))),
+            };
+            match value {
+                Ok(v) => chunk.push(v),
+                Err(e) => {
+                    return Err(SourceError::new(
+                        &self.name,
+                        ErrorKind::Query,
+                        format!("cannot read a value of column {}: {e}", i + 1),
+                    ));
                 }
             }
-            _ = done.cancelled() => {}
         }
-    });
+        Ok(true)
+    }
 }
 
 #[async_trait]
 impl Source for OracleSource {
     async fn query(
         &self,
-        sql: &str,
+        query: &Query,
         params: &RunParams,
         chunk_rows: usize,
         timeout: Duration,
         cancel: CancellationToken,
     ) -> Result<QueryStream, SourceError> {
+        let sql = statement_text(super::sql_text(&self.name, query)?).to_string();
         let session = self.connect().await?;
+        let server = OracleBreak(Arc::downgrade(&session.conn));
+        let (pump, opened) = Pump::arm(&self.name, chunk_rows, cancel, server);
 
-        // From here on a cancelled run also stops the statement on the server.
-        let done = CancellationToken::new();
-        spawn_breaker(Arc::downgrade(&session.conn), cancel, done.clone());
-        let guard = done.drop_guard();
-
-        let (meta_tx, meta_rx) = oneshot::channel::<Result<QueryStream, SourceError>>();
-        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
         let name = self.name.clone();
-        let sql = statement_text(sql).to_string();
         let params = params.clone();
         let chunk_rows = chunk_rows.max(1);
         tokio::task::spawn_blocking(move || {
-            let fail = |msg: String| SourceError::new(&name, msg);
-            let oracle_fail = |e: &oracle::Error| fail(run_message(&Failure::of(e)));
             let conn = &session.conn;
             let started = conn
                 .set_call_timeout(Some(call_timeout(timeout)))
                 .and_then(|_| conn.execute("SET TRANSACTION READ ONLY", &[]).map(|_| ()))
-                .map_err(|e| oracle_fail(&e))
+                .map_err(|e| oracle_error(&name, e))
                 .and_then(|_| {
                     conn.statement(&sql)
                         .fetch_array_size(chunk_rows.min(FETCH_ARRAY_SIZE) as u32)
                         .build()
-                        .map_err(|e| oracle_fail(&e))
+                        .map_err(|e| oracle_error(&name, e))
                 })
                 .and_then(|mut stmt| {
-                    bind_all(&mut stmt, &params).map_err(|e| fail(e.message()))?;
+                    bind_all(&mut stmt, &params)
+                        .map_err(|e| SourceError::new(&name, ErrorKind::Query, e.message()))?;
                     stmt.into_result_set::<oracle::Row>(&[])
-                        .map_err(|e| oracle_fail(&e))
+                        .map_err(|e| oracle_error(&name, e))
                 });
-            let mut rows = match started {
-                Ok(r) => r,
-                Err(e) => {
-                    let _ = meta_tx.send(Err(e));
-                    return;
-                }
-            };
-            let (columns, decoders, warnings) = describe_columns(rows.column_info());
-            let mut chunk = Chunker::new(chunk_rows, decoders.len());
-            if meta_tx
-                .send(Ok(QueryStream {
-                    columns,
-                    chunks: rx,
-                    pool: chunk.pool(),
-                    warnings,
-                }))
-                .is_err()
-            {
-                return;
-            }
-            let mut stopped = false;
-            'rows: for next in rows.by_ref() {
-                let r = match next {
-                    Ok(r) => r,
-                    Err(e) => {
-                        let _ = tx.blocking_send(Err(oracle_fail(&e)));
-                        stopped = true;
-                        break;
-                    }
-                };
-                for (i, (dec, v)) in decoders.iter().zip(r.sql_values()).enumerate() {
-                    let value = match dec.fetch(v) {
-                        Ok(None) => Ok(Value::Null),
-                        Ok(Some(f)) => dec.decode(f),
-                        Err(e) => Err(run_message(&Failure::of(&e))),
+            match started {
+                Err(e) => pump.fail(e),
+                Ok(rows) => {
+                    let (columns, decoders, warnings) = describe_columns(rows.column_info());
+                    let mut reader = OracleReader {
+                        name,
+                        rows,
+                        decoders,
                     };
-                    match value {
-                        Ok(v) => chunk.push(v),
-                        Err(e) => {
-                            let _ = tx.blocking_send(Err(fail(format!(
-                                "cannot read a value of column {}: {e}",
-                                i + 1
-                            ))));
-                            stopped = true;
-                            break 'rows;
-                        }
-                    }
-                }
-                if let Some(full) = chunk.end_row()
-                    && tx.blocking_send(Ok(full)).is_err()
-                {
-                    stopped = true; // The writer stopped (failed or cancelled).
-                    break;
+                    pump.run_blocking(columns, warnings, &mut reader);
+                    // Closing the cursor stops the statement.
+                    drop(reader);
                 }
             }
-            if !stopped && let Some(rest) = chunk.rest() {
-                let _ = tx.blocking_send(Ok(rest));
-            }
-            // Closing the cursor stops the statement; the session ends read-only and
-            // rolled back, and is closed with the last reference.
-            drop(rows);
+            // The session ends read-only and rolled back, and is closed with the last
+            // reference.
             let _ = session.conn.rollback();
-            drop(guard);
             drop(session);
         });
-        match meta_rx.await {
-            Ok(r) => r,
-            Err(_) => Err(self.fail("the query stopped before it returned its columns")),
-        }
+        opened.wait().await
     }
 
     async fn estimate_cost(
@@ -797,14 +822,18 @@ impl Source for OracleSource {
                 )
             })
             .await
-            .map_err(|e| {
-                self.fail(format!(
+            .map_err(|e| SourceError {
+                message: format!(
                     "cannot estimate the query's cost (EXPLAIN PLAN): {}",
                     e.message
-                ))
+                ),
+                ..e
             })?;
         let cost = cost.ok_or_else(|| {
-            self.fail("EXPLAIN PLAN gave no cost (is the optimizer in RULE mode?)")
+            self.fail(
+                ErrorKind::Query,
+                "EXPLAIN PLAN gave no cost (is the optimizer in RULE mode?)",
+            )
         })?;
         Ok(Some(CostEstimate {
             cost,
@@ -950,546 +979,4 @@ fn write_evidence(
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn ts(y: i32, mo: u32, d: u32, h: u32, mi: u32, s: u32, ns: u32) -> Timestamp {
-        Timestamp::new(y, mo, d, h, mi, s, ns).unwrap()
-    }
-
-    fn dec(t: OracleType, f: Fetched) -> Value {
-        Decoder::for_type(&t).decode(f).unwrap()
-    }
-
-    #[test]
-    fn numbers_map_to_exact_integers_and_decimals() {
-        // NUMBER(p) up to 18 digits always fits an i64; the driver sends p < 18 natively.
-        for t in [
-            OracleType::Number(1, 0),
-            OracleType::Number(10, 0),
-            OracleType::Number(18, 0),
-            OracleType::Number(16, -2),
-            OracleType::Int64,
-        ] {
-            assert_eq!(Decoder::for_type(&t), Decoder::Int, "{t}");
-            assert_eq!(Decoder::for_type(&t).kind(), Kind::Int);
-        }
-        assert_eq!(
-            dec(OracleType::Number(10, 0), Fetched::Int(-42)),
-            Value::Int(-42)
-        );
-        assert_eq!(
-            dec(
-                OracleType::Number(18, 0),
-                Fetched::Text("999999999999999999".into())
-            ),
-            Value::Int(999_999_999_999_999_999)
-        );
-        // Wider integers and unconstrained NUMBER stay exact decimal text.
-        for t in [
-            OracleType::Number(19, 0),
-            OracleType::Number(38, 0),
-            OracleType::Number(0, -127),
-            OracleType::Number(0, 0),
-            OracleType::Number(17, -2),
-            OracleType::Float(126),
-            OracleType::Float(63),
-        ] {
-            assert_eq!(Decoder::for_type(&t), Decoder::Decimal { scale: 0 }, "{t}");
-            assert_eq!(Decoder::for_type(&t).kind(), Kind::Decimal);
-        }
-        assert_eq!(
-            dec(
-                OracleType::Number(38, 0),
-                Fetched::Text("12345678901234567890123456789012345678".into())
-            ),
-            Value::Decimal("12345678901234567890123456789012345678".into())
-        );
-        assert_eq!(
-            dec(OracleType::Number(0, -127), Fetched::Text("0.1".into())),
-            Value::Decimal("0.1".into())
-        );
-        assert_eq!(
-            dec(
-                OracleType::Number(0, -127),
-                Fetched::Text("-0.000001".into())
-            ),
-            Value::Decimal("-0.000001".into())
-        );
-        // NUMBER(p,s): the fraction padded to the column's scale, never rounded.
-        assert_eq!(
-            Decoder::for_type(&OracleType::Number(38, 10)),
-            Decoder::Decimal { scale: 10 }
-        );
-        assert_eq!(
-            dec(
-                OracleType::Number(38, 10),
-                Fetched::Text("1234567890123456789012345678.1234567891".into())
-            ),
-            Value::Decimal("1234567890123456789012345678.1234567891".into())
-        );
-        assert_eq!(
-            dec(OracleType::Number(38, 10), Fetched::Text("-12.5".into())),
-            Value::Decimal("-12.5000000000".into())
-        );
-        assert_eq!(
-            dec(OracleType::Number(10, 2), Fetched::Text("7".into())),
-            Value::Decimal("7.00".into())
-        );
-        assert_eq!(
-            dec(OracleType::Number(10, 2), Fetched::Text("0.05".into())),
-            Value::Decimal("0.05".into())
-        );
-        assert!(
-            Decoder::for_type(&OracleType::Number(10, 2))
-                .decode(Fetched::Text("1e5".into()))
-                .is_err()
-        );
-    }
-
-    #[test]
-    fn binary_floats_keep_their_short_text() {
-        assert_eq!(
-            Decoder::for_type(&OracleType::BinaryFloat),
-            Decoder::BinaryFloat
-        );
-        assert_eq!(
-            dec(OracleType::BinaryFloat, Fetched::F32(0.1)),
-            Value::Float(0.1)
-        );
-        assert_eq!(
-            dec(OracleType::BinaryDouble, Fetched::F64(1e300)),
-            Value::Float(1e300)
-        );
-        assert!(matches!(
-            dec(OracleType::BinaryDouble, Fetched::F64(f64::NAN)),
-            Value::Float(f) if f.is_nan()
-        ));
-        assert_eq!(Decoder::BinaryDouble.kind(), Kind::Float);
-    }
-
-    #[test]
-    fn dates_and_timestamps_keep_their_precision() {
-        let t = |s: &str| NaiveDateTime::parse_from_str(s, "%Y-%m-%d %H:%M:%S%.f").unwrap();
-        assert_eq!(Decoder::for_type(&OracleType::Date).kind(), Kind::DateTime);
-        assert_eq!(
-            dec(
-                OracleType::Date,
-                Fetched::Timestamp(ts(2026, 11, 25, 14, 30, 5, 0))
-            ),
-            Value::DateTime(t("2026-11-25 14:30:05"))
-        );
-        assert_eq!(
-            dec(
-                OracleType::Timestamp(9),
-                Fetched::Timestamp(ts(2026, 2, 28, 23, 59, 59, 123_456_789))
-            ),
-            Value::DateTime(t("2026-02-28 23:59:59.123456789"))
-        );
-        // Years before the common era are dates too (Oracle goes back to 4712 BC).
-        assert!(matches!(
-            dec(
-                OracleType::Date,
-                Fetched::Timestamp(ts(-4712, 1, 1, 0, 0, 0, 0))
-            ),
-            Value::DateTime(_)
-        ));
-    }
-
-    #[test]
-    fn zoned_timestamps_are_instants_with_their_offset() {
-        for t in [OracleType::TimestampTZ(6), OracleType::TimestampLTZ(3)] {
-            assert_eq!(Decoder::for_type(&t), Decoder::Instant);
-            assert_eq!(Decoder::Instant.kind(), Kind::DateTimeTz);
-        }
-        let v = dec(
-            OracleType::TimestampTZ(6),
-            Fetched::Timestamp(
-                ts(2026, 11, 25, 10, 0, 0, 500_000_000)
-                    .and_tz_hm_offset(8, 0)
-                    .unwrap(),
-            ),
-        );
-        let Value::DateTimeTz(i) = v else {
-            panic!("{v:?}")
-        };
-        assert_eq!(i.to_rfc3339(), "2026-11-25T10:00:00.500+08:00");
-        let mut text = String::new();
-        crate::value::render_text(&Value::DateTimeTz(i), chrono_tz::Europe::Berlin, &mut text);
-        assert_eq!(text, "2026-11-25 03:00:00.500+01:00");
-        let west = dec(
-            OracleType::TimestampLTZ(6),
-            Fetched::Timestamp(
-                ts(2026, 7, 1, 20, 30, 0, 0)
-                    .and_tz_hm_offset(-3, -30)
-                    .unwrap(),
-            ),
-        );
-        let Value::DateTimeTz(w) = west else {
-            panic!("{west:?}")
-        };
-        assert_eq!(w.to_rfc3339(), "2026-07-01T20:30:00-03:30");
-    }
-
-    #[test]
-    fn intervals_are_oracle_text() {
-        assert_eq!(
-            Decoder::for_type(&OracleType::IntervalDS(2, 6)),
-            Decoder::IntervalDs { lead: 2, frac: 6 }
-        );
-        assert_eq!(Decoder::IntervalDs { lead: 2, frac: 6 }.kind(), Kind::Text);
-        assert_eq!(
-            dec(
-                OracleType::IntervalDS(2, 6),
-                Fetched::IntervalDs(IntervalDS::new(1, 2, 3, 4, 500_000_000).unwrap())
-            ),
-            Value::Text("+01 02:03:04.500000".into())
-        );
-        assert_eq!(
-            dec(
-                OracleType::IntervalDS(3, 0),
-                Fetched::IntervalDs(IntervalDS::new(-1, -2, 0, 0, 0).unwrap())
-            ),
-            Value::Text("-001 02:00:00".into())
-        );
-        assert_eq!(
-            dec(
-                OracleType::IntervalYM(2),
-                Fetched::IntervalYm(IntervalYM::new(1, 6).unwrap())
-            ),
-            Value::Text("+01-06".into())
-        );
-    }
-
-    #[test]
-    fn text_bytes_and_booleans() {
-        for t in [
-            OracleType::Varchar2(4000),
-            OracleType::NVarchar2(100),
-            OracleType::Char(10),
-            OracleType::NChar(10),
-            OracleType::Rowid,
-            OracleType::CLOB,
-            OracleType::NCLOB,
-            OracleType::Long,
-            OracleType::Xml,
-            OracleType::Json,
-        ] {
-            assert_eq!(Decoder::for_type(&t), Decoder::Text, "{t}");
-        }
-        assert_eq!(
-            dec(OracleType::NVarchar2(10), Fetched::Text("销售 😀".into())),
-            Value::Text("销售 😀".into())
-        );
-        // CHAR keeps Oracle's blank padding: it is part of the value.
-        assert_eq!(
-            dec(OracleType::Char(5), Fetched::Text("ab   ".into())),
-            Value::Text("ab   ".into())
-        );
-        assert_eq!(
-            dec(
-                OracleType::Rowid,
-                Fetched::Text("AAAR3sAAEAAAACXAAA".into())
-            ),
-            Value::Text("AAAR3sAAEAAAACXAAA".into())
-        );
-        for t in [
-            OracleType::Raw(16),
-            OracleType::LongRaw,
-            OracleType::BLOB,
-            OracleType::BFILE,
-        ] {
-            assert_eq!(Decoder::for_type(&t), Decoder::Bytes, "{t}");
-        }
-        let raw = dec(OracleType::Raw(16), Fetched::Bytes(vec![0xde, 0xad, 0x01]));
-        let mut text = String::new();
-        crate::value::render_text(&raw, chrono_tz::UTC, &mut text);
-        assert_eq!(text, "0xDEAD01");
-        assert_eq!(Decoder::for_type(&OracleType::Boolean), Decoder::Bool);
-        assert_eq!(
-            dec(OracleType::Boolean, Fetched::Bool(true)),
-            Value::Bool(true)
-        );
-        assert_eq!(Decoder::Bool.kind(), Kind::Bool);
-    }
-
-    #[test]
-    fn unknown_types_fall_back_to_text_with_a_warning() {
-        assert_eq!(Decoder::for_type(&OracleType::RefCursor), Decoder::Fallback);
-        assert_eq!(Decoder::Fallback.kind(), Kind::Unknown);
-        assert_eq!(
-            Decoder::Fallback.decode(Fetched::Text("MDSYS.SDO_GEOMETRY(2001, ...)".into())),
-            Ok(Value::Text("MDSYS.SDO_GEOMETRY(2001, ...)".into()))
-        );
-        assert_eq!(
-            fallback_warning("SHAPE", "MDSYS.SDO_GEOMETRY"),
-            "column `SHAPE` has Oracle type `MDSYS.SDO_GEOMETRY`, which ferry cannot read: its values are written as the driver's text for them; convert it in the query (TO_CHAR(...), JSON_SERIALIZE(...)) to choose"
-        );
-        // A type the driver cannot even describe fails the run with what to do.
-        let m = run_message(&Failure {
-            ora: None,
-            dpi: None,
-            text: "unsupported Oracle type JSON".into(),
-        });
-        assert!(m.contains("JSON_SERIALIZE(col RETURNING CLOB)"), "{m}");
-    }
-
-    #[test]
-    fn parameters_bind_with_oracle_types() {
-        let d = NaiveDate::from_ymd_opt(2026, 11, 24).unwrap();
-        assert_eq!(bind_type(&ParamValue::Date(d)), OracleType::Date);
-        assert_eq!(
-            bind_type(&ParamValue::DateTime(d.and_hms_opt(2, 30, 0).unwrap())),
-            OracleType::Date
-        );
-        assert_eq!(
-            bind_type(&ParamValue::DateTime(
-                d.and_hms_milli_opt(2, 30, 0, 5).unwrap()
-            )),
-            OracleType::Timestamp(9)
-        );
-        assert_eq!(
-            bind_type(&ParamValue::Instant(crate::clock::wall_now())),
-            OracleType::TimestampTZ(9)
-        );
-        assert_eq!(bind_type(&ParamValue::Int(5)), OracleType::Number(0, 0));
-        assert_eq!(bind_type(&ParamValue::Bool(true)), OracleType::Number(0, 0));
-        assert_eq!(
-            bind_type(&ParamValue::Text("销售".into())),
-            OracleType::Varchar2(6)
-        );
-        let at = chrono::DateTime::parse_from_rfc3339("2026-11-24T18:30:00Z")
-            .unwrap()
-            .naive_utc();
-        let t = timestamp_of(at, true).unwrap();
-        assert_eq!(
-            (
-                t.year(),
-                t.month(),
-                t.day(),
-                t.hour(),
-                t.minute(),
-                t.tz_offset()
-            ),
-            (2026, 11, 24, 18, 30, 0)
-        );
-        assert!(t.with_tz());
-        assert!(!timestamp_of(at, false).unwrap().with_tz());
-    }
-
-    #[test]
-    fn the_connect_descriptor_names_the_listener_service_and_timeout() {
-        assert_eq!(
-            connect_descriptor(
-                "db.example.com",
-                1521,
-                "ORCLPDB1",
-                Duration::from_millis(2500)
-            ),
-            "(DESCRIPTION=(CONNECT_TIMEOUT=3)(TRANSPORT_CONNECT_TIMEOUT=3)(RETRY_COUNT=0)(ADDRESS=(PROTOCOL=TCP)(HOST=db.example.com)(PORT=1521))(CONNECT_DATA=(SERVICE_NAME=ORCLPDB1)))"
-        );
-        assert!(connect_descriptor("::1", 1, "s", Duration::ZERO).contains("(HOST=::1)(PORT=1)"));
-    }
-
-    fn connect_text(ora: Option<i32>, dpi: Option<i32>, text: &str) -> String {
-        connect_message(
-            &Failure {
-                ora,
-                dpi,
-                text: text.into(),
-            },
-            "ferry",
-            "127.0.0.1",
-            1521,
-            "FREEPDB1",
-            "oracle://ferry:***@127.0.0.1:1521/FREEPDB1",
-        )
-    }
-
-    #[test]
-    fn connect_errors_say_what_went_wrong() {
-        assert_eq!(
-            connect_text(
-                Some(1017),
-                None,
-                "ORA-01017: invalid username/password; logon denied"
-            ),
-            "authentication failed for user `ferry` at oracle://ferry:***@127.0.0.1:1521/FREEPDB1 (ORA-01017: invalid username/password; logon denied): check the user and password in the url"
-        );
-        assert_eq!(
-            connect_text(Some(12541), None, "ORA-12541: TNS:no listener"),
-            "no Oracle listener at 127.0.0.1:1521 (ORA-12541: TNS:no listener): check the host and port in the url, and that the listener runs (`lsnrctl status` on the server)"
-        );
-        assert!(
-            connect_text(
-                Some(12514),
-                None,
-                "ORA-12514: TNS:listener does not currently know of service requested in connect descriptor"
-            )
-            .starts_with("the listener at 127.0.0.1:1521 does not know the service `FREEPDB1` (ORA-12514")
-        );
-        assert!(
-            connect_text(Some(12170), None, "ORA-12170: TNS:Connect timeout occurred")
-                .starts_with("no answer from 127.0.0.1:1521 within the connect timeout")
-        );
-        assert_eq!(
-            connect_text(Some(600), None, "ORA-00600: internal error"),
-            "cannot connect to oracle://ferry:***@127.0.0.1:1521/FREEPDB1: ORA-00600: internal error"
-        );
-        let missing = connect_text(
-            None,
-            Some(1047),
-            "DPI-1047: Cannot locate a 64-bit Oracle Client library: \"libclntsh.so: cannot open shared object file: No such file or directory\"",
-        );
-        assert_eq!(
-            missing,
-            format!(
-                "cannot load Oracle's client library (DPI-1047: Cannot locate a 64-bit Oracle Client library: \"libclntsh.so: cannot open shared object file: No such file or directory\"): {CLIENT_MISSING}"
-            )
-        );
-        assert!(missing.contains("Oracle Instant Client Basic or Basic Light, 64-bit"));
-        assert!(missing.contains("LD_LIBRARY_PATH"));
-        assert!(missing.contains("ldconfig"));
-    }
-
-    #[test]
-    fn odpi_help_links_are_dropped() {
-        assert_eq!(
-            strip_help_link(
-                "DPI-1047: Cannot locate a 64-bit Oracle Client library: \"x\". See https://oracle.github.io/odpi/doc/installation.html#linux for help"
-            ),
-            "DPI-1047: Cannot locate a 64-bit Oracle Client library: \"x\""
-        );
-        assert_eq!(
-            strip_help_link("ORA-00942: table or view does not exist"),
-            "ORA-00942: table or view does not exist"
-        );
-    }
-
-    #[test]
-    fn run_errors_name_timeouts_cancels_and_read_only() {
-        let f = |ora, dpi, text: &str| {
-            run_message(&Failure {
-                ora,
-                dpi,
-                text: text.into(),
-            })
-        };
-        assert_eq!(
-            f(
-                None,
-                Some(1067),
-                "DPI-1067: call timeout of 70000 ms exceeded with ORA-3156"
-            ),
-            "DPI-1067: call timeout of 70000 ms exceeded with ORA-3156 (the task's timeout, applied as the Oracle call timeout)"
-        );
-        assert_eq!(
-            f(
-                Some(1013),
-                None,
-                "ORA-01013: user requested cancel of current operation"
-            ),
-            "ORA-01013: user requested cancel of current operation (the run was stopped; ferry cancelled the statement)"
-        );
-        assert_eq!(
-            f(
-                Some(1456),
-                None,
-                "ORA-01456: may not perform insert/delete/update operation inside a READ ONLY transaction"
-            ),
-            "ORA-01456: may not perform insert/delete/update operation inside a READ ONLY transaction (ferry runs every query in a read-only transaction)"
-        );
-        assert_eq!(
-            f(Some(942), None, "ORA-00942: table or view does not exist"),
-            "ORA-00942: table or view does not exist"
-        );
-        assert_eq!(
-            BindError::Missing("day".into()).message(),
-            "no value for parameter `:day`"
-        );
-    }
-
-    #[test]
-    fn call_timeout_has_the_margin_and_stays_in_range() {
-        assert_eq!(
-            call_timeout(Duration::from_secs(60)),
-            Duration::from_secs(70)
-        );
-        assert_eq!(
-            call_timeout(Duration::from_secs(400 * 24 * 3600)),
-            Duration::from_secs(49 * 24 * 3600)
-        );
-    }
-
-    #[test]
-    fn write_privileges_and_tables_are_evidence() {
-        let privs: Vec<String> = ["CREATE SESSION", "ALTER SESSION", "SELECT ANY TABLE"]
-            .iter()
-            .map(|s| s.to_string())
-            .collect();
-        assert!(write_evidence(&privs, (0, None), (0, None)).is_empty());
-        let privs: Vec<String> = [
-            "CREATE SESSION",
-            "CREATE TABLE",
-            "INSERT ANY TABLE",
-            "UNLIMITED TABLESPACE",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        assert_eq!(
-            write_evidence(
-                &privs,
-                (2, Some("SALES".into())),
-                (1, Some("HR.EMP".into()))
-            ),
-            vec![
-                "system privileges CREATE TABLE, INSERT ANY TABLE".to_string(),
-                "owns 2 tables, e.g. SALES".to_string(),
-                "INSERT, UPDATE, DELETE or ALTER granted on 1 table of other schemas, e.g. HR.EMP"
-                    .to_string(),
-            ]
-        );
-        let many: Vec<String> = [
-            "ALTER ANY TABLE",
-            "CREATE PROCEDURE",
-            "CREATE SEQUENCE",
-            "CREATE TABLE",
-            "DROP ANY TABLE",
-            "SYSDBA",
-        ]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-        assert_eq!(
-            write_evidence(&many, (0, None), (0, None)),
-            vec!["system privileges ALTER ANY TABLE, CREATE PROCEDURE, CREATE SEQUENCE and 3 more"]
-        );
-        assert!(is_write_privilege("BECOME USER"));
-        assert!(!is_write_privilege("SELECT ANY DICTIONARY"));
-    }
-
-    #[test]
-    fn a_trailing_semicolon_is_dropped() {
-        assert_eq!(
-            statement_text("SELECT 1 FROM dual;\n"),
-            "SELECT 1 FROM dual"
-        );
-        assert_eq!(
-            statement_text("SELECT ';' FROM dual"),
-            "SELECT ';' FROM dual"
-        );
-        assert_eq!(
-            statement_text("SELECT 1 FROM dual ; "),
-            "SELECT 1 FROM dual"
-        );
-    }
-
-    #[test]
-    fn statement_ids_fit_plan_table() {
-        let id = statement_id();
-        assert!(id.len() <= 30, "{id}");
-        assert!(id.chars().all(|c| c.is_ascii_alphanumeric() || c == '_'));
-        assert_ne!(id, statement_id());
-    }
-}
+mod tests;

@@ -5,8 +5,9 @@
 //! TEXT, BLOB, NULL) says what it is. Text in a `DATE`/`DATETIME`/`TIME` column that does
 //! not parse as one stays text, so nothing is lost. See `docs/types.md`.
 //!
-//! The query runs on its own blocking thread and hands chunks over a bounded channel; a
-//! cancelled run interrupts the statement inside SQLite (`sqlite3_interrupt`).
+//! The query runs on its own blocking thread and hands its rows to the shared [`pump`]
+//! ([`SqliteReader`], [`Pump::run_blocking`]); a cancelled run interrupts the statement
+//! inside SQLite (`sqlite3_interrupt`, [`Interrupt`]) and ends as `Cancelled`.
 //! sqlx (used for the run store) was measured at 4× the `sqlite3` shell's CSV export
 //! time on 1M rows, almost all of it in its per-row worker hand-off; rusqlite reads the
 //! same rows on the calling thread (docs/benchmarks.md).
@@ -16,15 +17,16 @@
 //! overwriting), which is how the demo database is made.
 
 use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
 
 use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
-use tokio::sync::{mpsc, oneshot};
 use tokio_util::sync::CancellationToken;
 
-use super::{CHANNEL_CHUNKS, Chunker, QueryStream, RowsPool, Source, SourceError, SourceInfo};
+use super::pump::{BlockingReader, Pump, ServerCancel};
+use super::{Chunker, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo};
 use crate::params::{self, ParamValue, RunParams};
 use crate::value::{Column, Kind, Value, parse_date, parse_naive_datetime, parse_time};
 
@@ -49,12 +51,17 @@ impl SqliteSource {
                     tokio::task::spawn_blocking(move || build_from_seed(&n, &p, &sd))
                         .await
                         .map_err(|e| {
-                            SourceError::new(name, format!("seed builder stopped: {e}"))
+                            SourceError::new(
+                                name,
+                                ErrorKind::Config,
+                                format!("seed builder stopped: {e}"),
+                            )
                         })??;
                 }
                 None => {
                     return Err(SourceError::new(
                         name,
+                        ErrorKind::Config,
                         format!("database file not found: {}", path.display()),
                     ));
                 }
@@ -74,24 +81,36 @@ impl SqliteSource {
         .map_err(|e| {
             SourceError::new(
                 &self.name,
+                ErrorKind::Connect,
                 format!("cannot open {}: {}", self.path.display(), db_message(&e)),
             )
+            .caused_by(e)
         })?;
         conn.execute_batch("PRAGMA query_only = ON")
-            .map_err(|e| SourceError::new(&self.name, db_message(&e)))?;
+            .map_err(|e| sqlite_error(&self.name, e))?;
         conn.busy_timeout(std::time::Duration::from_secs(30))
-            .map_err(|e| SourceError::new(&self.name, db_message(&e)))?;
+            .map_err(|e| sqlite_error(&self.name, e))?;
         Ok(conn)
     }
 }
 
 /// Builds `path` from the SQL in `seed`, atomically: a concurrent builder loses cleanly.
 fn build_from_seed(name: &str, path: &Path, seed: &Path) -> Result<(), SourceError> {
-    let sql = std::fs::read_to_string(seed)
-        .map_err(|e| SourceError::new(name, format!("cannot read seed {}: {e}", seed.display())))?;
+    let sql = std::fs::read_to_string(seed).map_err(|e| {
+        SourceError::new(
+            name,
+            ErrorKind::Config,
+            format!("cannot read seed {}: {e}", seed.display()),
+        )
+    })?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
-        std::fs::create_dir_all(dir)
-            .map_err(|e| SourceError::new(name, format!("cannot create {}: {e}", dir.display())))?;
+        std::fs::create_dir_all(dir).map_err(|e| {
+            SourceError::new(
+                name,
+                ErrorKind::Config,
+                format!("cannot create {}: {e}", dir.display()),
+            )
+        })?;
     }
     // One temporary file per builder, also between the runs of one process that build
     // the same database at once.
@@ -104,6 +123,7 @@ fn build_from_seed(name: &str, path: &Path, seed: &Path) -> Result<(), SourceErr
         let _ = std::fs::remove_file(&tmp);
         return Err(SourceError::new(
             name,
+            ErrorKind::Config,
             format!(
                 "building {} from {} failed: {}",
                 path.display(),
@@ -118,10 +138,26 @@ fn build_from_seed(name: &str, path: &Path, seed: &Path) -> Result<(), SourceErr
     match linked {
         Err(e) if !path.exists() => Err(SourceError::new(
             name,
+            ErrorKind::Config,
             format!("cannot publish {}: {e}", path.display()),
         )),
         _ => Ok(()),
     }
+}
+
+/// A driver error as a [`SourceError`] of datasource `name`: an interrupted statement is
+/// `Cancelled` (ferry interrupts only a cancelled run), anything else `Query`.
+fn sqlite_error(name: &str, e: rusqlite::Error) -> SourceError {
+    let interrupted = matches!(&e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OperationInterrupted);
+    let (kind, msg) = if interrupted {
+        (
+            ErrorKind::Cancelled,
+            "the query was interrupted (run cancelled)".to_string(),
+        )
+    } else {
+        (ErrorKind::Query, db_message(&e))
+    };
+    SourceError::new(name, kind, msg).caused_by(e)
 }
 
 /// The database's own message, without the driver's wrapping.
@@ -251,11 +287,47 @@ fn parse_datetime(s: &str) -> Option<Value> {
     None
 }
 
+/// Interrupts the statement of the query's connection, once it is open.
+#[derive(Default)]
+struct Interrupt(Arc<OnceLock<rusqlite::InterruptHandle>>);
+
+impl ServerCancel for Interrupt {
+    async fn cancel(&self) {
+        if let Some(handle) = self.0.get() {
+            handle.interrupt();
+        }
+    }
+}
+
+/// The rows of a running statement, for the pump.
+struct SqliteReader<'s> {
+    name: String,
+    rows: rusqlite::Rows<'s>,
+    rules: Vec<Rule>,
+}
+
+impl BlockingReader for SqliteReader<'_> {
+    fn read_row(&mut self, chunk: &mut Chunker) -> Result<bool, SourceError> {
+        let row = match self.rows.next() {
+            Ok(Some(r)) => r,
+            Ok(None) => return Ok(false),
+            Err(e) => return Err(sqlite_error(&self.name, e)),
+        };
+        for (i, rule) in self.rules.iter().enumerate() {
+            match row.get_ref(i) {
+                Ok(v) => chunk.push(read_value(v, *rule)),
+                Err(e) => return Err(sqlite_error(&self.name, e)),
+            }
+        }
+        Ok(true)
+    }
+}
+
 #[async_trait]
 impl Source for SqliteSource {
     async fn query(
         &self,
-        sql: &str,
+        query: &Query,
         params: &RunParams,
         chunk_rows: usize,
         _timeout: std::time::Duration,
@@ -263,37 +335,41 @@ impl Source for SqliteSource {
     ) -> Result<QueryStream, SourceError> {
         // `$N` numbering binds each distinct name once. (An un-aliased parameter column is
         // then named `$1`; docs/configuration.md asks for aliases.)
+        let sql = super::sql_text(&self.name, query)?;
         let (text, names) = params::rewrite(sql, params::Style::Dollar);
         let mut values = Vec::with_capacity(names.len());
         for n in &names {
             let v = params.get(n).ok_or_else(|| {
-                SourceError::new(&self.name, format!("no value for parameter `:{n}`"))
+                SourceError::new(
+                    &self.name,
+                    ErrorKind::Query,
+                    format!("no value for parameter `:{n}`"),
+                )
             })?;
             values.push(v.clone());
         }
-        let (cols_tx, cols_rx) = oneshot::channel::<Result<Vec<Column>, SourceError>>();
-        let (tx, rx) = mpsc::channel(CHANNEL_CHUNKS);
+        let interrupt = Interrupt::default();
+        let handle = interrupt.0.clone();
+        let (pump, opened) = Pump::arm(&self.name, chunk_rows, cancel, interrupt);
         let source = self.clone();
-        let pool = RowsPool::default();
-        let reader_pool = pool.clone();
-        let (interrupt_tx, interrupt_rx) = oneshot::channel::<rusqlite::InterruptHandle>();
         tokio::task::spawn_blocking(move || {
             let name = source.name.clone();
-            let fail = |msg: String| SourceError::new(&name, msg);
             let conn = match source.connect() {
                 Ok(c) => c,
-                Err(e) => {
-                    let _ = cols_tx.send(Err(e));
-                    return;
-                }
+                Err(e) => return pump.fail(e),
             };
-            let _ = interrupt_tx.send(conn.get_interrupt_handle());
+            let _ = handle.set(conn.get_interrupt_handle());
+            if pump.is_cancelled() {
+                // Cancelled while opening: the interrupt had nothing to stop yet.
+                return pump.fail(SourceError::new(
+                    &name,
+                    ErrorKind::Cancelled,
+                    "the query was interrupted (run cancelled)",
+                ));
+            }
             let mut stmt = match conn.prepare(&text) {
                 Ok(s) => s,
-                Err(e) => {
-                    let _ = cols_tx.send(Err(fail(db_message(&e))));
-                    return;
-                }
+                Err(e) => return pump.fail(sqlite_error(&name, e)),
             };
             let mut rules = Vec::new();
             let mut columns = Vec::new();
@@ -309,66 +385,17 @@ impl Source for SqliteSource {
             }
             for (i, v) in values.iter().enumerate() {
                 if let Err(e) = bind(&mut stmt, i + 1, v) {
-                    let _ = cols_tx.send(Err(fail(db_message(&e))));
-                    return;
+                    return pump.fail(sqlite_error(&name, e));
                 }
             }
-            if cols_tx.send(Ok(columns)).is_err() {
-                return;
-            }
-            let mut rows = stmt.raw_query();
-            let mut chunk = Chunker::in_pool(chunk_rows, rules.len(), reader_pool);
-            loop {
-                match rows.next() {
-                    Ok(Some(r)) => {
-                        for (i, rule) in rules.iter().enumerate() {
-                            match r.get_ref(i) {
-                                Ok(v) => chunk.push(read_value(v, *rule)),
-                                Err(e) => {
-                                    let _ = tx.blocking_send(Err(fail(db_message(&e))));
-                                    return;
-                                }
-                            }
-                        }
-                        if let Some(full) = chunk.end_row()
-                            && tx.blocking_send(Ok(full)).is_err()
-                        {
-                            return; // The consumer stopped (cancelled or failed).
-                        }
-                    }
-                    Ok(None) => break,
-                    Err(e) => {
-                        let msg = if matches!(&e, rusqlite::Error::SqliteFailure(f, _) if f.code == rusqlite::ErrorCode::OperationInterrupted)
-                        {
-                            "the query was interrupted (run cancelled)".to_string()
-                        } else {
-                            db_message(&e)
-                        };
-                        let _ = tx.blocking_send(Err(fail(msg)));
-                        return;
-                    }
-                }
-            }
-            if let Some(rest) = chunk.rest() {
-                let _ = tx.blocking_send(Ok(rest));
-            }
+            let mut reader = SqliteReader {
+                name,
+                rows: stmt.raw_query(),
+                rules,
+            };
+            pump.run_blocking(columns, Vec::new(), &mut reader);
         });
-        // Stop the statement inside SQLite when the run is cancelled.
-        tokio::spawn(async move {
-            if let Ok(handle) = interrupt_rx.await {
-                cancel.cancelled().await;
-                handle.interrupt();
-            }
-        });
-        let columns = cols_rx
-            .await
-            .map_err(|_| SourceError::new(&self.name, "the query thread stopped unexpectedly"))??;
-        Ok(QueryStream {
-            columns,
-            chunks: rx,
-            pool,
-            warnings: Vec::new(),
-        })
+        opened.wait().await
     }
 
     async fn healthcheck(&self) -> Result<(), SourceError> {
@@ -376,10 +403,10 @@ impl Source for SqliteSource {
         tokio::task::spawn_blocking(move || {
             let conn = source.connect()?;
             conn.query_row("SELECT 1", [], |_| Ok(()))
-                .map_err(|e| SourceError::new(&source.name, db_message(&e)))
+                .map_err(|e| sqlite_error(&source.name, e))
         })
         .await
-        .map_err(|e| SourceError::new(&self.name, e.to_string()))?
+        .map_err(|e| SourceError::new(&self.name, ErrorKind::Query, e.to_string()))?
     }
 
     async fn describe(&self) -> Result<SourceInfo, SourceError> {
@@ -390,7 +417,7 @@ impl Source for SqliteSource {
             let connect_time = start.elapsed();
             let version: String = conn
                 .query_row("SELECT sqlite_version()", [], |r| r.get(0))
-                .map_err(|e| SourceError::new(&source.name, db_message(&e)))?;
+                .map_err(|e| sqlite_error(&source.name, e))?;
             let write_warning = writable(&source.path).then(|| {
                 format!(
                     "this process can write the file {} (ferry opens it read-only anyway; \
@@ -406,7 +433,7 @@ impl Source for SqliteSource {
             })
         })
         .await
-        .map_err(|e| SourceError::new(&self.name, e.to_string()))?
+        .map_err(|e| SourceError::new(&self.name, ErrorKind::Query, e.to_string()))?
     }
 }
 

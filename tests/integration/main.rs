@@ -26,6 +26,7 @@ mod runs;
 mod schedule;
 mod serve;
 mod smtp_proxy;
+mod source_errors;
 mod sources;
 mod sqlgate_corpus;
 mod store_conformance;

@@ -1,0 +1,197 @@
+//! The kind of a source error ([`ferry::source::ErrorKind`]) against the real servers of
+//! `scripts/test-services.sh`: a wrong password is `Auth`, a closed port `Connect`, the
+//! server's statement timeout `Timeout`, a cancelled run `Cancelled`, a bad statement
+//! `Query`; the messages stay the ones people read.
+
+use std::time::{Duration, Instant};
+
+use ferry::config::{DbTls, Query, Secret};
+use ferry::params::RunParams;
+use ferry::source::mysql::MysqlSource;
+use ferry::source::postgres::PostgresSource;
+use ferry::source::{ErrorKind, Source, SourceError};
+use tokio_util::sync::CancellationToken;
+
+fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// `url` with its password replaced.
+fn with_password(url: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let (user_pw, host) = rest.split_once('@').unwrap();
+    let user = user_pw.split(':').next().unwrap();
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+/// `url` pointed at port 1 on loopback, where nothing listens.
+fn closed_port(url: &str) -> String {
+    let (head, rest) = url.split_once('@').unwrap();
+    let db = rest.split_once('/').unwrap().1;
+    format!("{head}@127.0.0.1:1/{db}")
+}
+
+fn pg(url: &str) -> PostgresSource {
+    PostgresSource::new(
+        "pg",
+        &Secret::new(url),
+        "postgres://***",
+        2,
+        Duration::from_secs(5),
+        DbTls::Disable,
+        None,
+    )
+    .unwrap()
+}
+
+fn my(url: &str) -> MysqlSource {
+    MysqlSource::new(
+        "my",
+        &Secret::new(url),
+        "mysql://***",
+        2,
+        Duration::from_secs(5),
+        DbTls::Disable,
+        None,
+    )
+    .unwrap()
+}
+
+/// Runs `sql` to its end; the error it ends with, if any.
+async fn run(
+    source: &dyn Source,
+    sql: &str,
+    timeout: Duration,
+    cancel: CancellationToken,
+) -> Result<u64, SourceError> {
+    let params = RunParams {
+        values: Default::default(),
+    };
+    let query = Query::Sql { text: sql.into() };
+    let mut stream = source.query(&query, &params, 100, timeout, cancel).await?;
+    let mut rows = 0;
+    while let Some(chunk) = stream.chunks.recv().await {
+        rows += chunk?.len() as u64;
+    }
+    Ok(rows)
+}
+
+#[test]
+fn postgres_errors_have_kinds() {
+    let Some(url) = crate::postgres::pg_url() else {
+        return;
+    };
+    runtime().block_on(async {
+        let e = pg(&with_password(&url, "s3cretpw"))
+            .healthcheck()
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Auth, "{e}");
+        assert!(e.message.contains("password authentication failed"), "{e}");
+        assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
+
+        let e = pg(&closed_port(&url)).healthcheck().await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Connect, "{e}");
+        assert!(e.message.starts_with("cannot connect to "), "{e}");
+
+        let source = pg(&url);
+        let e = run(
+            &source,
+            "SELECT * FROM no_such_table_for_kinds",
+            Duration::from_secs(60),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Query, "{e}");
+
+        // A task timeout of 0 leaves only the server's margin (10 s) as statement_timeout.
+        let started = Instant::now();
+        let e = run(
+            &source,
+            "SELECT pg_sleep(60) AS slow",
+            Duration::ZERO,
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Timeout, "{e}");
+        assert!(e.message.contains("statement timeout"), "{e}");
+        assert!(started.elapsed() < Duration::from_secs(40));
+
+        let cancel = CancellationToken::new();
+        let stop = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                cancel.cancel();
+            })
+        };
+        let e = run(
+            &source,
+            "SELECT pg_sleep(60) AS slow",
+            Duration::from_secs(60),
+            cancel,
+        )
+        .await
+        .unwrap_err();
+        stop.await.unwrap();
+        assert_eq!(e.kind, ErrorKind::Cancelled, "{e}");
+        assert!(e.message.contains("ferry cancelled the statement"), "{e}");
+    });
+}
+
+#[test]
+fn mysql_errors_have_kinds() {
+    let Some(url) = crate::mysql::my_url() else {
+        return;
+    };
+    runtime().block_on(async {
+        let e = my(&with_password(&url, "s3cretpw"))
+            .healthcheck()
+            .await
+            .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Auth, "{e}");
+        assert!(e.message.contains("(error 1045, SQLSTATE 28000)"), "{e}");
+        assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
+
+        let e = my(&closed_port(&url)).healthcheck().await.unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Connect, "{e}");
+        assert!(e.message.starts_with("cannot connect to "), "{e}");
+
+        let source = my(&url);
+        let e = run(
+            &source,
+            "SELECT * FROM no_such_table_for_kinds",
+            Duration::from_secs(60),
+            CancellationToken::new(),
+        )
+        .await
+        .unwrap_err();
+        assert_eq!(e.kind, ErrorKind::Query, "{e}");
+
+        let cancel = CancellationToken::new();
+        let stop = {
+            let cancel = cancel.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                cancel.cancel();
+            })
+        };
+        // SLEEP returns 1 when killed; a long scan of a cross join fails with 1317.
+        let e = run(
+            &source,
+            "SELECT COUNT(*) FROM information_schema.COLUMNS a, information_schema.COLUMNS b, information_schema.COLUMNS c",
+            Duration::from_secs(60),
+            cancel,
+        )
+        .await
+        .unwrap_err();
+        stop.await.unwrap();
+        assert_eq!(e.kind, ErrorKind::Cancelled, "{e}");
+    });
+}
