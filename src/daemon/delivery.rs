@@ -56,8 +56,8 @@ struct Current {
 }
 
 impl Current {
-    fn new(project: Arc<Project>) -> Current {
-        let channels = Arc::new(Registry::new(&project.config));
+    fn new(project: Arc<Project>, store: Arc<dyn Store>, clock: SharedClock) -> Current {
+        let channels = Arc::new(Registry::with_store(&project.config, store, clock));
         Current { project, channels }
     }
 
@@ -94,7 +94,7 @@ impl Service for DeliveryService {
         let mut work: JoinSet<Done> = JoinSet::new();
         let mut pass_running = false;
         let mut next_pass = clock.now();
-        let mut current = Current::new(ctx.project.borrow().clone());
+        let mut current = Current::new(ctx.project.borrow().clone(), store.clone(), clock.clone());
         loop {
             if !pass_running && clock.now() >= next_pass {
                 pass_running = true;

@@ -224,7 +224,7 @@ impl Executor {
     ) -> Result<RunResult, ExecError> {
         let stop = req.stop.clone();
         let followup = self.record_claimed(req, run_id, scheduled_at).await?;
-        let channels = Registry::new(&self.config);
+        let channels = Registry::with_store(&self.config, self.store.clone(), self.clock.clone());
         let env = deliver::Env {
             store: &*self.store,
             config: &self.config,

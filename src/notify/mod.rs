@@ -379,8 +379,20 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// Channels whose robot pauses live in this process only (`ferry channels test`).
     pub fn new(config: &Config) -> Registry {
         Registry::with(config, Arc::new(robot::Robots::default()))
+    }
+
+    /// Channels whose robot pauses are also kept in the run store, so that they hold
+    /// across restarts and between `ferry run` processes.
+    pub fn with_store(
+        config: &Config,
+        store: Arc<dyn crate::store::Store>,
+        clock: crate::clock::SharedClock,
+    ) -> Registry {
+        let book = robot::PauseBook { store, clock };
+        Registry::with(config, Arc::new(robot::Robots::with_book(book)))
     }
 
     /// The registry of a reloaded config, sharing this one's robot queues.

@@ -91,6 +91,44 @@ struct QueueState {
 pub struct Robots {
     queues: Mutex<HashMap<String, Arc<Mutex<QueueState>>>>,
     clients: Mutex<HashMap<Duration, reqwest::Client>>,
+    book: Option<PauseBook>,
+    /// Per robot: set once its recorded pause has been read from the book. Every sender
+    /// waits for it, so that none posts before a recorded pause is known and the
+    /// senders keep their order.
+    loaded: Mutex<HashMap<String, Arc<tokio::sync::OnceCell<()>>>>,
+}
+
+/// Where robot pauses are kept beyond this process: the run store, so that a restart
+/// during DingTalk's ten-minute 130101 pause does not post into it.
+#[derive(Clone)]
+pub struct PauseBook {
+    pub store: Arc<dyn crate::store::Store>,
+    pub clock: crate::clock::SharedClock,
+}
+
+impl PauseBook {
+    /// The pause the store holds for `key`, as an instant of this process's timer.
+    async fn load(&self, key: &str) -> Option<(Instant, String)> {
+        let now = self.clock.now();
+        match self.store.pause(key, now).await {
+            Ok(Some((until, reason))) => {
+                let left = (until - now).to_std().unwrap_or_default();
+                Some((Instant::now() + left, reason))
+            }
+            Ok(None) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the robot's pause from the run store");
+                None
+            }
+        }
+    }
+
+    async fn save(&self, key: &str, pause: Duration, reason: &str) {
+        let until = self.clock.now() + chrono::Duration::from_std(pause).unwrap_or_default();
+        if let Err(e) = self.store.set_pause(key, until, reason).await {
+            tracing::warn!(error = %e, "cannot record the robot's pause in the run store");
+        }
+    }
 }
 
 /// Locks a mutex, taking the data over if a holder panicked: the state guarded here
@@ -114,6 +152,14 @@ pub fn robot_key(service: &str, endpoint: &str, secret: Option<&str>) -> String 
 }
 
 impl Robots {
+    /// Robots whose pauses are kept in `book` as well.
+    pub fn with_book(book: PauseBook) -> Robots {
+        Robots {
+            book: Some(book),
+            ..Robots::default()
+        }
+    }
+
     /// Sends `notice` through the robot's queue and waits for the outcome. When several
     /// notices wait for the same robot, they go out merged into as few posts as fit.
     pub async fn deliver(
@@ -127,7 +173,24 @@ impl Robots {
             .entry(key.to_string())
             .or_default()
             .clone();
-        deliver_on(queue, limits, robot, notice).await
+        if let Some(book) = &self.book {
+            let loaded = lock(&self.loaded)
+                .entry(key.to_string())
+                .or_default()
+                .clone();
+            loaded
+                .get_or_init(|| async {
+                    if let Some((until, reason)) = book.load(key).await {
+                        // A pause recorded by an earlier process (or run) still holds.
+                        let mut q = lock(&queue);
+                        q.paused_until = Some(until);
+                        q.pause_reason = reason;
+                    }
+                })
+                .await;
+        }
+        let book = self.book.clone().map(|b| (b, key.to_string()));
+        deliver_on(queue, limits, robot, notice, book).await
     }
 
     /// The shared HTTP client (rustls with the ring provider and the system's roots).
@@ -156,6 +219,7 @@ async fn deliver_on(
     limits: Limits,
     robot: Arc<dyn Robot>,
     notice: Notice,
+    book: Option<(PauseBook, String)>,
 ) -> Result<String, NotifyError> {
     let (reply, outcome) = oneshot::channel();
     let start_worker = {
@@ -167,7 +231,7 @@ async fn deliver_on(
         !std::mem::replace(&mut q.worker, true)
     };
     if start_worker {
-        tokio::spawn(work(queue, limits, robot));
+        tokio::spawn(work(queue, limits, robot, book));
     }
     outcome
         .await
@@ -176,7 +240,12 @@ async fn deliver_on(
 
 /// Drains a robot's queue: waits for a free slot in the rolling minute, takes everything
 /// waiting, merges it into as few notices as fit, posts them, and answers every sender.
-async fn work(queue: Arc<Mutex<QueueState>>, limits: Limits, robot: Arc<dyn Robot>) {
+async fn work(
+    queue: Arc<Mutex<QueueState>>,
+    limits: Limits,
+    robot: Arc<dyn Robot>,
+    book: Option<(PauseBook, String)>,
+) {
     loop {
         // Wait for a slot (or the end of a pause) before taking what is waiting, so that
         // notices arriving meanwhile are merged into the next post.
@@ -222,6 +291,9 @@ async fn work(queue: Arc<Mutex<QueueState>>, limits: Limits, robot: Arc<dyn Robo
                 tokio::time::sleep_until(until).await;
             }
             let result = robot.post(&w.notice).await;
+            if let (Err(PostError::Throttled(msg)), Some((book, key))) = (&result, &book) {
+                book.save(key, limits.pause, msg).await;
+            }
             let outcome = {
                 let mut q = lock(&queue);
                 let now = Instant::now();

@@ -186,6 +186,48 @@ fn server_errors_are_retryable_and_a_task_can_use_its_own_robot() {
     );
 }
 
+/// Regression (issue 11): DingTalk's 130101 "send too fast" pause lived in process memory,
+/// so the next process posted into it at once. It is kept in the run store: a second
+/// `ferry run` within the ten minutes does not call the robot, and says why.
+#[test]
+fn a_throttled_robot_stays_paused_for_the_next_process() {
+    let fake = FakeRobots::start(Settings::default());
+    let channels = format!(
+        "  ding: {{ type: dingtalk, webhook: \"{}\", secret: SECdingtalk-secret-0001 }}\n",
+        fake.dingtalk_webhook()
+    );
+    let p = project(&channels, "[ding]");
+    fake.script(
+        200,
+        r#"{"errcode":130101,"errmsg":"send too fast, exceed 20 times per minute"}"#,
+    );
+    let json = p.run_json("t", &[], 3);
+    let d = delivery(&json, 0);
+    assert_eq!(d["status"], "pending", "{json}");
+    // The pause is longer than the run's retry budget: one attempt, the next one after
+    // the pause.
+    assert_eq!(d["attempts"], 1, "{json}");
+    let error = d["error"].as_str().unwrap();
+    assert!(error.contains("the robot is paused for 10m"), "{error}");
+    let next: chrono::DateTime<chrono::Utc> =
+        d["next_attempt_at"].as_str().unwrap().parse().unwrap();
+    assert!(
+        next - chrono::Utc::now() > chrono::Duration::minutes(9),
+        "the retry waits for the pause: {json}"
+    );
+    assert_eq!(fake.received().len(), 1);
+    // Another process, within the pause: the robot is left alone.
+    let json = p.run_json("t", &[], 3);
+    let d = delivery(&json, 0);
+    assert_eq!(d["status"], "pending", "{json}");
+    let error = d["error"].as_str().unwrap();
+    assert!(
+        error.contains("not sent: the robot is paused for another"),
+        "{error}"
+    );
+    assert_eq!(fake.received().len(), 1, "no post during the pause");
+}
+
 #[test]
 fn wecom_feishu_and_webhook_messages_follow_their_protocols() {
     let fake = FakeRobots::start(Settings::default());
