@@ -87,6 +87,9 @@ pub async fn run(cli: &Cli, args: &HistoryArgs) -> i32 {
                 detail.push_str(&format!(" [{}: {missing}]", d.channel));
             }
         }
+        for a in &r.alerts {
+            detail.push_str(&format!(" [owner alert {}: {}]", a.channel, a.status.as_str()));
+        }
         rows.push([
             r.scheduled_at
                 .with_timezone(&tz)

@@ -8,9 +8,12 @@
 use chrono::{DateTime, Utc};
 use tracing::{info, warn};
 
+use super::deliver::{Item, Tried, attempt};
 use crate::config::{TaskSpec, format_duration};
 use crate::notify::{Message, RunReport};
-use crate::store::{DeliveryRecord, DeliveryStatus, RecipientStatus, StoreError};
+use crate::store::{
+    DeliveryKey, DeliveryRecord, DeliveryStatus, Owner, RecipientStatus, StoreError,
+};
 use crate::template::MessageTemplate;
 
 /// The variables an alert template has besides those of a report
@@ -119,12 +122,14 @@ pub async fn alert_owners(
         Ok(m) => m,
         Err(e) => return Ok(Some(format!("owner alert: {e}"))),
     };
+    // A label of its own, so that the alert never takes the place of the run's report on
+    // the same channel (ledger key, outbox file name, Message-ID).
+    let label = format!("{}-alert", alerts.channel);
     let message = Message {
         task: task.name.clone(),
-        run_id,
-        // A label of its own, so that the alert never takes the place of the run's
-        // report on the same channel (outbox file name, Message-ID).
-        channel: format!("{}-alert", alerts.channel),
+        run_id: run_id.clone(),
+        channel: label.clone(),
+        via: Some(alerts.channel.clone()),
         occurrence,
         recipients: if caps.mailboxes {
             task.owners.clone()
@@ -136,17 +141,47 @@ pub async fn alert_owners(
         html,
         ..Message::default()
     };
-    match notifier.notify(&message).await {
-        Ok(receipt) => {
+    // Recorded in the ledger first, as a delivery of the run: a failed attempt stays
+    // `pending` for the delivery worker's retries, and history shows it.
+    let json = message.to_ledger();
+    let owner = Owner {
+        node: config.node_name.clone(),
+        pid: std::process::id(),
+    };
+    let occurrence = u32::try_from(occurrence).unwrap_or(u32::MAX);
+    if !store
+        .enqueue_alert(&run_id, &label, occurrence, &json, &owner, now)
+        .await?
+    {
+        return Ok(None);
+    }
+    let item = Item {
+        key: DeliveryKey {
+            run_id,
+            channel: label,
+            occurrence,
+        },
+        from: DeliveryStatus::Pending,
+        attempts: 0,
+        message: json,
+    };
+    match attempt(env, Some(task), &item, &owner, None).await? {
+        Some(Tried {
+            outcome: Ok(receipt),
+            ..
+        }) => {
             info!(task = %task.name, channel = %alerts.channel, %receipt, "owners alerted");
             Ok(None)
         }
-        Err(e) => {
+        Some(Tried {
+            outcome: Err(e), ..
+        }) => {
             warn!(task = %task.name, channel = %alerts.channel, error = %e, "owner alert failed");
             Ok(Some(format!(
                 "owner alert through `{}`: {e}",
                 alerts.channel
             )))
         }
+        None => Ok(None),
     }
 }

@@ -125,9 +125,15 @@ pub async fn attempt(
 ) -> Result<Option<Tried>, StoreError> {
     let Env { store, clock, .. } = env;
     let now = clock.now().trunc_subsecs(3);
-    let notifier = env
-        .channels
-        .for_entry(env.config, task, &item.key.channel, item.key.occurrence);
+    let message = Message::from_ledger(&item.message);
+    // An owner alert names the channel it goes through; it has no task `notify` entry.
+    let via = message.as_ref().ok().and_then(|m| m.via.clone());
+    let notifier = match &via {
+        Some(channel) => env.channels.for_entry(env.config, None, channel, 1),
+        None => env
+            .channels
+            .for_entry(env.config, task, &item.key.channel, item.key.occurrence),
+    };
     let per_recipient = notifier
         .as_ref()
         .is_ok_and(|n| n.capabilities().per_recipient);
@@ -146,7 +152,7 @@ pub async fn attempt(
     }
     let ambiguous = item.from == DeliveryStatus::Sending;
     let n = item.attempts + 1;
-    let sent = match (Message::from_ledger(&item.message), notifier) {
+    let sent = match (message, notifier) {
         (Ok(message), Ok(notifier)) => match notifier.send(&message, &known).await {
             Ok(attempted) if per_recipient => Sent::PerRecipient(known, attempted),
             Ok(attempted) => Sent::Whole(attempted.into_result()),
@@ -530,7 +536,8 @@ pub async fn deliver_due(
                     .recipients
                     .iter()
                     .any(|r| r.status == RecipientStatus::Failed);
-                if tried.end.status == DeliveryStatus::Failed || recipient_failed {
+                // An owner alert that fails for good alerts nobody (it would only fail again).
+                if !d.alert && (tried.end.status == DeliveryStatus::Failed || recipient_failed) {
                     failed_runs.push(d.key.run_id.clone());
                 }
             }

@@ -714,6 +714,7 @@ impl Executor {
             link,
             delivery: n.delivery,
             sizes: caps.sizes,
+            via: None,
         })
     }
 }

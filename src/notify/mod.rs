@@ -197,6 +197,11 @@ pub struct Message {
     /// `max_attachment_bytes` or `max_parts` applies to later runs only).
     #[serde(skip)]
     pub sizes: Option<SizeLimits>,
+    /// The channel the message goes through when it differs from `channel`, its label:
+    /// an owner alert is labelled `<channel>-alert` (its own outbox file and Message-ID)
+    /// and sent through `alerts.channel`.
+    #[serde(skip)]
+    pub via: Option<String>,
 }
 
 /// An email channel's `max_attachment_bytes` and `max_parts`, kept with each message.
@@ -220,6 +225,8 @@ struct LedgerMessage {
     /// apply).
     #[serde(default)]
     sizes: Option<SizeLimits>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    via: Option<String>,
 }
 
 impl Message {
@@ -229,6 +236,7 @@ impl Message {
             occurrence: self.occurrence,
             html: self.html.clone(),
             sizes: self.sizes,
+            via: self.via.clone(),
             message: self.clone(),
         })
         .expect("messages serialize")
@@ -243,6 +251,7 @@ impl Message {
             occurrence: m.occurrence,
             html: m.html,
             sizes: m.sizes,
+            via: m.via,
             ..m.message
         })
     }

@@ -26,6 +26,19 @@ pub trait Ledger: Send + Sync {
         owner: &Owner,
     ) -> Result<(), StoreError>;
 
+    /// Records an owner alert about a run as a `pending` delivery of that run (label
+    /// `channel`, due now, held by `owner` who attempts it next). False when that alert
+    /// (`channel`, `occurrence`) is already recorded.
+    async fn enqueue_alert(
+        &self,
+        run_id: &str,
+        channel: &str,
+        occurrence: u32,
+        message: &str,
+        owner: &Owner,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
     /// Marks a delivery `sending` (one more attempt, held by `owner`) if it is still in
     /// state `from` with `attempts` attempts: false if someone else took it meanwhile.
     async fn begin_attempt(

@@ -220,6 +220,10 @@ pub struct RunRecord {
     pub deliveries: Vec<DeliveryRecord>,
     /// What the deliveries come to (`delivered`, `partially_delivered`, …).
     pub delivery: DeliverySummary,
+    /// The owner alerts sent about this run (`alerts:` in config.yaml), each a delivery
+    /// of its own; not part of `deliveries` or `delivery`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub alerts: Vec<DeliveryRecord>,
 }
 
 /// One notification of a run (one task `notify` entry on one channel) as the delivery
@@ -482,6 +486,8 @@ pub struct DueDelivery {
     /// The rendered message (JSON).
     pub message: String,
     pub owner: Option<Owner>,
+    /// An owner alert (its failure alerts nobody).
+    pub alert: bool,
     /// When the row last changed (an attempt started or ended): how long the owner has
     /// held it.
     pub held_since: Option<DateTime<Utc>>,

@@ -227,3 +227,81 @@ async fn the_daemon_beats_and_reaps_the_runs_of_dead_instances() {
     assert!(me.stopped_at.is_some(), "stopped at shutdown: {me:?}");
     store2.close().await;
 }
+
+/// Owner alerts are deliveries of their run (issue 11): recorded in the ledger, shown in
+/// history (`alerts`), and retried by the delivery worker when the first attempt fails.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_owner_alert_is_a_ledger_delivery_retried_by_the_worker() {
+    let fake = crate::fake_robots::FakeRobots::start(crate::fake_robots::Settings::default());
+    let p = Project::fixture("project");
+    p.write(
+        "config.yaml",
+        &format!(
+            "timezone: UTC\nstore: {{ url: \"sqlite://data/ferry.db\" }}\n\
+             scheduler: {{ delivery_interval: 1s }}\n\
+             datasources:\n  db: {{ type: sqlite, url: \"sqlite://db/test.db\", seed_sql: seed.sql }}\n\
+             channels:\n  oncall: {{ type: webhook, url: \"{}\", secret: webhook-secret-0001 }}\n\
+             alerts: {{ channel: oncall, every: 1m }}\n",
+            fake.webhook_url()
+        ),
+    );
+    only_task(
+        &p,
+        "failing",
+        "owners: [owner@example.com]\nschedule: \"0 8 * * *\"\nsource: db\nquery: SELECT * FROM no_such_table\noutput: { format: csv }\n",
+    );
+    // The first attempt meets a server error; the retry gets through.
+    fake.script(502, "bad gateway");
+    let mut d = Daemon::start(&p, at("2026-12-07T07:59:00Z")).await;
+    d.advance_to(at("2026-12-07T08:00:00Z")).await;
+    let followup = d
+        .wait_for("the failed run's followup", |e| {
+            matches!(e, Event::FollowupDone { .. })
+        })
+        .await;
+    let Event::FollowupDone { run_id } = followup else {
+        unreachable!()
+    };
+    let runs = d.runs("failing").await;
+    let run = &runs[0];
+    assert_eq!(run.run_id, run_id);
+    assert_eq!(run.status, Status::Failed);
+    assert!(run.deliveries.is_empty(), "{run:#?}");
+    assert_eq!(run.alerts.len(), 1, "{run:#?}");
+    let alert = &run.alerts[0];
+    assert_eq!(alert.channel, "oncall-alert");
+    assert_eq!(alert.status, DeliveryStatus::Pending, "{alert:#?}");
+    assert!(
+        alert.error.as_deref().unwrap().contains("502"),
+        "{alert:#?}"
+    );
+    assert!(
+        run.warnings
+            .iter()
+            .any(|w| w.starts_with("owner alert through `oncall`")),
+        "{run:#?}"
+    );
+    // The delivery worker retries it once it is due (the backoff is about a second).
+    d.clock.advance(Duration::from_secs(5));
+    d.wait_for(
+        "a delivery pass that sends the alert",
+        |e| matches!(e, Event::DeliveryPass { attempted } if *attempted >= 1),
+    )
+    .await;
+    let runs = d.runs("failing").await;
+    let alert = &runs[0].alerts[0];
+    assert_eq!(alert.status, DeliveryStatus::Sent, "{alert:#?}");
+    assert_eq!(alert.attempts, 2, "{alert:#?}");
+    let posts: Vec<_> = fake
+        .received()
+        .into_iter()
+        .filter(|r| r.path == "/hooks/ferry")
+        .collect();
+    assert_eq!(posts.len(), 2, "one failed attempt, one retry");
+    let body = posts[1].json();
+    assert!(
+        body.to_string().contains("failing"),
+        "the alert names the task: {body}"
+    );
+    d.stop().await;
+}

@@ -94,6 +94,48 @@ impl Ledger for SqliteStore {
         tx.commit().await.map_err(|e| self.err(e))
     }
 
+    async fn enqueue_alert(
+        &self,
+        run_id: &str,
+        channel: &str,
+        occurrence: u32,
+        message: &str,
+        owner: &Owner,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let at = fmt_instant(now);
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(e))?;
+        let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM deliveries")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        let res = sqlx::query(
+            "INSERT INTO deliveries (run_id, channel, occurrence, status, retryable, receipt,
+                 error, at, attempts, next_attempt_at, message, owner_node, owner_pid, seq,
+                 purpose)
+             VALUES (?, ?, ?, 'pending', 0, NULL, NULL, ?, 0, ?, ?, ?, ?, ?, 'alert')
+             ON CONFLICT DO NOTHING",
+        )
+        .bind(run_id)
+        .bind(channel)
+        .bind(i64::from(occurrence))
+        .bind(&at)
+        .bind(&at)
+        .bind(message)
+        .bind(&owner.node)
+        .bind(i64::from(owner.pid))
+        .bind(seq)
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(res.rows_affected() == 1)
+    }
+
     async fn begin_attempt(
         &self,
         key: &DeliveryKey,
@@ -250,7 +292,7 @@ impl Ledger for SqliteStore {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let rows = sqlx::query(
             "SELECT d.run_id, d.channel, d.occurrence, d.status, d.attempts, d.message,
-                    d.owner_node, d.owner_pid, d.at, r.task
+                    d.owner_node, d.owner_pid, d.at, d.purpose, r.task
              FROM deliveries d JOIN runs r ON r.run_id = d.run_id
              WHERE d.message IS NOT NULL
                AND (d.status = 'sending' OR (d.status = 'pending' AND d.next_attempt_at <= ?))
@@ -269,7 +311,9 @@ impl Ledger for SqliteStore {
                 let node: Option<String> = row.try_get("owner_node")?;
                 let pid: Option<i64> = row.try_get("owner_pid")?;
                 let at: String = row.try_get("at")?;
+                let purpose: String = row.try_get("purpose")?;
                 Ok(DueDelivery {
+                    alert: purpose == "alert",
                     key: DeliveryKey {
                         run_id: row.try_get("run_id")?,
                         channel: row.try_get("channel")?,

@@ -160,4 +160,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     // Why a download request was refused (`bad signature`, `expired`, …; none when
     // served), so that the audit tells refusals with the same status apart.
     (11, "ALTER TABLE downloads ADD COLUMN reason TEXT;"),
+    // Owner alerts are deliveries of their run too (recorded, retried, shown in history),
+    // told apart from the run's own notifications by their purpose.
+    (
+        12,
+        "ALTER TABLE deliveries ADD COLUMN purpose TEXT NOT NULL DEFAULT 'notify';",
+    ),
 ];

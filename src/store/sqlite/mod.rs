@@ -96,12 +96,20 @@ impl SqliteStore {
 
     /// A run's deliveries, in notify order (first notification first), each with its
     /// recipients.
-    async fn deliveries(&self, run_id: &str) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM deliveries WHERE run_id = ? ORDER BY seq")
-            .bind(run_id)
-            .fetch_all(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+    /// A run's deliveries of one purpose (`notify`: its own notifications; `alert`: the
+    /// owner alerts about it), with their recipients.
+    async fn deliveries(
+        &self,
+        run_id: &str,
+        purpose: &str,
+    ) -> Result<Vec<DeliveryRecord>, StoreError> {
+        let rows =
+            sqlx::query("SELECT * FROM deliveries WHERE run_id = ? AND purpose = ? ORDER BY seq")
+                .bind(run_id)
+                .bind(purpose)
+                .fetch_all(&self.pool)
+                .await
+                .map_err(|e| self.err(e))?;
         let mut out: Vec<DeliveryRecord> = rows
             .iter()
             .map(row_to_delivery)
@@ -235,6 +243,7 @@ fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, sqlx::Error
             .and_then(parse_instant),
         deliveries: Vec::new(),
         delivery: DeliverySummary::None,
+        alerts: Vec::new(),
     })
 }
 

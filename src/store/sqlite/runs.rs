@@ -183,8 +183,9 @@ impl Runs for SqliteStore {
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))?;
         for r in &mut records {
-            r.deliveries = self.deliveries(&r.run_id).await?;
+            r.deliveries = self.deliveries(&r.run_id, "notify").await?;
             r.delivery = DeliverySummary::of(&r.deliveries);
+            r.alerts = self.deliveries(&r.run_id, "alert").await?;
         }
         Ok(records)
     }
@@ -201,8 +202,9 @@ impl Runs for SqliteStore {
             .transpose()
             .map_err(|e| self.err(e))?;
         if let Some(r) = &mut record {
-            r.deliveries = self.deliveries(&r.run_id).await?;
+            r.deliveries = self.deliveries(&r.run_id, "notify").await?;
             r.delivery = DeliverySummary::of(&r.deliveries);
+            r.alerts = self.deliveries(&r.run_id, "alert").await?;
         }
         Ok(record)
     }
