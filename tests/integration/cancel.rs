@@ -6,8 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::serve::{history, only_task, serve, terminate, wait_logged};
-use crate::support::Project;
+use crate::support::{Project, history, only_task, serve, terminate, wait_logged};
 
 /// A server under test: its datasource line, a sleeping query, and a count of the
 /// statements carrying a marker that are still running there.
