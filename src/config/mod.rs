@@ -85,7 +85,8 @@ pub struct SchedulerSettings {
     pub catch_up_limit: usize,
     pub max_workers: usize,
     pub drain_timeout: Duration,
-    /// How often `ferry serve`'s delivery worker looks for due retries.
+    /// How often `ferry serve`'s delivery worker looks for due retries (default 5 s,
+    /// 100 ms to 1 h; `ms` allowed).
     pub delivery_interval: Duration,
     pub quiet_hours: Vec<QuietWindow>,
 }
@@ -757,6 +758,21 @@ pub fn parse_duration(text: &str) -> Result<Duration, String> {
     Ok(Duration::from_secs(total))
 }
 
+/// Like [`parse_duration`], and also a whole number of milliseconds (`200ms`): for the
+/// settings that take less than a second (`scheduler.delivery_interval`); the others stay
+/// whole seconds, which the places that use them (links' expiry, statement timeouts)
+/// count in.
+pub fn parse_duration_ms(text: &str) -> Result<Duration, String> {
+    match text.trim().strip_suffix("ms").map(str::parse::<u64>) {
+        Some(Ok(0)) => Err(format!(
+            "duration `{}` must be greater than zero",
+            text.trim()
+        )),
+        Some(Ok(ms)) => Ok(Duration::from_millis(ms)),
+        _ => parse_duration(text),
+    }
+}
+
 /// Formats a duration the way users write it (`1h30m`, `45s`).
 pub fn format_duration(d: Duration) -> String {
     let mut s = d.as_secs();
@@ -793,5 +809,13 @@ mod tests {
         assert!(parse_duration("0").is_err());
         assert_eq!(format_duration(Duration::from_secs(5400)), "1h30m");
         assert_eq!(format_duration(Duration::from_millis(250)), "250ms");
+        assert_eq!(
+            parse_duration_ms("200ms").unwrap(),
+            Duration::from_millis(200)
+        );
+        assert_eq!(parse_duration_ms("5s").unwrap(), Duration::from_secs(5));
+        assert!(parse_duration_ms("0ms").is_err());
+        assert!(parse_duration_ms("1.5ms").is_err());
+        assert!(parse_duration("200ms").is_err());
     }
 }

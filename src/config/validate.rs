@@ -18,8 +18,8 @@ use super::{
     AlertsSpec, CatchUp, ChannelKind, ChannelSpec, Concurrency, Config, CsvEncoding, CsvOptions,
     DatasourceSpec, DbTls, EmailSpec, ExportDefaults, Format, LinksSpec, NotifyOn, NotifySpec,
     OnEmpty, OutputSpec, Problem, Query, QuerySpec, QuietWindow, RobotDelivery, RobotService,
-    RobotSpec, SchedulerSettings, Secret, SmtpSecurity, TaskSpec, parse_duration, problem::hint,
-    resolve,
+    RobotSpec, SchedulerSettings, Secret, SmtpSecurity, TaskSpec, parse_duration,
+    parse_duration_ms, problem::hint, resolve,
 };
 use crate::notify::email;
 use crate::params::{self, ParamValue, Period, RunParams};
@@ -1339,11 +1339,13 @@ fn scheduler_settings(
         "scheduler.drain_timeout",
         s.drain_timeout,
     );
-    s.delivery_interval = c.duration(
-        &raw.delivery_interval,
-        "scheduler.delivery_interval",
-        s.delivery_interval,
-    );
+    s.delivery_interval = match &raw.delivery_interval {
+        Some(t) => parse_duration_ms(&t.value).unwrap_or_else(|e| {
+            c.at(t, "scheduler.delivery_interval", e);
+            s.delivery_interval
+        }),
+        None => s.delivery_interval,
+    };
     if let Some(raw_interval) = &raw.delivery_interval
         && !(std::time::Duration::from_millis(100)..=std::time::Duration::from_secs(3600))
             .contains(&s.delivery_interval)

@@ -9,7 +9,8 @@
 //!   deliveries ([`deliver_due`]): retries that a run left `pending`, and deliveries a
 //!   crashed process left behind (`sending` ones are sent once more and recorded
 //!   `maybe_duplicate`). It never runs a query; it sends the recorded message. One pass at
-//!   a time.
+//!   a time. Each pass logs `delivery pass attempted=N` (at DEBUG when it attempted
+//!   nothing, at INFO otherwise) and publishes [`Event::DeliveryPass`].
 //! - On shutdown, retries stop being waited for (the deliveries stay `pending` for the
 //!   next start) and attempts under way may finish within the drain.
 
@@ -18,7 +19,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use tokio::sync::mpsc;
 use tokio::task::JoinSet;
-use tracing::{error, info, warn};
+use tracing::{debug, error, info, warn};
 
 use super::{Context, Event, Service};
 use crate::clock::SharedClock;
@@ -74,7 +75,11 @@ impl Current {
 /// What a finished piece of work was.
 enum Done {
     Followup(String),
-    Pass(usize),
+    /// A pass that started at this instant of the daemon's clock.
+    Pass {
+        attempted: usize,
+        at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 #[async_trait]
@@ -101,6 +106,7 @@ impl Service for DeliveryService {
                 let (project, channels) = current.get(&ctx);
                 let store = store.clone();
                 let clock = clock.clone();
+                let at = clock.now();
                 work.spawn(async move {
                     let me = Owner {
                         node: project.config.node_name.clone(),
@@ -112,17 +118,22 @@ impl Service for DeliveryService {
                         channels: &channels,
                         clock: &*clock,
                     };
-                    match deliver_due(env, &project.tasks, &me).await {
-                        Ok(0) => Done::Pass(0),
-                        Ok(n) => {
-                            info!(deliveries = n, "delivery worker: attempted due deliveries");
-                            Done::Pass(n)
-                        }
+                    let attempted = match deliver_due(env, &project.tasks, &me).await {
+                        Ok(n) => n,
                         Err(e) => {
                             error!(error = %e, "delivery worker: the run store failed; retrying later");
-                            Done::Pass(0)
+                            0
                         }
+                    };
+                    // One line per pass, so a log shows that a pass happened (tests of the
+                    // binary wait for it); the empty ones, every `delivery_interval`, at
+                    // DEBUG only.
+                    if attempted == 0 {
+                        debug!(attempted, "delivery pass");
+                    } else {
+                        info!(attempted, "delivery pass");
                     }
+                    Done::Pass { attempted, at }
                 });
             }
             let interval = ctx.project.borrow().config.scheduler.delivery_interval;
@@ -134,10 +145,10 @@ impl Service for DeliveryService {
                 }
                 Some(done) = work.join_next() => match done {
                     Ok(Done::Followup(run_id)) => ctx.emit(Event::FollowupDone { run_id }),
-                    Ok(Done::Pass(attempted)) => {
+                    Ok(Done::Pass { attempted, at }) => {
                         pass_running = false;
                         next_pass = clock.now() + chrono::Duration::from_std(interval).unwrap_or(chrono::TimeDelta::MAX);
-                        ctx.emit(Event::DeliveryPass { attempted });
+                        ctx.emit(Event::DeliveryPass { attempted, at });
                     }
                     Err(e) => {
                         error!(error = %e, "a delivery task panicked");

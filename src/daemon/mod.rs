@@ -74,8 +74,12 @@ pub enum Event {
     ReloadRefused(Vec<String>),
     /// A recorded run's deliveries and owner alert were attempted.
     FollowupDone { run_id: String },
-    /// A pass of the delivery worker attempted this many due deliveries.
-    DeliveryPass { attempted: usize },
+    /// A pass of the delivery worker, started at `at` (the daemon's clock), attempted
+    /// this many due deliveries.
+    DeliveryPass {
+        attempted: usize,
+        at: chrono::DateTime<chrono::Utc>,
+    },
 }
 
 /// How a service is doing.

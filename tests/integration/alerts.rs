@@ -41,7 +41,7 @@ fn alerts(p: &Project) -> Vec<serde_json::Value> {
 
 #[test]
 fn a_failing_task_alerts_its_owners_at_most_once_per_period() {
-    let p = project("2s");
+    let p = project("1h");
     for _ in 0..3 {
         let json = p.run_json("failing", &[], 1);
         assert_eq!(json["status"], "failed", "{json}");
@@ -61,20 +61,47 @@ fn a_failing_task_alerts_its_owners_at_most_once_per_period() {
     // The run's own report still went to its notify channel.
     assert_eq!(p.files("outbox").len(), 3);
 
-    // After the period, the next failure alerts again and counts the two held back.
-    std::thread::sleep(Duration::from_millis(2100));
+    // The hour passes in the store (the last alert is moved back, as the clock moving
+    // forward would): 59 minutes on, a failure is still held back; 61 minutes on, the
+    // next failure alerts again and counts the three held back.
+    let last_sent = |p: &Project| -> chrono::DateTime<chrono::Utc> {
+        let db = rusqlite::Connection::open(p.path().join("data/ferry.db")).unwrap();
+        let t: String = db
+            .query_row(
+                "SELECT last_sent_at FROM owner_alerts WHERE task = 'failing'",
+                [],
+                |r| r.get(0),
+            )
+            .unwrap();
+        ferry::store::parse_instant(&t).unwrap()
+    };
+    let set_last_sent = |p: &Project, t: chrono::DateTime<chrono::Utc>| {
+        let db = rusqlite::Connection::open(p.path().join("data/ferry.db")).unwrap();
+        db.busy_timeout(Duration::from_secs(10)).unwrap();
+        db.execute(
+            "UPDATE owner_alerts SET last_sent_at = ?1 WHERE task = 'failing'",
+            [ferry::store::fmt_instant(t)],
+        )
+        .unwrap();
+    };
+    let sent_at = last_sent(&p);
+    // Still within the hour (by a minute): held back, counted.
+    set_last_sent(&p, sent_at - chrono::Duration::minutes(59));
+    p.run_json("failing", &[], 1);
+    assert_eq!(alerts(&p).len(), 1, "{:#?}", alerts(&p));
+    set_last_sent(&p, sent_at - chrono::Duration::minutes(61));
     p.run_json("failing", &[], 1);
     let sent = alerts(&p);
     assert_eq!(sent.len(), 2, "{sent:#?}");
     let second = sent
         .iter()
-        .find(|a| a["subject"] == "[ferry] ALERT failing: run failed (+2 more)")
+        .find(|a| a["subject"] == "[ferry] ALERT failing: run failed (+3 more)")
         .unwrap_or_else(|| panic!("{sent:#?}"));
     assert!(
         second["body"]
             .as_str()
             .unwrap()
-            .contains("- 2 more failures since the last alert ("),
+            .contains("- 3 more failures since the last alert ("),
         "{second}"
     );
 }

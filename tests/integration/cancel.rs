@@ -6,8 +6,7 @@
 
 use std::time::{Duration, Instant};
 
-use crate::serve::{history, only_task, serve, terminate, wait_logged};
-use crate::support::Project;
+use crate::support::{Project, history, only_task, serve, terminate, wait_logged};
 
 /// A server under test: its datasource line, a sleeping query, and a count of the
 /// statements carrying a marker that are still running there.
@@ -117,33 +116,41 @@ fn shutdown_stops_the_statement(server: Server, marker: &str) {
 fn replace_stops_the_replaced_statement(server: Server, marker: &str) {
     let p = project(&server, "replacing", marker, "concurrency: replace\n");
     let mut a = serve(&p, "serve.log");
+    let replaced = |p: &Project| {
+        history(p, "replacing")
+            .iter()
+            .filter(|r| {
+                r["status"] == "cancelled"
+                    && r["error"]
+                        .as_str()
+                        .unwrap_or("")
+                        .contains("(concurrency: replace)")
+            })
+            .count()
+    };
     // Fires come every second; each replaces the one before.
     wait_logged(
         &p,
         "serve.log",
         Duration::from_secs(60),
         "three replaced runs",
-        || {
-            history(&p, "replacing")
-                .iter()
-                .filter(|r| {
-                    r["status"] == "cancelled"
-                        && r["error"]
-                            .as_str()
-                            .unwrap_or("")
-                            .contains("(concurrency: replace)")
-                })
-                .count()
-                >= 3
-        },
+        || replaced(&p) >= 3,
     );
     // Replaced statements do not pile up on the server: at most the current one and one
-    // being cancelled, never the three or more that were started.
+    // being cancelled, never the three or more that were started. Watched over two more
+    // replacements.
+    let seen = replaced(&p);
     let mut most = 0;
-    for _ in 0..20 {
-        most = most.max((server.running)(marker));
-        std::thread::sleep(Duration::from_millis(100));
-    }
+    wait_logged(
+        &p,
+        "serve.log",
+        Duration::from_secs(60),
+        "two more replaced runs",
+        || {
+            most = most.max((server.running)(marker));
+            replaced(&p) >= seen + 2
+        },
+    );
     assert!(most <= 2, "{most} statements running at once");
     assert_eq!(terminate(&mut a), Some(0));
     wait_stopped(&server, marker, Duration::from_secs(5));

@@ -8,8 +8,7 @@ use chrono::{DateTime, Utc};
 use ferry::daemon::Event;
 use ferry::store::{DeliveryStatus, Status};
 
-use crate::serve::only_task;
-use crate::support::{Daemon, Project};
+use crate::support::{Daemon, Project, only_task};
 
 fn at(s: &str) -> DateTime<Utc> {
     s.parse().unwrap()
@@ -104,18 +103,35 @@ async fn delivery_passes_follow_the_interval_and_reloads_apply() {
     let start = at("2026-12-07T00:00:00Z");
     let mut d = Daemon::start(&p, start).await;
     // The first pass runs at start.
-    d.wait_for("the first delivery pass", |e| {
-        matches!(e, Event::DeliveryPass { .. })
-    })
-    .await;
-    // No pass before the interval is up, one when it is.
+    let first = d
+        .wait_for("the first delivery pass", |e| {
+            matches!(e, Event::DeliveryPass { .. })
+        })
+        .await;
+    assert_eq!(
+        first,
+        Event::DeliveryPass {
+            attempted: 0,
+            at: start
+        }
+    );
+    // No pass before the interval is up, one when it is: the next pass is the one at
+    // 1 min (one at 59 s would be seen first).
     d.clock.advance(Duration::from_secs(59));
     d.advance_to(start + chrono::Duration::seconds(59)).await;
     d.clock.advance(Duration::from_secs(1));
-    d.wait_for("the pass one interval later", |e| {
-        matches!(e, Event::DeliveryPass { .. })
-    })
-    .await;
+    let next = d
+        .wait_for("the pass one interval later", |e| {
+            matches!(e, Event::DeliveryPass { .. })
+        })
+        .await;
+    assert_eq!(
+        next,
+        Event::DeliveryPass {
+            attempted: 0,
+            at: start + chrono::Duration::minutes(1)
+        }
+    );
     // A task added on disk is scheduled once a reload is asked for.
     p.write(
         "tasks/hourly.yaml",

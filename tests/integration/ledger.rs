@@ -7,8 +7,9 @@
 use std::time::{Duration, Instant};
 
 use crate::fake_robots::{FakeRobots, Settings};
-use crate::serve::{history, only_task, serve, terminate, wait_logged};
-use crate::support::{Project, describe, stdout};
+use crate::support::{
+    Project, describe, history, only_task, serve, stdout, terminate, wait_log_lines, wait_logged,
+};
 
 const TASK: &str = "schedule: '0 6 * * *'\nsource: db\nquery: SELECT 1 AS n\noutput: { format: csv, file_name: ledger }\n";
 
@@ -21,9 +22,13 @@ fn project(fake: &FakeRobots, notify: &str) -> Project {
         "  ding: {{ type: dingtalk, webhook: \"{}\", secret: SECdingtalk-secret-0001 }}\n",
         fake.dingtalk_webhook()
     );
+    // Passes every 200 ms, not 5 s: tests wait for the pass after the one that mattered.
     p.write(
         "config.yaml",
-        &config.replacen("channels:\n", &format!("channels:\n{ding}"), 1),
+        &format!(
+            "{}scheduler: {{ delivery_interval: 200ms }}\n",
+            config.replacen("channels:\n", &format!("channels:\n{ding}"), 1)
+        ),
     );
     only_task(&p, "t", &format!("{TASK}notify: {notify}\n"));
     p
@@ -44,6 +49,22 @@ fn store_exec(p: &Project, sql: &str) {
     let db = rusqlite::Connection::open(p.path().join("data/ferry.db")).unwrap();
     db.busy_timeout(Duration::from_secs(10)).unwrap();
     db.execute_batch(sql).unwrap();
+}
+
+/// Every delivery pass in the serve log `log` attempted nothing (and there was one).
+fn assert_passes_attempted_nothing(p: &Project, log: &str) {
+    let text = crate::support::read_log(p, log);
+    let passes: Vec<&str> = text
+        .lines()
+        .filter(|l| l.contains("delivery pass"))
+        .collect();
+    assert!(!passes.is_empty(), "{text}");
+    assert!(
+        passes
+            .iter()
+            .all(|l| l.ends_with("delivery pass attempted=0")),
+        "{text}"
+    );
 }
 
 fn exports(p: &Project) -> Vec<String> {
@@ -98,21 +119,12 @@ fn a_permanent_refusal_is_attempted_exactly_once() {
     assert_eq!(json["delivery"], "failed", "{json}");
     assert_eq!(json["status"], "succeeded", "{json}");
     assert_eq!(fake.received().len(), 1);
-    // `ferry serve` does not touch it either.
+    // `ferry serve` does not touch it either: its passes (the one at start and the next)
+    // attempt nothing.
     let mut child = serve(&p, "serve.log");
-    wait_logged(
-        &p,
-        "serve.log",
-        Duration::from_secs(30),
-        "serve start",
-        || {
-            std::fs::read_to_string(p.path().join("serve.log"))
-                .unwrap_or_default()
-                .contains("ferry serve started")
-        },
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    wait_log_lines(&p, "serve.log", "delivery pass", 2);
     assert_eq!(terminate(&mut child), Some(0));
+    assert_passes_attempted_nothing(&p, "serve.log");
     assert_eq!(fake.received().len(), 1);
 }
 
@@ -193,21 +205,11 @@ fn a_pending_delivery_is_sent_by_serve_without_running_the_query_again() {
     let files_before = exports(&p);
     assert_eq!(files_before.len(), 1, "{files_before:?}");
 
-    // Not due yet: `ferry serve` leaves it alone.
+    // Not due yet: `ferry serve` leaves it alone, pass after pass.
     let mut child = serve(&p, "serve1.log");
-    wait_logged(
-        &p,
-        "serve1.log",
-        Duration::from_secs(30),
-        "serve start",
-        || {
-            std::fs::read_to_string(p.path().join("serve1.log"))
-                .unwrap_or_default()
-                .contains("ferry serve started")
-        },
-    );
-    std::thread::sleep(Duration::from_millis(300));
+    wait_log_lines(&p, "serve1.log", "delivery pass", 2);
     assert_eq!(terminate(&mut child), Some(0));
+    assert_passes_attempted_nothing(&p, "serve1.log");
     assert_eq!(fake.received().len(), 3);
 
     // The minute passes; `ferry serve` sends the recorded message.
@@ -275,9 +277,22 @@ fn a_delivery_interrupted_mid_send_is_sent_once_more_as_maybe_duplicate() {
                 .is_some_and(|r| r["delivery"] == "delivered")
         },
     );
-    // One more attempt only, even though serve keeps running.
-    std::thread::sleep(Duration::from_millis(500));
+    // One more attempt only, even though serve keeps running: the pass at start resent
+    // it, the next one found nothing to do.
+    wait_log_lines(&p, "serve.log", "delivery pass", 2);
     assert_eq!(terminate(&mut child), Some(0));
+    let log = crate::support::read_log(&p, "serve.log");
+    let passes: Vec<&str> = log
+        .lines()
+        .filter(|l| l.contains("delivery pass"))
+        .collect();
+    assert!(passes[0].ends_with("delivery pass attempted=1"), "{log}");
+    assert!(
+        passes[1..]
+            .iter()
+            .all(|l| l.ends_with("delivery pass attempted=0")),
+        "{log}"
+    );
     let runs = history(&p, "t");
     let d = ding_delivery(&runs[0]);
     assert_eq!(d["status"], "maybe_duplicate", "{d}");

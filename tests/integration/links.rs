@@ -14,8 +14,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use hmac::{KeyInit, Mac};
 use sha2::{Digest, Sha256};
 
-use crate::serve::{only_task, serve, terminate, wait_logged};
-use crate::support::{Project, describe, stderr};
+use crate::support::{Project, describe, only_task, poll, serve, stderr, terminate, wait_logged};
 
 const KEY: &str = "t3Jx9-QmT2vLw8ZpR4yN6bHc1dF5gS7aW0e";
 const PUBLIC: &str = "http://files.example.test/ferry";
@@ -191,17 +190,6 @@ fn assert_no_leak(r: &Reply, what: &str) {
         !t.contains(CONFIG_MARK) && !t.contains("root:") && !t.contains("row number"),
         "{what}: a file's content came back: {t}"
     );
-}
-
-fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
-    let start = Instant::now();
-    loop {
-        if let Some(v) = f() {
-            return v;
-        }
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(100));
-    }
 }
 
 #[test]

@@ -2,84 +2,11 @@
 //! losing one silently, refuses a second instance, reloads on file changes, and drains
 //! on SIGTERM.
 
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use chrono::{DateTime, Utc};
 
-use crate::support::Project;
-
-pub(crate) fn only_task(p: &Project, name: &str, body: &str) {
-    for f in std::fs::read_dir(p.path().join("tasks")).unwrap() {
-        let f = f.unwrap().path();
-        if f.extension().is_some_and(|e| e == "yaml") {
-            std::fs::remove_file(f).unwrap();
-        }
-    }
-    p.write(&format!("tasks/{name}.yaml"), body);
-}
-
-pub(crate) fn serve(p: &Project, log: &str) -> Child {
-    let log = std::fs::File::create(p.path().join(log)).unwrap();
-    p.command(&["serve"])
-        .env("FERRY_LOG", "info")
-        .stdout(Stdio::null())
-        .stderr(log)
-        .spawn()
-        .unwrap()
-}
-
-pub(crate) fn history(p: &Project, task: &str) -> Vec<serde_json::Value> {
-    let out = p.ferry(&["history", "--task", task, "--limit", "1000", "--json"]);
-    serde_json::from_slice(&out.stdout).unwrap_or_default()
-}
-
-fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
-    let start = Instant::now();
-    while !cond() {
-        assert!(start.elapsed() < limit, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Like `wait_until`, but shows the serve log when it times out.
-pub(crate) fn wait_logged(
-    p: &Project,
-    log: &str,
-    limit: Duration,
-    what: &str,
-    mut cond: impl FnMut() -> bool,
-) {
-    let start = Instant::now();
-    while !cond() {
-        if start.elapsed() > limit {
-            let text = std::fs::read_to_string(p.path().join(log)).unwrap_or_default();
-            let hist = p.ferry(&["history", "--limit", "50"]);
-            panic!(
-                "timed out waiting for {what}\n--- {log}\n{text}\n--- history\n{}{}",
-                String::from_utf8_lossy(&hist.stdout),
-                String::from_utf8_lossy(&hist.stderr)
-            );
-        }
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-pub(crate) fn terminate(child: &mut Child) -> Option<i32> {
-    let pid = child.id().to_string();
-    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
-    let start = Instant::now();
-    loop {
-        if let Some(st) = child.try_wait().unwrap() {
-            return st.code();
-        }
-        assert!(
-            start.elapsed() < Duration::from_secs(60),
-            "serve did not stop on SIGTERM"
-        );
-        std::thread::sleep(Duration::from_millis(20));
-    }
-}
+use crate::support::{Project, history, only_task, serve, terminate, wait_logged, wait_until};
 
 fn instant(v: &serde_json::Value) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(v.as_str().unwrap())
@@ -210,10 +137,11 @@ fn a_second_serve_on_the_same_store_refuses_to_start() {
 #[test]
 fn file_changes_are_picked_up_without_a_restart() {
     let p = Project::fixture("project");
+    // Fires every second throughout: its runs show which fires the scheduler has passed.
     only_task(
         &p,
-        "daily",
-        "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT 1 AS one\noutput: { format: csv }\n",
+        "witness",
+        "schedule: \"* * * * * *\"\nsource: db\nquery: SELECT 1 AS one\noutput: { format: csv, file_name: witness }\n",
     );
     let mut a = serve(&p, "serve.log");
     let log = || std::fs::read_to_string(p.path().join("serve.log")).unwrap_or_default();
@@ -243,19 +171,31 @@ fn file_changes_are_picked_up_without_a_restart() {
         "the last good version to keep running",
         || history(&p, "fast").len() > before + 1,
     );
-    // Remove it: no more runs.
+    // Remove it: no more runs. Once the removal is applied, the scheduler passes two
+    // more fires of the witness; `fast` had the same fires and must have none of them.
     std::fs::remove_file(p.path().join("tasks/fast.yaml")).unwrap();
     wait_until(Duration::from_secs(30), "the removal", || {
         log().contains("task removed")
     });
-    std::thread::sleep(Duration::from_millis(1500));
-    let settled = history(&p, "fast").len();
-    std::thread::sleep(Duration::from_millis(2500));
-    assert_eq!(
-        history(&p, "fast").len(),
-        settled,
-        "a removed task must not run"
+    let removed_at = Utc::now();
+    wait_logged(
+        &p,
+        "serve.log",
+        Duration::from_secs(30),
+        "two fires of the witness after the removal",
+        || {
+            history(&p, "witness")
+                .iter()
+                .filter(|r| instant(&r["scheduled_at"]) > removed_at)
+                .count()
+                >= 2
+        },
     );
+    let after: Vec<_> = history(&p, "fast")
+        .into_iter()
+        .filter(|r| instant(&r["scheduled_at"]) > removed_at)
+        .collect();
+    assert!(after.is_empty(), "a removed task must not run: {after:#?}");
     assert_eq!(terminate(&mut a), Some(0));
 }
 

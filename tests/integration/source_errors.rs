@@ -20,6 +20,20 @@ fn runtime() -> tokio::runtime::Runtime {
         .unwrap()
 }
 
+/// Cancels `cancel` once `running` (how many of the statement run on the server) says
+/// the statement is under way, so the cancel lands mid-statement, not before it.
+fn cancel_when_running(
+    cancel: CancellationToken,
+    running: impl Fn() -> i64 + Send + 'static,
+) -> tokio::task::JoinHandle<()> {
+    tokio::task::spawn_blocking(move || {
+        crate::support::wait_until(Duration::from_secs(30), "the statement to run", || {
+            running() > 0
+        });
+        cancel.cancel();
+    })
+}
+
 /// `url` with its password replaced.
 fn with_password(url: &str, password: &str) -> String {
     let (scheme, rest) = url.split_once("://").unwrap();
@@ -124,16 +138,18 @@ fn postgres_errors_have_kinds() {
         assert!(started.elapsed() < Duration::from_secs(40));
 
         let cancel = CancellationToken::new();
-        let stop = {
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                cancel.cancel();
-            })
-        };
+        let stop = cancel_when_running(cancel.clone(), {
+            let admin = crate::postgres::admin_url(&url);
+            move || {
+                crate::postgres::count(
+                    &admin,
+                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%AS ferry_cancel_marker%' AND pid <> pg_backend_pid()",
+                )
+            }
+        });
         let e = run(
             &source,
-            "SELECT pg_sleep(60) AS slow",
+            "SELECT pg_sleep(60) AS ferry_cancel_marker",
             Duration::from_secs(60),
             cancel,
         )
@@ -175,17 +191,19 @@ fn mysql_errors_have_kinds() {
         assert_eq!(e.kind, ErrorKind::Query, "{e}");
 
         let cancel = CancellationToken::new();
-        let stop = {
-            let cancel = cancel.clone();
-            tokio::spawn(async move {
-                tokio::time::sleep(Duration::from_millis(1500)).await;
-                cancel.cancel();
-            })
-        };
+        let stop = cancel_when_running(cancel.clone(), {
+            let url = url.clone();
+            move || {
+                crate::mysql::count(
+                    &url,
+                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%AS ferry_cancel_marker%' AND ID <> CONNECTION_ID()",
+                )
+            }
+        });
         // SLEEP returns 1 when killed; a long scan of a cross join fails with 1317.
         let e = run(
             &source,
-            "SELECT COUNT(*) FROM information_schema.COLUMNS a, information_schema.COLUMNS b, information_schema.COLUMNS c",
+            "SELECT COUNT(*) AS ferry_cancel_marker FROM information_schema.COLUMNS a, information_schema.COLUMNS b, information_schema.COLUMNS c",
             Duration::from_secs(60),
             cancel,
         )

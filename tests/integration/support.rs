@@ -1,7 +1,11 @@
-//! Test helpers: a throwaway copy of a fixture project and a way to run `ferry` in it.
+//! Test helpers: a throwaway copy of a fixture project and a way to run `ferry` in it;
+//! `ferry serve` as a child process ([`serve`], [`terminate`]) or in this process with a
+//! manual clock ([`Daemon`]); and the one way to wait for something: poll with a deadline
+//! ([`poll`], [`wait_until`], [`wait_logged`], [`wait_log_lines`]), never a bare sleep.
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::{Duration, Instant};
 
 pub const FERRY: &str = env!("CARGO_BIN_EXE_ferry");
 
@@ -109,6 +113,114 @@ pub fn stderr(out: &Output) -> String {
 
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
+}
+
+/// Removes the project's task files and writes `tasks/<name>.yaml`.
+pub fn only_task(p: &Project, name: &str, body: &str) {
+    for f in std::fs::read_dir(p.path().join("tasks")).unwrap() {
+        let f = f.unwrap().path();
+        if f.extension().is_some_and(|e| e == "yaml") {
+            std::fs::remove_file(f).unwrap();
+        }
+    }
+    p.write(&format!("tasks/{name}.yaml"), body);
+}
+
+/// What `ferry serve` children log: INFO, and every delivery pass (the passes that
+/// attempted nothing are DEBUG lines), so tests wait for `delivery pass` and `reload`.
+pub const SERVE_LOG: &str = "info,ferry::daemon::delivery=debug";
+
+/// Spawns `ferry serve` in the project, its log (stderr) in the file `log`.
+pub fn serve(p: &Project, log: &str) -> Child {
+    let log = std::fs::File::create(p.path().join(log)).unwrap();
+    p.command(&["serve"])
+        .env("FERRY_LOG", SERVE_LOG)
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .unwrap()
+}
+
+/// `ferry history --task TASK --json` (newest first).
+pub fn history(p: &Project, task: &str) -> Vec<serde_json::Value> {
+    let out = p.ferry(&["history", "--task", task, "--limit", "1000", "--json"]);
+    serde_json::from_slice(&out.stdout).unwrap_or_default()
+}
+
+/// Sends SIGTERM and waits (up to a minute) for the child to exit; its exit code.
+pub fn terminate(child: &mut Child) -> Option<i32> {
+    let pid = child.id().to_string();
+    Command::new("kill").args(["-TERM", &pid]).status().unwrap();
+    poll(Duration::from_secs(60), "serve to stop on SIGTERM", || {
+        child.try_wait().unwrap()
+    })
+    .code()
+}
+
+/// Calls `f` every 20 ms until it returns a value, which it returns; fails the test
+/// after `limit`.
+pub fn poll<T>(limit: Duration, what: &str, mut f: impl FnMut() -> Option<T>) -> T {
+    let start = Instant::now();
+    loop {
+        if let Some(v) = f() {
+            return v;
+        }
+        assert!(start.elapsed() < limit, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Waits until `cond` holds; fails the test after `limit`.
+pub fn wait_until(limit: Duration, what: &str, mut cond: impl FnMut() -> bool) {
+    poll(limit, what, || cond().then_some(()))
+}
+
+/// Like [`wait_until`], but shows the serve log `log` and the history when it times out.
+pub fn wait_logged(
+    p: &Project,
+    log: &str,
+    limit: Duration,
+    what: &str,
+    mut cond: impl FnMut() -> bool,
+) {
+    let start = Instant::now();
+    while !cond() {
+        if start.elapsed() > limit {
+            let text = read_log(p, log);
+            let hist = p.ferry(&["history", "--limit", "50"]);
+            panic!(
+                "timed out waiting for {what}\n--- {log}\n{text}\n--- history\n{}{}",
+                String::from_utf8_lossy(&hist.stdout),
+                String::from_utf8_lossy(&hist.stderr)
+            );
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The serve log `log` as written so far.
+pub fn read_log(p: &Project, log: &str) -> String {
+    std::fs::read_to_string(p.path().join(log)).unwrap_or_default()
+}
+
+/// How many lines of the serve log `log` contain `needle`.
+pub fn log_lines(p: &Project, log: &str, needle: &str) -> usize {
+    read_log(p, log)
+        .lines()
+        .filter(|l| l.contains(needle))
+        .count()
+}
+
+/// Waits until at least `n` lines of the serve log `log` contain `needle` (30 s at most),
+/// e.g. the `delivery pass` after the one a test saw, to know that an opportunity passed.
+pub fn wait_log_lines(p: &Project, log: &str, needle: &str, n: usize) {
+    wait_logged(
+        p,
+        log,
+        Duration::from_secs(30),
+        &format!("{n} `{needle}` line(s) in {log}"),
+        || log_lines(p, log, needle) >= n,
+    );
 }
 
 /// `ferry serve` in this process ([`ferry::daemon`]) on a project, with a manual clock:
