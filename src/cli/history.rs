@@ -88,7 +88,11 @@ pub async fn run(cli: &Cli, args: &HistoryArgs) -> i32 {
             }
         }
         for a in &r.alerts {
-            detail.push_str(&format!(" [owner alert {}: {}]", a.channel, a.status.as_str()));
+            detail.push_str(&format!(
+                " [owner alert {}: {}]",
+                a.channel,
+                a.status.as_str()
+            ));
         }
         rows.push([
             r.scheduled_at

@@ -301,7 +301,7 @@ async fn an_owner_alert_is_a_ledger_delivery_retried_by_the_worker() {
     d.clock.advance(Duration::from_secs(5));
     d.wait_for(
         "a delivery pass that sends the alert",
-        |e| matches!(e, Event::DeliveryPass { attempted } if *attempted >= 1),
+        |e| matches!(e, Event::DeliveryPass { attempted, .. } if *attempted >= 1),
     )
     .await;
     let runs = d.runs("failing").await;
