@@ -396,13 +396,16 @@ chmod 1777 "$tmp/db-files"
 
 # MariaDB
 my_port="$(free_port)"
-mkdir -p "$tmp/mariadb" "$tmp/mariadb-run"
-chown -R "$maria_user" "$tmp/mariadb" "$tmp/mariadb-run"
+# Its own temporary folder: two servers sharing /tmp (two suites on one machine) can
+# collide on MariaDB's temporary table names during install.
+mkdir -p "$tmp/mariadb" "$tmp/mariadb-run" "$tmp/mariadb-tmp"
+chown -R "$maria_user" "$tmp/mariadb" "$tmp/mariadb-run" "$tmp/mariadb-tmp"
 install_db="$(command -v mariadb-install-db || echo /usr/bin/mariadb-install-db)"
 "$install_db" --no-defaults --user="$maria_user" --datadir="$tmp/mariadb" \
-    --auth-root-authentication-method=normal --skip-test-db >"$tmp/mariadb-init.log" 2>&1 \
+    --tmpdir="$tmp/mariadb-tmp" --auth-root-authentication-method=normal --skip-test-db >"$tmp/mariadb-init.log" 2>&1 \
     || { cat "$tmp/mariadb-init.log" >&2; exit 1; }
-"$MARIADBD" --no-defaults --datadir="$tmp/mariadb" --socket="$tmp/mariadb-run/mariadb.sock" \
+"$MARIADBD" --no-defaults --datadir="$tmp/mariadb" --tmpdir="$tmp/mariadb-tmp" \
+    --socket="$tmp/mariadb-run/mariadb.sock" \
     --port="$my_port" --bind-address=127.0.0.1 --user="$maria_user" --pid-file="$tmp/mariadb-run/mariadb.pid" \
     --innodb-buffer-pool-size=256M --innodb-flush-log-at-trx-commit=2 --skip-name-resolve \
     --ssl-cert="$tmp/mariadb-tls/server.pem" --ssl-key="$tmp/mariadb-tls/server.key" \
