@@ -253,6 +253,8 @@ fn an_unrenderable_message_fails_without_contacting_the_server(h: &dyn Channel) 
     assert_eq!(d["status"], "failed", "{json}");
     assert_eq!(d["retryable"], false, "{json}");
     assert_eq!(d["attempts"], 0, "{json}");
+    let error = d["error"].as_str().unwrap();
+    assert!(error.contains("template `broken`"), "{error}");
     assert_eq!(h.requests(&p), 0, "the server was not contacted");
 }
 
