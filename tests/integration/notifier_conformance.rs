@@ -47,12 +47,14 @@ trait Channel {
     /// The `channels:` entry (YAML lines) of `ch`, delivering.
     fn config(&self) -> String;
     /// A refusal for good: the `channels:` entry and the task's `notify` (YAML flow).
-    fn refusing(&self, p: &Project) -> (String, String);
+    fn refusing(&self) -> (String, String);
     /// Makes the next `n` attempts fail in a way worth retrying (then deliver again).
     fn fail_next(&self, n: usize);
     /// How many requests (posts, SMTP connections, files written) reached the server.
     fn requests(&self, p: &Project) -> usize;
     /// Each copy that arrived of the message with this receipt: its subject and text.
+    /// With an empty receipt: every message that arrived at all (email: each transaction
+    /// the proxy relayed with `DATA`), to show that nothing did.
     fn arrived(&self, p: &Project, receipt: &str) -> Vec<String>;
     /// Whether `receipt` is what the channel answers for a message of run `run_id`.
     fn receipt_fits(&self, receipt: &str, run_id: &str) -> bool;
@@ -199,8 +201,7 @@ fn a_retryable_failure_waits_and_the_worker_delivers_it_once(h: &dyn Channel) {
 /// A refusal for good is `failed` after one attempt (no second request reaches the
 /// server), and its error names the channel and no secret.
 fn a_refusal_is_failed_not_retried_and_names_no_secret(h: &dyn Channel) {
-    let probe = Project::fixture("project");
-    let (channel, notify) = h.refusing(&probe);
+    let (channel, notify) = h.refusing();
     let p = project(&channel, &notify);
     let (code, json, all) = run(&p);
     assert_eq!(code, 3, "the export succeeded, a delivery failed: {all}");
@@ -238,7 +239,8 @@ fn channels_test_delivers_through_the_same_channel(h: &dyn Channel) {
 }
 
 /// A message whose template fails to render is recorded `failed`, and the server is not
-/// contacted.
+/// contacted. Regression: the run used to show no delivery at all (`deliveries: []`, exit 0,
+/// no owner alert) when every message failed to render, though the ledger had it `failed`.
 fn an_unrenderable_message_fails_without_contacting_the_server(h: &dyn Channel) {
     let p = project(&h.config(), "[{ channel: ch, template: broken }]");
     // Parses, fails when rendered: integer division by zero.
@@ -278,7 +280,7 @@ impl Channel for Outbox {
     fn config(&self) -> String {
         "  ch: { type: outbox, dir: conform_box }\n".into()
     }
-    fn refusing(&self, _p: &Project) -> (String, String) {
+    fn refusing(&self) -> (String, String) {
         // A regular file where the folder should be (the task's own file).
         (
             "  ch: { type: outbox, dir: tasks/conform_t.yaml }\n".into(),
@@ -331,7 +333,7 @@ impl Channel for Email {
     fn config(&self) -> String {
         plain_channel("ch", self.proxy.port)
     }
-    fn refusing(&self, _p: &Project) -> (String, String) {
+    fn refusing(&self) -> (String, String) {
         (
             self.config(),
             "[{ channel: ch, to: [rejected@example.test] }]".into(),
@@ -456,7 +458,7 @@ impl Channel for Robot {
     fn config(&self) -> String {
         self.entry(self.secret(), &self.settings.wecom_key)
     }
-    fn refusing(&self, _p: &Project) -> (String, String) {
+    fn refusing(&self) -> (String, String) {
         // A wrong signing secret; WeCom signs nothing: a wrong key.
         (
             self.entry("SECwrong-secret-9999", "wrong-key-9999"),
