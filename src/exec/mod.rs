@@ -710,7 +710,18 @@ impl Executor {
             subject,
             body,
             html,
-            attachments: r.files.clone(),
+            // Absolute, as the ledger keeps them: a retry may come from a process with
+            // another working folder (`ferry serve` after `ferry run --config config.yaml`).
+            attachments: r
+                .files
+                .iter()
+                .map(|f| FileRecord {
+                    path: std::path::absolute(&f.path)
+                        .map(|p| p.display().to_string())
+                        .unwrap_or_else(|_| f.path.clone()),
+                    ..f.clone()
+                })
+                .collect(),
             link,
             delivery: n.delivery,
             sizes: caps.sizes,
@@ -762,10 +773,13 @@ impl Followup {
                     (Ok(_), _) => {}
                 }
             }
-            if let Some(record) = store.get(&run_id).await? {
-                result.deliveries = record.deliveries;
-                result.delivery = record.delivery;
-            }
+        }
+        // Read back even when nothing was attempted: a message that could not be rendered
+        // is recorded `failed` without an attempt, and the run must say so (exit code,
+        // owner alert) as it does for a delivery that failed when sent.
+        if let Some(record) = store.get(&run_id).await? {
+            result.deliveries = record.deliveries;
+            result.delivery = record.delivery;
         }
         // Owner alerts: a failed run, or deliveries (or email recipients) that failed for
         // good.

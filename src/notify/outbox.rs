@@ -51,11 +51,18 @@ impl WholeMessage for Outbox {
         let dir = self.dir.clone();
         let out = tokio::task::spawn_blocking(move || Outbox { dir }.write(&msg))
             .await
-            .map_err(|e| NotifyError::retryable(format!("outbox writer stopped: {e}")))?;
+            .map_err(|e| {
+                NotifyError::retryable(format!(
+                    "channel `{}`: outbox writer stopped: {e}",
+                    message.channel
+                ))
+            })?;
         match out {
             Ok(path) => Ok(format!("written to {}", path.display())),
+            // Named like every channel's errors, so the run's warnings say which one.
             Err(e) => Err(NotifyError::Permanent(format!(
-                "cannot write to outbox {}: {e}",
+                "channel `{}`: cannot write to outbox {}: {e}",
+                message.channel,
                 self.dir.display()
             ))),
         }

@@ -16,6 +16,7 @@ mod ledger;
 mod links;
 mod multi;
 mod mysql;
+mod notifier_conformance;
 mod notls_proxy;
 #[cfg(feature = "oracle")]
 mod oracle;
