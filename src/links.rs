@@ -372,7 +372,7 @@ pub fn resolve_under(root: &Path, path: &Path) -> Result<PathBuf, LinkError> {
         },
         _ => LinkError::File {
             path: shown.clone(),
-            message: crate::config::validate::io_message(&e),
+            message: crate::config::io_message(&e),
         },
     })?;
     let root = std::fs::canonicalize(root).map_err(|_| LinkError::FileGone {

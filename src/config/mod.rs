@@ -10,10 +10,19 @@
 //! `${VAR}` in `config.yaml` string values is replaced from the environment (a missing
 //! variable is a problem that names it); task files are never interpolated.
 
+mod channel;
+pub mod check;
+mod datasource;
+pub mod env;
+mod links;
+mod load;
+mod output;
 pub mod positions;
 pub mod problem;
 pub mod raw;
-pub mod validate;
+mod task;
+pub mod url;
+pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,7 +30,14 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
+pub use check::Checker;
+pub use datasource::ORACLE_NOT_BUILT;
+pub use env::interpolate;
+pub use load::load_config;
 pub use problem::Problem;
+pub use task::{load_task, load_tasks, task_files, validate_task};
+pub use url::redact_url;
+pub use yaml::io_message;
 
 use crate::params::{ParamValue, Period};
 use crate::schedule::Schedule;
@@ -676,8 +692,8 @@ impl Project {
     /// Loads `config_path` and every task. A broken `config.yaml` is fatal (all of its
     /// problems are returned); a broken task only removes that task.
     pub fn load(config_path: &Path) -> Result<Project, Vec<Problem>> {
-        let config = validate::load_config(config_path)?;
-        let (tasks, task_problems) = validate::load_tasks(&config);
+        let config = load_config(config_path)?;
+        let (tasks, task_problems) = load_tasks(&config);
         Ok(Project {
             config,
             tasks,

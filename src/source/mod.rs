@@ -213,7 +213,7 @@ pub async fn build(name: &str, spec: &DatasourceSpec) -> Result<Box<dyn Source>,
         DatasourceSpec::Oracle { .. } => Err(SourceError::new(
             name,
             ErrorKind::Config,
-            crate::config::validate::ORACLE_NOT_BUILT,
+            crate::config::ORACLE_NOT_BUILT,
         )),
     }
 }

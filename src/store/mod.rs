@@ -575,7 +575,7 @@ impl StoreUrl {
             "sqlite" => Err("`sqlite://` needs a path, e.g. `sqlite://data/ferry.db`".into()),
             "postgres" | "postgresql" | "mysql" | "mariadb" => Ok(StoreUrl::Unsupported {
                 scheme: scheme.to_string(),
-                shown: crate::config::validate::redact_url(url),
+                shown: crate::config::redact_url(url),
             }),
             other => Err(format!(
                 "unknown store scheme `{other}`: use `sqlite://PATH`"
