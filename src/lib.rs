@@ -41,6 +41,7 @@ pub mod format;
 pub mod links;
 pub mod notify;
 pub mod params;
+pub mod plugins;
 pub mod schedule;
 pub mod server;
 pub mod source;

@@ -1,12 +1,17 @@
 //! The [`Checker`]: collects every problem while raw values become spec values, each at
-//! the position of the field it names.
+//! the position of the field it names; and [`Checks`], the checks of the plugin modules
+//! that the loader calls.
 
 use std::path::Path;
 
 use serde_saphyr::Spanned;
 
 use super::positions::Positions;
-use super::{Problem, interpolate, parse_duration};
+use super::raw::{RawChannel, RawDatasource, RawLinks, RawNotify, RawStore};
+use super::{
+    ChannelSpec, DatasourceSpec, LinksSpec, NotifyTargets, Problem, StoreSpec, interpolate,
+    parse_duration,
+};
 
 /// Collects problems while turning raw values into spec values.
 pub struct Checker<'a> {
@@ -113,4 +118,38 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// The checks that live beside their plugin, which the loader calls: `config` knows the raw
+/// and spec types, the plugin modules know what makes a value valid. One value of this,
+/// [`crate::plugins::CHECKS`], names them all; `config` itself imports no plugin.
+pub struct Checks {
+    /// `store.url` (`crate::store::config::check`).
+    pub store: fn(&mut Checker, Option<&RawStore>, &Path) -> StoreSpec,
+    /// The `links:` section (`crate::links::config::check`).
+    pub links: fn(&mut Checker, &Spanned<RawLinks>) -> LinksSpec,
+    /// One datasource: base folder, field path `datasources.NAME`, the raw entry
+    /// (`crate::source::config::check`).
+    pub datasource:
+        fn(&mut Checker, &Path, &str, &Spanned<RawDatasource>) -> Option<DatasourceSpec>,
+    /// One channel: base folder, templates folder, name, field path `channels.NAME`, the
+    /// raw entry, whether `links:` is configured (`crate::notify::config::check`).
+    #[allow(clippy::type_complexity)]
+    pub channel: fn(
+        &mut Checker,
+        &Path,
+        &Path,
+        &str,
+        &str,
+        &Spanned<RawChannel>,
+        bool,
+    ) -> Option<ChannelSpec>,
+    /// A task's `notify` entry against its channel: field path `notify[i]`, whether
+    /// `links:` is configured (`crate::notify::config::check_entry`).
+    pub notify_entry:
+        fn(&mut Checker, &Spanned<RawNotify>, &str, &ChannelSpec, bool) -> NotifyTargets,
+    /// The variables a message template may use.
+    pub report_variables: fn() -> Vec<String>,
+    /// The variables an alert template may use.
+    pub alert_variables: fn() -> Vec<String>,
 }

@@ -6,25 +6,16 @@ use std::path::Path;
 
 use serde_saphyr::Spanned;
 
-use super::channel::{channel_template, config_mailboxes, email_channel, robot_channel};
-use super::check::Checker;
-use super::datasource::{ORACLE_NOT_BUILT, connection_limits, db_tls, url_tls_conflict};
-use super::links::links_settings;
+use super::check::{Checker, Checks};
 use super::output::check_name_template;
 use super::positions::Positions;
-use super::raw::{
-    RawAlerts, RawChannel, RawConfig, RawDatasource, RawEmail, RawExport, RawOutbox, RawSqlGate,
-    RawStore,
-};
-use super::url::{parse_oracle_url, redact_url};
+use super::raw::{RawAlerts, RawChannel, RawConfig, RawDatasource, RawExport, RawSqlGate};
 use super::yaml::{parse_yaml, read_channels, read_file};
 use super::{
-    AlertsSpec, ChannelKind, ChannelSpec, Config, DatasourceSpec, DbTls, ExportDefaults, Problem,
-    QuietWindow, RobotService, SchedulerSettings, Secret, interpolate, parse_duration,
-    problem::hint, resolve,
+    AlertsSpec, ChannelSpec, Config, DatasourceSpec, ExportDefaults, Problem, QuietWindow,
+    SchedulerSettings, interpolate, parse_duration, problem::hint, resolve,
 };
 use crate::schedule::parse_zone;
-use crate::store::StoreUrl;
 use crate::template::{MessageTemplate, is_plain_name};
 
 /// Default sub-folder template of `output_dir`.
@@ -36,7 +27,7 @@ pub(crate) const DEFAULT_CHUNK_ROWS: usize = 1_000;
 pub(crate) const MAX_CHUNK_ROWS: usize = 1_000_000;
 
 /// Loads and validates `config.yaml`.
-pub fn load_config(path: &Path) -> Result<Config, Vec<Problem>> {
+pub fn load_config(path: &Path, checks: &Checks) -> Result<Config, Vec<Problem>> {
     let text = read_file(path).map_err(|p| {
         vec![Problem {
             message: format!(
@@ -48,7 +39,7 @@ pub fn load_config(path: &Path) -> Result<Config, Vec<Problem>> {
     })?;
     let raw: RawConfig = parse_yaml(path, &text).map_err(|p| vec![p])?;
     let channels = read_channels(path, &text, &raw.channels).map_err(|p| vec![p])?;
-    validate_config(path, raw, channels, Positions::index(&text))
+    validate_config(path, raw, channels, Positions::index(&text), checks)
 }
 
 pub(crate) fn validate_config(
@@ -56,6 +47,7 @@ pub(crate) fn validate_config(
     raw: RawConfig,
     raw_channels: BTreeMap<String, Spanned<RawChannel>>,
     positions: Positions,
+    checks: &Checks,
 ) -> Result<Config, Vec<Problem>> {
     let mut c = Checker::new(path, positions);
     // `config.yaml` in the working folder has the empty parent: paths stay relative.
@@ -82,7 +74,7 @@ pub(crate) fn validate_config(
         None => default_node_name(),
     };
 
-    let store = store_url(&mut c, raw.store.as_ref(), &base_dir);
+    let store = (checks.store)(&mut c, raw.store.as_ref(), &base_dir);
     let export = export_defaults(
         &mut c,
         raw.export.unwrap_or_default(),
@@ -90,8 +82,8 @@ pub(crate) fn validate_config(
         &output_dir,
     );
     let scheduler = scheduler_settings(&mut c, raw.scheduler.as_ref(), timezone);
-    let links = raw.links.as_ref().map(|l| links_settings(&mut c, l));
-    let ds = datasources(&mut c, path, &base_dir, &raw.datasources);
+    let links = raw.links.as_ref().map(|l| (checks.links)(&mut c, l));
+    let ds = datasources(&mut c, path, &base_dir, &raw.datasources, checks);
     let channels = channels(
         &mut c,
         path,
@@ -99,11 +91,12 @@ pub(crate) fn validate_config(
         &templates_dir,
         &raw_channels,
         links.is_some(),
+        checks,
     );
     let alerts = raw
         .alerts
         .as_ref()
-        .map(|a| alerts(&mut c, a, &channels, &templates_dir));
+        .map(|a| alerts(&mut c, a, &channels, &templates_dir, checks));
 
     if !c.is_clean() {
         return Err(c.sorted());
@@ -127,42 +120,6 @@ pub(crate) fn validate_config(
         max_cost: ds.max_cost,
         channels,
     })
-}
-
-/// `store.url` (default: `data/ferry.db` beside config.yaml).
-fn store_url(c: &mut Checker, raw: Option<&RawStore>, base_dir: &Path) -> StoreUrl {
-    let default_store = || StoreUrl::Sqlite(base_dir.join("data/ferry.db"));
-    match raw {
-        Some(s) => {
-            let url = c.env_req(&s.url, "store.url");
-            match StoreUrl::parse(&url, base_dir) {
-                Ok(StoreUrl::Unsupported { scheme, .. }) => {
-                    c.at(
-                        &s.url,
-                        "store.url",
-                        format!(
-                            "unsupported store url `{}`: {}",
-                            redact_url(&url),
-                            crate::store::not_yet_supported(&scheme)
-                        ),
-                    );
-                    default_store()
-                }
-                Ok(u) => u,
-                Err(msg) => {
-                    if !url.is_empty() {
-                        c.at(
-                            &s.url,
-                            "store.url",
-                            format!("unsupported store url `{}`: {msg}", redact_url(&url)),
-                        );
-                    }
-                    default_store()
-                }
-            }
-        }
-        None => default_store(),
-    }
 }
 
 /// The `export:` defaults of every task.
@@ -227,6 +184,7 @@ fn datasources(
     path: &Path,
     base_dir: &Path,
     raw: &BTreeMap<String, Spanned<RawDatasource>>,
+    checks: &Checks,
 ) -> Datasources {
     let mut out = Datasources::default();
     for (name, ds) in raw {
@@ -284,195 +242,11 @@ fn datasources(
                 out.max_cost.insert(name.clone(), m.value);
             }
         }
-        if let Some(spec) = datasource(c, base_dir, &field, ds) {
+        if let Some(spec) = (checks.datasource)(c, base_dir, &field, ds) {
             out.specs.insert(name.clone(), spec);
         }
     }
     out
-}
-
-/// One datasource's connection settings, by type; `None` after reporting its problems.
-fn datasource(
-    c: &mut Checker,
-    base_dir: &Path,
-    field: &str,
-    ds: &Spanned<RawDatasource>,
-) -> Option<DatasourceSpec> {
-    match &ds.value {
-        RawDatasource::Sqlite { url, seed_sql, .. } => {
-            let u = c.env_req(url, &format!("{field}.url"));
-            let Some(p) = u.strip_prefix("sqlite://").filter(|p| !p.is_empty()) else {
-                if !u.is_empty() {
-                    c.at(
-                        url,
-                        format!("{field}.url"),
-                        format!("expected `sqlite://PATH`, got `{}`", redact_url(&u)),
-                    );
-                }
-                return None;
-            };
-            let seed = seed_sql
-                .as_ref()
-                .map(|s| resolve(base_dir, &c.env_req(s, &format!("{field}.seed_sql"))));
-            if let (Some(seed), Some(span)) = (&seed, seed_sql)
-                && !seed.is_file()
-            {
-                c.at(
-                    span,
-                    format!("{field}.seed_sql"),
-                    format!("file not found: {}", seed.display()),
-                );
-            }
-            Some(DatasourceSpec::Sqlite {
-                path: resolve(base_dir, p),
-                seed_sql: seed,
-            })
-        }
-        RawDatasource::Postgres {
-            url,
-            max_connections,
-            connect_timeout,
-            tls,
-            ca_file,
-            ..
-        }
-        | RawDatasource::Mysql {
-            url,
-            max_connections,
-            connect_timeout,
-            tls,
-            ca_file,
-            ..
-        } => {
-            let tls_span = tls.as_ref();
-            let mysql = matches!(ds.value, RawDatasource::Mysql { .. });
-            let u = c.env_req(url, &format!("{field}.url"));
-            if u.is_empty() {
-                return None;
-            }
-            let shown_url = redact_url(&u);
-            let scheme_ok = if mysql {
-                u.starts_with("mysql://")
-            } else {
-                u.starts_with("postgres://") || u.starts_with("postgresql://")
-            };
-            if !scheme_ok {
-                let scheme = if mysql { "mysql" } else { "postgres" };
-                c.at(
-                    url,
-                    format!("{field}.url"),
-                    format!(
-                        "expected `{scheme}://USER:PASSWORD@HOST:PORT/DATABASE`, got `{shown_url}`"
-                    ),
-                );
-                return None;
-            }
-            let (tls, ca_file) = db_tls(c, base_dir, field, tls, ca_file);
-            if mysql
-                && tls == DbTls::VerifyCa
-                && let Some(t) = tls_span
-            {
-                c.at(
-                    t,
-                    format!("{field}.tls"),
-                    "`verify-ca` is not available for MySQL yet (mysql_async 0.37.1 cannot \
-                     skip only the host-name check with rustls, mysql_async#404): use \
-                     `verify-full` with a host name the certificate lists, or `require`",
-                );
-            }
-            if let Some(msg) = url_tls_conflict(&u, mysql) {
-                c.at(url, format!("{field}.url"), msg);
-                return None;
-            }
-            // The parsers' messages never repeat the URL, so they cannot leak the password.
-            let parsed = if mysql {
-                mysql_async::Opts::from_url(&u).map(|_| ()).map_err(|e| {
-                    format!(
-                        "invalid MySQL url `{shown_url}`: {e}{}",
-                        std::error::Error::source(&e)
-                            .map(|c| format!(": {c}"))
-                            .unwrap_or_default()
-                    )
-                })
-            } else {
-                u.parse::<tokio_postgres::Config>()
-                    .map(|_| ())
-                    .map_err(|e| {
-                        format!(
-                            "invalid PostgreSQL url `{shown_url}`: {e}{}",
-                            std::error::Error::source(&e)
-                                .map(|c| format!(": {c}"))
-                                .unwrap_or_default()
-                        )
-                    })
-            };
-            if let Err(msg) = parsed {
-                c.at(url, format!("{field}.url"), msg);
-                return None;
-            }
-            let (max_connections, connect_timeout) =
-                connection_limits(c, field, max_connections, connect_timeout);
-            let url = Secret::new(u);
-            Some(if mysql {
-                DatasourceSpec::Mysql {
-                    url,
-                    shown_url,
-                    max_connections,
-                    connect_timeout,
-                    tls,
-                    ca_file,
-                }
-            } else {
-                DatasourceSpec::Postgres {
-                    url,
-                    shown_url,
-                    max_connections,
-                    connect_timeout,
-                    tls,
-                    ca_file,
-                }
-            })
-        }
-        RawDatasource::Oracle {
-            url,
-            max_connections,
-            connect_timeout,
-            ..
-        } => {
-            if !cfg!(feature = "oracle") {
-                c.at(ds, format!("{field}.type"), ORACLE_NOT_BUILT);
-                return None;
-            }
-            let u = c.env_req(url, &format!("{field}.url"));
-            if u.is_empty() {
-                return None;
-            }
-            let shown_url = redact_url(&u);
-            let parts = match parse_oracle_url(&u) {
-                Ok(p) => p,
-                Err(msg) => {
-                    c.at(
-                        url,
-                        format!("{field}.url"),
-                        format!("invalid Oracle url `{shown_url}`: {msg}"),
-                    );
-                    return None;
-                }
-            };
-            let (max_connections, connect_timeout) =
-                connection_limits(c, field, max_connections, connect_timeout);
-            Some(DatasourceSpec::Oracle {
-                user: parts.user,
-                password: Secret::new(parts.password),
-                host: parts.host,
-                port: parts.port,
-                service: parts.service,
-                shown_url,
-                max_connections,
-                connect_timeout,
-            })
-        }
-    }
 }
 
 /// The `channels:` section, each channel checked.
@@ -483,6 +257,7 @@ fn channels(
     templates_dir: &Path,
     raw: &BTreeMap<String, Spanned<RawChannel>>,
     links: bool,
+    checks: &Checks,
 ) -> BTreeMap<String, ChannelSpec> {
     let mut out = BTreeMap::new();
     for (name, ch) in raw {
@@ -495,103 +270,11 @@ fn channels(
                 "channel names may use letters, digits, `_` and `-` only",
             );
         }
-        if let Some(spec) = channel(c, base_dir, templates_dir, name, &field, ch, links) {
+        if let Some(spec) = (checks.channel)(c, base_dir, templates_dir, name, &field, ch, links) {
             out.insert(name.clone(), spec);
         }
     }
     out
-}
-
-/// One channel, by type; `None` after reporting its problems.
-fn channel(
-    c: &mut Checker,
-    base_dir: &Path,
-    templates_dir: &Path,
-    name: &str,
-    field: &str,
-    ch: &Spanned<RawChannel>,
-    links: bool,
-) -> Option<ChannelSpec> {
-    match &ch.value {
-        RawChannel::Outbox(RawOutbox {
-            dir,
-            template,
-            recipients,
-            ..
-        }) => {
-            let d = resolve(base_dir, &c.env(dir, &format!("{field}.dir"), "outbox"));
-            let tpl = channel_template(c, templates_dir, ch, template, field);
-            let mut rcpt = Vec::new();
-            for (i, r) in recipients.iter().enumerate() {
-                match interpolate(r) {
-                    Ok(v) => rcpt.push(v),
-                    Err(e) => c.at(ch, format!("{field}.recipients[{i}]"), e),
-                }
-            }
-            return Some(ChannelSpec {
-                name: name.to_string(),
-                kind: ChannelKind::Outbox { dir: d },
-                template: tpl,
-                recipients: rcpt,
-                cc: Vec::new(),
-                bcc: Vec::new(),
-            });
-        }
-        RawChannel::Dingtalk(r)
-        | RawChannel::Wecom(r)
-        | RawChannel::Feishu(r)
-        | RawChannel::Webhook(r) => {
-            let service = match &ch.value {
-                RawChannel::Dingtalk(_) => RobotService::DingTalk,
-                RawChannel::Wecom(_) => RobotService::WeCom,
-                RawChannel::Feishu(_) => RobotService::Feishu,
-                _ => RobotService::Webhook,
-            };
-            let tpl = channel_template(c, templates_dir, ch, &r.template, field);
-            if let Some(spec) = robot_channel(c, field, service, r) {
-                let mut mentions = Vec::new();
-                for (i, m) in r.mentions.iter().enumerate() {
-                    match interpolate(m) {
-                        Ok(v) => mentions.push(v),
-                        Err(e) => c.at(ch, format!("{field}.mentions[{i}]"), e),
-                    }
-                }
-                return Some(ChannelSpec {
-                    name: name.to_string(),
-                    kind: ChannelKind::Robot(Box::new(spec)),
-                    template: tpl,
-                    recipients: mentions,
-                    cc: Vec::new(),
-                    bcc: Vec::new(),
-                });
-            }
-        }
-        RawChannel::Email(
-            email @ RawEmail {
-                template,
-                to,
-                cc,
-                bcc,
-                ..
-            },
-        ) => {
-            let tpl = channel_template(c, templates_dir, ch, template, field);
-            let to = config_mailboxes(c, ch, &format!("{field}.to"), to);
-            let cc = config_mailboxes(c, ch, &format!("{field}.cc"), cc);
-            let bcc = config_mailboxes(c, ch, &format!("{field}.bcc"), bcc);
-            if let Some(email) = email_channel(c, base_dir, field, ch, email, links) {
-                return Some(ChannelSpec {
-                    name: name.to_string(),
-                    kind: ChannelKind::Email(Box::new(email)),
-                    template: tpl,
-                    recipients: to,
-                    cc,
-                    bcc,
-                });
-            }
-        }
-    }
-    None
 }
 
 /// The `alerts:` section: its channel must exist and its template compile.
@@ -600,6 +283,7 @@ fn alerts(
     a: &Spanned<RawAlerts>,
     channels: &BTreeMap<String, ChannelSpec>,
     templates_dir: &Path,
+    checks: &Checks,
 ) -> AlertsSpec {
     let name = &a.value.channel.value;
     if !channels.contains_key(name) {
@@ -638,7 +322,7 @@ fn alerts(
         .as_ref()
         .map(|t| t.value.clone())
         .unwrap_or_else(|| "alert".to_string());
-    let known = crate::exec::alert::alert_variables();
+    let known = (checks.alert_variables)();
     if let Err(e) = MessageTemplate::locate(templates_dir, &template).check(&known) {
         match &a.value.template {
             Some(t) => c.at(t, "alerts.template", e),

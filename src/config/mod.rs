@@ -10,11 +10,8 @@
 //! `${VAR}` in `config.yaml` string values is replaced from the environment (a missing
 //! variable is a problem that names it); task files are never interpolated.
 
-mod channel;
 pub mod check;
-mod datasource;
 pub mod env;
-mod links;
 mod load;
 mod output;
 pub mod positions;
@@ -30,8 +27,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-pub use check::Checker;
-pub use datasource::ORACLE_NOT_BUILT;
+pub use check::{Checker, Checks};
 pub use env::interpolate;
 pub use load::load_config;
 pub use problem::Problem;
@@ -609,6 +605,18 @@ pub struct NotifySpec {
     pub on: NotifyOn,
 }
 
+/// What a task's `notify` entry sets over its channel (see [`NotifySpec`]), as checked by
+/// the channel's plugin.
+#[derive(Debug, Clone, Default)]
+pub struct NotifyTargets {
+    pub recipients: Vec<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub webhook: Option<Secret>,
+    pub secret: Option<Secret>,
+    pub delivery: Option<RobotDelivery>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotifyOn {
     Always,
@@ -691,9 +699,10 @@ impl Project {
 
     /// Loads `config_path` and every task. A broken `config.yaml` is fatal (all of its
     /// problems are returned); a broken task only removes that task.
-    pub fn load(config_path: &Path) -> Result<Project, Vec<Problem>> {
-        let config = load_config(config_path)?;
-        let (tasks, task_problems) = load_tasks(&config);
+    /// (`Project::load`, in [`crate::plugins`], passes the plugins' checks.)
+    pub fn load_with(config_path: &Path, checks: &Checks) -> Result<Project, Vec<Problem>> {
+        let config = load_config(config_path, checks)?;
+        let (tasks, task_problems) = load_tasks(&config, checks);
         Ok(Project {
             config,
             tasks,

@@ -5,8 +5,7 @@ use std::path::{Path, PathBuf};
 
 use serde_saphyr::Spanned;
 
-use super::channel::{notify_delivery, notify_recipients, notify_robot_overrides};
-use super::check::Checker;
+use super::check::{Checker, Checks};
 use super::load::MAX_CHUNK_ROWS;
 use super::output::{check_sheet_name, validate_output};
 use super::positions::Positions;
@@ -40,7 +39,10 @@ pub fn task_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
 }
 
 /// Loads every task file; valid tasks and the problems of the others.
-pub fn load_tasks(config: &Config) -> (BTreeMap<String, TaskSpec>, BTreeMap<String, Vec<Problem>>) {
+pub fn load_tasks(
+    config: &Config,
+    checks: &Checks,
+) -> (BTreeMap<String, TaskSpec>, BTreeMap<String, Vec<Problem>>) {
     let mut tasks = BTreeMap::new();
     let mut problems: BTreeMap<String, Vec<Problem>> = BTreeMap::new();
     let files = match task_files(&config.tasks_dir) {
@@ -71,7 +73,7 @@ pub fn load_tasks(config: &Config) -> (BTreeMap<String, TaskSpec>, BTreeMap<Stri
             ));
             continue;
         }
-        match load_task(config, &name, &file) {
+        match load_task(config, &name, &file, checks) {
             Ok(t) => {
                 tasks.insert(name, t);
             }
@@ -84,7 +86,12 @@ pub fn load_tasks(config: &Config) -> (BTreeMap<String, TaskSpec>, BTreeMap<Stri
 }
 
 /// Loads and validates one task file.
-pub fn load_task(config: &Config, name: &str, file: &Path) -> Result<TaskSpec, Vec<Problem>> {
+pub fn load_task(
+    config: &Config,
+    name: &str,
+    file: &Path,
+    checks: &Checks,
+) -> Result<TaskSpec, Vec<Problem>> {
     let text = read_file(file).map_err(|p| vec![p])?;
     let has_content = text
         .lines()
@@ -97,7 +104,7 @@ pub fn load_task(config: &Config, name: &str, file: &Path) -> Result<TaskSpec, V
         )]);
     }
     let raw: RawTask = parse_yaml(file, &text).map_err(|p| vec![p])?;
-    validate_task(config, name, file, raw, Positions::index(&text))
+    validate_task(config, name, file, raw, Positions::index(&text), checks)
 }
 
 /// Validates a parsed task against the config.
@@ -107,6 +114,7 @@ pub fn validate_task(
     file: &Path,
     raw: RawTask,
     positions: Positions,
+    checks: &Checks,
 ) -> Result<TaskSpec, Vec<Problem>> {
     let mut c = Checker::new(file, positions);
     if !is_plain_name(name) {
@@ -237,7 +245,7 @@ pub fn validate_task(
     };
 
     let output = validate_output(&mut c, &raw.output, name, &fixed, timezone);
-    let notify = notify_entries(&mut c, config, &raw.notify);
+    let notify = notify_entries(&mut c, config, &raw.notify, checks);
 
     for (i, o) in raw.owners.iter().enumerate() {
         if !looks_like_email(o) {
@@ -404,7 +412,12 @@ fn task_queries(
 }
 
 /// The task's `notify` entries, each against the channel it names.
-fn notify_entries(c: &mut Checker, config: &Config, raw: &[Spanned<RawNotify>]) -> Vec<NotifySpec> {
+fn notify_entries(
+    c: &mut Checker,
+    config: &Config,
+    raw: &[Spanned<RawNotify>],
+    checks: &Checks,
+) -> Vec<NotifySpec> {
     let mut notify = Vec::new();
     for (i, n) in raw.iter().enumerate() {
         let field = format!("notify[{i}]");
@@ -428,7 +441,7 @@ fn notify_entries(c: &mut Checker, config: &Config, raw: &[Spanned<RawNotify>]) 
         };
         let template = match &n.value.template {
             Some(t) => {
-                let known = crate::notify::RunReport::variables();
+                let known = (checks.report_variables)();
                 if let Err(e) = MessageTemplate::locate(&config.templates_dir, t).check(&known) {
                     c.at(n, format!("{field}.template"), e);
                 }
@@ -449,18 +462,16 @@ fn notify_entries(c: &mut Checker, config: &Config, raw: &[Spanned<RawNotify>]) 
                 NotifyOn::Always
             }
         };
-        let (recipients, cc, bcc) = notify_recipients(c, n, &field, ch);
-        let (webhook, secret) = notify_robot_overrides(c, n, &field, ch);
-        let delivery = notify_delivery(c, n, &field, ch, config.links.is_some());
+        let targets = (checks.notify_entry)(c, n, &field, ch, config.links.is_some());
         notify.push(NotifySpec {
-            delivery,
+            delivery: targets.delivery,
             channel: ch.name.clone(),
             template,
-            recipients,
-            cc,
-            bcc,
-            webhook,
-            secret,
+            recipients: targets.recipients,
+            cc: targets.cc,
+            bcc: targets.bcc,
+            webhook: targets.webhook,
+            secret: targets.secret,
             on,
         });
     }
@@ -554,78 +565,5 @@ pub(crate) fn looks_like_email(s: &str) -> bool {
                 && !s.chars().any(|c| c.is_whitespace() || c == '<' || c == '>')
         }
         None => false,
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use crate::config::{RobotDelivery, load_config};
-
-    /// A project with one channel of each kind that matters for `delivery`, `links:` when
-    /// asked, and the task `notify` list given; returns the task's problems as text.
-    fn notify_project(links: bool, notify: &str) -> Result<TaskSpec, Vec<String>> {
-        let dir = tempfile::tempdir().unwrap();
-        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
-        std::fs::write(dir.path().join("templates/report.md.j2"), "{{ task_name }}").unwrap();
-        let links = if links {
-            "links: { public_url: \"https://files.example.test\", signing_key: \"0123456789abcdef0123456789abcdef-x\" }\n"
-        } else {
-            ""
-        };
-        let config = dir.path().join("config.yaml");
-        std::fs::write(
-            &config,
-            format!(
-                "{links}datasources:\n  db: {{ type: sqlite, url: \"sqlite://db.sqlite\" }}\nchannels:\n  box: {{ type: outbox }}\n  mail: {{ type: email, host: 127.0.0.1, from: ferry@example.test, to: [a@example.test], delivery: attach }}\n  wc: {{ type: wecom, webhook: \"https://qyapi.example.test/cgi-bin/webhook/send?key=k\" }}\n  ding: {{ type: dingtalk, webhook: \"https://oapi.example.test/robot/send?access_token=t\" }}\n"
-            ),
-        )
-        .unwrap();
-        let config = load_config(&config).unwrap();
-        let file = dir.path().join("t.yaml");
-        let text = format!(
-            "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT 1 AS one\noutput: {{ format: csv }}\nnotify:\n{notify}"
-        );
-        let raw: RawTask = parse_yaml(&file, &text).unwrap();
-        validate_task(&config, "t", &file, raw, Positions::index(&text)).map_err(|ps| {
-            ps.iter()
-                .map(|p| {
-                    p.to_string()
-                        .replace(&format!("{}/", dir.path().display()), "")
-                })
-                .collect()
-        })
-    }
-
-    #[test]
-    fn a_notify_entry_sets_its_own_delivery_for_email_and_wecom() {
-        let task = notify_project(
-            true,
-            "  - mail\n  - { channel: mail, delivery: link }\n  - { channel: wc, delivery: attach }\n",
-        )
-        .unwrap();
-        let modes: Vec<_> = task.notify.iter().map(|n| n.delivery).collect();
-        assert_eq!(
-            modes,
-            [None, Some(RobotDelivery::Link), Some(RobotDelivery::Attach)]
-        );
-    }
-
-    #[test]
-    fn a_notify_entrys_delivery_is_refused_where_it_means_nothing() {
-        let problems = notify_project(
-            false,
-            "  - { channel: box, delivery: link }\n  - { channel: ding, delivery: auto }\n  - channel: mail\n    delivery: link\n  - { channel: wc, delivery: files }\n",
-        )
-        .unwrap_err();
-        assert_eq!(
-            problems,
-            [
-                "t.yaml:6:31: notify[0].delivery: `delivery` applies to the channels that can send the files themselves (email, wecom); channel `box` is `outbox`, which records the message and its file list",
-                "t.yaml:7:32: notify[1].delivery: `delivery` applies to the channels that can send the files themselves (email, wecom); channel `ding` is `dingtalk`, which can carry only the download link",
-                "t.yaml:9:15: notify[2].delivery: `link` sends the download link instead of the files, and config.yaml has no `links:` section to make one (see docs/links.md); configure links, or use `auto` or `attach`",
-                "t.yaml:10:30: notify[3].delivery: unknown value `files` (one of: auto, attach, link)",
-            ]
-        );
     }
 }

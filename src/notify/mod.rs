@@ -21,6 +21,7 @@
 
 pub mod attempt;
 pub mod chat;
+pub mod config;
 pub mod dingtalk;
 pub mod email;
 pub mod feishu;

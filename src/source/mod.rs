@@ -21,6 +21,7 @@
 //! `oracle` is compiled only with the `oracle` cargo feature; without it, validation
 //! refuses `type: oracle` datasources with a message that says how to build one.
 
+pub mod config;
 mod error;
 pub mod mysql;
 #[cfg(feature = "oracle")]
@@ -213,7 +214,7 @@ pub async fn build(name: &str, spec: &DatasourceSpec) -> Result<Box<dyn Source>,
         DatasourceSpec::Oracle { .. } => Err(SourceError::new(
             name,
             ErrorKind::Config,
-            crate::config::ORACLE_NOT_BUILT,
+            crate::source::config::ORACLE_NOT_BUILT,
         )),
     }
 }

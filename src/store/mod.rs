@@ -42,6 +42,7 @@
 //! - [`Instances::lock_for_daemon`]: whatever keeps daemons apart (a no-op for a shared
 //!   store: daemons there coordinate by claims and heartbeats).
 
+pub mod config;
 pub mod instances;
 pub mod ledger;
 pub mod links;

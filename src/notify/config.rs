@@ -1,29 +1,30 @@
-//! Channel checks: the channels of `config.yaml` (email, chat robots, webhooks) and a
-//! task's `notify` entries against the channel they name.
+//! Channel config checks: each `channels:` entry of `config.yaml` becomes a
+//! [`ChannelSpec`] ([`check`]: email, chat robots, webhooks, outbox), and a task's
+//! `notify` entry is checked against the channel it names ([`check_entry`]). The config
+//! loader calls both through [`crate::config::Checks`].
 
 use std::path::Path;
 
 use serde_saphyr::Spanned;
 
-use super::check::Checker;
-use super::raw::{RawChannel, RawEmail};
-use super::{
-    ChannelKind, ChannelSpec, EmailSpec, RobotDelivery, RobotService, RobotSpec, Secret,
-    SmtpSecurity, interpolate, parse_duration, problem::hint, resolve,
+use crate::config::raw::{RawChannel, RawEmail, RawNotify, RawOutbox};
+use crate::config::{
+    ChannelKind, ChannelSpec, Checker, EmailSpec, NotifyTargets, RobotDelivery, RobotService,
+    RobotSpec, Secret, SmtpSecurity, interpolate, parse_duration, problem::hint, resolve,
 };
 use crate::notify::email;
 use crate::template::MessageTemplate;
 
 /// Default message template name.
-pub(crate) const DEFAULT_TEMPLATE: &str = "report";
+const DEFAULT_TEMPLATE: &str = "report";
 
 /// A robot or webhook channel's settings, checked: the webhook is an http(s) URL, fields
 /// that the service does not have are refused.
-pub(crate) fn robot_channel(
+fn robot_channel(
     c: &mut Checker,
     field: &str,
     service: RobotService,
-    r: &super::raw::RawRobot,
+    r: &crate::config::raw::RawRobot,
 ) -> Option<RobotSpec> {
     let key = if service == RobotService::Webhook {
         "url"
@@ -119,7 +120,7 @@ pub(crate) fn robot_channel(
 
 /// A channel's `template` (default `report`), checked: the body exists and every part
 /// compiles.
-pub(crate) fn channel_template(
+fn channel_template(
     c: &mut Checker,
     templates_dir: &Path,
     ch: &Spanned<RawChannel>,
@@ -141,7 +142,7 @@ pub(crate) fn channel_template(
 }
 
 /// Email addresses from config.yaml (`${VAR}` allowed), each checked.
-pub(crate) fn config_mailboxes<T>(
+fn config_mailboxes<T>(
     c: &mut Checker,
     at: &Spanned<T>,
     field: &str,
@@ -158,7 +159,7 @@ pub(crate) fn config_mailboxes<T>(
 }
 
 /// Email addresses from a task file (no interpolation), each checked.
-pub(crate) fn task_mailboxes<T>(
+fn task_mailboxes<T>(
     c: &mut Checker,
     at: &Spanned<T>,
     field: &str,
@@ -175,7 +176,7 @@ pub(crate) fn task_mailboxes<T>(
 }
 
 /// The SMTP part of a `type: email` channel, or `None` after reporting its problems.
-pub(crate) fn email_channel(
+fn email_channel(
     c: &mut Checker,
     base_dir: &Path,
     field: &str,
@@ -412,11 +413,7 @@ pub(crate) fn email_channel(
 const LINK_NEEDS_LINKS: &str = "`link` sends the download link instead of the files, and config.yaml has no `links:` section to make one (see docs/links.md); configure links, or use `auto` or `attach`";
 
 /// A channel's `delivery` (`auto` when not given).
-pub(crate) fn delivery_mode(
-    c: &mut Checker,
-    field: &str,
-    given: Option<&Spanned<String>>,
-) -> RobotDelivery {
+fn delivery_mode(c: &mut Checker, field: &str, given: Option<&Spanned<String>>) -> RobotDelivery {
     let Some(d) = given else {
         return RobotDelivery::Auto;
     };
@@ -428,7 +425,7 @@ pub(crate) fn delivery_mode(
 
 /// A robot's webhook must be an http(s) URL; the message shows it without its query
 /// string and path token.
-pub(crate) fn check_webhook_url(service: RobotService, url: &str) -> Result<(), String> {
+fn check_webhook_url(service: RobotService, url: &str) -> Result<(), String> {
     let rest = url
         .strip_prefix("https://")
         .or_else(|| url.strip_prefix("http://"));
@@ -451,9 +448,9 @@ pub(crate) fn check_webhook_url(service: RobotService, url: &str) -> Result<(), 
 /// A notify entry's own robot `webhook` and `secret` (the seed's per-task DingTalk robot):
 /// robot channels only; `${VAR}` is allowed in these two fields so that tokens stay out of
 /// task files.
-pub(crate) fn notify_robot_overrides(
+fn notify_robot_overrides(
     c: &mut Checker,
-    n: &Spanned<super::raw::RawNotify>,
+    n: &Spanned<RawNotify>,
     field: &str,
     ch: &ChannelSpec,
 ) -> (Option<Secret>, Option<Secret>) {
@@ -500,9 +497,9 @@ pub(crate) fn notify_robot_overrides(
 
 /// A notify entry's own `delivery` (files or link, over the channel's): only for the
 /// channels that can send files (email, WeCom); `link` needs download links.
-pub(crate) fn notify_delivery(
+fn notify_delivery(
     c: &mut Checker,
-    n: &Spanned<super::raw::RawNotify>,
+    n: &Spanned<RawNotify>,
     field: &str,
     ch: &ChannelSpec,
     links: bool,
@@ -546,9 +543,9 @@ pub(crate) fn notify_delivery(
 /// The recipients of a notify entry: its own lists where given (each replaces the channel's
 /// list of the same kind), else the channel's. Email addresses are checked; `to`, `cc`
 /// and `bcc` exist only for email channels.
-pub(crate) fn notify_recipients(
+fn notify_recipients(
     c: &mut Checker,
-    n: &Spanned<super::raw::RawNotify>,
+    n: &Spanned<RawNotify>,
     field: &str,
     ch: &ChannelSpec,
 ) -> (Vec<String>, Vec<String>, Vec<String>) {
@@ -609,4 +606,195 @@ pub(crate) fn notify_recipients(
         );
     }
     (to, cc, bcc)
+}
+
+/// One channel, by type (`field` is `channels.NAME`); `None` after reporting its problems.
+pub fn check(
+    c: &mut Checker,
+    base_dir: &Path,
+    templates_dir: &Path,
+    name: &str,
+    field: &str,
+    ch: &Spanned<RawChannel>,
+    links: bool,
+) -> Option<ChannelSpec> {
+    match &ch.value {
+        RawChannel::Outbox(RawOutbox {
+            dir,
+            template,
+            recipients,
+            ..
+        }) => {
+            let d = resolve(base_dir, &c.env(dir, &format!("{field}.dir"), "outbox"));
+            let tpl = channel_template(c, templates_dir, ch, template, field);
+            let mut rcpt = Vec::new();
+            for (i, r) in recipients.iter().enumerate() {
+                match interpolate(r) {
+                    Ok(v) => rcpt.push(v),
+                    Err(e) => c.at(ch, format!("{field}.recipients[{i}]"), e),
+                }
+            }
+            return Some(ChannelSpec {
+                name: name.to_string(),
+                kind: ChannelKind::Outbox { dir: d },
+                template: tpl,
+                recipients: rcpt,
+                cc: Vec::new(),
+                bcc: Vec::new(),
+            });
+        }
+        RawChannel::Dingtalk(r)
+        | RawChannel::Wecom(r)
+        | RawChannel::Feishu(r)
+        | RawChannel::Webhook(r) => {
+            let service = match &ch.value {
+                RawChannel::Dingtalk(_) => RobotService::DingTalk,
+                RawChannel::Wecom(_) => RobotService::WeCom,
+                RawChannel::Feishu(_) => RobotService::Feishu,
+                _ => RobotService::Webhook,
+            };
+            let tpl = channel_template(c, templates_dir, ch, &r.template, field);
+            if let Some(spec) = robot_channel(c, field, service, r) {
+                let mut mentions = Vec::new();
+                for (i, m) in r.mentions.iter().enumerate() {
+                    match interpolate(m) {
+                        Ok(v) => mentions.push(v),
+                        Err(e) => c.at(ch, format!("{field}.mentions[{i}]"), e),
+                    }
+                }
+                return Some(ChannelSpec {
+                    name: name.to_string(),
+                    kind: ChannelKind::Robot(Box::new(spec)),
+                    template: tpl,
+                    recipients: mentions,
+                    cc: Vec::new(),
+                    bcc: Vec::new(),
+                });
+            }
+        }
+        RawChannel::Email(
+            email @ RawEmail {
+                template,
+                to,
+                cc,
+                bcc,
+                ..
+            },
+        ) => {
+            let tpl = channel_template(c, templates_dir, ch, template, field);
+            let to = config_mailboxes(c, ch, &format!("{field}.to"), to);
+            let cc = config_mailboxes(c, ch, &format!("{field}.cc"), cc);
+            let bcc = config_mailboxes(c, ch, &format!("{field}.bcc"), bcc);
+            if let Some(email) = email_channel(c, base_dir, field, ch, email, links) {
+                return Some(ChannelSpec {
+                    name: name.to_string(),
+                    kind: ChannelKind::Email(Box::new(email)),
+                    template: tpl,
+                    recipients: to,
+                    cc,
+                    bcc,
+                });
+            }
+        }
+    }
+    None
+}
+
+/// A task's `notify` entry against its channel `ch` (`field` is `notify[i]`): its own
+/// recipients, robot webhook and secret, and delivery, each where the channel has them.
+pub fn check_entry(
+    c: &mut Checker,
+    n: &Spanned<RawNotify>,
+    field: &str,
+    ch: &ChannelSpec,
+    links: bool,
+) -> NotifyTargets {
+    let (recipients, cc, bcc) = notify_recipients(c, n, field, ch);
+    let (webhook, secret) = notify_robot_overrides(c, n, field, ch);
+    let delivery = notify_delivery(c, n, field, ch, links);
+    NotifyTargets {
+        recipients,
+        cc,
+        bcc,
+        webhook,
+        secret,
+        delivery,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::positions::Positions;
+    use crate::config::raw::RawTask;
+    use crate::config::yaml::parse_yaml;
+    use crate::config::{TaskSpec, load_config, validate_task};
+    use crate::plugins::CHECKS;
+
+    /// A project with one channel of each kind that matters for `delivery`, `links:` when
+    /// asked, and the task `notify` list given; returns the task's problems as text.
+    fn notify_project(links: bool, notify: &str) -> Result<TaskSpec, Vec<String>> {
+        let dir = tempfile::tempdir().unwrap();
+        std::fs::create_dir_all(dir.path().join("templates")).unwrap();
+        std::fs::write(dir.path().join("templates/report.md.j2"), "{{ task_name }}").unwrap();
+        let links = if links {
+            "links: { public_url: \"https://files.example.test\", signing_key: \"0123456789abcdef0123456789abcdef-x\" }\n"
+        } else {
+            ""
+        };
+        let config = dir.path().join("config.yaml");
+        std::fs::write(
+            &config,
+            format!(
+                "{links}datasources:\n  db: {{ type: sqlite, url: \"sqlite://db.sqlite\" }}\nchannels:\n  box: {{ type: outbox }}\n  mail: {{ type: email, host: 127.0.0.1, from: ferry@example.test, to: [a@example.test], delivery: attach }}\n  wc: {{ type: wecom, webhook: \"https://qyapi.example.test/cgi-bin/webhook/send?key=k\" }}\n  ding: {{ type: dingtalk, webhook: \"https://oapi.example.test/robot/send?access_token=t\" }}\n"
+            ),
+        )
+        .unwrap();
+        let config = load_config(&config, &CHECKS).unwrap();
+        let file = dir.path().join("t.yaml");
+        let text = format!(
+            "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT 1 AS one\noutput: {{ format: csv }}\nnotify:\n{notify}"
+        );
+        let raw: RawTask = parse_yaml(&file, &text).unwrap();
+        validate_task(&config, "t", &file, raw, Positions::index(&text), &CHECKS).map_err(|ps| {
+            ps.iter()
+                .map(|p| {
+                    p.to_string()
+                        .replace(&format!("{}/", dir.path().display()), "")
+                })
+                .collect()
+        })
+    }
+
+    #[test]
+    fn a_notify_entry_sets_its_own_delivery_for_email_and_wecom() {
+        let task = notify_project(
+            true,
+            "  - mail\n  - { channel: mail, delivery: link }\n  - { channel: wc, delivery: attach }\n",
+        )
+        .unwrap();
+        let modes: Vec<_> = task.notify.iter().map(|n| n.delivery).collect();
+        assert_eq!(
+            modes,
+            [None, Some(RobotDelivery::Link), Some(RobotDelivery::Attach)]
+        );
+    }
+
+    #[test]
+    fn a_notify_entrys_delivery_is_refused_where_it_means_nothing() {
+        let problems = notify_project(
+            false,
+            "  - { channel: box, delivery: link }\n  - { channel: ding, delivery: auto }\n  - channel: mail\n    delivery: link\n  - { channel: wc, delivery: files }\n",
+        )
+        .unwrap_err();
+        assert_eq!(
+            problems,
+            [
+                "t.yaml:6:31: notify[0].delivery: `delivery` applies to the channels that can send the files themselves (email, wecom); channel `box` is `outbox`, which records the message and its file list",
+                "t.yaml:7:32: notify[1].delivery: `delivery` applies to the channels that can send the files themselves (email, wecom); channel `ding` is `dingtalk`, which can carry only the download link",
+                "t.yaml:9:15: notify[2].delivery: `link` sends the download link instead of the files, and config.yaml has no `links:` section to make one (see docs/links.md); configure links, or use `auto` or `attach`",
+                "t.yaml:10:30: notify[3].delivery: unknown value `files` (one of: auto, attach, link)",
+            ]
+        );
+    }
 }

@@ -1,13 +1,14 @@
-//! The `links:` section (signed download links).
+//! Links config checks: the `links:` section of `config.yaml` becomes a [`LinksSpec`]
+//! ([`check`], called by the config loader through [`crate::config::Checks`]).
 
 use serde_saphyr::Spanned;
 
-use super::check::Checker;
-use super::{LinksSpec, Secret};
+use crate::config::raw::RawLinks;
+use crate::config::{Checker, LinksSpec, Secret};
 
 /// The `links:` section. Every field is checked; a bad one is a problem (the returned
 /// spec is then never used, since the config as a whole fails).
-pub(crate) fn links_settings(c: &mut Checker, raw: &Spanned<super::raw::RawLinks>) -> LinksSpec {
+pub fn check(c: &mut Checker, raw: &Spanned<RawLinks>) -> LinksSpec {
     use crate::links::{DEFAULT_EXPIRY, DEFAULT_LISTEN, MAX_EXPIRY};
     let l = &raw.value;
     let default_listen: std::net::SocketAddr = DEFAULT_LISTEN.parse().expect("valid default");

@@ -20,6 +20,8 @@
 //! run's files, creating their rows on first use), [`check_signing_key`] (refuses empty,
 //! short and placeholder keys). The HTTP side is [`crate::server`].
 
+pub mod config;
+
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
