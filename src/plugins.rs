@@ -17,6 +17,7 @@ pub const CHECKS: Checks = Checks {
     datasource: crate::source::config::check,
     channel: crate::notify::config::check,
     notify_entry: crate::notify::config::check_entry,
+    sql_gate: crate::sqlgate::check_task_query,
     report_variables: crate::notify::RunReport::variables,
     alert_variables: crate::exec::alert::alert_variables,
 };

@@ -9,7 +9,7 @@ use serde_saphyr::Spanned;
 use super::positions::Positions;
 use super::raw::{RawChannel, RawDatasource, RawLinks, RawNotify, RawStore};
 use super::{
-    ChannelSpec, DatasourceSpec, LinksSpec, NotifyTargets, Problem, StoreSpec, interpolate,
+    ChannelSpec, Config, DatasourceSpec, LinksSpec, NotifyTargets, Problem, StoreSpec, interpolate,
     parse_duration,
 };
 
@@ -148,6 +148,9 @@ pub struct Checks {
     /// `links:` is configured (`crate::notify::config::check_entry`).
     pub notify_entry:
         fn(&mut Checker, &Spanned<RawNotify>, &str, &ChannelSpec, bool) -> NotifyTargets,
+    /// A task's query against its datasource's SQL gate: config, datasource name, SQL
+    /// (`crate::sqlgate::check_task_query`).
+    pub sql_gate: fn(&Config, &str, &str) -> Result<(), String>,
     /// The variables a message template may use.
     pub report_variables: fn() -> Vec<String>,
     /// The variables an alert template may use.

@@ -1,10 +1,16 @@
 //! Configuration: `config.yaml` plus one `tasks/<name>.yaml` per task.
 //!
 //! The flow is parse → validate → build (GUIDE §5.1):
-//! - [`raw`] holds the serde types, exactly the shape of the files;
-//! - [`validate`] turns them into the specs below in pure code, collecting every
-//!   [`Problem`] (file, line, column, field path, message, hint) instead of stopping at the
-//!   first one;
+//! - [`raw`] holds the serde types, exactly the shape of the files; [`yaml`] reads them
+//!   (a located problem for a YAML or shape error), [`positions`] knows each field's line;
+//! - `load` (config.yaml) and `task` (task files) turn them into the specs below in pure
+//!   code, collecting every [`Problem`] (file, line, column, field path, message, hint) in
+//!   a [`Checker`] instead of stopping at the first one;
+//! - each plugin checks its own section beside its implementation, called through
+//!   [`Checks`] (assembled in [`crate::plugins`]): datasources in
+//!   [`crate::source::config`], channels and `notify` entries in [`crate::notify::config`],
+//!   `links:` in [`crate::links::config`], `store.url` in [`crate::store::config`]. This
+//!   module calls no plugin itself;
 //! - callers build runtime objects (sources, channels, the store) from the specs only.
 //!
 //! `${VAR}` in `config.yaml` string values is replaced from the environment (a missing
@@ -253,36 +259,6 @@ impl DbTls {
             "verify-full" => DbTls::VerifyFull,
             _ => return None,
         })
-    }
-
-    /// How much of the certificate is checked when the connection is encrypted.
-    pub fn check(self) -> crate::tls::Check {
-        match self {
-            DbTls::VerifyFull => crate::tls::Check::Full,
-            DbTls::VerifyCa => crate::tls::Check::ChainOnly,
-            DbTls::Disable | DbTls::Prefer | DbTls::Require => crate::tls::Check::Nothing,
-        }
-    }
-}
-
-impl Config {
-    /// The gate's dialect and mode for a datasource's queries, or `None` when the
-    /// datasource is unknown or has `sql_gate: false`.
-    pub fn sql_gate(
-        &self,
-        datasource: &str,
-    ) -> Option<(crate::sqlgate::Dialect, crate::sqlgate::Mode)> {
-        if self.sql_gate_off.contains(datasource) {
-            return None;
-        }
-        let mode = if self.sql_gate_strict.contains(datasource) {
-            crate::sqlgate::Mode::Strict
-        } else {
-            crate::sqlgate::Mode::Standard
-        };
-        self.datasources
-            .get(datasource)
-            .map(|spec| (crate::sqlgate::Dialect::of(spec), mode))
     }
 }
 

@@ -158,7 +158,7 @@ pub fn validate_task(
     }
 
     let fixed = fixed_params(&mut c, &raw.params);
-    let queries = task_queries(&mut c, config, file, &raw, &fixed);
+    let queries = task_queries(&mut c, config, file, &raw, &fixed, checks);
 
     let period = match &raw.period {
         Some(p) => Period::parse(&p.value).unwrap_or_else(|| {
@@ -324,6 +324,7 @@ fn task_queries(
     file: &Path,
     raw: &RawTask,
     fixed: &BTreeMap<String, ParamValue>,
+    checks: &Checks,
 ) -> Vec<QuerySpec> {
     let mut queries = Vec::new();
     match (&raw.query, &raw.query_file, &raw.queries) {
@@ -366,7 +367,7 @@ fn task_queries(
                 }
                 let sql = check_query(
                     c,
-                    config,
+                    (config, checks),
                     &raw.source.value,
                     fixed,
                     file,
@@ -392,7 +393,7 @@ fn task_queries(
         (q, f, None) => {
             let sql = check_query(
                 c,
-                config,
+                (config, checks),
                 &raw.source.value,
                 fixed,
                 file,
@@ -484,7 +485,7 @@ fn notify_entries(
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn check_query<T>(
     c: &mut Checker,
-    config: &Config,
+    (config, checks): (&Config, &Checks),
     source: &str,
     fixed: &BTreeMap<String, ParamValue>,
     file: &Path,
@@ -529,9 +530,7 @@ pub(crate) fn check_query<T>(
     let field = format!("{prefix}{field}");
     if q.trim().is_empty() {
         c.at(span, &field, "the query is empty");
-    } else if let Some((dialect, mode)) = config.sql_gate(source)
-        && let Err(reason) = crate::sqlgate::check(&q, dialect, mode)
-    {
+    } else if let Err(reason) = (checks.sql_gate)(config, source, &q) {
         c.at(span, &field, reason);
     }
     for p in params::scan(&q) {

@@ -18,7 +18,8 @@
 //!
 //! Main items: [`Signer`] (sign, verify), [`url_for`], [`links_for_run`] (the links of a
 //! run's files, creating their rows on first use), [`check_signing_key`] (refuses empty,
-//! short and placeholder keys). The HTTP side is [`crate::server`].
+//! short and placeholder keys). The HTTP side is [`crate::server`]; the `links:` section of
+//! `config.yaml` is checked in [`config`].
 
 pub mod config;
 

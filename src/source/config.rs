@@ -162,6 +162,17 @@ fn connection_limits(
     (max_connections, connect_timeout)
 }
 
+impl DbTls {
+    /// How much of the certificate is checked when the connection is encrypted.
+    pub fn check(self) -> crate::tls::Check {
+        match self {
+            DbTls::VerifyFull => crate::tls::Check::Full,
+            DbTls::VerifyCa => crate::tls::Check::ChainOnly,
+            DbTls::Disable | DbTls::Prefer | DbTls::Require => crate::tls::Check::Nothing,
+        }
+    }
+}
+
 /// One datasource's connection settings, by type (`field` is `datasources.NAME`); `None`
 /// after reporting its problems.
 pub fn check(

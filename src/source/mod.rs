@@ -14,7 +14,8 @@
 //! the cost guard apply to SQL queries only, so a source that does not speak SQL is a new
 //! variant and a backend that reads it.
 //!
-//! Adding a backend: a variant of `DatasourceSpec` (config), a module implementing
+//! Adding a backend: a variant of `RawDatasource` and of `DatasourceSpec` (config), its
+//! config checks in [`config`] (an arm of [`config::check`]), a module implementing
 //! [`Source`] on top of [`pump::Pump`], an arm in [`build`], and the shared conformance
 //! tests.
 //!

@@ -1,5 +1,6 @@
 //! The run store: what ferry keeps between runs and shares between processes, behind one
-//! [`Store`] trait made of concerns, opened by URL ([`open`]).
+//! [`Store`] trait made of concerns, opened by URL ([`open`]); `store.url` is checked in
+//! [`config`].
 //!
 //! - [`Runs`] ([`runs`]): one row per `(task, scheduled_at)`, unique. Inserting that row is
 //!   the *claim*: whoever inserts it runs the fire, everyone else sees the conflict and does
