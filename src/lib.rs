@@ -8,7 +8,8 @@
 //! Data flows one way through these modules (read them in this order):
 //!
 //! - [`config`]: `config.yaml` + `tasks/*.yaml` → raw serde types → validated specs, with
-//!   every problem reported as `file:line:col: field: message`.
+//!   every problem reported as `file:line:col: field: message`; each plugin's checks live
+//!   beside it (`source/config.rs`, `notify/config.rs`, ...), gathered in [`plugins`].
 //! - [`clock`]: the `Clock` seam (system and manual clocks): the only source of "now".
 //! - [`schedule`]: cron expressions in a task's time zone (croner).
 //! - [`params`]: typed query parameters (`:run_date`, `:period_start`, ...).
@@ -41,6 +42,7 @@ pub mod format;
 pub mod links;
 pub mod notify;
 pub mod params;
+pub mod plugins;
 pub mod schedule;
 pub mod server;
 pub mod source;

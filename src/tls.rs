@@ -22,7 +22,7 @@ pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String>
         format!(
             "cannot read ca_file {}: {}",
             path.display(),
-            crate::config::validate::io_message(&e)
+            crate::config::io_message(&e)
         )
     })?;
     let certs = CertificateDer::pem_slice_iter(&pem)

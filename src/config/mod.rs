@@ -1,19 +1,31 @@
 //! Configuration: `config.yaml` plus one `tasks/<name>.yaml` per task.
 //!
 //! The flow is parse → validate → build (GUIDE §5.1):
-//! - [`raw`] holds the serde types, exactly the shape of the files;
-//! - [`validate`] turns them into the specs below in pure code, collecting every
-//!   [`Problem`] (file, line, column, field path, message, hint) instead of stopping at the
-//!   first one;
+//! - [`raw`] holds the serde types, exactly the shape of the files; [`yaml`] reads them
+//!   (a located problem for a YAML or shape error), [`positions`] knows each field's line;
+//! - `load` (config.yaml) and `task` (task files) turn them into the specs below in pure
+//!   code, collecting every [`Problem`] (file, line, column, field path, message, hint) in
+//!   a [`Checker`] instead of stopping at the first one;
+//! - each plugin checks its own section beside its implementation, called through
+//!   [`Checks`] (assembled in [`crate::plugins`]): datasources in
+//!   [`crate::source::config`], channels and `notify` entries in [`crate::notify::config`],
+//!   `links:` in [`crate::links::config`], `store.url` in [`crate::store::config`]. This
+//!   module calls no plugin itself;
 //! - callers build runtime objects (sources, channels, the store) from the specs only.
 //!
 //! `${VAR}` in `config.yaml` string values is replaced from the environment (a missing
 //! variable is a problem that names it); task files are never interpolated.
 
+pub mod check;
+pub mod env;
+mod load;
+mod output;
 pub mod positions;
 pub mod problem;
 pub mod raw;
-pub mod validate;
+mod task;
+pub mod url;
+pub mod yaml;
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -21,7 +33,13 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
+pub use check::{Checker, Checks};
+pub use env::interpolate;
+pub use load::load_config;
 pub use problem::Problem;
+pub use task::{load_task, load_tasks, task_files, validate_task};
+pub use url::redact_url;
+pub use yaml::io_message;
 
 use crate::params::{ParamValue, Period};
 use crate::schedule::Schedule;
@@ -242,36 +260,6 @@ impl DbTls {
             "verify-full" => DbTls::VerifyFull,
             _ => return None,
         })
-    }
-
-    /// How much of the certificate is checked when the connection is encrypted.
-    pub fn check(self) -> crate::tls::Check {
-        match self {
-            DbTls::VerifyFull => crate::tls::Check::Full,
-            DbTls::VerifyCa => crate::tls::Check::ChainOnly,
-            DbTls::Disable | DbTls::Prefer | DbTls::Require => crate::tls::Check::Nothing,
-        }
-    }
-}
-
-impl Config {
-    /// The gate's dialect and mode for a datasource's queries, or `None` when the
-    /// datasource is unknown or has `sql_gate: false`.
-    pub fn sql_gate(
-        &self,
-        datasource: &str,
-    ) -> Option<(crate::sqlgate::Dialect, crate::sqlgate::Mode)> {
-        if self.sql_gate_off.contains(datasource) {
-            return None;
-        }
-        let mode = if self.sql_gate_strict.contains(datasource) {
-            crate::sqlgate::Mode::Strict
-        } else {
-            crate::sqlgate::Mode::Standard
-        };
-        self.datasources
-            .get(datasource)
-            .map(|spec| (crate::sqlgate::Dialect::of(spec), mode))
     }
 }
 
@@ -594,6 +582,18 @@ pub struct NotifySpec {
     pub on: NotifyOn,
 }
 
+/// What a task's `notify` entry sets over its channel (see [`NotifySpec`]), as checked by
+/// the channel's plugin.
+#[derive(Debug, Clone, Default)]
+pub struct NotifyTargets {
+    pub recipients: Vec<String>,
+    pub cc: Vec<String>,
+    pub bcc: Vec<String>,
+    pub webhook: Option<Secret>,
+    pub secret: Option<Secret>,
+    pub delivery: Option<RobotDelivery>,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum NotifyOn {
     Always,
@@ -676,9 +676,10 @@ impl Project {
 
     /// Loads `config_path` and every task. A broken `config.yaml` is fatal (all of its
     /// problems are returned); a broken task only removes that task.
-    pub fn load(config_path: &Path) -> Result<Project, Vec<Problem>> {
-        let config = validate::load_config(config_path)?;
-        let (tasks, task_problems) = validate::load_tasks(&config);
+    /// (`Project::load`, in [`crate::plugins`], passes the plugins' checks.)
+    pub fn load_with(config_path: &Path, checks: &Checks) -> Result<Project, Vec<Problem>> {
+        let config = load_config(config_path, checks)?;
+        let (tasks, task_problems) = load_tasks(&config, checks);
         Ok(Project {
             config,
             tasks,

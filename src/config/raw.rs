@@ -201,7 +201,7 @@ pub enum RawDatasource {
 }
 
 /// A channel's `type`, read first; the channel's map is then read again as the struct of
-/// that type (`validate::read_channels`). A tagged enum would read the map into a buffer
+/// that type (`yaml::read_channels`). A tagged enum would read the map into a buffer
 /// before it knows the type, and values read from that buffer have no position, so errors
 /// could not name the field's line.
 #[derive(Debug, Deserialize)]

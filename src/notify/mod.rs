@@ -15,12 +15,15 @@
 //! tracking, size limits) is its [`Capabilities`], so nothing outside this module asks
 //! which kind a channel is.
 //!
-//! Adding a channel: a `RawChannel`/`ChannelKind` variant (config), a module implementing
-//! [`Notifier`], an arm in `build` and in [`capabilities`], and a call of the notifier
-//! conformance suite (`tests/integration/notifier_conformance.rs`).
+//! Adding a channel: a `RawChannel`/`ChannelKind` variant (config), its config checks in
+//! [`config`] (an arm of [`config::check`], and of [`config::check_entry`] when a task's
+//! `notify` entry may set something for it), a module implementing [`Notifier`], an arm in
+//! `build` and in [`capabilities`], and a call of the notifier conformance suite
+//! (`tests/integration/notifier_conformance.rs`).
 
 pub mod attempt;
 pub mod chat;
+pub mod config;
 pub mod dingtalk;
 pub mod email;
 pub mod feishu;

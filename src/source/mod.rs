@@ -14,13 +14,15 @@
 //! the cost guard apply to SQL queries only, so a source that does not speak SQL is a new
 //! variant and a backend that reads it.
 //!
-//! Adding a backend: a variant of `DatasourceSpec` (config), a module implementing
+//! Adding a backend: a variant of `RawDatasource` and of `DatasourceSpec` (config), its
+//! config checks in [`config`] (an arm of [`config::check`]), a module implementing
 //! [`Source`] on top of [`pump::Pump`], an arm in [`build`], and the shared conformance
 //! tests.
 //!
 //! `oracle` is compiled only with the `oracle` cargo feature; without it, validation
 //! refuses `type: oracle` datasources with a message that says how to build one.
 
+pub mod config;
 mod error;
 pub mod mysql;
 #[cfg(feature = "oracle")]
@@ -213,7 +215,7 @@ pub async fn build(name: &str, spec: &DatasourceSpec) -> Result<Box<dyn Source>,
         DatasourceSpec::Oracle { .. } => Err(SourceError::new(
             name,
             ErrorKind::Config,
-            crate::config::validate::ORACLE_NOT_BUILT,
+            crate::source::config::ORACLE_NOT_BUILT,
         )),
     }
 }

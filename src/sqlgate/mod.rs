@@ -531,3 +531,34 @@ impl Visitor for Gate {
 
 #[cfg(test)]
 mod tests;
+
+impl crate::config::Config {
+    /// The gate's dialect and mode for a datasource's queries, or `None` when the
+    /// datasource is unknown or has `sql_gate: false`.
+    pub fn sql_gate(&self, datasource: &str) -> Option<(Dialect, Mode)> {
+        if self.sql_gate_off.contains(datasource) {
+            return None;
+        }
+        let mode = if self.sql_gate_strict.contains(datasource) {
+            Mode::Strict
+        } else {
+            Mode::Standard
+        };
+        self.datasources
+            .get(datasource)
+            .map(|spec| (Dialect::of(spec), mode))
+    }
+}
+
+/// A task's query against the gate of its datasource `source` (nothing when the
+/// datasource has `sql_gate: false` or is unknown): the refusal's reason.
+pub fn check_task_query(
+    config: &crate::config::Config,
+    source: &str,
+    sql: &str,
+) -> Result<(), String> {
+    match config.sql_gate(source) {
+        Some((dialect, mode)) => check(sql, dialect, mode),
+        None => Ok(()),
+    }
+}

@@ -1,5 +1,6 @@
 //! The run store: what ferry keeps between runs and shares between processes, behind one
-//! [`Store`] trait made of concerns, opened by URL ([`open`]).
+//! [`Store`] trait made of concerns, opened by URL ([`open`]); `store.url` is checked in
+//! [`config`].
 //!
 //! - [`Runs`] ([`runs`]): one row per `(task, scheduled_at)`, unique. Inserting that row is
 //!   the *claim*: whoever inserts it runs the fire, everyone else sees the conflict and does
@@ -42,6 +43,7 @@
 //! - [`Instances::lock_for_daemon`]: whatever keeps daemons apart (a no-op for a shared
 //!   store: daemons there coordinate by claims and heartbeats).
 
+pub mod config;
 pub mod instances;
 pub mod ledger;
 pub mod links;
@@ -581,7 +583,7 @@ impl StoreUrl {
             "sqlite" => Err("`sqlite://` needs a path, e.g. `sqlite://data/ferry.db`".into()),
             "postgres" | "postgresql" | "mysql" | "mariadb" => Ok(StoreUrl::Unsupported {
                 scheme: scheme.to_string(),
-                shown: crate::config::validate::redact_url(url),
+                shown: crate::config::redact_url(url),
             }),
             other => Err(format!(
                 "unknown store scheme `{other}`: use `sqlite://PATH`"

@@ -181,7 +181,7 @@ fn a_retryable_failure_waits_and_the_worker_delivers_it_once(h: &dyn Channel) {
         daemon
             .wait_for(
                 "a delivery pass that attempts the delivery",
-                |e| matches!(e, ferry::daemon::Event::DeliveryPass { attempted } if *attempted > 0),
+                |e| matches!(e, ferry::daemon::Event::DeliveryPass { attempted, .. } if *attempted > 0),
             )
             .await;
         daemon.stop().await;

@@ -18,7 +18,10 @@
 //!
 //! Main items: [`Signer`] (sign, verify), [`url_for`], [`links_for_run`] (the links of a
 //! run's files, creating their rows on first use), [`check_signing_key`] (refuses empty,
-//! short and placeholder keys). The HTTP side is [`crate::server`].
+//! short and placeholder keys). The HTTP side is [`crate::server`]; the `links:` section of
+//! `config.yaml` is checked in [`config`].
+
+pub mod config;
 
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -372,7 +375,7 @@ pub fn resolve_under(root: &Path, path: &Path) -> Result<PathBuf, LinkError> {
         },
         _ => LinkError::File {
             path: shown.clone(),
-            message: crate::config::validate::io_message(&e),
+            message: crate::config::io_message(&e),
         },
     })?;
     let root = std::fs::canonicalize(root).map_err(|_| LinkError::FileGone {

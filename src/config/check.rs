@@ -1,0 +1,158 @@
+//! The [`Checker`]: collects every problem while raw values become spec values, each at
+//! the position of the field it names; and [`Checks`], the checks of the plugin modules
+//! that the loader calls.
+
+use std::path::Path;
+
+use serde_saphyr::Spanned;
+
+use super::positions::Positions;
+use super::raw::{RawChannel, RawDatasource, RawLinks, RawNotify, RawStore};
+use super::{
+    ChannelSpec, Config, DatasourceSpec, LinksSpec, NotifyTargets, Problem, StoreSpec, interpolate,
+    parse_duration,
+};
+
+/// Collects problems while turning raw values into spec values.
+pub struct Checker<'a> {
+    file: &'a Path,
+    problems: Vec<Problem>,
+    /// Where each field of the file is: a problem points at the field it names.
+    positions: Positions,
+    /// Position used when the named field is not in the file and the value has none
+    /// (values inside tagged enums lose theirs): the enclosing channel or datasource.
+    fallback: Option<(usize, usize)>,
+}
+
+impl<'a> Checker<'a> {
+    pub fn new(file: &'a Path, positions: Positions) -> Self {
+        Checker {
+            file,
+            problems: Vec::new(),
+            positions,
+            fallback: None,
+        }
+    }
+
+    /// A problem at the field it names when the file has that field, else at `span`.
+    pub fn at<T>(&mut self, span: &Spanned<T>, field: impl Into<String>, msg: impl Into<String>) {
+        let mut p = Problem::at(self.file, span, field, msg);
+        if let Some(pos) = self.positions.get(&p.field) {
+            p.pos = Some(pos);
+        } else if p.pos.is_none() {
+            p.pos = self.fallback;
+        }
+        self.problems.push(p);
+    }
+
+    /// A problem about `field` that is missing, shown at `beside`, the field that needs it
+    /// (or the enclosing channel or datasource).
+    pub fn beside(&mut self, beside: &str, field: impl Into<String>, msg: impl Into<String>) {
+        let mut p = Problem::new(self.file, field, msg);
+        p.pos = self.positions.get(beside).or(self.fallback);
+        self.problems.push(p);
+    }
+
+    /// A problem at the field it names, when the file has that field.
+    pub fn plain(&mut self, field: impl Into<String>, msg: impl Into<String>) {
+        let mut p = Problem::new(self.file, field, msg);
+        p.pos = self.positions.get(&p.field);
+        self.problems.push(p);
+    }
+
+    /// How many problems so far (compare before and after a check to see whether it
+    /// found any).
+    pub fn count(&self) -> usize {
+        self.problems.len()
+    }
+
+    /// Whether no problem was found.
+    pub fn is_clean(&self) -> bool {
+        self.problems.is_empty()
+    }
+
+    /// Sets the position used for a problem whose field is not in the file (the
+    /// enclosing channel or datasource).
+    pub fn set_fallback(&mut self, pos: Option<(usize, usize)>) {
+        self.fallback = pos;
+    }
+
+    /// The problems, by position (those without one last).
+    pub fn sorted(mut self) -> Vec<Problem> {
+        self.problems
+            .sort_by_key(|p| p.pos.unwrap_or((usize::MAX, 0)));
+        self.problems
+    }
+
+    /// Interpolates an optional config string (or returns `default`).
+    pub fn env(&mut self, v: &Option<Spanned<String>>, field: &str, default: &str) -> String {
+        match v {
+            Some(s) => self.env_req(s, field),
+            None => default.to_string(),
+        }
+    }
+
+    /// Parses an optional duration field; a missing or invalid one gives `default` (the
+    /// invalid one also a problem).
+    pub fn duration(
+        &mut self,
+        v: &Option<Spanned<String>>,
+        field: &str,
+        default: std::time::Duration,
+    ) -> std::time::Duration {
+        match v {
+            Some(t) => parse_duration(&t.value).unwrap_or_else(|e| {
+                self.at(t, field, e);
+                default
+            }),
+            None => default,
+        }
+    }
+
+    pub fn env_req(&mut self, s: &Spanned<String>, field: &str) -> String {
+        match interpolate(&s.value) {
+            Ok(v) => v,
+            Err(e) => {
+                self.at(s, field, e);
+                String::new()
+            }
+        }
+    }
+}
+
+/// The checks that live beside their plugin, which the loader calls: `config` knows the raw
+/// and spec types, the plugin modules know what makes a value valid. One value of this,
+/// [`crate::plugins::CHECKS`], names them all; `config` itself imports no plugin.
+pub struct Checks {
+    /// `store.url` (`crate::store::config::check`).
+    pub store: fn(&mut Checker, Option<&RawStore>, &Path) -> StoreSpec,
+    /// The `links:` section (`crate::links::config::check`).
+    pub links: fn(&mut Checker, &Spanned<RawLinks>) -> LinksSpec,
+    /// One datasource: base folder, field path `datasources.NAME`, the raw entry
+    /// (`crate::source::config::check`).
+    pub datasource:
+        fn(&mut Checker, &Path, &str, &Spanned<RawDatasource>) -> Option<DatasourceSpec>,
+    /// One channel: base folder, templates folder, name, field path `channels.NAME`, the
+    /// raw entry, whether `links:` is configured (`crate::notify::config::check`).
+    #[allow(clippy::type_complexity)]
+    pub channel: fn(
+        &mut Checker,
+        &Path,
+        &Path,
+        &str,
+        &str,
+        &Spanned<RawChannel>,
+        bool,
+    ) -> Option<ChannelSpec>,
+    /// A task's `notify` entry against its channel: field path `notify[i]`, whether
+    /// `links:` is configured (`crate::notify::config::check_entry`).
+    pub notify_entry:
+        fn(&mut Checker, &Spanned<RawNotify>, &str, &ChannelSpec, bool) -> NotifyTargets,
+    /// A task's query against its datasource's SQL gate: config, datasource name, SQL
+    /// (`crate::sqlgate::check_task_query`).
+    pub sql_gate: fn(&Config, &str, &str) -> Result<(), String>,
+    /// The variables a message template may use.
+    pub report_variables: fn() -> Vec<String>,
+    /// The variables an alert template may use.
+    pub alert_variables: fn() -> Vec<String>,
+}
