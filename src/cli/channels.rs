@@ -3,7 +3,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::tasks::print_table;
+use super::print_plugins;
 use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, load_project, unknown_name};
 use crate::config::{ChannelKind, ChannelSpec, Project, SmtpSecurity};
 use crate::notify::{self, Message};
@@ -64,27 +64,19 @@ fn destination(spec: &ChannelSpec) -> String {
 }
 
 fn list(project: &Project) -> i32 {
-    let mut rows = vec![[
-        "NAME".to_string(),
-        "TYPE".into(),
-        "WHERE".into(),
-        "TASKS".into(),
-    ]];
-    for (name, spec) in &project.config.channels {
+    print_plugins(project.config.channels.iter().map(|(name, spec)| {
         let tasks = project
             .tasks
             .values()
             .filter(|t| t.notify.iter().any(|n| &n.channel == name))
             .count();
-        rows.push([
+        [
             name.clone(),
             spec.kind.kind().to_string(),
             destination(spec),
             tasks.to_string(),
-        ]);
-    }
-    print_table(&rows);
-    EXIT_OK
+        ]
+    }))
 }
 
 async fn test(project: &Project, name: &str, to: &[String]) -> i32 {

@@ -26,12 +26,9 @@ pub async fn run(cli: &Cli, args: &HistoryArgs) -> i32 {
         Ok(p) => p,
         Err(code) => return code,
     };
-    let store = match crate::store::open(&project.config.store).await {
+    let store = match super::open_store(&project.config).await {
         Ok(s) => s,
-        Err(e) => {
-            print_error(&e);
-            return EXIT_FAILED;
-        }
+        Err(code) => return code,
     };
     let listed = store
         .list(&HistoryFilter {

@@ -62,12 +62,9 @@ pub async fn run(cli: &Cli, args: &LinkArgs) -> i32 {
             }
         },
     };
-    let store = match crate::store::open(&config.store).await {
+    let store = match super::open_store(config).await {
         Ok(s) => s,
-        Err(e) => {
-            print_error(&e);
-            return EXIT_FAILED;
-        }
+        Err(code) => return code,
     };
     let code = print_links(&*store, config, args, expiry).await;
     store.close().await;

@@ -127,6 +127,30 @@ pub fn load_project(cli: &Cli) -> Result<Project, i32> {
     })
 }
 
+/// Prints datasources or channels as a `NAME TYPE WHERE TASKS` table; exit code 0.
+pub fn print_plugins(items: impl Iterator<Item = [String; 4]>) -> i32 {
+    let mut rows = vec![[
+        "NAME".to_string(),
+        "TYPE".into(),
+        "WHERE".into(),
+        "TASKS".into(),
+    ]];
+    rows.extend(items);
+    tasks::print_table(&rows);
+    EXIT_OK
+}
+
+/// Opens the run store of `config` (by its URL), or prints why not and returns exit
+/// code 1.
+pub async fn open_store(
+    config: &crate::config::Config,
+) -> Result<std::sync::Arc<dyn crate::store::Store>, i32> {
+    crate::store::open(&config.store).await.map_err(|e| {
+        print_error(&e);
+        EXIT_FAILED
+    })
+}
+
 /// Finds a valid task by name, or prints why not (unknown with close matches, or invalid
 /// with its problems) and returns exit code 2.
 pub fn find_task<'a>(project: &'a Project, name: &str) -> Result<&'a TaskSpec, i32> {

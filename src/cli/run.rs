@@ -66,12 +66,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
         }
     };
     let config = Arc::new(project.config.clone());
-    let store = match crate::store::open(&config.store).await {
+    let store = match super::open_store(&config).await {
         Ok(s) => s,
-        Err(e) => {
-            print_error(&e);
-            return EXIT_FAILED;
-        }
+        Err(code) => return code,
     };
     // Leftovers of processes that died mid-run: their partial files and their runs.
     sweep_partials(&config.output_dir, &process_alive);

@@ -4,7 +4,7 @@
 
 use clap::{Args, Subcommand};
 
-use super::tasks::print_table;
+use super::print_plugins;
 use super::{Cli, EXIT_FAILED, EXIT_OK, load_project, unknown_name};
 use crate::config::{DatasourceSpec, Project};
 use crate::source;
@@ -47,23 +47,15 @@ fn location(spec: &DatasourceSpec) -> String {
 }
 
 fn list(project: &Project) -> i32 {
-    let mut rows = vec![[
-        "NAME".to_string(),
-        "TYPE".into(),
-        "WHERE".into(),
-        "TASKS".into(),
-    ]];
-    for (name, spec) in &project.config.datasources {
+    print_plugins(project.config.datasources.iter().map(|(name, spec)| {
         let tasks = project.tasks.values().filter(|t| &t.source == name).count();
-        rows.push([
+        [
             name.clone(),
             spec.kind().to_string(),
             location(spec),
             tasks.to_string(),
-        ]);
-    }
-    print_table(&rows);
-    EXIT_OK
+        ]
+    }))
 }
 
 async fn test(project: &Project, only: Option<&str>) -> i32 {

@@ -22,22 +22,41 @@ const DEBOUNCE: Duration = Duration::from_millis(300);
 pub struct ReloadService {
     config_path: PathBuf,
     trigger: Arc<Notify>,
-    watch_files: bool,
     publish: watch::Sender<Arc<Project>>,
+    /// File events (when watching).
+    events: mpsc::Receiver<()>,
+    /// Kept for the life of the service: dropping it stops the watching.
+    _watcher: Option<notify::RecommendedWatcher>,
 }
 
 impl ReloadService {
+    /// Starts watching at once (before the daemon says it has started), so that a change
+    /// made right after start-up is not missed.
     pub fn new(
         config_path: PathBuf,
         trigger: Arc<Notify>,
         watch_files: bool,
         publish: watch::Sender<Arc<Project>>,
     ) -> ReloadService {
+        let (tx, events) = mpsc::channel::<()>(16);
+        let watcher = if watch_files {
+            let tasks_dir = publish.borrow().config.tasks_dir.clone();
+            match watch(&[config_path.clone(), tasks_dir], tx) {
+                Ok(w) => Some(w),
+                Err(e) => {
+                    warn!("file watching is off ({e}); send SIGHUP to reload");
+                    None
+                }
+            }
+        } else {
+            None
+        };
         ReloadService {
             config_path,
             trigger,
-            watch_files,
             publish,
+            events,
+            _watcher: watcher,
         }
     }
 
@@ -68,26 +87,13 @@ impl Service for ReloadService {
         "reload"
     }
 
-    async fn run(self: Box<Self>, ctx: Context) {
-        let (tx, mut rx) = mpsc::channel::<()>(16);
-        let _watcher = if self.watch_files {
-            let tasks_dir = self.publish.borrow().config.tasks_dir.clone();
-            match watch(&[self.config_path.clone(), tasks_dir], tx) {
-                Ok(w) => Some(w),
-                Err(e) => {
-                    warn!("file watching is off ({e}); send SIGHUP to reload");
-                    None
-                }
-            }
-        } else {
-            None
-        };
+    async fn run(mut self: Box<Self>, ctx: Context) {
         loop {
             tokio::select! {
-                Some(()) = rx.recv() => {
+                Some(()) = self.events.recv() => {
                     // Let a burst of file events settle, then reload once.
                     tokio::time::sleep(DEBOUNCE).await;
-                    while rx.try_recv().is_ok() {}
+                    while self.events.try_recv().is_ok() {}
                     self.reload(&ctx);
                 }
                 _ = self.trigger.notified() => {

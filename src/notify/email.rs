@@ -1,6 +1,10 @@
 //! The `email` channel: one SMTP message per notification (or per part of a split zip),
 //! sent with lettre's SMTP client over tokio, one command at a time.
 //!
+//! (Over 1,000 lines on purpose: the SMTP session, the per-recipient outcome of each
+//! command, the TLS modes and the fitting of attachments into parts are one protocol
+//! state machine; split apart, each piece would need the others' internals.)
+//!
 //! - **Message.** `From:` the channel's sender, `To:`/`Cc:` from the notify entry (or the
 //!   channel's defaults); `Bcc:` recipients get the message through the envelope only and
 //!   never appear in its headers. The subject and the plain-text body come from the

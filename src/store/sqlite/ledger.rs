@@ -24,11 +24,7 @@ impl Ledger for SqliteStore {
     ) -> Result<(), StoreError> {
         let files = serde_json::to_string(&o.files).expect("file records serialize");
         let warnings = serde_json::to_string(&o.warnings).expect("strings serialize");
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut tx = self.write_tx().await?;
         let ms = duration_ms(&mut tx, run_id, o.finished_at)
             .await
             .map_err(|e| self.err(e))?;
@@ -104,11 +100,7 @@ impl Ledger for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let at = fmt_instant(now);
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut tx = self.write_tx().await?;
         let seq: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) + 1 FROM deliveries")
             .fetch_one(&mut *tx)
             .await
@@ -147,11 +139,7 @@ impl Ledger for SqliteStore {
         // The state and attempt count read by the caller are the fence: of two processes
         // that read the same row, only the first update matches. The list of attempt
         // times is extended here, not by a JSON function of the database.
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut tx = self.write_tx().await?;
         let tried: Option<String> = sqlx::query_scalar(
             "SELECT tried_at FROM deliveries
              WHERE run_id = ? AND channel = ? AND occurrence = ? AND status = ? AND attempts = ?",
@@ -197,11 +185,7 @@ impl Ledger for SqliteStore {
         owner: &Owner,
         attempts: u32,
     ) -> Result<bool, StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut tx = self.write_tx().await?;
         let held = sqlx::query(
             "UPDATE deliveries SET status = ?, retryable = ?, receipt = ?, error = ?, at = ?,
                  next_attempt_at = ?,
@@ -342,11 +326,7 @@ impl Ledger for SqliteStore {
         now: DateTime<Utc>,
         every: Duration,
     ) -> Result<Option<AlertAdmission>, StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut tx = self.write_tx().await?;
         let row: Option<(String, i64)> =
             sqlx::query_as("SELECT last_sent_at, held FROM owner_alerts WHERE task = ?")
                 .bind(task)

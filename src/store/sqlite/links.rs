@@ -9,11 +9,7 @@ use crate::store::{DownloadRecord, LinkRecord, Links, StoreError, fmt_instant, p
 #[async_trait]
 impl Links for SqliteStore {
     async fn ensure_link(&self, link: &LinkRecord) -> Result<LinkRecord, StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut tx = self.write_tx().await?;
         sqlx::query(
             "INSERT INTO links (id, run_id, path, name, bytes, sha256, created_at)
              VALUES (?, ?, ?, ?, ?, ?, ?)

@@ -94,6 +94,27 @@ impl SqliteStore {
         db(&self.path.display().to_string(), e)
     }
 
+    /// A write transaction that takes the database's write lock at once (`BEGIN
+    /// IMMEDIATE`), so that its reads and writes see one state.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
+        self.pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .map_err(|e| self.err(e))
+    }
+
+    /// The runs a query over `runs` selects (without their deliveries).
+    async fn records(&self, sql: &'static str) -> Result<Vec<RunRecord>, StoreError> {
+        let rows = sqlx::query(sql)
+            .fetch_all(&self.pool)
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(row_to_record)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
     /// A run's deliveries, in notify order (first notification first), each with its
     /// recipients.
     /// A run's deliveries of one purpose (`notify`: its own notifications; `alert`: the

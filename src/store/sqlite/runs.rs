@@ -112,11 +112,7 @@ pub(super) async fn duration_ms(
 #[async_trait]
 impl Runs for SqliteStore {
     async fn batch(&self, ops: &[Op]) -> Result<Vec<Applied>, StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut tx = self.write_tx().await?;
         let mut out = Vec::with_capacity(ops.len());
         for op in ops {
             out.push(apply_op(&mut tx, op).await.map_err(|e| self.err(e))?);
@@ -134,11 +130,7 @@ impl Runs for SqliteStore {
     }
 
     async fn append_warnings(&self, run_id: &str, warnings: &[String]) -> Result<(), StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut tx = self.write_tx().await?;
         let current: Option<String> =
             sqlx::query_scalar("SELECT warnings FROM runs WHERE run_id = ?")
                 .bind(run_id)
@@ -210,14 +202,8 @@ impl Runs for SqliteStore {
     }
 
     async fn running(&self) -> Result<Vec<RunRecord>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM runs WHERE status = 'running' ORDER BY started_at")
-            .fetch_all(&self.pool)
+        self.records("SELECT * FROM runs WHERE status = 'running' ORDER BY started_at")
             .await
-            .map_err(|e| self.err(e))?;
-        rows.iter()
-            .map(row_to_record)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
     }
 
     async fn fail_interrupted(
@@ -226,11 +212,7 @@ impl Runs for SqliteStore {
         error: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut tx = self
-            .pool
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .map_err(|e| self.err(e))?;
+        let mut tx = self.write_tx().await?;
         let ms = duration_ms(&mut tx, run_id, now)
             .await
             .map_err(|e| self.err(e))?;

@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::{SqliteStore, row_to_record};
+use super::SqliteStore;
 use crate::store::{RunRecord, Schedule, StoreError, fmt_instant, parse_instant};
 
 #[async_trait]
@@ -32,15 +32,8 @@ impl Schedule for SqliteStore {
     }
 
     async fn deferred(&self) -> Result<Vec<RunRecord>, StoreError> {
-        let rows =
-            sqlx::query("SELECT * FROM runs WHERE status = 'deferred' ORDER BY scheduled_at, task")
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.err(e))?;
-        rows.iter()
-            .map(row_to_record)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
+        self.records("SELECT * FROM runs WHERE status = 'deferred' ORDER BY scheduled_at, task")
+            .await
     }
 
     async fn cursor(&self, task: &str) -> Result<Option<DateTime<Utc>>, StoreError> {
