@@ -4,7 +4,7 @@
 use clap::Args;
 
 use super::tasks::print_table;
-use super::{Cli, EXIT_FAILED, EXIT_OK, load_project, print_error};
+use super::{Cli, EXIT_FAILED, EXIT_OK, print_error};
 use crate::config::format_duration;
 use crate::store::{DeliverySummary, HistoryFilter};
 
@@ -22,12 +22,8 @@ pub struct HistoryArgs {
 }
 
 pub async fn run(cli: &Cli, args: &HistoryArgs) -> i32 {
-    let project = match load_project(cli) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let store = match super::open_store(&project.config).await {
-        Ok(s) => s,
+    let (project, store) = match super::load_with_store(cli).await {
+        Ok(loaded) => loaded,
         Err(code) => return code,
     };
     let listed = store

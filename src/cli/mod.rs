@@ -140,6 +140,15 @@ pub fn print_plugins(items: impl Iterator<Item = [String; 4]>) -> i32 {
     EXIT_OK
 }
 
+/// Loads the project and opens its run store, or prints why not and returns the exit code.
+pub async fn load_with_store(
+    cli: &Cli,
+) -> Result<(Project, std::sync::Arc<dyn crate::store::Store>), i32> {
+    let project = load_project(cli)?;
+    let store = open_store(&project.config).await?;
+    Ok((project, store))
+}
+
 /// Opens the run store of `config` (by its URL), or prints why not and returns exit
 /// code 1.
 pub async fn open_store(

@@ -12,19 +12,15 @@ use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
-use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, load_project, print_error};
+use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, print_error};
 use crate::clock::SystemClock;
 use crate::daemon::{Daemon, DaemonError, DaemonOptions};
 use crate::server::StartError;
 use crate::store::StoreError;
 
 pub async fn run(cli: &Cli) -> i32 {
-    let project = match load_project(cli) {
-        Ok(p) => p,
-        Err(code) => return code,
-    };
-    let store = match super::open_store(&project.config).await {
-        Ok(s) => s,
+    let (project, store) = match super::load_with_store(cli).await {
+        Ok(loaded) => loaded,
         Err(code) => return code,
     };
     // The backend decides whether several daemons may share it (the embedded store

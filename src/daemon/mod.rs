@@ -244,7 +244,7 @@ impl Daemon {
         let mut services: Vec<Box<dyn Service>> = Vec::new();
         let mut links_addr = None;
         if let Some(spec) = &project.config.links {
-            let service = links::LinkService::bind(
+            let server = crate::server::Server::start(
                 spec,
                 links_listener,
                 project.config.output_dir.clone(),
@@ -253,6 +253,7 @@ impl Daemon {
             )
             .await
             .map_err(DaemonError::Server)?;
+            let service = links::LinkService::new(server);
             links_addr = Some(service.local_addr());
             services.push(Box::new(service));
         }

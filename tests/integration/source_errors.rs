@@ -94,34 +94,59 @@ async fn run(
     Ok(rows)
 }
 
+/// What every server source reports the same way: a wrong password is `Auth` (its message
+/// holding `auth_text`, its cause kept), a closed port `Connect`, an unknown table `Query`.
+/// Returns the source on `url` for the backend's own cases.
+async fn common_kinds<S: Source>(open: fn(&str) -> S, url: &str, auth_text: &str) -> S {
+    let e = open(&with_password(url, "s3cretpw"))
+        .healthcheck()
+        .await
+        .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Auth, "{e}");
+    assert!(e.message.contains(auth_text), "{e}");
+    assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
+
+    let e = open(&closed_port(url)).healthcheck().await.unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Connect, "{e}");
+    assert!(e.message.starts_with("cannot connect to "), "{e}");
+
+    let source = open(url);
+    let e = run(
+        &source,
+        "SELECT * FROM no_such_table_for_kinds",
+        Duration::from_secs(60),
+        CancellationToken::new(),
+    )
+    .await
+    .unwrap_err();
+    assert_eq!(e.kind, ErrorKind::Query, "{e}");
+    source
+}
+
+/// Runs `sql` and cancels the run once `running` sees the statement on the server: the
+/// error is `Cancelled`.
+async fn cancelled_while_running(
+    source: &dyn Source,
+    sql: &str,
+    running: impl Fn() -> i64 + Send + 'static,
+) -> SourceError {
+    let cancel = CancellationToken::new();
+    let stop = cancel_when_running(cancel.clone(), running);
+    let e = run(source, sql, Duration::from_secs(60), cancel)
+        .await
+        .unwrap_err();
+    stop.await.unwrap();
+    assert_eq!(e.kind, ErrorKind::Cancelled, "{e}");
+    e
+}
+
 #[test]
 fn postgres_errors_have_kinds() {
     let Some(url) = crate::postgres::pg_url() else {
         return;
     };
     runtime().block_on(async {
-        let e = pg(&with_password(&url, "s3cretpw"))
-            .healthcheck()
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Auth, "{e}");
-        assert!(e.message.contains("password authentication failed"), "{e}");
-        assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
-
-        let e = pg(&closed_port(&url)).healthcheck().await.unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Connect, "{e}");
-        assert!(e.message.starts_with("cannot connect to "), "{e}");
-
-        let source = pg(&url);
-        let e = run(
-            &source,
-            "SELECT * FROM no_such_table_for_kinds",
-            Duration::from_secs(60),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Query, "{e}");
+        let source = common_kinds(pg, &url, "password authentication failed").await;
 
         // A task timeout of 0 leaves only the server's margin (10 s) as statement_timeout.
         let started = Instant::now();
@@ -137,26 +162,14 @@ fn postgres_errors_have_kinds() {
         assert!(e.message.contains("statement timeout"), "{e}");
         assert!(started.elapsed() < Duration::from_secs(40));
 
-        let cancel = CancellationToken::new();
-        let stop = cancel_when_running(cancel.clone(), {
-            let admin = crate::postgres::admin_url(&url);
-            move || {
-                crate::postgres::count(
-                    &admin,
-                    "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%AS ferry_cancel_marker%' AND pid <> pg_backend_pid()",
-                )
-            }
-        });
-        let e = run(
-            &source,
-            "SELECT pg_sleep(60) AS ferry_cancel_marker",
-            Duration::from_secs(60),
-            cancel,
-        )
-        .await
-        .unwrap_err();
-        stop.await.unwrap();
-        assert_eq!(e.kind, ErrorKind::Cancelled, "{e}");
+        let admin = crate::postgres::admin_url(&url);
+        let e = cancelled_while_running(&source, "SELECT pg_sleep(60) AS ferry_cancel_marker", move || {
+            crate::postgres::count(
+                &admin,
+                "SELECT count(*) FROM pg_stat_activity WHERE query LIKE '%AS ferry_cancel_marker%' AND pid <> pg_backend_pid()",
+            )
+        })
+        .await;
         assert!(e.message.contains("ferry cancelled the statement"), "{e}");
     });
 }
@@ -167,49 +180,20 @@ fn mysql_errors_have_kinds() {
         return;
     };
     runtime().block_on(async {
-        let e = my(&with_password(&url, "s3cretpw"))
-            .healthcheck()
-            .await
-            .unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Auth, "{e}");
-        assert!(e.message.contains("(error 1045, SQLSTATE 28000)"), "{e}");
-        assert!(std::error::Error::source(&e).is_some(), "the cause is kept");
+        let source = common_kinds(my, &url, "(error 1045, SQLSTATE 28000)").await;
 
-        let e = my(&closed_port(&url)).healthcheck().await.unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Connect, "{e}");
-        assert!(e.message.starts_with("cannot connect to "), "{e}");
-
-        let source = my(&url);
-        let e = run(
+        // SLEEP returns 1 when killed; a long scan of a cross join fails with 1317.
+        let url = url.clone();
+        cancelled_while_running(
             &source,
-            "SELECT * FROM no_such_table_for_kinds",
-            Duration::from_secs(60),
-            CancellationToken::new(),
-        )
-        .await
-        .unwrap_err();
-        assert_eq!(e.kind, ErrorKind::Query, "{e}");
-
-        let cancel = CancellationToken::new();
-        let stop = cancel_when_running(cancel.clone(), {
-            let url = url.clone();
+            "SELECT COUNT(*) AS ferry_cancel_marker FROM information_schema.COLUMNS a, information_schema.COLUMNS b, information_schema.COLUMNS c",
             move || {
                 crate::mysql::count(
                     &url,
                     "SELECT COUNT(*) FROM information_schema.PROCESSLIST WHERE INFO LIKE '%AS ferry_cancel_marker%' AND ID <> CONNECTION_ID()",
                 )
-            }
-        });
-        // SLEEP returns 1 when killed; a long scan of a cross join fails with 1317.
-        let e = run(
-            &source,
-            "SELECT COUNT(*) AS ferry_cancel_marker FROM information_schema.COLUMNS a, information_schema.COLUMNS b, information_schema.COLUMNS c",
-            Duration::from_secs(60),
-            cancel,
+            },
         )
-        .await
-        .unwrap_err();
-        stop.await.unwrap();
-        assert_eq!(e.kind, ErrorKind::Cancelled, "{e}");
+        .await;
     });
 }

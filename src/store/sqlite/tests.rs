@@ -15,6 +15,19 @@ fn claim(task: &str, at: &str, run_id: &str) -> Claim {
     }
 }
 
+/// A store in a temporary folder with one claimed run, `r1` (task `a`).
+async fn store_with_run() -> (tempfile::TempDir, SqliteStore) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = SqliteStore::open(&dir.path().join("ferry.db"))
+        .await
+        .unwrap();
+    store
+        .claim(&claim("a", "2026-01-01T00:00:00Z", "r1"))
+        .await
+        .unwrap();
+    (dir, store)
+}
+
 #[tokio::test]
 async fn claim_is_unique_per_task_and_fire() {
     let dir = tempfile::tempdir().unwrap();
@@ -121,14 +134,7 @@ async fn concurrent_first_opens_all_succeed() {
 
 #[tokio::test]
 async fn deliveries_are_recorded_with_the_run_and_attempts_are_fenced() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("ferry.db"))
-        .await
-        .unwrap();
-    store
-        .claim(&claim("a", "2026-01-01T00:00:00Z", "r1"))
-        .await
-        .unwrap();
+    let (_dir, store) = store_with_run().await;
     let at = parse_instant("2026-01-01T00:00:01Z").unwrap();
     let me = Owner {
         node: "n1".into(),
@@ -212,14 +218,7 @@ async fn deliveries_are_recorded_with_the_run_and_attempts_are_fenced() {
 
 #[tokio::test]
 async fn finish_records_outcome_and_reap_marks_dead_runs() {
-    let dir = tempfile::tempdir().unwrap();
-    let store = SqliteStore::open(&dir.path().join("ferry.db"))
-        .await
-        .unwrap();
-    store
-        .claim(&claim("a", "2026-01-01T00:00:00Z", "r1"))
-        .await
-        .unwrap();
+    let (_dir, store) = store_with_run().await;
     store
         .claim(&claim("a", "2026-01-02T00:00:00Z", "r2"))
         .await
