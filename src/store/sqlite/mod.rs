@@ -115,45 +115,43 @@ impl SqliteStore {
             .map_err(|e| self.err(e))
     }
 
-    /// A run's deliveries, in notify order (first notification first), each with its
-    /// recipients.
-    /// A run's deliveries of one purpose (`notify`: its own notifications; `alert`: the
-    /// owner alerts about it), with their recipients.
-    async fn deliveries(
-        &self,
-        run_id: &str,
-        purpose: &str,
-    ) -> Result<Vec<DeliveryRecord>, StoreError> {
-        let rows =
-            sqlx::query("SELECT * FROM deliveries WHERE run_id = ? AND purpose = ? ORDER BY seq")
-                .bind(run_id)
-                .bind(purpose)
-                .fetch_all(&self.pool)
-                .await
-                .map_err(|e| self.err(e))?;
-        let mut out: Vec<DeliveryRecord> = rows
-            .iter()
-            .map(row_to_delivery)
-            .collect::<Result<_, _>>()
+    /// Fills in a run's deliveries (its own notifications, in notify order, with their
+    /// recipients), what they come to, and the owner alerts about it: one read of each
+    /// table.
+    async fn add_deliveries(&self, r: &mut RunRecord) -> Result<(), StoreError> {
+        let rows = sqlx::query("SELECT * FROM deliveries WHERE run_id = ? ORDER BY seq")
+            .bind(&r.run_id)
+            .fetch_all(&self.pool)
+            .await
             .map_err(|e| self.err(e))?;
+        let mut out: Vec<(DeliveryRecord, bool)> = Vec::with_capacity(rows.len());
+        for row in &rows {
+            let purpose: String = row.try_get("purpose").map_err(|e| self.err(e))?;
+            let d = row_to_delivery(row).map_err(|e| self.err(e))?;
+            out.push((d, purpose == "alert"));
+        }
         let rows =
             sqlx::query("SELECT * FROM delivery_recipients WHERE run_id = ? ORDER BY part, seq")
-                .bind(run_id)
+                .bind(&r.run_id)
                 .fetch_all(&self.pool)
                 .await
                 .map_err(|e| self.err(e))?;
         for row in &rows {
             let channel: String = row.try_get("channel").map_err(|e| self.err(e))?;
             let occurrence: i64 = row.try_get("occurrence").map_err(|e| self.err(e))?;
-            let r = row_to_recipient(row).map_err(|e| self.err(e))?;
-            if let Some(d) = out
+            let rcpt = row_to_recipient(row).map_err(|e| self.err(e))?;
+            if let Some((d, _)) = out
                 .iter_mut()
-                .find(|d| d.channel == channel && i64::from(d.occurrence) == occurrence)
+                .find(|(d, _)| d.channel == channel && i64::from(d.occurrence) == occurrence)
             {
-                d.recipients.push(r);
+                d.recipients.push(rcpt);
             }
         }
-        Ok(out)
+        let (alerts, own): (Vec<_>, Vec<_>) = out.into_iter().partition(|(_, alert)| *alert);
+        r.deliveries = own.into_iter().map(|(d, _)| d).collect();
+        r.delivery = DeliverySummary::of(&r.deliveries);
+        r.alerts = alerts.into_iter().map(|(d, _)| d).collect();
+        Ok(())
     }
 
     async fn migrate(&self) -> Result<(), StoreError> {

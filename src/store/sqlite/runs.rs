@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 use super::{SqliteStore, row_to_record};
 use crate::store::runs::{Applied, Op, Runs, forbid_reason};
 use crate::store::{
-    Claim, DeliverySummary, HistoryFilter, Ledger, Outcome, Owner, RunRecord, Status, StoreError,
-    fmt_instant, parse_instant,
+    Claim, HistoryFilter, Ledger, Outcome, Owner, RunRecord, Status, StoreError, fmt_instant,
+    parse_instant,
 };
 
 /// Runs one [`Op`] on a transaction.
@@ -175,9 +175,7 @@ impl Runs for SqliteStore {
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))?;
         for r in &mut records {
-            r.deliveries = self.deliveries(&r.run_id, "notify").await?;
-            r.delivery = DeliverySummary::of(&r.deliveries);
-            r.alerts = self.deliveries(&r.run_id, "alert").await?;
+            self.add_deliveries(r).await?;
         }
         Ok(records)
     }
@@ -194,9 +192,7 @@ impl Runs for SqliteStore {
             .transpose()
             .map_err(|e| self.err(e))?;
         if let Some(r) = &mut record {
-            r.deliveries = self.deliveries(&r.run_id, "notify").await?;
-            r.delivery = DeliverySummary::of(&r.deliveries);
-            r.alerts = self.deliveries(&r.run_id, "alert").await?;
+            self.add_deliveries(r).await?;
         }
         Ok(record)
     }
