@@ -574,12 +574,14 @@ mod tests {
         assert!(e.is_none(), "{e:?}");
         let server2 = Counted::default();
         let (pump, opened) = Pump::arm("t", 3, CancellationToken::new(), server2.clone());
-        tokio::task::spawn_blocking(move || {
+        let done = tokio::task::spawn_blocking(move || {
             pump.run_blocking(columns(), Vec::new(), &mut Numbers::new(7, Some(4)));
         });
         let (lens, e) = drain(opened.wait().await.unwrap()).await;
         assert_eq!(lens, [3]);
         assert_eq!(e.unwrap().message, "row is bad");
+        // The statement is stopped after the error is sent: wait for the pump to end.
+        done.await.unwrap();
         assert_eq!(server2.count(), 1);
     }
 
