@@ -10,6 +10,8 @@
 //! - [`config`]: `config.yaml` + `tasks/*.yaml` → raw serde types → validated specs, with
 //!   every problem reported as `file:line:col: field: message`; each plugin's checks live
 //!   beside it (`source/config.rs`, `notify/config.rs`, ...), gathered in [`plugins`].
+//! - [`fsread`]: reading the files config names (config, tasks, queries, templates, CA
+//!   files, seed scripts): regular files only, of bounded size, never blocking.
 //! - [`clock`]: the `Clock` seam (system and manual clocks): the only source of "now".
 //! - [`schedule`]: cron expressions in a task's time zone (croner).
 //! - [`params`]: typed query parameters (`:run_date`, `:period_start`, ...).
@@ -39,6 +41,7 @@ pub mod config;
 pub mod daemon;
 pub mod exec;
 pub mod format;
+pub mod fsread;
 pub mod links;
 pub mod notify;
 pub mod params;

@@ -335,21 +335,15 @@ impl MessageTemplate {
     /// would hide the project's text).
     pub fn source(&self, part: Part) -> Result<Option<Source>, String> {
         let path = self.path(part);
-        match std::fs::read_to_string(path) {
+        match crate::fsread::read_text(path, crate::fsread::Kind::Template) {
             Ok(text) => {
                 return Ok(Some(Source {
                     text,
                     origin: path.display().to_string(),
                 }));
             }
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => {
-                return Err(format!(
-                    "template `{}`: cannot read {}: {e}",
-                    self.name,
-                    path.display()
-                ));
-            }
+            Err(e) if e.is_not_found() => {}
+            Err(e) => return Err(format!("template `{}`: {e}", self.name)),
         }
         if part == Part::Html && self.body_path.exists() {
             return Ok(None);

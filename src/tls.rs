@@ -18,13 +18,8 @@ use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStor
 
 /// The certificates of a `ca_file` (PEM); an error names the file and says what is wrong.
 pub fn read_ca_file(path: &Path) -> Result<Vec<CertificateDer<'static>>, String> {
-    let pem = std::fs::read(path).map_err(|e| {
-        format!(
-            "cannot read ca_file {}: {}",
-            path.display(),
-            crate::config::io_message(&e)
-        )
-    })?;
+    let pem = crate::fsread::read_bytes(path, crate::fsread::Kind::CaFile)
+        .map_err(|e| e.named("ca_file"))?;
     let certs = CertificateDer::pem_slice_iter(&pem)
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| format!("ca_file {}: not valid PEM: {e}", path.display()))?;

@@ -10,11 +10,12 @@ use super::check::{Checker, Checks};
 use super::output::check_name_template;
 use super::positions::Positions;
 use super::raw::{RawAlerts, RawChannel, RawConfig, RawDatasource, RawExport, RawSqlGate};
-use super::yaml::{parse_yaml, read_channels, read_file};
+use super::yaml::{parse_yaml, read_channels};
 use super::{
     AlertsSpec, ChannelSpec, Config, DatasourceSpec, ExportDefaults, Problem, QuietWindow,
     SchedulerSettings, interpolate, parse_duration, problem::hint, resolve,
 };
+use crate::fsread::{self, Kind, ReadError};
 use crate::schedule::parse_zone;
 use crate::template::{MessageTemplate, is_plain_name};
 
@@ -28,14 +29,14 @@ pub(crate) const MAX_CHUNK_ROWS: usize = 1_000_000;
 
 /// Loads and validates `config.yaml`.
 pub fn load_config(path: &Path, checks: &Checks) -> Result<Config, Vec<Problem>> {
-    let text = read_file(path).map_err(|p| {
-        vec![Problem {
-            message: format!(
-                "{} (pass --config PATH, or run ferry in the folder that holds config.yaml)",
-                p.message
-            ),
-            ..p
-        }]
+    let text = fsread::read_text(path, Kind::Config).map_err(|e| {
+        let mut message = e.reason();
+        if let ReadError::Io { .. } = e {
+            message.push_str(
+                " (pass --config PATH, or run ferry in the folder that holds config.yaml)",
+            );
+        }
+        vec![Problem::new(path, "", message)]
     })?;
     let raw: RawConfig = parse_yaml(path, &text).map_err(|p| vec![p])?;
     let channels = read_channels(path, &text, &raw.channels).map_err(|p| vec![p])?;

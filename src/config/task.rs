@@ -10,11 +10,12 @@ use super::load::MAX_CHUNK_ROWS;
 use super::output::{check_sheet_name, validate_output};
 use super::positions::Positions;
 use super::raw::{RawNotify, RawParam, RawTask};
-use super::yaml::{io_message, parse_yaml, read_file};
+use super::yaml::{parse_yaml, read_file};
 use super::{
     CatchUp, Concurrency, Config, NotifyOn, NotifySpec, OnEmpty, Problem, Query, QuerySpec,
     TaskSpec, problem::hint, resolve,
 };
+use crate::fsread::{self, Kind};
 use crate::params::{self, ParamValue, Period};
 use crate::schedule::{Schedule, parse_zone};
 use crate::template::{MessageTemplate, is_plain_name};
@@ -27,7 +28,9 @@ pub fn task_files(dir: &Path) -> Result<Vec<PathBuf>, std::io::Error> {
     let mut files: Vec<PathBuf> = std::fs::read_dir(dir)?
         .filter_map(|e| e.ok().map(|e| e.path()))
         .filter(|p| {
-            p.is_file()
+            // Anything but a folder: a FIFO or device named `*.yaml` is reported (reading
+            // refuses it), not skipped in silence.
+            !p.is_dir()
                 && matches!(
                     p.extension().and_then(|e| e.to_str()),
                     Some("yaml") | Some("yml")
@@ -92,7 +95,7 @@ pub fn load_task(
     file: &Path,
     checks: &Checks,
 ) -> Result<TaskSpec, Vec<Problem>> {
-    let text = read_file(file).map_err(|p| vec![p])?;
+    let text = read_file(file, Kind::Task).map_err(|p| vec![p])?;
     let has_content = text
         .lines()
         .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
@@ -514,14 +517,10 @@ pub(crate) fn check_query<T>(
         (None, Some(f)) => {
             let base = file.parent().unwrap_or(Path::new("."));
             let p = resolve(base, &f.value);
-            match std::fs::read_to_string(&p) {
+            match fsread::read_text(&p, Kind::Query) {
                 Ok(s) => (s, f, "query_file"),
                 Err(e) => {
-                    c.at(
-                        f,
-                        format!("{prefix}query_file"),
-                        format!("cannot read {}: {}", p.display(), io_message(&e)),
-                    );
+                    c.at(f, format!("{prefix}query_file"), e.to_string());
                     return None;
                 }
             }

@@ -9,6 +9,9 @@ use serde::Deserialize;
 use serde::de::{DeserializeOwned, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
 use serde_saphyr::Spanned;
 
+pub use crate::fsread::io_message;
+use crate::fsread::{self, Kind};
+
 use super::Problem;
 use super::problem::hint;
 use super::raw::{ChannelType, RawChannel, RawChannelType};
@@ -170,20 +173,6 @@ impl<'de, T: Deserialize<'de>> Visitor<'de> for At<'_, T> {
 }
 
 /// A short, lowercase description of an I/O error.
-pub fn io_message(e: &std::io::Error) -> String {
-    match e.kind() {
-        std::io::ErrorKind::NotFound => "file not found".into(),
-        std::io::ErrorKind::PermissionDenied => "permission denied".into(),
-        _ => {
-            let t = e.to_string();
-            match t.find(" (os error") {
-                Some(i) => t[..i].to_lowercase(),
-                None => t,
-            }
-        }
-    }
-}
-
 pub(crate) fn strip_location(msg: &str) -> String {
     let first = msg.lines().next().unwrap_or(msg);
     let rest = first.strip_prefix("error: ").unwrap_or(first);
@@ -211,9 +200,9 @@ pub(crate) fn unknown_field_hint(message: &str) -> Option<String> {
     (!h.is_empty()).then_some(h)
 }
 
-pub(crate) fn read_file(path: &Path) -> Result<String, Problem> {
-    std::fs::read_to_string(path)
-        .map_err(|e| Problem::new(path, "", format!("cannot read: {}", io_message(&e))))
+/// The text of a config or task file (regular files only, up to the kind's limit).
+pub(crate) fn read_file(path: &Path, kind: Kind) -> Result<String, Problem> {
+    fsread::read_text(path, kind).map_err(|e| Problem::new(path, "", e.reason()))
 }
 
 #[cfg(test)]

@@ -60,9 +60,19 @@ impl ReloadService {
         }
     }
 
-    fn reload(&self, ctx: &Context) {
+    /// Loads the files on a blocking thread: the runtime's workers (the scheduler, runs,
+    /// deliveries) never wait on the file system.
+    async fn reload(&self, ctx: &Context) {
         let current = self.publish.borrow().clone();
-        match Project::load(&self.config_path) {
+        let path = self.config_path.clone();
+        let loaded = match tokio::task::spawn_blocking(move || Project::load(&path)).await {
+            Ok(loaded) => loaded,
+            Err(e) => {
+                error!("the reload stopped unexpectedly, keeping the running configuration: {e}");
+                return;
+            }
+        };
+        match loaded {
             Ok(project) => {
                 if project.config.links != current.config.links {
                     warn!("the `links:` section changed: restart `ferry serve` to apply it");
@@ -94,11 +104,11 @@ impl Service for ReloadService {
                     // Let a burst of file events settle, then reload once.
                     tokio::time::sleep(DEBOUNCE).await;
                     while self.events.try_recv().is_ok() {}
-                    self.reload(&ctx);
+                    self.reload(&ctx).await;
                 }
                 _ = self.trigger.notified() => {
                     info!("reloading");
-                    self.reload(&ctx);
+                    self.reload(&ctx).await;
                 }
                 _ = ctx.shutdown.cancelled() => break,
             }

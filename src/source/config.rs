@@ -197,14 +197,16 @@ pub fn check(
             let seed = seed_sql
                 .as_ref()
                 .map(|s| resolve(base_dir, &c.env_req(s, &format!("{field}.seed_sql"))));
-            if let (Some(seed), Some(span)) = (&seed, seed_sql)
-                && !seed.is_file()
-            {
-                c.at(
-                    span,
-                    format!("{field}.seed_sql"),
-                    format!("file not found: {}", seed.display()),
-                );
+            if let (Some(seed), Some(span)) = (&seed, seed_sql) {
+                match crate::fsread::check_file(seed, crate::fsread::Kind::SeedSql) {
+                    Err(e) if e.is_not_found() => c.at(
+                        span,
+                        format!("{field}.seed_sql"),
+                        format!("file not found: {}", seed.display()),
+                    ),
+                    Err(e) => c.at(span, format!("{field}.seed_sql"), e.to_string()),
+                    Ok(()) => {}
+                }
             }
             Some(DatasourceSpec::Sqlite {
                 path: resolve(base_dir, p),

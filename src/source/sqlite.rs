@@ -96,13 +96,8 @@ impl SqliteSource {
 
 /// Builds `path` from the SQL in `seed`, atomically: a concurrent builder loses cleanly.
 fn build_from_seed(name: &str, path: &Path, seed: &Path) -> Result<(), SourceError> {
-    let sql = std::fs::read_to_string(seed).map_err(|e| {
-        SourceError::new(
-            name,
-            ErrorKind::Config,
-            format!("cannot read seed {}: {e}", seed.display()),
-        )
-    })?;
+    let sql = crate::fsread::read_text(seed, crate::fsread::Kind::SeedSql)
+        .map_err(|e| SourceError::new(name, ErrorKind::Config, e.named("seed_sql")))?;
     if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
         std::fs::create_dir_all(dir).map_err(|e| {
             SourceError::new(

@@ -94,6 +94,8 @@ pub use lists::STRICT_ALLOWED;
 
 /// The longest query the gate reads, in bytes (1 MiB). Longer ones are refused unread.
 pub const MAX_QUERY_BYTES: usize = 1 << 20;
+// A query file (src/fsread.rs) may be as long as the gate reads, and no longer.
+const _: () = assert!(crate::fsread::Kind::Query.limit() == MAX_QUERY_BYTES as u64);
 
 /// The most operators and keywords along one nesting path of a query (see
 /// `normalise::Measure`): an upper bound for the depth of its parsed tree. `a OR b OR …`

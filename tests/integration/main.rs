@@ -18,6 +18,7 @@ mod multi;
 mod mysql;
 mod notifier_conformance;
 mod notls_proxy;
+mod odd_files;
 #[cfg(feature = "oracle")]
 mod oracle;
 mod outputs;
