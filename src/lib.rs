@@ -33,6 +33,9 @@
 //! - [`server`]: the HTTP server of `ferry serve` (axum): signed downloads.
 //! - [`daemon`]: `ferry serve` as a library: its services (scheduler, delivery, reload,
 //!   download server) with one lifecycle.
+//! - [`panics`]: panic boundaries around library code (writers, drivers) and the
+//!   process's panic hook: a panic becomes a failed run with a plain message, never a raw
+//!   print.
 //! - [`cli`]: the `ferry` command line.
 
 pub mod cli;
@@ -44,6 +47,7 @@ pub mod format;
 pub mod fsread;
 pub mod links;
 pub mod notify;
+pub mod panics;
 pub mod params;
 pub mod plugins;
 pub mod schedule;

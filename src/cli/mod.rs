@@ -95,6 +95,8 @@ pub fn init_logging(verbose: u8, daemon: bool) {
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
+    // After the log is set up: panics outside a boundary go to it.
+    crate::panics::install();
 }
 
 /// Runs a parsed command line; returns the exit code.

@@ -28,7 +28,7 @@ use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::clock::SharedClock;
 use crate::config::{Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
-use crate::format::{self, Finished, FormatError, Staged, WriterOptions};
+use crate::format::{self, Finished, FormatError, WriterOptions};
 use crate::notify::{self, Message, Registry, RunReport};
 use crate::params::RunParams;
 use crate::source;
@@ -273,7 +273,18 @@ impl Executor {
             query_cancel: query_cancel.clone(),
             progress: req.progress.clone(),
         };
-        let export = self.export(task, &params, &run_id, control);
+        // A panic anywhere in the export (a driver, the SQL gate, a writer) fails the run;
+        // it never leaves the run `running` or the task's concurrency turn taken.
+        let export = async {
+            crate::panics::catch_async(self.export(task, &params, &run_id, control))
+                .await
+                .unwrap_or_else(|p| {
+                    Err(ExportError::Failed(format!(
+                        "the export failed: {}; the run was failed and no file was kept",
+                        p.reason()
+                    )))
+                })
+        };
         tokio::pin!(export);
         let stop = tokio::select! {
             r = &mut export => Ok(r),
@@ -462,91 +473,18 @@ impl Executor {
             tz: task.timezone,
             output: task.output.clone(),
         };
-        let zip = task.output.zip;
         let multi = task.queries.len() > 1 || task.queries.iter().any(|q| q.sheet.is_some());
         // The queries run one after another: the writer thread takes each result in turn
         // and says when it has read it all, and only then does the next query start.
-        let (part_tx, mut part_rx) = tokio::sync::mpsc::channel::<Part>(1);
-        let writer_cancel = cancelled.clone();
-        let handle = tokio::task::spawn_blocking(
-            move || -> Result<(Vec<format::Published>, Vec<String>), ExportError> {
-                let fail = |e: FormatError| ExportError::Failed(e.to_string());
-                let mut writer = format::create(opts.clone()).map_err(fail)?;
-                let mut warnings = Vec::new();
-                let mut part_rows = Vec::new();
-                while let Some(part) = part_rx.blocking_recv() {
-                    let Part {
-                        sheet,
-                        stream,
-                        done,
-                    } = part;
-                    let label = |e: String| match &sheet {
-                        Some(s) => format!("query \"{s}\": {e}"),
-                        None => e,
-                    };
-                    match &sheet {
-                        Some(s) => writer.begin_part(s, &stream.columns),
-                        None => writer.begin(&stream.columns),
-                    }
-                    .map_err(fail)?;
-                    warnings.extend(stream.warnings);
-                    let mut chunks = stream.chunks;
-                    let mut n_part = 0u64;
-                    while let Some(chunk) = chunks.blocking_recv() {
-                        if writer_cancel.load(Ordering::SeqCst) {
-                            return Err(ExportError::Cancelled("cancelled".into()));
-                        }
-                        let chunk = chunk.map_err(|e| ExportError::Failed(label(e.to_string())))?;
-                        writer.write_rows(&chunk).map_err(fail)?;
-                        let len = chunk.len() as u64;
-                        stream.pool.give_back(chunk);
-                        n_part += len;
-                        let n = rows.fetch_add(len, Ordering::SeqCst) + len;
-                        if let Some(p) = &progress {
-                            p(n);
-                        }
-                    }
-                    if let Some(s) = sheet {
-                        part_rows.push((s, n_part));
-                    }
-                    let _ = done.send(());
-                }
-                if writer_cancel.load(Ordering::SeqCst) {
-                    return Err(ExportError::Cancelled("cancelled".into()));
-                }
-                let Finished {
-                    mut staged,
-                    warnings: writer_warnings,
-                } = writer.finish().map_err(fail)?;
-                warnings.extend(writer_warnings);
-                if part_rows.len() > 1 {
-                    warnings.extend(
-                        part_rows
-                            .iter()
-                            .map(|(s, n)| format!("sheet {s}: {} rows", group_thousands(*n))),
-                    );
-                }
-                if zip {
-                    staged = vec![
-                        format::zip::zip_staged(&opts.dir, &opts.base_name, &staged).map_err(
-                            |e| {
-                                remove_staged(&staged);
-                                fail(e)
-                            },
-                        )?,
-                    ];
-                }
-                if writer_cancel.load(Ordering::SeqCst) {
-                    remove_staged(&staged);
-                    return Err(ExportError::Cancelled("cancelled".into()));
-                }
-                let published = format::publish(&opts.dir, &staged).map_err(|e| {
-                    remove_staged(&staged);
-                    fail(e)
-                })?;
-                Ok((published, warnings))
-            },
-        );
+        let (part_tx, part_rx) = tokio::sync::mpsc::channel::<Part>(1);
+        let writing = Writing {
+            opts,
+            parts: part_rx,
+            cancelled: cancelled.clone(),
+            rows,
+            progress,
+        };
+        let handle = tokio::task::spawn_blocking(move || writing.run());
 
         // Feed the queries; a failure stops feeding, and the writer drops its partials.
         let mut query_error = None;
@@ -827,9 +765,111 @@ fn group_thousands(n: u64) -> String {
     out
 }
 
-fn remove_staged(staged: &[Staged]) {
-    for s in staged {
-        let _ = std::fs::remove_file(&s.partial);
+/// The writer thread's side of an export: each query's rows into the format writer, in
+/// turn, then zip and publish.
+struct Writing {
+    opts: WriterOptions,
+    parts: tokio::sync::mpsc::Receiver<Part>,
+    /// Set when the run is stopped: the files are dropped instead of published.
+    cancelled: Arc<AtomicBool>,
+    rows: Arc<AtomicU64>,
+    progress: Option<Progress>,
+}
+
+/// The published files and the writer's warnings.
+type Written = (Vec<format::Published>, Vec<String>);
+
+impl Writing {
+    /// Writes and publishes. A panic in a library on the way (the XLSX, CSV or zip
+    /// writer: rust_xlsxwriter panics when its worksheet file cannot be written, on a full
+    /// disk) fails the run with a plain message naming that writer; its partial files are
+    /// removed as for any other failure (the writers' and [`format::Unpublished`]'s drops).
+    fn run(self) -> Result<Written, ExportError> {
+        let stage = std::cell::Cell::new(match self.opts.output.format {
+            crate::config::Format::Csv => "the CSV writer",
+            crate::config::Format::Xlsx => "the XLSX writer",
+        });
+        crate::panics::catch(|| self.write(&stage)).unwrap_or_else(|p| {
+            Err(ExportError::Failed(format!(
+                "{} failed: {}; the run was failed and no file was kept",
+                stage.get(),
+                p.reason()
+            )))
+        })
+    }
+
+    fn is_cancelled(&self) -> Result<(), ExportError> {
+        match self.cancelled.load(Ordering::SeqCst) {
+            true => Err(ExportError::Cancelled("cancelled".into())),
+            false => Ok(()),
+        }
+    }
+
+    fn write(mut self, stage: &std::cell::Cell<&'static str>) -> Result<Written, ExportError> {
+        let fail = |e: FormatError| ExportError::Failed(e.to_string());
+        let opts = &self.opts;
+        let mut writer = format::create(opts.clone()).map_err(fail)?;
+        let mut warnings = Vec::new();
+        let mut part_rows = Vec::new();
+        while let Some(part) = self.parts.blocking_recv() {
+            let Part {
+                sheet,
+                stream,
+                done,
+            } = part;
+            let label = |e: String| match &sheet {
+                Some(s) => format!("query \"{s}\": {e}"),
+                None => e,
+            };
+            match &sheet {
+                Some(s) => writer.begin_part(s, &stream.columns),
+                None => writer.begin(&stream.columns),
+            }
+            .map_err(fail)?;
+            warnings.extend(stream.warnings);
+            let mut chunks = stream.chunks;
+            let mut n_part = 0u64;
+            while let Some(chunk) = chunks.blocking_recv() {
+                self.is_cancelled()?;
+                let chunk = chunk.map_err(|e| ExportError::Failed(label(e.to_string())))?;
+                writer.write_rows(&chunk).map_err(fail)?;
+                let len = chunk.len() as u64;
+                stream.pool.give_back(chunk);
+                n_part += len;
+                let n = self.rows.fetch_add(len, Ordering::SeqCst) + len;
+                if let Some(p) = &self.progress {
+                    p(n);
+                }
+            }
+            if let Some(s) = sheet {
+                part_rows.push((s, n_part));
+            }
+            let _ = done.send(());
+        }
+        self.is_cancelled()?;
+        let Finished {
+            staged,
+            warnings: writer_warnings,
+        } = writer.finish().map_err(fail)?;
+        let mut staged = format::Unpublished::new(staged);
+        warnings.extend(writer_warnings);
+        if part_rows.len() > 1 {
+            warnings.extend(
+                part_rows
+                    .iter()
+                    .map(|(s, n)| format!("sheet {s}: {} rows", group_thousands(*n))),
+            );
+        }
+        if opts.output.zip {
+            stage.set("the zip writer");
+            // The members' partials go when their guard is replaced.
+            staged = format::zip::zip_staged(&opts.dir, &opts.base_name, staged.files())
+                .map_err(fail)?;
+        }
+        self.is_cancelled()?;
+        stage.set("publishing the files");
+        let published = staged.publish(&opts.dir).map_err(fail)?;
+        Ok((published, warnings))
     }
 }
 

@@ -94,7 +94,8 @@ pub struct Finished {
 
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
-    #[error("cannot write {path}: {source}")]
+    /// `path` is the file as the user knows it (the final name, not the partial).
+    #[error("cannot write {path}: {}", crate::fsread::io_message(source))]
     Io {
         path: String,
         #[source]
@@ -105,9 +106,16 @@ pub enum FormatError {
 }
 
 impl FormatError {
+    /// An I/O error on `path`; a partial file is named by its final name.
     pub fn io(path: &Path, source: io::Error) -> FormatError {
+        let shown = path
+            .file_name()
+            .and_then(|n| n.to_str())
+            .and_then(partial_final_name)
+            .map(|name| path.with_file_name(name))
+            .unwrap_or_else(|| path.to_path_buf());
         FormatError::Io {
-            path: path.display().to_string(),
+            path: shown.display().to_string(),
             source,
         }
     }
@@ -205,6 +213,36 @@ pub fn publish(dir: &Path, staged: &[Staged]) -> Result<Vec<Published>, FormatEr
     Ok(out)
 }
 
+/// Staged files on their way to [`publish`]: when dropped unpublished (a failure, a
+/// cancelled run, a panic in a writer or in zip), their partial files are removed.
+#[derive(Debug, Default)]
+pub struct Unpublished(Vec<Staged>);
+
+impl Unpublished {
+    pub fn new(staged: Vec<Staged>) -> Unpublished {
+        Unpublished(staged)
+    }
+
+    pub fn files(&self) -> &[Staged] {
+        &self.0
+    }
+
+    /// [`publish`]es them; on an error the partials left are removed.
+    pub fn publish(mut self, dir: &Path) -> Result<Vec<Published>, FormatError> {
+        let published = publish(dir, &self.0)?;
+        self.0.clear();
+        Ok(published)
+    }
+}
+
+impl Drop for Unpublished {
+    fn drop(&mut self) {
+        for s in &self.0 {
+            let _ = std::fs::remove_file(&s.partial);
+        }
+    }
+}
+
 /// Size and hex sha256 of a file.
 pub fn hash_file(path: &Path) -> io::Result<(u64, String)> {
     let mut f = File::open(path)?;
@@ -285,8 +323,19 @@ pub fn sweep_temp(temp_dir: &Path, alive: &dyn Fn(u32) -> bool) -> usize {
 
 /// The pid in a partial file name `.NAME.PID.partial`.
 fn partial_owner(name: &str) -> Option<u32> {
-    let body = name.strip_prefix('.')?.strip_suffix(".partial")?;
-    body.rsplit_once('.')?.1.parse().ok()
+    partial_parts(name)?.1.parse().ok()
+}
+
+/// `NAME` of a partial file name `.NAME.PID.partial`.
+fn partial_final_name(name: &str) -> Option<&str> {
+    let (name, pid) = partial_parts(name)?;
+    pid.parse::<u32>().is_ok().then_some(name)
+}
+
+fn partial_parts(name: &str) -> Option<(&str, &str)> {
+    name.strip_prefix('.')?
+        .strip_suffix(".partial")?
+        .rsplit_once('.')
 }
 
 /// Makes a rendered file name safe: no folders, no control characters, no leading dot.
@@ -361,6 +410,18 @@ mod tests {
             "11507a0e2f5e69d5dfa40a62a1bd7b6ee57e6bcd85c67c9b8431b36fff21c437"
         );
         assert!(!partial.exists());
+    }
+
+    #[test]
+    fn io_errors_name_the_final_file_plainly() {
+        let e = FormatError::io(
+            &partial_path(Path::new("exports/t"), "r.csv"),
+            io::Error::from_raw_os_error(28),
+        );
+        assert_eq!(
+            e.to_string(),
+            "cannot write exports/t/r.csv: no space left on device"
+        );
     }
 
     #[test]

@@ -8,7 +8,7 @@ use std::path::Path;
 use zip::CompressionMethod;
 use zip::write::SimpleFileOptions;
 
-use super::{FormatError, Staged, partial_path};
+use super::{FormatError, Staged, Unpublished, partial_path};
 
 /// Members at or above this size need ZIP64 records.
 const ZIP64_THRESHOLD: u64 = 0xFFFF_FFFF;
@@ -37,25 +37,24 @@ pub fn zip_files(target: &Path, members: &[(&Path, &str)]) -> io::Result<u64> {
     Ok(file.metadata()?.len())
 }
 
-/// Packs `members` into `<dir>/<base_name>.zip` (staged) and removes the members' partials.
-pub fn zip_staged(dir: &Path, base_name: &str, members: &[Staged]) -> Result<Staged, FormatError> {
+/// Packs `members` into `<dir>/<base_name>.zip`, staged. The members' partials are left
+/// to their owner; the archive's partial is removed if packing fails (or panics).
+pub fn zip_staged(
+    dir: &Path,
+    base_name: &str,
+    members: &[Staged],
+) -> Result<Unpublished, FormatError> {
     let final_name = format!("{base_name}.zip");
     let partial = partial_path(dir, &final_name);
+    let staged = Unpublished::new(vec![Staged {
+        partial: partial.clone(),
+        final_name,
+        digest: None,
+    }]);
     let list: Vec<(&Path, &str)> = members
         .iter()
         .map(|m| (m.partial.as_path(), m.final_name.as_str()))
         .collect();
-    let result = zip_files(&partial, &list).map_err(|e| FormatError::io(&partial, e));
-    for m in members {
-        let _ = std::fs::remove_file(&m.partial);
-    }
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&partial);
-        return Err(e);
-    }
-    Ok(Staged {
-        partial,
-        final_name,
-        digest: None,
-    })
+    zip_files(&partial, &list).map_err(|e| FormatError::io(&partial, e))?;
+    Ok(staged)
 }

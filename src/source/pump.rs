@@ -181,6 +181,8 @@ pub trait ServerCancel: Send + Sync + 'static {
 
 /// The writer side of one query: see the module doc for the protocol.
 pub struct Pump<C: ServerCancel> {
+    /// The datasource's name, for errors.
+    name: String,
     chunk_rows: usize,
     opened: Option<oneshot::Sender<Result<QueryStream, SourceError>>>,
     /// The run's token: when it has fired, a failing stream is `Cancelled`.
@@ -232,6 +234,7 @@ impl<C: ServerCancel> Pump<C> {
         }
         let (tx, rx) = oneshot::channel();
         let pump = Pump {
+            name: name.to_string(),
             chunk_rows: chunk_rows.max(1),
             opened: Some(tx),
             cancel,
@@ -269,6 +272,19 @@ impl<C: ServerCancel> Pump<C> {
         e
     }
 
+    /// A panic while reading or decoding a row (in the driver or its value conversion):
+    /// the stream ends with this error, never as if all rows had been read.
+    fn panicked(&self, p: crate::panics::Panicked) -> SourceError {
+        SourceError::new(
+            &self.name,
+            ErrorKind::Query,
+            format!(
+                "the driver failed while reading a row: {}; the run was failed and no file was kept",
+                p.reason()
+            ),
+        )
+    }
+
     /// Hands the stream (`columns`, `warnings`) to `Source::query`'s caller, then sends
     /// every row `reader` reads in chunks, waiting while the writer is behind. Returns when
     /// the stream has ended (all rows, an error, or the writer gone); the statement is
@@ -288,25 +304,31 @@ impl<C: ServerCancel> Pump<C> {
             // (a cancel request stops only a running statement): send it again.
             self.server.cancel().await;
         }
-        let mut complete = false;
-        loop {
-            match reader.read_row(&mut chunk).await {
-                Ok(true) => {}
-                Ok(false) => {
-                    complete = true;
-                    break;
+        let read = async {
+            loop {
+                match reader.read_row(&mut chunk).await {
+                    Ok(true) => {}
+                    Ok(false) => return Ok(true),
+                    Err(e) => return Err(e),
                 }
-                Err(e) => {
-                    let _ = tx.send(Err(self.classify(e))).await;
-                    break;
+                if let Some(full) = chunk.end_row()
+                    && tx.send(Ok(full)).await.is_err()
+                {
+                    return Ok(false); // The writer stopped (failed or cancelled).
                 }
             }
-            if let Some(full) = chunk.end_row()
-                && tx.send(Ok(full)).await.is_err()
-            {
-                break; // The writer stopped (failed or cancelled).
+        };
+        let complete = match crate::panics::catch_async(read).await {
+            Ok(Ok(complete)) => complete,
+            Ok(Err(e)) => {
+                let _ = tx.send(Err(self.classify(e))).await;
+                false
             }
-        }
+            Err(p) => {
+                let _ = tx.send(Err(self.panicked(p))).await;
+                false
+            }
+        };
         if !complete {
             // Do not leave the statement running on the server until its timeout.
             self.server.cancel().await;
@@ -329,25 +351,29 @@ impl<C: ServerCancel> Pump<C> {
         if self.cancel.is_cancelled() {
             self.runtime.block_on(self.server.cancel());
         }
-        let mut complete = false;
-        loop {
+        let read = || loop {
             match reader.read_row(&mut chunk) {
                 Ok(true) => {}
-                Ok(false) => {
-                    complete = true;
-                    break;
-                }
-                Err(e) => {
-                    let _ = tx.blocking_send(Err(self.classify(e)));
-                    break;
-                }
+                Ok(false) => return Ok(true),
+                Err(e) => return Err(e),
             }
             if let Some(full) = chunk.end_row()
                 && tx.blocking_send(Ok(full)).is_err()
             {
-                break; // The writer stopped (failed or cancelled).
+                return Ok(false); // The writer stopped (failed or cancelled).
             }
-        }
+        };
+        let complete = match crate::panics::catch(read) {
+            Ok(Ok(complete)) => complete,
+            Ok(Err(e)) => {
+                let _ = tx.blocking_send(Err(self.classify(e)));
+                false
+            }
+            Err(p) => {
+                let _ = tx.blocking_send(Err(self.panicked(p)));
+                false
+            }
+        };
         if !complete {
             self.runtime.block_on(self.server.cancel());
         } else if let Some(rest) = chunk.rest() {
@@ -583,6 +609,71 @@ mod tests {
         // The statement is stopped after the error is sent: wait for the pump to end.
         done.await.unwrap();
         assert_eq!(server2.count(), 1);
+    }
+
+    /// Rows `0..`, with a panic in the driver's conversion of row `at`.
+    struct Panicking {
+        rows: Numbers,
+        at: i64,
+    }
+
+    impl Panicking {
+        fn read(&mut self, chunk: &mut Chunker) -> Result<bool, SourceError> {
+            if self.rows.next == self.at {
+                panic!("attempt to convert a bad value");
+            }
+            self.rows.read(chunk)
+        }
+    }
+
+    impl Reader for Panicking {
+        async fn read_row(&mut self, chunk: &mut Chunker) -> Result<bool, SourceError> {
+            tokio::task::yield_now().await;
+            self.read(chunk)
+        }
+    }
+
+    impl BlockingReader for Panicking {
+        fn read_row(&mut self, chunk: &mut Chunker) -> Result<bool, SourceError> {
+            self.read(chunk)
+        }
+    }
+
+    /// A panic in a driver's row conversion ends the stream with an error (before, the
+    /// reader's task died, the channel closed, and the writer took the rows so far for the
+    /// whole result), and stops the statement on the server.
+    #[tokio::test]
+    async fn a_panic_while_reading_a_row_ends_the_stream_with_an_error() {
+        let expected = "datasource `t`: the driver failed while reading a row: attempt to convert a bad value; the run was failed and no file was kept";
+        let server = Counted::default();
+        let (pump, opened) = Pump::arm("t", 4, CancellationToken::new(), server.clone());
+        let reader = || Panicking {
+            rows: Numbers::new(100, None),
+            at: 6,
+        };
+        let done = tokio::spawn(async move {
+            pump.run(columns(), Vec::new(), &mut reader()).await;
+        });
+        let (lens, e) = drain(opened.wait().await.unwrap()).await;
+        assert_eq!(lens, [4]);
+        let e = e.expect("an error, not the end of the rows");
+        assert_eq!(
+            (e.kind, e.to_string().as_str()),
+            (ErrorKind::Query, expected)
+        );
+        done.await.unwrap();
+        assert_eq!(server.count(), 1);
+
+        let server = Counted::default();
+        let (pump, opened) = Pump::arm("t", 4, CancellationToken::new(), server.clone());
+        let done = tokio::task::spawn_blocking(move || {
+            pump.run_blocking(columns(), Vec::new(), &mut reader());
+        });
+        let (lens, e) = drain(opened.wait().await.unwrap()).await;
+        assert_eq!(lens, [4]);
+        assert_eq!(e.expect("an error").to_string(), expected);
+        done.await.unwrap();
+        assert_eq!(server.count(), 1);
     }
 
     #[tokio::test]
