@@ -785,14 +785,23 @@ impl Writing {
     /// disk) fails the run with a plain message naming that writer; its partial files are
     /// removed as for any other failure (the writers' and [`format::Unpublished`]'s drops).
     fn run(self) -> Result<Written, ExportError> {
-        let stage = std::cell::Cell::new(match self.opts.output.format {
+        let format = self.opts.output.format;
+        let stage = std::cell::Cell::new(match format {
             crate::config::Format::Csv => "the CSV writer",
             crate::config::Format::Xlsx => "the XLSX writer",
         });
+        // The file as the user knows it (a writer's partial and temporary files are ours).
+        let ext = if self.opts.output.zip {
+            "zip"
+        } else {
+            format.extension()
+        };
+        let file = self.opts.dir.join(format!("{}.{ext}", self.opts.base_name));
         crate::panics::catch(|| self.write(&stage)).unwrap_or_else(|p| {
             Err(ExportError::Failed(format!(
-                "{} failed: {}; the run was failed and no file was kept",
+                "{} failed on {}: {}; the run was failed and no file was kept",
                 stage.get(),
+                file.display(),
                 p.reason()
             )))
         })
