@@ -171,10 +171,12 @@ fn gate_thread() -> Option<&'static std::sync::mpsc::Sender<GateJob>> {
             .stack_size(GATE_STACK_BYTES)
             .spawn(move || {
                 for job in queue {
-                    let checked = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                        check_here(&job.sql, job.dialect, job.mode)
-                    }))
-                    .unwrap_or_else(|_| Err("refused: the SQL parser failed on this query".into()));
+                    // A parser panic refuses the query, quietly (no raw panic print).
+                    let checked =
+                        crate::panics::catch(|| check_here(&job.sql, job.dialect, job.mode))
+                            .unwrap_or_else(|_| {
+                                Err("refused: the SQL parser failed on this query".into())
+                            });
                     let _ = job.reply.send(checked);
                 }
             })
