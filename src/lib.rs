@@ -12,6 +12,9 @@
 //!   beside it (`source/config.rs`, `notify/config.rs`, ...), gathered in [`plugins`].
 //! - [`clock`]: the `Clock` seam (system and manual clocks): the only source of "now".
 //! - [`schedule`]: cron expressions in a task's time zone (croner).
+//! - [`scheduler`]: what is due when (misfires, quiet hours, deferrals) and the worker
+//!   slots; `ferry serve` drives it.
+//! - [`suggest`]: "did you mean ...?" for mistyped names.
 //! - [`params`]: typed query parameters (`:run_date`, `:period_start`, ...).
 //! - [`sqlgate`]: the SQL read-only gate (sqlparser): one read-only query, or refused;
 //!   `sql_gate: strict` allows only pure functions.
@@ -44,10 +47,15 @@ pub mod notify;
 pub mod params;
 pub mod plugins;
 pub mod schedule;
+pub mod scheduler;
 pub mod server;
 pub mod source;
 pub mod sqlgate;
 pub mod store;
+pub mod suggest;
 pub mod template;
 pub mod tls;
 pub mod value;
+
+#[cfg(test)]
+mod layering_tests;

@@ -23,6 +23,7 @@ mod output;
 pub mod positions;
 pub mod problem;
 pub mod raw;
+mod store_url;
 mod task;
 pub mod url;
 pub mod yaml;
@@ -85,7 +86,7 @@ pub struct AlertsSpec {
 }
 
 /// Where run history lives: the `store.url` (see [`crate::store::open`]).
-pub use crate::store::StoreUrl as StoreSpec;
+pub use store_url::{StoreUrl, StoreUrl as StoreSpec};
 
 #[derive(Debug, Clone)]
 pub struct ExportDefaults {

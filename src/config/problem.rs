@@ -58,25 +58,7 @@ impl fmt::Display for Problem {
     }
 }
 
-/// Suggests the closest candidate to `given` ("did you mean ...?"), if one is close.
-pub fn did_you_mean<'a>(
-    given: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(given, c), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
-
-/// `" (did you mean `x`?)"` or an empty string.
-pub fn hint<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    did_you_mean(given, candidates)
-        .map(|c| format!(" (did you mean `{c}`?)"))
-        .unwrap_or_default()
-}
+pub use crate::suggest::{did_you_mean, hint};
 
 #[cfg(test)]
 mod tests {
@@ -98,14 +80,5 @@ mod tests {
             p.to_string(),
             "tasks/a.yaml:3:11: output.format: unknown format `xls`"
         );
-    }
-
-    #[test]
-    fn suggestions_are_close_only() {
-        assert_eq!(
-            did_you_mean("schedul", ["schedule", "source"]),
-            Some("schedule")
-        );
-        assert_eq!(did_you_mean("zzz", ["schedule", "source"]), None);
     }
 }
