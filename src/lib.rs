@@ -32,6 +32,8 @@
 //!   the email channel and the PostgreSQL and MySQL sources.
 //! - [`links`]: signed download links (opaque ids, HMAC-SHA256 with an expiry).
 //! - [`server`]: the HTTP server of `ferry serve` (axum): signed downloads.
+//! - [`ingest`]: query by email: the verdict on a mailed request (machine mail,
+//!   authentication, allowlist, keyword, query files through the strict SQL gate).
 //! - [`daemon`]: `ferry serve` as a library: its services (scheduler, delivery, reload,
 //!   download server) with one lifecycle.
 //! - [`cli`]: the `ferry` command line.
@@ -42,6 +44,7 @@ pub mod config;
 pub mod daemon;
 pub mod exec;
 pub mod format;
+pub mod ingest;
 pub mod links;
 pub mod notify;
 pub mod params;

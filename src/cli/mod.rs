@@ -8,6 +8,7 @@
 
 mod channels;
 mod history;
+mod ingest;
 mod link;
 mod next;
 mod run;
@@ -73,6 +74,8 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Print fresh signed download links for the files of a run (needs `links:`).
     Link(link::LinkArgs),
+    /// Query by email: `ingest check FILE.eml` shows the verdict on a raw message.
+    Ingest(ingest::IngestArgs),
     /// Run the scheduler: every task on time, until SIGTERM or SIGINT.
     Serve,
 }
@@ -108,6 +111,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Channels(args) => channels::run(&cli, args).await,
         Command::History(args) => history::run(&cli, args).await,
         Command::Link(args) => link::run(&cli, args).await,
+        Command::Ingest(args) => ingest::run(&cli, args).await,
         Command::Serve => serve::run(&cli).await,
     }
 }

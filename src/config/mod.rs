@@ -18,6 +18,7 @@
 
 pub mod check;
 pub mod env;
+mod ingest;
 mod load;
 mod output;
 pub mod positions;
@@ -36,6 +37,9 @@ use chrono_tz::Tz;
 
 pub use check::{Checker, Checks};
 pub use env::interpolate;
+pub use ingest::{
+    ImapSpec, IngestDefaults, IngestFolders, IngestSpec, ReplyLanguage, ReplySpec, SenderSpec,
+};
 pub use load::load_config;
 pub use problem::Problem;
 pub use task::{load_task, load_tasks, task_files, validate_task};
@@ -75,6 +79,8 @@ pub struct Config {
     /// limit is refused before it runs.
     pub max_cost: BTreeMap<String, f64>,
     pub channels: BTreeMap<String, ChannelSpec>,
+    /// Query by email (`ingest:`); `None` when not configured.
+    pub ingest: Option<IngestSpec>,
 }
 
 /// `alerts:`: which channel tells a task's owners that it failed, and how often at most.

@@ -12,6 +12,7 @@ mod daemon;
 mod email;
 mod email_faults;
 mod fake_robots;
+mod ingest;
 mod ledger;
 mod links;
 mod multi;

@@ -1,0 +1,147 @@
+//! `ferry ingest check FILE.eml [--json]`: the verdict the poller would give a raw
+//! message (accept, reject with its reason code, or ignore), from the same code, without
+//! running or sending anything.
+
+use std::io::Read;
+use std::path::{Path, PathBuf};
+
+use clap::{Args, Subcommand};
+
+use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, load_project};
+use crate::config::Format;
+use crate::ingest::{Classified, Verdict, classify};
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    #[command(subcommand)]
+    pub command: IngestCommand,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum IngestCommand {
+    /// Show the verdict on a raw message (an .eml file): accept, reject with a reason
+    /// code, or ignore. Runs and sends nothing. Exit 0 for accept, 1 otherwise.
+    Check {
+        /// The message, as received (RFC 5322, e.g. saved from a mail client as .eml).
+        file: PathBuf,
+        /// Print the verdict as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+pub async fn run(cli: &Cli, args: &IngestArgs) -> i32 {
+    let project = match load_project(cli) {
+        Ok(p) => p,
+        Err(code) => return code,
+    };
+    let Some(spec) = project.config.ingest.as_ref() else {
+        eprintln!(
+            "error: {} has no `ingest:` section (see docs/ingest.md)",
+            cli.config.display()
+        );
+        return EXIT_CONFIG;
+    };
+    match &args.command {
+        IngestCommand::Check { file, json } => {
+            let (raw, size) = match read_message(file, spec.max_mail_bytes) {
+                Ok(r) => r,
+                Err(e) => {
+                    eprintln!("error: {}: {e}", file.display());
+                    return EXIT_FAILED;
+                }
+            };
+            let c = classify(&raw, size, spec, &project.config);
+            if *json {
+                match serde_json::to_string_pretty(&c) {
+                    Ok(s) => println!("{s}"),
+                    Err(e) => {
+                        eprintln!("error: {e}");
+                        return EXIT_FAILED;
+                    }
+                }
+            } else {
+                print_verdict(&c, spec.defaults.format);
+            }
+            match c.verdict {
+                Verdict::Accept(_) => EXIT_OK,
+                _ => EXIT_FAILED,
+            }
+        }
+    }
+}
+
+/// The message as the poller would have it: whole when within `max_bytes`, else only its
+/// header section (the poller never downloads the body of oversize mail). Only a regular
+/// file is read.
+fn read_message(path: &Path, max_bytes: u64) -> Result<(Vec<u8>, u64), String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if !meta.is_file() {
+        return Err("not a regular file".into());
+    }
+    let size = meta.len();
+    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    let limit = if size > max_bytes { 1 << 20 } else { max_bytes };
+    let mut raw = Vec::new();
+    file.take(limit)
+        .read_to_end(&mut raw)
+        .map_err(|e| e.to_string())?;
+    if size > max_bytes {
+        let end = find(&raw, b"\r\n\r\n")
+            .map(|i| i + 4)
+            .or_else(|| find(&raw, b"\n\n").map(|i| i + 2))
+            .unwrap_or(raw.len());
+        raw.truncate(end);
+    }
+    Ok((raw, size))
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+fn print_verdict(c: &Classified, format: Format) {
+    println!("verdict:  {}", c.verdict.name());
+    match &c.verdict {
+        Verdict::Accept(r) => {
+            println!("database: {}", r.database);
+            for q in &r.queries {
+                println!(
+                    "query:    {} -> {}.{}",
+                    q.file_name,
+                    q.stem,
+                    format.extension()
+                );
+            }
+            println!(
+                "quota:    not checked here (ferry serve counts each sender's requests per day)"
+            );
+        }
+        Verdict::Reject {
+            reason,
+            detail,
+            reply,
+        } => {
+            println!("reason:   {reason}");
+            println!("detail:   {detail}");
+            println!(
+                "reply:    {}",
+                if *reply {
+                    "yes: the sender is told why"
+                } else {
+                    "none: the sender is not answered (the From address may be forged)"
+                }
+            );
+        }
+        Verdict::Ignore { reason, detail } => {
+            println!("reason:   {reason}");
+            println!("detail:   {detail}");
+            println!("reply:    none: machine mail is never answered");
+        }
+    }
+    println!("sender:   {}", c.sender.as_deref().unwrap_or("(none)"));
+    println!("subject:  {}", c.subject);
+    if let Some(id) = &c.message_id {
+        println!("message:  <{id}>");
+    }
+}
