@@ -8,7 +8,8 @@ use std::path::{Path, PathBuf};
 use clap::{Args, Subcommand};
 
 use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, load_project};
-use crate::config::Format;
+use crate::config::{ChannelKind, Config, Format, IngestSpec};
+use crate::ingest::imap::Imap;
 use crate::ingest::{Classified, Verdict, classify};
 
 #[derive(Debug, Args)]
@@ -28,6 +29,10 @@ pub enum IngestCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Connect to the IMAP account and log in, show the folders with their message
+    /// counts and what the server offers (MOVE, UIDPLUS, IDLE), and name the reply
+    /// channel. Changes nothing. Exit 1 if the account cannot be reached.
+    Test,
 }
 
 pub async fn run(cli: &Cli, args: &IngestArgs) -> i32 {
@@ -43,6 +48,7 @@ pub async fn run(cli: &Cli, args: &IngestArgs) -> i32 {
         return EXIT_CONFIG;
     };
     match &args.command {
+        IngestCommand::Test => test(spec, &project.config).await,
         IngestCommand::Check { file, json } => {
             let (raw, size) = match read_message(file, spec.max_mail_bytes) {
                 Ok(r) => r,
@@ -144,4 +150,71 @@ fn print_verdict(c: &Classified, format: Format) {
     if let Some(id) = &c.message_id {
         println!("message:  <{id}>");
     }
+}
+
+async fn test(spec: &IngestSpec, config: &Config) -> i32 {
+    let server = format!(
+        "{}:{} ({})",
+        spec.imap.host,
+        spec.imap.port,
+        spec.imap.security.as_str()
+    );
+    let mut imap = match Imap::connect(&spec.imap).await {
+        Ok(i) => i,
+        Err(e) => {
+            println!("FAIL imap: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    let yes = |b: bool| if b { "yes" } else { "no" };
+    println!(
+        "ok   imap: {server}: logged in as {}; MOVE {}, UIDPLUS {}, IDLE {}",
+        spec.imap.username,
+        yes(imap.can_move),
+        yes(imap.uidplus),
+        yes(imap.idle)
+    );
+    if !imap.can_move && !imap.uidplus {
+        println!(
+            "warning: the server offers neither MOVE nor UIDPLUS: handled mail is copied and \
+             left flagged \\Deleted in the request folder until the server expunges it"
+        );
+    }
+    let f = &spec.folders;
+    let roles = [
+        (f.requests.as_str(), "requests"),
+        (f.processed.as_str(), "processed"),
+        (f.rejected.as_str(), "rejected"),
+        (f.ignored.as_str(), "ignored"),
+    ];
+    let names: Vec<&str> = roles.iter().map(|(n, _)| *n).collect();
+    let code = match imap.counts(&names).await {
+        Ok(counts) => {
+            let mut code = EXIT_OK;
+            for (name, role) in roles {
+                match counts.get(name).copied().flatten() {
+                    Some(n) => println!("     {role:<10} {name}: {n} message(s)"),
+                    None if role == "requests" => {
+                        println!("FAIL {role:<10} {name}: no such folder");
+                        code = EXIT_FAILED;
+                    }
+                    None => println!("     {role:<10} {name}: missing (created at the first poll)"),
+                }
+            }
+            code
+        }
+        Err(e) => {
+            println!("FAIL imap: {e}");
+            EXIT_FAILED
+        }
+    };
+    imap.logout().await;
+    match config.channels.get(&spec.reply.channel).map(|c| &c.kind) {
+        Some(ChannelKind::Email(e)) => println!(
+            "     replies through `{}`: from {} via {}:{} (try it: ferry channels test {} --to YOU@EXAMPLE.COM)",
+            spec.reply.channel, e.from, e.host, e.port, spec.reply.channel
+        ),
+        _ => println!("     replies through `{}`", spec.reply.channel),
+    }
+    code
 }

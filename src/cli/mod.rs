@@ -74,7 +74,8 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Print fresh signed download links for the files of a run (needs `links:`).
     Link(link::LinkArgs),
-    /// Query by email: `ingest check FILE.eml` shows the verdict on a raw message.
+    /// Query by email: `ingest check FILE.eml` shows the verdict on a raw message;
+    /// `ingest test` checks the IMAP account.
     Ingest(ingest::IngestArgs),
     /// Run the scheduler: every task on time, until SIGTERM or SIGINT.
     Serve,

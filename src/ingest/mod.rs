@@ -12,6 +12,7 @@
 pub mod auth;
 pub mod classify;
 pub mod config;
+pub mod imap;
 pub mod machine;
 pub mod request;
 

@@ -13,6 +13,7 @@ mod email;
 mod email_faults;
 mod fake_robots;
 mod ingest;
+mod ingest_imap;
 mod ledger;
 mod links;
 mod multi;
