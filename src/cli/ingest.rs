@@ -58,8 +58,14 @@ pub async fn run(cli: &Cli, args: &IngestArgs) -> i32 {
                 }
             };
             let c = classify(&raw, size, spec, &project.config);
+            let reply = reply_text(&c, spec);
             if *json {
-                match serde_json::to_string_pretty(&c) {
+                let mut v = serde_json::to_value(&c).unwrap_or_default();
+                if let (Some(r), Some(obj)) = (&reply, v.as_object_mut()) {
+                    obj.insert("reply_subject".into(), r.subject.clone().into());
+                    obj.insert("reply_body".into(), r.body.clone().into());
+                }
+                match serde_json::to_string_pretty(&v) {
                     Ok(s) => println!("{s}"),
                     Err(e) => {
                         eprintln!("error: {e}");
@@ -68,6 +74,12 @@ pub async fn run(cli: &Cli, args: &IngestArgs) -> i32 {
                 }
             } else {
                 print_verdict(&c, spec.defaults.format);
+                if let Some(r) = reply {
+                    println!(
+                        "\nThe reply would say:\n\nSubject: {}\n\n{}",
+                        r.subject, r.body
+                    );
+                }
             }
             match c.verdict {
                 Verdict::Accept(_) => EXIT_OK,
@@ -100,6 +112,24 @@ fn read_message(path: &Path, max_bytes: u64) -> Result<(Vec<u8>, u64), String> {
         raw.truncate(end);
     }
     Ok((raw, size))
+}
+
+/// The words of the reply a rejection gets, when it gets one.
+fn reply_text(c: &Classified, spec: &IngestSpec) -> Option<crate::ingest::reply::ReplyText> {
+    match &c.verdict {
+        Verdict::Reject {
+            reason,
+            detail,
+            reply: true,
+        } => Some(crate::ingest::reply::rejection(
+            *reason,
+            detail,
+            &c.subject,
+            c.sender.as_deref().unwrap_or(""),
+            spec,
+        )),
+        _ => None,
+    }
 }
 
 fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {

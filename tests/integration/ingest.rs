@@ -140,6 +140,23 @@ fn the_human_form_says_what_happens_next() {
     assert!(text.contains("verdict:  reject"), "{text}");
     assert!(text.contains("reason:   auth_failed"), "{text}");
     assert!(text.contains("reply:    none"), "{text}");
+    // A rejection that is answered shows the reply's words.
+    let out = check(&corpus().join("database_not_permitted.eml"), false);
+    let text = stdout(&out);
+    assert!(text.contains("Subject: Re: report"), "{text}");
+    assert!(
+        text.contains("The databases you may query: sales, pg."),
+        "{text}"
+    );
+    let v = verdict_of("write_delete");
+    assert!(
+        v["reply_body"]
+            .as_str()
+            .unwrap()
+            .contains("orders.sql: only a read-only query"),
+        "{v}"
+    );
+    assert!(verdict_of("forged_ar_below").get("reply_body").is_none());
     let out = check(&corpus().join("gmail_rfc2231.eml"), false);
     let text = stdout(&out);
     assert!(text.contains("query:    月报.sql -> 月报.xlsx"), "{text}");
