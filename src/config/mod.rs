@@ -73,7 +73,26 @@ pub struct Config {
     /// Cost guards (`max_cost`): a query whose `EXPLAIN` estimate exceeds the datasource's
     /// limit is refused before it runs.
     pub max_cost: BTreeMap<String, f64>,
+    /// `require_read_only` as written on each datasource that sets it; read it through
+    /// [`Config::requires_read_only`], which knows the default.
+    pub require_read_only: BTreeMap<String, bool>,
     pub channels: BTreeMap<String, ChannelSpec>,
+}
+
+/// `require_read_only` of a datasource that does not set it.
+pub const REQUIRE_READ_ONLY_DEFAULT: bool = false;
+
+impl Config {
+    /// Whether runs on datasource `name` must first find its account read-only
+    /// ([`crate::source::access::require_read_only`]). The default is
+    /// [`REQUIRE_READ_ONLY_DEFAULT`]; a datasource that mailed requests may use should
+    /// default to `true` (issue 13: replace the default here with that test).
+    pub fn requires_read_only(&self, name: &str) -> bool {
+        self.require_read_only
+            .get(name)
+            .copied()
+            .unwrap_or(REQUIRE_READ_ONLY_DEFAULT)
+    }
 }
 
 /// `alerts:`: which channel tells a task's owners that it failed, and how often at most.
@@ -270,6 +289,17 @@ impl DatasourceSpec {
             DatasourceSpec::Postgres { .. } => "postgres",
             DatasourceSpec::Mysql { .. } => "mysql",
             DatasourceSpec::Oracle { .. } => "oracle",
+        }
+    }
+
+    /// Where it points, without a secret: the redacted URL of a server, or the path of a
+    /// SQLite file.
+    pub fn location(&self) -> String {
+        match self {
+            DatasourceSpec::Sqlite { path, .. } => path.display().to_string(),
+            DatasourceSpec::Postgres { shown_url, .. }
+            | DatasourceSpec::Mysql { shown_url, .. }
+            | DatasourceSpec::Oracle { shown_url, .. } => shown_url.clone(),
         }
     }
 }
