@@ -22,6 +22,7 @@ mod notls_proxy;
 mod oracle;
 mod outputs;
 mod postgres;
+mod read_only;
 mod robots;
 mod runs;
 mod schedule;

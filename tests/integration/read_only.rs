@@ -1,0 +1,312 @@
+//! Least privilege, checked (issue 12 item 2): the read-only account recipes of
+//! docs/configuration.md ("Creating a read-only account") are run as written against the
+//! real PostgreSQL and MariaDB (through the superuser accounts of
+//! `scripts/test-services.sh`); `ferry sources test` then finds the new accounts read-only
+//! and the owner and superuser accounts not, with their reasons; a task on a
+//! `require_read_only` datasource fails with the reason on the owner account, before its
+//! query runs, and runs on the recipe's account. Under `CI=true` the servers must be there.
+
+use crate::support::{Project, describe, only_task, repo, stdout};
+
+/// The SQL block after `<!-- recipe: NAME -->` in docs/configuration.md.
+fn recipe(name: &str) -> String {
+    let docs = std::fs::read_to_string(repo().join("docs/configuration.md")).unwrap();
+    let marker = format!("<!-- recipe: {name} -->\n```sql\n");
+    let start = docs
+        .find(&marker)
+        .unwrap_or_else(|| panic!("no `{marker}` in docs/configuration.md"))
+        + marker.len();
+    let len = docs[start..]
+        .find("```")
+        .expect("the recipe's closing fence");
+    docs[start..start + len].to_string()
+}
+
+/// A superuser URL from the environment, only when the test server runs at all.
+fn super_url(base: Option<String>, var: &str) -> Option<String> {
+    base?;
+    match std::env::var(var) {
+        Ok(u) if !u.is_empty() => Some(u),
+        _ => {
+            assert_ne!(
+                std::env::var("CI").as_deref(),
+                Ok("true"),
+                "{var} is not set: under CI=true the read-only recipes must run (use scripts/test-services.sh)"
+            );
+            eprintln!("note: {var} is not set; read-only recipe test skipped");
+            None
+        }
+    }
+}
+
+/// `url` logging in as `user` with `password` instead.
+fn as_account(url: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let host = rest.rsplit_once('@').unwrap().1;
+    format!("{scheme}://{user}:{password}@{host}")
+}
+
+/// A project with the given datasources (one YAML line each) and a task `t_NAME` per
+/// datasource that exports `query`.
+fn project(datasources: &[(&str, String)], query: &str) -> Project {
+    let p = Project::fixture("project");
+    let mut config =
+        String::from("timezone: UTC\nstore: { url: \"sqlite://data/ferry.db\" }\ndatasources:\n");
+    for (name, line) in datasources {
+        config.push_str(&format!("  {name}: {line}\n"));
+    }
+    p.write("config.yaml", &config);
+    for (i, (name, _)) in datasources.iter().enumerate() {
+        let body = format!(
+            "schedule: \"0 3 * * *\"\nsource: {name}\nquery: {query}\noutput: {{ format: csv, file_name: \"t_{name}\" }}\n"
+        );
+        if i == 0 {
+            only_task(&p, &format!("t_{name}"), &body);
+        } else {
+            p.write(&format!("tasks/t_{name}.yaml"), &body);
+        }
+    }
+    p
+}
+
+/// The lines of `ferry sources test NAME` after the first, and its exit code.
+fn verdict(p: &Project, name: &str) -> (Option<i32>, String, Vec<String>) {
+    let out = p.ferry(&["sources", "test", name]);
+    let text = stdout(&out);
+    let mut lines = text.lines().map(str::to_string);
+    let first = lines.next().unwrap_or_default();
+    (out.status.code(), first, lines.collect())
+}
+
+/// The exported CSV of task `t_NAME`, if the run wrote one.
+fn exported(p: &Project, name: &str) -> Option<String> {
+    p.files("exports")
+        .into_iter()
+        .find(|f| f.ends_with(&format!("t_{name}.csv")))
+        .map(|f| std::fs::read_to_string(p.path().join("exports").join(f)).unwrap())
+}
+
+#[test]
+fn postgres_recipe_makes_a_read_only_account_and_owners_are_refused() {
+    let Some(owner_url) = crate::postgres::pg_url() else {
+        return;
+    };
+    let Some(super_url) = super_url(Some(owner_url.clone()), "FERRY_TEST_PG_SUPER_URL") else {
+        return;
+    };
+    let reader = format!("ferry_reader_{}", std::process::id());
+    let password = format!("ro-{}", std::process::id());
+    // A table the owner made before the recipe, and one after it (default privileges).
+    crate::postgres::exec(
+        &owner_url,
+        "DROP TABLE IF EXISTS ro_before, ro_after;
+         CREATE TABLE ro_before (id int PRIMARY KEY, label text);
+         INSERT INTO ro_before VALUES (1, 'before');",
+    );
+    let sql = recipe("postgres")
+        .replace("ferry_reader", &reader)
+        .replace("change-me", &password)
+        .replace("DATABASE sales", "DATABASE ferry_test")
+        .replace("app_owner", "ferry");
+    crate::postgres::exec(&super_url, &sql);
+    crate::postgres::exec(
+        &owner_url,
+        "CREATE TABLE ro_after (id int PRIMARY KEY, label text);
+         INSERT INTO ro_after VALUES (2, 'after');",
+    );
+    let reader_url = as_account(&owner_url, &reader, &password);
+    let p = project(
+        &[
+            (
+                "owner",
+                "{ type: postgres, url: \"${FERRY_TEST_PG_URL}\", require_read_only: true }"
+                    .to_string(),
+            ),
+            (
+                "reader",
+                format!("{{ type: postgres, url: \"{reader_url}\", require_read_only: true }}"),
+            ),
+            (
+                "root",
+                "{ type: postgres, url: \"${FERRY_TEST_PG_SUPER_URL}\" }".to_string(),
+            ),
+        ],
+        "SELECT b.id, b.label, a.label AS later FROM ro_before b, ro_after a",
+    );
+
+    let (code, first, rest) = verdict(&p, "reader");
+    assert_eq!(code, Some(0), "{first}\n{rest:?}");
+    assert!(
+        first.starts_with("ok   reader (postgres): PostgreSQL "),
+        "{first}"
+    );
+    assert_eq!(
+        rest,
+        [format!("     read-only: user {reader} can only read")]
+    );
+
+    let (code, first, rest) = verdict(&p, "owner");
+    assert_eq!(code, Some(1), "{first}\n{rest:?}");
+    assert!(
+        first.starts_with("FAIL owner (postgres): PostgreSQL "),
+        "{first}"
+    );
+    for reason in [
+        "     not read-only: user ferry owns database ferry_test",
+        "     not read-only: user ferry can CREATE in schema public",
+        "     not read-only: user ferry owns schema public",
+    ] {
+        assert!(
+            rest.iter().any(|l| l == reason),
+            "no `{reason}` in {rest:#?}"
+        );
+    }
+    assert!(
+        rest.iter().any(|l| l.starts_with(
+            "     not read-only: user ferry can INSERT, UPDATE, DELETE, TRUNCATE, TRIGGER on "
+        )),
+        "{rest:#?}"
+    );
+    assert!(
+        rest.last()
+            .unwrap()
+            .starts_with("     require_read_only is set: tasks on owner fail"),
+        "{rest:#?}"
+    );
+
+    let (code, _, rest) = verdict(&p, "root");
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        rest,
+        [
+            "     not read-only: user ferry_super is a superuser",
+            "     give ferry an account that can only read (see docs/configuration.md#read-only-accounts)"
+        ]
+    );
+
+    // The owner's run fails with the reasons and exports nothing; the reader's runs.
+    let run = p.run_json("t_owner", &[], 1);
+    let error = run["error"].as_str().unwrap();
+    assert!(
+        error.contains(
+            "datasource `owner`: require_read_only is set, but user ferry is not read-only ("
+        ) && error.contains("owns database ferry_test"),
+        "{error}"
+    );
+    assert!(exported(&p, "owner").is_none());
+    let run = p.run_json("t_reader", &[], 0);
+    assert_eq!(run["rows"], 1, "{run}");
+    assert_eq!(
+        exported(&p, "reader").as_deref(),
+        Some("id,label,later\n1,before,after\n")
+    );
+}
+
+#[test]
+fn mariadb_recipe_makes_a_read_only_account_and_owners_are_refused() {
+    let Some(owner_url) = crate::mysql::my_url() else {
+        return;
+    };
+    let Some(super_url) = super_url(Some(owner_url.clone()), "FERRY_TEST_MYSQL_SUPER_URL") else {
+        return;
+    };
+    let reader = format!("ferry_reader_{}", std::process::id());
+    let password = format!("ro-{}", std::process::id());
+    crate::mysql::exec(
+        &owner_url,
+        "DROP TABLE IF EXISTS ro_items;\nCREATE TABLE ro_items (id INT PRIMARY KEY, label VARCHAR(20));\nINSERT INTO ro_items VALUES (1, 'one');\n",
+    );
+    crate::mysql::exec(
+        &super_url,
+        &format!("DROP USER IF EXISTS '{reader}'@'127.0.0.1';\n"),
+    );
+    let sql = recipe("mysql")
+        .replace("ferry_reader", &reader)
+        .replace("change-me", &password)
+        .replace("10.0.0.5", "127.0.0.1")
+        .replace(" sales.*", " ferry_test.*");
+    crate::mysql::exec(&super_url, &sql);
+    let reader_url = as_account(&owner_url, &reader, &password);
+    let p = project(
+        &[
+            (
+                "owner",
+                "{ type: mysql, url: \"${FERRY_TEST_MYSQL_URL}\", require_read_only: true }"
+                    .to_string(),
+            ),
+            (
+                "reader",
+                format!("{{ type: mysql, url: \"{reader_url}\", require_read_only: true }}"),
+            ),
+            (
+                "root",
+                "{ type: mysql, url: \"${FERRY_TEST_MYSQL_SUPER_URL}\" }".to_string(),
+            ),
+        ],
+        "SELECT id, label FROM ro_items",
+    );
+
+    let (code, first, rest) = verdict(&p, "reader");
+    assert_eq!(code, Some(0), "{first}\n{rest:?}");
+    assert!(
+        first.starts_with("ok   reader (mysql): MariaDB "),
+        "{first}"
+    );
+    assert_eq!(
+        rest,
+        [format!(
+            "     read-only: user '{reader}'@'127.0.0.1' can only read"
+        )]
+    );
+
+    let (code, first, rest) = verdict(&p, "owner");
+    assert_eq!(code, Some(1), "{first}\n{rest:?}");
+    assert!(first.starts_with("FAIL owner (mysql): MariaDB "), "{first}");
+    assert_eq!(
+        rest[..3],
+        [
+            "     not read-only: user 'ferry'@'127.0.0.1' has CONNECTION ADMIN on *.*",
+            "     not read-only: user 'ferry'@'127.0.0.1' has the PROCESS privilege (sees every session's statements)",
+            "     not read-only: user 'ferry'@'127.0.0.1' has ALL PRIVILEGES on `ferry_test`.*",
+        ]
+    );
+
+    let (code, _, rest) = verdict(&p, "root");
+    assert_eq!(code, Some(0));
+    assert_eq!(
+        rest[..2],
+        [
+            "     not read-only: user 'ferry_super'@'127.0.0.1' has ALL PRIVILEGES on *.*",
+            "     not read-only: user 'ferry_super'@'127.0.0.1' can grant its privileges on *.* to others (WITH GRANT OPTION)",
+        ]
+    );
+
+    let run = p.run_json("t_owner", &[], 1);
+    let error = run["error"].as_str().unwrap();
+    assert!(
+        error.contains("datasource `owner`: require_read_only is set, but user 'ferry'@'127.0.0.1' is not read-only (")
+            && error.contains("has ALL PRIVILEGES on `ferry_test`.*"),
+        "{error}"
+    );
+    assert!(exported(&p, "owner").is_none());
+    let run = p.run_json("t_reader", &[], 0);
+    assert_eq!(run["rows"], 1, "{run}");
+    assert_eq!(exported(&p, "reader").as_deref(), Some("id,label\n1,one\n"));
+}
+
+#[test]
+fn sqlite_with_require_read_only_runs() {
+    let p = Project::fixture("project");
+    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
+    p.write(
+        "config.yaml",
+        &config.replace(
+            "seed_sql: seed.sql }",
+            "seed_sql: seed.sql, require_read_only: true }",
+        ),
+    );
+    let out = p.ferry(&["sources", "test"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let run = p.run_json("types_csv", &["--no-notify"], 0);
+    assert_eq!(run["status"], "succeeded", "{run}");
+}
