@@ -46,17 +46,21 @@ fn as_account(url: &str, user: &str, password: &str) -> String {
     format!("{scheme}://{user}:{password}@{host}")
 }
 
-/// A project with the given datasources (one YAML line each) and a task `t_NAME` per
-/// datasource that exports `query`.
-fn project(datasources: &[(&str, String)], query: &str) -> Project {
+/// A project with three datasources of `kind` — `owner` (the test account, which owns its
+/// database) and `reader` (`reader_url`), both with `require_read_only`, and `root` (the
+/// superuser) — and a task `t_NAME` per datasource that exports `query`.
+fn project(kind: &str, env: &str, reader_url: &str, query: &str) -> Project {
     let p = Project::fixture("project");
-    let mut config =
-        String::from("timezone: UTC\nstore: { url: \"sqlite://data/ferry.db\" }\ndatasources:\n");
-    for (name, line) in datasources {
-        config.push_str(&format!("  {name}: {line}\n"));
-    }
-    p.write("config.yaml", &config);
-    for (i, (name, _)) in datasources.iter().enumerate() {
+    p.write(
+        "config.yaml",
+        &format!(
+            "timezone: UTC\nstore: {{ url: \"sqlite://data/ferry.db\" }}\ndatasources:\n  \
+             owner: {{ type: {kind}, url: \"${{FERRY_TEST_{env}_URL}}\", require_read_only: true }}\n  \
+             reader: {{ type: {kind}, url: \"{reader_url}\", require_read_only: true }}\n  \
+             root: {{ type: {kind}, url: \"${{FERRY_TEST_{env}_SUPER_URL}}\" }}\n"
+        ),
+    );
+    for (i, name) in ["owner", "reader", "root"].into_iter().enumerate() {
         let body = format!(
             "schedule: \"0 3 * * *\"\nsource: {name}\nquery: {query}\noutput: {{ format: csv, file_name: \"t_{name}\" }}\n"
         );
@@ -69,13 +73,31 @@ fn project(datasources: &[(&str, String)], query: &str) -> Project {
     p
 }
 
-/// The lines of `ferry sources test NAME` after the first, and its exit code.
-fn verdict(p: &Project, name: &str) -> (Option<i32>, String, Vec<String>) {
+/// The lines of `ferry sources test NAME` after the first, once its exit code and the
+/// start of its first line are as expected.
+fn verdict(p: &Project, name: &str, code: i32, first: &str) -> Vec<String> {
     let out = p.ferry(&["sources", "test", name]);
+    assert_eq!(out.status.code(), Some(code), "{}", describe(&out));
     let text = stdout(&out);
     let mut lines = text.lines().map(str::to_string);
-    let first = lines.next().unwrap_or_default();
-    (out.status.code(), first, lines.collect())
+    let head = lines.next().unwrap_or_default();
+    assert!(head.starts_with(first), "{text}");
+    lines.collect()
+}
+
+/// `t_owner` fails with `refusal` and each of `reasons` in its error and exports nothing;
+/// `t_reader` exports `csv`.
+fn owner_refused_reader_runs(p: &Project, refusal: &str, reasons: &[&str], csv: &str) {
+    let run = p.run_json("t_owner", &[], 1);
+    let error = run["error"].as_str().unwrap();
+    assert!(error.contains(refusal), "{error}");
+    for r in reasons {
+        assert!(error.contains(r), "no `{r}` in {error}");
+    }
+    assert!(exported(p, "owner").is_none());
+    let run = p.run_json("t_reader", &[], 0);
+    assert_eq!(run["rows"], 1, "{run}");
+    assert_eq!(exported(p, "reader").as_deref(), Some(csv));
 }
 
 /// The exported CSV of task `t_NAME`, if the run wrote one.
@@ -116,41 +138,19 @@ fn postgres_recipe_makes_a_read_only_account_and_owners_are_refused() {
     );
     let reader_url = as_account(&owner_url, &reader, &password);
     let p = project(
-        &[
-            (
-                "owner",
-                "{ type: postgres, url: \"${FERRY_TEST_PG_URL}\", require_read_only: true }"
-                    .to_string(),
-            ),
-            (
-                "reader",
-                format!("{{ type: postgres, url: \"{reader_url}\", require_read_only: true }}"),
-            ),
-            (
-                "root",
-                "{ type: postgres, url: \"${FERRY_TEST_PG_SUPER_URL}\" }".to_string(),
-            ),
-        ],
+        "postgres",
+        "PG",
+        &reader_url,
         "SELECT b.id, b.label, a.label AS later FROM ro_before b, ro_after a",
     );
 
-    let (code, first, rest) = verdict(&p, "reader");
-    assert_eq!(code, Some(0), "{first}\n{rest:?}");
-    assert!(
-        first.starts_with("ok   reader (postgres): PostgreSQL "),
-        "{first}"
-    );
+    let rest = verdict(&p, "reader", 0, "ok   reader (postgres): PostgreSQL ");
     assert_eq!(
         rest,
         [format!("     read-only: user {reader} can only read")]
     );
 
-    let (code, first, rest) = verdict(&p, "owner");
-    assert_eq!(code, Some(1), "{first}\n{rest:?}");
-    assert!(
-        first.starts_with("FAIL owner (postgres): PostgreSQL "),
-        "{first}"
-    );
+    let rest = verdict(&p, "owner", 1, "FAIL owner (postgres): PostgreSQL ");
     for reason in [
         "     not read-only: user ferry owns database ferry_test",
         "     not read-only: user ferry can CREATE in schema public",
@@ -174,8 +174,7 @@ fn postgres_recipe_makes_a_read_only_account_and_owners_are_refused() {
         "{rest:#?}"
     );
 
-    let (code, _, rest) = verdict(&p, "root");
-    assert_eq!(code, Some(0));
+    let rest = verdict(&p, "root", 0, "ok   root (postgres): ");
     assert_eq!(
         rest,
         [
@@ -185,20 +184,11 @@ fn postgres_recipe_makes_a_read_only_account_and_owners_are_refused() {
     );
 
     // The owner's run fails with the reasons and exports nothing; the reader's runs.
-    let run = p.run_json("t_owner", &[], 1);
-    let error = run["error"].as_str().unwrap();
-    assert!(
-        error.contains(
-            "datasource `owner`: require_read_only is set, but user ferry is not read-only ("
-        ) && error.contains("owns database ferry_test"),
-        "{error}"
-    );
-    assert!(exported(&p, "owner").is_none());
-    let run = p.run_json("t_reader", &[], 0);
-    assert_eq!(run["rows"], 1, "{run}");
-    assert_eq!(
-        exported(&p, "reader").as_deref(),
-        Some("id,label,later\n1,before,after\n")
+    owner_refused_reader_runs(
+        &p,
+        "datasource `owner`: require_read_only is set, but user ferry is not read-only (",
+        &["owns database ferry_test", "can CREATE in schema public"],
+        "id,label,later\n1,before,after\n",
     );
 }
 
@@ -228,30 +218,13 @@ fn mariadb_recipe_makes_a_read_only_account_and_owners_are_refused() {
     crate::mysql::exec(&super_url, &sql);
     let reader_url = as_account(&owner_url, &reader, &password);
     let p = project(
-        &[
-            (
-                "owner",
-                "{ type: mysql, url: \"${FERRY_TEST_MYSQL_URL}\", require_read_only: true }"
-                    .to_string(),
-            ),
-            (
-                "reader",
-                format!("{{ type: mysql, url: \"{reader_url}\", require_read_only: true }}"),
-            ),
-            (
-                "root",
-                "{ type: mysql, url: \"${FERRY_TEST_MYSQL_SUPER_URL}\" }".to_string(),
-            ),
-        ],
+        "mysql",
+        "MYSQL",
+        &reader_url,
         "SELECT id, label FROM ro_items",
     );
 
-    let (code, first, rest) = verdict(&p, "reader");
-    assert_eq!(code, Some(0), "{first}\n{rest:?}");
-    assert!(
-        first.starts_with("ok   reader (mysql): MariaDB "),
-        "{first}"
-    );
+    let rest = verdict(&p, "reader", 0, "ok   reader (mysql): MariaDB ");
     assert_eq!(
         rest,
         [format!(
@@ -259,9 +232,7 @@ fn mariadb_recipe_makes_a_read_only_account_and_owners_are_refused() {
         )]
     );
 
-    let (code, first, rest) = verdict(&p, "owner");
-    assert_eq!(code, Some(1), "{first}\n{rest:?}");
-    assert!(first.starts_with("FAIL owner (mysql): MariaDB "), "{first}");
+    let rest = verdict(&p, "owner", 1, "FAIL owner (mysql): MariaDB ");
     assert_eq!(
         rest[..3],
         [
@@ -271,8 +242,7 @@ fn mariadb_recipe_makes_a_read_only_account_and_owners_are_refused() {
         ]
     );
 
-    let (code, _, rest) = verdict(&p, "root");
-    assert_eq!(code, Some(0));
+    let rest = verdict(&p, "root", 0, "ok   root (mysql): MariaDB ");
     assert_eq!(
         rest[..2],
         [
@@ -281,17 +251,15 @@ fn mariadb_recipe_makes_a_read_only_account_and_owners_are_refused() {
         ]
     );
 
-    let run = p.run_json("t_owner", &[], 1);
-    let error = run["error"].as_str().unwrap();
-    assert!(
-        error.contains("datasource `owner`: require_read_only is set, but user 'ferry'@'127.0.0.1' is not read-only (")
-            && error.contains("has ALL PRIVILEGES on `ferry_test`.*"),
-        "{error}"
+    owner_refused_reader_runs(
+        &p,
+        "datasource `owner`: require_read_only is set, but user 'ferry'@'127.0.0.1' is not read-only (",
+        &[
+            "has ALL PRIVILEGES on `ferry_test`.*",
+            "has the PROCESS privilege",
+        ],
+        "id,label\n1,one\n",
     );
-    assert!(exported(&p, "owner").is_none());
-    let run = p.run_json("t_reader", &[], 0);
-    assert_eq!(run["rows"], 1, "{run}");
-    assert_eq!(exported(&p, "reader").as_deref(), Some("id,label\n1,one\n"));
 }
 
 #[test]
