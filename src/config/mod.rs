@@ -38,7 +38,7 @@ pub use env::interpolate;
 pub use load::load_config;
 pub use problem::Problem;
 pub use task::{load_task, load_tasks, task_files, validate_task};
-pub use url::redact_url;
+pub use url::{redact_text, redact_url};
 pub use yaml::io_message;
 
 use crate::params::{ParamValue, Period};

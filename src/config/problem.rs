@@ -44,16 +44,19 @@ impl Problem {
     }
 }
 
+/// One line, `file:line:col: field: message`; a URL quoted in the message (a value that
+/// was given where something else was expected) is shown with its secrets redacted.
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;
         if let Some((line, col)) = self.pos {
             write!(f, ":{line}:{col}")?;
         }
+        let message = super::redact_text(&self.message);
         if self.field.is_empty() {
-            write!(f, ": {}", self.message)
+            write!(f, ": {message}")
         } else {
-            write!(f, ": {}: {}", self.field, self.message)
+            write!(f, ": {}: {message}", self.field)
         }
     }
 }

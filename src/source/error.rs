@@ -66,11 +66,13 @@ pub struct SourceError {
 }
 
 impl SourceError {
+    /// An error with `message`, in which any URL is redacted: messages quote driver
+    /// errors, and a driver may echo the URL it was given.
     pub fn new(datasource: &str, kind: ErrorKind, message: impl Into<String>) -> SourceError {
         SourceError {
             datasource: datasource.to_string(),
             kind,
-            message: message.into(),
+            message: crate::config::redact_text(&message.into()),
             cause: None,
         }
     }

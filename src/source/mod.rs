@@ -63,7 +63,8 @@ pub fn connection_slots(name: &str, max_connections: usize) -> Arc<Semaphore> {
         .clone()
 }
 
-/// An error and its causes on one line (`error: cause: cause`), each cause once.
+/// An error and its causes on one line (`error: cause: cause`), each cause once, with the
+/// secrets of any URL in it redacted (a driver or HTTP client may echo the URL).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut cause = e.source();
@@ -75,7 +76,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         }
         cause = c.source();
     }
-    msg
+    crate::config::redact_text(&msg)
 }
 
 /// The SQL of `query`, for a backend that reads SQL only.
