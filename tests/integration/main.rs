@@ -26,6 +26,7 @@ mod read_only;
 mod robots;
 mod runs;
 mod schedule;
+mod secrets;
 mod serve;
 mod smtp_proxy;
 mod source_errors;
