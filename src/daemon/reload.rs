@@ -69,7 +69,7 @@ impl ReloadService {
                 }
                 // Accounts may have changed with the configuration: `require_read_only`
                 // checks again at each datasource's next run.
-                crate::source::access::forget_verdicts();
+                crate::source::access::forget_verdicts(&project.config);
                 self.publish.send_replace(Arc::new(project));
             }
             Err(problems) => {

@@ -12,7 +12,8 @@
 //! `ferry sources test` prints the verdict. A datasource with `require_read_only` runs a
 //! task only after [`require_read_only`] found its account read-only: the verdict is kept
 //! per datasource for [`RECHECK_AFTER`] (and forgotten when `ferry serve` reloads its
-//! configuration, [`forget_verdicts`]); a refusal is not kept, so an account the DBA has
+//! configuration, [`forget_verdicts`]), by its name, type and redacted URL, so a changed
+//! account is checked at once; a refusal is not kept, so an account the DBA has
 //! fixed is used by the next run.
 
 use std::collections::HashMap;
@@ -23,7 +24,7 @@ use chrono::{DateTime, Utc};
 
 use super::{ErrorKind, Source, SourceError};
 use crate::clock::Clock;
-use crate::config::DatasourceSpec;
+use crate::config::{Config, DatasourceSpec};
 
 /// How long a read-only verdict is trusted before the next run checks again.
 pub const RECHECK_AFTER: Duration = Duration::from_secs(10 * 60);
@@ -113,10 +114,13 @@ fn verdict_key(name: &str, spec: &DatasourceSpec) -> String {
     format!("{name}\n{}\n{}", spec.kind(), spec.location())
 }
 
-/// Forgets every kept verdict: the next run of each datasource checks again (`ferry
-/// serve` calls this when it reloads its configuration).
-pub fn forget_verdicts() {
-    VERDICTS.lock().expect("verdicts lock").found.clear();
+/// Forgets the kept verdicts of `config`'s datasources: their next runs check again
+/// (`ferry serve` calls this when it reloads its configuration).
+pub fn forget_verdicts(config: &Config) {
+    let mut verdicts = VERDICTS.lock().expect("verdicts lock");
+    for (name, spec) in &config.datasources {
+        verdicts.forget(&verdict_key(name, spec));
+    }
 }
 
 /// For a datasource with `require_read_only`: `Ok` when its account is read-only (as

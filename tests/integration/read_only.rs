@@ -6,7 +6,7 @@
 //! `require_read_only` datasource fails with the reason on the owner account, before its
 //! query runs, and runs on the recipe's account. Under `CI=true` the servers must be there.
 
-use crate::support::{Project, describe, only_task, repo, stdout};
+use crate::support::{Daemon, Project, describe, only_task, repo, stdout};
 
 /// The SQL block after `<!-- recipe: NAME -->` in docs/configuration.md.
 fn recipe(name: &str) -> String {
@@ -22,11 +22,22 @@ fn recipe(name: &str) -> String {
     docs[start..start + len].to_string()
 }
 
-/// A superuser URL from the environment, only when the test server runs at all.
-fn super_url(base: Option<String>, var: &str) -> Option<String> {
-    base?;
+/// The PostgreSQL recipe for account `reader` with `password` on the test database, whose
+/// tables the test account `ferry` owns.
+fn pg_recipe(reader: &str, password: &str) -> String {
+    recipe("postgres")
+        .replace("ferry_reader", reader)
+        .replace("change-me", password)
+        .replace("DATABASE sales", "DATABASE ferry_test")
+        .replace("app_owner", "ferry")
+}
+
+/// The test account's URL (`base`) and the superuser URL from `var`, when the test
+/// server runs (under `CI=true` it must).
+fn urls(base: Option<String>, var: &str) -> Option<(String, String)> {
+    let base = base?;
     match std::env::var(var) {
-        Ok(u) if !u.is_empty() => Some(u),
+        Ok(u) if !u.is_empty() => Some((base, u)),
         _ => {
             assert_ne!(
                 std::env::var("CI").as_deref(),
@@ -110,10 +121,8 @@ fn exported(p: &Project, name: &str) -> Option<String> {
 
 #[test]
 fn postgres_recipe_makes_a_read_only_account_and_owners_are_refused() {
-    let Some(owner_url) = crate::postgres::pg_url() else {
-        return;
-    };
-    let Some(super_url) = super_url(Some(owner_url.clone()), "FERRY_TEST_PG_SUPER_URL") else {
+    let Some((owner_url, super_url)) = urls(crate::postgres::pg_url(), "FERRY_TEST_PG_SUPER_URL")
+    else {
         return;
     };
     let reader = format!("ferry_reader_{}", std::process::id());
@@ -125,11 +134,7 @@ fn postgres_recipe_makes_a_read_only_account_and_owners_are_refused() {
          CREATE TABLE ro_before (id int PRIMARY KEY, label text);
          INSERT INTO ro_before VALUES (1, 'before');",
     );
-    let sql = recipe("postgres")
-        .replace("ferry_reader", &reader)
-        .replace("change-me", &password)
-        .replace("DATABASE sales", "DATABASE ferry_test")
-        .replace("app_owner", "ferry");
+    let sql = pg_recipe(&reader, &password);
     crate::postgres::exec(&super_url, &sql);
     crate::postgres::exec(
         &owner_url,
@@ -194,10 +199,8 @@ fn postgres_recipe_makes_a_read_only_account_and_owners_are_refused() {
 
 #[test]
 fn mariadb_recipe_makes_a_read_only_account_and_owners_are_refused() {
-    let Some(owner_url) = crate::mysql::my_url() else {
-        return;
-    };
-    let Some(super_url) = super_url(Some(owner_url.clone()), "FERRY_TEST_MYSQL_SUPER_URL") else {
+    let Some((owner_url, super_url)) = urls(crate::mysql::my_url(), "FERRY_TEST_MYSQL_SUPER_URL")
+    else {
         return;
     };
     let reader = format!("ferry_reader_{}", std::process::id());
@@ -277,4 +280,100 @@ fn sqlite_with_require_read_only_runs() {
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let run = p.run_json("types_csv", &["--no-notify"], 0);
     assert_eq!(run["status"], "succeeded", "{run}");
+}
+
+/// Moves the daemon to the fire at `t` and waits for its run to end.
+async fn fire(d: &mut Daemon, t: &str) -> ferry::store::RunRecord {
+    let t: chrono::DateTime<chrono::Utc> = t.parse().unwrap();
+    d.advance_to(t).await;
+    let runs = d
+        .wait_runs("t", &format!("the fire at {t}"), |runs| {
+            runs.last()
+                .is_some_and(|r| r.scheduled_at == t && r.status != ferry::store::Status::Running)
+        })
+        .await;
+    runs.last().unwrap().clone()
+}
+
+/// The verdict is kept 10 minutes of the daemon's clock and forgotten on reload; a refusal
+/// is not kept. On the real PostgreSQL with the docs' read-only account: it runs; given
+/// INSERT, it still runs within the 10 minutes, and fails after them; once INSERT is taken
+/// back it runs at once; given INSERT again, a reload makes the next run check and fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_daemon_keeps_a_read_only_verdict_ten_minutes_and_rechecks_on_reload() {
+    use ferry::daemon::Event;
+    use ferry::store::Status;
+
+    let Some((owner_url, super_url)) = urls(crate::postgres::pg_url(), "FERRY_TEST_PG_SUPER_URL")
+    else {
+        return;
+    };
+    let reader = format!("ferry_cache_{}", std::process::id());
+    let password = format!("ro-{}", std::process::id());
+    let sql = pg_recipe(&reader, &password);
+    let (owner, admin) = (owner_url.clone(), super_url.clone());
+    tokio::task::spawn_blocking(move || {
+        crate::postgres::exec(
+            &owner,
+            "CREATE TABLE IF NOT EXISTS ro_cache (id int); TRUNCATE ro_cache; INSERT INTO ro_cache VALUES (1);",
+        );
+        crate::postgres::exec(&admin, &sql);
+    })
+    .await
+    .unwrap();
+    let grant = |sql: String| {
+        let admin = super_url.clone();
+        tokio::task::spawn_blocking(move || crate::postgres::exec(&admin, &sql))
+    };
+
+    let p = Project::fixture("project");
+    p.write(
+        "config.yaml",
+        &format!(
+            "timezone: UTC\nstore: {{ url: \"sqlite://data/ferry.db\" }}\ndatasources:\n  \
+             reader: {{ type: postgres, url: \"{}\", require_read_only: true }}\n",
+            as_account(&owner_url, &reader, &password)
+        ),
+    );
+    only_task(
+        &p,
+        "t",
+        "schedule: \"1,2,11,12,13 0 * * *\"\nsource: reader\nquery: SELECT id FROM ro_cache\noutput: { format: csv }\n",
+    );
+    let at = |s: &str| s.parse::<chrono::DateTime<chrono::Utc>>().unwrap();
+    let mut d = Daemon::start(&p, at("2030-01-01T00:00:30Z")).await;
+    let run = fire(&mut d, "2030-01-01T00:01:00Z").await;
+    assert_eq!(run.status, Status::Succeeded, "{run:#?}");
+    grant(format!("GRANT INSERT ON ro_cache TO {reader}"))
+        .await
+        .unwrap();
+    // Within 10 minutes of the check: the kept verdict.
+    let run = fire(&mut d, "2030-01-01T00:02:00Z").await;
+    assert_eq!(run.status, Status::Succeeded, "{run:#?}");
+    // 10 minutes after the check: checked again, refused with the reason.
+    let run = fire(&mut d, "2030-01-01T00:11:00Z").await;
+    assert_eq!(run.status, Status::Failed, "{run:#?}");
+    let error = run.error.clone().unwrap_or_default();
+    assert!(
+        error.contains(&format!(
+            "require_read_only is set, but user {reader} is not read-only (can INSERT on public.ro_cache)"
+        )),
+        "{error}"
+    );
+    // The refusal is not kept: fixed, the next run goes.
+    grant(format!("REVOKE INSERT ON ro_cache FROM {reader}"))
+        .await
+        .unwrap();
+    let run = fire(&mut d, "2030-01-01T00:12:00Z").await;
+    assert_eq!(run.status, Status::Succeeded, "{run:#?}");
+    // A reload forgets the verdict kept at 00:12.
+    grant(format!("GRANT INSERT ON ro_cache TO {reader}"))
+        .await
+        .unwrap();
+    d.handle.reload();
+    d.wait_for("the reload", |e| matches!(e, Event::Reloaded(_)))
+        .await;
+    let run = fire(&mut d, "2030-01-01T00:13:00Z").await;
+    assert_eq!(run.status, Status::Failed, "{run:#?}");
+    d.stop().await;
 }
