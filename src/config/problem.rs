@@ -104,6 +104,19 @@ mod tests {
     }
 
     #[test]
+    fn a_url_in_a_message_is_shown_redacted() {
+        let p = Problem::new(
+            Path::new("config.yaml"),
+            "channels.mail.host",
+            "expected a host name, got the URL `smtp://u:hunter2@mail`",
+        );
+        assert_eq!(
+            p.to_string(),
+            "config.yaml: channels.mail.host: expected a host name, got the URL `smtp://u:***@mail`"
+        );
+    }
+
+    #[test]
     fn suggestions_are_close_only() {
         assert_eq!(
             did_you_mean("schedul", ["schedule", "source"]),

@@ -110,4 +110,17 @@ mod tests {
         );
         assert_eq!(ErrorKind::Auth.name(), "auth");
     }
+
+    #[test]
+    fn a_url_echoed_by_a_driver_is_redacted() {
+        let e = SourceError::new(
+            "pg",
+            ErrorKind::Config,
+            "invalid url: postgres://u:hunter2@h/db?password=hunter3",
+        );
+        assert_eq!(
+            e.to_string(),
+            "datasource `pg`: invalid url: postgres://u:***@h/db?password=***"
+        );
+    }
 }
