@@ -15,10 +15,15 @@
 //!   `…/bot/v2/hook/ID`, Slack, Discord);
 //! - a fragment.
 //!
-//! Everything is replaced by `***`, so what is left still says where the URL points.
+//! Everything is replaced by `***`, so what is left still says where the URL points. The
+//! one exception is the placeholder `PASSWORD` of the forms ferry's hints show
+//! (`expected postgres://USER:PASSWORD@HOST:PORT/DATABASE`).
 
 /// `***`, what a secret is shown as.
 const HIDDEN: &str = "***";
+
+/// The password of the URL forms that messages show as examples; kept as it is.
+const PLACEHOLDER: &str = "PASSWORD";
 
 /// The URL with its secrets replaced by `***` (see the module docs); in text that is not
 /// a URL, the values after a `?` are hidden.
@@ -35,6 +40,8 @@ pub fn redact_url(url: &str) -> String {
     let (userinfo, rest) = split_userinfo(rest);
     let mut out = format!("{scheme}://");
     match userinfo.map(|u| u.split_once(':')) {
+        // The placeholder of ferry's own hints (`postgres://USER:PASSWORD@HOST…`).
+        Some(Some((user, PLACEHOLDER))) => out.push_str(&format!("{user}:{PLACEHOLDER}@")),
         Some(Some((user, _))) => out.push_str(&format!("{user}:{HIDDEN}@")),
         Some(None) if web => out.push_str(&format!("{HIDDEN}@")),
         Some(None) => out.push_str(&format!("{}@", userinfo.unwrap_or_default())),
@@ -227,6 +234,10 @@ mod tests {
         // A user without a password is no secret on a database.
         assert_eq!(redact_url("postgres://ferry@h/db"), "postgres://ferry@h/db");
         assert_eq!(redact_url("smtp://user:PW@mail"), "smtp://user:***@mail");
+        assert_eq!(
+            redact_text("expected `mysql://USER:PASSWORD@HOST:PORT/DATABASE`"),
+            "expected `mysql://USER:PASSWORD@HOST:PORT/DATABASE`"
+        );
         // Not a URL, or another scheme: every query value is hidden.
         assert_eq!(redact_url("h.example/x?id=tok"), "h.example/x?id=***");
         assert_eq!(redact_url("ftp://h/x?id=tok"), "ftp://h/x?id=***");
