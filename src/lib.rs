@@ -8,7 +8,8 @@
 //! Data flows one way through these modules (read them in this order):
 //!
 //! - [`config`]: `config.yaml` + `tasks/*.yaml` → raw serde types → validated specs, with
-//!   every problem reported as `file:line:col: field: message`; each plugin's checks live
+//!   every problem reported as `file:line:col: field: message`; secrets in URLs redacted
+//!   wherever shown (`config::redact_url`); each plugin's checks live
 //!   beside it (`source/config.rs`, `notify/config.rs`, ...), gathered in [`plugins`].
 //! - [`clock`]: the `Clock` seam (system and manual clocks): the only source of "now".
 //! - [`schedule`]: cron expressions in a task's time zone (croner).
@@ -19,7 +20,8 @@
 //! - [`sqlgate`]: the SQL read-only gate (sqlparser): one read-only query, or refused;
 //!   `sql_gate: strict` allows only pure functions.
 //! - [`source`]: the `Source` trait (columns first, then rows in chunks), the shared
-//!   streaming pump, typed `SourceError`s (connect, auth, timeout, cancelled, query), and
+//!   streaming pump, typed `SourceError`s (connect, auth, timeout, cancelled, query, not
+//!   read-only), what the account could change (`access`, for `require_read_only`), and
 //!   SQLite, PostgreSQL, MySQL and (cargo feature `oracle`) Oracle.
 //! - [`value`]: the exact value model every source produces and every writer consumes.
 //! - [`format`]: the `FormatWriter` trait, CSV and XLSX writers, zip, atomic publishing.

@@ -115,6 +115,7 @@ pub(crate) fn validate_config(
         sql_gate_off: ds.sql_gate_off,
         sql_gate_strict: ds.sql_gate_strict,
         max_cost: ds.max_cost,
+        require_read_only: ds.require_read_only,
         channels,
         ingest: None,
     };
@@ -184,6 +185,7 @@ struct Datasources {
     sql_gate_off: BTreeSet<String>,
     sql_gate_strict: BTreeSet<String>,
     max_cost: BTreeMap<String, f64>,
+    require_read_only: BTreeMap<String, bool>,
 }
 
 fn datasources(
@@ -205,17 +207,32 @@ fn datasources(
             );
         }
         let (RawDatasource::Sqlite {
-            sql_gate, max_cost, ..
+            sql_gate,
+            max_cost,
+            require_read_only,
+            ..
         }
         | RawDatasource::Postgres {
-            sql_gate, max_cost, ..
+            sql_gate,
+            max_cost,
+            require_read_only,
+            ..
         }
         | RawDatasource::Mysql {
-            sql_gate, max_cost, ..
+            sql_gate,
+            max_cost,
+            require_read_only,
+            ..
         }
         | RawDatasource::Oracle {
-            sql_gate, max_cost, ..
+            sql_gate,
+            max_cost,
+            require_read_only,
+            ..
         }) = &ds.value;
+        if let Some(r) = require_read_only {
+            out.require_read_only.insert(name.clone(), r.value);
+        }
         if let Some(g) = sql_gate {
             match &g.value {
                 RawSqlGate::Bool(true) => {}

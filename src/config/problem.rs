@@ -44,16 +44,19 @@ impl Problem {
     }
 }
 
+/// One line, `file:line:col: field: message`; a URL quoted in the message (a value that
+/// was given where something else was expected) is shown with its secrets redacted.
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;
         if let Some((line, col)) = self.pos {
             write!(f, ":{line}:{col}")?;
         }
+        let message = super::redact_text(&self.message);
         if self.field.is_empty() {
-            write!(f, ": {}", self.message)
+            write!(f, ": {message}")
         } else {
-            write!(f, ": {}: {}", self.field, self.message)
+            write!(f, ": {}: {message}", self.field)
         }
     }
 }
@@ -79,6 +82,19 @@ mod tests {
         assert_eq!(
             p.to_string(),
             "tasks/a.yaml:3:11: output.format: unknown format `xls`"
+        );
+    }
+
+    #[test]
+    fn a_url_in_a_message_is_shown_redacted() {
+        let p = Problem::new(
+            Path::new("config.yaml"),
+            "channels.mail.host",
+            "expected a host name, got the URL `smtp://u:hunter2@mail`",
+        );
+        assert_eq!(
+            p.to_string(),
+            "config.yaml: channels.mail.host: expected a host name, got the URL `smtp://u:***@mail`"
         );
     }
 }

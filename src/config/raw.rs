@@ -138,6 +138,8 @@ pub enum RawDatasource {
         /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
+        /// Refuse to run a task unless the account is found read-only (default `false`).
+        require_read_only: Option<Spanned<bool>>,
     },
     /// A PostgreSQL server (tokio-postgres, TLS through rustls).
     Postgres {
@@ -160,6 +162,8 @@ pub enum RawDatasource {
         /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
+        /// Refuse to run a task unless the account is found read-only (default `false`).
+        require_read_only: Option<Spanned<bool>>,
     },
     /// A MySQL-protocol server: MySQL, MariaDB, TiDB, AnalyticDB (mysql_async, TLS through
     /// rustls).
@@ -182,6 +186,8 @@ pub enum RawDatasource {
         /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
+        /// Refuse to run a task unless the account is found read-only (default `false`).
+        require_read_only: Option<Spanned<bool>>,
     },
     /// An Oracle Database (the `oracle` crate over Oracle Instant Client). Only a ferry
     /// built with `--features oracle` accepts it; others say so at `ferry validate`.
@@ -199,6 +205,8 @@ pub enum RawDatasource {
         /// Cost guard: refuse a query whose `EXPLAIN PLAN` cost exceeds this (Oracle
         /// optimizer cost units).
         max_cost: Option<Spanned<f64>>,
+        /// Refuse to run a task unless the account is found read-only (default `false`).
+        require_read_only: Option<Spanned<bool>>,
     },
 }
 

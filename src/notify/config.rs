@@ -10,7 +10,8 @@ use serde_saphyr::Spanned;
 use crate::config::raw::{RawChannel, RawEmail, RawNotify, RawOutbox};
 use crate::config::{
     ChannelKind, ChannelSpec, Checker, EmailSpec, NotifyTargets, RobotDelivery, RobotService,
-    RobotSpec, Secret, SmtpSecurity, interpolate, parse_duration, problem::hint, resolve,
+    RobotSpec, Secret, SmtpSecurity, interpolate, parse_duration, problem::hint, redact_url,
+    resolve,
 };
 use crate::notify::email;
 use crate::template::MessageTemplate;
@@ -318,13 +319,13 @@ fn check_webhook_url(service: RobotService, url: &str) -> Result<(), String> {
     match host {
         Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Ok(()),
         _ => {
-            let shown: String = url.chars().take_while(|c| *c != '?').take(30).collect();
             let what = match service {
                 RobotService::Webhook => "the webhook's url".to_string(),
                 other => format!("the {} webhook", other.kind()),
             };
             Err(format!(
-                "expected an http(s) URL for {what}, got `{shown}…`"
+                "expected an http(s) URL for {what}, got `{}`",
+                redact_url(url)
             ))
         }
     }
@@ -787,8 +788,9 @@ pub(crate) fn check_server<T>(
                     h,
                     format!("{field}.host"),
                     format!(
-                        "expected a host name, got the URL `{v}` (put the port in `port` and \
-                        the encryption in `security`)"
+                        "expected a host name, got the URL `{}` (put the port in `port` and \
+                        the encryption in `security`)",
+                        redact_url(&v)
                     ),
                 );
             } else if v.is_empty() && c.count() == before {
