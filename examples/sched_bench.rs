@@ -16,7 +16,7 @@ use std::time::{Duration, Instant};
 use async_trait::async_trait;
 use chrono::Utc;
 use ferry::config::Project;
-use ferry::schedule::runtime::{Job, Runner, Scheduler};
+use ferry::scheduler::{Job, Runner, Scheduler};
 use ferry::store::sqlite::SqliteStore;
 use ferry::store::{Outcome, Status, Store};
 

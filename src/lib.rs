@@ -8,17 +8,22 @@
 //! Data flows one way through these modules (read them in this order):
 //!
 //! - [`config`]: `config.yaml` + `tasks/*.yaml` → raw serde types → validated specs, with
-//!   every problem reported as `file:line:col: field: message`; each plugin's checks live
+//!   every problem reported as `file:line:col: field: message`; secrets in URLs redacted
+//!   wherever shown (`config::redact_url`); each plugin's checks live
 //!   beside it (`source/config.rs`, `notify/config.rs`, ...), gathered in [`plugins`].
 //! - [`fsread`]: reading the files config names (config, tasks, queries, templates, CA
 //!   files, seed scripts): regular files only, of bounded size, never blocking.
 //! - [`clock`]: the `Clock` seam (system and manual clocks): the only source of "now".
 //! - [`schedule`]: cron expressions in a task's time zone (croner).
+//! - [`scheduler`]: what is due when (misfires, quiet hours, deferrals) and the worker
+//!   slots; `ferry serve` drives it.
+//! - [`suggest`]: "did you mean ...?" for mistyped names.
 //! - [`params`]: typed query parameters (`:run_date`, `:period_start`, ...).
 //! - [`sqlgate`]: the SQL read-only gate (sqlparser): one read-only query, or refused;
 //!   `sql_gate: strict` allows only pure functions.
 //! - [`source`]: the `Source` trait (columns first, then rows in chunks), the shared
-//!   streaming pump, typed `SourceError`s (connect, auth, timeout, cancelled, query), and
+//!   streaming pump, typed `SourceError`s (connect, auth, timeout, cancelled, query, not
+//!   read-only), what the account could change (`access`, for `require_read_only`), and
 //!   SQLite, PostgreSQL, MySQL and (cargo feature `oracle`) Oracle.
 //! - [`value`]: the exact value model every source produces and every writer consumes.
 //! - [`format`]: the `FormatWriter` trait, CSV and XLSX writers, zip, atomic publishing.
@@ -31,6 +36,8 @@
 //!   the email channel and the PostgreSQL and MySQL sources.
 //! - [`links`]: signed download links (opaque ids, HMAC-SHA256 with an expiry).
 //! - [`server`]: the HTTP server of `ferry serve` (axum): signed downloads.
+//! - [`ingest`]: query by email: the verdict on a mailed request (machine mail,
+//!   authentication, allowlist, keyword, query files through the strict SQL gate).
 //! - [`daemon`]: `ferry serve` as a library: its services (scheduler, delivery, reload,
 //!   download server) with one lifecycle.
 //! - [`panics`]: panic boundaries around library code (writers, drivers) and the
@@ -45,16 +52,22 @@ pub mod daemon;
 pub mod exec;
 pub mod format;
 pub mod fsread;
+pub mod ingest;
 pub mod links;
 pub mod notify;
 pub mod panics;
 pub mod params;
 pub mod plugins;
 pub mod schedule;
+pub mod scheduler;
 pub mod server;
 pub mod source;
 pub mod sqlgate;
 pub mod store;
+pub mod suggest;
 pub mod template;
 pub mod tls;
 pub mod value;
+
+#[cfg(test)]
+mod layering_tests;

@@ -40,7 +40,7 @@ impl Panicked {
     pub fn reason(&self) -> String {
         match os_error_code(&self.message) {
             Some(code) => crate::fsread::io_message(&std::io::Error::from_raw_os_error(code)),
-            None => self.message.clone(),
+            None => crate::config::redact_text(&self.message),
         }
     }
 }
@@ -76,6 +76,8 @@ pub fn install() {
                     "internal error: {message} (a bug in ferry or a library it uses; please report it)"
                 );
             } else {
+                // As every log line is: a URL in the message shows no secret.
+                let message = crate::config::redact_text(&message);
                 eprintln!(
                     "error: internal error at {location}: {message} (a bug in ferry or a library it uses; please report it)"
                 );

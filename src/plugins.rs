@@ -1,7 +1,8 @@
 //! Assembly of the plugins' config checks: [`CHECKS`] names the check of each plugin
 //! family (datasources in [`crate::source::config`], channels and notify entries in
 //! [`crate::notify::config`], `links:` in [`crate::links::config`], `store.url` in
-//! [`crate::store::config`]), and [`Project::load`] loads a project with them.
+//! [`crate::store::config`], `ingest:` in [`crate::ingest::config`]), and
+//! [`Project::load`] loads a project with them.
 //!
 //! This is the one module that knows both the config loader and every plugin, so that
 //! [`crate::config`] itself imports none of them.
@@ -18,6 +19,7 @@ pub const CHECKS: Checks = Checks {
     channel: crate::notify::config::check,
     notify_entry: crate::notify::config::check_entry,
     sql_gate: crate::sqlgate::check_task_query,
+    ingest: crate::ingest::config::check,
     report_variables: crate::notify::RunReport::variables,
     alert_variables: crate::exec::alert::alert_variables,
 };

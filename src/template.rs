@@ -191,7 +191,7 @@ pub fn check_variables(source: &str, origin: Option<&str>, known: &[String]) -> 
                 .join(", ")
         ),
     };
-    let close = crate::config::problem::hint(name, known.iter().map(String::as_str));
+    let close = crate::suggest::hint(name, known.iter().map(String::as_str));
     let mut listed: Vec<&str> = known.iter().map(String::as_str).collect();
     listed.sort_unstable();
     let at = match origin {

@@ -5,7 +5,7 @@ use clap::{Args, Subcommand};
 
 use super::print_plugins;
 use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, load_project, unknown_name};
-use crate::config::{ChannelKind, ChannelSpec, Project, SmtpSecurity};
+use crate::config::{ChannelKind, ChannelSpec, Project, SmtpSecurity, redact_url};
 use crate::notify::{self, Message};
 
 #[derive(Debug, Args)]
@@ -39,7 +39,8 @@ pub async fn run(cli: &Cli, args: &ChannelsArgs) -> i32 {
     }
 }
 
-/// Where a channel delivers, without any secret: a folder, an SMTP server, a robot's host.
+/// Where a channel delivers, without any secret: a folder, an SMTP server, a robot's URL
+/// redacted.
 fn destination(spec: &ChannelSpec) -> String {
     match &spec.kind {
         ChannelKind::Outbox { dir } => dir.display().to_string(),
@@ -52,13 +53,8 @@ fn destination(spec: &ChannelSpec) -> String {
             format!("smtp {}:{} ({security})", e.host, e.port)
         }
         ChannelKind::Robot(r) => {
-            let url = r.webhook.expose();
-            let host = url
-                .split_once("://")
-                .map(|(_, rest)| rest.split(['/', '?']).next().unwrap_or(""))
-                .unwrap_or("");
             let signed = if r.secret.is_some() { ", signed" } else { "" };
-            format!("{host}{signed}")
+            format!("{}{signed}", redact_url(r.webhook.expose()))
         }
     }
 }

@@ -8,6 +8,7 @@
 
 mod channels;
 mod history;
+mod ingest;
 mod link;
 mod next;
 mod run;
@@ -73,6 +74,9 @@ pub enum Command {
     History(history::HistoryArgs),
     /// Print fresh signed download links for the files of a run (needs `links:`).
     Link(link::LinkArgs),
+    /// Query by email: `ingest check FILE.eml` shows the verdict on a raw message;
+    /// `ingest test` checks the IMAP account.
+    Ingest(ingest::IngestArgs),
     /// Run the scheduler: every task on time, until SIGTERM or SIGINT.
     Serve,
 }
@@ -91,12 +95,29 @@ pub fn init_logging(verbose: u8, daemon: bool) {
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
     let _ = tracing_subscriber::fmt()
         .with_env_filter(filter)
-        .with_writer(std::io::stderr)
+        .with_writer(|| RedactedStderr)
         .with_ansi(std::io::stderr().is_terminal())
         .with_target(false)
         .try_init();
     // After the log is set up: panics outside a boundary go to it.
     crate::panics::install();
+}
+
+/// Standard error for log lines, with the secrets of any URL in a line redacted
+/// ([`crate::config::redact_text`]): a field or a library's error may hold a URL. The
+/// formatter writes each event in one call, so every line is redacted whole.
+struct RedactedStderr;
+
+impl std::io::Write for RedactedStderr {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        let text = String::from_utf8_lossy(buf);
+        std::io::stderr().write_all(crate::config::redact_text(&text).as_bytes())?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        std::io::stderr().flush()
+    }
 }
 
 /// Runs a parsed command line; returns the exit code.
@@ -110,6 +131,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Channels(args) => channels::run(&cli, args).await,
         Command::History(args) => history::run(&cli, args).await,
         Command::Link(args) => link::run(&cli, args).await,
+        Command::Ingest(args) => ingest::run(&cli, args).await,
         Command::Serve => serve::run(&cli).await,
     }
 }

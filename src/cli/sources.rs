@@ -1,13 +1,14 @@
 //! `ferry sources`: the datasources, where they point and how many tasks use them;
-//! `ferry sources test [NAME]`: connect to each, report its version, and warn when
-//! ferry's account could write.
+//! `ferry sources test [NAME]`: connect to each, report its version and whether ferry's
+//! account is read-only (and if not, every reason; see [`crate::source::access`]).
 
 use clap::{Args, Subcommand};
 
 use super::print_plugins;
 use super::{Cli, EXIT_FAILED, EXIT_OK, load_project, unknown_name};
-use crate::config::{DatasourceSpec, Project};
+use crate::config::Project;
 use crate::source;
+use crate::source::access::HOWTO;
 
 #[derive(Debug, Args)]
 pub struct SourcesArgs {
@@ -18,7 +19,8 @@ pub struct SourcesArgs {
 #[derive(Debug, Subcommand)]
 pub enum SourcesCommand {
     /// Connect to each datasource (or only NAME) within its connect timeout, print its
-    /// version, and warn when the account can write. Exit 1 if any cannot connect.
+    /// version and whether the account is read-only (and if not, why). Exit 1 if any
+    /// cannot connect, or has `require_read_only` and an account that could write.
     Test {
         /// A datasource name from config.yaml; default: every datasource.
         name: Option<String>,
@@ -36,23 +38,13 @@ pub async fn run(cli: &Cli, args: &SourcesArgs) -> i32 {
     }
 }
 
-/// The redacted URL of a server, or the path of a SQLite file.
-fn location(spec: &DatasourceSpec) -> String {
-    match spec {
-        DatasourceSpec::Sqlite { path, .. } => path.display().to_string(),
-        DatasourceSpec::Postgres { shown_url, .. }
-        | DatasourceSpec::Mysql { shown_url, .. }
-        | DatasourceSpec::Oracle { shown_url, .. } => shown_url.clone(),
-    }
-}
-
 fn list(project: &Project) -> i32 {
     print_plugins(project.config.datasources.iter().map(|(name, spec)| {
         let tasks = project.tasks.values().filter(|t| &t.source == name).count();
         [
             name.clone(),
             spec.kind().to_string(),
-            location(spec),
+            spec.location(),
             tasks.to_string(),
         ]
     }))
@@ -77,17 +69,32 @@ async fn test(project: &Project, only: Option<&str>) -> i32 {
         };
         match result {
             Ok(info) => {
+                let access = &info.access;
+                let refused = project.config.requires_read_only(name) && !access.is_read_only();
                 let encryption = info
                     .encryption
                     .map(|e| format!(", {e}"))
                     .unwrap_or_default();
                 println!(
-                    "ok   {name} ({kind}): {}, connected in {} ms{encryption}",
+                    "{} {name} ({kind}): {}, connected in {} ms{encryption}",
+                    if refused { "FAIL" } else { "ok  " },
                     info.version,
                     info.connect_time.as_millis()
                 );
-                if let Some(w) = info.write_warning {
-                    println!("warning: {name}: {w}");
+                if access.is_read_only() {
+                    println!("     read-only: {} can only read", access.account);
+                }
+                for sentence in access.sentences() {
+                    println!("     not read-only: {sentence}");
+                }
+                if refused {
+                    println!(
+                        "     require_read_only is set: tasks on {name} fail until the account \
+                         can only read (see {HOWTO})"
+                    );
+                    code = EXIT_FAILED;
+                } else if !access.is_read_only() {
+                    println!("     give ferry an account that can only read (see {HOWTO})");
                 }
             }
             Err(e) => {

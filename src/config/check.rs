@@ -4,13 +4,17 @@
 
 use std::path::Path;
 
+use crate::schedule::parse_zone;
+
 use serde_saphyr::Spanned;
 
 use super::positions::Positions;
-use super::raw::{RawChannel, RawDatasource, RawLinks, RawNotify, RawStore};
+use super::raw::{
+    RawChannel, RawDatasource, RawIngest, RawLinks, RawNotify, RawQuietHours, RawStore,
+};
 use super::{
-    ChannelSpec, Config, DatasourceSpec, LinksSpec, NotifyTargets, Problem, StoreSpec, interpolate,
-    parse_duration,
+    ChannelSpec, Config, DatasourceSpec, IngestSpec, LinksSpec, NotifyTargets, Problem,
+    QuietWindow, StoreSpec, interpolate, parse_duration,
 };
 
 /// Collects problems while turning raw values into spec values.
@@ -109,6 +113,59 @@ impl<'a> Checker<'a> {
         }
     }
 
+    /// Daily quiet windows (`scheduler.quiet_hours`, `ingest.quiet_hours`) at `field`; a
+    /// window without `timezone` is in `default_tz`.
+    pub fn quiet_windows(
+        &mut self,
+        raw: &[Spanned<RawQuietHours>],
+        field: &str,
+        default_tz: chrono_tz::Tz,
+    ) -> Vec<QuietWindow> {
+        let mut out = Vec::new();
+        for (i, q) in raw.iter().enumerate() {
+            let field = format!("{field}[{i}]");
+            let parse = |t: &str| chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").ok();
+            let from = parse(&q.value.from);
+            let to = parse(&q.value.to);
+            if from.is_none() {
+                self.at(
+                    q,
+                    format!("{field}.from"),
+                    format!("`{}` is not a time of day as HH:MM", q.value.from),
+                );
+            }
+            if to.is_none() {
+                self.at(
+                    q,
+                    format!("{field}.to"),
+                    format!("`{}` is not a time of day as HH:MM", q.value.to),
+                );
+            }
+            let tz = match &q.value.timezone {
+                Some(z) => match parse_zone(z) {
+                    Ok(tz) => tz,
+                    Err(e) => {
+                        self.at(q, format!("{field}.timezone"), e);
+                        default_tz
+                    }
+                },
+                None => default_tz,
+            };
+            if let (Some(from), Some(to)) = (from, to) {
+                if from == to {
+                    self.at(
+                        q,
+                        &field,
+                        "`from` and `to` are equal: the window would be empty",
+                    );
+                } else {
+                    out.push(QuietWindow { from, to, tz });
+                }
+            }
+        }
+        out
+    }
+
     pub fn env_req(&mut self, s: &Spanned<String>, field: &str) -> String {
         match interpolate(&s.value) {
             Ok(v) => v,
@@ -151,6 +208,9 @@ pub struct Checks {
     /// A task's query against its datasource's SQL gate: config, datasource name, SQL
     /// (`crate::sqlgate::check_task_query`).
     pub sql_gate: fn(&Config, &str, &str) -> Result<(), String>,
+    /// The `ingest:` section, against the rest of the config
+    /// (`crate::ingest::config::check`).
+    pub ingest: fn(&mut Checker, &Spanned<RawIngest>, &Config) -> IngestSpec,
     /// The variables a message template may use.
     pub report_variables: fn() -> Vec<String>,
     /// The variables an alert template may use.

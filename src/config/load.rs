@@ -12,8 +12,8 @@ use super::positions::Positions;
 use super::raw::{RawAlerts, RawChannel, RawConfig, RawDatasource, RawExport, RawSqlGate};
 use super::yaml::{parse_yaml, read_channels};
 use super::{
-    AlertsSpec, ChannelSpec, Config, DatasourceSpec, ExportDefaults, Problem, QuietWindow,
-    SchedulerSettings, interpolate, parse_duration, problem::hint, resolve,
+    AlertsSpec, ChannelSpec, Config, DatasourceSpec, ExportDefaults, Problem, SchedulerSettings,
+    interpolate, parse_duration, problem::hint, resolve,
 };
 use crate::fsread::{self, Kind, ReadError};
 use crate::schedule::parse_zone;
@@ -99,10 +99,7 @@ pub(crate) fn validate_config(
         .as_ref()
         .map(|a| alerts(&mut c, a, &channels, &templates_dir, checks));
 
-    if !c.is_clean() {
-        return Err(c.sorted());
-    }
-    Ok(Config {
+    let mut config = Config {
         alerts,
         path: path.to_path_buf(),
         base_dir,
@@ -119,8 +116,19 @@ pub(crate) fn validate_config(
         sql_gate_off: ds.sql_gate_off,
         sql_gate_strict: ds.sql_gate_strict,
         max_cost: ds.max_cost,
+        require_read_only: ds.require_read_only,
         channels,
-    })
+        ingest: None,
+    };
+    // Ingest refers to datasources and channels: it is checked against the rest.
+    config.ingest = raw
+        .ingest
+        .as_ref()
+        .map(|i| (checks.ingest)(&mut c, i, &config));
+    if !c.is_clean() {
+        return Err(c.sorted());
+    }
+    Ok(config)
 }
 
 /// The `export:` defaults of every task.
@@ -178,6 +186,7 @@ struct Datasources {
     sql_gate_off: BTreeSet<String>,
     sql_gate_strict: BTreeSet<String>,
     max_cost: BTreeMap<String, f64>,
+    require_read_only: BTreeMap<String, bool>,
 }
 
 fn datasources(
@@ -199,17 +208,32 @@ fn datasources(
             );
         }
         let (RawDatasource::Sqlite {
-            sql_gate, max_cost, ..
+            sql_gate,
+            max_cost,
+            require_read_only,
+            ..
         }
         | RawDatasource::Postgres {
-            sql_gate, max_cost, ..
+            sql_gate,
+            max_cost,
+            require_read_only,
+            ..
         }
         | RawDatasource::Mysql {
-            sql_gate, max_cost, ..
+            sql_gate,
+            max_cost,
+            require_read_only,
+            ..
         }
         | RawDatasource::Oracle {
-            sql_gate, max_cost, ..
+            sql_gate,
+            max_cost,
+            require_read_only,
+            ..
         }) = &ds.value;
+        if let Some(r) = require_read_only {
+            out.require_read_only.insert(name.clone(), r.value);
+        }
         if let Some(g) = sql_gate {
             match &g.value {
                 RawSqlGate::Bool(true) => {}
@@ -393,46 +417,6 @@ pub(crate) fn scheduler_settings(
         Some(n) => s.max_workers = n,
         None => {}
     }
-    for (i, q) in raw.quiet_hours.iter().enumerate() {
-        let field = format!("scheduler.quiet_hours[{i}]");
-        let parse = |t: &str| chrono::NaiveTime::parse_from_str(t.trim(), "%H:%M").ok();
-        let from = parse(&q.value.from);
-        let to = parse(&q.value.to);
-        if from.is_none() {
-            c.at(
-                q,
-                format!("{field}.from"),
-                format!("`{}` is not a time of day as HH:MM", q.value.from),
-            );
-        }
-        if to.is_none() {
-            c.at(
-                q,
-                format!("{field}.to"),
-                format!("`{}` is not a time of day as HH:MM", q.value.to),
-            );
-        }
-        let tz = match &q.value.timezone {
-            Some(z) => match parse_zone(z) {
-                Ok(tz) => tz,
-                Err(e) => {
-                    c.at(q, format!("{field}.timezone"), e);
-                    default_tz
-                }
-            },
-            None => default_tz,
-        };
-        if let (Some(from), Some(to)) = (from, to) {
-            if from == to {
-                c.at(
-                    q,
-                    &field,
-                    "`from` and `to` are equal: the window would be empty",
-                );
-            } else {
-                s.quiet_hours.push(QuietWindow { from, to, tz });
-            }
-        }
-    }
+    s.quiet_hours = c.quiet_windows(&raw.quiet_hours, "scheduler.quiet_hours", default_tz);
     s
 }

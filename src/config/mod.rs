@@ -18,11 +18,13 @@
 
 pub mod check;
 pub mod env;
+mod ingest;
 mod load;
 mod output;
 pub mod positions;
 pub mod problem;
 pub mod raw;
+mod store_url;
 mod task;
 pub mod url;
 pub mod yaml;
@@ -35,10 +37,13 @@ use chrono_tz::Tz;
 
 pub use check::{Checker, Checks};
 pub use env::interpolate;
+pub use ingest::{
+    ImapSpec, IngestDefaults, IngestFolders, IngestSpec, ReplyLanguage, ReplySpec, SenderSpec,
+};
 pub use load::load_config;
 pub use problem::Problem;
 pub use task::{load_task, load_tasks, task_files, validate_task};
-pub use url::redact_url;
+pub use url::{redact_text, redact_url};
 pub use yaml::io_message;
 
 use crate::params::{ParamValue, Period};
@@ -73,7 +78,33 @@ pub struct Config {
     /// Cost guards (`max_cost`): a query whose `EXPLAIN` estimate exceeds the datasource's
     /// limit is refused before it runs.
     pub max_cost: BTreeMap<String, f64>,
+    /// `require_read_only` as written on each datasource that sets it; read it through
+    /// [`Config::requires_read_only`], which knows the default.
+    pub require_read_only: BTreeMap<String, bool>,
     pub channels: BTreeMap<String, ChannelSpec>,
+    /// Query by email (`ingest:`); `None` when not configured.
+    pub ingest: Option<IngestSpec>,
+}
+
+/// `require_read_only` of a datasource that does not set it.
+pub const REQUIRE_READ_ONLY_DEFAULT: bool = false;
+
+impl Config {
+    /// Whether runs on datasource `name` must first find its account read-only
+    /// ([`crate::source::access::require_read_only`]). The default is
+    /// [`REQUIRE_READ_ONLY_DEFAULT`], except for a datasource that mailed requests may
+    /// use (`ingest.senders[].databases`): there it is `true`.
+    pub fn requires_read_only(&self, name: &str) -> bool {
+        let mailed = self.ingest.as_ref().is_some_and(|i| {
+            i.senders
+                .iter()
+                .any(|s| s.databases.iter().any(|d| d == name))
+        });
+        self.require_read_only
+            .get(name)
+            .copied()
+            .unwrap_or(REQUIRE_READ_ONLY_DEFAULT || mailed)
+    }
 }
 
 /// `alerts:`: which channel tells a task's owners that it failed, and how often at most.
@@ -85,7 +116,7 @@ pub struct AlertsSpec {
 }
 
 /// Where run history lives: the `store.url` (see [`crate::store::open`]).
-pub use crate::store::StoreUrl as StoreSpec;
+pub use store_url::{StoreUrl, StoreUrl as StoreSpec};
 
 #[derive(Debug, Clone)]
 pub struct ExportDefaults {
@@ -270,6 +301,17 @@ impl DatasourceSpec {
             DatasourceSpec::Postgres { .. } => "postgres",
             DatasourceSpec::Mysql { .. } => "mysql",
             DatasourceSpec::Oracle { .. } => "oracle",
+        }
+    }
+
+    /// Where it points, without a secret: the redacted URL of a server, or the path of a
+    /// SQLite file.
+    pub fn location(&self) -> String {
+        match self {
+            DatasourceSpec::Sqlite { path, .. } => path.display().to_string(),
+            DatasourceSpec::Postgres { shown_url, .. }
+            | DatasourceSpec::Mysql { shown_url, .. }
+            | DatasourceSpec::Oracle { shown_url, .. } => shown_url.clone(),
         }
     }
 }

@@ -44,39 +44,24 @@ impl Problem {
     }
 }
 
+/// One line, `file:line:col: field: message`; a URL quoted in the message (a value that
+/// was given where something else was expected) is shown with its secrets redacted.
 impl fmt::Display for Problem {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}", self.file.display())?;
         if let Some((line, col)) = self.pos {
             write!(f, ":{line}:{col}")?;
         }
+        let message = super::redact_text(&self.message);
         if self.field.is_empty() {
-            write!(f, ": {}", self.message)
+            write!(f, ": {message}")
         } else {
-            write!(f, ": {}: {}", self.field, self.message)
+            write!(f, ": {}: {message}", self.field)
         }
     }
 }
 
-/// Suggests the closest candidate to `given` ("did you mean ...?"), if one is close.
-pub fn did_you_mean<'a>(
-    given: &str,
-    candidates: impl IntoIterator<Item = &'a str>,
-) -> Option<&'a str> {
-    candidates
-        .into_iter()
-        .map(|c| (strsim::jaro_winkler(given, c), c))
-        .filter(|(score, _)| *score >= 0.8)
-        .max_by(|a, b| a.0.total_cmp(&b.0))
-        .map(|(_, c)| c)
-}
-
-/// `" (did you mean `x`?)"` or an empty string.
-pub fn hint<'a>(given: &str, candidates: impl IntoIterator<Item = &'a str>) -> String {
-    did_you_mean(given, candidates)
-        .map(|c| format!(" (did you mean `{c}`?)"))
-        .unwrap_or_default()
-}
+pub use crate::suggest::{did_you_mean, hint};
 
 #[cfg(test)]
 mod tests {
@@ -101,11 +86,15 @@ mod tests {
     }
 
     #[test]
-    fn suggestions_are_close_only() {
-        assert_eq!(
-            did_you_mean("schedul", ["schedule", "source"]),
-            Some("schedule")
+    fn a_url_in_a_message_is_shown_redacted() {
+        let p = Problem::new(
+            Path::new("config.yaml"),
+            "channels.mail.host",
+            "expected a host name, got the URL `smtp://u:hunter2@mail`",
         );
-        assert_eq!(did_you_mean("zzz", ["schedule", "source"]), None);
+        assert_eq!(
+            p.to_string(),
+            "config.yaml: channels.mail.host: expected a host name, got the URL `smtp://u:***@mail`"
+        );
     }
 }

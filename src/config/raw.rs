@@ -42,6 +42,8 @@ pub struct RawConfig {
     /// Named notification channels: their type here, their fields read by type.
     #[serde(default)]
     pub channels: BTreeMap<String, Spanned<RawChannelType>>,
+    /// Query by email: requests read from an IMAP folder (off when absent; docs/ingest.md).
+    pub ingest: Option<Spanned<RawIngest>>,
 }
 
 #[derive(Debug, Deserialize)]
@@ -136,6 +138,8 @@ pub enum RawDatasource {
         /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
+        /// Refuse to run a task unless the account is found read-only (default `false`).
+        require_read_only: Option<Spanned<bool>>,
     },
     /// A PostgreSQL server (tokio-postgres, TLS through rustls).
     Postgres {
@@ -158,6 +162,8 @@ pub enum RawDatasource {
         /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
+        /// Refuse to run a task unless the account is found read-only (default `false`).
+        require_read_only: Option<Spanned<bool>>,
     },
     /// A MySQL-protocol server: MySQL, MariaDB, TiDB, AnalyticDB (mysql_async, TLS through
     /// rustls).
@@ -180,6 +186,8 @@ pub enum RawDatasource {
         /// Cost guard: refuse a query whose `EXPLAIN` estimate exceeds this (see
         /// docs/configuration.md for what the number means per database).
         max_cost: Option<Spanned<f64>>,
+        /// Refuse to run a task unless the account is found read-only (default `false`).
+        require_read_only: Option<Spanned<bool>>,
     },
     /// An Oracle Database (the `oracle` crate over Oracle Instant Client). Only a ferry
     /// built with `--features oracle` accepts it; others say so at `ferry validate`.
@@ -197,6 +205,8 @@ pub enum RawDatasource {
         /// Cost guard: refuse a query whose `EXPLAIN PLAN` cost exceeds this (Oracle
         /// optimizer cost units).
         max_cost: Option<Spanned<f64>>,
+        /// Refuse to run a task unless the account is found read-only (default `false`).
+        require_read_only: Option<Spanned<bool>>,
     },
 }
 
@@ -534,4 +544,107 @@ impl<'de> Deserialize<'de> for RawNotify {
         }
         deserializer.deserialize_any(V)
     }
+}
+
+/// `ingest:`: query by email (docs/ingest.md).
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngest {
+    /// The IMAP account requests arrive in.
+    pub imap: Spanned<RawImap>,
+    /// The request folder and where handled mail is moved.
+    pub folders: Option<RawIngestFolders>,
+    /// Wait for new mail with IMAP IDLE when the server offers it (default true).
+    pub idle: Option<bool>,
+    /// How often to look for new mail without IDLE, and at most between two looks with
+    /// it (default `1m`).
+    pub poll_every: Option<Spanned<String>>,
+    /// The authserv-id our own mail server writes in `Authentication-Results` (required
+    /// unless `trust_unauthenticated`).
+    pub authserv_id: Option<Spanned<String>>,
+    /// Accept mail without our `Authentication-Results` (internal relays only; default
+    /// false, logged loudly when true).
+    pub trust_unauthenticated: Option<Spanned<bool>>,
+    /// Who may send requests.
+    pub senders: Spanned<Vec<Spanned<RawSender>>>,
+    /// How requests are answered.
+    pub reply: Spanned<RawIngestReply>,
+    /// What the one-shot task of a request looks like.
+    pub defaults: Option<RawIngestDefaults>,
+    /// Largest mail read, in bytes as the server reports it (default 10 MB).
+    pub max_mail_bytes: Option<Spanned<u64>>,
+    /// Daily local-time windows in which accepted requests wait (as
+    /// `scheduler.quiet_hours`).
+    #[serde(default)]
+    pub quiet_hours: Vec<Spanned<RawQuietHours>>,
+}
+
+/// `ingest.imap`: the IMAP server and account.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawImap {
+    pub host: Option<Spanned<String>>,
+    /// Default 993 for `tls`, 143 for `starttls` and `none`.
+    pub port: Option<Spanned<u16>>,
+    /// `tls` (default), `starttls` or `none`.
+    pub security: Option<Spanned<String>>,
+    pub username: Option<Spanned<String>>,
+    pub password: Option<Spanned<String>>,
+    pub ca_file: Option<Spanned<String>>,
+    /// Limit for connecting and for each IMAP command (default `60s`).
+    pub timeout: Option<Spanned<String>>,
+}
+
+/// `ingest.folders`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngestFolders {
+    /// Where requests arrive (default `INBOX`).
+    pub requests: Option<Spanned<String>>,
+    /// Accepted requests (default `Processed`).
+    pub processed: Option<Spanned<String>>,
+    /// Rejected requests (default `Rejected`).
+    pub rejected: Option<Spanned<String>>,
+    /// Machine mail and mail that is no request (default `Ignored`).
+    pub ignored: Option<Spanned<String>>,
+}
+
+/// One allowed sender.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawSender {
+    /// The sender's address, matched whole and case-insensitively.
+    pub address: Spanned<String>,
+    /// The datasources this sender may query.
+    pub databases: Spanned<Vec<Spanned<String>>>,
+    /// Requests per day (default 20).
+    pub daily_quota: Option<Spanned<u32>>,
+    /// A secret the request must carry in the address (`local+TOKEN@domain`) or subject.
+    pub token: Option<Spanned<String>>,
+}
+
+/// `ingest.reply`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngestReply {
+    /// The email channel replies go through.
+    pub channel: Spanned<String>,
+    /// `en` (default) or `zh`: the language of the stock replies.
+    pub language: Option<Spanned<String>>,
+    /// Replies per sender per day (default 40).
+    pub daily_cap: Option<Spanned<u32>>,
+}
+
+/// `ingest.defaults`.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIngestDefaults {
+    /// `xlsx` (default) or `csv`.
+    pub format: Option<Spanned<String>>,
+    /// Longest a request's query may run (default `10m`).
+    pub timeout: Option<Spanned<String>>,
+    /// Cost guard for mailed queries (the datasource's own `max_cost` also applies).
+    pub max_cost: Option<Spanned<f64>>,
+    /// Result file name template, without extension (default `{{ attachment }}`).
+    pub file_name: Option<Spanned<String>>,
 }

@@ -44,7 +44,7 @@ use tracing::{error, info, warn};
 use crate::clock::SharedClock;
 use crate::config::Project;
 use crate::format::{sweep_partials, sweep_temp};
-use crate::schedule::runtime::{ExecRunner, ReloadSummary, Scheduler};
+use crate::scheduler::{ExecRunner, ReloadSummary, Scheduler};
 use crate::server::StartError;
 use crate::store::{InstanceRecord, Store, StoreError, process_alive, reap_interrupted};
 

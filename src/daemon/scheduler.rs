@@ -13,7 +13,7 @@ use tracing::error;
 
 use super::{Context, Event, Service};
 use crate::clock::SharedClock;
-use crate::schedule::runtime::Scheduler;
+use crate::scheduler::Scheduler;
 
 /// The longest the loop sleeps without looking at the clock.
 pub const MAX_SLEEP: Duration = Duration::from_secs(30);

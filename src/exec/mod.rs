@@ -431,6 +431,12 @@ impl Executor {
         let source = source::build(&task.source, spec)
             .await
             .map_err(|e| ExportError::Failed(e.to_string()))?;
+        // Least privilege, checked: before anything runs on a datasource that requires it.
+        if self.config.requires_read_only(&task.source) {
+            source::access::require_read_only(&task.source, spec, source.as_ref(), &*self.clock)
+                .await
+                .map_err(|e| ExportError::Failed(e.to_string()))?;
+        }
         // The cost guard, before anything is written. SQL queries only: `max_cost` prices
         // them with the database's planner.
         if let Some(&max_cost) = self.config.max_cost.get(&task.source) {

@@ -106,33 +106,35 @@ pub fn check_signing_key(key: &str) -> Result<(), String> {
 /// Checks `links.public_url` and returns it without a trailing `/`.
 pub fn check_public_url(url: &str) -> Result<String, String> {
     let u = url.trim();
+    // Messages quote the URL without its secrets.
+    let shown = crate::config::redact_url(u);
     let rest = u
         .strip_prefix("https://")
         .or_else(|| u.strip_prefix("http://"))
         .ok_or_else(|| {
             format!(
-                "expected an `http://` or `https://` URL such as `https://files.example.com`, got `{u}`"
+                "expected an `http://` or `https://` URL such as `https://files.example.com`, got `{shown}`"
             )
         })?;
     let host = rest.split('/').next().unwrap_or("");
     if host.is_empty() {
-        return Err(format!("`{u}` has no host name"));
+        return Err(format!("`{shown}` has no host name"));
     }
     if host.contains('@') {
         return Err(format!(
-            "`{u}` must not carry a user name or password (links are public)"
+            "`{shown}` must not carry a user name or password (links are public)"
         ));
     }
     if u.contains(['?', '#']) {
         return Err(format!(
-            "`{u}` must not have a query (`?`) or fragment (`#`): it is the base the link paths are added to"
+            "`{shown}` must not have a query (`?`) or fragment (`#`): it is the base the link paths are added to"
         ));
     }
     if u.chars()
         .any(|c| c.is_whitespace() || c.is_control() || "{}*\\".contains(c))
     {
         return Err(format!(
-            "`{u}` contains spaces, control characters or one of `{{ }} * \\`"
+            "`{shown}` contains spaces, control characters or one of `{{ }} * \\`"
         ));
     }
     Ok(u.trim_end_matches('/').to_string())

@@ -10,7 +10,8 @@ use serde_saphyr::Spanned;
 use crate::config::raw::{RawChannel, RawEmail, RawNotify, RawOutbox};
 use crate::config::{
     ChannelKind, ChannelSpec, Checker, EmailSpec, NotifyTargets, RobotDelivery, RobotService,
-    RobotSpec, Secret, SmtpSecurity, interpolate, parse_duration, problem::hint, resolve,
+    RobotSpec, Secret, SmtpSecurity, interpolate, parse_duration, problem::hint, redact_url,
+    resolve,
 };
 use crate::notify::email;
 use crate::template::MessageTemplate;
@@ -199,146 +200,31 @@ fn email_channel(
         ..
     } = raw;
     let before = c.count();
-
-    let host = match host {
-        None => {
-            c.at(
-                ch,
-                format!("{field}.host"),
-                "missing `host`: the SMTP server's name or address",
-            );
-            String::new()
-        }
-        Some(h) => {
-            let v = c.env_req(h, &format!("{field}.host")).trim().to_string();
-            let v = v
-                .strip_prefix('[')
-                .and_then(|x| x.strip_suffix(']'))
-                .unwrap_or(&v)
-                .to_string();
-            if v.contains("://") {
-                c.at(
-                    h,
-                    format!("{field}.host"),
-                    format!(
-                        "expected a host name, got the URL `{v}` (put the port in `port` and \
-                        the encryption in `security`)"
-                    ),
-                );
-            } else if v.is_empty() && c.count() == before {
-                c.at(h, format!("{field}.host"), "must not be empty");
-            } else if v.contains(char::is_whitespace)
-                || (v.contains(':') && v.parse::<std::net::Ipv6Addr>().is_err())
-            {
-                c.at(
-                    h,
-                    format!("{field}.host"),
-                    format!("`{v}` is not a host name or address (the port goes in `port`)"),
-                );
-            }
-            v
-        }
-    };
-
-    let security = match security {
-        None => SmtpSecurity::StartTls,
-        Some(s) => match s.value.trim().to_ascii_lowercase().as_str() {
-            "starttls" => SmtpSecurity::StartTls,
-            "tls" => SmtpSecurity::Tls,
-            "none" => SmtpSecurity::None,
-            other => {
-                let extra = if matches!(other, "ssl" | "smtps" | "implicit") {
-                    " (implicit TLS, usually port 465, is `tls`)".to_string()
-                } else {
-                    hint(other, ["starttls", "tls", "none"])
-                };
-                c.at(
-                    s,
-                    format!("{field}.security"),
-                    format!("unknown value `{other}` (one of: starttls, tls, none){extra}"),
-                );
-                SmtpSecurity::StartTls
-            }
+    let server = check_server(
+        c,
+        base_dir,
+        field,
+        ch,
+        ServerFields {
+            host,
+            port,
+            security,
+            username,
+            password,
+            ca_file,
+            timeout,
         },
-    };
-
-    let port = match port {
-        Some(p) if p.value == 0 => {
-            c.at(p, format!("{field}.port"), "must be between 1 and 65535");
-            0
-        }
-        Some(p) => p.value,
-        None => security.default_port(),
-    };
-
-    let username = username
-        .as_ref()
-        .map(|u| (u, c.env_req(u, &format!("{field}.username"))));
-    let password = password
-        .as_ref()
-        .map(|p| (p, c.env_req(p, &format!("{field}.password"))));
-    let (username, password) = match (username, password) {
-        (Some((_, u)), Some((_, p))) if !u.trim().is_empty() => {
-            (Some(u.trim().to_string()), Some(Secret::new(p)))
-        }
-        (Some((at, _)), Some(_)) => {
-            c.at(at, format!("{field}.username"), "must not be empty");
-            (None, None)
-        }
-        (Some(_), None) => {
-            c.beside(
-                &format!("{field}.username"),
-                format!("{field}.password"),
-                "`username` needs a `password` (write `password: ${SMTP_PASSWORD}` to take it \
-                        from the environment)",
-            );
-            (None, None)
-        }
-        (None, Some(_)) => {
-            c.beside(
-                &format!("{field}.password"),
-                format!("{field}.username"),
-                "`password` needs a `username`",
-            );
-            (None, None)
-        }
-        (None, None) => (None, None),
-    };
-    if security == SmtpSecurity::None
-        && username.is_some()
-        && !host.is_empty()
-        && !email::is_loopback(&host)
-    {
-        let at_field = format!("{field}.security");
-        let msg = format!(
-            "`security: none` would send the password to `{host}` unencrypted; use \
-                        `starttls` or `tls` (plain SMTP with a password is allowed only to a loopback \
-                        host)"
-        );
-        match &raw.security {
-            Some(s) => c.at(s, at_field, msg),
-            None => c.at(ch, at_field, msg),
-        }
-    }
-
-    let ca_file = match ca_file {
-        None => None,
-        Some(f) => {
-            let p = resolve(base_dir, &c.env_req(f, &format!("{field}.ca_file")));
-            if security == SmtpSecurity::None {
-                c.at(
-                    f,
-                    format!("{field}.ca_file"),
-                    "`ca_file` needs `security: starttls` or `tls`",
-                );
-            } else if let Err(e) = crate::tls::read_ca_file(&p) {
-                c.at(f, format!("{field}.ca_file"), e);
-            }
-            Some(p)
-        }
-    };
-
-    let timeout = c.duration(timeout, &format!("{field}.timeout"), email::DEFAULT_TIMEOUT);
+        Protocol::Smtp,
+    );
+    let MailServer {
+        host,
+        port,
+        security,
+        username,
+        password,
+        ca_file,
+        timeout,
+    } = server;
 
     let from = match from {
         None => {
@@ -433,13 +319,13 @@ fn check_webhook_url(service: RobotService, url: &str) -> Result<(), String> {
     match host {
         Some(h) if !h.is_empty() && !h.contains(char::is_whitespace) => Ok(()),
         _ => {
-            let shown: String = url.chars().take_while(|c| *c != '?').take(30).collect();
             let what = match service {
                 RobotService::Webhook => "the webhook's url".to_string(),
                 other => format!("the {} webhook", other.kind()),
             };
             Err(format!(
-                "expected an http(s) URL for {what}, got `{shown}…`"
+                "expected an http(s) URL for {what}, got `{}`",
+                redact_url(url)
             ))
         }
     }
@@ -796,5 +682,246 @@ mod tests {
                 "t.yaml:10:30: notify[3].delivery: unknown value `files` (one of: auto, attach, link)",
             ]
         );
+    }
+}
+
+/// The connection fields a mail server entry has (an email channel's SMTP server, the
+/// ingest IMAP server), as written.
+pub(crate) struct ServerFields<'a> {
+    pub host: &'a Option<Spanned<String>>,
+    pub port: &'a Option<Spanned<u16>>,
+    pub security: &'a Option<Spanned<String>>,
+    pub username: &'a Option<Spanned<String>>,
+    pub password: &'a Option<Spanned<String>>,
+    pub ca_file: &'a Option<Spanned<String>>,
+    pub timeout: &'a Option<Spanned<String>>,
+}
+
+/// Which protocol a mail server speaks: its default ports and what the messages call it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Protocol {
+    Smtp,
+    Imap,
+}
+
+impl Protocol {
+    fn name(self) -> &'static str {
+        match self {
+            Protocol::Smtp => "SMTP",
+            Protocol::Imap => "IMAP",
+        }
+    }
+
+    /// The usual port for `security`.
+    fn port(self, security: SmtpSecurity) -> u16 {
+        match self {
+            Protocol::Smtp => security.default_port(),
+            Protocol::Imap => match security {
+                SmtpSecurity::Tls => 993,
+                SmtpSecurity::StartTls | SmtpSecurity::None => 143,
+            },
+        }
+    }
+
+    fn default_security(self) -> SmtpSecurity {
+        match self {
+            Protocol::Smtp => SmtpSecurity::StartTls,
+            Protocol::Imap => SmtpSecurity::Tls,
+        }
+    }
+}
+
+/// A checked mail server connection.
+pub(crate) struct MailServer {
+    pub host: String,
+    pub port: u16,
+    pub security: SmtpSecurity,
+    pub username: Option<String>,
+    pub password: Option<Secret>,
+    pub ca_file: Option<std::path::PathBuf>,
+    pub timeout: std::time::Duration,
+}
+
+/// Checks a mail server's connection fields; `at` is the enclosing entry (problems about
+/// missing fields point at it).
+pub(crate) fn check_server<T>(
+    c: &mut Checker,
+    base_dir: &Path,
+    field: &str,
+    at: &Spanned<T>,
+    fields: ServerFields<'_>,
+    protocol: Protocol,
+) -> MailServer {
+    let before = c.count();
+    let ServerFields {
+        host,
+        port,
+        security,
+        username,
+        password,
+        ca_file,
+        timeout,
+    } = fields;
+    let security_given = security;
+
+    let host = match host {
+        None => {
+            c.at(
+                at,
+                format!("{field}.host"),
+                format!(
+                    "missing `host`: the {} server's name or address",
+                    protocol.name()
+                ),
+            );
+            String::new()
+        }
+        Some(h) => {
+            let v = c.env_req(h, &format!("{field}.host")).trim().to_string();
+            let v = v
+                .strip_prefix('[')
+                .and_then(|x| x.strip_suffix(']'))
+                .unwrap_or(&v)
+                .to_string();
+            if v.contains("://") {
+                c.at(
+                    h,
+                    format!("{field}.host"),
+                    format!(
+                        "expected a host name, got the URL `{}` (put the port in `port` and \
+                        the encryption in `security`)",
+                        redact_url(&v)
+                    ),
+                );
+            } else if v.is_empty() && c.count() == before {
+                c.at(h, format!("{field}.host"), "must not be empty");
+            } else if v.contains(char::is_whitespace)
+                || (v.contains(':') && v.parse::<std::net::Ipv6Addr>().is_err())
+            {
+                c.at(
+                    h,
+                    format!("{field}.host"),
+                    format!("`{v}` is not a host name or address (the port goes in `port`)"),
+                );
+            }
+            v
+        }
+    };
+
+    let security = match security {
+        None => protocol.default_security(),
+        Some(s) => match s.value.trim().to_ascii_lowercase().as_str() {
+            "starttls" => SmtpSecurity::StartTls,
+            "tls" => SmtpSecurity::Tls,
+            "none" => SmtpSecurity::None,
+            other => {
+                let extra = if matches!(other, "ssl" | "smtps" | "imaps" | "implicit") {
+                    format!(
+                        " (implicit TLS, usually port {}, is `tls`)",
+                        protocol.port(SmtpSecurity::Tls)
+                    )
+                } else {
+                    hint(other, ["starttls", "tls", "none"])
+                };
+                c.at(
+                    s,
+                    format!("{field}.security"),
+                    format!("unknown value `{other}` (one of: starttls, tls, none){extra}"),
+                );
+                SmtpSecurity::StartTls
+            }
+        },
+    };
+
+    let port = match port {
+        Some(p) if p.value == 0 => {
+            c.at(p, format!("{field}.port"), "must be between 1 and 65535");
+            0
+        }
+        Some(p) => p.value,
+        None => protocol.port(security),
+    };
+
+    let username = username
+        .as_ref()
+        .map(|u| (u, c.env_req(u, &format!("{field}.username"))));
+    let password = password
+        .as_ref()
+        .map(|p| (p, c.env_req(p, &format!("{field}.password"))));
+    let (username, password) = match (username, password) {
+        (Some((_, u)), Some((_, p))) if !u.trim().is_empty() => {
+            (Some(u.trim().to_string()), Some(Secret::new(p)))
+        }
+        (Some((at, _)), Some(_)) => {
+            c.at(at, format!("{field}.username"), "must not be empty");
+            (None, None)
+        }
+        (Some(_), None) => {
+            c.beside(
+                &format!("{field}.username"),
+                format!("{field}.password"),
+                format!(
+                    "`username` needs a `password` (write `password: ${{{}_PASSWORD}}` to take \
+                     it from the environment)",
+                    protocol.name()
+                ),
+            );
+            (None, None)
+        }
+        (None, Some(_)) => {
+            c.beside(
+                &format!("{field}.password"),
+                format!("{field}.username"),
+                "`password` needs a `username`",
+            );
+            (None, None)
+        }
+        (None, None) => (None, None),
+    };
+    if security == SmtpSecurity::None
+        && username.is_some()
+        && !host.is_empty()
+        && !email::is_loopback(&host)
+    {
+        let at_field = format!("{field}.security");
+        let msg = format!(
+            "`security: none` would send the password to `{host}` unencrypted; use \
+                        `starttls` or `tls` (plain {} with a password is allowed only to a loopback \
+                        host)",
+            protocol.name()
+        );
+        match security_given {
+            Some(s) => c.at(s, at_field, msg),
+            None => c.at(at, at_field, msg),
+        }
+    }
+
+    let ca_file = match ca_file {
+        None => None,
+        Some(f) => {
+            let p = resolve(base_dir, &c.env_req(f, &format!("{field}.ca_file")));
+            if security == SmtpSecurity::None {
+                c.at(
+                    f,
+                    format!("{field}.ca_file"),
+                    "`ca_file` needs `security: starttls` or `tls`",
+                );
+            } else if let Err(e) = crate::tls::read_ca_file(&p) {
+                c.at(f, format!("{field}.ca_file"), e);
+            }
+            Some(p)
+        }
+    };
+
+    let timeout = c.duration(timeout, &format!("{field}.timeout"), email::DEFAULT_TIMEOUT);
+
+    MailServer {
+        host,
+        port,
+        security,
+        username,
+        password,
+        ca_file,
+        timeout,
     }
 }

@@ -6,10 +6,6 @@
 //! daylight-saving changes (a time in the spring gap fires at the first valid time after
 //! it, a time in the autumn overlap fires once). See `docs/scheduling.md`.
 
-pub mod plan;
-pub mod quiet;
-pub mod runtime;
-
 use chrono::{DateTime, Utc};
 use chrono_tz::Tz;
 use croner::Cron;

@@ -1,5 +1,5 @@
 //! [`SourceError`]: what went wrong with a datasource, as a kind that code can act on
-//! ([`ErrorKind`]: connect, auth, timeout, cancelled, query, config) and a message for
+//! ([`ErrorKind`]: connect, auth, timeout, cancelled, query, config, not read-only) and a message for
 //! people that names the datasource and says what to do.
 //!
 //! Each backend classifies its driver's errors where it makes them (SQLSTATE, MySQL error
@@ -29,6 +29,9 @@ pub enum ErrorKind {
     /// The server refused or failed the statement (syntax, permissions, a write in the
     /// read-only transaction), or a value could not be read.
     Query,
+    /// The datasource has `require_read_only` and its account could write: the run is
+    /// refused before its query (see [`super::access`]).
+    NotReadOnly,
 }
 
 impl ErrorKind {
@@ -41,6 +44,7 @@ impl ErrorKind {
             ErrorKind::Timeout => "timeout",
             ErrorKind::Cancelled => "cancelled",
             ErrorKind::Query => "query",
+            ErrorKind::NotReadOnly => "not-read-only",
         }
     }
 }
@@ -62,11 +66,13 @@ pub struct SourceError {
 }
 
 impl SourceError {
+    /// An error with `message`, in which any URL is redacted: messages quote driver
+    /// errors, and a driver may echo the URL it was given.
     pub fn new(datasource: &str, kind: ErrorKind, message: impl Into<String>) -> SourceError {
         SourceError {
             datasource: datasource.to_string(),
             kind,
-            message: message.into(),
+            message: crate::config::redact_text(&message.into()),
             cause: None,
         }
     }
@@ -103,5 +109,18 @@ mod tests {
             "datasource `pg`: cannot connect to x: refused"
         );
         assert_eq!(ErrorKind::Auth.name(), "auth");
+    }
+
+    #[test]
+    fn a_url_echoed_by_a_driver_is_redacted() {
+        let e = SourceError::new(
+            "pg",
+            ErrorKind::Config,
+            "invalid url: postgres://u:hunter2@h/db?password=hunter3",
+        );
+        assert_eq!(
+            e.to_string(),
+            "datasource `pg`: invalid url: postgres://u:***@h/db?password=***"
+        );
     }
 }

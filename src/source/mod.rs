@@ -22,6 +22,7 @@
 //! `oracle` is compiled only with the `oracle` cargo feature; without it, validation
 //! refuses `type: oracle` datasources with a message that says how to build one.
 
+pub mod access;
 pub mod config;
 mod error;
 pub mod mysql;
@@ -31,6 +32,7 @@ pub mod postgres;
 pub mod pump;
 pub mod sqlite;
 
+pub use access::Access;
 pub use error::{Cause, ErrorKind, SourceError};
 pub use pump::{CHANNEL_CHUNKS, CHUNK_BYTES, Chunker, RowsPool};
 
@@ -61,7 +63,8 @@ pub fn connection_slots(name: &str, max_connections: usize) -> Arc<Semaphore> {
         .clone()
 }
 
-/// An error and its causes on one line (`error: cause: cause`), each cause once.
+/// An error and its causes on one line (`error: cause: cause`), each cause once, with the
+/// secrets of any URL in it redacted (a driver or HTTP client may echo the URL).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
     let mut msg = e.to_string();
     let mut cause = e.source();
@@ -73,7 +76,7 @@ pub fn error_chain(e: &dyn std::error::Error) -> String {
         }
         cause = c.source();
     }
-    msg
+    crate::config::redact_text(&msg)
 }
 
 /// The SQL of `query`, for a backend that reads SQL only.
@@ -109,10 +112,8 @@ pub struct SourceInfo {
     /// verify-full)`, `not encrypted (tls: prefer)`); `None` when it does not apply
     /// or is not known (SQLite, Oracle).
     pub encryption: Option<String>,
-    /// When ferry's account (or, for a file, this process) could write: why, and what to
-    /// do, as one sentence (`the account can write (INSERT on public.t); ...`).
-    /// `None`: read-only as far as ferry can tell.
-    pub write_warning: Option<String>,
+    /// What ferry's account could change ([`Source::access`]).
+    pub access: Access,
 }
 
 /// The planner's estimate for a query, read from `EXPLAIN` before it runs (the cost
@@ -125,11 +126,6 @@ pub struct CostEstimate {
     pub unit: &'static str,
     /// The rows the planner expects the query to return, when it says.
     pub rows: Option<f64>,
-}
-
-/// The warning for a server account that can write, with the evidence.
-pub fn account_can_write(evidence: &str) -> String {
-    format!("the account can write ({evidence}); give ferry a read-only account")
 }
 
 /// A database that ferry can export from.
@@ -166,9 +162,13 @@ pub trait Source: Send + Sync {
     async fn healthcheck(&self) -> Result<(), SourceError>;
 
     /// Connects (within the connect timeout), checks that the source answers, and reports
-    /// its version and whether ferry's account could write. Only reads: on a server the
+    /// its version and what ferry's account could change. Only reads: on a server the
     /// checks run in a read-only transaction.
     async fn describe(&self) -> Result<SourceInfo, SourceError>;
+
+    /// What ferry's account could change, asked of the database (see [`access`]); the
+    /// verdict `require_read_only` acts on. Only reads, in a read-only transaction.
+    async fn access(&self) -> Result<Access, SourceError>;
 }
 
 /// Builds the source for a datasource spec.

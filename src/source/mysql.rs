@@ -49,13 +49,16 @@ use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, SslOpts, Value a
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 
+use super::access::CHECK_TIMEOUT as ACCESS_CHECK_TIMEOUT;
 use super::pump::{self, Pump, Reader, ServerCancel};
 use super::{
-    Chunker, CostEstimate, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo,
+    Access, Chunker, CostEstimate, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo,
     error_chain,
 };
 use crate::config::{DbTls, Secret, format_duration};
 use crate::params::{self, ParamValue, RunParams};
+
+mod access;
 mod decode;
 use decode::{Decoder, decode_row, describe_columns};
 
@@ -486,22 +489,22 @@ impl Source for MysqlSource {
         let connect_time = start.elapsed();
         let read = async {
             let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
-            let database: Option<Option<String>> = conn.query_first("SELECT DATABASE()").await?;
-            let grants: Vec<String> = conn.query("SHOW GRANTS FOR CURRENT_USER()").await?;
             let ssl: Option<(String, String)> = conn
                 .query_first("SHOW SESSION STATUS LIKE 'Ssl_version'")
                 .await?;
             Ok::<_, mysql_async::Error>((
                 version.unwrap_or_default(),
-                database.flatten(),
-                grants,
                 ssl.map(|(_, v)| v).unwrap_or_default(),
             ))
         }
         .await
         .map_err(|e| self.my_error(e));
+        let access = match &read {
+            Ok(_) => self.access_on(&mut conn).await,
+            Err(e) => Err(e.clone()),
+        };
         let _ = conn.disconnect().await;
-        let (version, database, grants, ssl_version) = read?;
+        let (version, ssl_version) = read?;
         let encryption = if ssl_version.is_empty() {
             format!("not encrypted (tls: {})", self.mode.name())
         } else {
@@ -511,10 +514,6 @@ impl Source for MysqlSource {
                 self.mode.name()
             )
         };
-        let evidence: Vec<String> = grants
-            .iter()
-            .filter_map(|g| write_grant(g, database.as_deref()))
-            .collect();
         let version = match version.split_once("-MariaDB") {
             Some((v, _)) => format!("MariaDB {v}"),
             None => format!("MySQL {version}"),
@@ -523,36 +522,37 @@ impl Source for MysqlSource {
             version,
             connect_time,
             encryption: Some(encryption),
-            write_warning: (!evidence.is_empty())
-                .then(|| super::account_can_write(&evidence.join("; "))),
+            access: access?,
         })
+    }
+
+    async fn access(&self) -> Result<Access, SourceError> {
+        let (mut conn, _permit, _) = self.connect().await?;
+        let access = self.access_on(&mut conn).await;
+        let _ = conn.disconnect().await;
+        access
     }
 }
 
-/// Privileges that let an account change data or schema (or write files on the server).
-const WRITE_PRIVILEGES: &[&str] = &[
-    "ALL",
-    "ALL PRIVILEGES",
-    "INSERT",
-    "UPDATE",
-    "DELETE",
-    "CREATE",
-    "DROP",
-    "ALTER",
-    "INDEX",
-    "TRIGGER",
-    "EVENT",
-    "CREATE VIEW",
-    "CREATE ROUTINE",
-    "ALTER ROUTINE",
-    "DELETE HISTORY",
-    "FILE",
-    "SUPER",
-];
+impl MysqlSource {
+    /// What the session's account could change (its grants and its roles' grants).
+    async fn access_on(&self, conn: &mut Conn) -> Result<Access, SourceError> {
+        self.begin_read_only(conn, ACCESS_CHECK_TIMEOUT).await?;
+        let found = async {
+            let version: Option<String> = conn.query_first("SELECT VERSION()").await?;
+            let mariadb = version.unwrap_or_default().contains("MariaDB");
+            access::read_access(conn, mariadb).await
+        }
+        .await
+        .map_err(|e| {
+            let msg = format!("cannot read the account's grants: {}", my_message(&e));
+            self.fail(my_kind(&e), msg).caused_by(e)
+        });
+        let _ = conn.query_drop("ROLLBACK").await;
+        found
+    }
+}
 
-/// The write privileges of one `SHOW GRANTS` line that apply to every database or to
-/// `database` (a table in it included), as `INSERT, UPDATE on `db`.*`; `None` when the
-/// line grants no such privilege (or is a role or proxy grant).
 /// The cost of a tabular `EXPLAIN` (the same on MySQL and MariaDB): per SELECT (`id`), the
 /// product of its tables' estimated `rows` (what a nested-loop join examines), summed over
 /// the SELECTs. Steps without an estimate (a UNION's result, `Impossible WHERE`) count 1.
@@ -566,56 +566,6 @@ fn rows_examined(steps: &[(Option<u64>, Option<f64>)]) -> CostEstimate {
         unit: "estimated rows examined",
         rows: None,
     }
-}
-
-fn write_grant(line: &str, database: Option<&str>) -> Option<String> {
-    let rest = line.strip_prefix("GRANT ")?;
-    let (privs, rest) = rest.split_once(" ON ")?;
-    let target = rest.split(" TO ").next()?.trim();
-    let target_db = target.split('.').next()?.trim_matches('`');
-    let applies =
-        target == "*.*" || database.is_some_and(|db| target_db != "*" && like(target_db, db));
-    if !applies {
-        return None;
-    }
-    // Split on commas outside parentheses (column lists: `UPDATE (a, b)`).
-    let mut found = Vec::new();
-    let (mut depth, mut begin) = (0usize, 0usize);
-    for (i, ch) in privs.char_indices().chain([(privs.len(), ',')]) {
-        match ch {
-            '(' => depth += 1,
-            ')' => depth = depth.saturating_sub(1),
-            ',' if depth == 0 => {
-                let p = privs[begin..i].trim();
-                let name = p.split('(').next().unwrap_or(p).trim().to_ascii_uppercase();
-                if WRITE_PRIVILEGES.contains(&name.as_str()) {
-                    found.push(p.to_string());
-                }
-                begin = i + 1;
-            }
-            _ => {}
-        }
-    }
-    (!found.is_empty()).then(|| format!("{} on {target}", found.join(", ")))
-}
-
-/// MySQL's `LIKE` for database names in grants: `%` any run, `_` one character, `\`
-/// escapes (grants show `ferry\_test` for a literal underscore).
-fn like(pattern: &str, name: &str) -> bool {
-    fn go(p: &[char], n: &[char]) -> bool {
-        match p.split_first() {
-            None => n.is_empty(),
-            Some(('%', rest)) => (0..=n.len()).any(|k| go(rest, &n[k..])),
-            Some(('_', rest)) => !n.is_empty() && go(rest, &n[1..]),
-            Some(('\\', rest)) if !rest.is_empty() => {
-                n.first() == Some(&rest[0]) && go(&rest[1..], &n[1..])
-            }
-            Some((c, rest)) => n.first() == Some(c) && go(rest, &n[1..]),
-        }
-    }
-    let p: Vec<char> = pattern.chars().collect();
-    let n: Vec<char> = name.chars().collect();
-    go(&p, &n)
 }
 
 #[cfg(test)]
@@ -634,53 +584,5 @@ mod tests {
         let e = rows_examined(&steps);
         assert_eq!(e.cost, 20_000.0 + 50.0 + 1.0);
         assert_eq!(rows_examined(&[(Some(1), None)]).cost, 1.0);
-    }
-
-    #[test]
-    fn write_grants_are_found_on_all_or_the_current_database() {
-        let db = Some("ferry_test");
-        assert_eq!(
-            write_grant(
-                "GRANT ALL PRIVILEGES ON `ferry_test`.* TO `ferry`@`127.0.0.1`",
-                db
-            ),
-            Some("ALL PRIVILEGES on `ferry_test`.*".into())
-        );
-        assert_eq!(
-            write_grant("GRANT SELECT, INSERT ON *.* TO `a`@`%`", None),
-            Some("INSERT on *.*".into())
-        );
-        assert_eq!(
-            write_grant(
-                "GRANT SELECT, UPDATE (a, b) ON `ferry\\_test`.`t` TO `a`@`%`",
-                db
-            ),
-            Some("UPDATE (a, b) on `ferry\\_test`.`t`".into())
-        );
-        assert_eq!(
-            write_grant("GRANT SELECT, INSERT ON `other`.* TO `a`@`%`", db),
-            None
-        );
-        assert_eq!(
-            write_grant(
-                "GRANT PROCESS, CONNECTION ADMIN ON *.* TO `ferry`@`127.0.0.1`",
-                db
-            ),
-            None
-        );
-        assert_eq!(
-            write_grant(
-                "GRANT USAGE ON *.* TO `ro`@`%` IDENTIFIED BY PASSWORD '*AB'",
-                db
-            ),
-            None
-        );
-        assert_eq!(write_grant("GRANT `role1` TO `a`@`%`", db), None);
-        assert_eq!(
-            write_grant("GRANT SELECT ON `ferry%`.* TO `a`@`%`", db),
-            None
-        );
-        assert!(write_grant("GRANT DELETE ON `ferry%`.* TO `a`@`%`", db).is_some());
-        assert!(!like("ferry\\_test", "ferryxtest"));
     }
 }

@@ -52,12 +52,14 @@ use tokio_util::sync::CancellationToken;
 
 use super::pump::{self, BlockingReader, Pump, ServerCancel};
 use super::{
-    Chunker, CostEstimate, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo,
+    Access, Chunker, CostEstimate, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo,
     error_chain,
 };
 use crate::config::{DatasourceSpec, Secret, format_duration};
 use crate::params::{ParamValue, RunParams};
 use crate::value::{Column, Kind, Value};
+
+mod access;
 
 /// How much longer than the task's timeout the call timeout is (the same policy as the
 /// other servers' statement timeouts).
@@ -856,33 +858,32 @@ impl Source for OracleSource {
         let start = Instant::now();
         let session = self.connect().await?;
         let connect_time = start.elapsed();
-        let (server, client, privileges, owned, granted) = self
+        let (server, client, access) = self
             .blocking(session, |conn| {
                 conn.set_call_timeout(Some(CHECK_TIMEOUT))?;
                 conn.execute("SET TRANSACTION READ ONLY", &[])?;
                 let (server, _banner) = conn.server_version()?;
                 let client = oracle::Version::client()?;
-                let privileges = conn
-                    .query_as::<String>(
-                        "SELECT privilege FROM session_privs ORDER BY privilege",
-                        &[],
-                    )?
-                    .collect::<Result<Vec<String>, _>>()?;
-                let owned = conn.query_row_as::<(u64, Option<String>)>(OWNED_TABLES_SQL, &[])?;
-                let granted =
-                    conn.query_row_as::<(u64, Option<String>)>(GRANTED_TABLES_SQL, &[])?;
-                Ok((server, client, privileges, owned, granted))
+                Ok((server, client, access::read_access(conn)?))
             })
             .await?;
-        let evidence = write_evidence(&privileges, owned, granted);
         Ok(SourceInfo {
             version: format!("Oracle Database {server} (client {client})"),
             connect_time,
             // Not reported: Oracle's native network encryption is the server's choice.
             encryption: None,
-            write_warning: (!evidence.is_empty())
-                .then(|| super::account_can_write(&evidence.join("; "))),
+            access,
         })
+    }
+
+    async fn access(&self) -> Result<Access, SourceError> {
+        let session = self.connect().await?;
+        self.blocking(session, |conn| {
+            conn.set_call_timeout(Some(CHECK_TIMEOUT))?;
+            conn.execute("SET TRANSACTION READ ONLY", &[])?;
+            access::read_access(conn)
+        })
+        .await
     }
 }
 
@@ -890,92 +891,6 @@ impl Source for OracleSource {
 fn statement_id() -> String {
     let hex = uuid::Uuid::now_v7().simple().to_string();
     format!("ferry_{}", &hex[hex.len() - 24..])
-}
-
-/// The tables the account owns (it can always change those): how many, and one.
-const OWNED_TABLES_SQL: &str = "SELECT COUNT(*), MIN(table_name) FROM user_tables";
-
-/// Other schemas' tables the account (directly or through an enabled role) may change.
-const GRANTED_TABLES_SQL: &str = "
-SELECT COUNT(*), MIN(owner || '.' || table_name) FROM (
-    SELECT owner, table_name FROM user_tab_privs_recd
-     WHERE privilege IN ('INSERT', 'UPDATE', 'DELETE', 'ALTER')
-    UNION
-    SELECT owner, table_name FROM role_tab_privs
-     WHERE privilege IN ('INSERT', 'UPDATE', 'DELETE', 'ALTER')
-)";
-
-/// True for a system privilege that lets the account change data or schema objects
-/// (`INSERT ANY TABLE`, `CREATE TABLE`, `DROP ANY VIEW`, `SYSDBA`...). `CREATE SESSION`
-/// (needed to log in) and `ALTER SESSION` do not count.
-fn is_write_privilege(privilege: &str) -> bool {
-    let p = privilege.trim().to_ascii_uppercase();
-    if matches!(p.as_str(), "CREATE SESSION" | "ALTER SESSION") {
-        return false;
-    }
-    const PREFIXES: &[&str] = &[
-        "CREATE ",
-        "ALTER ",
-        "DROP ",
-        "INSERT ",
-        "UPDATE ",
-        "DELETE ",
-        "MERGE ",
-        "TRUNCATE ",
-        "COMMENT ANY",
-        "GRANT ANY",
-        "EXECUTE ANY",
-        "BECOME USER",
-        "LOCK ANY",
-        "FLASHBACK ANY",
-        "REDEFINE ANY",
-        "ADMINISTER ",
-    ];
-    PREFIXES.iter().any(|x| p.starts_with(x))
-        || matches!(
-            p.as_str(),
-            "SYSDBA" | "SYSOPER" | "SYSBACKUP" | "SYSDG" | "SYSKM"
-        )
-}
-
-/// Why the account could write, from its session privileges, the tables it owns and the
-/// write grants it received on other schemas' tables (each a count and an example).
-fn write_evidence(
-    privileges: &[String],
-    owned: (u64, Option<String>),
-    granted: (u64, Option<String>),
-) -> Vec<String> {
-    let mut evidence = Vec::new();
-    let writes: Vec<&str> = privileges
-        .iter()
-        .map(String::as_str)
-        .filter(|p| is_write_privilege(p))
-        .collect();
-    match writes.len() {
-        0 => {}
-        n if n <= 4 => evidence.push(format!("system privileges {}", writes.join(", "))),
-        n => evidence.push(format!(
-            "system privileges {} and {} more",
-            writes[..3].join(", "),
-            n - 3
-        )),
-    }
-    let tables = |n: u64| if n == 1 { "table" } else { "tables" };
-    if let (n @ 1.., example) = owned {
-        evidence.push(format!(
-            "owns {n} {}, e.g. {}",
-            tables(n),
-            example.unwrap_or_default()
-        ));
-    }
-    if let (n @ 1.., example) = granted {
-        evidence.push(format!(
-            "INSERT, UPDATE, DELETE or ALTER granted on {n} {} of other schemas, e.g. {}",
-            tables(n),
-            example.unwrap_or_default()
-        ));
-    }
-    evidence
 }
 
 #[cfg(test)]

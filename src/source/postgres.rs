@@ -47,15 +47,17 @@ use tokio_postgres::types::{Format, IsNull, Kind as PgKind, ToSql, Type};
 use tokio_postgres_rustls::MakeRustlsConnect;
 use tokio_util::sync::CancellationToken;
 
+use super::access::CHECK_TIMEOUT as ACCESS_CHECK_TIMEOUT;
 use super::pump::{self, Pump, Reader, ServerCancel};
 use super::{
-    Chunker, CostEstimate, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo,
+    Access, Chunker, CostEstimate, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo,
     error_chain,
 };
 use crate::config::{DbTls, Secret, format_duration};
 use crate::params::{self, ParamValue, RunParams};
 use crate::value::Column;
 
+mod access;
 mod decode;
 use decode::{Decoder, Raw, decode_row};
 
@@ -522,37 +524,35 @@ impl Source for PostgresSource {
         let (client, _permit) = self.connect().await?;
         let connect_time = start.elapsed();
         let encryption = self.encryption(&client).await?;
-        let messages = client
-            .simple_query(DESCRIBE_SQL)
+        let version = client
+            .query_one("SELECT current_setting('server_version')", &[])
             .await
-            .map_err(|e| self.pg_error(e))?;
-        let row = messages
-            .iter()
-            .find_map(|m| match m {
-                tokio_postgres::SimpleQueryMessage::Row(r) => Some(r),
-                _ => None,
-            })
-            .ok_or_else(|| self.fail(ErrorKind::Query, "the privilege check returned no row"))?;
-        let col = |i: usize| row.get(i).unwrap_or_default().to_string();
-        let mut evidence = Vec::new();
-        if col(2) == "t" {
-            evidence.push(format!("role `{}` is a superuser", col(1)));
-        }
-        let tables: u64 = col(3).parse().unwrap_or(0);
-        if tables > 0 {
-            let noun = if tables == 1 { "table" } else { "tables" };
-            evidence.push(format!("{} on {tables} {noun}, e.g. {}", col(4), col(5)));
-        }
-        if !col(6).is_empty() {
-            evidence.push(format!("CREATE on schema {}", col(6)));
-        }
+            .map_err(|e| self.pg_error(e))?
+            .get::<_, String>(0);
         Ok(SourceInfo {
-            version: format!("PostgreSQL {}", col(0)),
+            version: format!("PostgreSQL {version}"),
             connect_time,
             encryption: Some(encryption),
-            write_warning: (!evidence.is_empty())
-                .then(|| super::account_can_write(&evidence.join("; "))),
+            access: self.access_on(&client).await?,
         })
+    }
+
+    async fn access(&self) -> Result<Access, SourceError> {
+        let (client, _permit) = self.connect().await?;
+        self.access_on(&client).await
+    }
+}
+
+impl PostgresSource {
+    /// What the session's account could change, read in a read-only transaction.
+    async fn access_on(&self, client: &Client) -> Result<Access, SourceError> {
+        self.begin_read_only(client, ACCESS_CHECK_TIMEOUT).await?;
+        let found = access::read_access(client).await.map_err(|e| {
+            let msg = format!("cannot read the account's privileges: {}", pg_message(&e));
+            self.fail(pg_kind(&e), msg).caused_by(e)
+        });
+        let _ = client.batch_execute("ROLLBACK").await;
+        found
     }
 }
 
@@ -569,34 +569,3 @@ fn plan_estimate(json: &[u8]) -> Result<CostEstimate, String> {
         rows: plan["Plan Rows"].as_f64(),
     })
 }
-
-/// `ferry sources test`: the server version, the role, whether it is a superuser, the
-/// tables it may change (count, privileges, one example) and the schemas it may create in,
-/// read in a read-only transaction. System schemas (`pg_*`, `information_schema`) are left
-/// out; temporary tables are not counted as writes.
-const DESCRIBE_SQL: &str = r"
-BEGIN TRANSACTION READ ONLY;
-WITH writable AS (
-    SELECT n.nspname, c.relname, p.priv, p.ord
-    FROM pg_class c
-    JOIN pg_namespace n ON n.oid = c.relnamespace
-    CROSS JOIN unnest(ARRAY['INSERT', 'UPDATE', 'DELETE', 'TRUNCATE'])
-        WITH ORDINALITY AS p(priv, ord)
-    WHERE c.relkind IN ('r', 'p', 'v', 'f')
-      AND n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\_%'
-      AND has_table_privilege(c.oid, p.priv)
-)
-SELECT current_setting('server_version'),
-       current_user,
-       (SELECT rolsuper FROM pg_roles WHERE rolname = current_user),
-       (SELECT count(DISTINCT (nspname, relname)) FROM writable),
-       (SELECT string_agg(priv, ', ' ORDER BY ord)
-          FROM (SELECT DISTINCT priv, ord FROM writable) AS privs),
-       (SELECT format('%I.%I', nspname, relname) FROM writable
-          ORDER BY nspname, relname LIMIT 1),
-       (SELECT string_agg(format('%I', nspname), ', ' ORDER BY nspname)
-          FROM pg_namespace
-         WHERE nspname <> 'information_schema' AND nspname NOT LIKE 'pg\_%'
-           AND has_schema_privilege(oid, 'USAGE') AND has_schema_privilege(oid, 'CREATE'));
-COMMIT;
-";

@@ -26,7 +26,7 @@ use rusqlite::{Connection, OpenFlags};
 use tokio_util::sync::CancellationToken;
 
 use super::pump::{BlockingReader, Pump, ServerCancel};
-use super::{Chunker, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo};
+use super::{Access, Chunker, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo};
 use crate::params::{self, ParamValue, RunParams};
 use crate::value::{Column, Kind, Value, parse_date, parse_naive_datetime, parse_time};
 
@@ -413,35 +413,77 @@ impl Source for SqliteSource {
             let version: String = conn
                 .query_row("SELECT sqlite_version()", [], |r| r.get(0))
                 .map_err(|e| sqlite_error(&source.name, e))?;
-            let write_warning = writable(&source.path).then(|| {
-                format!(
-                    "this process can write the file {} (ferry opens it read-only anyway; \
-                     a read-only file or account is safer)",
-                    source.path.display()
-                )
-            });
             Ok(SourceInfo {
                 version: format!("SQLite {version}"),
                 connect_time,
                 encryption: None,
-                write_warning,
+                access: access_of(&conn, &source.path)
+                    .map_err(|e| sqlite_error(&source.name, e))?,
             })
+        })
+        .await
+        .map_err(|e| SourceError::new(&self.name, ErrorKind::Query, e.to_string()))?
+    }
+
+    async fn access(&self) -> Result<Access, SourceError> {
+        let source = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = source.connect()?;
+            access_of(&conn, &source.path).map_err(|e| sqlite_error(&source.name, e))
         })
         .await
         .map_err(|e| SourceError::new(&self.name, ErrorKind::Query, e.to_string()))?
     }
 }
 
-/// Whether this process may write `path`: the operating system is asked by opening the
-/// file for writing (owner, groups, ACLs, read-only mounts all count). Nothing is written
-/// and the file is not truncated; the handle is closed at once.
-fn writable(path: &Path) -> bool {
-    std::fs::OpenOptions::new().write(true).open(path).is_ok()
+/// What a SQLite connection could change. SQLite has no accounts: read-only means that
+/// the connection ferry queries through cannot write, which ferry makes so itself (the
+/// file opened with `SQLITE_OPEN_READONLY`, then `PRAGMA query_only = ON`) and checks
+/// here by asking SQLite (`sqlite3_db_readonly` of `main`, and the pragma). Whether this
+/// process could write the file some other way does not matter to the queries it runs.
+fn access_of(conn: &Connection, path: &Path) -> rusqlite::Result<Access> {
+    let mut access = Access::read_only("ferry's connection");
+    if !conn.is_readonly(rusqlite::MAIN_DB)? {
+        access.findings.push(format!(
+            "can write {} (not opened read-only)",
+            path.display()
+        ));
+    }
+    let query_only: bool = conn.query_row("PRAGMA query_only", [], |r| r.get(0))?;
+    if !query_only {
+        access.findings.push("has query_only off".into());
+    }
+    Ok(access)
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn ferrys_connection_is_read_only_and_a_writable_one_is_not() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("t.db");
+        let rw = Connection::open(&path).unwrap();
+        rw.execute_batch("CREATE TABLE t (id INTEGER)").unwrap();
+        let found = access_of(&rw, &path).unwrap();
+        assert_eq!(
+            found.findings,
+            [
+                format!("can write {} (not opened read-only)", path.display()),
+                "has query_only off".to_string()
+            ]
+        );
+
+        let source = SqliteSource {
+            name: "db".into(),
+            path: path.clone(),
+        };
+        let ro = source.connect().unwrap();
+        let found = access_of(&ro, &path).unwrap();
+        assert!(found.is_read_only(), "{found:?}");
+        assert_eq!(found.account, "ferry's connection");
+    }
 
     #[test]
     fn datetimes_parse_with_and_without_offsets() {

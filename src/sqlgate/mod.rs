@@ -119,6 +119,60 @@ pub const MAX_NESTING: usize = 50;
 /// pages are only reserved, not used, unless a query needs them.
 const GATE_STACK_BYTES: usize = 64 << 20;
 
+/// Why the gate refused a query: what kind of problem, and the message that says it
+/// (it starts with `refused: `). Mail requests answer with the kind (docs/ingest.md).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub kind: RefusalKind,
+    pub message: String,
+}
+
+/// The kinds of [`Refusal`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalKind {
+    /// The statement could change something, or reach outside its transaction.
+    NotReadOnly,
+    /// The text is not SQL the gate can read (syntax, unterminated strings or comments).
+    Unparsable,
+    /// Only comments or blanks.
+    NoStatement,
+    /// More than one statement.
+    MultipleStatements,
+    /// Over one of the gate's limits (size, tokens, depth, nesting).
+    TooComplex,
+}
+
+impl Refusal {
+    pub fn new(kind: RefusalKind, message: String) -> Refusal {
+        Refusal { kind, message }
+    }
+
+    /// A refusal of the lexer ([`normalise`]): text it cannot read is unparsable;
+    /// constructs it refuses (executable comments, hints, strings the server could read
+    /// another way) are not read-only.
+    fn lexing(message: String) -> Refusal {
+        let kind = if message.contains("unterminated") || message.contains("invalid Unicode") {
+            RefusalKind::Unparsable
+        } else {
+            RefusalKind::NotReadOnly
+        };
+        Refusal { kind, message }
+    }
+}
+
+/// A refusal whose kind is not said is one of a statement that is not read-only.
+impl From<String> for Refusal {
+    fn from(message: String) -> Refusal {
+        Refusal::new(RefusalKind::NotReadOnly, message)
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.message)
+    }
+}
+
 /// Checks that `sql` is exactly one read-only query, as `mode` defines it. The error says
 /// what was found and why it is refused; it starts with `refused: `.
 ///
@@ -126,15 +180,20 @@ const GATE_STACK_BYTES: usize = 64 << 20;
 /// deep, can overflow the caller's stack; a panic inside the parser is a refusal too. The
 /// thread is started once and reused: starting one per query made loading 10,000 task
 /// files take 4.3 s instead of 1.3 s (`benches/scheduler.sh`).
-pub fn check(sql: &str, dialect: Dialect, mode: Mode) -> Result<(), String> {
+pub fn check(sql: &str, dialect: Dialect, mode: Mode) -> Result<(), Refusal> {
     if sql.len() > MAX_QUERY_BYTES {
-        return Err(format!(
-            "refused: the query is {} bytes long; the gate reads at most {MAX_QUERY_BYTES} bytes (1 MiB)",
-            sql.len()
+        return Err(Refusal::new(
+            RefusalKind::TooComplex,
+            format!(
+                "refused: the query is {} bytes long; the gate reads at most {MAX_QUERY_BYTES} bytes (1 MiB)",
+                sql.len()
+            ),
         ));
     }
     let Some(gate) = gate_thread() else {
-        return Err("refused: cannot start the SQL gate's thread".into());
+        return Err("refused: cannot start the SQL gate's thread"
+            .to_string()
+            .into());
     };
     let (reply, answer) = std::sync::mpsc::channel();
     let job = GateJob {
@@ -144,11 +203,15 @@ pub fn check(sql: &str, dialect: Dialect, mode: Mode) -> Result<(), String> {
         reply,
     };
     if gate.send(job).is_err() {
-        return Err("refused: the SQL gate's thread has stopped".into());
+        return Err("refused: the SQL gate's thread has stopped"
+            .to_string()
+            .into());
     }
-    answer
-        .recv()
-        .unwrap_or_else(|_| Err("refused: the SQL gate's thread has stopped".into()))
+    answer.recv().unwrap_or_else(|_| {
+        Err("refused: the SQL gate's thread has stopped"
+            .to_string()
+            .into())
+    })
 }
 
 /// One query for the gate's thread, and where its answer goes.
@@ -156,7 +219,7 @@ struct GateJob {
     sql: String,
     dialect: Dialect,
     mode: Mode,
-    reply: std::sync::mpsc::Sender<Result<(), String>>,
+    reply: std::sync::mpsc::Sender<Result<(), Refusal>>,
 }
 
 /// The gate's thread (started at the first check): it checks one query after another,
@@ -175,7 +238,10 @@ fn gate_thread() -> Option<&'static std::sync::mpsc::Sender<GateJob>> {
                     let checked =
                         crate::panics::catch(|| check_here(&job.sql, job.dialect, job.mode))
                             .unwrap_or_else(|_| {
-                                Err("refused: the SQL parser failed on this query".into())
+                                Err(Refusal::new(
+                                    RefusalKind::Unparsable,
+                                    "refused: the SQL parser failed on this query".into(),
+                                ))
                             });
                     let _ = job.reply.send(checked);
                 }
@@ -186,7 +252,7 @@ fn gate_thread() -> Option<&'static std::sync::mpsc::Sender<GateJob>> {
     .as_ref()
 }
 
-fn check_here(sql: &str, dialect: Dialect, mode: Mode) -> Result<(), String> {
+fn check_here(sql: &str, dialect: Dialect, mode: Mode) -> Result<(), Refusal> {
     // `:name` placeholders become what the source sends to the driver (Oracle binds the
     // `:name` form itself, so its text is parsed as it is).
     let sql = match dialect {
@@ -194,23 +260,32 @@ fn check_here(sql: &str, dialect: Dialect, mode: Mode) -> Result<(), String> {
         Dialect::Sqlite | Dialect::Mysql => params::rewrite(sql, Style::Question).0,
         Dialect::Oracle => sql.to_string(),
     };
-    let (sql, measure) = normalise::normalise(&sql, dialect)?;
+    let (sql, measure) = normalise::normalise(&sql, dialect).map_err(Refusal::lexing)?;
     if measure.tokens > MAX_TOKENS {
-        return Err(format!(
-            "refused: the query has {} tokens (words, names, numbers, strings, operators; commas not counted); the gate reads at most {MAX_TOKENS}",
-            measure.tokens
+        return Err(Refusal::new(
+            RefusalKind::TooComplex,
+            format!(
+                "refused: the query has {} tokens (words, names, numbers, strings, operators; commas not counted); the gate reads at most {MAX_TOKENS}",
+                measure.tokens
+            ),
         ));
     }
     if measure.depth > MAX_DEPTH {
-        return Err(format!(
-            "refused: the query is too deeply chained for the gate to check safely (about {} operators and keywords along one path; at most {MAX_DEPTH}): write a long OR chain as IN (…), split a long UNION ALL",
-            measure.depth
+        return Err(Refusal::new(
+            RefusalKind::TooComplex,
+            format!(
+                "refused: the query is too deeply chained for the gate to check safely (about {} operators and keywords along one path; at most {MAX_DEPTH}): write a long OR chain as IN (…), split a long UNION ALL",
+                measure.depth
+            ),
         ));
     }
     if measure.selects > MAX_SELECTS {
-        return Err(format!(
-            "refused: the query has {} SELECTs; the gate checks at most {MAX_SELECTS}",
-            measure.selects
+        return Err(Refusal::new(
+            RefusalKind::TooComplex,
+            format!(
+                "refused: the query has {} SELECTs; the gate checks at most {MAX_SELECTS}",
+                measure.selects
+            ),
         ));
     }
     let parsed = match dialect {
@@ -220,28 +295,46 @@ fn check_here(sql: &str, dialect: Dialect, mode: Mode) -> Result<(), String> {
         Dialect::Oracle => parse(&OracleDialect {}, &sql),
     };
     let statements = parsed.map_err(|e| match e {
-        ParserError::RecursionLimitExceeded => format!(
-            "refused: brackets or subqueries nest deeper than the gate reads ({MAX_NESTING} levels)"
+        ParserError::RecursionLimitExceeded => Refusal::new(
+            RefusalKind::TooComplex,
+            format!(
+                "refused: brackets or subqueries nest deeper than the gate reads ({MAX_NESTING} levels)"
+            ),
         ),
-        e => format!(
-            "refused: the query does not parse as {} SQL: {e}",
-            dialect.name()
+        e => Refusal::new(
+            RefusalKind::Unparsable,
+            format!(
+                "refused: the query does not parse as {} SQL: {e}",
+                dialect.name()
+            ),
         ),
     })?;
     let statement = match statements.as_slice() {
-        [] => return Err("refused: no SQL statement found".into()),
+        [] => {
+            return Err(Refusal::new(
+                RefusalKind::NoStatement,
+                "refused: no SQL statement found".into(),
+            ));
+        }
         [one] => one,
         many => {
-            return Err(format!(
-                "refused: only one read-only query is allowed; found {} statements",
-                many.len()
+            return Err(Refusal::new(
+                RefusalKind::MultipleStatements,
+                format!(
+                    "refused: only one read-only query is allowed; found {} statements",
+                    many.len()
+                ),
             ));
         }
     };
     let query = match statement {
         Statement::Query(q) => q,
         Statement::Explain { .. } | Statement::ExplainTable { .. } if mode == Mode::Strict => {
-            return Err("refused: sql_gate: strict allows only a SELECT; found EXPLAIN".into());
+            return Err(
+                "refused: sql_gate: strict allows only a SELECT; found EXPLAIN"
+                    .to_string()
+                    .into(),
+            );
         }
         Statement::Explain {
             analyze,
@@ -256,6 +349,7 @@ fn check_here(sql: &str, dialect: Dialect, mode: Mode) -> Result<(), String> {
             if *analyze || analyze_option {
                 return Err(
                     "refused: EXPLAIN ANALYZE runs the statement; only a plain EXPLAIN is allowed"
+                        .to_string()
                         .into(),
                 );
             }
@@ -265,7 +359,8 @@ fn check_here(sql: &str, dialect: Dialect, mode: Mode) -> Result<(), String> {
                     return Err(format!(
                         "refused: EXPLAIN is allowed only of a read-only query; found EXPLAIN {}",
                         kind(other)
-                    ));
+                    )
+                    .into());
                 }
             }
         }
@@ -275,7 +370,8 @@ fn check_here(sql: &str, dialect: Dialect, mode: Mode) -> Result<(), String> {
                 Mode::Strict => Err(format!(
                     "refused: sql_gate: strict allows only a SELECT; found {}",
                     kind(s)
-                )),
+                )
+                .into()),
             };
         }
         other => {
@@ -287,7 +383,8 @@ fn check_here(sql: &str, dialect: Dialect, mode: Mode) -> Result<(), String> {
             };
             return Err(format!(
                 "refused: only a read-only query (SELECT, WITH … SELECT, EXPLAIN or SHOW) is allowed; found {k}{why}"
-            ));
+            )
+            .into());
         }
     };
     let mut gate = Gate {
@@ -297,7 +394,7 @@ fn check_here(sql: &str, dialect: Dialect, mode: Mode) -> Result<(), String> {
     };
     let _ = query.visit(&mut gate);
     match gate.refusal {
-        Some(reason) => Err(reason),
+        Some(reason) => Err(reason.into()),
         None => Ok(()),
     }
 }
@@ -604,7 +701,7 @@ pub fn check_task_query(
     sql: &str,
 ) -> Result<(), String> {
     match config.sql_gate(source) {
-        Some((dialect, mode)) => check(sql, dialect, mode),
+        Some((dialect, mode)) => check(sql, dialect, mode).map_err(|r| r.message),
         None => Ok(()),
     }
 }

@@ -22,8 +22,8 @@ fn refused_in(sql: &str, d: Dialect, mode: Mode) -> String {
     match check(sql, d, mode) {
         Ok(()) => panic!("{d:?} {mode:?} accepted: {sql}"),
         Err(e) => {
-            assert!(e.starts_with("refused: "), "{e}");
-            e
+            assert!(e.message.starts_with("refused: "), "{e}");
+            e.message
         }
     }
 }
@@ -554,7 +554,7 @@ fn strict_mode_allows_only_pure_functions() {
     for name in STRICT_ALLOWED {
         for d in ALL {
             if let Err(e) = check(&format!("SELECT {name}(a) FROM t"), d, Mode::Strict) {
-                assert!(!e.contains("pure functions"), "{d:?} {name}: {e}");
+                assert!(!e.message.contains("pure functions"), "{d:?} {name}: {e}");
             }
         }
     }
@@ -722,4 +722,30 @@ fn other_call_syntaxes_are_seen() {
     ] {
         refused(sql, d);
     }
+}
+
+/// Each refusal says what kind it is: mailed requests answer with it.
+#[test]
+fn refusals_have_kinds() {
+    use super::RefusalKind::*;
+    let kind = |sql: &str, d: Dialect| check(sql, d, Mode::Strict).unwrap_err().kind;
+    assert_eq!(kind("DELETE FROM t", Dialect::Postgres), NotReadOnly);
+    assert_eq!(kind("SELECT pg_sleep(1)", Dialect::Postgres), NotReadOnly);
+    assert_eq!(
+        kind("SELECT 1; SELECT 2", Dialect::Postgres),
+        MultipleStatements
+    );
+    assert_eq!(kind("-- nothing", Dialect::Postgres), NoStatement);
+    assert_eq!(kind("SELEC 1", Dialect::Postgres), Unparsable);
+    assert_eq!(kind("SELECT 'open", Dialect::Postgres), Unparsable);
+    assert_eq!(
+        kind("SELECT 1 /*! INTO OUTFILE 'x' */", Dialect::Mysql),
+        NotReadOnly
+    );
+    let deep = format!("SELECT {}1{}", "(".repeat(200), ")".repeat(200));
+    assert_eq!(kind(&deep, Dialect::Postgres), TooComplex);
+    assert_eq!(
+        kind(&"x".repeat(MAX_QUERY_BYTES + 1), Dialect::Sqlite),
+        TooComplex
+    );
 }

@@ -52,12 +52,12 @@ pub mod schedule;
 pub mod sqlite;
 
 use std::fmt;
-use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
+pub use crate::config::StoreUrl;
 pub use instances::{
     DaemonLock, HEARTBEAT_EVERY, INSTANCE_LEASE, InstanceRecord, Instances, reap_interrupted,
 };
@@ -552,53 +552,6 @@ pub fn not_yet_supported(scheme: &str) -> String {
     format!(
         "`{scheme}://` stores are not yet supported: the cluster store comes with the cluster work; use `sqlite://PATH`"
     )
-}
-
-/// A parsed `store:` URL.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum StoreUrl {
-    /// `sqlite://PATH`: the embedded store (a relative path is resolved against the folder
-    /// of config.yaml by the config).
-    Sqlite(PathBuf),
-    /// A known scheme whose backend is not built yet (`postgres`, `postgresql`, `mysql`,
-    /// `mariadb`); `shown` is the URL with its password as `***`.
-    Unsupported { scheme: String, shown: String },
-}
-
-impl StoreUrl {
-    /// Parses a URL; `base` resolves relative SQLite paths. `Err` names what is wrong.
-    pub fn parse(url: &str, base: &Path) -> Result<StoreUrl, String> {
-        let (scheme, rest) = url
-            .split_once("://")
-            .ok_or_else(|| "a store url looks like `sqlite://PATH`".to_string())?;
-        match scheme {
-            "sqlite" if !rest.is_empty() => {
-                let p = Path::new(rest);
-                Ok(StoreUrl::Sqlite(if p.is_absolute() {
-                    p.to_path_buf()
-                } else {
-                    base.join(p)
-                }))
-            }
-            "sqlite" => Err("`sqlite://` needs a path, e.g. `sqlite://data/ferry.db`".into()),
-            "postgres" | "postgresql" | "mysql" | "mariadb" => Ok(StoreUrl::Unsupported {
-                scheme: scheme.to_string(),
-                shown: crate::config::redact_url(url),
-            }),
-            other => Err(format!(
-                "unknown store scheme `{other}`: use `sqlite://PATH`"
-            )),
-        }
-    }
-}
-
-impl fmt::Display for StoreUrl {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            StoreUrl::Sqlite(p) => write!(f, "sqlite://{}", p.display()),
-            StoreUrl::Unsupported { shown, .. } => f.write_str(shown),
-        }
-    }
 }
 
 /// An owner alert that may go out now.

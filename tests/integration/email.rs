@@ -30,8 +30,8 @@ pub(crate) struct Mail {
     smtps_port: u16,
     ca: String,
     /// The AUTH account; its password reaches ferry as `${FERRY_TEST_SMTP_PASSWORD}`.
-    user: String,
-    imap_port: u16,
+    pub(crate) user: String,
+    pub(crate) imap_port: u16,
     imap_password: String,
 }
 
@@ -65,14 +65,14 @@ pub(crate) fn mail() -> Option<Mail> {
 // ---------------------------------------------------------------------------------------
 // A minimal IMAP client: LOGIN, SELECT, UID SEARCH, UID FETCH BODY.PEEK[].
 
-struct Imap {
+pub(crate) struct Imap {
     reader: BufReader<TcpStream>,
     writer: TcpStream,
     tag: u32,
 }
 
 impl Imap {
-    fn login(port: u16, user: &str, password: &str) -> Imap {
+    pub(crate) fn login(port: u16, user: &str, password: &str) -> Imap {
         let stream = TcpStream::connect(("127.0.0.1", port)).expect("connect to IMAP");
         stream
             .set_read_timeout(Some(Duration::from_secs(20)))
@@ -92,7 +92,7 @@ impl Imap {
 
     /// Sends a command and returns the untagged response lines, with literals inlined as
     /// raw bytes. Panics unless the server answers OK.
-    fn command(&mut self, cmd: &str) -> Vec<Vec<u8>> {
+    pub(crate) fn command(&mut self, cmd: &str) -> Vec<Vec<u8>> {
         self.tag += 1;
         let tag = format!("a{}", self.tag);
         write!(self.writer, "{tag} {cmd}\r\n").unwrap();
@@ -152,7 +152,35 @@ impl Imap {
             .expect("a message body literal")
     }
 
-    fn logout(mut self) {
+    /// Appends `raw` to `folder` byte for byte (the folder must exist).
+    pub(crate) fn append(&mut self, folder: &str, raw: &[u8]) {
+        self.tag += 1;
+        let tag = format!("a{}", self.tag);
+        write!(
+            self.writer,
+            "{tag} APPEND \"{folder}\" {{{}}}\r\n",
+            raw.len()
+        )
+        .unwrap();
+        self.writer.flush().unwrap();
+        let mut go = String::new();
+        self.reader.read_line(&mut go).unwrap();
+        assert!(go.starts_with('+'), "APPEND: {go}");
+        self.writer.write_all(raw).unwrap();
+        self.writer.write_all(b"\r\n").unwrap();
+        self.writer.flush().unwrap();
+        loop {
+            let mut line = String::new();
+            self.reader.read_line(&mut line).unwrap();
+            assert!(!line.is_empty(), "IMAP connection closed during APPEND");
+            if let Some(rest) = line.strip_prefix(&tag) {
+                assert!(rest.trim_start().starts_with("OK"), "APPEND: {line}");
+                return;
+            }
+        }
+    }
+
+    pub(crate) fn logout(mut self) {
         let _ = write!(self.writer, "z LOGOUT\r\n");
     }
 }

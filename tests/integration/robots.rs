@@ -401,7 +401,10 @@ fn channels_are_listed_without_secrets_and_can_be_tested() {
         .lines()
         .map(|l| l.split_whitespace().collect())
         .collect();
-    let port = format!("127.0.0.1:{},", fake.port);
+    let port = format!(
+        "http://127.0.0.1:{}/robot/send?access_token=***,",
+        fake.port
+    );
     assert_eq!(rows[0], ["NAME", "TYPE", "WHERE", "TASKS"]);
     // The outbox row shows its folder; three of the fixture's tasks use it.
     assert!(

@@ -1,7 +1,7 @@
 //! `ferry sources` and `ferry sources test`: the listing, connection checks with versions,
-//! clear failures without passwords, and the warning when ferry's account can write —
-//! on SQLite always, on PostgreSQL and MariaDB when the test servers are available
-//! (`scripts/test-services.sh`; under `CI=true` they must be).
+//! and clear failures without passwords, on PostgreSQL and MariaDB when the test servers
+//! are available (`scripts/test-services.sh`; under `CI=true` they must be). Whether the
+//! account is read-only: `read_only.rs`.
 
 use crate::support::{Project, describe, stderr, stdout};
 
@@ -73,7 +73,7 @@ fn sources_with_a_broken_config_exits_2() {
 }
 
 #[test]
-fn sqlite_test_is_ok_and_warns_about_a_writable_file() {
+fn sqlite_test_is_ok_and_read_only() {
     let p = Project::fixture("project");
     let out = p.ferry(&["sources", "test"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
@@ -85,20 +85,7 @@ fn sqlite_test_is_ok_and_warns_about_a_writable_file() {
         "{text}"
     );
     assert!(lines[0].contains(", connected in "), "{text}");
-    assert_eq!(
-        lines[1],
-        "warning: db: this process can write the file db/test.db (ferry opens it read-only anyway; a read-only file or account is safer)"
-    );
-
-    // A file this process cannot write: no warning (unless running as root, who can).
-    let db = p.path().join("db/test.db");
-    let mut perms = std::fs::metadata(&db).unwrap().permissions();
-    perms.set_readonly(true);
-    std::fs::set_permissions(&db, perms).unwrap();
-    let root = std::fs::OpenOptions::new().append(true).open(&db).is_ok();
-    let out = p.ferry(&["sources", "test", "db"]);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    assert_eq!(stdout(&out).contains("warning"), root, "{}", describe(&out));
+    assert_eq!(lines[1], "     read-only: ferry's connection can only read");
 }
 
 #[test]
@@ -124,66 +111,6 @@ fn an_unknown_datasource_exits_2_with_a_hint() {
         "error: unknown datasource `dbb` (did you mean `db`?) (known datasources: db)"
     );
     assert_eq!(stdout(&out), "");
-}
-
-#[test]
-fn postgres_owner_account_is_warned_and_a_read_only_role_is_not() {
-    let Some(url) = crate::postgres::pg_url() else {
-        return;
-    };
-    let admin = crate::postgres::admin_url(&url);
-    crate::postgres::exec(
-        &admin,
-        "DO $$ BEGIN
-            IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = 'ferry_ro') THEN
-                CREATE ROLE ferry_ro LOGIN PASSWORD 'ro';
-            END IF;
-         END $$;
-         GRANT CONNECT ON DATABASE ferry_test TO ferry_ro;
-         GRANT USAGE ON SCHEMA public TO ferry_ro;
-         REVOKE CREATE ON SCHEMA public FROM PUBLIC;
-         DROP TABLE IF EXISTS pgt_sources_ro;
-         CREATE TABLE pgt_sources_ro (id int);
-         ALTER TABLE pgt_sources_ro OWNER TO ferry;
-         GRANT SELECT ON pgt_sources_ro TO ferry_ro;",
-    );
-    let ro_url = url.replacen("://ferry:ferry@", "://ferry_ro:ro@", 1);
-    assert_ne!(ro_url, url, "the test URL has the ferry account: {url}");
-    let p = project(&format!(
-        "  pg: {{ type: postgres, url: \"${{FERRY_TEST_PG_URL}}\", connect_timeout: 5s }}\n  pgro: {{ type: postgres, url: \"{ro_url}\", connect_timeout: 5s }}\n"
-    ));
-
-    let out = p.ferry(&["sources", "test", "pg"]);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let text = stdout(&out);
-    let lines: Vec<&str> = text.lines().collect();
-    assert!(
-        lines[0].starts_with("ok   pg (postgres): PostgreSQL ")
-            && lines[0].contains(", connected in "),
-        "{text}"
-    );
-    assert!(
-        lines[1].starts_with("warning: pg: the account can write (")
-            && lines[1].ends_with("); give ferry a read-only account"),
-        "{text}"
-    );
-    assert!(
-        lines[1].contains("CREATE on schema public") || lines[1].contains("INSERT"),
-        "{text}"
-    );
-    assert!(
-        !all_output(&out).contains(":ferry@"),
-        "password shown: {text}"
-    );
-
-    let out = p.ferry(&["sources", "test", "pgro"]);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let text = stdout(&out);
-    assert_eq!(text.lines().count(), 1, "{text}");
-    assert!(
-        text.starts_with("ok   pgro (postgres): PostgreSQL "),
-        "{text}"
-    );
 }
 
 #[test]
@@ -229,30 +156,14 @@ fn postgres_failures_name_the_datasource_and_hide_the_password() {
 }
 
 #[test]
-fn mariadb_account_with_all_privileges_is_warned_and_a_bad_password_fails() {
+fn mariadb_bad_password_fails_without_showing_it() {
     let Some(url) = crate::mysql::my_url() else {
         return;
     };
     let hp = host_port(&url);
     let p = project(&format!(
-        "  my: {{ type: mysql, url: \"${{FERRY_TEST_MYSQL_URL}}\", connect_timeout: 5s }}\n  badpw: {{ type: mysql, url: \"mysql://ferry:s3cretpw@{hp}/ferry_test\", connect_timeout: 5s }}\n"
+        "  badpw: {{ type: mysql, url: \"mysql://ferry:s3cretpw@{hp}/ferry_test\", connect_timeout: 5s }}\n"
     ));
-    let out = p.ferry(&["sources", "test", "my"]);
-    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
-    let text = stdout(&out);
-    let lines: Vec<&str> = text.lines().collect();
-    assert_eq!(lines.len(), 2, "{text}");
-    assert!(
-        lines[0].starts_with("ok   my (mysql): MariaDB ") && lines[0].contains(", connected in "),
-        "{text}"
-    );
-    assert!(
-        lines[1].starts_with("warning: my: the account can write (")
-            && lines[1].contains("ALL PRIVILEGES on `ferry_test`.*")
-            && lines[1].ends_with("); give ferry a read-only account"),
-        "{text}"
-    );
-
     let out = p.ferry(&["sources", "test", "badpw"]);
     assert_eq!(out.status.code(), Some(1), "{}", describe(&out));
     assert!(!all_output(&out).contains("s3cretpw"), "{}", describe(&out));

@@ -472,54 +472,6 @@ fn call_timeout_has_the_margin_and_stays_in_range() {
 }
 
 #[test]
-fn write_privileges_and_tables_are_evidence() {
-    let privs: Vec<String> = ["CREATE SESSION", "ALTER SESSION", "SELECT ANY TABLE"]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
-    assert!(write_evidence(&privs, (0, None), (0, None)).is_empty());
-    let privs: Vec<String> = [
-        "CREATE SESSION",
-        "CREATE TABLE",
-        "INSERT ANY TABLE",
-        "UNLIMITED TABLESPACE",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    assert_eq!(
-        write_evidence(
-            &privs,
-            (2, Some("SALES".into())),
-            (1, Some("HR.EMP".into()))
-        ),
-        vec![
-            "system privileges CREATE TABLE, INSERT ANY TABLE".to_string(),
-            "owns 2 tables, e.g. SALES".to_string(),
-            "INSERT, UPDATE, DELETE or ALTER granted on 1 table of other schemas, e.g. HR.EMP"
-                .to_string(),
-        ]
-    );
-    let many: Vec<String> = [
-        "ALTER ANY TABLE",
-        "CREATE PROCEDURE",
-        "CREATE SEQUENCE",
-        "CREATE TABLE",
-        "DROP ANY TABLE",
-        "SYSDBA",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    assert_eq!(
-        write_evidence(&many, (0, None), (0, None)),
-        vec!["system privileges ALTER ANY TABLE, CREATE PROCEDURE, CREATE SEQUENCE and 3 more"]
-    );
-    assert!(is_write_privilege("BECOME USER"));
-    assert!(!is_write_privilege("SELECT ANY DICTIONARY"));
-}
-
-#[test]
 fn a_trailing_semicolon_is_dropped() {
     assert_eq!(
         statement_text("SELECT 1 FROM dual;\n"),

@@ -12,8 +12,8 @@
 
 use chrono::{DateTime, Duration, Utc};
 
-use super::Schedule;
 use crate::config::CatchUp;
+use crate::schedule::Schedule;
 
 /// A fire later than this is a misfire (Quartz uses the same 60 s).
 pub const LATE_THRESHOLD: Duration = Duration::seconds(60);

@@ -7,10 +7,13 @@
 //! runs (`(task, scheduled_at)` is unique), so a fire runs at most once even if the clock
 //! steps back or two schedulers share the store. The per-task cursor (every fire up to it
 //! has been handled) is persisted, so fires missed while ferry was down are found at start
-//! and handled by the misfire rules of [`super::plan`].
+//! and handled by the misfire rules of [`plan`].
 //!
 //! Running work goes through the [`Runner`] seam (the executor in production, a fake in
 //! tests); at most `scheduler.max_workers` runs execute at once, the rest wait for a slot.
+
+pub mod plan;
+pub mod quiet;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
@@ -22,12 +25,12 @@ use tokio::sync::{Semaphore, mpsc};
 use tokio::task::JoinSet;
 use tracing::{error, info, warn};
 
-use super::plan::plan;
-use super::quiet::quiet_until;
 use crate::clock::SharedClock;
 use crate::config::{Concurrency, Config, Problem, Project, TaskSpec};
 use crate::exec::{Executor, Followup, RunRequest, Stop};
 use crate::store::{Applied, Claim, Op, Outcome, Status, Store, StoreError, Trigger, fmt_instant};
+use plan::plan;
+use quiet::quiet_until;
 
 /// One claimed fire to execute.
 pub struct Job {
@@ -778,5 +781,4 @@ fn quiet_reason(until: DateTime<Utc>, zone: chrono_tz::Tz) -> String {
 }
 
 #[cfg(test)]
-#[path = "runtime_tests.rs"]
 mod tests;
