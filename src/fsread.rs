@@ -235,8 +235,9 @@ fn check(path: &Path, kind: Kind, meta: &Metadata) -> Result<(), ReadError> {
     Ok(())
 }
 
+/// Opens `path` for reading without blocking on a FIFO (`O_NONBLOCK` on Unix).
 #[cfg(unix)]
-fn open_nonblocking(path: &Path) -> io::Result<File> {
+pub fn open_nonblocking(path: &Path) -> io::Result<File> {
     use std::os::unix::fs::OpenOptionsExt;
     OpenOptions::new()
         .read(true)
@@ -245,7 +246,7 @@ fn open_nonblocking(path: &Path) -> io::Result<File> {
 }
 
 #[cfg(not(unix))]
-fn open_nonblocking(path: &Path) -> io::Result<File> {
+pub fn open_nonblocking(path: &Path) -> io::Result<File> {
     OpenOptions::new().read(true).open(path)
 }
 

@@ -98,7 +98,11 @@ fn read_message(path: &Path, max_bytes: u64) -> Result<(Vec<u8>, u64), String> {
         return Err("not a regular file".into());
     }
     let size = meta.len();
-    let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
+    // Never blocks, even if the name became a FIFO since the check.
+    let file = crate::fsread::open_nonblocking(path).map_err(|e| e.to_string())?;
+    if !file.metadata().map_err(|e| e.to_string())?.is_file() {
+        return Err("not a regular file".into());
+    }
     let limit = if size > max_bytes { 1 << 20 } else { max_bytes };
     let mut raw = Vec::new();
     file.take(limit)
