@@ -525,6 +525,22 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// The disk under the store is full (or its quota is reached): nothing of the write
+    /// was kept. The store is usable again as soon as there is room.
+    #[error(
+        "run store {path}: the disk is full, nothing was recorded: free space on that disk (ferry serve records again by itself once there is room)"
+    )]
+    Full { path: String },
+    /// Another process held a lock on the store for longer than the store waits
+    /// ([`sqlite::BUSY_WAIT`]).
+    #[error(
+        "run store {path} is locked by another process (waited {} s): end the program that holds it (a `sqlite3` shell, a backup, another tool) or try again later",
+        waited.as_secs()
+    )]
+    Busy {
+        path: String,
+        waited: std::time::Duration,
+    },
     #[error("run store {path}: {message}")]
     Other { path: String, message: String },
 }
