@@ -340,7 +340,7 @@ fn pool(size: u32, opts: SqliteConnectOptions) -> SqlitePool {
                 conn.ping().await?;
                 let stuck = conn.is_in_transaction();
                 if stuck {
-                    warn!("run store: a transaction did not end cleanly (its write failed); its connection is closed and a new one opened");
+                    info!("run store: a transaction did not end cleanly (its write failed); its connection is closed and a new one opened");
                 }
                 Ok(!stuck)
             })
