@@ -47,6 +47,7 @@ pub mod config;
 pub mod instances;
 pub mod ledger;
 pub mod links;
+pub mod outage;
 pub mod runs;
 pub mod schedule;
 pub mod sqlite;
@@ -63,6 +64,7 @@ pub use instances::{
 };
 pub use ledger::Ledger;
 pub use links::Links;
+pub use outage::Outage;
 pub use runs::{Applied, Op, Runs};
 pub use schedule::Schedule;
 
@@ -541,8 +543,29 @@ pub enum StoreError {
         path: String,
         waited: std::time::Duration,
     },
+    /// The disk failed a read or a write (an I/O error).
+    #[error(
+        "run store {path}: the disk failed ({source}): check the disk and its free space (ferry serve records again by itself once it works)"
+    )]
+    Io {
+        path: String,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("run store {path}: {message}")]
     Other { path: String, message: String },
+}
+
+impl StoreError {
+    /// The store cannot take the operation for now (a full disk, a lock another process
+    /// holds, an I/O error): the same operation may succeed later. Errors in what was
+    /// asked (a run not in the store) are not transient.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Full { .. } | StoreError::Busy { .. } | StoreError::Io { .. }
+        )
+    }
 }
 
 /// Everything the rest of ferry needs from a store: one trait per concern, so a caller

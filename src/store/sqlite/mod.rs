@@ -362,15 +362,13 @@ fn is_busy(e: &sqlx::Error) -> bool {
 }
 
 fn db(path: &str, source: sqlx::Error) -> StoreError {
-    // SQLITE_FULL: the disk (or its quota) is full.
-    if primary_code(&source) == Some(13) {
-        return StoreError::Full {
-            path: path.to_string(),
-        };
-    }
-    StoreError::Db {
-        path: path.to_string(),
-        source,
+    let path = path.to_string();
+    match primary_code(&source) {
+        // SQLITE_FULL: the disk (or its quota) is full.
+        Some(13) => StoreError::Full { path },
+        // SQLITE_IOERR.
+        Some(10) => StoreError::Io { path, source },
+        _ => StoreError::Db { path, source },
     }
 }
 
