@@ -42,6 +42,10 @@
 //!   backend's row id;
 //! - [`Instances::lock_for_daemon`]: whatever keeps daemons apart (a no-op for a shared
 //!   store: daemons there coordinate by claims and heartbeats).
+//! - its errors mapped onto [`StoreError`]: a full disk as `Full`, an I/O error as `Io`, a
+//!   lock another client held past a bounded wait as `Busy` (these three are
+//!   [`StoreError::is_transient`]: the daemon tries them again), and a connection that a
+//!   failed operation left in an unknown state replaced, never reused.
 
 pub mod config;
 pub mod instances;

@@ -5,8 +5,8 @@
 //! has one writer connection (SQLite runs one writer at a time anyway, and queueing
 //! writers in the pool is faster than SQLite's sleeping busy handler) and a few reader
 //! connections of its own, so a read never waits behind this process's writes either.
-//! Every write is a `BEGIN IMMEDIATE` transaction ([`SqliteStore::write_tx`]); every read
-//! a snapshot ([`SqliteStore::read_tx`]). Opening an up-to-date store only reads.
+//! Every write is a `BEGIN IMMEDIATE` transaction (`write_tx`); every read
+//! a snapshot (`read_tx`). Opening an up-to-date store only reads.
 //!
 //! Faults:
 //!
