@@ -226,23 +226,47 @@ fn locked_by_a_shell(sql: &str) -> Option<(Project, LockHolder)> {
     Some((p, shell))
 }
 
-/// Spawns `ferry ARGS` and reads its stderr until the "store busy" line.
-fn spawn_until_busy(p: &Project, args: &[&str]) -> Child {
-    let mut child = p
-        .command(args)
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap();
-    let mut seen = Vec::new();
-    for line in BufReader::new(child.stderr.take().unwrap()).lines() {
-        let line = line.unwrap();
-        if line.contains(&format!("WARN store busy: data/{BUSY}")) {
-            return child;
+/// `ferry ARGS`, spawned; returned once it said that the store is busy. Its stderr is
+/// read to the end on a thread (a closed pipe would fail its later writes).
+struct Waiting {
+    child: Child,
+    stderr: std::thread::JoinHandle<String>,
+}
+
+impl Waiting {
+    fn spawn(p: &Project, args: &[&str]) -> Waiting {
+        let mut child = p
+            .command(args)
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
+        let lines = BufReader::new(child.stderr.take().unwrap()).lines();
+        let (busy_tx, busy) = std::sync::mpsc::channel();
+        let stderr = std::thread::spawn(move || {
+            let mut text = String::new();
+            for line in lines.map_while(Result::ok) {
+                if line.contains(&format!("WARN store busy: data/{BUSY}")) {
+                    let _ = busy_tx.send(());
+                }
+                text.push_str(&line);
+                text.push('\n');
+            }
+            text
+        });
+        let waiting = Waiting { child, stderr };
+        if busy.recv().is_err() {
+            let (out, err) = waiting.finish();
+            panic!("`ferry {args:?}` ended without saying the store is busy: {out:?}\n{err}");
         }
-        seen.push(line);
+        waiting
     }
-    panic!("`ferry {args:?}` ended without saying the store is busy: {seen:?}");
+
+    /// Waits for the command; its exit status and stdout, and its stderr.
+    fn finish(self) -> (std::process::Output, String) {
+        let out = self.child.wait_with_output().unwrap();
+        (out, self.stderr.join().unwrap())
+    }
 }
 
 /// Regression (issue 12): `ferry run` and even `ferry history` waited silently for
@@ -290,20 +314,20 @@ fn commands_waiting_for_a_locked_store_go_on_once_it_is_released() {
         return;
     };
     let start = Instant::now();
-    let history = spawn_until_busy(&p, &["history", "--json"]);
-    let run = spawn_until_busy(&p, &["run", "types_csv"]);
+    let history = Waiting::spawn(&p, &["history", "--json"]);
+    let run = Waiting::spawn(&p, &["run", "types_csv"]);
     lock.release();
-    let history = history.wait_with_output().unwrap();
-    let run = run.wait_with_output().unwrap();
+    let (history, history_err) = history.finish();
+    let (run, run_err) = run.finish();
     assert!(
         start.elapsed() < Duration::from_secs(10),
         "{:?}",
         start.elapsed()
     );
-    assert_eq!(history.status.code(), Some(0), "{}", describe(&history));
+    assert_eq!(history.status.code(), Some(0), "{history_err}");
     let listed: Vec<serde_json::Value> = serde_json::from_slice(&history.stdout).unwrap();
     assert_eq!(listed.len(), 1, "{listed:?}");
-    assert_eq!(run.status.code(), Some(0), "{}", describe(&run));
+    assert_eq!(run.status.code(), Some(0), "{run_err}");
     assert_eq!(crate::support::history(&p, "types_csv").len(), 2);
 }
 
@@ -333,10 +357,10 @@ fn a_reader_is_not_held_up_by_another_process_writing() {
         "the uncommitted delete is not seen: {listed:?}"
     );
 
-    let run = spawn_until_busy(&p, &["run", "types_csv"]);
+    let run = Waiting::spawn(&p, &["run", "types_csv"]);
     writer.release();
-    let run = run.wait_with_output().unwrap();
-    assert_eq!(run.status.code(), Some(0), "{}", describe(&run));
+    let (run, run_err) = run.finish();
+    assert_eq!(run.status.code(), Some(0), "{run_err}");
     // The shell's transaction ended without COMMIT: rolled back.
     assert_eq!(crate::support::history(&p, "types_csv").len(), 2);
 }
