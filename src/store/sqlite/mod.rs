@@ -18,8 +18,8 @@
 //!   by itself; sqlx's own rollback then fails and, left alone, the connection would stay
 //!   "inside a transaction" for sqlx, which refuses every later `BEGIN` ("attempted to
 //!   call begin_with at non-zero transaction depth", for good). A connection whose
-//!   transaction did not end cleanly is closed when it goes back to its pool, and the
-//!   next operation opens a fresh one: the store works again as soon as the disk does.
+//!   transaction did not end cleanly is closed before it is used again, and the next
+//!   operation opens a fresh one: the store works again as soon as the disk does.
 //!   A full disk is [`StoreError::Full`].
 //!
 //! Migrations are append-only: a released migration is never edited, a change is a new
@@ -329,15 +329,15 @@ impl SqliteStore {
 }
 
 /// A pool of `size` connections that closes a connection whose transaction did not end
-/// cleanly when it comes back (see the module doc): the next use opens a fresh one.
+/// cleanly before it is used again (see the module doc): the next use opens a fresh one.
 fn pool(size: u32, opts: SqliteConnectOptions) -> SqlitePool {
     SqlitePoolOptions::new()
         .max_connections(size)
-        .after_release(|conn, _| {
+        // Checked when the connection is taken, not when it is given back: by then the
+        // rollback a dropped transaction queued has run (the pool pings a connection it
+        // takes back), so the state read is the final one, without a round trip of its own.
+        .before_acquire(|conn, _| {
             Box::pin(async move {
-                // The rollback of a dropped transaction is queued on the connection; the
-                // ping runs after it, so the state read next is the final one.
-                conn.ping().await?;
                 let stuck = conn.is_in_transaction();
                 if stuck {
                     info!("run store: a transaction did not end cleanly (its write failed); its connection is closed and a new one opened");
