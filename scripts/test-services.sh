@@ -2,7 +2,8 @@
 # Starts throwaway PostgreSQL and MariaDB servers on free loopback ports in a temporary
 # folder, exports their URLs, runs the given command, and stops the servers afterwards
 # (also when the command fails or is interrupted). Installs Debian's `postgresql` and
-# `mariadb-server` packages first when they are missing.
+# `mariadb-server` packages first when they are missing (and `sqlite3`, the shell the
+# store-fault tests lock the run store with).
 #
 #   scripts/test-services.sh cargo test
 #
@@ -287,6 +288,8 @@ missing=()
 [ -n "$(pg_bin)" ] && [ -x "$(pg_bin)/initdb" ] || missing+=(postgresql)
 [ -n "$(maria_bin)" ] || missing+=(mariadb-server)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# The store-fault tests lock the run store from a second process, as an operator's shell does.
+command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
 [ "$(id -u)" -ne 0 ] || for p in $(mail_packages); do missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

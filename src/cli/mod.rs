@@ -87,7 +87,9 @@ pub fn init_logging(verbose: u8, daemon: bool) {
     use std::io::IsTerminal;
     let default = match verbose {
         0 if daemon => "info",
-        0 => "off",
+        // A one-off command is quiet, except that it says when it waits for a store
+        // another process has locked.
+        0 => "ferry::store=warn",
         1 => "info",
         _ => "debug",
     };

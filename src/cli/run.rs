@@ -124,6 +124,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
             notify: !args.no_notify,
             stop,
             progress,
+            retry_record: false,
         })
         .await;
     beating.cancel();

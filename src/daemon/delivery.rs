@@ -27,7 +27,7 @@ use crate::config::Project;
 use crate::exec::deliver::{Env, deliver_due};
 use crate::exec::{Followup, Stop};
 use crate::notify::Registry;
-use crate::store::{Owner, Store};
+use crate::store::{Outage, Owner, Store, StoreError};
 
 pub struct DeliveryService {
     store: Arc<dyn Store>,
@@ -75,10 +75,12 @@ impl Current {
 /// What a finished piece of work was.
 enum Done {
     Followup(String),
-    /// A pass that started at this instant of the daemon's clock.
+    /// A pass that started at this instant of the daemon's clock, and the store's error
+    /// if it could not read the ledger.
     Pass {
         attempted: usize,
         at: chrono::DateTime<chrono::Utc>,
+        failed: Option<StoreError>,
     },
 }
 
@@ -100,6 +102,8 @@ impl Service for DeliveryService {
         let mut pass_running = false;
         let mut next_pass = clock.now();
         let mut current = Current::new(ctx.project.borrow().clone(), store.clone(), clock.clone());
+        // Passes keep their interval while the store fails; only the logging changes.
+        let mut outage = Outage::new("delivery worker");
         loop {
             if !pass_running && clock.now() >= next_pass {
                 pass_running = true;
@@ -118,12 +122,9 @@ impl Service for DeliveryService {
                         channels: &channels,
                         clock: &*clock,
                     };
-                    let attempted = match deliver_due(env, &project.tasks, &me).await {
-                        Ok(n) => n,
-                        Err(e) => {
-                            error!(error = %e, "delivery worker: the run store failed; retrying later");
-                            0
-                        }
+                    let (attempted, failed) = match deliver_due(env, &project.tasks, &me).await {
+                        Ok(n) => (n, None),
+                        Err(e) => (0, Some(e)),
                     };
                     // One line per pass, so a log shows that a pass happened (tests of the
                     // binary wait for it); the empty ones, every `delivery_interval`, at
@@ -133,7 +134,11 @@ impl Service for DeliveryService {
                     } else {
                         info!(attempted, "delivery pass");
                     }
-                    Done::Pass { attempted, at }
+                    Done::Pass {
+                        attempted,
+                        at,
+                        failed,
+                    }
                 });
             }
             let interval = ctx.project.borrow().config.scheduler.delivery_interval;
@@ -145,8 +150,14 @@ impl Service for DeliveryService {
                 }
                 Some(done) = work.join_next() => match done {
                     Ok(Done::Followup(run_id)) => ctx.emit(Event::FollowupDone { run_id }),
-                    Ok(Done::Pass { attempted, at }) => {
+                    Ok(Done::Pass { attempted, at, failed }) => {
                         pass_running = false;
+                        match failed {
+                            Some(e) => {
+                                outage.failed(&e, clock.now(), interval);
+                            }
+                            None => outage.ok(clock.now()),
+                        }
                         next_pass = clock.now() + chrono::Duration::from_std(interval).unwrap_or(chrono::TimeDelta::MAX);
                         ctx.emit(Event::DeliveryPass { attempted, at });
                     }

@@ -15,7 +15,9 @@ use tracing::warn;
 
 use super::{Context, Service};
 use crate::clock::SharedClock;
-use crate::store::{HEARTBEAT_EVERY, InstanceRecord, Store, process_alive, reap_interrupted};
+use crate::store::{
+    HEARTBEAT_EVERY, InstanceRecord, Outage, Store, process_alive, reap_interrupted,
+};
 
 pub struct HeartbeatService {
     store: Arc<dyn Store>,
@@ -55,6 +57,7 @@ impl Service for HeartbeatService {
             instance,
             last_out,
         } = *self;
+        let mut beats = Outage::new("heartbeat");
         loop {
             tokio::select! {
                 _ = clock.sleep(HEARTBEAT_EVERY) => {}
@@ -69,8 +72,9 @@ impl Service for HeartbeatService {
             }
             let now = clock.now();
             match store.beat(&instance.instance_id, now).await {
-                Ok(true) => {}
+                Ok(true) => beats.ok(now),
                 Ok(false) => {
+                    beats.ok(now);
                     // Someone removed the row: put it back.
                     let again = InstanceRecord {
                         heartbeat_at: now,
@@ -80,7 +84,11 @@ impl Service for HeartbeatService {
                         warn!(error = %e, "heartbeat: cannot register this instance again");
                     }
                 }
-                Err(e) => warn!(error = %e, "heartbeat failed; trying again"),
+                Err(e) => {
+                    beats.failed(&e, now, HEARTBEAT_EVERY);
+                    // Reaping needs the store too: it waits for the next beat.
+                    continue;
+                }
             }
             match reap_interrupted(&*store, &instance.node, &process_alive, now).await {
                 Ok(reaped) if !reaped.is_empty() => warn!(

@@ -33,8 +33,8 @@ use crate::notify::{self, Message, Registry, RunReport};
 use crate::params::RunParams;
 use crate::source;
 use crate::store::{
-    Claim, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliverySummary, FileRecord, Outcome,
-    Owner, QueuedDelivery, Status, Store, Trigger,
+    Claim, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliverySummary, FileRecord, Outage,
+    Outcome, Owner, QueuedDelivery, Status, Store, Trigger,
 };
 use crate::template::{self, MessageTemplate};
 
@@ -60,6 +60,10 @@ fn run_report(task: &TaskSpec, r: &RunResult, scheduled_at: DateTime<Utc>) -> Ru
 /// How long a stopped run may take to wind down (statement interrupted, partial files
 /// removed) before it is recorded.
 const STOP_GRACE: Duration = Duration::from_secs(10);
+
+/// The longest pause between two attempts to record a run's outcome in a store that
+/// refuses it for now (see [`RunRequest::retry_record`]).
+pub const RECORD_RETRY_MAX: Duration = Duration::from_secs(30);
 
 /// Called from the writer thread with the number of rows written so far.
 pub type Progress = Arc<dyn Fn(u64) + Send + Sync>;
@@ -115,6 +119,11 @@ pub struct RunRequest {
     pub notify: bool,
     pub stop: Stop,
     pub progress: Option<Progress>,
+    /// When the store refuses to record the outcome for now (a full disk, a lock held,
+    /// an I/O error): keep the outcome and try again until the store takes it or the run
+    /// is stopped (`ferry serve`, so that no run stays `running` while the daemon
+    /// lives), instead of failing at once (a one-off `ferry run`).
+    pub retry_record: bool,
 }
 
 /// What happened.
@@ -352,8 +361,7 @@ impl Executor {
             node: self.config.node_name.clone(),
             pid: std::process::id(),
         };
-        self.store
-            .finish_with_deliveries(&run_id, &outcome, &queued, &owner)
+        self.record_outcome(&run_id, &outcome, &queued, &owner, &req)
             .await?;
         match status {
             Status::Succeeded => {
@@ -390,6 +398,39 @@ impl Executor {
             notify: req.notify,
             owner,
         })
+    }
+
+    /// Records a run's outcome with its deliveries; retries as [`RunRequest::retry_record`]
+    /// says, with pauses that grow from 1 s to [`RECORD_RETRY_MAX`] on the clock.
+    async fn record_outcome(
+        &self,
+        run_id: &str,
+        outcome: &Outcome,
+        queued: &[QueuedDelivery],
+        owner: &Owner,
+        req: &RunRequest,
+    ) -> Result<(), ExecError> {
+        let mut outage = Outage::new("run outcome");
+        loop {
+            match self
+                .store
+                .finish_with_deliveries(run_id, outcome, queued, owner)
+                .await
+            {
+                Ok(()) => {
+                    outage.ok(self.clock.now());
+                    return Ok(());
+                }
+                Err(e) if req.retry_record && e.is_transient() && !req.stop.is_stopped() => {
+                    let wait = outage.failed(&e, self.clock.now(), RECORD_RETRY_MAX);
+                    tokio::select! {
+                        _ = self.clock.sleep(wait) => {}
+                        _ = req.stop.stopped() => return Err(e.into()),
+                    }
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
     }
 
     /// Query → write → publish. Returns the published files and the writer's warnings.

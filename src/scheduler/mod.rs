@@ -74,6 +74,7 @@ impl Runner for ExecRunner {
             notify: true,
             stop: job.stop,
             progress: None,
+            retry_record: true,
         };
         match executor
             .record_claimed(req, job.run_id, job.scheduled_at)

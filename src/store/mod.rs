@@ -42,11 +42,16 @@
 //!   backend's row id;
 //! - [`Instances::lock_for_daemon`]: whatever keeps daemons apart (a no-op for a shared
 //!   store: daemons there coordinate by claims and heartbeats).
+//! - its errors mapped onto [`StoreError`]: a full disk as `Full`, an I/O error as `Io`, a
+//!   lock another client held past a bounded wait as `Busy` (these three are
+//!   [`StoreError::is_transient`]: the daemon tries them again), and a connection that a
+//!   failed operation left in an unknown state replaced, never reused.
 
 pub mod config;
 pub mod instances;
 pub mod ledger;
 pub mod links;
+pub mod outage;
 pub mod runs;
 pub mod schedule;
 pub mod sqlite;
@@ -63,6 +68,7 @@ pub use instances::{
 };
 pub use ledger::Ledger;
 pub use links::Links;
+pub use outage::Outage;
 pub use runs::{Applied, Op, Runs};
 pub use schedule::Schedule;
 
@@ -525,8 +531,45 @@ pub enum StoreError {
         #[source]
         source: sqlx::Error,
     },
+    /// The disk under the store is full (or its quota is reached): nothing of the write
+    /// was kept. The store is usable again as soon as there is room.
+    #[error(
+        "run store {path}: the disk is full, nothing was recorded: free space on that disk (ferry serve records again by itself once there is room)"
+    )]
+    Full { path: String },
+    /// Another process held a lock on the store for longer than the store waits
+    /// ([`sqlite::BUSY_WAIT`]).
+    #[error(
+        "run store {path} is locked by another process (waited {} s): end the program that holds it (a `sqlite3` shell, a backup, another tool) or try again later",
+        waited.as_secs()
+    )]
+    Busy {
+        path: String,
+        waited: std::time::Duration,
+    },
+    /// The disk failed a read or a write (an I/O error).
+    #[error(
+        "run store {path}: the disk failed ({source}): check the disk and its free space (ferry serve records again by itself once it works)"
+    )]
+    Io {
+        path: String,
+        #[source]
+        source: sqlx::Error,
+    },
     #[error("run store {path}: {message}")]
     Other { path: String, message: String },
+}
+
+impl StoreError {
+    /// The store cannot take the operation for now (a full disk, a lock another process
+    /// holds, an I/O error): the same operation may succeed later. Errors in what was
+    /// asked (a run not in the store) are not transient.
+    pub fn is_transient(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Full { .. } | StoreError::Busy { .. } | StoreError::Io { .. }
+        )
+    }
 }
 
 /// Everything the rest of ferry needs from a store: one trait per concern, so a caller

@@ -37,4 +37,5 @@ mod source_errors;
 mod sources;
 mod sqlgate_corpus;
 mod store_conformance;
+mod store_faults;
 mod tls;

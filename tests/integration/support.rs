@@ -354,3 +354,197 @@ impl Daemon {
         ferry::store::Instances::close(&*self.store).await;
     }
 }
+
+/// Under `CI=true` a test that cannot get what it needs fails; elsewhere it is skipped
+/// with the reason printed. Returns whether to go on.
+pub fn required(what: &str, available: Result<(), String>) -> bool {
+    match available {
+        Ok(()) => true,
+        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
+            panic!("{what} is required under CI=true: {why}")
+        }
+        Err(why) => {
+            eprintln!("skipped: {what} is not available: {why}");
+            false
+        }
+    }
+}
+
+/// A small tmpfs mounted on a temporary folder (a disk that fills up), unmounted when
+/// dropped, whatever happened in the test (a lazy unmount: files still open do not keep
+/// it mounted).
+pub struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    /// Mounts `size_kib` KiB; `None` (outside CI) when this machine cannot mount.
+    pub fn mount(size_kib: u64) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().expect("mount point");
+        let out = Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size_kib}k"), "tmpfs"])
+            .arg(dir.path())
+            .output();
+        let mounted = match out {
+            Ok(o) if o.status.success() => Ok(()),
+            Ok(o) => Err(format!(
+                "mount -t tmpfs failed (root needed): {}",
+                String::from_utf8_lossy(&o.stderr).trim()
+            )),
+            Err(e) => Err(format!("cannot run mount: {e}")),
+        };
+        required("a tmpfs mount", mounted).then_some(Tmpfs { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    /// Fills the file system with `filler` until it has no room left.
+    pub fn fill(&self) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.path().join("filler")).expect("filler");
+        let chunk = vec![0u8; 4096];
+        loop {
+            match f.write_all(&chunk) {
+                Ok(()) => {}
+                Err(e) if e.raw_os_error() == Some(28) => break, // ENOSPC
+                Err(e) => panic!("filling the tmpfs: {e}"),
+            }
+        }
+        // tmpfs gives blocks as they are written: none is left now.
+        let _ = f.sync_all();
+    }
+
+    /// Frees the room [`Tmpfs::fill`] took.
+    pub fn free(&self) {
+        std::fs::remove_file(self.path().join("filler")).expect("remove the filler");
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount")
+            .arg("-l")
+            .arg(self.dir.path())
+            .status();
+    }
+}
+
+/// The `sqlite3` shell holding a lock on a database (what an operator's shell or a backup
+/// tool does) until [`LockHolder::release`] or drop.
+pub struct LockHolder {
+    child: Child,
+    stdin: Option<std::process::ChildStdin>,
+}
+
+impl LockHolder {
+    /// Whether the `sqlite3` shell is here (required under `CI=true`;
+    /// `scripts/test-services.sh` installs it).
+    pub fn available() -> bool {
+        let found = Command::new("sqlite3")
+            .arg("-version")
+            .output()
+            .map_err(|e| format!("sqlite3: {e}"))
+            .and_then(|o| {
+                if o.status.success() {
+                    Ok(())
+                } else {
+                    Err("sqlite3 -version failed".into())
+                }
+            });
+        required("the sqlite3 shell", found)
+    }
+
+    /// Runs `sql` in a `sqlite3` shell on `db` and returns once it has run; the shell
+    /// keeps its transaction (and locks) open.
+    pub fn hold(db: &Path, sql: &str) -> LockHolder {
+        use std::io::{BufRead, Write};
+        let mut child = Command::new("sqlite3")
+            .args(["-batch", "-bail"])
+            .arg(db)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn sqlite3");
+        let mut stdin = child.stdin.take().unwrap();
+        writeln!(stdin, "{sql}\nSELECT 'lock held';").unwrap();
+        stdin.flush().unwrap();
+        let stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        for line in stdout.lines() {
+            if line.unwrap() == "lock held" {
+                return LockHolder {
+                    child,
+                    stdin: Some(stdin),
+                };
+            }
+        }
+        let out = child.wait_with_output().unwrap();
+        panic!("sqlite3 could not take the lock:\n{}", describe(&out));
+    }
+
+    /// Ends the shell (its transaction and locks with it) and waits for it.
+    pub fn release(mut self) {
+        drop(self.stdin.take());
+        self.child.wait().unwrap();
+    }
+}
+
+impl Drop for LockHolder {
+    fn drop(&mut self) {
+        if self.stdin.take().is_some() {
+            let _ = self.child.kill();
+            let _ = self.child.wait();
+        }
+    }
+}
+
+/// The log lines of this test's thread (a `current_thread` runtime runs the daemon's
+/// tasks on it), kept while the guard lives.
+#[derive(Clone, Default)]
+pub struct Logs(std::sync::Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl Logs {
+    /// Captures INFO and above of ferry on this thread until the guard is dropped.
+    pub fn capture() -> (Logs, tracing::subscriber::DefaultGuard) {
+        let logs = Logs::default();
+        let subscriber = tracing_subscriber::fmt()
+            .with_env_filter(tracing_subscriber::EnvFilter::new("ferry=info"))
+            .with_ansi(false)
+            .with_writer(logs.clone())
+            .finish();
+        (logs, tracing::subscriber::set_default(subscriber))
+    }
+
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.0.lock().unwrap()).to_string()
+    }
+
+    /// Lines containing every one of `needles`.
+    pub fn count(&self, needles: &[&str]) -> usize {
+        self.text()
+            .lines()
+            .filter(|l| needles.iter().all(|n| l.contains(n)))
+            .count()
+    }
+}
+
+impl std::io::Write for Logs {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.0.lock().unwrap().extend_from_slice(buf);
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl<'a> tracing_subscriber::fmt::MakeWriter<'a> for Logs {
+    type Writer = Logs;
+
+    fn make_writer(&'a self) -> Logs {
+        self.clone()
+    }
+}

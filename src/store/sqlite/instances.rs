@@ -12,7 +12,7 @@ use crate::store::{DaemonLock, InstanceRecord, Instances, StoreError, fmt_instan
 #[async_trait]
 impl Instances for SqliteStore {
     async fn register(&self, i: &InstanceRecord) -> Result<(), StoreError> {
-        sqlx::query(
+        self.write_one(sqlx::query(
             "INSERT INTO instances (instance_id, node, pid, started_at, heartbeat_at, stopped_at)
              VALUES (?, ?, ?, ?, ?, ?)
              ON CONFLICT (instance_id) DO UPDATE SET node = excluded.node, pid = excluded.pid,
@@ -24,30 +24,29 @@ impl Instances for SqliteStore {
         .bind(i64::from(i.pid))
         .bind(fmt_instant(i.started_at))
         .bind(fmt_instant(i.heartbeat_at))
-        .bind(i.stopped_at.map(fmt_instant))
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
+        .bind(i.stopped_at.map(fmt_instant)))
+        .await?;
         Ok(())
     }
 
     async fn beat(&self, instance_id: &str, now: DateTime<Utc>) -> Result<bool, StoreError> {
-        let res = sqlx::query("UPDATE instances SET heartbeat_at = ? WHERE instance_id = ?")
-            .bind(fmt_instant(now))
-            .bind(instance_id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        let res = self
+            .write_one(
+                sqlx::query("UPDATE instances SET heartbeat_at = ? WHERE instance_id = ?")
+                    .bind(fmt_instant(now))
+                    .bind(instance_id),
+            )
+            .await?;
         Ok(res.rows_affected() == 1)
     }
 
     async fn unregister(&self, instance_id: &str, now: DateTime<Utc>) -> Result<(), StoreError> {
-        sqlx::query("UPDATE instances SET stopped_at = ? WHERE instance_id = ?")
-            .bind(fmt_instant(now))
-            .bind(instance_id)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        self.write_one(
+            sqlx::query("UPDATE instances SET stopped_at = ? WHERE instance_id = ?")
+                .bind(fmt_instant(now))
+                .bind(instance_id),
+        )
+        .await?;
         Ok(())
     }
 
@@ -57,7 +56,7 @@ impl Instances for SqliteStore {
             "SELECT instance_id, node, pid, started_at, heartbeat_at, stopped_at
              FROM instances ORDER BY started_at, instance_id",
         )
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read_tx().await?)
         .await
         .map_err(|e| self.err(e))?;
         Ok(rows
@@ -117,6 +116,7 @@ impl Instances for SqliteStore {
     }
 
     async fn close(&self) {
-        self.pool.close().await;
+        self.writer.close().await;
+        self.reader.close().await;
     }
 }

@@ -260,7 +260,7 @@ impl Ledger for SqliteStore {
         .bind(&key.run_id)
         .bind(&key.channel)
         .bind(i64::from(key.occurrence))
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read_tx().await?)
         .await
         .map_err(|e| self.err(e))?;
         rows.iter()
@@ -284,7 +284,7 @@ impl Ledger for SqliteStore {
         )
         .bind(fmt_instant(now))
         .bind(limit.min(i64::MAX as usize) as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read_tx().await?)
         .await
         .map_err(|e| self.err(e))?;
         rows.iter()

@@ -38,7 +38,7 @@ impl Links for SqliteStore {
     async fn link(&self, id: &str) -> Result<Option<LinkRecord>, StoreError> {
         let row = sqlx::query("SELECT * FROM links WHERE id = ?")
             .bind(id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *self.read_tx().await?)
             .await
             .map_err(|e| self.err(e))?;
         row.as_ref()
@@ -48,7 +48,7 @@ impl Links for SqliteStore {
     }
 
     async fn record_download(&self, d: &DownloadRecord) -> Result<i64, StoreError> {
-        let res = sqlx::query(
+        let res = self.write_one(sqlx::query(
             "INSERT INTO downloads (link_id, at, client, range_header, status, bytes_sent, reason)
              VALUES (?, ?, ?, ?, ?, ?, ?)",
         )
@@ -58,20 +58,18 @@ impl Links for SqliteStore {
         .bind(&d.range)
         .bind(i64::from(d.status))
         .bind(d.bytes_sent as i64)
-        .bind(&d.reason)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
+        .bind(&d.reason))
+        .await?;
         Ok(res.last_insert_rowid())
     }
 
     async fn set_download_bytes(&self, download: i64, bytes_sent: u64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE downloads SET bytes_sent = ? WHERE id = ?")
-            .bind(bytes_sent as i64)
-            .bind(download)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
+        self.write_one(
+            sqlx::query("UPDATE downloads SET bytes_sent = ? WHERE id = ?")
+                .bind(bytes_sent as i64)
+                .bind(download),
+        )
+        .await?;
         Ok(())
     }
 
@@ -85,7 +83,7 @@ impl Links for SqliteStore {
         )
         .bind(link_id)
         .bind(limit.min(i64::MAX as usize) as i64)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *self.read_tx().await?)
         .await
         .map_err(|e| self.err(e))?;
         rows.iter()

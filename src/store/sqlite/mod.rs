@@ -1,8 +1,29 @@
 //! The embedded run store: one SQLite file, created and migrated on first use.
 //!
-//! WAL mode and a busy timeout let several `ferry` processes (a `ferry run` beside
-//! `ferry serve`) share the file safely. Migrations are append-only: a released migration is
-//! never edited, a change is a new entry at the end of [`MIGRATIONS`].
+//! WAL mode lets several `ferry` processes (a `ferry run` or `ferry history` beside
+//! `ferry serve`) share the file, and lets readers read while a writer writes. A store
+//! has one writer connection (SQLite runs one writer at a time anyway, and queueing
+//! writers in the pool is faster than SQLite's sleeping busy handler) and a few reader
+//! connections of its own, so a read never waits behind this process's writes either.
+//! Every write is a `BEGIN IMMEDIATE` transaction (`write_tx`); every read
+//! a snapshot (`read_tx`). Opening an up-to-date store only reads.
+//!
+//! Faults:
+//!
+//! - A lock another process holds (a `sqlite3` shell in a transaction, a backup tool) is
+//!   waited for quietly for [`BUSY_QUIET`]; then the store logs "store busy: PATH is
+//!   locked by another process, waiting up to 10 s" (a warning, shown by every command)
+//!   and waits up to [`BUSY_WAIT`] more before it answers [`StoreError::Busy`].
+//! - A write that fails (full disk, I/O error) can make SQLite roll the transaction back
+//!   by itself; sqlx's own rollback then fails and, left alone, the connection would stay
+//!   "inside a transaction" for sqlx, which refuses every later `BEGIN` ("attempted to
+//!   call begin_with at non-zero transaction depth", for good). A connection whose
+//!   transaction did not end cleanly is closed before it is used again, and the next
+//!   operation opens a fresh one: the store works again as soon as the disk does.
+//!   A full disk is [`StoreError::Full`].
+//!
+//! Migrations are append-only: a released migration is never edited, a change is a new
+//! entry at the end of [`MIGRATIONS`].
 //!
 //! The implementation is split by concern like the traits: [`runs`], [`ledger`], [`links`],
 //! [`schedule`], [`instances`]; the schema is in [`migrations`].
@@ -21,10 +42,13 @@ use std::str::FromStr;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
-use sqlx::Row;
 use sqlx::sqlite::{
-    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+    SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions,
+    SqliteQueryResult, SqliteSynchronous,
 };
+use sqlx::{Connection, Row, Sqlite, Transaction};
+use tokio::time::Instant;
+use tracing::{info, warn};
 
 use super::{
     DeliveryRecord, DeliveryStatus, DeliverySummary, FileRecord, LinkRecord, RecipientRecord,
@@ -33,32 +57,36 @@ use super::{
 
 pub use migrations::MIGRATIONS;
 
+/// How long an operation waits, after the warning, for a lock another process holds
+/// before it gives up with [`StoreError::Busy`].
+pub const BUSY_WAIT: Duration = Duration::from_secs(10);
+
+/// How long a lock is waited for before the "store busy" warning: the short waits
+/// between ferry's own processes stay silent.
+pub const BUSY_QUIET: Duration = Duration::from_millis(250);
+
+/// The pause between two attempts while the store is busy (each attempt itself waits up
+/// to [`BUSY_QUIET`] inside SQLite).
+const BUSY_RETRY: Duration = Duration::from_millis(50);
+
+/// Reader connections per store.
+const READERS: u32 = 4;
+
 /// The SQLite run store.
 #[derive(Debug, Clone)]
 pub struct SqliteStore {
-    pool: SqlitePool,
+    /// The one writer connection.
+    writer: SqlitePool,
+    /// Readers (`query_only`): WAL lets them read while the writer writes.
+    reader: SqlitePool,
     path: PathBuf,
 }
 
 impl SqliteStore {
-    /// Opens (creating folders and file if needed) and migrates the store. Another process
-    /// opening the same store at the same moment (a `ferry history` beside `ferry serve`)
-    /// can make the first connection's set-up report "database is locked": that is
-    /// retried for a few seconds.
+    /// Opens (creating folders and file if needed) and migrates the store. A store whose
+    /// schema is current is only read, so opening never waits for a writer; a lock that
+    /// keeps readers out is waited for as [`BUSY_WAIT`] says.
     pub async fn open(path: &Path) -> Result<SqliteStore, StoreError> {
-        let mut attempt = 0;
-        loop {
-            match Self::open_once(path).await {
-                Err(StoreError::Db { source, .. }) if is_busy(&source) && attempt < 50 => {
-                    attempt += 1;
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                }
-                other => return other,
-            }
-        }
-    }
-
-    async fn open_once(path: &Path) -> Result<SqliteStore, StoreError> {
         let display = path.display().to_string();
         if let Some(dir) = path.parent().filter(|d| !d.as_os_str().is_empty()) {
             std::fs::create_dir_all(dir).map_err(|e| StoreError::Other {
@@ -72,18 +100,12 @@ impl SqliteStore {
             .create_if_missing(true)
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
-            .busy_timeout(Duration::from_secs(15))
+            .busy_timeout(BUSY_QUIET)
             .foreign_keys(true);
-        // One connection: SQLite runs one writer at a time anyway, and a single connection
-        // queues writers in the pool instead of in SQLite's sleeping busy handler (which
-        // added seconds of latency with hundreds of claims a second).
-        let pool = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(opts)
-            .await
-            .map_err(|e| db(&display, e))?;
+        // Connections are opened on first use, inside the busy wait of that use.
         let store = SqliteStore {
-            pool,
+            writer: pool(1, opts.clone()),
+            reader: pool(READERS, opts.pragma("query_only", "ON")),
             path: path.to_path_buf(),
         };
         store.migrate().await?;
@@ -94,19 +116,94 @@ impl SqliteStore {
         db(&self.path.display().to_string(), e)
     }
 
+    /// Runs `attempt` until SQLite stops answering "busy" (another process holds a lock):
+    /// quietly for [`BUSY_QUIET`], then with the "store busy" warning for up to
+    /// [`BUSY_WAIT`], then [`StoreError::Busy`]. Only attempts that did nothing are
+    /// repeated: a transaction that could not begin, a read that could not start.
+    async fn patiently<T, F, Fut>(&self, mut attempt: F) -> Result<T, StoreError>
+    where
+        F: FnMut() -> Fut,
+        Fut: Future<Output = Result<T, sqlx::Error>>,
+    {
+        let start = Instant::now();
+        let mut warned: Option<Instant> = None;
+        loop {
+            match attempt().await {
+                Ok(v) => {
+                    if let Some(since) = warned {
+                        info!(
+                            "store free again: {} (waited {:.1} s)",
+                            self.path.display(),
+                            since.elapsed().as_secs_f64()
+                        );
+                    }
+                    return Ok(v);
+                }
+                Err(e) if is_busy(&e) => {
+                    let now = Instant::now();
+                    match warned {
+                        None if now - start >= BUSY_QUIET => {
+                            warn!(
+                                "store busy: {} is locked by another process, waiting up to {} s",
+                                self.path.display(),
+                                BUSY_WAIT.as_secs()
+                            );
+                            warned = Some(now);
+                        }
+                        Some(since) if now - since >= BUSY_WAIT => {
+                            return Err(StoreError::Busy {
+                                path: self.path.display().to_string(),
+                                waited: now - since,
+                            });
+                        }
+                        _ => {}
+                    }
+                    tokio::time::sleep(BUSY_RETRY).await;
+                }
+                Err(e) => return Err(self.err(e)),
+            }
+        }
+    }
+
     /// A write transaction that takes the database's write lock at once (`BEGIN
-    /// IMMEDIATE`), so that its reads and writes see one state.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Sqlite>, StoreError> {
-        self.pool
-            .begin_with("BEGIN IMMEDIATE")
+    /// IMMEDIATE`), so that its reads and writes see one state. Once it has begun, nothing
+    /// in it waits for another process.
+    async fn write_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.patiently(|| self.writer.begin_with("BEGIN IMMEDIATE"))
             .await
-            .map_err(|e| self.err(e))
+    }
+
+    /// One statement as a write transaction of its own.
+    async fn write_one(
+        &self,
+        q: sqlx::query::Query<'_, Sqlite, SqliteArguments>,
+    ) -> Result<SqliteQueryResult, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let res = q.execute(&mut *tx).await.map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(res)
+    }
+
+    /// A read transaction on a reader connection: one snapshot for all its reads, which
+    /// never waits for a writer (WAL). A lock that keeps readers out (another process in
+    /// exclusive locking mode) is met by its first read and waited for like a write's.
+    async fn read_tx(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.patiently(|| async {
+            let mut tx = self.reader.begin().await?;
+            // A deferred BEGIN takes no lock; this read takes the snapshot.
+            sqlx::query("SELECT 1 FROM sqlite_master LIMIT 1")
+                .execute(&mut *tx)
+                .await?;
+            Ok(tx)
+        })
+        .await
     }
 
     /// The runs a query over `runs` selects (without their deliveries).
     async fn records(&self, sql: &'static str) -> Result<Vec<RunRecord>, StoreError> {
+        let mut tx = self.read_tx().await?;
         let rows = sqlx::query(sql)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await
             .map_err(|e| self.err(e))?;
         rows.iter()
@@ -118,10 +215,14 @@ impl SqliteStore {
     /// Fills in a run's deliveries (its own notifications, in notify order, with their
     /// recipients), what they come to, and the owner alerts about it: one read of each
     /// table.
-    async fn add_deliveries(&self, r: &mut RunRecord) -> Result<(), StoreError> {
+    async fn add_deliveries(
+        &self,
+        conn: &mut sqlx::SqliteConnection,
+        r: &mut RunRecord,
+    ) -> Result<(), StoreError> {
         let rows = sqlx::query("SELECT * FROM deliveries WHERE run_id = ? ORDER BY seq")
             .bind(&r.run_id)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *conn)
             .await
             .map_err(|e| self.err(e))?;
         let mut out: Vec<(DeliveryRecord, bool)> = Vec::with_capacity(rows.len());
@@ -133,7 +234,7 @@ impl SqliteStore {
         let rows =
             sqlx::query("SELECT * FROM delivery_recipients WHERE run_id = ? ORDER BY part, seq")
                 .bind(&r.run_id)
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *conn)
                 .await
                 .map_err(|e| self.err(e))?;
         for row in &rows {
@@ -154,22 +255,54 @@ impl SqliteStore {
         Ok(())
     }
 
+    /// The newest schema version applied (0 for a new file).
+    async fn schema_version(&self) -> Result<i64, StoreError> {
+        let mut tx = self.read_tx().await?;
+        let table: Option<String> = sqlx::query_scalar(
+            "SELECT name FROM sqlite_master WHERE type = 'table' AND name = 'schema_migrations'",
+        )
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        if table.is_none() {
+            return Ok(0);
+        }
+        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        Ok(newest.unwrap_or(0))
+    }
+
+    /// Applies the migrations a store lacks; reads only when it lacks none.
     async fn migrate(&self) -> Result<(), StoreError> {
-        sqlx::query(
+        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
+        let mut newest = self.schema_version().await?;
+        if newest < known {
+            self.apply_migrations().await?;
+            newest = self.schema_version().await?;
+        }
+        if newest > known {
+            return Err(StoreError::Other {
+                path: self.path.display().to_string(),
+                message: format!(
+                    "the store has schema version {newest} but this ferry knows only up to {known}: upgrade ferry"
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    async fn apply_migrations(&self) -> Result<(), StoreError> {
+        self.write_one(sqlx::query(
             "CREATE TABLE IF NOT EXISTS schema_migrations (
                 version INTEGER PRIMARY KEY,
                 applied_at TEXT NOT NULL
             )",
-        )
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
+        ))
+        .await?;
         for (version, sql) in MIGRATIONS {
-            let mut tx = self
-                .pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(|e| self.err(e))?;
+            let mut tx = self.write_tx().await?;
             let done: Option<i64> =
                 sqlx::query_scalar("SELECT version FROM schema_migrations WHERE version = ?")
                     .bind(version)
@@ -191,39 +324,51 @@ impl SqliteStore {
                 .map_err(|e| self.err(e))?;
             tx.commit().await.map_err(|e| self.err(e))?;
         }
-        let newest: Option<i64> = sqlx::query_scalar("SELECT MAX(version) FROM schema_migrations")
-            .fetch_one(&self.pool)
-            .await
-            .map_err(|e| self.err(e))?;
-        let known = MIGRATIONS.last().map(|m| m.0).unwrap_or(0);
-        if newest.unwrap_or(0) > known {
-            return Err(StoreError::Other {
-                path: self.path.display().to_string(),
-                message: format!(
-                    "the store has schema version {} but this ferry knows only up to {known}: upgrade ferry",
-                    newest.unwrap_or(0)
-                ),
-            });
-        }
         Ok(())
     }
 }
 
-/// SQLITE_BUSY or SQLITE_LOCKED.
-fn is_busy(e: &sqlx::Error) -> bool {
+/// A pool of `size` connections that closes a connection whose transaction did not end
+/// cleanly before it is used again (see the module doc): the next use opens a fresh one.
+fn pool(size: u32, opts: SqliteConnectOptions) -> SqlitePool {
+    SqlitePoolOptions::new()
+        .max_connections(size)
+        // Checked when the connection is taken, not when it is given back: by then the
+        // rollback a dropped transaction queued has run (the pool pings a connection it
+        // takes back), so the state read is the final one, without a round trip of its own.
+        .before_acquire(|conn, _| {
+            Box::pin(async move {
+                let stuck = conn.is_in_transaction();
+                if stuck {
+                    info!("run store: a transaction did not end cleanly (its write failed); its connection is closed and a new one opened");
+                }
+                Ok(!stuck)
+            })
+        })
+        .connect_lazy_with(opts)
+}
+
+/// SQLite's primary result code of a database error (the extended code's low byte).
+fn primary_code(e: &sqlx::Error) -> Option<i64> {
     match e {
-        sqlx::Error::Database(d) => {
-            matches!(d.code().as_deref(), Some("5") | Some("6"))
-                || d.message().contains("database is locked")
-        }
-        _ => false,
+        sqlx::Error::Database(d) => d.code()?.parse::<i64>().ok().map(|c| c & 0xff),
+        _ => None,
     }
 }
 
+/// SQLITE_BUSY or SQLITE_LOCKED: another connection holds a lock.
+fn is_busy(e: &sqlx::Error) -> bool {
+    matches!(primary_code(e), Some(5 | 6))
+}
+
 fn db(path: &str, source: sqlx::Error) -> StoreError {
-    StoreError::Db {
-        path: path.to_string(),
-        source,
+    let path = path.to_string();
+    match primary_code(&source) {
+        // SQLITE_FULL: the disk (or its quota) is full.
+        Some(13) => StoreError::Full { path },
+        // SQLITE_IOERR.
+        Some(10) => StoreError::Io { path, source },
+        _ => StoreError::Db { path, source },
     }
 }
 

@@ -153,18 +153,19 @@ impl Runs for SqliteStore {
 
     async fn list(&self, f: &HistoryFilter) -> Result<Vec<RunRecord>, StoreError> {
         let limit = if f.limit == 0 { 20 } else { f.limit } as i64;
+        let mut tx = self.read_tx().await?;
         let rows = match &f.task {
             Some(t) => sqlx::query(
                 "SELECT * FROM runs WHERE task = ? ORDER BY started_at DESC, run_id DESC LIMIT ?",
             )
             .bind(t)
             .bind(limit)
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *tx)
             .await,
             None => {
                 sqlx::query("SELECT * FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?")
                     .bind(limit)
-                    .fetch_all(&self.pool)
+                    .fetch_all(&mut *tx)
                     .await
             }
         }
@@ -175,15 +176,16 @@ impl Runs for SqliteStore {
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))?;
         for r in &mut records {
-            self.add_deliveries(r).await?;
+            self.add_deliveries(&mut tx, r).await?;
         }
         Ok(records)
     }
 
     async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
+        let mut tx = self.read_tx().await?;
         let row = sqlx::query("SELECT * FROM runs WHERE run_id = ?")
             .bind(run_id)
-            .fetch_optional(&self.pool)
+            .fetch_optional(&mut *tx)
             .await
             .map_err(|e| self.err(e))?;
         let mut record = row
@@ -192,7 +194,7 @@ impl Runs for SqliteStore {
             .transpose()
             .map_err(|e| self.err(e))?;
         if let Some(r) = &mut record {
-            self.add_deliveries(r).await?;
+            self.add_deliveries(&mut tx, r).await?;
         }
         Ok(record)
     }

@@ -17,17 +17,18 @@ impl Schedule for SqliteStore {
         pid: u32,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let res = sqlx::query(
-            "UPDATE runs SET status = 'running', node = ?, pid = ?, started_at = ?
+        let res = self
+            .write_one(
+                sqlx::query(
+                    "UPDATE runs SET status = 'running', node = ?, pid = ?, started_at = ?
              WHERE run_id = ? AND status = 'deferred'",
-        )
-        .bind(node)
-        .bind(i64::from(pid))
-        .bind(fmt_instant(now))
-        .bind(run_id)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
+                )
+                .bind(node)
+                .bind(i64::from(pid))
+                .bind(fmt_instant(now))
+                .bind(run_id),
+            )
+            .await?;
         Ok(res.rows_affected() == 1)
     }
 
@@ -40,7 +41,7 @@ impl Schedule for SqliteStore {
         let c: Option<String> =
             sqlx::query_scalar("SELECT cursor FROM schedule_cursors WHERE task = ?")
                 .bind(task)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read_tx().await?)
                 .await
                 .map_err(|e| self.err(e))?;
         Ok(c.as_deref().and_then(parse_instant))
@@ -49,7 +50,7 @@ impl Schedule for SqliteStore {
     async fn cursors(&self) -> Result<HashMap<String, DateTime<Utc>>, StoreError> {
         let rows: Vec<(String, String)> =
             sqlx::query_as("SELECT task, cursor FROM schedule_cursors")
-                .fetch_all(&self.pool)
+                .fetch_all(&mut *self.read_tx().await?)
                 .await
                 .map_err(|e| self.err(e))?;
         Ok(rows
@@ -64,16 +65,17 @@ impl Schedule for SqliteStore {
         until: DateTime<Utc>,
         reason: &str,
     ) -> Result<bool, StoreError> {
-        let res = sqlx::query(
-            "UPDATE runs SET deferred_until = ?, reason = ?
+        let res = self
+            .write_one(
+                sqlx::query(
+                    "UPDATE runs SET deferred_until = ?, reason = ?
              WHERE run_id = ? AND status = 'deferred'",
-        )
-        .bind(fmt_instant(until))
-        .bind(reason)
-        .bind(run_id)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
+                )
+                .bind(fmt_instant(until))
+                .bind(reason)
+                .bind(run_id),
+            )
+            .await?;
         Ok(res.rows_affected() == 1)
     }
 
@@ -83,17 +85,17 @@ impl Schedule for SqliteStore {
         until: DateTime<Utc>,
         reason: &str,
     ) -> Result<(), StoreError> {
-        sqlx::query(
-            "INSERT INTO channel_pauses (pause_key, until_at, reason) VALUES (?, ?, ?)
+        self.write_one(
+            sqlx::query(
+                "INSERT INTO channel_pauses (pause_key, until_at, reason) VALUES (?, ?, ?)
              ON CONFLICT (pause_key) DO UPDATE SET until_at = excluded.until_at,
                  reason = excluded.reason",
+            )
+            .bind(key)
+            .bind(fmt_instant(until))
+            .bind(reason),
         )
-        .bind(key)
-        .bind(fmt_instant(until))
-        .bind(reason)
-        .execute(&self.pool)
-        .await
-        .map_err(|e| self.err(e))?;
+        .await?;
         Ok(())
     }
 
@@ -105,7 +107,7 @@ impl Schedule for SqliteStore {
         let row: Option<(String, String)> =
             sqlx::query_as("SELECT until_at, reason FROM channel_pauses WHERE pause_key = ?")
                 .bind(key)
-                .fetch_optional(&self.pool)
+                .fetch_optional(&mut *self.read_tx().await?)
                 .await
                 .map_err(|e| self.err(e))?;
         Ok(row

@@ -273,3 +273,103 @@ async fn finish_records_outcome_and_reap_marks_dead_runs() {
             .is_err()
     );
 }
+
+/// Regression (issue 12): a write that fails because the database is full (here SQLite's
+/// page limit; a full disk answers the same SQLITE_FULL) made SQLite roll the transaction
+/// back by itself, sqlx's rollback then failed, and every later write was refused with
+/// "attempted to call begin_with at non-zero transaction depth". Now the write fails with
+/// `StoreError::Full` and the next one goes through on a fresh connection.
+#[tokio::test]
+async fn a_write_refused_for_a_full_database_leaves_the_store_usable() {
+    let (_dir, store) = store_with_run().await;
+    let pages: i64 = sqlx::query_scalar("PRAGMA page_count")
+        .fetch_one(&store.writer)
+        .await
+        .unwrap();
+    // The limit holds for the writer connection it is set on.
+    sqlx::query(sqlx::AssertSqlSafe(format!(
+        "PRAGMA max_page_count = {pages}"
+    )))
+    .execute(&store.writer)
+    .await
+    .unwrap();
+    let mut n = 0;
+    let err = loop {
+        n += 1;
+        assert!(n < 10_000, "the page limit never refused a write");
+        let c = claim(
+            "a",
+            &format!("2026-02-01T{:02}:{:02}:00Z", n / 60, n % 60),
+            &format!("full{n}"),
+        );
+        if let Err(e) = store.claim(&c).await {
+            break e;
+        }
+    };
+    assert!(matches!(err, StoreError::Full { .. }), "{err:?}");
+    assert!(err.to_string().contains("free space"), "{err}");
+    // The refused claim left nothing; the next write and read work.
+    assert_eq!(store.get(&format!("full{n}")).await.unwrap(), None);
+    assert!(
+        store
+            .claim(&claim("a", "2026-03-01T00:00:00Z", "after"))
+            .await
+            .unwrap()
+    );
+    let runs = store
+        .list(&HistoryFilter {
+            task: None,
+            limit: 100_000,
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        runs.len(),
+        n + 1,
+        "r1, the {} claims before the limit, and `after`",
+        n - 1
+    );
+}
+
+/// A read does not wait for a write transaction that another connection holds (WAL), and
+/// a write waits for it and goes through once it ends.
+#[tokio::test]
+async fn readers_do_not_wait_for_a_writer_and_writers_wait_for_it() {
+    use sqlx::Connection;
+    let (dir, store) = store_with_run().await;
+    let mut other = sqlx::SqliteConnection::connect(&format!(
+        "sqlite://{}",
+        dir.path().join("ferry.db").display()
+    ))
+    .await
+    .unwrap();
+    sqlx::query("BEGIN IMMEDIATE")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    sqlx::query("UPDATE runs SET rows = 7")
+        .execute(&mut other)
+        .await
+        .unwrap();
+    let t = std::time::Instant::now();
+    let r1 = store.get("r1").await.unwrap().unwrap();
+    assert_eq!(r1.rows, 0, "the reader sees the last committed state");
+    assert!(
+        t.elapsed() < BUSY_QUIET,
+        "the read waited {:?}",
+        t.elapsed()
+    );
+    let r2 = claim("a", "2026-01-02T00:00:00Z", "r2");
+    let write = store.claim(&r2);
+    tokio::pin!(write);
+    // The write waits while the lock is held...
+    assert!(
+        tokio::time::timeout(BUSY_QUIET * 2, &mut write)
+            .await
+            .is_err()
+    );
+    // ...and goes through once it is released.
+    sqlx::query("COMMIT").execute(&mut other).await.unwrap();
+    assert!(write.await.unwrap());
+    assert_eq!(store.get("r1").await.unwrap().unwrap().rows, 7);
+}
