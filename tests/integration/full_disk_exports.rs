@@ -3,85 +3,28 @@
 //! worksheet file cannot be written), leaves no partial or temporary file, and the next
 //! run, once there is room again, succeeds. The export folder is a small tmpfs.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 
-use crate::support::{Project, describe, only_task, stderr};
+use crate::support::{Project, Tmpfs, describe, only_task, stderr};
 
-/// A tmpfs mounted on a temporary folder for one test, unmounted when dropped whatever
-/// happened (a lazy unmount, so a file left open cannot keep it mounted). Under `CI=true`
-/// a machine that cannot mount fails the test; elsewhere it is skipped with the reason.
-struct ExportDisk {
-    dir: tempfile::TempDir,
-}
-
-impl ExportDisk {
-    fn mount(size_kib: u64) -> Option<ExportDisk> {
-        let dir = tempfile::tempdir().expect("mount point");
-        let out = Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size_kib}k"), "tmpfs"])
-            .arg(dir.path())
-            .output();
-        let why = match out {
-            Ok(o) if o.status.success() => return Some(ExportDisk { dir }),
-            Ok(o) => format!(
-                "mount -t tmpfs failed (root needed): {}",
-                String::from_utf8_lossy(&o.stderr).trim()
-            ),
-            Err(e) => format!("cannot run mount: {e}"),
-        };
-        assert!(
-            std::env::var("CI").as_deref() != Ok("true"),
-            "a tmpfs is required under CI=true: {why}"
-        );
-        eprintln!("skipped: no tmpfs for the full-disk test: {why}");
-        None
-    }
-
-    fn path(&self) -> &Path {
-        self.dir.path()
-    }
-
-    fn filler(&self) -> PathBuf {
-        self.path().join("filler")
-    }
-
-    /// Fills the disk until only `room_kib` KiB are left.
-    fn fill_leaving(&self, room_kib: u64) {
-        // SAFETY: statvfs only writes the struct it is given.
-        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-        let c = std::ffi::CString::new(self.path().as_os_str().as_encoded_bytes()).unwrap();
-        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
-        let free = st.f_bavail * st.f_frsize;
-        let fill = free.saturating_sub(room_kib * 1024);
-        std::fs::write(self.filler(), vec![0u8; fill as usize]).expect("filler");
-    }
-
-    /// Every file left on the disk but the filler (folders are not listed: an empty
-    /// `.tmp/<pid>` stays until the next start sweeps it).
-    fn leftovers(&self) -> Vec<String> {
-        fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
-            for e in std::fs::read_dir(dir).unwrap().flatten() {
-                let p = e.path();
-                if p.is_dir() {
-                    walk(root, &p, out);
-                } else {
-                    out.push(p.strip_prefix(root).unwrap().display().to_string());
-                }
+/// Every file left on the disk but the filler (folders are not listed: an empty
+/// `.tmp/<pid>` stays until the next start sweeps it).
+fn leftovers(disk: &Tmpfs) -> Vec<String> {
+    fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
+        for e in std::fs::read_dir(dir).unwrap().flatten() {
+            let p = e.path();
+            if p.is_dir() {
+                walk(root, &p, out);
+            } else {
+                out.push(p.strip_prefix(root).unwrap().display().to_string());
             }
         }
-        let mut out = Vec::new();
-        walk(self.path(), self.path(), &mut out);
-        out.retain(|p| p != "filler");
-        out.sort();
-        out
     }
-}
-
-impl Drop for ExportDisk {
-    fn drop(&mut self) {
-        let _ = Command::new("umount").arg("-l").arg(self.path()).status();
-    }
+    let mut out = Vec::new();
+    walk(disk.path(), disk.path(), &mut out);
+    out.retain(|p| p != "filler");
+    out.sort();
+    out
 }
 
 /// What a panic print looks like (Rust's hook, an `expect` on an I/O result).
@@ -93,7 +36,7 @@ fn has_panic_text(text: &str) -> bool {
 
 #[test]
 fn exports_on_a_full_disk_fail_plainly_leave_nothing_and_recover() {
-    let Some(disk) = ExportDisk::mount(8 * 1024) else {
+    let Some(disk) = Tmpfs::mount(8 * 1024) else {
         return;
     };
     let p = Project::fixture("project");
@@ -155,17 +98,17 @@ fn exports_on_a_full_disk_fail_plainly_leave_nothing_and_recover() {
                 assert!(stderr(&out).contains(&expected), "{}", describe(&out));
             }
             // No partial file, no worksheet temp file.
-            assert_eq!(disk.leftovers(), Vec::<String>::new(), "{task}");
+            assert_eq!(leftovers(&disk), Vec::<String>::new(), "{task}");
         }
     }
 
     // Room again: the same runs succeed.
-    std::fs::remove_file(disk.filler()).unwrap();
+    disk.free();
     for (task, file) in [("sheet", "sheet/big.xlsx"), ("text", "text/big.csv")] {
         let run = p.run_json(task, &["--no-notify"], 0);
         assert_eq!(run["status"], "succeeded", "{run}");
         assert_eq!(run["rows"], 20_000, "{run}");
         assert!(disk.path().join(file).is_file());
     }
-    assert_eq!(disk.leftovers(), ["sheet/big.xlsx", "text/big.csv"]);
+    assert_eq!(leftovers(&disk), ["sheet/big.xlsx", "text/big.csv"]);
 }

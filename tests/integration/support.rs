@@ -416,6 +416,17 @@ impl Tmpfs {
         let _ = f.sync_all();
     }
 
+    /// Fills the file system until only `room_kib` KiB are left.
+    pub fn fill_leaving(&self, room_kib: u64) {
+        // SAFETY: statvfs only writes the struct it is given.
+        let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+        let c = std::ffi::CString::new(self.path().as_os_str().as_encoded_bytes()).unwrap();
+        assert_eq!(unsafe { libc::statvfs(c.as_ptr(), &mut st) }, 0);
+        let free = st.f_bavail * st.f_frsize;
+        let fill = free.saturating_sub(room_kib * 1024);
+        std::fs::write(self.path().join("filler"), vec![0u8; fill as usize]).expect("filler");
+    }
+
     /// Frees the room [`Tmpfs::fill`] took.
     pub fn free(&self) {
         std::fs::remove_file(self.path().join("filler")).expect("remove the filler");
