@@ -164,6 +164,7 @@ pub async fn alert_owners(
         from: DeliveryStatus::Pending,
         attempts: 0,
         message: json,
+        takeovers: 0,
     };
     match attempt(env, Some(task), &item, &owner, None).await? {
         Some(Tried {

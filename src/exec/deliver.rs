@@ -100,6 +100,8 @@ pub struct Item {
     pub attempts: u32,
     /// The rendered message (JSON).
     pub message: String,
+    /// How often it was taken over from a process that died while sending it.
+    pub takeovers: u32,
 }
 
 /// What one attempt did.
@@ -153,6 +155,11 @@ pub async fn attempt(
     let ambiguous = item.from == DeliveryStatus::Sending;
     let n = item.attempts + 1;
     let sent = match (message, notifier) {
+        // The one resend after an interrupted attempt was interrupted too: a third copy
+        // is never sent.
+        _ if ambiguous && item.takeovers >= 1 => {
+            Sent::Whole(Err(NotifyError::Permanent(INTERRUPTED_TWICE.to_string())))
+        }
         (Ok(message), Ok(notifier)) => match notifier.send(&message, &known).await {
             Ok(attempted) if per_recipient => Sent::PerRecipient(known, attempted),
             Ok(attempted) => Sent::Whole(attempted.into_result()),
@@ -236,6 +243,9 @@ enum Sent {
 
 /// Added to a failure after an interrupted attempt: the message may be there already.
 const NOT_AGAIN: &str = "an earlier attempt was interrupted mid-send and may have been delivered, so ferry does not try again";
+
+/// Why a delivery whose resend was interrupted too is not sent again.
+pub const INTERRUPTED_TWICE: &str = "an attempt was interrupted, and so was the one resend after it: the message may have arrived (once or twice) or not at all; it is not sent a third time";
 
 /// How an attempt of a whole message ended (`next_attempt_at` is set by the caller).
 fn whole_end(
@@ -528,6 +538,7 @@ pub async fn deliver_due(
                 from: d.status,
                 attempts: d.attempts,
                 message: d.message.clone(),
+                takeovers: d.takeovers,
             };
             if let Some(tried) = attempt(env, tasks.get(&d.task), &item, me, None).await? {
                 n += 1;

@@ -386,6 +386,7 @@ impl Executor {
                     from: DeliveryStatus::Pending,
                     attempts: 0,
                     message: message.clone(),
+                    takeovers: 0,
                 })
             })
             .collect();

@@ -499,6 +499,8 @@ pub struct DueDelivery {
     /// When the row last changed (an attempt started or ended): how long the owner has
     /// held it.
     pub held_since: Option<DateTime<Utc>>,
+    /// How often the delivery was taken over from a process that died while sending it.
+    pub takeovers: u32,
 }
 
 /// How an attempt ended (see [`Ledger::end_attempt`]).

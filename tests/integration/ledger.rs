@@ -248,7 +248,7 @@ fn a_pending_delivery_is_sent_by_serve_without_running_the_query_again() {
 }
 
 #[test]
-fn a_delivery_interrupted_mid_send_is_sent_once_more_as_maybe_duplicate() {
+fn a_delivery_interrupted_mid_send_is_sent_once_more_as_maybe_duplicate_and_never_a_third_time() {
     let fake = FakeRobots::start(Settings::default());
     let p = project(&fake, "[ding]");
     for _ in 0..3 {
@@ -299,4 +299,36 @@ fn a_delivery_interrupted_mid_send_is_sent_once_more_as_maybe_duplicate() {
     assert_eq!(d["attempts"], 5, "{d}");
     assert_eq!(fake.received().len(), 4);
     assert_eq!(runs.len(), 1);
+
+    // Had that resend been interrupted too (the process killed before it recorded its
+    // end), the delivery would be `sending` again, taken over once already: it is not
+    // sent a third time, and is failed with the reason (the owners are alerted).
+    store_exec(
+        &p,
+        &format!(
+            "UPDATE deliveries SET status = 'sending', owner_node = '{node}', owner_pid = 999999999"
+        ),
+    );
+    let mut child = serve(&p, "serve2.log");
+    wait_logged(
+        &p,
+        "serve2.log",
+        Duration::from_secs(30),
+        "the interrupted resend's end",
+        || {
+            history(&p, "t")
+                .first()
+                .is_some_and(|r| ding_delivery(r)["status"] == "failed")
+        },
+    );
+    assert_eq!(terminate(&mut child), Some(0));
+    let d = ding_delivery(&history(&p, "t")[0]);
+    assert!(
+        d["error"]
+            .as_str()
+            .unwrap()
+            .contains("not sent a third time"),
+        "{d}"
+    );
+    assert_eq!(fake.received().len(), 4, "a third copy was sent");
 }

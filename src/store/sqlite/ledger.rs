@@ -159,7 +159,8 @@ impl Ledger for SqliteStore {
         tried.push(fmt_instant(now));
         let res = sqlx::query(
             "UPDATE deliveries SET status = 'sending', attempts = attempts + 1, at = ?,
-                 owner_node = ?, owner_pid = ?, tried_at = ?
+                 owner_node = ?, owner_pid = ?, tried_at = ?,
+                 takeovers = takeovers + CASE WHEN status = 'sending' THEN 1 ELSE 0 END
              WHERE run_id = ? AND channel = ? AND occurrence = ? AND status = ? AND attempts = ?",
         )
         .bind(fmt_instant(now))
@@ -276,7 +277,7 @@ impl Ledger for SqliteStore {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let rows = sqlx::query(
             "SELECT d.run_id, d.channel, d.occurrence, d.status, d.attempts, d.message,
-                    d.owner_node, d.owner_pid, d.at, d.purpose, r.task
+                    d.owner_node, d.owner_pid, d.at, d.purpose, d.takeovers, r.task
              FROM deliveries d JOIN runs r ON r.run_id = d.run_id
              WHERE d.message IS NOT NULL
                AND (d.status = 'sending' OR (d.status = 'pending' AND d.next_attempt_at <= ?))
@@ -296,7 +297,9 @@ impl Ledger for SqliteStore {
                 let pid: Option<i64> = row.try_get("owner_pid")?;
                 let at: String = row.try_get("at")?;
                 let purpose: String = row.try_get("purpose")?;
+                let takeovers: i64 = row.try_get("takeovers")?;
                 Ok(DueDelivery {
+                    takeovers: takeovers.max(0) as u32,
                     alert: purpose == "alert",
                     key: DeliveryKey {
                         run_id: row.try_get("run_id")?,

@@ -166,4 +166,10 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         12,
         "ALTER TABLE deliveries ADD COLUMN purpose TEXT NOT NULL DEFAULT 'notify';",
     ),
+    // How often a delivery left `sending` by a process that died was taken over: the one
+    // resend is not repeated when it was interrupted too.
+    (
+        13,
+        "ALTER TABLE deliveries ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0;",
+    ),
 ];
