@@ -51,6 +51,7 @@ pub mod config;
 pub mod instances;
 pub mod ledger;
 pub mod links;
+pub mod mail;
 pub mod outage;
 pub mod runs;
 pub mod schedule;
@@ -68,6 +69,7 @@ pub use instances::{
 };
 pub use ledger::Ledger;
 pub use links::Links;
+pub use mail::{Mail, MailClaim, MailRecord, ReplySlot};
 pub use outage::Outage;
 pub use runs::{Applied, Op, Runs};
 pub use schedule::Schedule;
@@ -576,9 +578,9 @@ impl StoreError {
 
 /// Everything the rest of ferry needs from a store: one trait per concern, so a caller
 /// holds one `Arc<dyn Store>` and a backend implements the concerns one file at a time.
-pub trait Store: Runs + Ledger + Links + Schedule + Instances {}
+pub trait Store: Runs + Ledger + Links + Schedule + Instances + Mail {}
 
-impl<T: Runs + Ledger + Links + Schedule + Instances> Store for T {}
+impl<T: Runs + Ledger + Links + Schedule + Instances + Mail> Store for T {}
 
 /// Opens the store a `store:` URL names (see [`StoreUrl`]), creating and migrating it as
 /// needed: the one place that knows the backends.

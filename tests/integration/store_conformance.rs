@@ -4,7 +4,8 @@
 //!
 //! Cases: claims unique per (task, fire); many concurrent claimers; `concurrency: forbid`
 //! decided by the claim; ledger fencing; deferrals; cursors; channel pauses; heartbeats and
-//! dead instances; migrations refusing a newer schema.
+//! dead instances; migrations refusing a newer schema; mail claimed once, quotas and reply
+//! caps (query by email).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -12,8 +13,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use ferry::store::{
-    Applied, AttemptEnd, Claim, DeliveryKey, DeliveryStatus, HistoryFilter, InstanceRecord, Op,
-    Outcome, Owner, QueuedDelivery, Status, Store, StoreError, Trigger, reap_interrupted,
+    Applied, AttemptEnd, Claim, DeliveryKey, DeliveryStatus, HistoryFilter, InstanceRecord,
+    MailClaim, MailRecord, Op, Outcome, Owner, QueuedDelivery, ReplySlot, Status, Store,
+    StoreError, Trigger, reap_interrupted,
 };
 
 /// A fresh, empty database of one backend.
@@ -459,6 +461,158 @@ pub async fn a_newer_schema_is_refused(b: &dyn Backend) {
     assert!(err.contains("schema version"), "{err}");
 }
 
+fn mail(uid: u32, key: &str, sender: &str, verdict: &str) -> MailRecord {
+    MailRecord {
+        mailbox: "INBOX".into(),
+        uidvalidity: 7,
+        uid,
+        message_key: key.into(),
+        message_id: Some(format!("{key}@x.test")),
+        sender: Some(sender.into()),
+        subject: "numbers".into(),
+        verdict: verdict.into(),
+        reason: (verdict != "accept").then(|| "no_keyword".to_string()),
+        detail: String::new(),
+        reply: verdict != "ignore",
+        database: Some("sales".into()),
+        run_id: (verdict == "accept").then(|| uuid::Uuid::now_v7().to_string()),
+        received_at: base(),
+        day: "2026-03-01".into(),
+        folder: "Processed".into(),
+        moved_at: None,
+        replied_at: None,
+    }
+}
+
+/// A mail is claimed once, by its UID in its mailbox or by its Message-ID: a second
+/// claim (another node, a restart after a crash before the move, a new UIDVALIDITY)
+/// finds the first; concurrent claimers of one mail get one `New`.
+pub async fn mail_is_claimed_once(b: &dyn Backend) {
+    let s = open(b).await;
+    let a = mail(1, "sha256:a", "alice@x.test", "accept");
+    assert_eq!(s.claim_mail(&a, 10).await.unwrap(), MailClaim::New);
+    // The same UID again, and the same message under a new UIDVALIDITY and UID.
+    let again = s.claim_mail(&a, 10).await.unwrap();
+    assert!(
+        matches!(&again, MailClaim::Known(r) if r.run_id == a.run_id),
+        "{again:?}"
+    );
+    let mut moved = a.clone();
+    moved.uidvalidity = 8;
+    moved.uid = 40;
+    moved.run_id = Some("other".into());
+    assert!(matches!(
+        s.claim_mail(&moved, 10).await.unwrap(),
+        MailClaim::Known(_)
+    ));
+    let found = s.find_mail("INBOX", 7, 1, "-").await.unwrap().unwrap();
+    assert_eq!(found, a);
+    assert!(s.find_mail("INBOX", 7, 2, "-").await.unwrap().is_none());
+    s.mail_moved("sha256:a", base()).await.unwrap();
+    let r = s.find_mail("-", 0, 0, "sha256:a").await.unwrap().unwrap();
+    assert_eq!(r.moved_at, Some(base()));
+
+    // Many claimers, one mail: one wins.
+    let mut tasks = Vec::new();
+    for _ in 0..8 {
+        let s = b.open().await.unwrap();
+        tasks.push(tokio::spawn(async move {
+            s.claim_mail(&mail(2, "sha256:b", "alice@x.test", "accept"), 10)
+                .await
+                .unwrap()
+        }));
+    }
+    let mut new = 0;
+    for t in tasks {
+        if t.await.unwrap() == MailClaim::New {
+            new += 1;
+        }
+    }
+    assert_eq!(new, 1);
+
+    // UIDVALIDITY per mailbox.
+    assert_eq!(s.mailbox_validity("INBOX").await.unwrap(), None);
+    s.set_mailbox_validity("INBOX", 7, base()).await.unwrap();
+    s.set_mailbox_validity("INBOX", 9, base()).await.unwrap();
+    assert_eq!(s.mailbox_validity("INBOX").await.unwrap(), Some(9));
+    assert_eq!(s.mail_records(10).await.unwrap().len(), 2);
+}
+
+/// A sender's accepted requests of a day stop at the quota: the next one is recorded as
+/// a `quota_exceeded` rejection (with a reply, without a run). Rejections do not count.
+pub async fn mail_quota_holds(b: &dyn Backend) {
+    let s = open(b).await;
+    assert_eq!(
+        s.claim_mail(&mail(1, "k1", "alice@x.test", "reject"), 2)
+            .await
+            .unwrap(),
+        MailClaim::New
+    );
+    for (uid, key) in [(2, "k2"), (3, "k3")] {
+        let c = s
+            .claim_mail(&mail(uid, key, "alice@x.test", "accept"), 2)
+            .await
+            .unwrap();
+        assert_eq!(c, MailClaim::New);
+    }
+    let over = s
+        .claim_mail(&mail(4, "k4", "alice@x.test", "accept"), 2)
+        .await
+        .unwrap();
+    assert_eq!(over, MailClaim::OverQuota);
+    let r = s.find_mail("INBOX", 7, 4, "k4").await.unwrap().unwrap();
+    assert_eq!(r.verdict, "reject");
+    assert_eq!(r.reason.as_deref(), Some("quota_exceeded"));
+    assert!(r.reply && r.run_id.is_none(), "{r:?}");
+    // Another sender, and another day, have their own counts.
+    let bob = s
+        .claim_mail(&mail(5, "k5", "bob@x.test", "accept"), 2)
+        .await
+        .unwrap();
+    assert_eq!(bob, MailClaim::New);
+    let mut tomorrow = mail(6, "k6", "alice@x.test", "accept");
+    tomorrow.day = "2026-03-02".into();
+    assert_eq!(s.claim_mail(&tomorrow, 2).await.unwrap(), MailClaim::New);
+}
+
+/// Each mail is answered at most once, and a sender gets at most `cap` replies a day;
+/// the first mail over the cap says so once (for the owners' alert).
+pub async fn mail_replies_are_capped(b: &dyn Backend) {
+    let s = open(b).await;
+    for uid in 1..=4 {
+        let key = format!("r{uid}");
+        s.claim_mail(&mail(uid, &key, "alice@x.test", "reject"), 10)
+            .await
+            .unwrap();
+    }
+    let at = base();
+    assert_eq!(
+        s.reserve_reply("r1", 2, at).await.unwrap(),
+        ReplySlot::Granted
+    );
+    assert_eq!(
+        s.reserve_reply("r1", 2, at).await.unwrap(),
+        ReplySlot::AlreadyReplied
+    );
+    assert_eq!(
+        s.reserve_reply("r2", 2, at).await.unwrap(),
+        ReplySlot::Granted
+    );
+    assert_eq!(
+        s.reserve_reply("r3", 2, at).await.unwrap(),
+        ReplySlot::CapReached { first: true }
+    );
+    assert_eq!(
+        s.reserve_reply("r3", 2, at).await.unwrap(),
+        ReplySlot::CapReached { first: false }
+    );
+    assert_eq!(
+        s.reserve_reply("r4", 2, at).await.unwrap(),
+        ReplySlot::CapReached { first: false }
+    );
+    assert!(s.reserve_reply("nope", 2, at).await.is_err());
+}
+
 /// Generates one test per case for a backend: `conformance!(module, async fn fresh() -> B)`.
 macro_rules! conformance {
     ($module:ident, $fresh:expr) => {
@@ -474,6 +628,9 @@ macro_rules! conformance {
                 pauses_survive_a_restart,
                 dead_instances_are_found_by_heartbeat,
                 a_newer_schema_is_refused,
+                mail_is_claimed_once,
+                mail_quota_holds,
+                mail_replies_are_capped,
             );
         }
     };

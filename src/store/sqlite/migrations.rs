@@ -172,4 +172,38 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         13,
         "ALTER TABLE deliveries ADD COLUMN takeovers INTEGER NOT NULL DEFAULT 0;",
     ),
+    // Query by email: every mail ingest handled (one verdict each; the unique keys are
+    // the claim), and the UIDVALIDITY last seen per mailbox.
+    (
+        14,
+        "CREATE TABLE mail_requests (
+        id          INTEGER PRIMARY KEY AUTOINCREMENT,
+        mailbox     TEXT NOT NULL,
+        uidvalidity INTEGER NOT NULL,
+        uid         INTEGER NOT NULL,
+        message_key TEXT NOT NULL UNIQUE,
+        message_id  TEXT,
+        sender      TEXT,
+        subject     TEXT NOT NULL,
+        verdict     TEXT NOT NULL,
+        reason      TEXT,
+        detail      TEXT NOT NULL,
+        reply       INTEGER NOT NULL,
+        database    TEXT,
+        run_id      TEXT,
+        received_at TEXT NOT NULL,
+        day         TEXT NOT NULL,
+        folder      TEXT NOT NULL,
+        moved_at    TEXT,
+        replied_at  TEXT,
+        capped      INTEGER NOT NULL DEFAULT 0,
+        UNIQUE (mailbox, uidvalidity, uid)
+    );
+    CREATE INDEX mail_requests_sender_day ON mail_requests (sender, day);
+    CREATE TABLE mail_mailboxes (
+        mailbox     TEXT PRIMARY KEY,
+        uidvalidity INTEGER NOT NULL,
+        seen_at     TEXT NOT NULL
+    );",
+    ),
 ];

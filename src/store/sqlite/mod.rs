@@ -31,6 +31,7 @@
 mod instances;
 mod ledger;
 mod links;
+mod mail;
 pub mod migrations;
 mod runs;
 mod schedule;
