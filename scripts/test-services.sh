@@ -30,7 +30,9 @@
 #   FERRY_TEST_SMTPS_PORT          implicit TLS and AUTH required
 #   FERRY_TEST_SMTP_CA             the CA (PEM) that signed the server certificate
 #   FERRY_TEST_SMTP_USER/PASSWORD  the AUTH account (ferry@example.test)
-#   FERRY_TEST_IMAP_PORT           IMAP, no TLS; users alice, bob, carol, dave @example.test
+#   FERRY_TEST_IMAP_PORT           IMAP (STARTTLS offered, not required); users alice, bob,
+#                                  carol, dave @example.test
+#   FERRY_TEST_IMAPS_PORT          IMAP over implicit TLS (certificate of FERRY_TEST_SMTP_CA)
 #                                  (plain SMTP answers 451 for tempfail@, 550 for rejected@)
 #   FERRY_TEST_IMAP_PASSWORD       their password
 #   FERRY_TEST_MAIL_LOG            Postfix's log
@@ -87,11 +89,12 @@ mail_start() {
     fi
     local d="$tmp/mail"
     local pf="$d/postfix" pq="$d/postfix-queue" pd="$d/postfix-data" dv="$d/dovecot"
-    local smtp_port submission_port smtps_port imap_port lmtp_port auth_port
+    local smtp_port submission_port smtps_port imap_port imaps_port lmtp_port auth_port
     smtp_port="$(free_port)"
     submission_port="$(free_port)"
     smtps_port="$(free_port)"
     imap_port="$(free_port)"
+    imaps_port="$(free_port)"
     lmtp_port="$(free_port)"
     auth_port="$(free_port)"
     mkdir -p "$pf" "$pq" "$pd" "$dv/run" "$dv/state" "$d/tls" "$d/store"
@@ -106,6 +109,7 @@ mail_start() {
     openssl x509 -req -in "$d/tls/server.csr" -CA "$d/tls/ca.pem" -CAkey "$d/tls/ca.key" \
         -CAcreateserial -days 2 -extfile "$d/tls/ext.cnf" -out "$d/tls/server.pem" >/dev/null 2>&1
     chmod 644 "$d/tls/ca.pem"
+    openssl dhparam -dsaparam -out "$d/tls/dh.pem" 2048 >/dev/null 2>&1
 
     # Dovecot: IMAP for the tests, LMTP for Postfix, SASL for Postfix. Mail is stored as
     # the `mail` user (uid 8): Dovecot refuses to deliver as root.
@@ -125,7 +129,10 @@ log_path = $dv/dovecot.log
 instance_name = ferry-test-$$
 protocols = imap lmtp
 listen = 127.0.0.1
-ssl = no
+ssl = yes
+ssl_cert = <$d/tls/server.pem
+ssl_key = <$d/tls/server.key
+ssl_dh = <$d/tls/dh.pem
 disable_plaintext_auth = no
 auth_mechanisms = plain login
 auth_failure_delay = 0
@@ -146,7 +153,8 @@ service imap-login {
     port = $imap_port
   }
   inet_listener imaps {
-    port = 0
+    address = 127.0.0.1
+    port = $imaps_port
   }
 }
 service lmtp {
@@ -236,7 +244,7 @@ MAIN
     postfix -c "$pf" start </dev/null >"$d/postfix-start.log" 2>&1 \
         || { cat "$d/postfix-start.log" "$d/postfix.log" >&2; return 1; }
     mail_postfix_dir="$pf"
-    for port in "$smtp_port" "$submission_port" "$smtps_port" "$imap_port"; do
+    for port in "$smtp_port" "$submission_port" "$smtps_port" "$imap_port" "$imaps_port"; do
         mail_wait_port "$port" || { cat "$d/postfix.log" "$dv/dovecot.log" >&2; return 1; }
     done
 
@@ -247,6 +255,7 @@ MAIN
     export FERRY_TEST_SMTP_USER="ferry@example.test"
     export FERRY_TEST_SMTP_PASSWORD="$mail_smtp_password"
     export FERRY_TEST_IMAP_PORT="$imap_port"
+    export FERRY_TEST_IMAPS_PORT="$imaps_port"
     export FERRY_TEST_IMAP_PASSWORD="$mail_imap_password"
     export FERRY_TEST_MAIL_LOG="$d/postfix.log"
     log "Postfix $(postconf -c "$pf" -h mail_version) on 127.0.0.1:$smtp_port (plain)," \

@@ -180,3 +180,37 @@ fn ingest_test_reports_the_account_and_its_folders() {
         describe(&out)
     );
 }
+
+/// The account over implicit TLS and over STARTTLS, trusting the test CA; a session
+/// without it is refused with the certificate named as the reason.
+#[tokio::test]
+async fn tls_and_starttls_check_the_servers_certificate() {
+    let Some(m) = mail() else { return };
+    let imaps: u16 = std::env::var("FERRY_TEST_IMAPS_PORT")
+        .expect("FERRY_TEST_IMAPS_PORT")
+        .parse()
+        .unwrap();
+    let ca = std::path::PathBuf::from(std::env::var("FERRY_TEST_SMTP_CA").expect("CA"));
+    for (security, port) in [
+        (SmtpSecurity::Tls, imaps),
+        (SmtpSecurity::StartTls, m.imap_port),
+    ] {
+        let mut s = spec(&m, &password());
+        s.security = security;
+        s.port = port;
+        s.ca_file = Some(ca.clone());
+        let mut imap = Imap::connect(&s)
+            .await
+            .unwrap_or_else(|e| panic!("{security:?}: {e}"));
+        assert!(imap.folders().await.unwrap().iter().any(|f| f == "INBOX"));
+        imap.logout().await;
+        // Without the private CA the certificate is not trusted.
+        s.ca_file = None;
+        let err = match Imap::connect(&s).await {
+            Ok(_) => panic!("{security:?}: an untrusted certificate was accepted"),
+            Err(e) => e.to_string(),
+        };
+        assert!(err.contains("TLS handshake failed"), "{security:?}: {err}");
+        assert!(!err.contains(&password()), "{err}");
+    }
+}
