@@ -560,6 +560,18 @@ pub enum Format {
 }
 
 impl Format {
+    /// `xlsx` or `csv`; the error names the value and the choices.
+    pub fn parse(s: &str) -> Result<Format, String> {
+        match s {
+            "csv" => Ok(Format::Csv),
+            "xlsx" => Ok(Format::Xlsx),
+            other => Err(format!(
+                "unknown format `{other}`{} (one of: xlsx, csv)",
+                crate::suggest::hint(other, ["xlsx", "csv"])
+            )),
+        }
+    }
+
     pub fn extension(self) -> &'static str {
         match self {
             Format::Csv => "csv",

@@ -4,7 +4,7 @@ use std::collections::BTreeMap;
 
 use super::check::Checker;
 use super::raw::{RawCsv, RawOutput};
-use super::{CsvEncoding, CsvOptions, Format, OutputSpec, problem::hint};
+use super::{CsvEncoding, CsvOptions, Format, OutputSpec};
 use crate::params::{ParamValue, Period, RunParams};
 use crate::template;
 
@@ -36,21 +36,9 @@ pub(crate) fn validate_output(
     fixed: &BTreeMap<String, ParamValue>,
     tz: chrono_tz::Tz,
 ) -> OutputSpec {
-    let format = match raw.format.value.as_str() {
-        "csv" => Some(Format::Csv),
-        "xlsx" => Some(Format::Xlsx),
-        other => {
-            c.at(
-                &raw.format,
-                "output.format",
-                format!(
-                    "unknown format `{other}`{} (one of: xlsx, csv)",
-                    hint(other, ["xlsx", "csv"])
-                ),
-            );
-            None
-        }
-    };
+    let format = Format::parse(&raw.format.value)
+        .map_err(|e| c.at(&raw.format, "output.format", e))
+        .ok();
     let file_name = match &raw.file_name {
         Some(f) => {
             let sample = RunParams::compute(crate::clock::wall_now(), tz, Period::Day, None, fixed);

@@ -381,21 +381,12 @@ fn reply(c: &mut Checker, raw: &Spanned<RawIngestReply>, config: &Config) -> Rep
 fn defaults(c: &mut Checker, raw: Option<&RawIngestDefaults>) -> IngestDefaults {
     let default = RawIngestDefaults::default();
     let d = raw.unwrap_or(&default);
-    let format = match d.format.as_ref().map(|f| (f, f.value.trim())) {
+    let format = match &d.format {
         None => Format::Xlsx,
-        Some((_, "xlsx")) => Format::Xlsx,
-        Some((_, "csv")) => Format::Csv,
-        Some((at, other)) => {
-            c.at(
-                at,
-                "ingest.defaults.format",
-                format!(
-                    "unknown format `{other}`{} (one of: xlsx, csv)",
-                    hint(other, ["xlsx", "csv"])
-                ),
-            );
+        Some(f) => Format::parse(f.value.trim()).unwrap_or_else(|e| {
+            c.at(f, "ingest.defaults.format", e);
             Format::Xlsx
-        }
+        }),
     };
     let timeout = c.duration(
         &d.timeout,

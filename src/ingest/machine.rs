@@ -47,14 +47,14 @@ pub fn machine_mail(
     {
         return Some("Return-Path: <> (a bounce)".into());
     }
-    for name in [
-        "x-autoreply",
-        "x-autorespond",
-        "list-id",
-        "list-unsubscribe",
+    for (name, shown) in [
+        ("x-autoreply", "X-Autoreply"),
+        ("x-autorespond", "X-Autorespond"),
+        ("list-id", "List-Id"),
+        ("list-unsubscribe", "List-Unsubscribe"),
     ] {
         if let Some(v) = get(name).next() {
-            return Some(format!("{}: {v}", display_name(name)));
+            return Some(format!("{shown}: {v}"));
         }
     }
     if values(headers, &LOOP_HEADER.to_ascii_lowercase())
@@ -82,15 +82,6 @@ pub fn machine_mail(
         }
     }
     None
-}
-
-fn display_name(lower: &str) -> &'static str {
-    match lower {
-        "x-autoreply" => "X-Autoreply",
-        "x-autorespond" => "X-Autorespond",
-        "list-id" => "List-Id",
-        _ => "List-Unsubscribe",
-    }
 }
 
 #[cfg(test)]

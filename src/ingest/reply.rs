@@ -26,10 +26,9 @@ pub fn rejection(
     spec: &IngestSpec,
 ) -> ReplyText {
     let zh = spec.reply.language == ReplyLanguage::Zh;
-    let allowed = spec
-        .sender(sender)
-        .map(|s| s.databases.join(", "))
-        .unwrap_or_default();
+    let databases: &[String] = spec.sender(sender).map_or(&[], |s| &s.databases);
+    let allowed = databases.join(", ");
+    let example = databases.first().map_or("NAME", String::as_str);
     let quota = spec.sender(sender).map_or(0, |s| s.daily_quota);
     let what = |en: &str, cn: &str| if zh { cn.to_string() } else { en.to_string() };
     // The SQL reasons quote the gate's own words about the sender's file.
@@ -65,12 +64,12 @@ pub fn rejection(
             if zh {
                 format!(
                     "邮件正文中没有找到 database: 名称 这一行，因此不知道要查询哪个数据库。请在正文中写一行，例如：\n\n    database: {}\n",
-                    first(&allowed)
+                    example
                 )
             } else {
                 format!(
                     "The text of your mail has no line `database: NAME`, so ferry does not know which database to query. Add one, for example:\n\n    database: {}\n",
-                    first(&allowed)
+                    example
                 )
             }
         }
@@ -184,13 +183,6 @@ pub fn reply_subject(subject: &str, zh: bool) -> String {
     } else {
         format!("Re: {s}")
     }
-}
-
-fn first(list: &str) -> &str {
-    list.split(", ")
-        .next()
-        .filter(|s| !s.is_empty())
-        .unwrap_or("NAME")
 }
 
 #[cfg(test)]
