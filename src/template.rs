@@ -264,6 +264,14 @@ const BUILT_IN: &[(&str, &str)] = &[
         "alert.subject.j2",
         include_str!("../templates/alert.subject.j2"),
     ),
+    (
+        "mail_result.md.j2",
+        include_str!("../templates/mail_result.md.j2"),
+    ),
+    (
+        "mail_result_zh.md.j2",
+        include_str!("../templates/mail_result_zh.md.j2"),
+    ),
 ];
 
 /// The built-in template file `file` (e.g. `report.md.j2`), if ferry ships one.

@@ -1,6 +1,7 @@
 //! `ferry ingest check FILE.eml [--json]`: the verdict the poller would give a raw
 //! message (accept, reject with its reason code, or ignore), from the same code, without
-//! running or sending anything.
+//! running or sending anything. `ferry ingest once`: one poll, as `ferry serve` makes
+//! them. `ferry ingest test`: the account, its folders and the reply channel.
 
 use std::io::Read;
 use std::path::{Path, PathBuf};
@@ -9,7 +10,9 @@ use clap::{Args, Subcommand};
 
 use super::{Cli, EXIT_CONFIG, EXIT_FAILED, EXIT_OK, load_project};
 use crate::config::{ChannelKind, Config, Format, IngestSpec};
+use crate::exec::Stop;
 use crate::ingest::imap::Imap;
+use crate::ingest::poll::Poller;
 use crate::ingest::{Classified, Verdict, classify};
 
 #[derive(Debug, Args)]
@@ -26,6 +29,15 @@ pub enum IngestCommand {
         /// The message, as received (RFC 5322, e.g. saved from a mail client as .eml).
         file: PathBuf,
         /// Print the verdict as one JSON object.
+        #[arg(long)]
+        json: bool,
+    },
+    /// One poll of the request folder, as `ferry serve` does it: every mail there is
+    /// judged, recorded, run or answered, and moved. For cron use and debugging; safe
+    /// beside a running `ferry serve` (each mail is claimed once in the store). Exit 1 if
+    /// the poll failed.
+    Once {
+        /// Print what was done as JSON.
         #[arg(long)]
         json: bool,
     },
@@ -49,6 +61,7 @@ pub async fn run(cli: &Cli, args: &IngestArgs) -> i32 {
     };
     match &args.command {
         IngestCommand::Test => test(spec, &project.config).await,
+        IngestCommand::Once { json } => once(&project.config, *json).await,
         IngestCommand::Check { file, json } => {
             let (raw, size) = match read_message(file, spec.max_mail_bytes) {
                 Ok(r) => r,
@@ -184,6 +197,84 @@ fn print_verdict(c: &Classified, format: Format) {
     if let Some(id) = &c.message_id {
         println!("message:  <{id}>");
     }
+}
+
+async fn once(config: &Config, json: bool) -> i32 {
+    let config = std::sync::Arc::new(config.clone());
+    let store = match super::open_store(&config).await {
+        Ok(s) => s,
+        Err(code) => return code,
+    };
+    let one_off = match super::OneOff::start(&config, &store).await {
+        Ok(o) => o,
+        Err(code) => return code,
+    };
+    let poller = Poller {
+        config,
+        store: store.clone(),
+        clock: std::sync::Arc::new(crate::clock::SystemClock),
+    };
+    let stop = Stop::new();
+    let ctrl_c = stop.clone();
+    tokio::spawn(async move {
+        if tokio::signal::ctrl_c().await.is_ok() {
+            ctrl_c.stop("interrupted (Ctrl-C)");
+        }
+    });
+    let result = poller.poll_once(&stop).await;
+    one_off.end(&store).await;
+    store.close().await;
+    let pass = match result {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("error: {e}");
+            return EXIT_FAILED;
+        }
+    };
+    if json {
+        let handled: Vec<serde_json::Value> = pass
+            .handled
+            .iter()
+            .map(|h| {
+                serde_json::json!({
+                    "uid": h.uid,
+                    "verdict": h.verdict,
+                    "reason": h.reason,
+                    "run_id": h.run_id,
+                    "folder": h.folder,
+                    "known": h.known,
+                })
+            })
+            .collect();
+        let v = serde_json::json!({
+            "seen": pass.seen,
+            "waiting": pass.waiting,
+            "handled": handled,
+        });
+        println!("{v}");
+    } else {
+        println!(
+            "{} mail in the request folder; {} handled, {} waiting for the quiet hours",
+            pass.seen,
+            pass.handled.len(),
+            pass.waiting
+        );
+        for h in &pass.handled {
+            println!(
+                "  uid {:>6}  {:<7} {:<22} -> {}{}{}",
+                h.uid,
+                h.verdict,
+                h.reason.as_deref().unwrap_or(""),
+                h.folder,
+                h.run_id
+                    .as_deref()
+                    .map(|r| format!("  run {r}"))
+                    .unwrap_or_default(),
+                if h.known { "  (recorded before)" } else { "" }
+            );
+        }
+    }
+    EXIT_OK
 }
 
 async fn test(spec: &IngestSpec, config: &Config) -> i32 {

@@ -186,6 +186,64 @@ pub async fn open_store(
     })
 }
 
+/// A one-off command that runs work (`ferry run`, `ferry ingest once`) outside the
+/// daemon: it clears what dead processes left (partial files, runs left `running`), and
+/// beats like a daemon while it works, so that a `ferry serve` on another node leaves its
+/// runs and deliveries alone.
+pub struct OneOff {
+    instance: crate::store::InstanceRecord,
+    beating: tokio_util::sync::CancellationToken,
+    heartbeat: tokio::task::JoinHandle<()>,
+}
+
+impl OneOff {
+    /// Sweeps, reaps and registers; prints why not and returns exit code 1 on failure.
+    pub async fn start(
+        config: &crate::config::Config,
+        store: &std::sync::Arc<dyn crate::store::Store>,
+    ) -> Result<OneOff, i32> {
+        use crate::clock::{Clock, SystemClock};
+        use crate::store::process_alive;
+        crate::format::sweep_partials(&config.output_dir, &process_alive);
+        crate::format::sweep_temp(&config.export.temp_dir, &process_alive);
+        let now = SystemClock.now();
+        let fail = |e: &dyn std::error::Error| {
+            print_error(e);
+            EXIT_FAILED
+        };
+        crate::store::reap_interrupted(&**store, &config.node_name, &process_alive, now)
+            .await
+            .map_err(|e| fail(&e))?;
+        let instance = crate::store::InstanceRecord::this_process(&config.node_name, now);
+        store.register(&instance).await.map_err(|e| fail(&e))?;
+        let beating = tokio_util::sync::CancellationToken::new();
+        let heartbeat = tokio::spawn(crate::store::instances::heartbeat_loop(
+            store.clone(),
+            instance.instance_id.clone(),
+            std::sync::Arc::new(SystemClock),
+            beating.clone(),
+        ));
+        Ok(OneOff {
+            instance,
+            beating,
+            heartbeat,
+        })
+    }
+
+    /// Stops beating and records that this process is done.
+    pub async fn end(self, store: &std::sync::Arc<dyn crate::store::Store>) {
+        use crate::clock::{Clock, SystemClock};
+        self.beating.cancel();
+        let _ = self.heartbeat.await;
+        if let Err(e) = store
+            .unregister(&self.instance.instance_id, SystemClock.now())
+            .await
+        {
+            print_error(&e);
+        }
+    }
+}
+
 /// Finds a valid task by name, or prints why not (unknown with close matches, or invalid
 /// with its problems) and returns exit code 2.
 pub fn find_task<'a>(project: &'a Project, name: &str) -> Result<&'a TaskSpec, i32> {

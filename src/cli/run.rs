@@ -14,11 +14,7 @@ use super::{
 use crate::clock::{Clock, SystemClock};
 use crate::config::format_duration;
 use crate::exec::{Executor, Progress, RunRequest, Stop};
-use crate::format::{sweep_partials, sweep_temp};
-use crate::store::{
-    DeliveryRecord, DeliveryStatus, DeliverySummary, InstanceRecord, Status, Trigger,
-    process_alive, reap_interrupted,
-};
+use crate::store::{DeliveryRecord, DeliveryStatus, DeliverySummary, Status, Trigger};
 use crate::template::human_bytes;
 
 #[derive(Debug, Args)]
@@ -70,35 +66,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
         Ok(s) => s,
         Err(code) => return code,
     };
-    // Leftovers of processes that died mid-run: their partial files and their runs.
-    sweep_partials(&config.output_dir, &process_alive);
-    sweep_temp(&config.export.temp_dir, &process_alive);
-    if let Err(e) = reap_interrupted(
-        &*store,
-        &config.node_name,
-        &process_alive,
-        SystemClock.now(),
-    )
-    .await
-    {
-        print_error(&e);
-        return EXIT_FAILED;
-    }
-    // This process beats like a daemon while it runs, so that a `ferry serve` on another
-    // node leaves its run and its deliveries alone.
-    let instance = InstanceRecord::this_process(&config.node_name, SystemClock.now());
-    let beating = tokio_util::sync::CancellationToken::new();
-    let heartbeat = match store.register(&instance).await {
-        Ok(()) => Some(tokio::spawn(crate::store::instances::heartbeat_loop(
-            store.clone(),
-            instance.instance_id.clone(),
-            Arc::new(SystemClock),
-            beating.clone(),
-        ))),
-        Err(e) => {
-            print_error(&e);
-            return EXIT_FAILED;
-        }
+    let one_off = match super::OneOff::start(&config, &store).await {
+        Ok(o) => o,
+        Err(code) => return code,
     };
 
     let progress =
@@ -125,18 +95,10 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
             stop,
             progress,
             retry_record: false,
+            reply_to: None,
         })
         .await;
-    beating.cancel();
-    if let Some(h) = heartbeat {
-        let _ = h.await;
-    }
-    if let Err(e) = store
-        .unregister(&instance.instance_id, SystemClock.now())
-        .await
-    {
-        print_error(&e);
-    }
+    one_off.end(&store).await;
     store.close().await;
     let result = match result {
         Ok(r) => r,

@@ -26,6 +26,10 @@ pub struct IngestSpec {
     pub max_mail_bytes: u64,
     /// Windows in which accepted requests wait.
     pub quiet_hours: Vec<QuietWindow>,
+    /// Addresses told about ingest itself, and sent the daily digest.
+    pub owners: Vec<String>,
+    /// Local time (the config's zone) of the daily digest.
+    pub digest_at: chrono::NaiveTime,
 }
 
 impl IngestSpec {

@@ -588,6 +588,10 @@ pub struct OutputSpec {
     pub sheet_name: String,
     pub csv: CsvOptions,
     pub zip: bool,
+    /// One file per query, named `<part name>.<ext>`, instead of one workbook with a
+    /// sheet per query (xlsx) or `<file_name>_<part>` files (csv): a mailed request's
+    /// result files are named after its attachments. Not a task option.
+    pub file_per_query: bool,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -81,6 +81,7 @@ pub(crate) fn validate_output(
         sheet_name,
         csv,
         zip: raw.zip.unwrap_or(false),
+        file_per_query: false,
     }
 }
 

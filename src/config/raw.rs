@@ -577,6 +577,12 @@ pub struct RawIngest {
     /// `scheduler.quiet_hours`).
     #[serde(default)]
     pub quiet_hours: Vec<Spanned<RawQuietHours>>,
+    /// Who hears about ingest itself (a changed UIDVALIDITY, a sender over the reply cap)
+    /// and gets the daily digest of rejected and ignored mail, through the reply channel.
+    #[serde(default)]
+    pub owners: Vec<Spanned<String>>,
+    /// Local time of the owners' daily digest (default `08:00`).
+    pub digest_at: Option<Spanned<String>>,
 }
 
 /// `ingest.imap`: the IMAP server and account.

@@ -14,10 +14,12 @@
 //! - [`reload::ReloadService`]: reloads config.yaml and the tasks on file changes and on
 //!   [`Handle::reload`] (SIGHUP), and publishes the new project to the others;
 //! - [`links::LinkService`]: the HTTP server ([`crate::server`]), when `links:` is set;
+//! - [`ingest::IngestService`]: query by email, polling the request folder
+//!   ([`crate::ingest::poll`]) when `ingest:` is set;
 //! - [`heartbeat::HeartbeatService`]: this daemon's instance row in the store (its
 //!   heartbeat), and the runs of instances that stopped beating (recorded as failed).
 //!
-//! Adding a way in (mail ingest, a watched folder): a module with a type implementing
+//! Adding a way in (a watched folder): a module with a type implementing
 //! [`Service`], pushed onto the list in [`Daemon::start`].
 //!
 //! What the services do is published as [`Event`]s ([`Handle::events`]): tests wait for
@@ -25,6 +27,7 @@
 
 pub mod delivery;
 pub mod heartbeat;
+pub mod ingest;
 pub mod links;
 pub mod reload;
 pub mod scheduler;
@@ -80,6 +83,15 @@ pub enum Event {
         attempted: usize,
         at: chrono::DateTime<chrono::Utc>,
     },
+    /// A poll of the mail-ingest request folder: mail seen, mail handled, accepted
+    /// requests left waiting for the quiet hours to end.
+    MailPass {
+        seen: usize,
+        handled: usize,
+        waiting: usize,
+    },
+    /// A poll of the request folder failed (the IMAP server, the store).
+    MailPassFailed(String),
 }
 
 /// How a service is doing.
@@ -279,6 +291,10 @@ impl Daemon {
             reload.clone(),
             watch_files,
             project_tx.clone(),
+        )));
+        services.push(Box::new(ingest::IngestService::new(
+            store.clone(),
+            clock.clone(),
         )));
         let node = project_tx.borrow().config.node_name.clone();
         let instance = InstanceRecord::this_process(&node, clock.now());

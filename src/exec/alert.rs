@@ -130,6 +130,7 @@ pub async fn alert_owners(
         run_id: run_id.clone(),
         channel: label.clone(),
         via: Some(alerts.channel.clone()),
+        thread: None,
         occurrence,
         recipients: if caps.mailboxes {
             task.owners.clone()

@@ -124,6 +124,16 @@ pub struct RunRequest {
     /// is stopped (`ferry serve`, so that no run stays `running` while the daemon
     /// lives), instead of failing at once (a one-off `ferry run`).
     pub retry_record: bool,
+    /// The request this run answers (query by email): its messages are replies to it.
+    pub reply_to: Option<ReplyTo>,
+}
+
+/// The mailed request a run answers: each message of the run takes this subject and
+/// threads on the request (see [`crate::notify::MailThread`]).
+#[derive(Debug, Clone)]
+pub struct ReplyTo {
+    pub subject: String,
+    pub thread: crate::notify::MailThread,
 }
 
 /// What happened.
@@ -345,7 +355,8 @@ impl Executor {
         };
         // Every message is rendered before the run is recorded, and recorded with it.
         let (queued, failures) = if req.notify && !empty_skip {
-            self.render_all(task, &result, scheduled_at).await
+            self.render_all(task, &result, scheduled_at, req.reply_to.as_ref())
+                .await
         } else {
             (Vec::new(), Vec::new())
         };
@@ -615,6 +626,7 @@ impl Executor {
         task: &TaskSpec,
         r: &RunResult,
         scheduled_at: DateTime<Utc>,
+        reply_to: Option<&ReplyTo>,
     ) -> (Vec<QueuedDelivery>, Vec<String>) {
         let mut report = run_report(task, r, scheduled_at);
         let mut failures = Vec::new();
@@ -650,7 +662,13 @@ impl Executor {
                 .count();
             let message = self
                 .render_one(task, r, n, occurrence, &ctx, link.clone())
-                .map(|m| m.to_ledger());
+                .map(|mut m| {
+                    if let Some(to) = reply_to {
+                        m.subject = to.subject.clone();
+                        m.thread = Some(to.thread.clone());
+                    }
+                    m.to_ledger()
+                });
             if let Err(e) = &message {
                 warn!(channel = %n.channel, error = %e, "notification failed");
                 failures.push(format!("notify `{}`: {e}", n.channel));
@@ -712,6 +730,7 @@ impl Executor {
             delivery: n.delivery,
             sizes: caps.sizes,
             via: None,
+            thread: None,
         })
     }
 }
@@ -865,7 +884,14 @@ impl Writing {
     fn write(mut self, stage: &std::cell::Cell<&'static str>) -> Result<Written, ExportError> {
         let fail = |e: FormatError| ExportError::Failed(e.to_string());
         let opts = &self.opts;
-        let mut writer = format::create(opts.clone()).map_err(fail)?;
+        let per_query = opts.output.file_per_query;
+        // With one file per query, each part gets a writer of its own (made when the part
+        // starts); the finished files wait in `staged` to be published together.
+        let mut writer = match per_query {
+            true => None,
+            false => Some(format::create(opts.clone()).map_err(fail)?),
+        };
+        let mut staged = format::Unpublished::default();
         let mut warnings = Vec::new();
         let mut part_rows = Vec::new();
         while let Some(part) = self.parts.blocking_recv() {
@@ -878,11 +904,30 @@ impl Writing {
                 Some(s) => format!("query \"{s}\": {e}"),
                 None => e,
             };
-            match &sheet {
-                Some(s) => writer.begin_part(s, &stream.columns),
-                None => writer.begin(&stream.columns),
+            if per_query {
+                if let Some(w) = writer.take() {
+                    let f = w.finish().map_err(fail)?;
+                    staged.extend(f.staged);
+                    warnings.extend(f.warnings);
+                }
+                let base_name = format::sanitize_file_name(sheet.as_deref().unwrap_or("result"));
+                let own = WriterOptions {
+                    base_name,
+                    ..opts.clone()
+                };
+                let mut w = format::create(own).map_err(fail)?;
+                w.begin(&stream.columns).map_err(fail)?;
+                writer = Some(w);
+            } else if let Some(w) = writer.as_mut() {
+                match &sheet {
+                    Some(s) => w.begin_part(s, &stream.columns),
+                    None => w.begin(&stream.columns),
+                }
+                .map_err(fail)?;
             }
-            .map_err(fail)?;
+            let Some(writer) = writer.as_mut() else {
+                return Err(ExportError::Failed("no writer for the query".into()));
+            };
             warnings.extend(stream.warnings);
             let mut chunks = stream.chunks;
             let mut n_part = 0u64;
@@ -904,12 +949,14 @@ impl Writing {
             let _ = done.send(());
         }
         self.is_cancelled()?;
-        let Finished {
-            staged,
-            warnings: writer_warnings,
-        } = writer.finish().map_err(fail)?;
-        let mut staged = format::Unpublished::new(staged);
-        warnings.extend(writer_warnings);
+        if let Some(writer) = writer {
+            let Finished {
+                staged: last,
+                warnings: writer_warnings,
+            } = writer.finish().map_err(fail)?;
+            staged.extend(last);
+            warnings.extend(writer_warnings);
+        }
         if part_rows.len() > 1 {
             warnings.extend(
                 part_rows

@@ -227,6 +227,11 @@ impl Unpublished {
         &self.0
     }
 
+    /// Adds more files to publish (or remove) together.
+    pub fn extend(&mut self, more: Vec<Staged>) {
+        self.0.extend(more);
+    }
+
     /// [`publish`]es them; on an error the partials left are removed.
     pub fn publish(mut self, dir: &Path) -> Result<Vec<Published>, FormatError> {
         let published = publish(dir, &self.0)?;

@@ -426,6 +426,7 @@ mod tests {
                 sheet_name: "data".into(),
                 csv: Default::default(),
                 zip: false,
+                file_per_query: false,
             },
         }
     }

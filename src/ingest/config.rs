@@ -17,6 +17,11 @@ use crate::suggest::hint;
 
 /// Mail larger than this is refused unread unless `max_mail_bytes` says otherwise.
 pub const DEFAULT_MAX_MAIL_BYTES: u64 = 10 * 1000 * 1000;
+/// The owners' digest, local time.
+const DEFAULT_DIGEST_AT: chrono::NaiveTime = match chrono::NaiveTime::from_hms_opt(8, 0, 0) {
+    Some(t) => t,
+    None => chrono::NaiveTime::MIN,
+};
 /// Requests per sender per day unless the sender's `daily_quota` says otherwise.
 pub const DEFAULT_DAILY_QUOTA: u32 = 20;
 /// Replies per sender per day unless `reply.daily_cap` says otherwise (OTRS's
@@ -94,6 +99,31 @@ pub fn check(c: &mut Checker, raw: &Spanned<RawIngest>, config: &Config) -> Inge
         None => DEFAULT_MAX_MAIL_BYTES,
     };
     let quiet_hours = c.quiet_windows(&r.quiet_hours, "ingest.quiet_hours", config.timezone);
+    let mut owners = Vec::new();
+    for (i, o) in r.owners.iter().enumerate() {
+        let written = c.env_req(o, &format!("ingest.owners[{i}]"));
+        match check_bare_address(written.trim()) {
+            Ok(()) => owners.push(written.trim().to_string()),
+            Err(e) => c.at(o, format!("ingest.owners[{i}]"), e),
+        }
+    }
+    let digest_at = match &r.digest_at {
+        Some(d) => match chrono::NaiveTime::parse_from_str(d.value.trim(), "%H:%M") {
+            Ok(t) => t,
+            Err(_) => {
+                c.at(
+                    d,
+                    "ingest.digest_at",
+                    format!(
+                        "`{}` is not a time of day: write HH:MM, e.g. 08:00",
+                        d.value
+                    ),
+                );
+                DEFAULT_DIGEST_AT
+            }
+        },
+        None => DEFAULT_DIGEST_AT,
+    };
     IngestSpec {
         imap,
         folders,
@@ -106,6 +136,8 @@ pub fn check(c: &mut Checker, raw: &Spanned<RawIngest>, config: &Config) -> Inge
         defaults,
         max_mail_bytes,
         quiet_hours,
+        owners,
+        digest_at,
     }
 }
 

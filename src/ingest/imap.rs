@@ -68,6 +68,8 @@ pub struct Imap {
     pub uidplus: bool,
     /// The server offers `IDLE` (RFC 2177).
     pub idle: bool,
+    /// The number of messages in the folder last selected.
+    pub exists: u32,
 }
 
 impl Imap {
@@ -135,6 +137,7 @@ impl Imap {
             can_move: false,
             uidplus: false,
             idle: false,
+            exists: 0,
         };
         let caps = imap
             .step("CAPABILITY", |s| Box::pin(s.capabilities()))
@@ -231,6 +234,7 @@ impl Imap {
         let mb = self
             .step(&format!("SELECT {folder}"), |s| Box::pin(s.select(name)))
             .await?;
+        self.exists = mb.exists;
         mb.uid_validity.ok_or_else(|| ImapError::Command {
             server: self.server.clone(),
             what: format!("SELECT {folder}"),
@@ -332,6 +336,32 @@ impl Imap {
         // Without UIDPLUS the copy stays flagged \Deleted for the server's own expunge:
         // a plain EXPUNGE would also remove what other clients marked.
         Ok(())
+    }
+
+    /// Waits with IDLE (RFC 2177) on the selected folder until the server reports a
+    /// change or `limit` passes, then ends the session.
+    pub async fn idle_wait(self, limit: std::time::Duration) -> Result<(), ImapError> {
+        let (server, timeout) = (self.server.clone(), self.timeout);
+        let failed = |e: async_imap::error::Error| ImapError::Command {
+            server: server.clone(),
+            what: "IDLE".into(),
+            message: e.to_string(),
+        };
+        let mut handle = self.session.idle();
+        tokio::time::timeout(timeout, handle.init())
+            .await
+            .map_err(|_| ImapError::Timeout {
+                server: server.clone(),
+                what: "IDLE".into(),
+                secs: timeout.as_secs(),
+            })?
+            .map_err(failed)?;
+        let (wait, _stop) = handle.wait_with_timeout(limit);
+        let woke = wait.await.map(|_| ()).map_err(failed);
+        if let Ok(Ok(mut session)) = tokio::time::timeout(timeout, handle.done()).await {
+            let _ = tokio::time::timeout(timeout, session.logout()).await;
+        }
+        woke
     }
 
     /// Logs out (errors are of no interest: the session ends either way).

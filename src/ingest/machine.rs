@@ -3,8 +3,7 @@
 //! receiver and Zammad's `AutoResponseCheck`). Only the message's own (top-level)
 //! headers count: a forwarded or attached mail's headers say nothing about this one.
 
-/// The header ferry puts on every reply; mail carrying it is ours coming back.
-pub const LOOP_HEADER: &str = "X-Ferry-Loop";
+pub use crate::notify::LOOP_HEADER;
 
 /// Why a message is machine mail, if it is. `headers` are the top-level headers as
 /// `(lower-case name, unfolded value)` in order; `from` the From address (lower case) if

@@ -14,6 +14,7 @@ pub mod classify;
 pub mod config;
 pub mod imap;
 pub mod machine;
+pub mod poll;
 pub mod reply;
 pub mod request;
 

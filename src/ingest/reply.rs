@@ -232,6 +232,8 @@ mod tests {
             },
             max_mail_bytes: 10_000_000,
             quiet_hours: Vec::new(),
+            owners: vec![],
+            digest_at: chrono::NaiveTime::MIN,
         }
     }
 

@@ -917,6 +917,35 @@ fn append_text(m: &mut Message, text: &str) {
     }
 }
 
+/// A reply's headers: threaded on the request, and marked automatic (RFC 3834's
+/// `Auto-Submitted: auto-replied` and ferry's loop header, which ingest ignores).
+fn thread_headers(
+    mut builder: lettre::message::MessageBuilder,
+    thread: &crate::notify::MailThread,
+) -> lettre::message::MessageBuilder {
+    use lettre::message::header::{HeaderName, HeaderValue};
+    let bracket = |id: &str| format!("<{}>", id.trim_matches(['<', '>']));
+    if let Some(id) = &thread.message_id {
+        builder = builder.in_reply_to(bracket(id));
+        let refs: Vec<String> = thread
+            .references
+            .iter()
+            .chain(std::iter::once(id))
+            .map(|r| bracket(r))
+            .collect();
+        builder = builder.references(refs.join(" "));
+    }
+    builder
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str("Auto-Submitted"),
+            "auto-replied".into(),
+        ))
+        .raw_header(HeaderValue::new(
+            HeaderName::new_from_ascii_str(crate::notify::LOOP_HEADER),
+            "1".into(),
+        ))
+}
+
 /// Builds the MIME message and returns its envelope and bytes (the builder's copy of the
 /// attachments is dropped before the bytes are sent).
 fn compose(
@@ -932,6 +961,9 @@ fn compose(
         .subject(message.subject.clone())
         .message_id(Some(message_id))
         .user_agent(format!("ferry {}", env!("CARGO_PKG_VERSION")));
+    if let Some(thread) = &message.thread {
+        builder = thread_headers(builder, thread);
+    }
     for to in &message.recipients {
         builder = builder.to(parse_mailbox(to).map_err(bad_address)?);
     }

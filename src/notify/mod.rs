@@ -205,6 +205,25 @@ pub struct Message {
     /// and sent through `alerts.channel`.
     #[serde(skip)]
     pub via: Option<String>,
+    /// Email: the mail this message answers (a reply to a request mailed to ingest).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub thread: Option<MailThread>,
+}
+
+/// The header ferry puts on every reply to a mailed request; ingest ignores mail carrying
+/// it (our own reply coming back).
+pub const LOOP_HEADER: &str = "X-Ferry-Loop";
+
+/// The request a reply answers: the reply threads on it (`In-Reply-To`, `References`,
+/// RFC 5322 §3.6.4) and says it is automatic (`Auto-Submitted: auto-replied`, RFC 3834,
+/// and ferry's loop header), so that no well-behaved responder answers it back.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
+pub struct MailThread {
+    /// The request's Message-ID, without angle brackets.
+    pub message_id: Option<String>,
+    /// The request's `References` (without angle brackets), oldest first.
+    #[serde(default)]
+    pub references: Vec<String>,
 }
 
 /// An email channel's `max_attachment_bytes` and `max_parts`, kept with each message.

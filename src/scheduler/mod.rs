@@ -75,6 +75,7 @@ impl Runner for ExecRunner {
             stop: job.stop,
             progress: None,
             retry_record: true,
+            reply_to: None,
         };
         match executor
             .record_claimed(req, job.run_id, job.scheduled_at)

@@ -11,7 +11,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
-use super::StoreError;
+use super::{Claim, StoreError};
 
 /// One handled mail.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +94,17 @@ pub trait Mail: Send + Sync {
     /// Records `rec` unless the mail is known by either key. An accepted request is
     /// recorded only while the sender has fewer than `quota` accepted requests on
     /// `rec.day`; otherwise it becomes a `quota_exceeded` rejection ([`MailClaim::OverQuota`]).
-    async fn claim_mail(&self, rec: &MailRecord, quota: u32) -> Result<MailClaim, StoreError>;
+    ///
+    /// `run`, given for an accepted request, is its one-shot run: claimed (`running`) in
+    /// the same transaction, so that a mail is never recorded as accepted without its run
+    /// nor run without its record. Should `run`'s instant be taken for its task, the run
+    /// takes the next free millisecond (read it back with [`super::RunStore::get`]).
+    async fn claim_mail(
+        &self,
+        rec: &MailRecord,
+        quota: u32,
+        run: Option<&Claim>,
+    ) -> Result<MailClaim, StoreError>;
 
     /// The mail has left the request folder.
     async fn mail_moved(&self, message_key: &str, at: DateTime<Utc>) -> Result<(), StoreError>;

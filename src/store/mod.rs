@@ -127,6 +127,8 @@ impl fmt::Display for Status {
 pub enum Trigger {
     Schedule,
     Manual,
+    /// A request mailed to ingest (query by email).
+    Mail,
 }
 
 impl Trigger {
@@ -134,6 +136,7 @@ impl Trigger {
         match self {
             Trigger::Schedule => "schedule",
             Trigger::Manual => "manual",
+            Trigger::Mail => "mail",
         }
     }
 }

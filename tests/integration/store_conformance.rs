@@ -490,9 +490,9 @@ fn mail(uid: u32, key: &str, sender: &str, verdict: &str) -> MailRecord {
 pub async fn mail_is_claimed_once(b: &dyn Backend) {
     let s = open(b).await;
     let a = mail(1, "sha256:a", "alice@x.test", "accept");
-    assert_eq!(s.claim_mail(&a, 10).await.unwrap(), MailClaim::New);
+    assert_eq!(s.claim_mail(&a, 10, None).await.unwrap(), MailClaim::New);
     // The same UID again, and the same message under a new UIDVALIDITY and UID.
-    let again = s.claim_mail(&a, 10).await.unwrap();
+    let again = s.claim_mail(&a, 10, None).await.unwrap();
     assert!(
         matches!(&again, MailClaim::Known(r) if r.run_id == a.run_id),
         "{again:?}"
@@ -502,7 +502,7 @@ pub async fn mail_is_claimed_once(b: &dyn Backend) {
     moved.uid = 40;
     moved.run_id = Some("other".into());
     assert!(matches!(
-        s.claim_mail(&moved, 10).await.unwrap(),
+        s.claim_mail(&moved, 10, None).await.unwrap(),
         MailClaim::Known(_)
     ));
     let found = s.find_mail("INBOX", 7, 1, "-").await.unwrap().unwrap();
@@ -517,7 +517,7 @@ pub async fn mail_is_claimed_once(b: &dyn Backend) {
     for _ in 0..8 {
         let s = b.open().await.unwrap();
         tasks.push(tokio::spawn(async move {
-            s.claim_mail(&mail(2, "sha256:b", "alice@x.test", "accept"), 10)
+            s.claim_mail(&mail(2, "sha256:b", "alice@x.test", "accept"), 10, None)
                 .await
                 .unwrap()
         }));
@@ -543,20 +543,20 @@ pub async fn mail_is_claimed_once(b: &dyn Backend) {
 pub async fn mail_quota_holds(b: &dyn Backend) {
     let s = open(b).await;
     assert_eq!(
-        s.claim_mail(&mail(1, "k1", "alice@x.test", "reject"), 2)
+        s.claim_mail(&mail(1, "k1", "alice@x.test", "reject"), 2, None)
             .await
             .unwrap(),
         MailClaim::New
     );
     for (uid, key) in [(2, "k2"), (3, "k3")] {
         let c = s
-            .claim_mail(&mail(uid, key, "alice@x.test", "accept"), 2)
+            .claim_mail(&mail(uid, key, "alice@x.test", "accept"), 2, None)
             .await
             .unwrap();
         assert_eq!(c, MailClaim::New);
     }
     let over = s
-        .claim_mail(&mail(4, "k4", "alice@x.test", "accept"), 2)
+        .claim_mail(&mail(4, "k4", "alice@x.test", "accept"), 2, None)
         .await
         .unwrap();
     assert_eq!(over, MailClaim::OverQuota);
@@ -566,13 +566,16 @@ pub async fn mail_quota_holds(b: &dyn Backend) {
     assert!(r.reply && r.run_id.is_none(), "{r:?}");
     // Another sender, and another day, have their own counts.
     let bob = s
-        .claim_mail(&mail(5, "k5", "bob@x.test", "accept"), 2)
+        .claim_mail(&mail(5, "k5", "bob@x.test", "accept"), 2, None)
         .await
         .unwrap();
     assert_eq!(bob, MailClaim::New);
     let mut tomorrow = mail(6, "k6", "alice@x.test", "accept");
     tomorrow.day = "2026-03-02".into();
-    assert_eq!(s.claim_mail(&tomorrow, 2).await.unwrap(), MailClaim::New);
+    assert_eq!(
+        s.claim_mail(&tomorrow, 2, None).await.unwrap(),
+        MailClaim::New
+    );
 }
 
 /// Each mail is answered at most once, and a sender gets at most `cap` replies a day;
@@ -581,7 +584,7 @@ pub async fn mail_replies_are_capped(b: &dyn Backend) {
     let s = open(b).await;
     for uid in 1..=4 {
         let key = format!("r{uid}");
-        s.claim_mail(&mail(uid, &key, "alice@x.test", "reject"), 10)
+        s.claim_mail(&mail(uid, &key, "alice@x.test", "reject"), 10, None)
             .await
             .unwrap();
     }

@@ -277,8 +277,9 @@ impl Ledger for SqliteStore {
     ) -> Result<Vec<DueDelivery>, StoreError> {
         let rows = sqlx::query(
             "SELECT d.run_id, d.channel, d.occurrence, d.status, d.attempts, d.message,
-                    d.owner_node, d.owner_pid, d.at, d.purpose, d.takeovers, r.task
-             FROM deliveries d JOIN runs r ON r.run_id = d.run_id
+                    d.owner_node, d.owner_pid, d.at, d.purpose, d.takeovers,
+                    coalesce(r.task, '') AS task
+             FROM deliveries d LEFT JOIN runs r ON r.run_id = d.run_id
              WHERE d.message IS NOT NULL
                AND (d.status = 'sending' OR (d.status = 'pending' AND d.next_attempt_at <= ?))
              ORDER BY d.next_attempt_at, d.seq LIMIT ?",

@@ -7,7 +7,7 @@ use sqlx::sqlite::SqliteRow;
 
 use super::SqliteStore;
 use crate::store::{
-    Mail, MailClaim, MailRecord, ReplySlot, StoreError, fmt_instant, parse_instant,
+    Claim, Mail, MailClaim, MailRecord, ReplySlot, Status, StoreError, fmt_instant, parse_instant,
 };
 
 /// The reason code a request over its quota is recorded with.
@@ -70,7 +70,12 @@ impl Mail for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
-    async fn claim_mail(&self, rec: &MailRecord, quota: u32) -> Result<MailClaim, StoreError> {
+    async fn claim_mail(
+        &self,
+        rec: &MailRecord,
+        quota: u32,
+        run: Option<&Claim>,
+    ) -> Result<MailClaim, StoreError> {
         let mut tx = self.write_tx().await?;
         let known = sqlx::query(
             "SELECT * FROM mail_requests
@@ -136,6 +141,19 @@ impl Mail for SqliteStore {
         .execute(&mut *tx)
         .await
         .map_err(|e| self.err(e))?;
+        if let (Some(run), MailClaim::New) = (run, &claim) {
+            let mut run = run.clone();
+            // Two requests of one sender in one millisecond (two nodes): the next free one.
+            for _ in 0..1000 {
+                if super::runs::insert_run(&mut tx, &run, Status::Running, None, None)
+                    .await
+                    .map_err(|e| self.err(e))?
+                {
+                    break;
+                }
+                run.scheduled_at += chrono::Duration::milliseconds(1);
+            }
+        }
         tx.commit().await.map_err(|e| self.err(e))?;
         Ok(claim)
     }

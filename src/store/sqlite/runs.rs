@@ -61,7 +61,7 @@ async fn apply_op(conn: &mut sqlx::SqliteConnection, op: &Op) -> Result<Applied,
 }
 
 /// Inserts a fire's row; false if the fire already has one.
-async fn insert_run(
+pub(super) async fn insert_run(
     conn: &mut sqlx::SqliteConnection,
     c: &Claim,
     status: Status,
