@@ -50,6 +50,7 @@ pub mod clock;
 pub mod config;
 pub mod daemon;
 pub mod exec;
+pub mod faults;
 pub mod format;
 pub mod fsread;
 pub mod ingest;

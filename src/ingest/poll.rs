@@ -285,7 +285,9 @@ impl Poller {
             .as_deref()
             .and_then(|s| spec.sender(s))
             .map_or(1, |s| s.daily_quota);
+        crate::faults::kill_point("ingest:judged");
         let claim = self.store.claim_mail(&rec, quota, run.as_ref()).await?;
+        crate::faults::kill_point("ingest:claimed");
         info!(
             uid = meta.uid,
             sender = sender.as_deref().unwrap_or(""),
@@ -402,8 +404,10 @@ impl Poller {
                 self.reply_once(spec, &rec, text).await?;
             }
         }
+        crate::faults::kill_point("ingest:answered");
         match imap.move_to(uid, &rec.folder).await {
             Ok(()) => {
+                crate::faults::kill_point("ingest:moved");
                 self.store
                     .mail_moved(&rec.message_key, self.clock.now())
                     .await?

@@ -32,7 +32,7 @@ pub(crate) struct Mail {
     /// The AUTH account; its password reaches ferry as `${FERRY_TEST_SMTP_PASSWORD}`.
     pub(crate) user: String,
     pub(crate) imap_port: u16,
-    imap_password: String,
+    pub(crate) imap_password: String,
 }
 
 pub(crate) fn mail() -> Option<Mail> {
@@ -130,7 +130,12 @@ impl Imap {
     }
 
     fn search_message_id(&mut self, message_id: &str) -> Vec<u32> {
-        let lines = self.command(&format!("UID SEARCH HEADER Message-ID \"{message_id}\""));
+        self.search_header("Message-ID", message_id)
+    }
+
+    /// UIDs of the selected folder's messages whose `header` contains `value`.
+    pub(crate) fn search_header(&mut self, header: &str, value: &str) -> Vec<u32> {
+        let lines = self.command(&format!("UID SEARCH HEADER {header} \"{value}\""));
         lines
             .iter()
             .map(|l| String::from_utf8_lossy(l).to_string())
@@ -143,7 +148,7 @@ impl Imap {
             .collect()
     }
 
-    fn fetch(&mut self, uid: u32) -> Vec<u8> {
+    pub(crate) fn fetch(&mut self, uid: u32) -> Vec<u8> {
         let lines = self.command(&format!("UID FETCH {uid} BODY.PEEK[]"));
         // The literal is the only response part that is not a response line.
         lines

@@ -12,7 +12,7 @@ use ferry::ingest::imap::Imap;
 use crate::email::{Imap as Raw, Mail, mail};
 use crate::support::{Project, describe, repo, stdout};
 
-fn password() -> String {
+pub(crate) fn password() -> String {
     std::env::var("FERRY_TEST_SMTP_PASSWORD").expect("FERRY_TEST_SMTP_PASSWORD")
 }
 
@@ -131,7 +131,7 @@ async fn a_wrong_password_is_a_login_error_without_the_password() {
     assert!(!err.contains("not-the-password-7f3a"), "{err}");
 }
 
-fn project(m: &Mail, requests: &str) -> Project {
+pub(crate) fn project(m: &Mail, requests: &str) -> Project {
     let p = Project::fixture("project");
     let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
     p.write(

@@ -15,6 +15,7 @@ mod fake_robots;
 mod full_disk_exports;
 mod ingest;
 mod ingest_imap;
+mod ingest_poll;
 mod ledger;
 mod links;
 mod multi;
