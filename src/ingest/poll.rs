@@ -349,8 +349,18 @@ impl Poller {
         };
         let task = request_task(spec, &self.config, rec, req, &sender, scheduled_at, reply);
         let zh = spec.reply.language == ReplyLanguage::Zh;
+        // `ingest.defaults.max_cost` guards mailed queries besides the datasource's own.
+        let config = match spec.defaults.max_cost {
+            Some(limit) => {
+                let mut c = (*self.config).clone();
+                let guard = c.max_cost.entry(req.database.clone()).or_insert(limit);
+                *guard = guard.min(limit);
+                Arc::new(c)
+            }
+            None => self.config.clone(),
+        };
         let executor = Executor {
-            config: self.config.clone(),
+            config,
             store: self.store.clone(),
             clock: self.clock.clone(),
         };

@@ -538,6 +538,55 @@ pub async fn mail_is_claimed_once(b: &dyn Backend) {
     assert_eq!(s.mail_records(10).await.unwrap().len(), 2);
 }
 
+/// An accepted mail's one-shot run is claimed with the mail, in one transaction: the run
+/// is `running` with trigger `mail`; a mail over its quota, or one already known, claims
+/// no run; a second request of the sender in the same millisecond takes the next one.
+pub async fn mail_claims_its_run(b: &dyn Backend) {
+    let s = open(b).await;
+    let mut run = claim("mail:alice@x.test", base(), "n1", 7);
+    run.trigger = Trigger::Mail;
+    let mut a = mail(1, "ka", "alice@x.test", "accept");
+    a.run_id = Some(run.run_id.clone());
+    assert_eq!(
+        s.claim_mail(&a, 2, Some(&run)).await.unwrap(),
+        MailClaim::New
+    );
+    let r = s
+        .get(&run.run_id)
+        .await
+        .unwrap()
+        .expect("the run is claimed");
+    assert_eq!((r.status, r.trigger.as_str()), (Status::Running, "mail"));
+    assert_eq!(r.scheduled_at, base());
+    // Known: nothing more is claimed.
+    let mut again = claim("mail:alice@x.test", base(), "n1", 7);
+    again.trigger = Trigger::Mail;
+    assert!(matches!(
+        s.claim_mail(&a, 2, Some(&again)).await.unwrap(),
+        MailClaim::Known(_)
+    ));
+    assert!(s.get(&again.run_id).await.unwrap().is_none());
+    // The same task and instant: the next millisecond.
+    let mut b2 = mail(2, "kb", "alice@x.test", "accept");
+    b2.run_id = Some(again.run_id.clone());
+    assert_eq!(
+        s.claim_mail(&b2, 2, Some(&again)).await.unwrap(),
+        MailClaim::New
+    );
+    let r = s.get(&again.run_id).await.unwrap().unwrap();
+    assert_eq!(r.scheduled_at, base() + chrono::Duration::milliseconds(1));
+    // Over the quota: a rejection, and no run.
+    let mut over = claim("mail:alice@x.test", base(), "n1", 7);
+    over.trigger = Trigger::Mail;
+    let mut c = mail(3, "kc", "alice@x.test", "accept");
+    c.run_id = Some(over.run_id.clone());
+    assert_eq!(
+        s.claim_mail(&c, 2, Some(&over)).await.unwrap(),
+        MailClaim::OverQuota
+    );
+    assert!(s.get(&over.run_id).await.unwrap().is_none());
+}
+
 /// A sender's accepted requests of a day stop at the quota: the next one is recorded as
 /// a `quota_exceeded` rejection (with a reply, without a run). Rejections do not count.
 pub async fn mail_quota_holds(b: &dyn Backend) {
@@ -633,6 +682,7 @@ macro_rules! conformance {
                 a_newer_schema_is_refused,
                 mail_is_claimed_once,
                 mail_quota_holds,
+                mail_claims_its_run,
                 mail_replies_are_capped,
             );
         }
