@@ -33,6 +33,7 @@
 #   FERRY_TEST_IMAP_PORT           IMAP (STARTTLS offered, not required); users alice, bob,
 #                                  carol, dave @example.test
 #   FERRY_TEST_IMAPS_PORT          IMAP over implicit TLS (certificate of FERRY_TEST_SMTP_CA)
+#   FERRY_TEST_IMAP_NOMOVE_PORT    a second Dovecot on the same mail, without MOVE
 #                                  (plain SMTP answers 451 for tempfail@, 550 for rejected@)
 #   FERRY_TEST_IMAP_PASSWORD       their password
 #   FERRY_TEST_MAIL_LOG            Postfix's log
@@ -89,12 +90,13 @@ mail_start() {
     fi
     local d="$tmp/mail"
     local pf="$d/postfix" pq="$d/postfix-queue" pd="$d/postfix-data" dv="$d/dovecot"
-    local smtp_port submission_port smtps_port imap_port imaps_port lmtp_port auth_port
+    local smtp_port submission_port smtps_port imap_port imaps_port imap_nomove_port lmtp_port auth_port
     smtp_port="$(free_port)"
     submission_port="$(free_port)"
     smtps_port="$(free_port)"
     imap_port="$(free_port)"
     imaps_port="$(free_port)"
+    imap_nomove_port="$(free_port)"
     lmtp_port="$(free_port)"
     auth_port="$(free_port)"
     mkdir -p "$pf" "$pq" "$pd" "$dv/run" "$dv/state" "$d/tls" "$d/store"
@@ -174,6 +176,38 @@ CONF
         || { cat "$dv/dovecot.log" >&2; return 1; }
     mail_dovecot_conf="$dv/dovecot.conf"
 
+    # A second Dovecot on the same users and mail, offering neither MOVE nor the other
+    # post-login extensions ingest does not need: the poller's copy + \Deleted +
+    # UID EXPUNGE path runs against it (FERRY_TEST_IMAP_NOMOVE_PORT).
+    local dv2="$d/dovecot-nomove"
+    mkdir -p "$dv2/run" "$dv2/state"
+    sed -e "s|^base_dir = .*|base_dir = $dv2/run|" \
+        -e "s|^state_dir = .*|state_dir = $dv2/state|" \
+        -e "s|^log_path = .*|log_path = $dv2/dovecot.log|" \
+        -e "s|^instance_name = .*|instance_name = ferry-test-nomove-$$|" \
+        -e "s|^protocols = .*|protocols = imap|" \
+        "$dv/dovecot.conf" | awk '/^service imap-login/ {exit} {print}' >"$dv2/dovecot.conf"
+    cat >>"$dv2/dovecot.conf" <<CONF
+imap_capability = IMAP4rev1 SASL-IR LOGIN-REFERRALS ID ENABLE IDLE UNSELECT CHILDREN NAMESPACE UIDPLUS LIST-EXTENDED LITERAL+
+service imap-login {
+  inet_listener imap {
+    address = 127.0.0.1
+    port = $imap_nomove_port
+  }
+  inet_listener imaps {
+    port = 0
+  }
+}
+service lmtp {
+  inet_listener lmtp {
+    port = 0
+  }
+}
+CONF
+    dovecot -c "$dv2/dovecot.conf" </dev/null >>"$dv2/dovecot.log" 2>&1 \
+        || { cat "$dv2/dovecot.log" >&2; return 1; }
+    mail_dovecot_nomove_conf="$dv2/dovecot.conf"
+
     # Postfix: its own config, queue and data folders (the config folder must hold only
     # root's files, so the queue lives beside it). No chroot, loopback only.
     cat >"$pf/master.cf" <<MASTER
@@ -244,7 +278,7 @@ MAIN
     postfix -c "$pf" start </dev/null >"$d/postfix-start.log" 2>&1 \
         || { cat "$d/postfix-start.log" "$d/postfix.log" >&2; return 1; }
     mail_postfix_dir="$pf"
-    for port in "$smtp_port" "$submission_port" "$smtps_port" "$imap_port" "$imaps_port"; do
+    for port in "$smtp_port" "$submission_port" "$smtps_port" "$imap_port" "$imaps_port" "$imap_nomove_port"; do
         mail_wait_port "$port" || { cat "$d/postfix.log" "$dv/dovecot.log" >&2; return 1; }
     done
 
@@ -256,6 +290,7 @@ MAIN
     export FERRY_TEST_SMTP_PASSWORD="$mail_smtp_password"
     export FERRY_TEST_IMAP_PORT="$imap_port"
     export FERRY_TEST_IMAPS_PORT="$imaps_port"
+    export FERRY_TEST_IMAP_NOMOVE_PORT="$imap_nomove_port"
     export FERRY_TEST_IMAP_PASSWORD="$mail_imap_password"
     export FERRY_TEST_MAIL_LOG="$d/postfix.log"
     log "Postfix $(postconf -c "$pf" -h mail_version) on 127.0.0.1:$smtp_port (plain)," \
@@ -272,9 +307,10 @@ mail_stop() {
             sleep 0.1
         done
     fi
-    if [ -n "${mail_dovecot_conf:-}" ]; then
-        local pidfile pid
-        pidfile="$(dirname "$mail_dovecot_conf")/run/master.pid"
+    local conf pidfile pid
+    for conf in "${mail_dovecot_nomove_conf:-}" "${mail_dovecot_conf:-}"; do
+        [ -n "$conf" ] || continue
+        pidfile="$(dirname "$conf")/run/master.pid"
         pid="$(cat "$pidfile" 2>/dev/null || true)"
         if [ -n "$pid" ]; then
             kill "$pid" 2>/dev/null
@@ -284,10 +320,11 @@ mail_stop() {
             done
             kill -9 "$pid" 2>/dev/null
         fi
-    fi
+    done
 }
 mail_postfix_dir=""
 mail_dovecot_conf=""
+mail_dovecot_nomove_conf=""
 mail_imap_password="ferry-test-imap"
 mail_smtp_password="ferry-test-smtp"
 # --------------------------------------------------------------------------- end of mail

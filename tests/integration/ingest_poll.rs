@@ -342,3 +342,44 @@ fn serve_answers_requests_as_they_arrive() {
     assert_eq!(count(&m, folder), 0);
     assert_eq!(count(&m, &format!("{folder}-processed")), 1);
 }
+
+/// Against a server without MOVE (a second Dovecot on the same mail): handled mail is
+/// copied, flagged `\Deleted` and expunged by its UID, and answered once.
+#[test]
+fn a_server_without_move_gets_copy_and_uid_expunge() {
+    let Some(m) = mail() else { return };
+    let port: u16 = std::env::var("FERRY_TEST_IMAP_NOMOVE_PORT")
+        .expect("FERRY_TEST_IMAP_NOMOVE_PORT (scripts/test-services.sh)")
+        .parse()
+        .unwrap();
+    let folder = "t13-requests";
+    append(&m, folder, &[accepted("t13-accept"), writing("t13-write")]);
+    let p = project(&m, folder);
+    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
+    let imap = format!(
+        "    port: {}\n    security: none\n    username",
+        m.imap_port
+    );
+    assert!(config.contains(&imap), "{config}");
+    p.write(
+        "config.yaml",
+        &config.replace(
+            &imap,
+            &format!("    port: {port}\n    security: none\n    username"),
+        ),
+    );
+    let out = p.ferry(&["ingest", "test"]);
+    assert!(
+        stdout(&out).contains("MOVE no, UIDPLUS yes"),
+        "{}",
+        describe(&out)
+    );
+
+    let pass = once(&p);
+    assert_eq!(pass["handled"].as_array().unwrap().len(), 2, "{pass}");
+    assert_eq!(replies(&m, ALICE, "t13-accept").len(), 1);
+    assert_eq!(replies(&m, ALICE, "t13-write").len(), 1);
+    assert_eq!(count(&m, folder), 0, "expunged by UID");
+    assert_eq!(count(&m, &format!("{folder}-processed")), 1);
+    assert_eq!(count(&m, &format!("{folder}-rejected")), 1);
+}
