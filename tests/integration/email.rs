@@ -219,10 +219,22 @@ impl Mail {
     /// Every copy of the message with this Message-ID in `user`'s INBOX, polling until
     /// there are at least `n` (or the deadline passes, which fails the test).
     pub(crate) fn wait_copies(&self, user: &str, message_id: &str, n: usize) -> Vec<Vec<u8>> {
+        self.wait_copies_matching(user, "Message-ID", message_id, n)
+    }
+
+    /// Every message in `user`'s INBOX whose `header` contains `value`, polling until
+    /// there are at least `n` (30 s at most).
+    pub(crate) fn wait_copies_matching(
+        &self,
+        user: &str,
+        header: &str,
+        value: &str,
+        n: usize,
+    ) -> Vec<Vec<u8>> {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             let mut imap = Imap::login(self.imap_port, user, &self.imap_password);
-            let uids = imap.search_message_id(message_id);
+            let uids = imap.search_header(header, value);
             if uids.len() >= n {
                 let copies = uids.iter().map(|&uid| imap.fetch(uid)).collect();
                 imap.logout();
@@ -231,7 +243,7 @@ impl Mail {
             imap.logout();
             assert!(
                 Instant::now() < deadline,
-                "{user} has {} copies of {message_id}, not {n}, after 30s",
+                "{user} has {} messages with {header} containing {value:?}, not {n}, after 30s",
                 uids.len()
             );
             std::thread::sleep(Duration::from_millis(100));

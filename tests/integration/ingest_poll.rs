@@ -383,3 +383,70 @@ fn a_server_without_move_gets_copy_and_uid_expunge() {
     assert_eq!(count(&m, &format!("{folder}-processed")), 1);
     assert_eq!(count(&m, &format!("{folder}-rejected")), 1);
 }
+
+/// The daily quota, the reply cap with its one owner alert, and a renumbered request
+/// folder (UIDVALIDITY changed) that neither re-runs nor re-answers handled mail.
+#[test]
+fn quota_reply_cap_and_a_renumbered_folder() {
+    let Some(m) = mail() else { return };
+    let folder = "t14-requests";
+    append(
+        &m,
+        folder,
+        &[accepted("t14-a1"), accepted("t14-a2"), writing("t14-w")],
+    );
+    let p = project(&m, folder);
+    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
+    let config = config
+        .replace(
+            "databases: [db]\n",
+            "databases: [db]\n      daily_quota: 1\n",
+        )
+        .replace(
+            "    channel: ingest_reply\n",
+            "    channel: ingest_reply\n    daily_cap: 2\n  owners: [bob@example.test]\n",
+        );
+    p.write("config.yaml", &config);
+
+    let pass = once(&p);
+    let reasons: Vec<&str> = pass["handled"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["reason"].as_str().unwrap_or("-"))
+        .collect();
+    assert_eq!(reasons, ["-", "quota_exceeded", "not_read_only"], "{pass}");
+    assert_eq!(replies(&m, ALICE, "t14-a1").len(), 1);
+    let over = replies(&m, ALICE, "t14-a2");
+    assert!(
+        String::from_utf8_lossy(&over[0]).contains("quota_exceeded"),
+        "the quota is explained"
+    );
+    // The third reply of the day is over the cap of 2: silence, and the owners hear once.
+    let alert = m.wait_copies_matching(
+        "bob@example.test",
+        "Subject",
+        "reached the daily reply cap",
+        1,
+    );
+    assert!(String::from_utf8_lossy(&alert[0]).contains(ALICE));
+    assert!(!has_reply(&m, ALICE, "t14-w"));
+    assert_eq!(history(&p, &format!("mail:{ALICE}")).len(), 1, "one run");
+
+    // The folder is recreated (a new UIDVALIDITY) and the first request shows up again.
+    let mut raw = Raw::login(m.imap_port, &m.user, &password());
+    raw.command(&format!("DELETE \"{folder}\""));
+    raw.command(&format!("CREATE \"{folder}\""));
+    raw.logout();
+    append(&m, folder, &[accepted("t14-a1")]);
+    let pass = once(&p);
+    assert_eq!(pass["handled"][0]["known"], true, "{pass}");
+    let note = m.wait_copies_matching("bob@example.test", "Subject", "was renumbered", 1);
+    assert!(String::from_utf8_lossy(&note[0]).contains("UIDVALIDITY"));
+    assert_eq!(replies(&m, ALICE, "t14-a1").len(), 1, "not answered again");
+    assert_eq!(
+        history(&p, &format!("mail:{ALICE}")).len(),
+        1,
+        "not run again"
+    );
+}
