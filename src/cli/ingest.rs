@@ -143,6 +143,7 @@ fn reply_text(c: &Classified, spec: &IngestSpec) -> Option<crate::ingest::reply:
             detail,
             &c.subject,
             c.sender.as_deref().unwrap_or(""),
+            c.database.as_deref(),
             spec,
         )),
         _ => None,

@@ -237,10 +237,10 @@ impl Poller {
             .format("%Y-%m-%d")
             .to_string();
         let folders = &spec.folders;
-        let (folder, reply, database) = match &c.verdict {
-            Verdict::Accept(r) => (&folders.processed, true, Some(r.database.clone())),
-            Verdict::Reject { reply, .. } => (&folders.rejected, *reply, None),
-            Verdict::Ignore { .. } => (&folders.ignored, false, None),
+        let (folder, reply) = match &c.verdict {
+            Verdict::Accept(_) => (&folders.processed, true),
+            Verdict::Reject { reply, .. } => (&folders.rejected, *reply),
+            Verdict::Ignore { .. } => (&folders.ignored, false),
         };
         let sender = c.sender.clone();
         let run = match (&c.verdict, &sender) {
@@ -273,7 +273,7 @@ impl Poller {
             reason,
             detail,
             reply,
-            database,
+            database: c.database.clone(),
             run_id: run.as_ref().map(|r| r.run_id.clone()),
             received_at: now,
             day,
@@ -409,6 +409,7 @@ impl Poller {
                     &rec.detail,
                     &rec.subject,
                     rec.sender.as_deref().unwrap_or(""),
+                    rec.database.as_deref(),
                     spec,
                 );
                 self.reply_once(spec, &rec, text).await?;

@@ -17,12 +17,14 @@ pub struct ReplyText {
 }
 
 /// The reply to a rejected request. `subject` is the request's subject, `sender` its
-/// (allowed or not) From address, `detail` the verdict's detail.
+/// (allowed or not) From address, `database` the name its keyword line gave (if any),
+/// `detail` the verdict's detail.
 pub fn rejection(
     reason: Reason,
     detail: &str,
     subject: &str,
     sender: &str,
+    database: Option<&str>,
     spec: &IngestSpec,
 ) -> ReplyText {
     let zh = spec.reply.language == ReplyLanguage::Zh;
@@ -49,7 +51,7 @@ pub fn rejection(
             }
         }
         Reason::UnknownDatabase => {
-            let name = detail.split('`').nth(1).unwrap_or_default();
+            let name = database.unwrap_or_default();
             if zh {
                 format!(
                     "没有名为“{name}”的数据库。你可以查询的数据库：{allowed}。请在邮件正文中写一行 database: 名称。"
@@ -242,7 +244,7 @@ mod tests {
         for lang in [ReplyLanguage::En, ReplyLanguage::Zh] {
             let s = spec(lang);
             for r in Reason::ALL {
-                let t = rejection(r, "detail", "numbers", "alice@corp.example", &s);
+                let t = rejection(r, "detail", "numbers", "alice@corp.example", None, &s);
                 assert!(t.body.len() > 40, "{r:?} {lang:?}: {t:?}");
                 assert!(t.body.contains(r.code()), "{r:?}: {t:?}");
                 assert_eq!(t.subject, "Re: numbers");
@@ -258,6 +260,7 @@ mod tests {
             "no database is called `salse`",
             "Re: numbers",
             "alice@corp.example",
+            Some("salse"),
             &s,
         );
         assert!(t.body.contains("called `salse`"), "{}", t.body);
@@ -269,6 +272,7 @@ mod tests {
             "orders.sql: refused: only a read-only query … found DELETE",
             "",
             "alice@corp.example",
+            None,
             &s,
         );
         assert!(
@@ -282,6 +286,7 @@ mod tests {
             "",
             "查询",
             "alice@corp.example",
+            None,
             &spec(ReplyLanguage::Zh),
         );
         assert!(zh.body.contains("database: sales"), "{}", zh.body);
