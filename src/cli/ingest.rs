@@ -222,7 +222,9 @@ async fn once(config: &Config, json: bool) -> i32 {
             ctrl_c.stop("interrupted (Ctrl-C)");
         }
     });
-    let result = poller.poll_once(&stop).await;
+    let result = poller
+        .poll_once(&stop, &tokio_util::sync::CancellationToken::new())
+        .await;
     one_off.end(&store).await;
     store.close().await;
     let pass = match result {

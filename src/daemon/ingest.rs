@@ -54,13 +54,20 @@ impl Service for IngestService {
                 clock: self.clock.clone(),
             };
             let stop = Stop::new();
-            let pass = poller.poll_once(&stop);
+            let pass = poller.poll_once(&stop, &ctx.shutdown);
             tokio::pin!(pass);
             let result = tokio::select! {
                 r = &mut pass => Some(r),
                 _ = ctx.shutdown.cancelled() => {
-                    stop.stop("ferry serve is stopping");
-                    tokio::time::timeout(ctx.drain, &mut pass).await.ok()
+                    // A request being run gets the drain to finish (and be answered),
+                    // as a scheduled run does; then it is stopped.
+                    match tokio::time::timeout(ctx.drain, &mut pass).await {
+                        Ok(r) => Some(r),
+                        Err(_) => {
+                            stop.stop("ferry serve was stopping and the drain timeout passed");
+                            tokio::time::timeout(Duration::from_secs(10), &mut pass).await.ok()
+                        }
+                    }
                 }
             };
             match result {

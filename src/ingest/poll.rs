@@ -30,6 +30,7 @@ use std::sync::Arc;
 
 use chrono::{DateTime, SubsecRound, Utc};
 use sha2::{Digest, Sha256};
+use tokio_util::sync::CancellationToken;
 use tracing::{info, warn};
 
 use super::classify::{Request, Verdict, classify};
@@ -121,14 +122,18 @@ impl Poller {
         }
     }
 
-    /// One pass over the request folder. `stop` ends it between two mails (and stops a
-    /// running request's query).
-    pub async fn poll_once(&self, stop: &Stop) -> Result<Pass, PollError> {
+    /// One pass over the request folder. `wind_down` ends it before the next mail; `stop`
+    /// also stops a running request's query.
+    pub async fn poll_once(
+        &self,
+        stop: &Stop,
+        wind_down: &CancellationToken,
+    ) -> Result<Pass, PollError> {
         let Some(spec) = self.spec() else {
             return Ok(Pass::default());
         };
         let mut imap = Imap::connect(&spec.imap).await?;
-        let result = self.pass(&mut imap, spec, stop).await;
+        let result = self.pass(&mut imap, spec, stop, wind_down).await;
         imap.logout().await;
         result
     }
@@ -138,6 +143,7 @@ impl Poller {
         imap: &mut Imap,
         spec: &IngestSpec,
         stop: &Stop,
+        wind_down: &CancellationToken,
     ) -> Result<Pass, PollError> {
         let f = &spec.folders;
         let created = imap
@@ -182,7 +188,7 @@ impl Poller {
             ..Pass::default()
         };
         for meta in metas.into_iter().filter(|m| !m.deleted) {
-            if stop.is_stopped() {
+            if stop.is_stopped() || wind_down.is_cancelled() {
                 break;
             }
             if let Some(h) = self
