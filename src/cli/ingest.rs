@@ -215,13 +215,7 @@ async fn once(config: &Config, json: bool) -> i32 {
         store: store.clone(),
         clock: std::sync::Arc::new(crate::clock::SystemClock),
     };
-    let stop = Stop::new();
-    let ctrl_c = stop.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            ctrl_c.stop("interrupted (Ctrl-C)");
-        }
-    });
+    let stop = Stop::on_ctrl_c();
     let result = poller
         .poll_once(&stop, &tokio_util::sync::CancellationToken::new())
         .await;

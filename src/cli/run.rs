@@ -79,13 +79,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
         store: store.clone(),
         clock: Arc::new(SystemClock),
     };
-    let stop = Stop::new();
-    let ctrl_c = stop.clone();
-    tokio::spawn(async move {
-        if tokio::signal::ctrl_c().await.is_ok() {
-            ctrl_c.stop("interrupted (Ctrl-C)");
-        }
-    });
+    let stop = Stop::on_ctrl_c();
     let result = executor
         .run(RunRequest {
             task,

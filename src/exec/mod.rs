@@ -81,6 +81,18 @@ impl Stop {
         Stop::default()
     }
 
+    /// A stop that Ctrl-C (SIGINT) triggers: for the one-off commands.
+    pub fn on_ctrl_c() -> Stop {
+        let stop = Stop::new();
+        let ctrl_c = stop.clone();
+        tokio::spawn(async move {
+            if tokio::signal::ctrl_c().await.is_ok() {
+                ctrl_c.stop("interrupted (Ctrl-C)");
+            }
+        });
+        stop
+    }
+
     /// Asks the run to stop; the first reason given is the one recorded.
     pub fn stop(&self, reason: impl Into<String>) {
         let mut r = self.reason.lock().expect("stop reason lock");
