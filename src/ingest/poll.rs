@@ -809,6 +809,50 @@ mod tests {
         assert!(a.starts_with("sha256:") && a.len() == 7 + 64);
     }
 
+    fn record(verdict: &str, reason: Option<&str>, reply: bool) -> MailRecord {
+        MailRecord {
+            mailbox: "INBOX".into(),
+            uidvalidity: 1,
+            uid: 1,
+            message_key: "k".into(),
+            message_id: None,
+            sender: Some("mallory@corp.example".into()),
+            subject: "hi".into(),
+            verdict: verdict.into(),
+            reason: reason.map(str::to_string),
+            detail: "why".into(),
+            reply,
+            database: None,
+            run_id: None,
+            received_at: chrono::DateTime::from_timestamp(1_800_000_000, 0).unwrap(),
+            day: "2027-01-15".into(),
+            folder: "Rejected".into(),
+            moved_at: None,
+            replied_at: None,
+        }
+    }
+
+    #[test]
+    fn the_digest_lists_what_was_not_accepted() {
+        let ok = record("accept", None, true);
+        assert_eq!(digest_text("2027-01-15", &[&ok]), None, "nothing to report");
+        let forged = record("reject", Some("auth_failed"), false);
+        let bulk = record("ignore", Some("auto_generated"), false);
+        let text = digest_text("2027-01-15", &[&ok, &forged, &bulk]).unwrap();
+        assert!(
+            text.starts_with(
+                "Mail to ferry's request folder on 2027-01-15: 1 accepted, 1 rejected, 1 ignored."
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains("reject from mallory@corp.example: auth_failed (why); not answered"),
+            "{text}"
+        );
+        assert!(text.contains("ignore from"), "{text}");
+        assert!(!text.contains("accept from"), "{text}");
+    }
+
     #[test]
     fn the_thread_keeps_the_references() {
         let t =
