@@ -18,5 +18,5 @@ mkdir -p "$OUT"
 cargo build --release --quiet
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 echo "machine: $(nproc) cores, $(free -g | awk '/Mem:/ {print $2}') GB; $(uname -sr)"
-echo "dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1), postfix $(postconf -h mail_version 2>/dev/null)"
+echo "dovecot $(dovecot --version 2>/dev/null | cut -d' ' -f1), postfix $(dpkg-query -W -f '${Version}' postfix 2>/dev/null)"
 python3 benches/ingest.py "$TARGET/release/ferry" "$OUT"
