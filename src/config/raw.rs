@@ -56,7 +56,7 @@ pub struct RawStore {
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawExport {
-    /// Rows per chunk handed from the source to the writer (default 10000).
+    /// Rows per chunk handed from the source to the writer (default 1000).
     pub chunk_rows: Option<usize>,
     /// Default run timeout, e.g. `30m` (default `1h`).
     pub timeout: Option<Spanned<String>>,

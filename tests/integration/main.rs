@@ -9,6 +9,7 @@ mod cancel;
 mod conformance;
 mod crash;
 mod daemon;
+mod docs;
 mod email;
 mod email_faults;
 mod fake_robots;
