@@ -22,6 +22,17 @@ fn project(channels: &str, notify: &str) -> Project {
     p
 }
 
+/// Adds a `links:` section (download links valid 3 days) to the project's config.yaml.
+fn with_links(p: &Project) {
+    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
+    p.write(
+        "config.yaml",
+        &format!(
+            "{config}links:\n  public_url: https://files.example.test/ferry\n  signing_key: \"k7Vq2-Lm9Xw4Rt8Zp3Nc6Bh1Df5Gs0Ja\"\n  expiry: 3d\n"
+        ),
+    );
+}
+
 fn delivery(json: &serde_json::Value, i: usize) -> &serde_json::Value {
     &json["deliveries"][i]
 }
@@ -336,13 +347,7 @@ fn messages_carry_the_signed_download_link() {
         fake.dingtalk_webhook()
     );
     let p = project(&channels, "[ding, box]");
-    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
-    p.write(
-        "config.yaml",
-        &format!(
-            "{config}links:\n  public_url: https://files.example.test/ferry\n  signing_key: \"k7Vq2-Lm9Xw4Rt8Zp3Nc6Bh1Df5Gs0Ja\"\n  expiry: 3d\n"
-        ),
-    );
+    with_links(&p);
     let json = p.run_json("t", &[], 0);
     assert!(
         json["deliveries"]
@@ -395,13 +400,7 @@ fn dingtalk_mentions_are_kept_with_a_download_link() {
         fake.dingtalk_webhook()
     );
     let p = project(&channels, "[ding]");
-    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
-    p.write(
-        "config.yaml",
-        &format!(
-            "{config}links:\n  public_url: https://files.example.test/ferry\n  signing_key: \"k7Vq2-Lm9Xw4Rt8Zp3Nc6Bh1Df5Gs0Ja\"\n"
-        ),
-    );
+    with_links(&p);
     let json = p.run_json("t", &[], 0);
     assert_eq!(delivery(&json, 0)["status"], "sent", "{json}");
     let got = &fake.received()[0];
