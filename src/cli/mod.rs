@@ -9,6 +9,7 @@
 mod channels;
 mod history;
 mod ingest;
+mod init;
 mod link;
 mod next;
 mod run;
@@ -56,6 +57,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a starter project into DIR (default: here) that runs at once on an example
+    /// SQLite database, with commented examples for PostgreSQL, MySQL, email and DingTalk.
+    Init(init::InitArgs),
     /// Check config.yaml and every task file; print one line per problem.
     Validate,
     /// Run a task now.
@@ -125,6 +129,7 @@ impl std::io::Write for RedactedStderr {
 /// Runs a parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> i32 {
     match &cli.command {
+        Command::Init(args) => init::run(args),
         Command::Validate => validate::run(&cli).await,
         Command::Run(args) => run::run(&cli, args).await,
         Command::Next(args) => next::run(&cli, args).await,

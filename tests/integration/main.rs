@@ -16,6 +16,7 @@ mod fake_robots;
 mod full_disk_exports;
 mod ingest;
 mod ingest_imap;
+mod init;
 mod ledger;
 mod links;
 mod multi;
