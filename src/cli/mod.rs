@@ -14,6 +14,7 @@ mod link;
 mod next;
 mod run;
 mod serve;
+mod shell;
 mod sources;
 mod tasks;
 mod validate;
@@ -34,9 +35,18 @@ pub const EXIT_CONFIG: i32 = 2;
 /// delivered (failed for good, or still pending after the run's attempts).
 pub const EXIT_UNDELIVERED: i32 = 3;
 
+/// The version `ferry --version` prints: the package's, then the git commit it was built
+/// from and that commit's date (`no git commit` outside a git checkout; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("FERRY_GIT_COMMIT"),
+    ")"
+);
+
 /// ferry: scheduled exports from SQL databases to CSV and XLSX files.
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about, long_about = None)]
+#[command(name = "ferry", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// The configuration file; relative paths inside it resolve against its folder.
     #[arg(
@@ -83,6 +93,12 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Run the scheduler: every task on time, until SIGTERM or SIGINT.
     Serve,
+    /// Print the shell completion script for SHELL, e.g. `source <(ferry completions
+    /// bash)`, or `ferry completions fish > ~/.config/fish/completions/ferry.fish`.
+    Completions(shell::CompletionsArgs),
+    /// Print ferry's man page (roff), e.g. `ferry man | man -l -`; `--dir DIR` writes a
+    /// page for every command.
+    Man(shell::ManArgs),
 }
 
 /// Sets up logging on stderr. Commands report their own results, so their logs are off
@@ -140,6 +156,8 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Link(args) => link::run(&cli, args).await,
         Command::Ingest(args) => ingest::run(&cli, args).await,
         Command::Serve => serve::run(&cli).await,
+        Command::Completions(args) => shell::completions(args),
+        Command::Man(args) => shell::man(args),
     }
 }
 

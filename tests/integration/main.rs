@@ -34,6 +34,7 @@ mod runs;
 mod schedule;
 mod secrets;
 mod serve;
+mod shell;
 mod smtp_proxy;
 mod source_errors;
 mod sources;
