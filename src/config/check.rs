@@ -46,7 +46,7 @@ impl<'a> Checker<'a> {
         } else if p.pos.is_none() {
             p.pos = self.fallback;
         }
-        self.problems.push(p);
+        self.push(p);
     }
 
     /// A problem about `field` that is missing, shown at `beside`, the field that needs it
@@ -72,6 +72,16 @@ impl<'a> Checker<'a> {
         {
             p.pos = Some(pos);
             p.message = format!("{}; {how}", p.message);
+        }
+        self.push(p);
+    }
+
+    /// Adds `p` unless its field already has a problem: the first says what to fix, and a
+    /// later one is its echo (an unset `${VAR}` leaves the value empty, which a later
+    /// check would report again as "must not be empty").
+    fn push(&mut self, p: Problem) {
+        if !p.field.is_empty() && self.problems.iter().any(|q| q.field == p.field) {
+            return;
         }
         self.problems.push(p);
     }
