@@ -299,6 +299,8 @@ missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The store-fault tests lock the run store from a second process, as an operator's shell does.
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+# The JSON Schema test (tests/integration/schema.rs) validates with Python's jsonschema.
+python3 -c 'import jsonschema, yaml' >/dev/null 2>&1 || missing+=(python3-jsonschema python3-yaml)
 [ "$(id -u)" -ne 0 ] || for p in $(mail_packages); do missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

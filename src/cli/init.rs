@@ -13,24 +13,37 @@ pub struct InitArgs {
     pub dir: PathBuf,
 }
 
-/// The starter project: (path in the project, contents).
-pub const FILES: [(&str, &str); 5] = [
-    ("config.yaml", include_str!("starter/config.yaml")),
-    (
-        "tasks/daily_orders.yaml",
-        include_str!("starter/tasks/daily_orders.yaml"),
-    ),
-    (
-        "tasks/monthly_summary.yaml",
-        include_str!("starter/tasks/monthly_summary.yaml"),
-    ),
-    ("data/seed.sql", include_str!("starter/data/seed.sql")),
-    (".gitignore", include_str!("starter/gitignore")),
-];
+/// The starter project: (path in the project, contents). The files point editors at the
+/// JSON Schemas beside them (`# yaml-language-server: $schema=…`).
+pub fn files() -> Vec<(&'static str, String)> {
+    use crate::config::schema::{SchemaKind, schema_text};
+    vec![
+        ("config.yaml", include_str!("starter/config.yaml").into()),
+        (
+            "tasks/daily_orders.yaml",
+            include_str!("starter/tasks/daily_orders.yaml").into(),
+        ),
+        (
+            "tasks/monthly_summary.yaml",
+            include_str!("starter/tasks/monthly_summary.yaml").into(),
+        ),
+        (
+            "data/seed.sql",
+            include_str!("starter/data/seed.sql").into(),
+        ),
+        (
+            "schemas/config.schema.json",
+            schema_text(SchemaKind::Config),
+        ),
+        ("schemas/task.schema.json", schema_text(SchemaKind::Task)),
+        (".gitignore", include_str!("starter/gitignore").into()),
+    ]
+}
 
 pub fn run(args: &InitArgs) -> i32 {
     let dir = &args.dir;
-    let taken: Vec<&str> = FILES
+    let files = files();
+    let taken: Vec<&str> = files
         .iter()
         .map(|(rel, _)| *rel)
         .filter(|rel| dir.join(rel).symlink_metadata().is_ok())
@@ -45,7 +58,7 @@ pub fn run(args: &InitArgs) -> i32 {
         );
         return EXIT_CONFIG;
     }
-    for (rel, text) in FILES {
+    for (rel, text) in &files {
         if let Err(e) = write_new(&dir.join(rel), text) {
             eprintln!("error: cannot write {}: {e}", dir.join(rel).display());
             return EXIT_FAILED;
@@ -63,6 +76,7 @@ pub fn run(args: &InitArgs) -> i32 {
          \x20 tasks/daily_orders.yaml     yesterday's orders as XLSX, every day at 07:00\n\
          \x20 tasks/monthly_summary.yaml  last month's revenue as CSV, on the 1st\n\
          \x20 data/seed.sql               the example SQLite database, built on first use\n\
+         \x20 schemas/                    JSON Schemas that editors check the YAML files with\n\
          \x20 .gitignore                  exports/, outbox/ and the databases\n\
          \n\
          Next:\n\

@@ -96,6 +96,9 @@ pub enum Command {
     /// Print the shell completion script for SHELL, e.g. `source <(ferry completions
     /// bash)`, or `ferry completions fish > ~/.config/fish/completions/ferry.fish`.
     Completions(shell::CompletionsArgs),
+    /// Print the JSON Schema of config.yaml or of a task file, for editors (the YAML
+    /// language server: `# yaml-language-server: $schema=PATH` at the top of a file).
+    Schema(shell::SchemaArgs),
     /// Print ferry's man page (roff), e.g. `ferry man | man -l -`; `--dir DIR` writes a
     /// page for every command.
     Man(shell::ManArgs),
@@ -157,6 +160,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Ingest(args) => ingest::run(&cli, args).await,
         Command::Serve => serve::run(&cli).await,
         Command::Completions(args) => shell::completions(args),
+        Command::Schema(args) => shell::schema(args),
         Command::Man(args) => shell::man(args),
     }
 }

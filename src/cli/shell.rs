@@ -1,4 +1,5 @@
-//! Help in the shell, generated from the command-line definition itself: `ferry
+//! Help in the shell and the editor: JSON Schemas of the files (`ferry schema`), and,
+//! generated from the command-line definition itself: `ferry
 //! completions SHELL` (bash, zsh, fish, elvish, powershell) and `ferry man` (roff man
 //! pages: one on stdout for `man -l -`, or all of them into a folder).
 
@@ -41,6 +42,32 @@ pub struct ManArgs {
     /// the commands), e.g. for /usr/local/share/man/man1.
     #[arg(long, value_name = "DIR")]
     pub dir: Option<std::path::PathBuf>,
+}
+
+/// Which file `ferry schema` describes.
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum SchemaFile {
+    /// config.yaml
+    Config,
+    /// a task file (tasks/*.yaml)
+    Task,
+}
+
+#[derive(Debug, clap::Args)]
+pub struct SchemaArgs {
+    /// The file to describe.
+    #[arg(value_enum, value_name = "FILE")]
+    pub file: SchemaFile,
+}
+
+/// Prints the JSON Schema of config.yaml or of a task file.
+pub fn schema(args: &SchemaArgs) -> i32 {
+    use crate::config::schema::{SchemaKind, schema_text};
+    let kind = match args.file {
+        SchemaFile::Config => SchemaKind::Config,
+        SchemaFile::Task => SchemaKind::Task,
+    };
+    print_out(schema_text(kind).as_bytes(), "the schema")
 }
 
 /// Prints ferry's man page (section 1, roff) on stdout, or writes every page into a folder.

@@ -40,6 +40,15 @@ fn the_starter_project_validates_and_every_task_runs() {
     let out = ferry(tmp.path(), &["validate"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(out.stderr.is_empty(), "no warning: {}", describe(&out));
+    // The schemas the files name are there, as `ferry schema` prints them.
+    for kind in ["config", "task"] {
+        let written =
+            std::fs::read_to_string(tmp.path().join(format!("schemas/{kind}.schema.json")))
+                .unwrap();
+        assert_eq!(written, stdout(&ferry(tmp.path(), &["schema", kind])));
+    }
+    let config = std::fs::read_to_string(tmp.path().join("config.yaml")).unwrap();
+    assert!(config.starts_with("# yaml-language-server: $schema=schemas/config.schema.json\n"));
     let names = task_names(tmp.path());
     assert_eq!(names, ["daily_orders", "monthly_summary"]);
     for name in &names {

@@ -32,6 +32,7 @@ mod read_only;
 mod robots;
 mod runs;
 mod schedule;
+mod schema;
 mod secrets;
 mod serve;
 mod shell;
