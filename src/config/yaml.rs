@@ -72,6 +72,13 @@ where
         let mut field = clean_path(&path);
         let mut pos = pos;
         indentation(text, &mut field, &mut message, &mut pos);
+        let message = plain_words(&message);
+        // A datasource is read through its `type` (serde buffers the map): the path stops
+        // at the datasource; the message is `sql_gate`'s own.
+        if message.starts_with("expected true, false or strict") && !field.ends_with(".sql_gate") {
+            field.push_str(".sql_gate");
+            pos = Positions::index(text).get(&field).or(pos);
+        }
         Problem {
             file: file.to_path_buf(),
             pos,
@@ -79,6 +86,36 @@ where
             message,
         }
     })
+}
+
+/// serde's words for shapes, in the user's: "a list" for "sequence start", "a mapping with
+/// a `type` field" for "internally tagged enum RawDatasource", "value" for "variant".
+fn plain_words(message: &str) -> String {
+    let m = message.replace("unknown variant `", "unknown value `");
+    match m.as_str() {
+        "expected sequence start" => return "expected a list (`- item` lines, or `[a, b]`)".into(),
+        "expected string scalar" => return "expected a text value".into(),
+        "invalid boolean" => return "expected true or false".into(),
+        _ => {}
+    }
+    let Some((got, want)) = m
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected "))
+    else {
+        return m;
+    };
+    let got = match got {
+        "unit value" => "nothing".to_string(),
+        g => g.replacen("string ", "the text ", 1),
+    };
+    let want = if want.starts_with("internally tagged enum ") {
+        "a mapping with a `type:` field"
+    } else if want.starts_with("struct ") || want == "a map" {
+        "a mapping (`key: value` lines)"
+    } else {
+        want
+    };
+    format!("expected {want}, got {got}")
 }
 
 /// Says where an indentation slip is: a required field reported missing while a key of
