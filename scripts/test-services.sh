@@ -336,6 +336,11 @@ missing=()
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 # The store-fault tests lock the run store from a second process, as an operator's shell does.
 command -v sqlite3 >/dev/null 2>&1 || missing+=(sqlite3)
+# The JSON Schema test (tests/integration/schema.rs) validates with Python's jsonschema.
+python3 -c 'import jsonschema, yaml' >/dev/null 2>&1 || missing+=(python3-jsonschema python3-yaml)
+# The shell-help tests (tests/integration/shell.rs) run the completions and render the man pages.
+for shell in zsh fish; do command -v "$shell" >/dev/null 2>&1 || missing+=("$shell"); done
+command -v groff >/dev/null 2>&1 || missing+=(groff-base)
 [ "$(id -u)" -ne 0 ] || for p in $(mail_packages); do missing+=("$p"); done
 if [ "${#missing[@]}" -gt 0 ]; then
     if [ "$(id -u)" -ne 0 ]; then

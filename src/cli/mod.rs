@@ -9,10 +9,12 @@
 mod channels;
 mod history;
 mod ingest;
+mod init;
 mod link;
 mod next;
 mod run;
 mod serve;
+mod shell;
 mod sources;
 mod tasks;
 mod validate;
@@ -33,9 +35,18 @@ pub const EXIT_CONFIG: i32 = 2;
 /// delivered (failed for good, or still pending after the run's attempts).
 pub const EXIT_UNDELIVERED: i32 = 3;
 
+/// The version `ferry --version` prints: the package's, then the git commit it was built
+/// from and that commit's date (`no git commit` outside a git checkout; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("FERRY_GIT_COMMIT"),
+    ")"
+);
+
 /// ferry: scheduled exports from SQL databases to CSV and XLSX files.
 #[derive(Debug, Parser)]
-#[command(name = "ferry", version, about, long_about = None)]
+#[command(name = "ferry", version = VERSION, about, long_about = None)]
 pub struct Cli {
     /// The configuration file; relative paths inside it resolve against its folder.
     #[arg(
@@ -56,6 +67,9 @@ pub struct Cli {
 
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Write a starter project into DIR (default: here) that runs at once on an example
+    /// SQLite database, with commented examples for PostgreSQL, MySQL, email and DingTalk.
+    Init(init::InitArgs),
     /// Check config.yaml and every task file; print one line per problem.
     Validate,
     /// Run a task now.
@@ -79,6 +93,15 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Run the scheduler: every task on time, until SIGTERM or SIGINT.
     Serve,
+    /// Print the shell completion script for SHELL, e.g. `source <(ferry completions
+    /// bash)`, or `ferry completions fish > ~/.config/fish/completions/ferry.fish`.
+    Completions(shell::CompletionsArgs),
+    /// Print the JSON Schema of config.yaml or of a task file, for editors (the YAML
+    /// language server: `# yaml-language-server: $schema=PATH` at the top of a file).
+    Schema(shell::SchemaArgs),
+    /// Print ferry's man page (roff), e.g. `ferry man | man -l -`; `--dir DIR` writes a
+    /// page for every command.
+    Man(shell::ManArgs),
 }
 
 /// Sets up logging on stderr. Commands report their own results, so their logs are off
@@ -125,6 +148,7 @@ impl std::io::Write for RedactedStderr {
 /// Runs a parsed command line; returns the exit code.
 pub async fn run(cli: Cli) -> i32 {
     match &cli.command {
+        Command::Init(args) => init::run(args),
         Command::Validate => validate::run(&cli).await,
         Command::Run(args) => run::run(&cli, args).await,
         Command::Next(args) => next::run(&cli, args).await,
@@ -135,6 +159,9 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Link(args) => link::run(&cli, args).await,
         Command::Ingest(args) => ingest::run(&cli, args).await,
         Command::Serve => serve::run(&cli).await,
+        Command::Completions(args) => shell::completions(args),
+        Command::Schema(args) => shell::schema(args),
+        Command::Man(args) => shell::man(args),
     }
 }
 

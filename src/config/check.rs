@@ -46,7 +46,7 @@ impl<'a> Checker<'a> {
         } else if p.pos.is_none() {
             p.pos = self.fallback;
         }
-        self.problems.push(p);
+        self.push(p);
     }
 
     /// A problem about `field` that is missing, shown at `beside`, the field that needs it
@@ -54,13 +54,35 @@ impl<'a> Checker<'a> {
     pub fn beside(&mut self, beside: &str, field: impl Into<String>, msg: impl Into<String>) {
         let mut p = Problem::new(self.file, field, msg);
         p.pos = self.positions.get(beside).or(self.fallback);
-        self.problems.push(p);
+        self.push_missing(p);
     }
 
     /// A problem at the field it names, when the file has that field.
     pub fn plain(&mut self, field: impl Into<String>, msg: impl Into<String>) {
         let mut p = Problem::new(self.file, field, msg);
         p.pos = self.positions.get(&p.field);
+        self.push_missing(p);
+    }
+
+    /// Adds `p`; when it says its field is missing while a key of that name sits elsewhere
+    /// in the file (an indentation slip), it points at that key and says how to indent it.
+    fn push_missing(&mut self, mut p: Problem) {
+        if p.message.starts_with("missing")
+            && let Some((pos, how)) = self.positions.misplaced(&p.field)
+        {
+            p.pos = Some(pos);
+            p.message = format!("{}; {how}", p.message);
+        }
+        self.push(p);
+    }
+
+    /// Adds `p` unless its field already has a problem: the first says what to fix, and a
+    /// later one is its echo (an unset `${VAR}` leaves the value empty, which a later
+    /// check would report again as "must not be empty").
+    fn push(&mut self, p: Problem) {
+        if !p.field.is_empty() && self.problems.iter().any(|q| q.field == p.field) {
+            return;
+        }
         self.problems.push(p);
     }
 

@@ -24,6 +24,7 @@ mod output;
 pub mod positions;
 pub mod problem;
 pub mod raw;
+pub mod schema;
 mod store_url;
 mod task;
 pub mod url;

@@ -14,32 +14,92 @@ use serde::Deserialize;
 use serde::de::{self, Deserializer, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde_saphyr::Spanned;
 
-/// Field path → 1-based (line, column) of its value.
+/// Field path → 1-based (line, column) of its value, and of its key in block mappings.
 #[derive(Debug, Clone, Default)]
-pub struct Positions(BTreeMap<String, (usize, usize)>);
+pub struct Positions {
+    values: BTreeMap<String, (usize, usize)>,
+    keys: BTreeMap<String, (usize, usize)>,
+}
 
 impl Positions {
     /// Indexes `text`; a text that does not parse gives an empty index (its parse error is
     /// reported by the typed parse).
     pub fn index(text: &str) -> Positions {
         let options = serde_saphyr::options! { with_snippet: false };
-        let mut out = BTreeMap::new();
+        let mut out = Positions::default();
         if let Ok(root) = serde_saphyr::from_str_with_options::<Node>(text, options) {
-            walk(&root, String::new(), &mut out);
+            let lines: Vec<&str> = text.lines().collect();
+            walk(&root, String::new(), &lines, &mut out);
         }
-        Positions(out)
+        out
     }
 
     /// The position of the value at `field`, if the file has it.
     pub fn get(&self, field: &str) -> Option<(usize, usize)> {
-        self.0.get(field).copied()
+        self.values.get(field).copied()
+    }
+
+    /// For a required `field` that is missing while a key of the same name sits elsewhere
+    /// (most often one indented too little or too much): where that key is and a sentence
+    /// saying how to indent it.
+    pub fn misplaced(&self, field: &str) -> Option<((usize, usize), String)> {
+        if self.values.contains_key(field) {
+            return None;
+        }
+        let (parent, name) = match field.rsplit_once('.') {
+            Some((p, n)) => (Some(p), n),
+            None => (None, field),
+        };
+        let parent_key = parent.and_then(|p| self.keys.get(p).copied());
+        let after = parent_key.map_or(0, |(line, _)| line);
+        let (path, pos) = self
+            .keys
+            .iter()
+            .filter(|(path, _)| path.rsplit('.').next() == Some(name) && path.as_str() != field)
+            .min_by_key(|(_, (line, _))| (*line <= after, line.abs_diff(after)))?;
+        let read_as = match path.rsplit_once('.') {
+            Some((p, _)) => format!("under `{p}`"),
+            None => "at the top level".to_string(),
+        };
+        // Siblings show the indentation the key needs.
+        let siblings = parent.map_or(String::new(), |p| format!("{p}."));
+        let sibling = self
+            .keys
+            .iter()
+            .filter(|(k, _)| {
+                k.strip_prefix(&siblings)
+                    .is_some_and(|rest| !rest.contains('.') && !rest.contains('['))
+            })
+            .map(|(k, at)| (k.rsplit('.').next().unwrap_or(k), at))
+            .min_by_key(|(_, at)| **at);
+        let how = match (parent, sibling) {
+            (_, Some((k, (_, col)))) => format!("indent it to column {col}, like `{k}`"),
+            (Some(p), None) => format!(
+                "indent it more than `{}:`",
+                p.rsplit('.').next().unwrap_or(p)
+            ),
+            (None, None) => "move it to the top level (column 1)".to_string(),
+        };
+        let wanted = match (parent, parent_key) {
+            (Some(p), Some((line, _))) => format!("under `{p}` (line {line})"),
+            (Some(p), None) => format!("under `{p}`"),
+            (None, _) => "at the top level".to_string(),
+        };
+        Some((
+            *pos,
+            format!(
+                "`{name}` on line {} is read {read_as}, not {wanted}: {how}",
+                pos.0
+            ),
+        ))
     }
 }
 
-fn walk(node: &Node, path: String, out: &mut BTreeMap<String, (usize, usize)>) {
+fn walk(node: &Node, path: String, lines: &[&str], out: &mut Positions) {
     let loc = node.0.referenced;
     if !path.is_empty() && loc.line() > 0 {
-        out.insert(path.clone(), (loc.line() as usize, loc.column() as usize));
+        out.values
+            .insert(path.clone(), (loc.line() as usize, loc.column() as usize));
     }
     match &node.0.value {
         Tree::Map(entries) => {
@@ -49,16 +109,39 @@ fn walk(node: &Node, path: String, out: &mut BTreeMap<String, (usize, usize)>) {
                 } else {
                     format!("{path}.{key}")
                 };
-                walk(value, p, out);
+                let at = value.0.referenced;
+                if let Some(pos) = key_position(lines, key, at.line() as usize) {
+                    out.keys.insert(p.clone(), pos);
+                }
+                walk(value, p, lines, out);
             }
         }
         Tree::Seq(items) => {
             for (i, item) in items.iter().enumerate() {
-                walk(item, format!("{path}[{i}]"), out);
+                walk(item, format!("{path}[{i}]"), lines, out);
             }
         }
         Tree::Leaf => {}
     }
+}
+
+/// Where `key:` starts a block-mapping line at or before `value_line` (the value of a
+/// nested mapping starts on a later line than its key); `None` for flow mappings.
+fn key_position(lines: &[&str], key: &str, value_line: usize) -> Option<(usize, usize)> {
+    let last = value_line.min(lines.len());
+    (1..=last).rev().find_map(|n| {
+        let line = lines[n - 1];
+        let body = line.trim_start_matches([' ', '-']);
+        let col = line.len() - body.len() + 1;
+        let bare = body.strip_prefix(key);
+        let quoted = body
+            .strip_prefix('"')
+            .and_then(|b| b.strip_prefix(key))
+            .and_then(|b| b.strip_prefix('"'));
+        bare.or(quoted)
+            .filter(|rest| rest.starts_with(':'))
+            .map(|_| (n, col))
+    })
 }
 
 /// Any YAML value with its position.
@@ -187,6 +270,26 @@ mod tests {
         assert_eq!(p.get("channels.mail.host"), None);
         // YAML 1.1 booleans as keys stay keys.
         assert_eq!(Positions::index("yes: 1\non: 2\n").get("on"), Some((2, 5)));
+    }
+
+    #[test]
+    fn a_misindented_key_is_found() {
+        let text = "schedule: x\noutput:\n  file_name: x\nformat: csv\n";
+        let (pos, msg) = Positions::index(text).misplaced("output.format").unwrap();
+        assert_eq!(pos, (4, 1));
+        assert_eq!(
+            msg,
+            "`format` on line 4 is read at the top level, not under `output` (line 2): indent it to column 3, like `file_name`"
+        );
+        let text = "output:\n  format: csv\n  query: x\n";
+        let (pos, msg) = Positions::index(text).misplaced("query").unwrap();
+        assert_eq!(pos, (3, 3));
+        assert_eq!(
+            msg,
+            "`query` on line 3 is read under `output`, not at the top level: indent it to column 1, like `output`"
+        );
+        assert!(Positions::index(text).misplaced("output.format").is_none());
+        assert!(Positions::index(text).misplaced("output.zip").is_none());
     }
 
     #[test]

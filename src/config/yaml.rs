@@ -13,6 +13,7 @@ pub use crate::fsread::io_message;
 use crate::fsread::{self, Kind};
 
 use super::Problem;
+use super::positions::Positions;
 use super::problem::hint;
 use super::raw::{ChannelType, RawChannel, RawChannelType};
 
@@ -68,7 +69,16 @@ where
         if message.contains("found a tab") {
             message.push_str(" (YAML indentation must use spaces, not tabs)");
         }
-        let field = clean_path(&path);
+        let mut field = clean_path(&path);
+        let mut pos = pos;
+        indentation(text, &mut field, &mut message, &mut pos);
+        let message = plain_words(&message);
+        // A datasource is read through its `type` (serde buffers the map): the path stops
+        // at the datasource; the message is `sql_gate`'s own.
+        if message.starts_with("expected true, false or strict") && !field.ends_with(".sql_gate") {
+            field.push_str(".sql_gate");
+            pos = Positions::index(text).get(&field).or(pos);
+        }
         Problem {
             file: file.to_path_buf(),
             pos,
@@ -76,6 +86,121 @@ where
             message,
         }
     })
+}
+
+/// serde's words for shapes, in the user's: "a list" for "sequence start", "a mapping with
+/// a `type` field" for "internally tagged enum RawDatasource", "value" for "variant".
+fn plain_words(message: &str) -> String {
+    let m = message.replace("unknown variant `", "unknown value `");
+    match m.as_str() {
+        "expected sequence start" => return "expected a list (`- item` lines, or `[a, b]`)".into(),
+        "expected string scalar" => return "expected a text value".into(),
+        "invalid boolean" => return "expected true or false".into(),
+        _ => {}
+    }
+    let Some((got, want)) = m
+        .strip_prefix("invalid type: ")
+        .and_then(|rest| rest.split_once(", expected "))
+    else {
+        return m;
+    };
+    let got = match got {
+        "unit value" => "nothing".to_string(),
+        g => g.replacen("string ", "the text ", 1),
+    };
+    let want = if want.starts_with("internally tagged enum ") {
+        "a mapping with a `type:` field"
+    } else if want.starts_with("struct ") || want == "a map" {
+        "a mapping (`key: value` lines)"
+    } else {
+        want
+    };
+    format!("expected {want}, got {got}")
+}
+
+/// Says where an indentation slip is: a required field reported missing while a key of
+/// that name sits elsewhere points at that key; a mapping left empty names the line
+/// after it when that line is not indented under it.
+fn indentation(
+    text: &str,
+    field: &mut String,
+    message: &mut String,
+    pos: &mut Option<(usize, usize)>,
+) {
+    let missing = message
+        .strip_prefix("missing field `")
+        .and_then(|m| m.strip_suffix('`'));
+    if let Some(name) = missing {
+        let full = if field.is_empty() {
+            name.to_string()
+        } else {
+            format!("{field}.{name}")
+        };
+        if let Some((at, how)) = Positions::index(text).misplaced(&full) {
+            *message = format!("missing; {how}");
+            *field = full;
+            *pos = Some(at);
+        }
+        return;
+    }
+    let Some((line, _)) = *pos else { return };
+    let lines: Vec<&str> = text.lines().collect();
+    let indent = |l: &str| l.len() - l.trim_start_matches([' ', '-']).len();
+    let Some(own) = lines.get(line - 1) else {
+        return;
+    };
+    if message.as_str() == "mapping values are not allowed in this context" {
+        // A line indented deeper than the `key: value` above it continues that value.
+        let prev = lines[..line - 1]
+            .iter()
+            .enumerate()
+            .rev()
+            .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+        if let Some((n, prev)) = prev
+            && indent(own) > indent(prev)
+            && let Some((key, value)) = prev.trim_start_matches([' ', '-']).split_once(": ")
+            && !value.trim().is_empty()
+        {
+            let this = own.trim_start().split(':').next().unwrap_or("").trim();
+            *message = format!(
+                "`{this}` is indented more than `{key}:` on line {}, so it reads as the rest of \
+                 `{key}`'s value: give `{this}` the same indentation as `{key}`",
+                n + 1
+            );
+            *pos = Some((line, indent(own) + 1));
+        }
+        return;
+    }
+    if message.as_str() != "expected mapping start" || field.is_empty() {
+        return;
+    }
+    *message = "expected a mapping (`key: value` lines)".to_string();
+    // `output:` with nothing after it on its line, and the next line not indented more.
+    let name = field.rsplit('.').next().unwrap_or(field);
+    let own_body = own.trim_start_matches([' ', '-']);
+    if !own_body.starts_with(&format!("{name}:")) || !own_body[name.len() + 1..].trim().is_empty() {
+        return;
+    }
+    let next = lines
+        .iter()
+        .enumerate()
+        .skip(line)
+        .find(|(_, l)| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
+    let Some((n, next)) = next else {
+        *message = format!(
+            "`{name}:` is empty: write its fields on the lines after it, indented more than `{name}:`"
+        );
+        return;
+    };
+    if indent(next) <= indent(own) {
+        let key = next.trim_start_matches([' ', '-']);
+        let key = key.split(':').next().unwrap_or(key).trim();
+        *message = format!(
+            "`{name}:` has nothing indented under it; if `{key}` on line {} belongs to `{name}`, indent it more than `{name}:`",
+            n + 1
+        );
+        *pos = Some((line, indent(own) + 1));
+    }
 }
 
 /// Turns serde_path_to_error's path into the user's field path: no `?` for unknown

@@ -979,7 +979,7 @@ impl Writing {
         if opts.output.zip {
             stage.set("the zip writer");
             // The members' partials go when their guard is replaced.
-            staged = format::zip::zip_staged(&opts.dir, &opts.base_name, staged.files())
+            staged = format::zip::zip_staged(&opts.dir, &opts.base_name, staged.files(), opts.tz)
                 .map_err(fail)?;
         }
         self.is_cancelled()?;

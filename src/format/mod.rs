@@ -308,6 +308,49 @@ pub fn process_temp_dir(temp_dir: &Path) -> PathBuf {
     temp_dir.join(std::process::id().to_string())
 }
 
+/// Writers using each `<temp_dir>/<pid>` folder of this process right now.
+static TEMP_USERS: std::sync::Mutex<std::collections::BTreeMap<PathBuf, usize>> =
+    std::sync::Mutex::new(std::collections::BTreeMap::new());
+
+/// One writer's use of this process's temporary folder: the first use creates
+/// `<temp_dir>/<pid>`, and the last one to end removes it, so that no empty folder is left
+/// behind after a run (one lock orders creating and removing between concurrent runs).
+#[derive(Debug)]
+pub struct TempDirUse {
+    dir: PathBuf,
+}
+
+impl TempDirUse {
+    pub fn acquire(temp_dir: &Path) -> io::Result<TempDirUse> {
+        let dir = process_temp_dir(temp_dir);
+        let mut users = TEMP_USERS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        std::fs::create_dir_all(&dir)?;
+        *users.entry(dir.clone()).or_default() += 1;
+        Ok(TempDirUse { dir })
+    }
+
+    pub fn path(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for TempDirUse {
+    fn drop(&mut self) {
+        let mut users = TEMP_USERS
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        let count = users.entry(self.dir.clone()).or_default();
+        *count = count.saturating_sub(1);
+        if *count == 0 {
+            users.remove(&self.dir);
+            // Fails (and leaves it) when something else is still in it.
+            let _ = std::fs::remove_dir(&self.dir);
+        }
+    }
+}
+
 /// Removes `<temp_dir>/<pid>` folders of processes that no longer run (worksheet temp
 /// files of killed xlsx exports). Returns how many folders were removed.
 pub fn sweep_temp(temp_dir: &Path, alive: &dyn Fn(u32) -> bool) -> usize {

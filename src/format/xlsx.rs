@@ -69,6 +69,8 @@ pub struct XlsxWriter {
     text_numbers: Vec<u64>,
     buf: String,
     finished: bool,
+    /// The worksheet temp folder; last, so that it is let go after the workbook.
+    _temp: super::TempDirUse,
 }
 
 fn xerr(e: XlsxError) -> FormatError {
@@ -80,10 +82,10 @@ impl XlsxWriter {
         let final_name = format!("{}.xlsx", o.base_name);
         let partial = partial_path(&o.dir, &final_name);
         // One folder per process, so that a sweep can tell whose leftovers they are.
-        let temp_dir = super::process_temp_dir(&o.temp_dir);
-        std::fs::create_dir_all(&temp_dir).map_err(|e| FormatError::io(&temp_dir, e))?;
+        let temp = super::TempDirUse::acquire(&o.temp_dir)
+            .map_err(|e| FormatError::io(&super::process_temp_dir(&o.temp_dir), e))?;
         let mut workbook = Workbook::new();
-        workbook.set_tempdir(&temp_dir).map_err(xerr)?;
+        workbook.set_tempdir(temp.path()).map_err(xerr)?;
         // Large exports can pass 4 GB of uncompressed sheet XML.
         workbook.use_zip_large_file(true);
         Ok(XlsxWriter {
@@ -110,6 +112,7 @@ impl XlsxWriter {
             text_numbers: Vec::new(),
             buf: String::new(),
             finished: false,
+            _temp: temp,
         })
     }
 
@@ -518,10 +521,9 @@ mod tests {
                 .all(|e| e.unwrap().file_name() == "tmp")
         );
         let own = super::super::process_temp_dir(&dir.path().join("tmp"));
-        assert_eq!(
-            std::fs::read_dir(own).unwrap().count(),
-            0,
-            "worksheet temp files removed"
+        assert!(
+            !own.exists(),
+            "the process's temp folder is removed with its files"
         );
     }
 

@@ -5,6 +5,8 @@ use std::fs::File;
 use std::io::{self, BufWriter};
 use std::path::Path;
 
+use chrono::{DateTime, Datelike, Timelike, Utc};
+use chrono_tz::Tz;
 use zip::CompressionMethod;
 use zip::write::SimpleFileOptions;
 
@@ -14,18 +16,20 @@ use super::{FormatError, Staged, Unpublished, partial_path};
 const ZIP64_THRESHOLD: u64 = 0xFFFF_FFFF;
 
 /// Writes a zip archive at `target` holding each `(source file, name in the archive)`,
-/// and syncs it. Returns its size.
-pub fn zip_files(target: &Path, members: &[(&Path, &str)]) -> io::Result<u64> {
+/// and syncs it. Returns its size. Each member is dated with its source file's last
+/// change (when the run wrote it), as a wall time in `tz` (zip entries carry no zone);
+/// `None` takes the machine's zone. The same files give the same zip, so email parts
+/// zipped again on a later attempt still rejoin.
+pub fn zip_files(target: &Path, members: &[(&Path, &str)], tz: Option<Tz>) -> io::Result<u64> {
     let file = File::create(target)?;
     let mut zw = zip::ZipWriter::new(BufWriter::with_capacity(1 << 20, file));
     for (source, name) in members {
-        let size = std::fs::metadata(source)?.len();
+        let meta = std::fs::metadata(source)?;
+        let size = meta.len();
         let opts = SimpleFileOptions::default()
             .compression_method(CompressionMethod::Deflated)
             .compression_level(Some(6))
-            // A fixed member time (the zip format's epoch, 1980-01-01) makes the same
-            // files give the same zip: email parts sent on different attempts rejoin.
-            .last_modified_time(zip::DateTime::default())
+            .last_modified_time(entry_time(meta.modified().ok(), tz))
             .large_file(size >= ZIP64_THRESHOLD);
         zw.start_file(*name, opts).map_err(io::Error::other)?;
         let mut src = File::open(source)?;
@@ -37,12 +41,37 @@ pub fn zip_files(target: &Path, members: &[(&Path, &str)]) -> io::Result<u64> {
     Ok(file.metadata()?.len())
 }
 
+/// `at` as a zip entry time (whole seconds, rounded down to even ones by the format); the
+/// format's epoch (1980-01-01) for a time it cannot hold.
+fn entry_time(at: Option<std::time::SystemTime>, tz: Option<Tz>) -> zip::DateTime {
+    let Some(at) = at else {
+        return zip::DateTime::default();
+    };
+    let utc: DateTime<Utc> = at.into();
+    let wall = match tz {
+        Some(tz) => utc.with_timezone(&tz).naive_local(),
+        None => utc.with_timezone(&chrono::Local).naive_local(),
+    };
+    let (Ok(year), Ok(month), Ok(day), Ok(hour), Ok(minute), Ok(second)) = (
+        u16::try_from(wall.year()),
+        u8::try_from(wall.month()),
+        u8::try_from(wall.day()),
+        u8::try_from(wall.hour()),
+        u8::try_from(wall.minute()),
+        u8::try_from(wall.second()),
+    ) else {
+        return zip::DateTime::default();
+    };
+    zip::DateTime::from_date_and_time(year, month, day, hour, minute, second).unwrap_or_default()
+}
+
 /// Packs `members` into `<dir>/<base_name>.zip`, staged. The members' partials are left
 /// to their owner; the archive's partial is removed if packing fails (or panics).
 pub fn zip_staged(
     dir: &Path,
     base_name: &str,
     members: &[Staged],
+    tz: Tz,
 ) -> Result<Unpublished, FormatError> {
     let final_name = format!("{base_name}.zip");
     let partial = partial_path(dir, &final_name);
@@ -55,6 +84,6 @@ pub fn zip_staged(
         .iter()
         .map(|m| (m.partial.as_path(), m.final_name.as_str()))
         .collect();
-    zip_files(&partial, &list).map_err(|e| FormatError::io(&partial, e))?;
+    zip_files(&partial, &list, Some(tz)).map_err(|e| FormatError::io(&partial, e))?;
     Ok(staged)
 }

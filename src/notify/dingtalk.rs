@@ -75,11 +75,15 @@ pub fn url_encode(s: &str) -> String {
     out
 }
 
-/// The JSON body: an actionCard when the notice has a button, markdown otherwise. For
-/// markdown the `@mobile` text must also be in the text, or DingTalk shows no mention.
+/// The JSON body: an actionCard when the notice has a button and nobody to `@`, markdown
+/// otherwise. DingTalk honours `at` only in text and markdown messages (an actionCard's
+/// mentions are dropped), so a button with mentions becomes a markdown link under the
+/// text. In markdown the `@mobile` text must also be in the text, or DingTalk shows no
+/// mention.
 pub fn body(n: &Notice) -> serde_json::Value {
+    let mentions = !n.mentions.is_empty() || n.mention_all;
     match &n.button {
-        Some((label, url)) => serde_json::json!({
+        Some((label, url)) if !mentions => serde_json::json!({
             "msgtype": "actionCard",
             "actionCard": {
                 "title": n.title,
@@ -88,8 +92,11 @@ pub fn body(n: &Notice) -> serde_json::Value {
                 "singleURL": url,
             },
         }),
-        None => {
+        button => {
             let mut text = n.text.clone();
+            if let Some((label, url)) = button {
+                text.push_str(&format!("\n\n[{label}]({url})"));
+            }
             if !n.mentions.is_empty() {
                 text.push_str("\n\n");
                 let at: Vec<String> = n.mentions.iter().map(|m| format!("@{m}")).collect();
@@ -242,6 +249,18 @@ mod tests {
         );
         let card = body(&Notice {
             button: Some(("Download".into(), "https://files.example/d/x".into())),
+            ..short.clone()
+        });
+        // With someone to `@`, the button becomes a markdown link (actionCard drops `at`).
+        assert_eq!(card["msgtype"], "markdown");
+        assert_eq!(
+            card["markdown"]["text"],
+            "ok\n\n[Download](https://files.example/d/x)\n\n@13800000000"
+        );
+        assert_eq!(card["at"]["atMobiles"][0], "13800000000");
+        let card = body(&Notice {
+            button: Some(("Download".into(), "https://files.example/d/x".into())),
+            mentions: Vec::new(),
             ..short
         });
         assert_eq!(card["msgtype"], "actionCard");

@@ -589,7 +589,7 @@ impl Email {
                 .zip(&names)
                 .map(|(f, n)| (Path::new(f.as_str()), n.as_str()))
                 .collect();
-            let bytes = crate::format::zip::zip_files(&t, &members)?;
+            let bytes = crate::format::zip::zip_files(&t, &members, None)?;
             use sha2::Digest;
             use std::io::Read;
             let mut hasher = sha2::Sha256::new();

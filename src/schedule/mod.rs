@@ -30,12 +30,12 @@ impl Schedule {
         if trimmed.is_empty() {
             return Err("the cron expression is empty".into());
         }
-        let cron = CronParser::builder()
-            .seconds(Seconds::Optional)
-            .sloppy_ranges(true)
-            .build()
-            .parse(trimmed)
-            .map_err(|e| format!("invalid cron expression `{trimmed}`: {}", cron_message(&e)))?;
+        let cron = parser().parse(trimmed).map_err(|e| {
+            format!(
+                "invalid cron expression `{trimmed}`: {}",
+                cron_message(trimmed, &e)
+            )
+        })?;
         // A pattern that never matches (`0 0 30 2 *`) parses but has no fire time.
         let probe = crate::clock::wall_now().with_timezone(&tz);
         if cron.find_next_occurrence(&probe, false).is_err() {
@@ -93,7 +93,86 @@ impl Schedule {
     }
 }
 
-fn cron_message(e: &croner::errors::CronError) -> String {
+fn parser() -> CronParser {
+    CronParser::builder()
+        .seconds(Seconds::Optional)
+        .sloppy_ranges(true)
+        .build()
+}
+
+/// The fields of a 5-, 6- or 7-field expression, by name, with what each accepts.
+const FIELDS_5: [&str; 5] = ["minute", "hour", "day-of-month", "month", "day-of-week"];
+
+fn field_names(count: usize) -> Option<Vec<&'static str>> {
+    let mut names = FIELDS_5.to_vec();
+    match count {
+        5 => {}
+        6 => names.insert(0, "second"),
+        7 => {
+            names.insert(0, "second");
+            names.push("year");
+        }
+        _ => return None,
+    }
+    Some(names)
+}
+
+fn allowed(field: &str) -> &'static str {
+    match field {
+        "second" | "minute" => "0-59",
+        "hour" => "0-23",
+        "day-of-month" => "1-31, `L` (last day) or a day with `W` (nearest weekday, `15W`)",
+        "month" => "1-12 or the names JAN-DEC",
+        "day-of-week" => {
+            "0-7 (0 and 7 are Sunday) or the names SUN, MON, TUE, WED, THU, FRI, SAT, \
+             with `L` (last, `5L`) or `#` (nth, `MON#2`)"
+        }
+        _ => "1-5000",
+    }
+}
+
+/// Says which field of `expr` is wrong, with its value and what it accepts, by parsing
+/// each field alone (the others `*`); croner's own messages name neither.
+fn cron_message(expr: &str, e: &croner::errors::CronError) -> String {
+    const SHAPE: &str =
+        "fields: [second] minute hour day-of-month month day-of-week [year], e.g. `30 2 * * *`";
+    let fields: Vec<&str> = expr.split_whitespace().collect();
+    let Some(names) = field_names(fields.len()).filter(|_| !expr.starts_with('@')) else {
+        if expr.starts_with('@') {
+            return format!(
+                "unknown nickname `{expr}` (use @yearly, @annually, @monthly, @weekly, @daily or @hourly)"
+            );
+        }
+        return format!(
+            "it has {} field{}, cron needs 5 to 7 ({SHAPE})",
+            fields.len(),
+            if fields.len() == 1 { "" } else { "s" }
+        );
+    };
+    let fails = |i: usize, value: &str| {
+        let mut probe: Vec<&str> = vec!["*"; fields.len()];
+        probe[i] = value;
+        parser().parse(&probe.join(" ")).is_err()
+    };
+    for (i, field) in fields.iter().enumerate() {
+        if !fails(i, field) {
+            continue;
+        }
+        // The first item of a list that fails alone is the one to name.
+        let value = field
+            .split(',')
+            .find(|item| !item.is_empty() && fails(i, item))
+            .unwrap_or(field);
+        let name = names[i];
+        return format!(
+            "the {name} field (field {} of {}) has `{value}`; allowed: {}; \
+             every field also takes `*`, lists `1,5`, ranges `1-5` and steps `*/10`",
+            i + 1,
+            fields.len(),
+            allowed(name)
+        );
+    }
+    // No field fails alone: say what croner says, in lowercase.
     let text = e.to_string();
     let text = text
         .strip_prefix("Invalid pattern: ")
@@ -101,13 +180,11 @@ fn cron_message(e: &croner::errors::CronError) -> String {
         .unwrap_or(&text)
         .trim_end_matches('.');
     let mut chars = text.chars();
-    let msg = match chars.next() {
+    let msg: String = match chars.next() {
         Some(first) => first.to_lowercase().chain(chars).collect(),
         None => String::new(),
     };
-    format!(
-        "{msg} (fields: [second] minute hour day-of-month month day-of-week [year], e.g. `30 2 * * *`)"
-    )
+    format!("{msg} ({SHAPE})")
 }
 
 /// Parses an IANA zone name (`Asia/Shanghai`, `UTC`).
@@ -165,6 +242,41 @@ mod tests {
     fn bad_expressions_are_explained() {
         let e = Schedule::parse("0 61 * * *", Tz::UTC).unwrap_err();
         assert!(e.contains("invalid cron expression `0 61 * * *`"), "{e}");
+        let said = |expr: &str| Schedule::parse(expr, Tz::UTC).unwrap_err();
+        let e = said("0 8 * * MONDAY");
+        assert!(
+            e.contains("the day-of-week field (field 5 of 5) has `MONDAY`; allowed: 0-7")
+                && e.contains("SUN, MON"),
+            "{e}"
+        );
+        let e = said("0 25 * * *");
+        assert!(
+            e.contains("the hour field (field 2 of 5) has `25`; allowed: 0-23; "),
+            "{e}"
+        );
+        let e = said("0 8 * JANUARY,FEB *");
+        assert!(
+            e.contains(
+                "the month field (field 4 of 5) has `JANUARY`; allowed: 1-12 or the names JAN-DEC"
+            ),
+            "{e}"
+        );
+        let e = said("60 0 8 * * *");
+        assert!(
+            e.contains("the second field (field 1 of 6) has `60`"),
+            "{e}"
+        );
+        let e = said("0 0 0 * * * 1,x");
+        assert!(e.contains("the year field (field 7 of 7) has `x`"), "{e}");
+        let e = said("*/0 * 0 * *");
+        assert!(
+            e.contains("the minute field (field 1 of 5) has `*/0`"),
+            "{e}"
+        );
+        let e = said("0 0 * *");
+        assert!(e.contains("it has 4 fields, cron needs 5 to 7"), "{e}");
+        let e = said("@fortnightly");
+        assert!(e.contains("unknown nickname `@fortnightly`"), "{e}");
         assert!(Schedule::parse("", Tz::UTC).is_err());
         assert!(
             Schedule::parse("0 0 30 2 *", Tz::UTC)

@@ -31,6 +31,30 @@ impl Received {
         serde_json::from_slice(&self.body).unwrap_or(serde_json::Value::Null)
     }
 
+    /// Whom a DingTalk message `@`s as the group sees it: DingTalk reads `at` only in
+    /// `text` and `markdown` messages (an actionCard's `at` is dropped), and in markdown a
+    /// mobile is shown as a mention only when `@mobile` is also in the text.
+    pub fn dingtalk_mentions(&self) -> Vec<String> {
+        let v = self.json();
+        let text = match v["msgtype"].as_str() {
+            Some("markdown") => v["markdown"]["text"].as_str().unwrap_or(""),
+            Some("text") => v["text"]["content"].as_str().unwrap_or(""),
+            _ => return Vec::new(),
+        };
+        let mut out: Vec<String> = v["at"]["atMobiles"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter_map(|m| m.as_str())
+            .filter(|m| v["msgtype"] == "text" || text.contains(&format!("@{m}")))
+            .map(str::to_string)
+            .collect();
+        if v["at"]["isAtAll"] == true {
+            out.push("all".to_string());
+        }
+        out
+    }
+
     pub fn header(&self, name: &str) -> Option<&str> {
         self.headers
             .iter()

@@ -7,8 +7,7 @@ use std::path::Path;
 
 use crate::support::{Project, Tmpfs, describe, only_task, stderr};
 
-/// Every file left on the disk but the filler (folders are not listed: an empty
-/// `.tmp/<pid>` stays until the next start sweeps it).
+/// Every file left on the disk but the filler (folders are not listed).
 fn leftovers(disk: &Tmpfs) -> Vec<String> {
     fn walk(root: &Path, dir: &Path, out: &mut Vec<String>) {
         for e in std::fs::read_dir(dir).unwrap().flatten() {

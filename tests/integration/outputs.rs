@@ -56,6 +56,12 @@ fn csv_in_gb18030_decodes_back_to_the_same_text() {
     assert!(bytes.windows(4).any(|w| w == [0xCF, 0xFA, 0xCA, 0xDB]));
 }
 
+fn shanghai_now() -> chrono::NaiveDateTime {
+    chrono::Utc::now()
+        .with_timezone(&chrono_tz::Asia::Shanghai)
+        .naive_local()
+}
+
 #[test]
 fn zip_holds_the_file() {
     let p = Project::fixture("project");
@@ -63,7 +69,9 @@ fn zip_holds_the_file() {
         "tasks/zipped.yaml",
         "schedule: '0 3 * * *'\nsource: db\nquery: SELECT * FROM t ORDER BY id\noutput:\n  format: csv\n  file_name: zipped\n  zip: true\n",
     );
+    let before = shanghai_now();
     let (json, bytes) = run_single_file(&p, "zipped");
+    let after = shanghai_now();
     assert!(
         json["files"][0]["path"]
             .as_str()
@@ -73,6 +81,17 @@ fn zip_holds_the_file() {
     let mut archive = zip::ZipArchive::new(std::io::Cursor::new(bytes)).unwrap();
     assert_eq!(archive.len(), 1);
     let mut member = archive.by_name("zipped.csv").unwrap();
+    // Dated with the run's time in the task's zone (Asia/Shanghai), not 1980. Zip times
+    // have 2-second steps.
+    let t = member.last_modified().unwrap();
+    let dated = chrono::NaiveDate::from_ymd_opt(t.year().into(), t.month().into(), t.day().into())
+        .unwrap()
+        .and_hms_opt(t.hour().into(), t.minute().into(), t.second().into())
+        .unwrap();
+    assert!(
+        dated >= before - chrono::Duration::seconds(2) && dated <= after,
+        "{dated} not within {before} .. {after}"
+    );
     let mut inner = Vec::new();
     std::io::Read::read_to_end(&mut member, &mut inner).unwrap();
     assert_eq!(inner, golden("types.csv"));
@@ -83,6 +102,11 @@ fn xlsx_cells_keep_their_types() {
     let p = Project::fixture("project");
     let json = p.run_json("types_xlsx", &["--no-notify"], 0);
     assert_eq!(json["rows"], 5);
+    // The worksheet temp folder of the run's process (`.tmp/<pid>`) is gone with it.
+    let tmp = std::fs::read_dir(p.path().join("exports/.tmp"))
+        .map(|d| d.flatten().map(|e| e.file_name()).collect::<Vec<_>>())
+        .unwrap_or_default();
+    assert!(tmp.is_empty(), "left in exports/.tmp: {tmp:?}");
     let path = p.path().join(json["files"][0]["path"].as_str().unwrap());
     let mut wb: Xlsx<_> = open_workbook(&path).unwrap();
     assert_eq!(wb.sheet_names(), ["data"]);

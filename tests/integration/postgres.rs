@@ -21,13 +21,9 @@ pub(crate) fn pg_url() -> Option<String> {
     match std::env::var("FERRY_TEST_PG_URL") {
         Ok(u) if !u.is_empty() => Some(u),
         _ => {
-            if std::env::var("CI").as_deref() == Ok("true") {
-                panic!(
-                    "FERRY_TEST_PG_URL is not set: under CI=true the PostgreSQL tests must run (use scripts/test-services.sh)"
-                );
-            }
-            eprintln!(
-                "note: FERRY_TEST_PG_URL is not set; PostgreSQL tests skipped (run them with scripts/test-services.sh cargo test)"
+            crate::support::skip(
+                "a PostgreSQL server",
+                "FERRY_TEST_PG_URL is not set (run the tests with scripts/test-services.sh)",
             );
             None
         }

@@ -39,12 +39,10 @@ fn urls(base: Option<String>, var: &str) -> Option<(String, String)> {
     match std::env::var(var) {
         Ok(u) if !u.is_empty() => Some((base, u)),
         _ => {
-            assert_ne!(
-                std::env::var("CI").as_deref(),
-                Ok("true"),
-                "{var} is not set: under CI=true the read-only recipes must run (use scripts/test-services.sh)"
+            crate::support::skip(
+                "a read-only recipe account",
+                &format!("{var} is not set (run the tests with scripts/test-services.sh)"),
             );
-            eprintln!("note: {var} is not set; read-only recipe test skipped");
             None
         }
     }

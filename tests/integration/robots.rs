@@ -22,6 +22,17 @@ fn project(channels: &str, notify: &str) -> Project {
     p
 }
 
+/// Adds a `links:` section (download links valid 3 days) to the project's config.yaml.
+fn with_links(p: &Project) {
+    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
+    p.write(
+        "config.yaml",
+        &format!(
+            "{config}links:\n  public_url: https://files.example.test/ferry\n  signing_key: \"k7Vq2-Lm9Xw4Rt8Zp3Nc6Bh1Df5Gs0Ja\"\n  expiry: 3d\n"
+        ),
+    );
+}
+
 fn delivery(json: &serde_json::Value, i: usize) -> &serde_json::Value {
     &json["deliveries"][i]
 }
@@ -68,6 +79,7 @@ fn dingtalk_gets_a_signed_markdown_message_with_mentions() {
     assert!(text.ends_with("@13800000000"), "{text}");
     assert_eq!(body["at"]["atMobiles"][0], "13800000000");
     assert_eq!(body["at"]["isAtAll"], false);
+    assert_eq!(r.dingtalk_mentions(), ["13800000000"]);
 }
 
 #[test]
@@ -335,13 +347,7 @@ fn messages_carry_the_signed_download_link() {
         fake.dingtalk_webhook()
     );
     let p = project(&channels, "[ding, box]");
-    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
-    p.write(
-        "config.yaml",
-        &format!(
-            "{config}links:\n  public_url: https://files.example.test/ferry\n  signing_key: \"k7Vq2-Lm9Xw4Rt8Zp3Nc6Bh1Df5Gs0Ja\"\n  expiry: 3d\n"
-        ),
-    );
+    with_links(&p);
     let json = p.run_json("t", &[], 0);
     assert!(
         json["deliveries"]
@@ -382,6 +388,27 @@ fn messages_carry_the_signed_download_link() {
             .unwrap()
             .contains(&format!("- Download: {url}")),
         "{msg}"
+    );
+}
+
+#[test]
+fn dingtalk_mentions_are_kept_with_a_download_link() {
+    // An actionCard would drop `at`: with mentions the link goes into a markdown message.
+    let fake = FakeRobots::start(Settings::default());
+    let channels = format!(
+        "  ding: {{ type: dingtalk, webhook: \"{}\", secret: SECdingtalk-secret-0001, mentions: ['13800000000'] }}\n",
+        fake.dingtalk_webhook()
+    );
+    let p = project(&channels, "[ding]");
+    with_links(&p);
+    let json = p.run_json("t", &[], 0);
+    assert_eq!(delivery(&json, 0)["status"], "sent", "{json}");
+    let got = &fake.received()[0];
+    assert_eq!(got.dingtalk_mentions(), ["13800000000"], "{}", got.json());
+    let text = got.json()["markdown"]["text"].as_str().unwrap().to_string();
+    assert!(
+        text.contains("](https://files.example.test/ferry/d/") && text.contains("&sig="),
+        "{text}"
     );
 }
 

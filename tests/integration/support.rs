@@ -360,13 +360,29 @@ impl Daemon {
 pub fn required(what: &str, available: Result<(), String>) -> bool {
     match available {
         Ok(()) => true,
-        Err(why) if std::env::var("CI").as_deref() == Ok("true") => {
-            panic!("{what} is required under CI=true: {why}")
-        }
         Err(why) => {
-            eprintln!("skipped: {what} is not available: {why}");
+            skip(what, &why);
             false
         }
+    }
+}
+
+/// A test goes without `what` (`why`): under `CI=true` that fails it; elsewhere the reason
+/// is printed and, when `FERRY_SKIPPED` names a file (scripts/test.sh sets it), added to
+/// it as `test<TAB>what: why`, so that the run ends with the list of what was skipped.
+pub fn skip(what: &str, why: &str) {
+    if std::env::var("CI").as_deref() == Ok("true") {
+        panic!("{what} is required under CI=true: {why}");
+    }
+    eprintln!("skipped: {what}: {why}");
+    if let Some(path) = std::env::var_os("FERRY_SKIPPED") {
+        let test = std::thread::current().name().unwrap_or("?").to_string();
+        let line = format!("{test}\t{what}: {why}\n");
+        let _ = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(path)
+            .and_then(|mut f| std::io::Write::write_all(&mut f, line.as_bytes()));
     }
 }
 
