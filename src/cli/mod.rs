@@ -12,6 +12,7 @@ mod ingest;
 mod link;
 mod next;
 mod run;
+mod secrets;
 mod serve;
 mod sources;
 mod tasks;
@@ -79,6 +80,9 @@ pub enum Command {
     Ingest(ingest::IngestArgs),
     /// Run the scheduler: every task on time, until SIGTERM or SIGINT.
     Serve,
+    /// Sealed secrets: `secrets keygen --out FILE`, `secrets encrypt` (secret on standard
+    /// input, `enc:v1:` value out), `secrets rotate --new-key-file FILE`.
+    Secrets(secrets::SecretsArgs),
 }
 
 /// Sets up logging on stderr. Commands report their own results, so their logs are off
@@ -135,6 +139,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Link(args) => link::run(&cli, args).await,
         Command::Ingest(args) => ingest::run(&cli, args).await,
         Command::Serve => serve::run(&cli).await,
+        Command::Secrets(args) => secrets::run(&cli, args).await,
     }
 }
 

@@ -119,12 +119,14 @@ pub(crate) fn validate_config(
         require_read_only: ds.require_read_only,
         channels,
         ingest: None,
+        secrets: Default::default(),
     };
     // Ingest refers to datasources and channels: it is checked against the rest.
     config.ingest = raw
         .ingest
         .as_ref()
         .map(|i| (checks.ingest)(&mut c, i, &config));
+    config.secrets = c.take_secrets();
     if !c.is_clean() {
         return Err(c.sorted());
     }

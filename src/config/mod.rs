@@ -14,7 +14,9 @@
 //! - callers build runtime objects (sources, channels, the store) from the specs only.
 //!
 //! `${VAR}` in `config.yaml` string values is replaced from the environment (a missing
-//! variable is a problem that names it); task files are never interpolated.
+//! variable is a problem that names it) and `enc:v1:` sealed values are opened; secret
+//! fields may be read from files instead (`*_file`; [`secrets`]). Task files are never
+//! interpolated.
 
 pub mod check;
 pub mod env;
@@ -24,6 +26,7 @@ mod output;
 pub mod positions;
 pub mod problem;
 pub mod raw;
+pub mod secrets;
 mod store_url;
 mod task;
 pub mod url;
@@ -35,7 +38,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-pub use check::{Checker, Checks};
+pub use check::{Checker, Checks, SecretSources};
 pub use env::interpolate;
 pub use ingest::{
     ImapSpec, IngestDefaults, IngestFolders, IngestSpec, ReplyLanguage, ReplySpec, SenderSpec,
@@ -84,6 +87,9 @@ pub struct Config {
     pub channels: BTreeMap<String, ChannelSpec>,
     /// Query by email (`ingest:`); `None` when not configured.
     pub ingest: Option<IngestSpec>,
+    /// Where the secrets of config.yaml come from (plain-text fields, `*_file` files), for
+    /// `ferry validate`'s permission warnings.
+    pub secrets: SecretSources,
 }
 
 /// `require_read_only` of a datasource that does not set it.
@@ -676,11 +682,40 @@ pub struct Project {
 }
 
 impl Project {
+    /// Secrets that others than the owner can read: config.yaml when it holds a secret in
+    /// plain text (one warning per field), and `*_file` secret files.
+    fn secret_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let secrets = &self.config.secrets;
+        if let Some(mode) = secrets::others_can_read(&self.config.path) {
+            for p in &secrets.plain {
+                let mut p = p.clone();
+                p.message = format!(
+                    "a secret in plain text in a file that {mode} can read: write \
+                     `${{VAR}}`, an `enc:v1:` value (`ferry secrets encrypt`) or a `*_file`, \
+                     or `chmod 600 {}`",
+                    self.config.path.display()
+                );
+                out.push(p.to_string());
+            }
+        }
+        for f in &secrets.files {
+            if let Some(mode) = secrets::others_can_read(f) {
+                out.push(format!(
+                    "{}: secret file that {mode} can read: `chmod 600 {0}` (or 640 with \
+                     ferry's group)",
+                    f.display()
+                ));
+            }
+        }
+        out
+    }
+
     /// Things that are valid but will likely go wrong: a DingTalk robot whose keyword is
     /// in neither the subject nor the body of a template it is used with (DingTalk would
     /// refuse every such message with `310000 keywords not in content`).
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out = self.secret_warnings();
         let lacks = |template: &str, keyword: &str| {
             use crate::template::{MessageTemplate, Part};
             let t = MessageTemplate::locate(&self.config.templates_dir, template);

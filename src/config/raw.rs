@@ -86,8 +86,12 @@ pub struct RawLinks {
     pub listen: Option<Spanned<String>>,
     /// Base URL of the links people click, `http://` or `https://` (required).
     pub public_url: Spanned<String>,
-    /// HMAC key that signs links, at least 32 bytes, usually `${FERRY_LINK_KEY}` (required).
-    pub signing_key: Spanned<String>,
+    /// HMAC key that signs links, at least 32 bytes, usually `${FERRY_LINK_KEY}` (this or
+    /// `signing_key_file` is required).
+    pub signing_key: Option<Spanned<String>>,
+    /// A file holding the signing key instead of `signing_key` (relative: in
+    /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+    pub signing_key_file: Option<Spanned<String>>,
     /// How long a link works, e.g. `24h` (default `7d`, at most `7d`).
     pub expiry: Option<Spanned<String>>,
     /// Record the client address from `X-Forwarded-For` (set by a reverse proxy in front of
@@ -146,6 +150,9 @@ pub enum RawDatasource {
         /// `postgres://USER:PASSWORD@HOST:PORT/DATABASE` (or `postgresql://`); use
         /// `${VAR}` for the password.
         url: Spanned<String>,
+        /// A file holding the password, put into `url` after its user name (relative: in
+        /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+        password_file: Option<Spanned<String>>,
         /// Most connections ferry opens to this datasource at the same time (default 4).
         max_connections: Option<Spanned<usize>>,
         /// How long connecting may take, e.g. `10s` (default `10s`).
@@ -170,6 +177,9 @@ pub enum RawDatasource {
     Mysql {
         /// `mysql://USER:PASSWORD@HOST:PORT/DATABASE`; use `${VAR}` for the password.
         url: Spanned<String>,
+        /// A file holding the password, put into `url` after its user name (relative: in
+        /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+        password_file: Option<Spanned<String>>,
         /// Most connections ferry opens to this datasource at the same time (default 4).
         max_connections: Option<Spanned<usize>>,
         /// How long connecting may take, e.g. `10s` (default `10s`).
@@ -195,6 +205,9 @@ pub enum RawDatasource {
         /// `oracle://USER:PASSWORD@HOST:PORT/SERVICE_NAME` (port default 1521); use
         /// `${VAR}` for the password.
         url: Spanned<String>,
+        /// A file holding the password, put into `url` after its user name (relative: in
+        /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+        password_file: Option<Spanned<String>>,
         /// Most connections ferry opens to this datasource at the same time (default 4).
         max_connections: Option<Spanned<usize>>,
         /// How long connecting may take, e.g. `10s` (default `10s`).
@@ -282,8 +295,12 @@ pub struct RawEmail {
     pub security: Option<Spanned<String>>,
     /// SMTP AUTH user name; needs `password`.
     pub username: Option<Spanned<String>>,
-    /// SMTP AUTH password; write `${VAR}` to take it from the environment.
+    /// SMTP AUTH password; write `${VAR}` to take it from the environment, or an
+    /// `enc:v1:` value (`ferry secrets encrypt`).
     pub password: Option<Spanned<String>>,
+    /// A file holding the SMTP AUTH password instead of `password` (relative: in
+    /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+    pub password_file: Option<Spanned<String>>,
     /// PEM file with CA certificates to trust besides the system's, relative to
     /// config.yaml.
     pub ca_file: Option<Spanned<String>>,
@@ -326,6 +343,9 @@ pub struct RawRobot {
     pub webhook: Spanned<String>,
     /// Signing secret (DingTalk 加签 `SEC…`, Feishu 签名校验, webhook HMAC key).
     pub secret: Option<Spanned<String>>,
+    /// A file holding the signing secret instead of `secret` (relative: in
+    /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+    pub secret_file: Option<Spanned<String>>,
     /// DingTalk custom keyword: `ferry validate` warns when a template lacks it.
     pub keyword: Option<Spanned<String>>,
     /// Who to `@` by default: mobiles (DingTalk), user ids (WeCom, Feishu).

@@ -30,6 +30,7 @@ mod read_only;
 mod robots;
 mod runs;
 mod schedule;
+mod sealed_secrets;
 mod secrets;
 mod serve;
 mod smtp_proxy;
