@@ -15,6 +15,7 @@ mod run;
 mod secrets;
 mod serve;
 mod sources;
+mod status;
 mod tasks;
 mod validate;
 
@@ -63,8 +64,11 @@ pub enum Command {
     Run(run::RunArgs),
     /// Print the next fire times of a task (UTC, then the task's zone).
     Next(next::NextArgs),
-    /// List the tasks with their schedule and next fire time.
-    Tasks,
+    /// List the tasks with their schedule and next fire time (or who paused them);
+    /// `tasks pause NAME [--reason TEXT]` and `tasks resume NAME`.
+    Tasks(tasks::TasksArgs),
+    /// Show the live ferry processes, the runs in progress and the paused tasks.
+    Status,
     /// List the datasources (type, where, tasks using them); `sources test [NAME]` checks
     /// that each connects and warns when its account can write.
     Sources(sources::SourcesArgs),
@@ -132,7 +136,8 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Validate => validate::run(&cli).await,
         Command::Run(args) => run::run(&cli, args).await,
         Command::Next(args) => next::run(&cli, args).await,
-        Command::Tasks => tasks::run(&cli).await,
+        Command::Tasks(args) => tasks::run(&cli, args).await,
+        Command::Status => status::run(&cli).await,
         Command::Sources(args) => sources::run(&cli, args).await,
         Command::Channels(args) => channels::run(&cli, args).await,
         Command::History(args) => history::run(&cli, args).await,

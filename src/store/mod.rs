@@ -10,7 +10,8 @@
 //!   email one [`RecipientRecord`] per envelope recipient of each message part; attempts
 //!   are fenced by `(owner, attempts)`; owner-alert admission.
 //! - [`Links`] ([`links`]): download links and their requests.
-//! - [`Schedule`] ([`schedule`]): the scheduler's cursors, deferred runs, channel pauses.
+//! - [`Schedule`] ([`schedule`]): the scheduler's cursors, deferred runs, channel pauses,
+//!   tasks paused by hand.
 //! - [`Instances`] ([`instances`]): the ferry processes on the store and their heartbeats
 //!   (the cross-node liveness rule), what a daemon must hold, closing.
 //!
@@ -72,7 +73,7 @@ pub use links::Links;
 pub use mail::{Mail, MailClaim, MailRecord, ReplySlot};
 pub use outage::Outage;
 pub use runs::{Applied, Op, Runs};
-pub use schedule::Schedule;
+pub use schedule::{Schedule, TaskPause};
 
 /// The state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]

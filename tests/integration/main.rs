@@ -25,6 +25,7 @@ mod odd_files;
 #[cfg(feature = "oracle")]
 mod oracle;
 mod outputs;
+mod pause;
 mod postgres;
 mod read_only;
 mod robots;

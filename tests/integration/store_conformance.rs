@@ -3,7 +3,7 @@
 //! implements [`Backend`] for a fresh database and adds one `conformance!` line.
 //!
 //! Cases: claims unique per (task, fire); many concurrent claimers; `concurrency: forbid`
-//! decided by the claim; ledger fencing; deferrals; cursors; channel pauses; heartbeats and
+//! decided by the claim; ledger fencing; deferrals; cursors; channel pauses; task pauses; heartbeats and
 //! dead instances; migrations refusing a newer schema; mail claimed once, quotas and reply
 //! caps (query by email).
 
@@ -15,7 +15,7 @@ use chrono::{DateTime, Duration, Utc};
 use ferry::store::{
     Applied, AttemptEnd, Claim, DeliveryKey, DeliveryStatus, HistoryFilter, InstanceRecord,
     MailClaim, MailRecord, Op, Outcome, Owner, QueuedDelivery, ReplySlot, Status, Store,
-    StoreError, Trigger, reap_interrupted,
+    StoreError, TaskPause, Trigger, reap_interrupted,
 };
 
 /// A fresh, empty database of one backend.
@@ -390,6 +390,50 @@ pub async fn pauses_survive_a_restart(b: &dyn Backend) {
     );
 }
 
+/// A task paused by hand holds across handles with who, why and when; pausing again
+/// replaces it; resuming returns the pause it ended, once.
+pub async fn task_pauses_are_kept_until_resumed(b: &dyn Backend) {
+    let s = open(b).await;
+    assert!(s.paused_tasks().await.unwrap().is_empty());
+    assert_eq!(s.resume_task("daily").await.unwrap(), None);
+    let pause = TaskPause {
+        task: "daily".into(),
+        by: "alice@node-a".into(),
+        reason: Some("source database migration until Monday".into()),
+        at: base(),
+    };
+    s.pause_task(&pause).await.unwrap();
+    s.pause_task(&TaskPause {
+        task: "weekly".into(),
+        by: "bob@node-b".into(),
+        reason: None,
+        at: base() + Duration::minutes(1),
+    })
+    .await
+    .unwrap();
+    s.close().await;
+    let s = open(b).await;
+    let all = s.paused_tasks().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], pause);
+    assert_eq!(all[1].task, "weekly");
+    assert_eq!(all[1].reason, None);
+    // Pausing again replaces who, why and when.
+    let again = TaskPause {
+        by: "carol@node-a".into(),
+        reason: Some("still migrating".into()),
+        at: base() + Duration::hours(1),
+        ..pause.clone()
+    };
+    s.pause_task(&again).await.unwrap();
+    assert_eq!(s.paused_tasks().await.unwrap()[0], again);
+    assert_eq!(s.resume_task("daily").await.unwrap(), Some(again));
+    assert_eq!(s.resume_task("daily").await.unwrap(), None);
+    let left = s.paused_tasks().await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].task, "weekly");
+}
+
 /// Instances beat; one that stopped beating for a lease is dead, and its runs are reaped
 /// by any node; a live one's are not.
 pub async fn dead_instances_are_found_by_heartbeat(b: &dyn Backend) {
@@ -626,6 +670,7 @@ macro_rules! conformance {
                 deferred_runs_start_once,
                 cursors_only_move_forward,
                 pauses_survive_a_restart,
+                task_pauses_are_kept_until_resumed,
                 dead_instances_are_found_by_heartbeat,
                 a_newer_schema_is_refused,
                 mail_is_claimed_once,

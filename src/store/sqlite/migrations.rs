@@ -206,4 +206,15 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         seen_at     TEXT NOT NULL
     );",
     ),
+    // Tasks paused by hand (`ferry tasks pause`): who, why and when; the scheduler records
+    // a paused task's fires as skipped until `ferry tasks resume` deletes the row.
+    (
+        15,
+        "CREATE TABLE task_pauses (
+        task      TEXT PRIMARY KEY,
+        paused_by TEXT NOT NULL,
+        reason    TEXT,
+        paused_at TEXT NOT NULL
+    );",
+    ),
 ];
