@@ -35,6 +35,8 @@
 //! - [`tls`]: TLS client settings (trusted roots, `ca_file`, certificate checks) for
 //!   the email channel and the PostgreSQL and MySQL sources.
 //! - [`links`]: signed download links (opaque ids, HMAC-SHA256 with an expiry).
+//! - [`logging`]: the log (`logging:`): text or JSON lines, a file rotated daily at a
+//!   chosen time and/or by size, gzipped, every line redacted.
 //! - [`server`]: the HTTP server of `ferry serve` (axum): signed downloads.
 //! - [`ingest`]: query by email: the verdict on a mailed request (machine mail,
 //!   authentication, allowlist, keyword, query files through the strict SQL gate).
@@ -54,6 +56,7 @@ pub mod format;
 pub mod fsread;
 pub mod ingest;
 pub mod links;
+pub mod logging;
 pub mod notify;
 pub mod panics;
 pub mod params;

@@ -89,45 +89,49 @@ pub enum Command {
     Secrets(secrets::SecretsArgs),
 }
 
-/// Sets up logging on stderr. Commands report their own results, so their logs are off
-/// unless asked for with `-v` or `FERRY_LOG`; `serve` logs at info by default.
-pub fn init_logging(verbose: u8, daemon: bool) {
-    use std::io::IsTerminal;
-    let default = match verbose {
-        0 if daemon => "info",
+/// Sets up logging. Commands report their own results, so their logs are off unless asked
+/// for with `-v` or `FERRY_LOG` and go to stderr; `serve` logs at info by default, as
+/// config.yaml's `logging:` says (level, filters, format, a rotated file), read here
+/// before the command runs. Returns false when the log file cannot be opened (said on
+/// stderr).
+pub fn init_logging(cli: &Cli) -> bool {
+    let daemon = matches!(cli.command, Command::Serve);
+    let spec = if daemon {
+        // A config that does not load is reported by `serve` itself; the log then goes to
+        // stderr.
+        crate::config::Project::load(&cli.config)
+            .map(|p| p.config.logging)
+            .unwrap_or_default()
+    } else {
+        crate::config::LoggingSpec::default()
+    };
+    let filter = match cli.verbose {
+        0 if daemon => spec.filter.clone(),
         // A one-off command is quiet, except that it says when it waits for a store
         // another process has locked.
-        0 => "ferry::store=warn",
-        1 => "info",
-        _ => "debug",
+        0 => "ferry::store=warn".into(),
+        1 => "info".into(),
+        _ => "debug".into(),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| RedactedStderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+    let ok = match crate::logging::init(
+        &filter,
+        &spec,
+        std::sync::Arc::new(crate::clock::SystemClock),
+    ) {
+        Ok(()) => true,
+        Err(e) => {
+            let path = spec.file.as_ref().map(|f| f.path.display().to_string());
+            eprintln!(
+                "error: cannot open the log file {}: {}",
+                path.unwrap_or_default(),
+                crate::config::io_message(&e)
+            );
+            false
+        }
+    };
     // After the log is set up: panics outside a boundary go to it.
     crate::panics::install();
-}
-
-/// Standard error for log lines, with the secrets of any URL in a line redacted
-/// ([`crate::config::redact_text`]): a field or a library's error may hold a URL. The
-/// formatter writes each event in one call, so every line is redacted whole.
-struct RedactedStderr;
-
-impl std::io::Write for RedactedStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(crate::config::redact_text(&text).as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
+    ok
 }
 
 /// Runs a parsed command line; returns the exit code.

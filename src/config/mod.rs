@@ -90,6 +90,8 @@ pub struct Config {
     /// Where the secrets of config.yaml come from (plain-text fields, `*_file` files), for
     /// `ferry validate`'s permission warnings.
     pub secrets: SecretSources,
+    /// The log of `ferry serve` (`logging:`).
+    pub logging: LoggingSpec,
 }
 
 /// `require_read_only` of a datasource that does not set it.
@@ -131,6 +133,48 @@ pub struct ExportDefaults {
     /// Template of the sub-folder of `output_dir` for a run's files.
     pub directory: String,
     pub temp_dir: PathBuf,
+}
+
+/// `logging:`: what `ferry serve` logs and where (built by [`crate::logging`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggingSpec {
+    /// The level and filters as one `EnvFilter` directive (`info,ferry::store=debug`).
+    pub filter: String,
+    pub format: LogFormat,
+    /// A rotated file instead of standard error.
+    pub file: Option<LogFileSpec>,
+}
+
+impl Default for LoggingSpec {
+    fn default() -> Self {
+        LoggingSpec {
+            filter: "info".into(),
+            format: LogFormat::Text,
+            file: None,
+        }
+    }
+}
+
+/// `logging.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `logging.file`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogFileSpec {
+    pub path: PathBuf,
+    /// Daily rotation at this local time in `tz`.
+    pub rotate_at: Option<chrono::NaiveTime>,
+    pub tz: Tz,
+    /// Rotation when the file grows past this size.
+    pub max_bytes: Option<u64>,
+    /// Rotated files kept.
+    pub keep: usize,
+    /// gzip rotated files.
+    pub compress: bool,
 }
 
 /// How `ferry serve` schedules.

@@ -44,6 +44,39 @@ pub struct RawConfig {
     pub channels: BTreeMap<String, Spanned<RawChannelType>>,
     /// Query by email: requests read from an IMAP folder (off when absent; docs/ingest.md).
     pub ingest: Option<Spanned<RawIngest>>,
+    /// The log of `ferry serve`: level, filters, format, an optional rotated file.
+    pub logging: Option<Spanned<RawLogging>>,
+}
+
+/// `logging:`: what `ferry serve` logs and where.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    /// `error`, `warn`, `info` (default), `debug` or `trace`.
+    pub level: Option<Spanned<String>>,
+    /// Levels for parts of ferry or its libraries, `TARGET=LEVEL` (`ferry::store=debug`).
+    #[serde(default)]
+    pub filters: Vec<Spanned<String>>,
+    /// `text` (default) or `json` (one JSON object per line).
+    pub format: Option<Spanned<String>>,
+    /// Write the log to this file instead of standard error, rotated.
+    pub file: Option<Spanned<RawLogFile>>,
+}
+
+/// `logging.file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogFile {
+    /// The log file, relative to config.yaml.
+    pub path: Spanned<String>,
+    /// Rotate every day at this local time, `HH:MM` (in `timezone` of config.yaml).
+    pub rotate_at: Option<Spanned<String>>,
+    /// Rotate when the file grows past this many bytes.
+    pub max_bytes: Option<Spanned<u64>>,
+    /// How many rotated files to keep (default 7).
+    pub keep: Option<Spanned<usize>>,
+    /// gzip rotated files (default true).
+    pub compress: Option<bool>,
 }
 
 #[derive(Debug, Deserialize)]

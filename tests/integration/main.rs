@@ -17,6 +17,7 @@ mod ingest;
 mod ingest_imap;
 mod ledger;
 mod links;
+mod log_files;
 mod multi;
 mod mysql;
 mod notifier_conformance;
