@@ -42,6 +42,8 @@
 //!   authentication, allowlist, keyword, query files through the strict SQL gate).
 //! - [`daemon`]: `ferry serve` as a library: its services (scheduler, delivery, reload,
 //!   download server) with one lifecycle.
+//! - [`retention`]: which result files and runs `retention:` removes (`ferry cleanup`,
+//!   the daily pass of `ferry serve`).
 //! - [`panics`]: panic boundaries around library code (writers, drivers) and the
 //!   process's panic hook: a panic becomes a failed run with a plain message, never a raw
 //!   print.
@@ -61,6 +63,7 @@ pub mod notify;
 pub mod panics;
 pub mod params;
 pub mod plugins;
+pub mod retention;
 pub mod schedule;
 pub mod scheduler;
 pub mod server;

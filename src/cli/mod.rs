@@ -7,6 +7,7 @@
 //! never as a panic or a backtrace.
 
 mod channels;
+mod cleanup;
 mod history;
 mod ingest;
 mod link;
@@ -69,6 +70,9 @@ pub enum Command {
     Tasks(tasks::TasksArgs),
     /// Show the live ferry processes, the runs in progress and the paused tasks.
     Status,
+    /// Apply `retention:` now: remove old result files and runs, print what goes and the
+    /// space freed (`--dry-run` removes nothing; `--days N` removes files older than N days).
+    Cleanup(cleanup::CleanupArgs),
     /// List the datasources (type, where, tasks using them); `sources test [NAME]` checks
     /// that each connects and warns when its account can write.
     Sources(sources::SourcesArgs),
@@ -142,6 +146,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Next(args) => next::run(&cli, args).await,
         Command::Tasks(args) => tasks::run(&cli, args).await,
         Command::Status => status::run(&cli).await,
+        Command::Cleanup(args) => cleanup::run(&cli, args).await,
         Command::Sources(args) => sources::run(&cli, args).await,
         Command::Channels(args) => channels::run(&cli, args).await,
         Command::History(args) => history::run(&cli, args).await,

@@ -106,7 +106,9 @@ pub(crate) fn validate_config(
         .as_ref()
         .map(|l| logging(&mut c, l, &base_dir, timezone))
         .unwrap_or_default();
+    let retention = super::check_retention(&mut c, raw.retention.as_ref());
     let mut config = Config {
+        retention,
         alerts,
         path: path.to_path_buf(),
         base_dir,

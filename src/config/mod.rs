@@ -92,6 +92,9 @@ pub struct Config {
     pub secrets: SecretSources,
     /// The log of `ferry serve` (`logging:`).
     pub logging: LoggingSpec,
+    /// How long result files and run history are kept (`retention:`; every field `None`:
+    /// forever).
+    pub retention: RetentionSpec,
 }
 
 /// `require_read_only` of a datasource that does not set it.
@@ -133,6 +136,55 @@ pub struct ExportDefaults {
     /// Template of the sub-folder of `output_dir` for a run's files.
     pub directory: String,
     pub temp_dir: PathBuf,
+}
+
+/// `retention:`: how long result files and run history are kept; `None` is forever (or,
+/// in a task, config.yaml's value).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionSpec {
+    pub files_days: Option<u32>,
+    pub files_runs: Option<u32>,
+    pub history_days: Option<u32>,
+}
+
+impl RetentionSpec {
+    /// This task's value of each field, else `global`'s.
+    pub fn over(self, global: RetentionSpec) -> RetentionSpec {
+        RetentionSpec {
+            files_days: self.files_days.or(global.files_days),
+            files_runs: self.files_runs.or(global.files_runs),
+            history_days: self.history_days.or(global.history_days),
+        }
+    }
+}
+
+/// Checks a `retention:` section at `field` (`retention` or a task's).
+pub(crate) fn check_retention(
+    c: &mut Checker,
+    raw: Option<&serde_saphyr::Spanned<raw::RawRetention>>,
+) -> RetentionSpec {
+    let Some(r) = raw else {
+        return RetentionSpec::default();
+    };
+    let mut get = |v: &Option<serde_saphyr::Spanned<u32>>, name: &str| {
+        v.as_ref().and_then(|n| {
+            if n.value == 0 {
+                c.at(
+                    n,
+                    format!("retention.{name}"),
+                    "must be at least 1 (leave it out to keep forever)",
+                );
+                None
+            } else {
+                Some(n.value)
+            }
+        })
+    };
+    RetentionSpec {
+        files_days: get(&r.value.files_days, "files_days"),
+        files_runs: get(&r.value.files_runs, "files_runs"),
+        history_days: get(&r.value.history_days, "history_days"),
+    }
 }
 
 /// `logging:`: what `ferry serve` logs and where (built by [`crate::logging`]).
@@ -568,6 +620,8 @@ pub struct TaskSpec {
     pub on_empty: OnEmpty,
     pub output: OutputSpec,
     pub notify: Vec<NotifySpec>,
+    /// The task's own `retention:` (a `None` field follows config.yaml's).
+    pub retention: RetentionSpec,
 }
 
 /// One query of a task.

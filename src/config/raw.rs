@@ -46,6 +46,22 @@ pub struct RawConfig {
     pub ingest: Option<Spanned<RawIngest>>,
     /// The log of `ferry serve`: level, filters, format, an optional rotated file.
     pub logging: Option<Spanned<RawLogging>>,
+    /// How long result files and run history are kept (forever when absent).
+    pub retention: Option<Spanned<RawRetention>>,
+}
+
+/// `retention:` in config.yaml (every task) or in a task file (that task, field by field).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// Remove a run's result files this many days after the run.
+    pub files_days: Option<Spanned<u32>>,
+    /// Keep the result files of the task's last this many runs (with `files_days`: kept
+    /// when either keeps them).
+    pub files_runs: Option<Spanned<u32>>,
+    /// Delete runs (with their deliveries, links and downloads, and any files left) this
+    /// many days after the run.
+    pub history_days: Option<Spanned<u32>>,
 }
 
 /// `logging:`: what `ferry serve` logs and where.
@@ -440,6 +456,8 @@ pub struct RawTask {
     pub output: RawOutput,
     #[serde(default)]
     pub notify: Vec<Spanned<RawNotify>>,
+    /// This task's retention, over config.yaml's `retention:` field by field.
+    pub retention: Option<Spanned<RawRetention>>,
 }
 
 /// One entry of a task's `queries` list.

@@ -14,6 +14,7 @@
 //! - [`reload::ReloadService`]: reloads config.yaml and the tasks on file changes and on
 //!   [`Handle::reload`] (SIGHUP), and publishes the new project to the others;
 //! - [`links::LinkService`]: the HTTP server ([`crate::server`]), when `links:` is set;
+//! - [`retention::RetentionService`]: applies `retention:` at start and daily;
 //! - [`heartbeat::HeartbeatService`]: this daemon's instance row in the store (its
 //!   heartbeat), and the runs of instances that stopped beating (recorded as failed).
 //!
@@ -27,6 +28,7 @@ pub mod delivery;
 pub mod heartbeat;
 pub mod links;
 pub mod reload;
+pub mod retention;
 pub mod scheduler;
 
 use std::collections::BTreeMap;
@@ -279,6 +281,10 @@ impl Daemon {
             reload.clone(),
             watch_files,
             project_tx.clone(),
+        )));
+        services.push(Box::new(retention::RetentionService::new(
+            store.clone(),
+            clock.clone(),
         )));
         let node = project_tx.borrow().config.node_name.clone();
         let instance = InstanceRecord::this_process(&node, clock.now());

@@ -6,6 +6,7 @@ mod support;
 mod alerts;
 mod bad_input;
 mod cancel;
+mod cleanup;
 mod conformance;
 mod crash;
 mod daemon;
