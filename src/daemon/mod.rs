@@ -82,6 +82,9 @@ pub enum Event {
         attempted: usize,
         at: chrono::DateTime<chrono::Utc>,
     },
+    /// A retention pass removed this many files (freeing `freed` bytes) and deleted
+    /// this many runs.
+    RetentionPass { files: usize, freed: u64, runs: u64 },
 }
 
 /// How a service is doing.

@@ -62,16 +62,22 @@ impl RetentionService {
                         FileState::AlreadyGone | FileState::Outside => {}
                     }
                 }
+                let files = report
+                    .files
+                    .iter()
+                    .filter(|f| f.state == FileState::Removed)
+                    .count();
                 info!(
-                    files = report
-                        .files
-                        .iter()
-                        .filter(|f| f.state == FileState::Removed)
-                        .count(),
+                    files,
                     freed_bytes = report.freed,
                     runs = report.deleted.runs,
                     "retention pass done"
                 );
+                ctx.emit(super::Event::RetentionPass {
+                    files,
+                    freed: report.freed,
+                    runs: report.deleted.runs,
+                });
             }
             Err(e) => warn!(error = %e, "retention pass failed; trying again at the next pass"),
         }

@@ -155,3 +155,57 @@ datasources:
     let bad = p.ferry(&["cleanup", "--days", "0"]);
     assert_eq!(bad.status.code(), Some(2), "{}", describe(&bad));
 }
+
+/// `ferry serve` applies retention at start and again a day later (its clock).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn serve_applies_retention_at_start_and_daily() {
+    let p = Project::fixture("project");
+    p.write(
+        "config.yaml",
+        "timezone: UTC
+store: { url: \"sqlite://data/ferry.db\" }
+retention: { files_days: 30 }
+datasources:
+  db: { type: sqlite, url: \"sqlite://db/test.db\", seed_sql: seed.sql }
+",
+    );
+    crate::support::only_task(
+        &p,
+        "a",
+        "schedule: \"0 6 1 1 *\"\nsource: db\nquery: SELECT 1 AS n\noutput: { format: csv }\n",
+    );
+    let old = back_dated_run(&p, "a", 31, 100).await;
+    let young = back_dated_run(&p, "a", 29, 200).await;
+    let mut d = crate::support::Daemon::start(&p, Utc::now()).await;
+    let first = d
+        .wait_for("the retention pass at start", |e| {
+            matches!(e, ferry::daemon::Event::RetentionPass { .. })
+        })
+        .await;
+    assert_eq!(
+        first,
+        ferry::daemon::Event::RetentionPass {
+            files: 1,
+            freed: 100,
+            runs: 0
+        }
+    );
+    assert!(!exists(&old) && exists(&young));
+    // Two days on (the daemon's clock): the next pass takes the other file.
+    d.clock.set(Utc::now() + Duration::days(2));
+    let next = d
+        .wait_for("the next day's retention pass", |e| {
+            matches!(e, ferry::daemon::Event::RetentionPass { files: 1, .. })
+        })
+        .await;
+    assert_eq!(
+        next,
+        ferry::daemon::Event::RetentionPass {
+            files: 1,
+            freed: 200,
+            runs: 0
+        }
+    );
+    assert!(!exists(&young));
+    d.stop().await;
+}
