@@ -42,4 +42,5 @@ mod sources;
 mod sqlgate_corpus;
 mod store_conformance;
 mod store_faults;
+mod systemd_notify;
 mod tls;
