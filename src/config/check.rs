@@ -70,7 +70,8 @@ impl<'a> Checker<'a> {
 
     /// A secret given in the file as `field` (`${VAR}` and `enc:v1:` allowed) or read from
     /// the file named by `field_file` (see [`super::secrets::read_secret_file`]); `None`
-    /// when neither is given or the one given is unusable (then a problem says why).
+    /// when neither is given or the one given is unusable (then a problem says why, and
+    /// the caller adds none).
     pub fn secret(
         &mut self,
         value: Option<&Spanned<String>>,
@@ -88,7 +89,11 @@ impl<'a> Checker<'a> {
             }
             (Some(v), None) => {
                 self.note_if_plain(v, field);
-                Some(self.env_req(v, field))
+                let before = self.count();
+                let value = self.env_req(v, field);
+                // A value that did not resolve (a missing variable, a sealed value that
+                // does not open) is reported once, here.
+                (self.count() == before).then_some(value)
             }
             (None, Some(f)) => {
                 let base = self.file.parent().unwrap_or(Path::new(""));

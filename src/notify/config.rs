@@ -864,6 +864,7 @@ fn check_server_with<T>(
     let username = username
         .as_ref()
         .map(|u| (u, c.env_req(u, &format!("{field}.username"))));
+    let given = password.is_some() || password_file.is_some();
     let password = c.secret(
         password.as_ref(),
         password_file,
@@ -877,6 +878,8 @@ fn check_server_with<T>(
             c.at(at, format!("{field}.username"), "must not be empty");
             (None, None)
         }
+        // Given but unusable: already reported.
+        (Some(_), None) if given => (None, None),
         (Some(_), None) => {
             c.beside(
                 &format!("{field}.username"),
