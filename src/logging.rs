@@ -316,7 +316,9 @@ mod tests {
         std::fs::create_dir_all(dir.path().join("logs")).unwrap();
         std::fs::write(&s.path, "old\n").unwrap();
         // The clock is a day past the file's modification time.
-        let clock = Arc::new(ManualClock::new(Utc::now() + chrono::Duration::days(1)));
+        let clock = Arc::new(ManualClock::new(
+            crate::clock::wall_now() + chrono::Duration::days(1),
+        ));
         let _f = RotatingFile::open(&s, clock).unwrap();
         assert_eq!(names(dir.path()), ["ferry.log", "ferry.log.1.gz"]);
     }
