@@ -36,6 +36,8 @@ pub enum Kind {
     CaFile,
     /// A SQLite datasource's `seed_sql`.
     SeedSql,
+    /// A `*_file` secret or the `enc:v1:` key file.
+    Secret,
 }
 
 impl Kind {
@@ -50,6 +52,7 @@ impl Kind {
             // The system's whole bundle (about 220 KB on Debian) fits many times over.
             Kind::CaFile => 4 * MIB,
             Kind::SeedSql => 64 * MIB,
+            Kind::Secret => 64 * KIB,
         }
     }
 
@@ -62,6 +65,7 @@ impl Kind {
             Kind::Template => "templates",
             Kind::CaFile => "CA files",
             Kind::SeedSql => "seed SQL scripts",
+            Kind::Secret => "secret files",
         }
     }
 }

@@ -35,11 +35,15 @@
 //! - [`tls`]: TLS client settings (trusted roots, `ca_file`, certificate checks) for
 //!   the email channel and the PostgreSQL and MySQL sources.
 //! - [`links`]: signed download links (opaque ids, HMAC-SHA256 with an expiry).
+//! - [`logging`]: the log (`logging:`): text or JSON lines, a file rotated daily at a
+//!   chosen time and/or by size, gzipped, every line redacted.
 //! - [`server`]: the HTTP server of `ferry serve` (axum): signed downloads.
 //! - [`ingest`]: query by email: the verdict on a mailed request (machine mail,
 //!   authentication, allowlist, keyword, query files through the strict SQL gate).
 //! - [`daemon`]: `ferry serve` as a library: its services (scheduler, delivery, reload,
 //!   download server) with one lifecycle.
+//! - [`retention`]: which result files and runs `retention:` removes (`ferry cleanup`,
+//!   the daily pass of `ferry serve`).
 //! - [`panics`]: panic boundaries around library code (writers, drivers) and the
 //!   process's panic hook: a panic becomes a failed run with a plain message, never a raw
 //!   print.
@@ -55,10 +59,12 @@ pub mod format;
 pub mod fsread;
 pub mod ingest;
 pub mod links;
+pub mod logging;
 pub mod notify;
 pub mod panics;
 pub mod params;
 pub mod plugins;
+pub mod retention;
 pub mod schedule;
 pub mod scheduler;
 pub mod server;

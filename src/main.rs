@@ -4,8 +4,9 @@ use clap::Parser;
 
 fn main() {
     let cli = ferry::cli::Cli::parse();
-    let daemon = matches!(cli.command, ferry::cli::Command::Serve);
-    ferry::cli::init_logging(cli.verbose, daemon);
+    if !ferry::cli::init_logging(&cli) {
+        std::process::exit(ferry::cli::EXIT_FAILED);
+    }
     let code = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

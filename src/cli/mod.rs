@@ -7,15 +7,18 @@
 //! never as a panic or a backtrace.
 
 mod channels;
+mod cleanup;
 mod history;
 mod ingest;
 mod init;
 mod link;
 mod next;
 mod run;
+mod secrets;
 mod serve;
 mod shell;
 mod sources;
+mod status;
 mod tasks;
 mod validate;
 
@@ -76,8 +79,14 @@ pub enum Command {
     Run(run::RunArgs),
     /// Print the next fire times of a task (UTC, then the task's zone).
     Next(next::NextArgs),
-    /// List the tasks with their schedule and next fire time.
-    Tasks,
+    /// List the tasks with their schedule and next fire time (or who paused them);
+    /// `tasks pause NAME [--reason TEXT]` and `tasks resume NAME`.
+    Tasks(tasks::TasksArgs),
+    /// Show the live ferry processes, the runs in progress and the paused tasks.
+    Status,
+    /// Apply `retention:` now: remove old result files and runs, print what goes and the
+    /// space freed (`--dry-run` removes nothing; `--days N` removes files older than N days).
+    Cleanup(cleanup::CleanupArgs),
     /// List the datasources (type, where, tasks using them); `sources test [NAME]` checks
     /// that each connects and warns when its account can write.
     Sources(sources::SourcesArgs),
@@ -102,47 +111,54 @@ pub enum Command {
     /// Print ferry's man page (roff), e.g. `ferry man | man -l -`; `--dir DIR` writes a
     /// page for every command.
     Man(shell::ManArgs),
+    /// Sealed secrets: `secrets keygen --out FILE`, `secrets encrypt` (secret on standard
+    /// input, `enc:v1:` value out), `secrets rotate --new-key-file FILE`.
+    Secrets(secrets::SecretsArgs),
 }
 
-/// Sets up logging on stderr. Commands report their own results, so their logs are off
-/// unless asked for with `-v` or `FERRY_LOG`; `serve` logs at info by default.
-pub fn init_logging(verbose: u8, daemon: bool) {
-    use std::io::IsTerminal;
-    let default = match verbose {
-        0 if daemon => "info",
+/// Sets up logging. Commands report their own results, so their logs are off unless asked
+/// for with `-v` or `FERRY_LOG` and go to stderr; `serve` logs at info by default, as
+/// config.yaml's `logging:` says (level, filters, format, a rotated file), read here
+/// before the command runs. Returns false when the log file cannot be opened (said on
+/// stderr).
+pub fn init_logging(cli: &Cli) -> bool {
+    let daemon = matches!(cli.command, Command::Serve);
+    let spec = if daemon {
+        // A config that does not load is reported by `serve` itself; the log then goes to
+        // stderr.
+        crate::config::Project::load(&cli.config)
+            .map(|p| p.config.logging)
+            .unwrap_or_default()
+    } else {
+        crate::config::LoggingSpec::default()
+    };
+    let filter = match cli.verbose {
+        0 if daemon => spec.filter.clone(),
         // A one-off command is quiet, except that it says when it waits for a store
         // another process has locked.
-        0 => "ferry::store=warn",
-        1 => "info",
-        _ => "debug",
+        0 => "ferry::store=warn".into(),
+        1 => "info".into(),
+        _ => "debug".into(),
     };
-    let filter = tracing_subscriber::EnvFilter::try_from_env("FERRY_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(|| RedactedStderr)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_target(false)
-        .try_init();
+    let ok = match crate::logging::init(
+        &filter,
+        &spec,
+        std::sync::Arc::new(crate::clock::SystemClock),
+    ) {
+        Ok(()) => true,
+        Err(e) => {
+            let path = spec.file.as_ref().map(|f| f.path.display().to_string());
+            eprintln!(
+                "error: cannot open the log file {}: {}",
+                path.unwrap_or_default(),
+                crate::config::io_message(&e)
+            );
+            false
+        }
+    };
     // After the log is set up: panics outside a boundary go to it.
     crate::panics::install();
-}
-
-/// Standard error for log lines, with the secrets of any URL in a line redacted
-/// ([`crate::config::redact_text`]): a field or a library's error may hold a URL. The
-/// formatter writes each event in one call, so every line is redacted whole.
-struct RedactedStderr;
-
-impl std::io::Write for RedactedStderr {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        let text = String::from_utf8_lossy(buf);
-        std::io::stderr().write_all(crate::config::redact_text(&text).as_bytes())?;
-        Ok(buf.len())
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        std::io::stderr().flush()
-    }
+    ok
 }
 
 /// Runs a parsed command line; returns the exit code.
@@ -152,7 +168,9 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Validate => validate::run(&cli).await,
         Command::Run(args) => run::run(&cli, args).await,
         Command::Next(args) => next::run(&cli, args).await,
-        Command::Tasks => tasks::run(&cli).await,
+        Command::Tasks(args) => tasks::run(&cli, args).await,
+        Command::Status => status::run(&cli).await,
+        Command::Cleanup(args) => cleanup::run(&cli, args).await,
         Command::Sources(args) => sources::run(&cli, args).await,
         Command::Channels(args) => channels::run(&cli, args).await,
         Command::History(args) => history::run(&cli, args).await,
@@ -162,6 +180,7 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Completions(args) => shell::completions(args),
         Command::Schema(args) => shell::schema(args),
         Command::Man(args) => shell::man(args),
+        Command::Secrets(args) => secrets::run(&cli, args).await,
     }
 }
 

@@ -2,13 +2,15 @@
 //!
 //! This file only opens the store (by its URL, [`crate::store::open`]), takes what the
 //! backend asks a daemon to hold (the embedded store: one `ferry serve` per file), turns
-//! signals into the daemon's shutdown (SIGTERM, SIGINT) and reload (SIGHUP), and maps
+//! signals into the daemon's shutdown (SIGTERM, SIGINT) and reload (SIGHUP), tells
+//! systemd when it is ready, alive (watchdog) and stopping (`sd_notify`), and maps
 //! errors to exit codes. Everything else (reaping runs of a dead
 //! process, the scheduler, the delivery worker, file watching, the download server, the
 //! drain) is the daemon's.
 
 use std::sync::Arc;
 
+use sd_notify::NotifyState;
 use tokio_util::sync::CancellationToken;
 use tracing::info;
 
@@ -69,6 +71,7 @@ pub async fn run(cli: &Cli) -> i32 {
         }
     };
     let handle = daemon.handle();
+    let stopping = shutdown.clone();
     let signals = tokio::spawn(async move {
         loop {
             tokio::select! {
@@ -89,7 +92,34 @@ pub async fn run(cli: &Cli) -> i32 {
             }
         }
     });
+    // systemd (`Type=notify`, packaging/ferry.service): ready once every service has
+    // started; watchdog pings while no service has failed, so that a wedged daemon is
+    // restarted; stopping on shutdown. Without $NOTIFY_SOCKET these do nothing.
+    let _ = sd_notify::notify(&[NotifyState::Ready, NotifyState::Status("scheduling")]);
+    let watchdog = sd_notify::watchdog_enabled().map(|every| {
+        let handle = daemon.handle();
+        tokio::spawn(async move {
+            loop {
+                tokio::time::sleep(every / 2).await;
+                let failed = handle
+                    .health()
+                    .values()
+                    .any(|h| matches!(h, crate::daemon::Health::Failed(_)));
+                if !failed {
+                    let _ = sd_notify::notify(&[NotifyState::Watchdog]);
+                }
+            }
+        })
+    });
+    let notify_stop = tokio::spawn(async move {
+        stopping.cancelled().await;
+        let _ = sd_notify::notify(&[NotifyState::Stopping]);
+    });
     daemon.run().await;
+    notify_stop.abort();
+    if let Some(w) = watchdog {
+        w.abort();
+    }
     signals.abort();
     store.close().await;
     EXIT_OK

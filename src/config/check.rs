@@ -26,6 +26,20 @@ pub struct Checker<'a> {
     /// Position used when the named field is not in the file and the value has none
     /// (values inside tagged enums lose theirs): the enclosing channel or datasource.
     fallback: Option<(usize, usize)>,
+    /// Where secrets come from, for `ferry validate`'s permission warnings.
+    secrets: SecretSources,
+}
+
+/// Where the secrets of a config file come from: the fields that hold one in plain text,
+/// and the `*_file` files read. `ferry validate` warns when such a file can be read by
+/// others than its owner.
+#[derive(Debug, Clone, Default)]
+pub struct SecretSources {
+    /// The fields with a plain-text secret (neither `${VAR}`, `enc:v1:` nor `*_file`),
+    /// each at its position.
+    pub plain: Vec<Problem>,
+    /// The `*_file` secret files read.
+    pub files: Vec<std::path::PathBuf>,
 }
 
 impl<'a> Checker<'a> {
@@ -35,7 +49,72 @@ impl<'a> Checker<'a> {
             problems: Vec::new(),
             positions,
             fallback: None,
+            secrets: SecretSources::default(),
         }
+    }
+
+    /// Notes `field` as a plain-text secret when its text has neither `${VAR}` nor an
+    /// `enc:v1:` value.
+    pub fn note_if_plain(&mut self, s: &Spanned<String>, field: &str) {
+        if !s.value.is_empty()
+            && !s.value.contains("${")
+            && !s.value.contains(super::secrets::PREFIX)
+        {
+            let mut p = Problem::at(self.file, s, field, "");
+            if let Some(pos) = self.positions.get(field) {
+                p.pos = Some(pos);
+            }
+            self.secrets.plain.push(p);
+        }
+    }
+
+    /// A secret given in the file as `field` (`${VAR}` and `enc:v1:` allowed) or read from
+    /// the file named by `field_file` (see [`super::secrets::read_secret_file`]); `None`
+    /// when neither is given or the one given is unusable (then a problem says why, and
+    /// the caller adds none).
+    pub fn secret(
+        &mut self,
+        value: Option<&Spanned<String>>,
+        file: Option<&Spanned<String>>,
+        field: &str,
+    ) -> Option<String> {
+        match (value, file) {
+            (Some(_), Some(f)) => {
+                self.at(
+                    f,
+                    format!("{field}_file"),
+                    format!("give `{}` or `{0}_file`, not both", last_key(field)),
+                );
+                None
+            }
+            (Some(v), None) => {
+                self.note_if_plain(v, field);
+                let before = self.count();
+                let value = self.env_req(v, field);
+                // A value that did not resolve (a missing variable, a sealed value that
+                // does not open) is reported once, here.
+                (self.count() == before).then_some(value)
+            }
+            (None, Some(f)) => {
+                let base = self.file.parent().unwrap_or(Path::new(""));
+                match super::secrets::read_secret_file(&f.value, base) {
+                    Ok((secret, path)) => {
+                        self.secrets.files.push(path);
+                        Some(secret)
+                    }
+                    Err(e) => {
+                        self.at(f, format!("{field}_file"), e);
+                        None
+                    }
+                }
+            }
+            (None, None) => None,
+        }
+    }
+
+    /// Where this file's secrets come from (taken out of the checker).
+    pub fn take_secrets(&mut self) -> SecretSources {
+        std::mem::take(&mut self.secrets)
     }
 
     /// A problem at the field it names when the file has that field, else at `span`.
@@ -197,6 +276,11 @@ impl<'a> Checker<'a> {
             }
         }
     }
+}
+
+/// The last key of a field path (`password` of `channels.mail.password`).
+fn last_key(field: &str) -> &str {
+    field.rsplit('.').next().unwrap_or(field)
 }
 
 /// The checks that live beside their plugin, which the loader calls: `config` knows the raw

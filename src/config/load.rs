@@ -9,11 +9,13 @@ use serde_saphyr::Spanned;
 use super::check::{Checker, Checks};
 use super::output::check_name_template;
 use super::positions::Positions;
-use super::raw::{RawAlerts, RawChannel, RawConfig, RawDatasource, RawExport, RawSqlGate};
+use super::raw::{
+    RawAlerts, RawChannel, RawConfig, RawDatasource, RawExport, RawLogging, RawSqlGate,
+};
 use super::yaml::{parse_yaml, read_channels};
 use super::{
-    AlertsSpec, ChannelSpec, Config, DatasourceSpec, ExportDefaults, Problem, SchedulerSettings,
-    interpolate, parse_duration, problem::hint, resolve,
+    AlertsSpec, ChannelSpec, Config, DatasourceSpec, ExportDefaults, LogFileSpec, LogFormat,
+    LoggingSpec, Problem, SchedulerSettings, interpolate, parse_duration, problem::hint, resolve,
 };
 use crate::fsread::{self, Kind, ReadError};
 use crate::schedule::parse_zone;
@@ -99,7 +101,14 @@ pub(crate) fn validate_config(
         .as_ref()
         .map(|a| alerts(&mut c, a, &channels, &templates_dir, checks));
 
+    let logging = raw
+        .logging
+        .as_ref()
+        .map(|l| logging(&mut c, l, &base_dir, timezone))
+        .unwrap_or_default();
+    let retention = super::check_retention(&mut c, raw.retention.as_ref());
     let mut config = Config {
+        retention,
         alerts,
         path: path.to_path_buf(),
         base_dir,
@@ -119,16 +128,131 @@ pub(crate) fn validate_config(
         require_read_only: ds.require_read_only,
         channels,
         ingest: None,
+        secrets: Default::default(),
+        logging,
     };
     // Ingest refers to datasources and channels: it is checked against the rest.
     config.ingest = raw
         .ingest
         .as_ref()
         .map(|i| (checks.ingest)(&mut c, i, &config));
+    config.secrets = c.take_secrets();
     if !c.is_clean() {
         return Err(c.sorted());
     }
     Ok(config)
+}
+
+/// The `logging:` section.
+fn logging(
+    c: &mut Checker,
+    raw: &Spanned<RawLogging>,
+    base_dir: &Path,
+    timezone: chrono_tz::Tz,
+) -> LoggingSpec {
+    const LEVELS: [&str; 5] = ["error", "warn", "info", "debug", "trace"];
+    let l = &raw.value;
+    let mut filter = match &l.level {
+        Some(v) => {
+            let level = v.value.trim().to_ascii_lowercase();
+            if LEVELS.contains(&level.as_str()) {
+                level
+            } else {
+                c.at(
+                    v,
+                    "logging.level",
+                    format!(
+                        "unknown level `{}` (one of: {}){}",
+                        v.value,
+                        LEVELS.join(", "),
+                        hint(&level, LEVELS)
+                    ),
+                );
+                "info".into()
+            }
+        }
+        None => "info".into(),
+    };
+    for (i, f) in l.filters.iter().enumerate() {
+        let ok = f.value.split_once('=').is_some_and(|(target, level)| {
+            !target.trim().is_empty()
+                && !target.contains(',')
+                && LEVELS.contains(&level.trim().to_ascii_lowercase().as_str())
+        });
+        if ok {
+            filter.push(',');
+            filter.push_str(f.value.trim());
+        } else {
+            c.at(
+                f,
+                format!("logging.filters[{i}]"),
+                format!(
+                    "`{}` is not `TARGET=LEVEL` (e.g. `ferry::store=debug`; levels: {})",
+                    f.value,
+                    LEVELS.join(", ")
+                ),
+            );
+        }
+    }
+    let format = match &l.format {
+        None => LogFormat::Text,
+        Some(f) => match f.value.trim() {
+            "text" => LogFormat::Text,
+            "json" => LogFormat::Json,
+            other => {
+                c.at(
+                    f,
+                    "logging.format",
+                    format!("unknown value `{other}` (one of: text, json)"),
+                );
+                LogFormat::Text
+            }
+        },
+    };
+    let file = l.file.as_ref().map(|f| {
+        let f = &f.value;
+        let path = resolve(base_dir, &c.env_req(&f.path, "logging.file.path"));
+        let rotate_at = f.rotate_at.as_ref().and_then(|t| {
+            chrono::NaiveTime::parse_from_str(t.value.trim(), "%H:%M")
+                .map_err(|_| {
+                    c.at(
+                        t,
+                        "logging.file.rotate_at",
+                        format!("`{}` is not a time of day as HH:MM", t.value),
+                    )
+                })
+                .ok()
+        });
+        let max_bytes = f.max_bytes.as_ref().and_then(|m| {
+            if m.value < 1024 {
+                c.at(m, "logging.file.max_bytes", "must be at least 1024");
+                None
+            } else {
+                Some(m.value)
+            }
+        });
+        let keep = match &f.keep {
+            Some(k) if k.value == 0 || k.value > 10_000 => {
+                c.at(k, "logging.file.keep", "must be between 1 and 10000");
+                7
+            }
+            Some(k) => k.value,
+            None => 7,
+        };
+        LogFileSpec {
+            path,
+            rotate_at,
+            tz: timezone,
+            max_bytes,
+            keep,
+            compress: f.compress.unwrap_or(true),
+        }
+    });
+    LoggingSpec {
+        filter,
+        format,
+        file,
+    }
 }
 
 /// The `export:` defaults of every task.

@@ -14,7 +14,9 @@
 //! - callers build runtime objects (sources, channels, the store) from the specs only.
 //!
 //! `${VAR}` in `config.yaml` string values is replaced from the environment (a missing
-//! variable is a problem that names it); task files are never interpolated.
+//! variable is a problem that names it) and `enc:v1:` sealed values are opened; secret
+//! fields may be read from files instead (`*_file`; [`secrets`]). Task files are never
+//! interpolated.
 
 pub mod check;
 pub mod env;
@@ -25,6 +27,7 @@ pub mod positions;
 pub mod problem;
 pub mod raw;
 pub mod schema;
+pub mod secrets;
 mod store_url;
 mod task;
 pub mod url;
@@ -36,7 +39,7 @@ use std::time::Duration;
 
 use chrono_tz::Tz;
 
-pub use check::{Checker, Checks};
+pub use check::{Checker, Checks, SecretSources};
 pub use env::interpolate;
 pub use ingest::{
     ImapSpec, IngestDefaults, IngestFolders, IngestSpec, ReplyLanguage, ReplySpec, SenderSpec,
@@ -85,6 +88,14 @@ pub struct Config {
     pub channels: BTreeMap<String, ChannelSpec>,
     /// Query by email (`ingest:`); `None` when not configured.
     pub ingest: Option<IngestSpec>,
+    /// Where the secrets of config.yaml come from (plain-text fields, `*_file` files), for
+    /// `ferry validate`'s permission warnings.
+    pub secrets: SecretSources,
+    /// The log of `ferry serve` (`logging:`).
+    pub logging: LoggingSpec,
+    /// How long result files and run history are kept (`retention:`; every field `None`:
+    /// forever).
+    pub retention: RetentionSpec,
 }
 
 /// `require_read_only` of a datasource that does not set it.
@@ -126,6 +137,97 @@ pub struct ExportDefaults {
     /// Template of the sub-folder of `output_dir` for a run's files.
     pub directory: String,
     pub temp_dir: PathBuf,
+}
+
+/// `retention:`: how long result files and run history are kept; `None` is forever (or,
+/// in a task, config.yaml's value).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RetentionSpec {
+    pub files_days: Option<u32>,
+    pub files_runs: Option<u32>,
+    pub history_days: Option<u32>,
+}
+
+impl RetentionSpec {
+    /// This task's value of each field, else `global`'s.
+    pub fn over(self, global: RetentionSpec) -> RetentionSpec {
+        RetentionSpec {
+            files_days: self.files_days.or(global.files_days),
+            files_runs: self.files_runs.or(global.files_runs),
+            history_days: self.history_days.or(global.history_days),
+        }
+    }
+}
+
+/// Checks a `retention:` section at `field` (`retention` or a task's).
+pub(crate) fn check_retention(
+    c: &mut Checker,
+    raw: Option<&serde_saphyr::Spanned<raw::RawRetention>>,
+) -> RetentionSpec {
+    let Some(r) = raw else {
+        return RetentionSpec::default();
+    };
+    let mut get = |v: &Option<serde_saphyr::Spanned<u32>>, name: &str| {
+        v.as_ref().and_then(|n| {
+            if n.value == 0 {
+                c.at(
+                    n,
+                    format!("retention.{name}"),
+                    "must be at least 1 (leave it out to keep forever)",
+                );
+                None
+            } else {
+                Some(n.value)
+            }
+        })
+    };
+    RetentionSpec {
+        files_days: get(&r.value.files_days, "files_days"),
+        files_runs: get(&r.value.files_runs, "files_runs"),
+        history_days: get(&r.value.history_days, "history_days"),
+    }
+}
+
+/// `logging:`: what `ferry serve` logs and where (built by [`crate::logging`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct LoggingSpec {
+    /// The level and filters as one `EnvFilter` directive (`info,ferry::store=debug`).
+    pub filter: String,
+    pub format: LogFormat,
+    /// A rotated file instead of standard error.
+    pub file: Option<LogFileSpec>,
+}
+
+impl Default for LoggingSpec {
+    fn default() -> Self {
+        LoggingSpec {
+            filter: "info".into(),
+            format: LogFormat::Text,
+            file: None,
+        }
+    }
+}
+
+/// `logging.format`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// `logging.file`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct LogFileSpec {
+    pub path: PathBuf,
+    /// Daily rotation at this local time in `tz`.
+    pub rotate_at: Option<chrono::NaiveTime>,
+    pub tz: Tz,
+    /// Rotation when the file grows past this size.
+    pub max_bytes: Option<u64>,
+    /// Rotated files kept.
+    pub keep: usize,
+    /// gzip rotated files.
+    pub compress: bool,
 }
 
 /// How `ferry serve` schedules.
@@ -519,6 +621,8 @@ pub struct TaskSpec {
     pub on_empty: OnEmpty,
     pub output: OutputSpec,
     pub notify: Vec<NotifySpec>,
+    /// The task's own `retention:` (a `None` field follows config.yaml's).
+    pub retention: RetentionSpec,
 }
 
 /// One query of a task.
@@ -681,11 +785,40 @@ pub struct Project {
 }
 
 impl Project {
+    /// Secrets that others than the owner can read: config.yaml when it holds a secret in
+    /// plain text (one warning per field), and `*_file` secret files.
+    fn secret_warnings(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let secrets = &self.config.secrets;
+        if let Some(mode) = secrets::others_can_read(&self.config.path) {
+            for p in &secrets.plain {
+                let mut p = p.clone();
+                p.message = format!(
+                    "a secret in plain text in a file that {mode} can read: write \
+                     `${{VAR}}`, an `enc:v1:` value (`ferry secrets encrypt`) or a `*_file`, \
+                     or `chmod 600 {}`",
+                    self.config.path.display()
+                );
+                out.push(p.to_string());
+            }
+        }
+        for f in &secrets.files {
+            if let Some(mode) = secrets::others_can_read(f) {
+                out.push(format!(
+                    "{}: secret file that {mode} can read: `chmod 600 {0}` (or 640 with \
+                     ferry's group)",
+                    f.display()
+                ));
+            }
+        }
+        out
+    }
+
     /// Things that are valid but will likely go wrong: a DingTalk robot whose keyword is
     /// in neither the subject nor the body of a template it is used with (DingTalk would
     /// refuse every such message with `310000 keywords not in content`).
     pub fn warnings(&self) -> Vec<String> {
-        let mut out = Vec::new();
+        let mut out = self.secret_warnings();
         let lacks = |template: &str, keyword: &str| {
             use crate::template::{MessageTemplate, Part};
             let t = MessageTemplate::locate(&self.config.templates_dir, template);

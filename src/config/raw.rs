@@ -55,6 +55,55 @@ pub struct RawConfig {
     /// Query by email: requests read from an IMAP folder (off when absent; docs/ingest.md).
     #[schemars(with = "Option<RawIngest>")]
     pub ingest: Option<Spanned<RawIngest>>,
+    /// The log of `ferry serve`: level, filters, format, an optional rotated file.
+    pub logging: Option<Spanned<RawLogging>>,
+    /// How long result files and run history are kept (forever when absent).
+    pub retention: Option<Spanned<RawRetention>>,
+}
+
+/// `retention:` in config.yaml (every task) or in a task file (that task, field by field).
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRetention {
+    /// Remove a run's result files this many days after the run.
+    pub files_days: Option<Spanned<u32>>,
+    /// Keep the result files of the task's last this many runs (with `files_days`: kept
+    /// when either keeps them).
+    pub files_runs: Option<Spanned<u32>>,
+    /// Delete runs (with their deliveries, links and downloads, and any files left) this
+    /// many days after the run.
+    pub history_days: Option<Spanned<u32>>,
+}
+
+/// `logging:`: what `ferry serve` logs and where.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogging {
+    /// `error`, `warn`, `info` (default), `debug` or `trace`.
+    pub level: Option<Spanned<String>>,
+    /// Levels for parts of ferry or its libraries, `TARGET=LEVEL` (`ferry::store=debug`).
+    #[serde(default)]
+    pub filters: Vec<Spanned<String>>,
+    /// `text` (default) or `json` (one JSON object per line).
+    pub format: Option<Spanned<String>>,
+    /// Write the log to this file instead of standard error, rotated.
+    pub file: Option<Spanned<RawLogFile>>,
+}
+
+/// `logging.file`.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawLogFile {
+    /// The log file, relative to config.yaml.
+    pub path: Spanned<String>,
+    /// Rotate every day at this local time, `HH:MM` (in `timezone` of config.yaml).
+    pub rotate_at: Option<Spanned<String>>,
+    /// Rotate when the file grows past this many bytes.
+    pub max_bytes: Option<Spanned<u64>>,
+    /// How many rotated files to keep (default 7).
+    pub keep: Option<Spanned<usize>>,
+    /// gzip rotated files (default true).
+    pub compress: Option<bool>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
@@ -106,9 +155,14 @@ pub struct RawLinks {
     /// Base URL of the links people click, `http://` or `https://` (required).
     #[schemars(with = "String")]
     pub public_url: Spanned<String>,
-    /// HMAC key that signs links, at least 32 bytes, usually `${FERRY_LINK_KEY}` (required).
-    #[schemars(with = "String")]
-    pub signing_key: Spanned<String>,
+    /// HMAC key that signs links, at least 32 bytes, usually `${FERRY_LINK_KEY}` (this or
+    /// `signing_key_file` is required).
+    #[schemars(with = "Option<String>")]
+    pub signing_key: Option<Spanned<String>>,
+    /// A file holding the signing key instead of `signing_key` (relative: in
+    /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+    #[schemars(with = "Option<String>")]
+    pub signing_key_file: Option<Spanned<String>>,
     /// How long a link works, e.g. `24h` (default `7d`, at most `7d`).
     #[schemars(with = "Option<String>")]
     pub expiry: Option<Spanned<String>>,
@@ -178,6 +232,9 @@ pub enum RawDatasource {
         /// `${VAR}` for the password.
         #[schemars(with = "String")]
         url: Spanned<String>,
+        /// A file holding the password, put into `url` after its user name (relative: in
+        /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+        password_file: Option<Spanned<String>>,
         /// Most connections ferry opens to this datasource at the same time (default 4).
         #[schemars(with = "Option<usize>")]
         max_connections: Option<Spanned<usize>>,
@@ -210,6 +267,9 @@ pub enum RawDatasource {
         /// `mysql://USER:PASSWORD@HOST:PORT/DATABASE`; use `${VAR}` for the password.
         #[schemars(with = "String")]
         url: Spanned<String>,
+        /// A file holding the password, put into `url` after its user name (relative: in
+        /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+        password_file: Option<Spanned<String>>,
         /// Most connections ferry opens to this datasource at the same time (default 4).
         #[schemars(with = "Option<usize>")]
         max_connections: Option<Spanned<usize>>,
@@ -243,6 +303,9 @@ pub enum RawDatasource {
         /// `${VAR}` for the password.
         #[schemars(with = "String")]
         url: Spanned<String>,
+        /// A file holding the password, put into `url` after its user name (relative: in
+        /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+        password_file: Option<Spanned<String>>,
         /// Most connections ferry opens to this datasource at the same time (default 4).
         #[schemars(with = "Option<usize>")]
         max_connections: Option<Spanned<usize>>,
@@ -346,9 +409,13 @@ pub struct RawEmail {
     /// SMTP AUTH user name; needs `password`.
     #[schemars(with = "Option<String>")]
     pub username: Option<Spanned<String>>,
-    /// SMTP AUTH password; write `${VAR}` to take it from the environment.
+    /// SMTP AUTH password; write `${VAR}` to take it from the environment, or an
+    /// `enc:v1:` value (`ferry secrets encrypt`).
     #[schemars(with = "Option<String>")]
     pub password: Option<Spanned<String>>,
+    /// A file holding the SMTP AUTH password instead of `password` (relative: in
+    /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+    pub password_file: Option<Spanned<String>>,
     /// PEM file with CA certificates to trust besides the system's, relative to
     /// config.yaml.
     #[schemars(with = "Option<String>")]
@@ -401,6 +468,9 @@ pub struct RawRobot {
     /// Signing secret (DingTalk 加签 `SEC…`, Feishu 签名校验, webhook HMAC key).
     #[schemars(with = "Option<String>")]
     pub secret: Option<Spanned<String>>,
+    /// A file holding the signing secret instead of `secret` (relative: in
+    /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+    pub secret_file: Option<Spanned<String>>,
     /// DingTalk custom keyword: `ferry validate` warns when a template lacks it.
     #[schemars(with = "Option<String>")]
     pub keyword: Option<Spanned<String>>,
@@ -480,6 +550,8 @@ pub struct RawTask {
     #[serde(default)]
     #[schemars(with = "Vec<RawNotify>")]
     pub notify: Vec<Spanned<RawNotify>>,
+    /// This task's retention, over config.yaml's `retention:` field by field.
+    pub retention: Option<Spanned<RawRetention>>,
 }
 
 /// One entry of a task's `queries` list.

@@ -259,8 +259,10 @@ pub fn validate_task(
         }
     }
 
+    let retention = super::check_retention(&mut c, raw.retention.as_ref());
     match (schedule, c.is_clean()) {
         (Some(schedule), true) => Ok(TaskSpec {
+            retention,
             name: name.to_string(),
             file: file.to_path_buf(),
             description: raw.description,

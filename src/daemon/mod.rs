@@ -16,6 +16,7 @@
 //! - [`links::LinkService`]: the HTTP server ([`crate::server`]), when `links:` is set;
 //! - [`ingest::IngestService`]: query by email, polling the request folder
 //!   ([`crate::ingest::poll`]) when `ingest:` is set;
+//! - [`retention::RetentionService`]: applies `retention:` at start and daily;
 //! - [`heartbeat::HeartbeatService`]: this daemon's instance row in the store (its
 //!   heartbeat), and the runs of instances that stopped beating (recorded as failed).
 //!
@@ -30,6 +31,7 @@ pub mod heartbeat;
 pub mod ingest;
 pub mod links;
 pub mod reload;
+pub mod retention;
 pub mod scheduler;
 
 use std::collections::BTreeMap;
@@ -92,6 +94,9 @@ pub enum Event {
     },
     /// A poll of the request folder failed (the IMAP server, the store).
     MailPassFailed(String),
+    /// A retention pass removed this many files (freeing `freed` bytes) and deleted
+    /// this many runs.
+    RetentionPass { files: usize, freed: u64, runs: u64 },
 }
 
 /// How a service is doing.
@@ -293,6 +298,10 @@ impl Daemon {
             project_tx.clone(),
         )));
         services.push(Box::new(ingest::IngestService::new(
+            store.clone(),
+            clock.clone(),
+        )));
+        services.push(Box::new(retention::RetentionService::new(
             store.clone(),
             clock.clone(),
         )));

@@ -36,10 +36,33 @@ pub fn check(c: &mut Checker, raw: &Spanned<RawLinks>) -> LinksSpec {
             String::new()
         }
     };
-    let key = c.env_req(&l.signing_key, "links.signing_key");
-    if let Err(e) = crate::links::check_signing_key(&key) {
-        c.at(&l.signing_key, "links.signing_key", e);
-    }
+    let key = match c.secret(
+        l.signing_key.as_ref(),
+        l.signing_key_file.as_ref(),
+        "links.signing_key",
+    ) {
+        Some(key) => {
+            if let Err(e) = crate::links::check_signing_key(&key) {
+                match (&l.signing_key, &l.signing_key_file) {
+                    (Some(at), _) => c.at(at, "links.signing_key", e),
+                    (None, Some(at)) => c.at(at, "links.signing_key_file", e),
+                    (None, None) => {}
+                }
+            }
+            key
+        }
+        None => {
+            if l.signing_key.is_none() && l.signing_key_file.is_none() {
+                c.at(
+                    raw,
+                    "links.signing_key",
+                    "missing `signing_key`: the HMAC key that signs links, at least 32 bytes \
+                     (`signing_key: ${FERRY_LINK_KEY}`, or `signing_key_file: FILE`)",
+                );
+            }
+            String::new()
+        }
+    };
     let mut expiry = c.duration(&l.expiry, "links.expiry", DEFAULT_EXPIRY);
     if expiry > MAX_EXPIRY {
         if let Some(e) = &l.expiry {

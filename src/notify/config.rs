@@ -38,10 +38,15 @@ fn robot_channel(
         c.at(&r.webhook, format!("{field}.{key}"), e);
         usable = false;
     }
-    let secret = r
-        .secret
-        .as_ref()
-        .map(|s| c.env_req(s, &format!("{field}.secret")));
+    if service != RobotService::Webhook {
+        // The robots' webhook URLs carry their token.
+        c.note_if_plain(&r.webhook, &format!("{field}.{key}"));
+    }
+    let secret = c.secret(
+        r.secret.as_ref(),
+        r.secret_file.as_ref(),
+        &format!("{field}.secret"),
+    );
     if let (Some(s), Some(span)) = (&secret, &r.secret)
         && s.is_empty()
     {
@@ -200,7 +205,7 @@ fn email_channel(
         ..
     } = raw;
     let before = c.count();
-    let server = check_server(
+    let server = check_server_with(
         c,
         base_dir,
         field,
@@ -214,6 +219,7 @@ fn email_channel(
             ca_file,
             timeout,
         },
+        raw.password_file.as_ref(),
         Protocol::Smtp,
     );
     let MailServer {
@@ -752,6 +758,19 @@ pub(crate) fn check_server<T>(
     fields: ServerFields<'_>,
     protocol: Protocol,
 ) -> MailServer {
+    check_server_with(c, base_dir, field, at, fields, None, protocol)
+}
+
+/// [`check_server`] with the password possibly read from a file (`password_file`).
+fn check_server_with<T>(
+    c: &mut Checker,
+    base_dir: &Path,
+    field: &str,
+    at: &Spanned<T>,
+    fields: ServerFields<'_>,
+    password_file: Option<&Spanned<String>>,
+    protocol: Protocol,
+) -> MailServer {
     let before = c.count();
     let ServerFields {
         host,
@@ -845,17 +864,22 @@ pub(crate) fn check_server<T>(
     let username = username
         .as_ref()
         .map(|u| (u, c.env_req(u, &format!("{field}.username"))));
-    let password = password
-        .as_ref()
-        .map(|p| (p, c.env_req(p, &format!("{field}.password"))));
+    let given = password.is_some() || password_file.is_some();
+    let password = c.secret(
+        password.as_ref(),
+        password_file,
+        &format!("{field}.password"),
+    );
     let (username, password) = match (username, password) {
-        (Some((_, u)), Some((_, p))) if !u.trim().is_empty() => {
+        (Some((_, u)), Some(p)) if !u.trim().is_empty() => {
             (Some(u.trim().to_string()), Some(Secret::new(p)))
         }
         (Some((at, _)), Some(_)) => {
             c.at(at, format!("{field}.username"), "must not be empty");
             (None, None)
         }
+        // Given but unusable: already reported.
+        (Some(_), None) if given => (None, None),
         (Some(_), None) => {
             c.beside(
                 &format!("{field}.username"),

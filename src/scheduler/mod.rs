@@ -28,7 +28,9 @@ use tracing::{error, info, warn};
 use crate::clock::SharedClock;
 use crate::config::{Concurrency, Config, Problem, Project, TaskSpec};
 use crate::exec::{Executor, Followup, RunRequest, Stop};
-use crate::store::{Applied, Claim, Op, Outcome, Status, Store, StoreError, Trigger, fmt_instant};
+use crate::store::{
+    Applied, Claim, Op, Outcome, Status, Store, StoreError, TaskPause, Trigger, fmt_instant,
+};
 use plan::plan;
 use quiet::quiet_until;
 
@@ -116,6 +118,11 @@ enum After {
     Nothing,
     /// A warning about a task.
     Warn {
+        task: String,
+        msg: String,
+    },
+    /// A note about a task (a fire skipped because the task is paused).
+    Info {
         task: String,
         msg: String,
     },
@@ -283,6 +290,18 @@ impl Scheduler {
         let mut ops = Vec::new();
         let mut after = Vec::new();
         let mut before = Vec::new();
+        // Pauses are set by other processes (`ferry tasks pause`): read when a fire is due.
+        let paused: HashMap<String, TaskPause> =
+            if self.queue.first().is_some_and(|(at, _)| *at <= now) {
+                self.store
+                    .paused_tasks()
+                    .await?
+                    .into_iter()
+                    .map(|p| (p.task.clone(), p))
+                    .collect()
+            } else {
+                HashMap::new()
+            };
         while let Some((at, name)) = self.queue.first().cloned() {
             if at > now {
                 break;
@@ -290,7 +309,7 @@ impl Scheduler {
             self.queue.remove(&(at, name.clone()));
             self.next.remove(&name);
             before.push((name.clone(), self.cursors.get(&name).copied()));
-            self.plan_fire(&name, now, &mut ops, &mut after);
+            self.plan_fire(&name, now, paused.get(&name), &mut ops, &mut after);
         }
         if let Err(e) = self.commit(ops, after).await {
             // Nothing of this tick was written: put the cursors back so that the same fires
@@ -404,6 +423,7 @@ impl Scheduler {
         &mut self,
         name: &str,
         now: DateTime<Utc>,
+        paused: Option<&TaskPause>,
         ops: &mut Vec<Op>,
         after: &mut Vec<After>,
     ) {
@@ -433,7 +453,22 @@ impl Scheduler {
                 msg: format!("fire at {} missed: {}", fmt_instant(*at), p.missed_reason),
             });
         }
-        if p.run.len() > 1 {
+        if let Some(pause) = paused {
+            // A paused task's fires are recorded, not run, and the cursor moves past them:
+            // resuming does not replay what fell in the pause.
+            let reason = pause.skip_reason();
+            for at in &p.run {
+                ops.push(Op::Record(
+                    self.claim(name, *at, now),
+                    Status::Skipped,
+                    reason.clone(),
+                ));
+                after.push(After::Info {
+                    task: name.to_string(),
+                    msg: format!("fire at {} {reason}", fmt_instant(*at)),
+                });
+            }
+        } else if p.run.len() > 1 {
             // Catch-up: all of them are claimed now and run one after another.
             for at in &p.run {
                 self.push_defer(
@@ -529,6 +564,8 @@ impl Scheduler {
                 After::Nothing => {}
                 After::Warn { task, msg } if took => warn!(task = %task, "{msg}"),
                 After::Warn { .. } => {}
+                After::Info { task, msg } if took => info!(task = %task, "{msg}"),
+                After::Info { .. } => {}
                 After::Defer(d, reason) if took => {
                     info!(task = %d.task, scheduled_at = %fmt_instant(d.scheduled_at), "fire deferred: {reason}");
                     self.deferred.push(d);

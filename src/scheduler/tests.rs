@@ -801,3 +801,67 @@ async fn deferred_runs_do_not_spin_the_loop() {
         Duration::from_secs(30)
     );
 }
+
+/// Issue 15 item 5: a task paused in the store (by another process) has its fires recorded
+/// as `skipped` with who and why, others still run; after the resume it runs again from the
+/// next fire, and nothing of the pause is replayed.
+#[tokio::test]
+async fn paused_tasks_skip_their_fires_and_resume_without_replay() {
+    let env = Env::new(
+        "",
+        &[
+            ("hourly", &task("0 * * * *", "")),
+            ("other", &task("0 * * * *", "")),
+        ],
+    )
+    .await;
+    let runner = FakeRunner::new(env.store.clone(), false);
+    let mut s = env.scheduler(&runner, "2026-01-01T09:30:00Z").await;
+    drive(&mut s, utc("2026-01-01T10:30:00Z")).await;
+    env.store
+        .pause_task(&crate::store::TaskPause {
+            task: "hourly".into(),
+            by: "alice@node-a".into(),
+            reason: Some("warehouse migration".into()),
+            at: utc("2026-01-01T10:30:00Z"),
+        })
+        .await
+        .unwrap();
+    drive(&mut s, utc("2026-01-01T12:30:00Z")).await;
+    let resumed = env.store.resume_task("hourly").await.unwrap();
+    assert_eq!(resumed.unwrap().by, "alice@node-a");
+    drive(&mut s, utc("2026-01-01T13:30:00Z")).await;
+
+    let ran: Vec<String> = runner
+        .fires()
+        .iter()
+        .filter(|(t, _)| t == "hourly")
+        .map(|(_, at)| fmt_instant(*at))
+        .collect();
+    assert_eq!(
+        ran,
+        ["2026-01-01T10:00:00.000Z", "2026-01-01T13:00:00.000Z"]
+    );
+    let other = runner.fires().iter().filter(|(t, _)| t == "other").count();
+    assert_eq!(other, 4, "the other task is not paused");
+    let h = env.history("hourly").await;
+    let shown: Vec<(String, Status)> = h
+        .iter()
+        .map(|r| (fmt_instant(r.scheduled_at), r.status))
+        .collect();
+    assert_eq!(
+        shown,
+        [
+            ("2026-01-01T10:00:00.000Z".to_string(), Status::Succeeded),
+            ("2026-01-01T11:00:00.000Z".to_string(), Status::Skipped),
+            ("2026-01-01T12:00:00.000Z".to_string(), Status::Skipped),
+            ("2026-01-01T13:00:00.000Z".to_string(), Status::Succeeded),
+        ]
+    );
+    let reason = h[1].reason.clone().unwrap_or_default();
+    assert!(
+        reason
+            .contains("paused (by alice@node-a at 2026-01-01T10:30:00.000Z: warehouse migration)"),
+        "{reason}"
+    );
+}

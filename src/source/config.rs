@@ -215,6 +215,7 @@ pub fn check(
         }
         RawDatasource::Postgres {
             url,
+            password_file,
             max_connections,
             connect_timeout,
             tls,
@@ -223,6 +224,7 @@ pub fn check(
         }
         | RawDatasource::Mysql {
             url,
+            password_file,
             max_connections,
             connect_timeout,
             tls,
@@ -231,7 +233,7 @@ pub fn check(
         } => {
             let tls_span = tls.as_ref();
             let mysql = matches!(ds.value, RawDatasource::Mysql { .. });
-            let u = c.env_req(url, &format!("{field}.url"));
+            let u = server_url(c, field, url, password_file.as_ref());
             if u.is_empty() {
                 return None;
             }
@@ -320,6 +322,7 @@ pub fn check(
         }
         RawDatasource::Oracle {
             url,
+            password_file,
             max_connections,
             connect_timeout,
             ..
@@ -328,7 +331,7 @@ pub fn check(
                 c.at(ds, format!("{field}.type"), ORACLE_NOT_BUILT);
                 return None;
             }
-            let u = c.env_req(url, &format!("{field}.url"));
+            let u = server_url(c, field, url, password_file.as_ref());
             if u.is_empty() {
                 return None;
             }
@@ -358,6 +361,57 @@ pub fn check(
             })
         }
     }
+}
+
+/// A server datasource's URL (`${VAR}` and `enc:v1:` opened), with the password of
+/// `password_file` put in; empty when unusable (a problem says why). A password written in
+/// the URL itself is noted for `ferry validate`'s permission check.
+fn server_url(
+    c: &mut Checker,
+    field: &str,
+    url: &Spanned<String>,
+    password_file: Option<&Spanned<String>>,
+) -> String {
+    let u = c.env_req(url, &format!("{field}.url"));
+    if redact_url(&u) != u {
+        c.note_if_plain(url, &format!("{field}.url"));
+    }
+    let Some(pf) = password_file else {
+        return u;
+    };
+    let Some(password) = c.secret(None, Some(pf), &format!("{field}.password")) else {
+        return String::new();
+    };
+    match with_password(&u, &password) {
+        Ok(u) => u,
+        Err(e) => {
+            c.at(pf, format!("{field}.password_file"), e);
+            String::new()
+        }
+    }
+}
+
+/// `url` with `password` (percent-encoded) after its user name.
+fn with_password(url: &str, password: &str) -> Result<String, String> {
+    let start = url.find("://").map(|i| i + 3).unwrap_or(0);
+    let end = url[start..]
+        .find(['/', '?', '#'])
+        .map(|i| start + i)
+        .unwrap_or(url.len());
+    let Some(at) = url[start..end].rfind('@').map(|i| start + i) else {
+        return Err(
+            "`password_file` needs the user name in `url` (`SCHEME://USER@HOST:PORT/DATABASE`)"
+                .into(),
+        );
+    };
+    if url[start..at].contains(':') {
+        return Err(
+            "`url` has a password already: give it in `url` or in `password_file`, not both".into(),
+        );
+    }
+    let encoded =
+        percent_encoding::utf8_percent_encode(password, percent_encoding::NON_ALPHANUMERIC);
+    Ok(format!("{}:{encoded}{}", &url[..at], &url[at..]))
 }
 
 /// The parts of an `oracle://USER:PASSWORD@HOST:PORT/SERVICE_NAME` URL.
@@ -534,6 +588,24 @@ mod tests {
     fn the_not_built_message_says_how_to_build_with_oracle() {
         assert!(ORACLE_NOT_BUILT.starts_with("this ferry binary was built without Oracle support"));
         assert!(ORACLE_NOT_BUILT.contains("`cargo build --release --features oracle`"));
+    }
+
+    #[test]
+    fn a_password_file_goes_after_the_user_name() {
+        assert_eq!(
+            with_password("postgres://app@db:5432/x?sslmode=disable", "p@ss:w/rd").unwrap(),
+            "postgres://app:p%40ss%3Aw%2Frd@db:5432/x?sslmode=disable"
+        );
+        assert!(
+            with_password("mysql://app:pw@db/x", "p")
+                .unwrap_err()
+                .contains("not both")
+        );
+        assert!(
+            with_password("mysql://db/x", "p")
+                .unwrap_err()
+                .contains("needs the user name")
+        );
     }
 
     #[test]

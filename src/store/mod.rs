@@ -10,7 +10,9 @@
 //!   email one [`RecipientRecord`] per envelope recipient of each message part; attempts
 //!   are fenced by `(owner, attempts)`; owner-alert admission.
 //! - [`Links`] ([`links`]): download links and their requests.
-//! - [`Schedule`] ([`schedule`]): the scheduler's cursors, deferred runs, channel pauses.
+//! - [`Schedule`] ([`schedule`]): the scheduler's cursors, deferred runs, channel pauses,
+//!   tasks paused by hand.
+//! - [`Retention`] ([`retention`]): what retention reads and deletes (`ferry cleanup`).
 //! - [`Instances`] ([`instances`]): the ferry processes on the store and their heartbeats
 //!   (the cross-node liveness rule), what a daemon must hold, closing.
 //!
@@ -53,6 +55,7 @@ pub mod ledger;
 pub mod links;
 pub mod mail;
 pub mod outage;
+pub mod retention;
 pub mod runs;
 pub mod schedule;
 pub mod sqlite;
@@ -71,8 +74,9 @@ pub use ledger::Ledger;
 pub use links::Links;
 pub use mail::{Mail, MailClaim, MailRecord, ReplySlot};
 pub use outage::Outage;
+pub use retention::{Deleted, Retention};
 pub use runs::{Applied, Op, Runs};
-pub use schedule::Schedule;
+pub use schedule::{Schedule, TaskPause};
 
 /// The state of a run.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -229,6 +233,10 @@ pub struct RunRecord {
     pub reason: Option<String>,
     /// For deferred runs: when they may start.
     pub deferred_until: Option<DateTime<Utc>>,
+    /// When retention removed the run's result files (`files` still lists them, with
+    /// their sha256).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub files_removed_at: Option<DateTime<Utc>>,
     /// What each notification of the run did, in the task's `notify` order.
     pub deliveries: Vec<DeliveryRecord>,
     /// What the deliveries come to (`delivered`, `partially_delivered`, …).
@@ -581,9 +589,9 @@ impl StoreError {
 
 /// Everything the rest of ferry needs from a store: one trait per concern, so a caller
 /// holds one `Arc<dyn Store>` and a backend implements the concerns one file at a time.
-pub trait Store: Runs + Ledger + Links + Schedule + Instances + Mail {}
+pub trait Store: Runs + Ledger + Links + Schedule + Instances + Mail + Retention {}
 
-impl<T: Runs + Ledger + Links + Schedule + Instances + Mail> Store for T {}
+impl<T: Runs + Ledger + Links + Schedule + Instances + Mail + Retention> Store for T {}
 
 /// Opens the store a `store:` URL names (see [`StoreUrl`]), creating and migrating it as
 /// needed: the one place that knows the backends.

@@ -1,5 +1,5 @@
-//! The schedule concern: the scheduler's cursors, deferred runs, and channel pauses
-//! ([`Schedule`]).
+//! The schedule concern: the scheduler's cursors, deferred runs, channel pauses and
+//! tasks paused by hand ([`Schedule`], [`TaskPause`]).
 
 use std::collections::HashMap;
 
@@ -8,6 +8,35 @@ use chrono::{DateTime, Utc};
 
 use super::runs::{Op, Runs};
 use super::{Claim, RunRecord, StoreError};
+
+/// A task paused by hand (`ferry tasks pause NAME --reason …`): while it holds, the
+/// scheduler records the task's fires as `skipped` instead of running them.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct TaskPause {
+    pub task: String,
+    /// Who paused it (`user@node`).
+    pub by: String,
+    /// Why, as given with `--reason`.
+    pub reason: Option<String>,
+    pub at: DateTime<Utc>,
+}
+
+impl TaskPause {
+    /// The reason recorded on a fire skipped by this pause.
+    pub fn skip_reason(&self) -> String {
+        let mut r = format!(
+            "skipped: the task is paused (by {} at {}",
+            self.by,
+            super::fmt_instant(self.at)
+        );
+        if let Some(why) = &self.reason {
+            r.push_str(": ");
+            r.push_str(why);
+        }
+        r.push_str("); `ferry tasks resume` ends the pause");
+        r
+    }
+}
 
 /// Cursors, deferrals and pauses.
 #[async_trait]
@@ -73,4 +102,13 @@ pub trait Schedule: Runs {
         key: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<(DateTime<Utc>, String)>, StoreError>;
+
+    /// Pauses a task by hand; replaces an earlier pause of the task (its who, why and when).
+    async fn pause_task(&self, pause: &TaskPause) -> Result<(), StoreError>;
+
+    /// Ends a task's pause; the pause it ended, `None` if the task was not paused.
+    async fn resume_task(&self, task: &str) -> Result<Option<TaskPause>, StoreError>;
+
+    /// Every paused task, by name.
+    async fn paused_tasks(&self) -> Result<Vec<TaskPause>, StoreError>;
 }

@@ -20,6 +20,16 @@ fn prepare(case: &Path, into: &Path) {
         }
         std::fs::remove_file(into.join("delete.txt")).unwrap();
     }
+    // The corpus is about bad input, not permissions: config.yaml is kept private so that
+    // its literal robot tokens do not add `ferry validate`'s plain-text warnings
+    // (tests/integration/sealed_secrets.rs covers those).
+    #[cfg(unix)]
+    if let Ok(meta) = std::fs::metadata(into.join("config.yaml")) {
+        use std::os::unix::fs::PermissionsExt;
+        let mut perms = meta.permissions();
+        perms.set_mode(0o600);
+        std::fs::set_permissions(into.join("config.yaml"), perms).unwrap();
+    }
 }
 
 #[test]

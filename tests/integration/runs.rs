@@ -275,7 +275,9 @@ fn tasks_lists_every_task_with_its_next_fire() {
 #[test]
 fn every_command_has_help() {
     let p = Project::fixture("project");
-    for cmd in ["validate", "run", "next", "tasks", "history"] {
+    for cmd in [
+        "validate", "run", "next", "tasks", "history", "status", "cleanup", "secrets",
+    ] {
         let out = p.ferry(&[cmd, "--help"]);
         assert_eq!(out.status.code(), Some(0), "{cmd}: {}", describe(&out));
         assert!(stdout(&out).contains("Usage: ferry"), "{cmd}");

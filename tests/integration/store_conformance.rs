@@ -3,7 +3,7 @@
 //! implements [`Backend`] for a fresh database and adds one `conformance!` line.
 //!
 //! Cases: claims unique per (task, fire); many concurrent claimers; `concurrency: forbid`
-//! decided by the claim; ledger fencing; deferrals; cursors; channel pauses; heartbeats and
+//! decided by the claim; ledger fencing; deferrals; cursors; channel pauses; task pauses; retention; heartbeats and
 //! dead instances; migrations refusing a newer schema; mail claimed once, quotas and reply
 //! caps (query by email).
 
@@ -13,9 +13,9 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use chrono::{DateTime, Duration, Utc};
 use ferry::store::{
-    Applied, AttemptEnd, Claim, DeliveryKey, DeliveryStatus, HistoryFilter, InstanceRecord,
-    MailClaim, MailRecord, Op, Outcome, Owner, QueuedDelivery, ReplySlot, Status, Store,
-    StoreError, Trigger, reap_interrupted,
+    Applied, AttemptEnd, Claim, Deleted, DeliveryKey, DeliveryStatus, DownloadRecord, FileRecord,
+    HistoryFilter, InstanceRecord, LinkRecord, MailClaim, MailRecord, Op, Outcome, Owner,
+    QueuedDelivery, ReplySlot, Status, Store, StoreError, TaskPause, Trigger, reap_interrupted,
 };
 
 /// A fresh, empty database of one backend.
@@ -390,6 +390,159 @@ pub async fn pauses_survive_a_restart(b: &dyn Backend) {
     );
 }
 
+/// A task paused by hand holds across handles with who, why and when; pausing again
+/// replaces it; resuming returns the pause it ended, once.
+pub async fn task_pauses_are_kept_until_resumed(b: &dyn Backend) {
+    let s = open(b).await;
+    assert!(s.paused_tasks().await.unwrap().is_empty());
+    assert_eq!(s.resume_task("daily").await.unwrap(), None);
+    let pause = TaskPause {
+        task: "daily".into(),
+        by: "alice@node-a".into(),
+        reason: Some("source database migration until Monday".into()),
+        at: base(),
+    };
+    s.pause_task(&pause).await.unwrap();
+    s.pause_task(&TaskPause {
+        task: "weekly".into(),
+        by: "bob@node-b".into(),
+        reason: None,
+        at: base() + Duration::minutes(1),
+    })
+    .await
+    .unwrap();
+    s.close().await;
+    let s = open(b).await;
+    let all = s.paused_tasks().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0], pause);
+    assert_eq!(all[1].task, "weekly");
+    assert_eq!(all[1].reason, None);
+    // Pausing again replaces who, why and when.
+    let again = TaskPause {
+        by: "carol@node-a".into(),
+        reason: Some("still migrating".into()),
+        at: base() + Duration::hours(1),
+        ..pause.clone()
+    };
+    s.pause_task(&again).await.unwrap();
+    assert_eq!(s.paused_tasks().await.unwrap()[0], again);
+    assert_eq!(s.resume_task("daily").await.unwrap(), Some(again));
+    assert_eq!(s.resume_task("daily").await.unwrap(), None);
+    let left = s.paused_tasks().await.unwrap();
+    assert_eq!(left.len(), 1);
+    assert_eq!(left[0].task, "weekly");
+}
+
+/// Retention reads the finished runs with files, notes their removal (the run keeps the
+/// files' names and sha256), and deletes old runs whole: their deliveries, recipients,
+/// links and downloads; running runs are never deleted.
+pub async fn retention_keeps_the_record_and_deletes_runs_whole(b: &dyn Backend) {
+    let s = open(b).await;
+    let me = Owner {
+        node: "n1".into(),
+        pid: 1,
+    };
+    let file = FileRecord {
+        path: "/exports/t/a.csv".into(),
+        bytes: 10,
+        sha256: "ab".repeat(32),
+    };
+    let mut ids = Vec::new();
+    for (i, at) in [base(), base() + Duration::days(1)].into_iter().enumerate() {
+        let c = claim("t", at, "n1", 1);
+        assert!(s.claim(&c).await.unwrap());
+        let mut o = outcome(Status::Succeeded, at + Duration::seconds(1));
+        o.files = vec![file.clone()];
+        let queued = [QueuedDelivery {
+            channel: "box".into(),
+            occurrence: 1,
+            message: Ok("{}".into()),
+        }];
+        s.finish_with_deliveries(&c.run_id, &o, &queued, &me)
+            .await
+            .unwrap();
+        s.ensure_link(&LinkRecord {
+            id: format!("link{i}"),
+            run_id: c.run_id.clone(),
+            path: file.path.clone(),
+            name: "a.csv".into(),
+            bytes: 10,
+            sha256: file.sha256.clone(),
+            created_at: at,
+        })
+        .await
+        .unwrap();
+        s.record_download(&DownloadRecord {
+            link_id: format!("link{i}"),
+            at,
+            client: "127.0.0.1".into(),
+            range: None,
+            status: 200,
+            bytes_sent: 10,
+            reason: None,
+        })
+        .await
+        .unwrap();
+        ids.push(c.run_id);
+    }
+    let running = claim("t", base() - Duration::days(3), "n1", 1);
+    assert!(s.claim(&running).await.unwrap());
+
+    let with_files: Vec<String> = s
+        .runs_with_files()
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(with_files, ids, "oldest first, the running run left out");
+    s.mark_files_removed(&ids[0], base() + Duration::days(30))
+        .await
+        .unwrap();
+    let rec = s.get(&ids[0]).await.unwrap().unwrap();
+    assert_eq!(rec.files_removed_at, Some(base() + Duration::days(30)));
+    assert_eq!(
+        rec.files,
+        vec![file.clone()],
+        "the record keeps the file and its sha256"
+    );
+    assert_eq!(s.runs_with_files().await.unwrap().len(), 1);
+
+    let old: Vec<String> = s
+        .finished_before(base() + Duration::hours(1))
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|r| r.run_id)
+        .collect();
+    assert_eq!(old, [ids[0].clone()], "finished runs only");
+    let deleted = s
+        .delete_runs(&[ids[0].clone(), running.run_id.clone()])
+        .await
+        .unwrap();
+    assert_eq!(
+        deleted,
+        Deleted {
+            runs: 1,
+            deliveries: 1,
+            links: 1,
+            downloads: 1
+        }
+    );
+    assert!(s.get(&ids[0]).await.unwrap().is_none());
+    assert!(s.link("link0").await.unwrap().is_none());
+    assert!(s.downloads("link0", 10).await.unwrap().is_empty());
+    assert!(
+        s.get(&running.run_id).await.unwrap().is_some(),
+        "running runs stay"
+    );
+    // The other run is whole.
+    assert_eq!(s.get(&ids[1]).await.unwrap().unwrap().deliveries.len(), 1);
+    assert!(s.link("link1").await.unwrap().is_some());
+    assert_eq!(s.downloads("link1", 10).await.unwrap().len(), 1);
+}
+
 /// Instances beat; one that stopped beating for a lease is dead, and its runs are reaped
 /// by any node; a live one's are not.
 pub async fn dead_instances_are_found_by_heartbeat(b: &dyn Backend) {
@@ -678,6 +831,8 @@ macro_rules! conformance {
                 deferred_runs_start_once,
                 cursors_only_move_forward,
                 pauses_survive_a_restart,
+                task_pauses_are_kept_until_resumed,
+                retention_keeps_the_record_and_deletes_runs_whole,
                 dead_instances_are_found_by_heartbeat,
                 a_newer_schema_is_refused,
                 mail_is_claimed_once,

@@ -206,4 +206,19 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         seen_at     TEXT NOT NULL
     );",
     ),
+    // Tasks paused by hand (`ferry tasks pause`): who, why and when; the scheduler records
+    // a paused task's fires as skipped until `ferry tasks resume` deletes the row. And when
+    // retention removed a run's result files (the run keeps their names, sizes, sha256).
+    (
+        15,
+        "CREATE TABLE task_pauses (
+        task      TEXT PRIMARY KEY,
+        paused_by TEXT NOT NULL,
+        reason    TEXT,
+        paused_at TEXT NOT NULL
+    );
+    ALTER TABLE runs ADD COLUMN files_removed_at TEXT;
+    CREATE INDEX downloads_link ON downloads (link_id);
+    CREATE INDEX links_run ON links (run_id);",
+    ),
 ];

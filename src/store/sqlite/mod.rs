@@ -33,6 +33,7 @@ mod ledger;
 mod links;
 mod mail;
 pub mod migrations;
+mod retention;
 mod runs;
 mod schedule;
 #[cfg(test)]
@@ -404,6 +405,10 @@ fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, sqlx::Error
         reason: row.try_get("reason")?,
         deferred_until: row
             .try_get::<Option<String>, _>("deferred_until")?
+            .as_deref()
+            .and_then(parse_instant),
+        files_removed_at: row
+            .try_get::<Option<String>, _>("files_removed_at")?
             .as_deref()
             .and_then(parse_instant),
         deliveries: Vec::new(),

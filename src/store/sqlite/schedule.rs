@@ -1,4 +1,4 @@
-//! SQLite: the schedule concern (deferred runs, cursors, channel pauses).
+//! SQLite: the schedule concern (deferred runs, cursors, channel pauses, task pauses).
 
 use std::collections::HashMap;
 
@@ -6,7 +6,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::SqliteStore;
-use crate::store::{RunRecord, Schedule, StoreError, fmt_instant, parse_instant};
+use crate::store::{RunRecord, Schedule, StoreError, TaskPause, fmt_instant, parse_instant};
 
 #[async_trait]
 impl Schedule for SqliteStore {
@@ -114,4 +114,55 @@ impl Schedule for SqliteStore {
             .and_then(|(until, reason)| Some((parse_instant(&until)?, reason)))
             .filter(|(until, _)| *until > now))
     }
+
+    async fn pause_task(&self, pause: &TaskPause) -> Result<(), StoreError> {
+        self.write_one(
+            sqlx::query(
+                "INSERT INTO task_pauses (task, paused_by, reason, paused_at) VALUES (?, ?, ?, ?)
+             ON CONFLICT (task) DO UPDATE SET paused_by = excluded.paused_by,
+                 reason = excluded.reason, paused_at = excluded.paused_at",
+            )
+            .bind(&pause.task)
+            .bind(&pause.by)
+            .bind(&pause.reason)
+            .bind(fmt_instant(pause.at)),
+        )
+        .await?;
+        Ok(())
+    }
+
+    async fn resume_task(&self, task: &str) -> Result<Option<TaskPause>, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let row: Option<PauseRow> = sqlx::query_as(
+            "DELETE FROM task_pauses WHERE task = ?
+             RETURNING task, paused_by, reason, paused_at",
+        )
+        .bind(task)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(row.and_then(pause_of))
+    }
+
+    async fn paused_tasks(&self) -> Result<Vec<TaskPause>, StoreError> {
+        let rows: Vec<PauseRow> = sqlx::query_as(
+            "SELECT task, paused_by, reason, paused_at FROM task_pauses ORDER BY task",
+        )
+        .fetch_all(&mut *self.read_tx().await?)
+        .await
+        .map_err(|e| self.err(e))?;
+        Ok(rows.into_iter().filter_map(pause_of).collect())
+    }
+}
+
+type PauseRow = (String, String, Option<String>, String);
+
+fn pause_of((task, by, reason, at): PauseRow) -> Option<TaskPause> {
+    Some(TaskPause {
+        task,
+        by,
+        reason,
+        at: parse_instant(&at)?,
+    })
 }

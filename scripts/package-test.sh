@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# Builds the Debian package, installs it on this machine, checks the systemd unit, runs the
+# example task as the `ferry` user, and purges the package (issue 15 item 1).
+#
+# Needs root, cargo-deb (`cargo install cargo-deb`) and dpkg. With systemd running (PID 1)
+# the service is started and its readiness checked; without, the installed unit is checked
+# with `systemd-analyze verify`. Usage: scripts/package-test.sh [--no-build]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+if [[ "${1:-}" != "--no-build" ]]; then
+    cargo deb
+fi
+deb=$(ls -t target/debian/ferry_*.deb | head -1)
+echo "== package: $deb"
+dpkg-deb --info "$deb" | sed -n '1,20p'
+dpkg-deb --contents "$deb"
+
+cleanup() { apt-get purge -y ferry >/dev/null 2>&1 || dpkg --purge ferry >/dev/null 2>&1 || true; }
+trap cleanup EXIT
+
+echo "== install"
+apt-get install -y "./$deb" >/dev/null 2>&1 || dpkg -i "$deb"
+getent passwd ferry
+test -x /usr/bin/ferry
+stat -c '%U:%G %a %n' /etc/ferry /etc/ferry/config.yaml
+test "$(stat -c '%a' /etc/ferry/config.yaml)" = 640
+
+echo "== unit"
+systemd-analyze verify /lib/systemd/system/ferry.service
+
+echo "== validate and run the example task as ferry"
+install -d -o ferry -g ferry -m 0750 /var/lib/ferry /var/log/ferry
+cd /var/lib/ferry
+runuser -u ferry -- /usr/bin/ferry --config /etc/ferry/config.yaml validate
+runuser -u ferry -- /usr/bin/ferry --config /etc/ferry/config.yaml run example
+ls -l /var/lib/ferry/exports/example/
+runuser -u ferry -- /usr/bin/ferry --config /etc/ferry/config.yaml history --task example
+cd - >/dev/null
+
+if [[ "$(ps -p 1 -o comm=)" == "systemd" ]]; then
+    echo "== systemd: start, wait for READY, stop"
+    systemctl start ferry
+    systemctl is-active ferry
+    systemctl show -p StatusText ferry
+    systemctl stop ferry
+fi
+
+echo "== purge"
+cleanup
+trap - EXIT
+! test -e /usr/bin/ferry
+! test -e /var/lib/ferry
+echo "package test passed"
