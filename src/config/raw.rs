@@ -56,51 +56,64 @@ pub struct RawConfig {
     #[schemars(with = "Option<RawIngest>")]
     pub ingest: Option<Spanned<RawIngest>>,
     /// The log of `ferry serve`: level, filters, format, an optional rotated file.
+    #[schemars(with = "Option<RawLogging>")]
     pub logging: Option<Spanned<RawLogging>>,
     /// How long result files and run history are kept (forever when absent).
+    #[schemars(with = "Option<RawRetention>")]
     pub retention: Option<Spanned<RawRetention>>,
 }
 
 /// `retention:` in config.yaml (every task) or in a task file (that task, field by field).
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawRetention {
     /// Remove a run's result files this many days after the run.
+    #[schemars(with = "Option<u32>")]
     pub files_days: Option<Spanned<u32>>,
     /// Keep the result files of the task's last this many runs (with `files_days`: kept
     /// when either keeps them).
+    #[schemars(with = "Option<u32>")]
     pub files_runs: Option<Spanned<u32>>,
     /// Delete runs (with their deliveries, links and downloads, and any files left) this
     /// many days after the run.
+    #[schemars(with = "Option<u32>")]
     pub history_days: Option<Spanned<u32>>,
 }
 
 /// `logging:`: what `ferry serve` logs and where.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogging {
     /// `error`, `warn`, `info` (default), `debug` or `trace`.
+    #[schemars(with = "Option<String>")]
     pub level: Option<Spanned<String>>,
     /// Levels for parts of ferry or its libraries, `TARGET=LEVEL` (`ferry::store=debug`).
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub filters: Vec<Spanned<String>>,
     /// `text` (default) or `json` (one JSON object per line).
+    #[schemars(with = "Option<String>")]
     pub format: Option<Spanned<String>>,
     /// Write the log to this file instead of standard error, rotated.
+    #[schemars(with = "Option<RawLogFile>")]
     pub file: Option<Spanned<RawLogFile>>,
 }
 
 /// `logging.file`.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct RawLogFile {
     /// The log file, relative to config.yaml.
+    #[schemars(with = "String")]
     pub path: Spanned<String>,
     /// Rotate every day at this local time, `HH:MM` (in `timezone` of config.yaml).
+    #[schemars(with = "Option<String>")]
     pub rotate_at: Option<Spanned<String>>,
     /// Rotate when the file grows past this many bytes.
+    #[schemars(with = "Option<u64>")]
     pub max_bytes: Option<Spanned<u64>>,
     /// How many rotated files to keep (default 7).
+    #[schemars(with = "Option<usize>")]
     pub keep: Option<Spanned<usize>>,
     /// gzip rotated files (default true).
     pub compress: Option<bool>,
@@ -234,6 +247,7 @@ pub enum RawDatasource {
         url: Spanned<String>,
         /// A file holding the password, put into `url` after its user name (relative: in
         /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+        #[schemars(with = "Option<String>")]
         password_file: Option<Spanned<String>>,
         /// Most connections ferry opens to this datasource at the same time (default 4).
         #[schemars(with = "Option<usize>")]
@@ -269,6 +283,7 @@ pub enum RawDatasource {
         url: Spanned<String>,
         /// A file holding the password, put into `url` after its user name (relative: in
         /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+        #[schemars(with = "Option<String>")]
         password_file: Option<Spanned<String>>,
         /// Most connections ferry opens to this datasource at the same time (default 4).
         #[schemars(with = "Option<usize>")]
@@ -305,6 +320,7 @@ pub enum RawDatasource {
         url: Spanned<String>,
         /// A file holding the password, put into `url` after its user name (relative: in
         /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+        #[schemars(with = "Option<String>")]
         password_file: Option<Spanned<String>>,
         /// Most connections ferry opens to this datasource at the same time (default 4).
         #[schemars(with = "Option<usize>")]
@@ -415,6 +431,7 @@ pub struct RawEmail {
     pub password: Option<Spanned<String>>,
     /// A file holding the SMTP AUTH password instead of `password` (relative: in
     /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+    #[schemars(with = "Option<String>")]
     pub password_file: Option<Spanned<String>>,
     /// PEM file with CA certificates to trust besides the system's, relative to
     /// config.yaml.
@@ -470,6 +487,7 @@ pub struct RawRobot {
     pub secret: Option<Spanned<String>>,
     /// A file holding the signing secret instead of `secret` (relative: in
     /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+    #[schemars(with = "Option<String>")]
     pub secret_file: Option<Spanned<String>>,
     /// DingTalk custom keyword: `ferry validate` warns when a template lacks it.
     #[schemars(with = "Option<String>")]
@@ -551,6 +569,7 @@ pub struct RawTask {
     #[schemars(with = "Vec<RawNotify>")]
     pub notify: Vec<Spanned<RawNotify>>,
     /// This task's retention, over config.yaml's `retention:` field by field.
+    #[schemars(with = "Option<RawRetention>")]
     pub retention: Option<Spanned<RawRetention>>,
 }
 
@@ -790,8 +809,10 @@ pub struct RawIngest {
     /// Who hears about ingest itself (a changed UIDVALIDITY, a sender over the reply cap)
     /// and gets the daily digest of rejected and ignored mail, through the reply channel.
     #[serde(default)]
+    #[schemars(with = "Vec<String>")]
     pub owners: Vec<Spanned<String>>,
     /// Local time of the owners' daily digest (default `08:00`).
+    #[schemars(with = "Option<String>")]
     pub digest_at: Option<Spanned<String>>,
 }
 

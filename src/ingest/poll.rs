@@ -791,6 +791,8 @@ pub fn request_task(
             file_per_query: true,
         },
         notify,
+        // config.yaml's `retention:` applies to requests' runs and files.
+        retention: Default::default(),
     }
 }
 
