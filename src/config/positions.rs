@@ -55,7 +55,11 @@ impl Positions {
         let (path, pos) = self
             .keys
             .iter()
-            .filter(|(path, _)| path.rsplit('.').next() == Some(name) && path.as_str() != field)
+            // A slip changes how deep the key sits: a key of that name at the same depth
+            // elsewhere (`url` of another datasource) is not this one.
+            .filter(|(path, _)| {
+                path.rsplit('.').next() == Some(name) && depth(path) != depth(field)
+            })
             .min_by_key(|(_, (line, _))| (*line <= after, line.abs_diff(after)))?;
         let read_as = match path.rsplit_once('.') {
             Some((p, _)) => format!("under `{p}`"),
@@ -93,6 +97,11 @@ impl Positions {
             ),
         ))
     }
+}
+
+/// How deep a field path is (`a` 0, `a.b` 1, `a[0].b` 2).
+fn depth(path: &str) -> usize {
+    path.matches(['.', '[']).count()
 }
 
 fn walk(node: &Node, path: String, lines: &[&str], out: &mut Positions) {
@@ -289,6 +298,13 @@ mod tests {
             "`query` on line 3 is read under `output`, not at the top level: indent it to column 1, like `output`"
         );
         assert!(Positions::index(text).misplaced("output.format").is_none());
+        // Another datasource's `url` is not a slip of this one's.
+        let text = "datasources:\n  a:\n    type: sqlite\n  b:\n    type: sqlite\n    url: x\n";
+        assert!(
+            Positions::index(text)
+                .misplaced("datasources.a.url")
+                .is_none()
+        );
         assert!(Positions::index(text).misplaced("output.zip").is_none());
     }
 

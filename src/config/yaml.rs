@@ -138,9 +138,14 @@ fn indentation(
         };
         if let Some((at, how)) = Positions::index(text).misplaced(&full) {
             *message = format!("missing; {how}");
-            *field = full;
             *pos = Some(at);
+        } else if field.is_empty() {
+            *message = format!("missing: add `{name}:` at the top level");
+        } else {
+            let parent = field.rsplit('.').next().unwrap_or(field);
+            *message = format!("missing: add `{name}:` under `{parent}:`");
         }
+        *field = full;
         return;
     }
     let Some((line, _)) = *pos else { return };

@@ -168,6 +168,8 @@ fn the_corpus_shape_errors_are_rejected() {
         "indent_config",
         "indent_empty",
         "indent_less",
+        "required_missing",
+        "required_missing_task",
         "shape_words",
         "sql_gate_type",
         "sql_gate_value",
