@@ -551,7 +551,9 @@ mod tests {
             .unwrap_err();
         assert!(
             e.starts_with("template `weekly` not found: expected the file ")
-                && e.ends_with("weekly.md.j2 (built-in templates: alert, report)"),
+                && e.ends_with(
+                    "weekly.md.j2 (built-in templates: alert, mail_result, mail_result_zh, report)"
+                ),
             "{e}"
         );
         // A subject of its own; the body stays built in.

@@ -132,6 +132,17 @@ impl Poller {
         let Some(spec) = self.spec() else {
             return Ok(Pass::default());
         };
+        if spec.trust_unauthenticated {
+            static WARNED: std::sync::Once = std::sync::Once::new();
+            WARNED.call_once(|| {
+                warn!(
+                    "ingest.trust_unauthenticated is on: mail is NOT checked against our mail \
+                     server's Authentication-Results, so anyone who can reach this mailbox can \
+                     send requests in an allowed sender's name; use it only behind an internal \
+                     relay that accepts no outside mail"
+                )
+            });
+        }
         let mut imap = Imap::connect(&spec.imap).await?;
         let result = self.pass(&mut imap, spec, stop, wind_down).await;
         imap.logout().await;
