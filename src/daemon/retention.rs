@@ -92,9 +92,12 @@ impl Service for RetentionService {
 
     async fn run(self: Box<Self>, ctx: Context) {
         loop {
+            // The next pass is due a day after this one starts (not after it ends): a
+            // clock that moves while the pass runs (a manual one in tests) is honoured.
+            let next = self.clock.now() + EVERY;
             self.pass(&ctx).await;
             tokio::select! {
-                _ = self.clock.sleep(EVERY) => {}
+                _ = self.clock.sleep_until(next) => {}
                 _ = ctx.shutdown.cancelled() => break,
             }
         }
