@@ -387,9 +387,14 @@ pub struct RawRobot {
     /// The channel's `type` (see [`RawChannelType`]).
     #[serde(rename = "type")]
     pub kind: Option<serde::de::IgnoredAny>,
-    /// The robot's webhook URL (it carries the token: use `${VAR}`); `url` for webhooks.
+    /// The robot's webhook URL (it carries the token: use `${VAR}` or `enc:v1:`); `url`
+    /// for webhooks. This or `webhook_file` is required.
     #[serde(alias = "url")]
-    pub webhook: Spanned<String>,
+    pub webhook: Option<Spanned<String>>,
+    /// A file holding the webhook URL instead of `webhook` (`url_file` for webhooks;
+    /// relative: in `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+    #[serde(alias = "url_file")]
+    pub webhook_file: Option<Spanned<String>>,
     /// Signing secret (DingTalk 加签 `SEC…`, Feishu 签名校验, webhook HMAC key).
     pub secret: Option<Spanned<String>>,
     /// A file holding the signing secret instead of `secret` (relative: in
