@@ -27,7 +27,7 @@ stat -c '%U:%G %a %n' /etc/ferry /etc/ferry/config.yaml
 test "$(stat -c '%a' /etc/ferry/config.yaml)" = 640
 
 echo "== unit"
-systemd-analyze verify /lib/systemd/system/ferry.service
+systemd-analyze verify /usr/lib/systemd/system/ferry.service
 
 echo "== validate and run the example task as ferry"
 install -d -o ferry -g ferry -m 0750 /var/lib/ferry /var/log/ferry
@@ -36,6 +36,11 @@ runuser -u ferry -- /usr/bin/ferry --config /etc/ferry/config.yaml validate
 runuser -u ferry -- /usr/bin/ferry --config /etc/ferry/config.yaml run example
 ls -l /var/lib/ferry/exports/example/
 runuser -u ferry -- /usr/bin/ferry --config /etc/ferry/config.yaml history --task example
+echo "== serve as ferry for a few seconds: it logs to /var/log/ferry/ferry.log"
+runuser -u ferry -- timeout -s TERM 5 /usr/bin/ferry --config /etc/ferry/config.yaml serve || test $? = 124
+grep -q "scheduler started" /var/log/ferry/ferry.log
+grep -q "retention pass done" /var/log/ferry/ferry.log
+tail -3 /var/log/ferry/ferry.log
 cd - >/dev/null
 
 if [[ "$(ps -p 1 -o comm=)" == "systemd" ]]; then

@@ -478,10 +478,16 @@ pub struct RawRobot {
     #[serde(rename = "type")]
     #[schemars(skip)]
     pub kind: Option<serde::de::IgnoredAny>,
-    /// The robot's webhook URL (it carries the token: use `${VAR}`); `url` for webhooks.
+    /// The robot's webhook URL (it carries the token: use `${VAR}` or `enc:v1:`); `url`
+    /// for webhooks. This or `webhook_file` is required.
     #[serde(alias = "url")]
-    #[schemars(with = "String")]
-    pub webhook: Spanned<String>,
+    #[schemars(with = "Option<String>")]
+    pub webhook: Option<Spanned<String>>,
+    /// A file holding the webhook URL instead of `webhook` (`url_file` for webhooks;
+    /// relative: in `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+    #[serde(alias = "url_file")]
+    #[schemars(with = "Option<String>")]
+    pub webhook_file: Option<Spanned<String>>,
     /// Signing secret (DingTalk 加签 `SEC…`, Feishu 签名校验, webhook HMAC key).
     #[schemars(with = "Option<String>")]
     pub secret: Option<Spanned<String>>,

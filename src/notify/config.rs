@@ -32,15 +32,43 @@ fn robot_channel(
     } else {
         "webhook"
     };
-    let webhook = c.env_req(&r.webhook, &format!("{field}.{key}"));
+    // The robots' webhook URLs carry their token (noted when written in plain text); a
+    // plain webhook's URL may carry none.
+    let webhook = if service == RobotService::Webhook {
+        match (&r.webhook, &r.webhook_file) {
+            (Some(w), None) => Some(c.env_req(w, &format!("{field}.{key}"))),
+            _ => c.secret(
+                r.webhook.as_ref(),
+                r.webhook_file.as_ref(),
+                &format!("{field}.{key}"),
+            ),
+        }
+    } else {
+        c.secret(
+            r.webhook.as_ref(),
+            r.webhook_file.as_ref(),
+            &format!("{field}.{key}"),
+        )
+    };
+    if r.webhook.is_none() && r.webhook_file.is_none() {
+        c.beside(
+            field,
+            format!("{field}.{key}"),
+            format!(
+                "missing `{key}`: the {} URL (write it with `${{VAR}}`, an `enc:v1:` value, or give `{key}_file`)",
+                if service == RobotService::Webhook { "webhook's" } else { "robot's webhook" }
+            ),
+        );
+    }
+    let webhook = webhook.unwrap_or_default();
     let mut usable = !webhook.is_empty();
     if usable && let Err(e) = check_webhook_url(service, &webhook) {
-        c.at(&r.webhook, format!("{field}.{key}"), e);
+        match (&r.webhook, &r.webhook_file) {
+            (Some(w), _) => c.at(w, format!("{field}.{key}"), e),
+            (None, Some(f)) => c.at(f, format!("{field}.{key}_file"), e),
+            (None, None) => {}
+        }
         usable = false;
-    }
-    if service != RobotService::Webhook {
-        // The robots' webhook URLs carry their token.
-        c.note_if_plain(&r.webhook, &format!("{field}.{key}"));
     }
     let secret = c.secret(
         r.secret.as_ref(),
@@ -73,8 +101,8 @@ fn robot_channel(
     }
     let mention_all = r.mention_all.unwrap_or(false);
     if mention_all && matches!(service, RobotService::WeCom | RobotService::Webhook) {
-        c.at(
-            &r.webhook,
+        c.beside(
+            &format!("{field}.mention_all"),
             format!("{field}.mention_all"),
             format!(
                 "`mention_all` is not available for {} channels",

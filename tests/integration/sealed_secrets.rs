@@ -263,15 +263,21 @@ datasources:
   pg2: {{ type: postgres, url: \"postgres://app@127.0.0.1:1/x\", password_file: pg.pass }}
 channels:
   box: {{ type: outbox }}
+  wc: {{ type: wecom, webhook_file: wecom.url }}
 "
         ),
     );
     p.write("creds/pg.pass", &format!("{SIGN}\n"));
+    p.write(
+        "creds/wecom.url",
+        &format!("https://qyapi.example.test/cgi-bin/webhook/send?key={TOKEN}\n"),
+    );
     let chmod = |rel: &str, mode: u32| {
         std::fs::set_permissions(p.path().join(rel), std::fs::Permissions::from_mode(mode)).unwrap()
     };
     chmod("config.yaml", 0o644);
     chmod("creds/pg.pass", 0o640);
+    chmod("creds/wecom.url", 0o600);
     let out = ferry_with(&p, None, &["validate"], "");
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let e = stderr(&out);
@@ -294,6 +300,15 @@ channels:
     let quiet = ferry_with(&p, None, &["validate"], "");
     assert_eq!(quiet.status.code(), Some(0), "{}", describe(&quiet));
     assert!(!stderr(&quiet).contains("warning"), "{}", describe(&quiet));
+    // The webhook read from its file is used (and shown redacted).
+    let channels = ferry_with(&p, None, &["channels"], "");
+    assert_eq!(channels.status.code(), Some(0), "{}", describe(&channels));
+    assert!(
+        stdout(&channels).contains("https://qyapi.example.test/")
+            && stdout(&channels).contains("?key=***"),
+        "{}",
+        describe(&channels)
+    );
 
     // A `*_file` that is missing, and one given beside its value.
     p.write(
@@ -307,6 +322,7 @@ datasources:
   pg2: { type: postgres, url: \"postgres://app@127.0.0.1:1/x\", password_file: missing.pass }
 channels:
   box: { type: outbox }
+  ding: { type: dingtalk }
 ",
     );
     let bad = ferry_with(&p, None, &["validate"], "");
@@ -321,5 +337,11 @@ channels:
             && e.contains("missing.pass: file not found (a relative name is looked up in $CREDENTIALS_DIRECTORY)"),
         "{e}"
     );
-    assert_no_secret(&[&out, &quiet, &bad]);
+    assert!(
+        e.contains(
+            "config.yaml:10:9: channels.ding.webhook: missing `webhook`: the robot's webhook URL"
+        ),
+        "{e}"
+    );
+    assert_no_secret(&[&out, &quiet, &channels, &bad]);
 }
