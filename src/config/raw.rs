@@ -838,6 +838,10 @@ pub struct RawImap {
     pub username: Option<Spanned<String>>,
     #[schemars(with = "Option<String>")]
     pub password: Option<Spanned<String>>,
+    /// A file holding the password instead of `password` (relative: in
+    /// `$CREDENTIALS_DIRECTORY` when set, else beside config.yaml).
+    #[schemars(with = "Option<String>")]
+    pub password_file: Option<Spanned<String>>,
     #[schemars(with = "Option<String>")]
     pub ca_file: Option<Spanned<String>>,
     /// Limit for connecting and for each IMAP command (default `60s`).

@@ -158,12 +158,13 @@ fn imap(c: &mut Checker, raw: &Spanned<RawIngest>, config: &Config) -> ImapSpec 
             ca_file: &i.ca_file,
             timeout: &i.timeout,
         },
+        i.password_file.as_ref(),
         Protocol::Imap,
     );
     let (username, password) = match (s.username, s.password) {
         (Some(u), Some(p)) => (u, p),
         (u, p) => {
-            if i.username.is_none() && i.password.is_none() {
+            if i.username.is_none() && i.password.is_none() && i.password_file.is_none() {
                 c.at(
                     at,
                     "ingest.imap.username",

@@ -233,7 +233,7 @@ fn email_channel(
         ..
     } = raw;
     let before = c.count();
-    let server = check_server_with(
+    let server = check_server(
         c,
         base_dir,
         field,
@@ -777,20 +777,8 @@ pub(crate) struct MailServer {
 }
 
 /// Checks a mail server's connection fields; `at` is the enclosing entry (problems about
-/// missing fields point at it).
+/// missing fields point at it). The password may come from a file (`password_file`).
 pub(crate) fn check_server<T>(
-    c: &mut Checker,
-    base_dir: &Path,
-    field: &str,
-    at: &Spanned<T>,
-    fields: ServerFields<'_>,
-    protocol: Protocol,
-) -> MailServer {
-    check_server_with(c, base_dir, field, at, fields, None, protocol)
-}
-
-/// [`check_server`] with the password possibly read from a file (`password_file`).
-fn check_server_with<T>(
     c: &mut Checker,
     base_dir: &Path,
     field: &str,

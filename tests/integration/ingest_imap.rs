@@ -170,6 +170,25 @@ fn ingest_test_reports_the_account_and_its_folders() {
     assert!(text.contains("replies through `ingest_reply`"), "{text}");
     assert!(!text.contains(&password()), "{text}");
 
+    // The password read from a file (`password_file`) logs in the same.
+    p.write("imap-password", &format!("{}\n", password()));
+    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
+    assert!(config.contains("    password: ${FERRY_TEST_SMTP_PASSWORD}\n"));
+    p.write(
+        "config.yaml",
+        &config.replace(
+            "    password: ${FERRY_TEST_SMTP_PASSWORD}\n",
+            "    password_file: imap-password\n",
+        ),
+    );
+    let out = p.ferry(&["ingest", "test"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    assert!(
+        stdout(&out).contains("ok   imap: 127.0.0.1:"),
+        "{}",
+        describe(&out)
+    );
+
     // A request folder that does not exist is a failure.
     let p = project(&m, "t3-nowhere");
     let out = p.ferry(&["ingest", "test"]);
