@@ -202,23 +202,24 @@ fn print_verdict(c: &Classified, format: Format) {
 
 async fn once(config: &Config, json: bool) -> i32 {
     let config = std::sync::Arc::new(config.clone());
-    let store = match super::open_store(&config).await {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let one_off = match super::OneOff::start(&config, &store).await {
+    let (store, one_off) = match super::OneOff::open(&config).await {
         Ok(o) => o,
         Err(code) => return code,
     };
-    let poller = Poller {
+    let poller = Poller::new(
         config,
-        store: store.clone(),
-        clock: std::sync::Arc::new(crate::clock::SystemClock),
-    };
+        store.clone(),
+        std::sync::Arc::new(crate::clock::SystemClock),
+    );
     let stop = Stop::on_ctrl_c();
-    let result = poller
+    let mut result = poller
         .poll_once(&stop, &tokio_util::sync::CancellationToken::new())
         .await;
+    if result.is_ok()
+        && let Err(e) = poller.digest(None).await
+    {
+        result = Err(e);
+    }
     one_off.end(&store).await;
     store.close().await;
     let pass = match result {

@@ -243,6 +243,15 @@ pub struct OneOff {
 }
 
 impl OneOff {
+    /// Opens `config`'s store and [`OneOff::start`]s on it.
+    pub async fn open(
+        config: &crate::config::Config,
+    ) -> Result<(std::sync::Arc<dyn crate::store::Store>, OneOff), i32> {
+        let store = open_store(config).await?;
+        let one_off = OneOff::start(config, &store).await?;
+        Ok((store, one_off))
+    }
+
     /// Sweeps, reaps and registers; prints why not and returns exit code 1 on failure.
     pub async fn start(
         config: &crate::config::Config,

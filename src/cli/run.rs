@@ -62,11 +62,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
         }
     };
     let config = Arc::new(project.config.clone());
-    let store = match super::open_store(&config).await {
-        Ok(s) => s,
-        Err(code) => return code,
-    };
-    let one_off = match super::OneOff::start(&config, &store).await {
+    let (store, one_off) = match super::OneOff::open(&config).await {
         Ok(o) => o,
         Err(code) => return code,
     };

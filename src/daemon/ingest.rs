@@ -38,6 +38,8 @@ impl Service for IngestService {
         let mut failing = false;
         // Mail left in the folder by the last poll (waiting for quiet hours, or failed).
         let mut left = 0usize;
+        // The last day the owners' digest covered.
+        let mut digested: Option<String> = None;
         loop {
             let project = ctx.project.borrow_and_update().clone();
             let Some(spec) = project.config.ingest.clone() else {
@@ -48,11 +50,11 @@ impl Service for IngestService {
                 }
                 continue;
             };
-            let poller = Poller {
-                config: Arc::new(project.config.clone()),
-                store: self.store.clone(),
-                clock: self.clock.clone(),
-            };
+            let poller = Poller::new(
+                Arc::new(project.config.clone()),
+                self.store.clone(),
+                self.clock.clone(),
+            );
             let stop = Stop::new();
             let pass = poller.poll_once(&stop, &ctx.shutdown);
             tokio::pin!(pass);
@@ -83,6 +85,11 @@ impl Service for IngestService {
                             waiting = p.waiting,
                             "ingest: poll done"
                         );
+                    }
+                    match poller.digest(digested.as_deref()).await {
+                        Ok(Some(day)) => digested = Some(day),
+                        Ok(None) => {}
+                        Err(e) => warn!(error = %e, "ingest: the owners' digest failed"),
                     }
                     ctx.emit(Event::MailPass {
                         seen: p.seen,

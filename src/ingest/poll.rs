@@ -62,9 +62,11 @@ pub enum PollError {
 
 /// What a poll needs.
 pub struct Poller {
-    pub config: Arc<Config>,
-    pub store: Arc<dyn Store>,
-    pub clock: SharedClock,
+    config: Arc<Config>,
+    store: Arc<dyn Store>,
+    clock: SharedClock,
+    /// The channels replies and owner notes go through, built once per poller.
+    channels: Registry,
 }
 
 /// What a poll did with one mail.
@@ -111,6 +113,16 @@ pub fn message_key(header: &[u8]) -> String {
 }
 
 impl Poller {
+    pub fn new(config: Arc<Config>, store: Arc<dyn Store>, clock: SharedClock) -> Poller {
+        let channels = Registry::with_store(&config, store.clone(), clock.clone());
+        Poller {
+            config,
+            store,
+            clock,
+            channels,
+        }
+    }
+
     fn spec(&self) -> Option<&IngestSpec> {
         self.config.ingest.as_ref()
     }
@@ -211,7 +223,6 @@ impl Poller {
                 pass.waiting += 1;
             }
         }
-        self.digest(spec).await?;
         Ok(pass)
     }
 
@@ -546,11 +557,10 @@ impl Poller {
         {
             return Ok(());
         }
-        let channels = Registry::with_store(&self.config, self.store.clone(), self.clock.clone());
         let env = deliver::Env {
             store: &*self.store,
             config: &self.config,
-            channels: &channels,
+            channels: &self.channels,
             clock: &*self.clock,
         };
         let item = Item {
@@ -633,29 +643,36 @@ impl Poller {
 
     /// Once a day after `ingest.digest_at`: the owners get the previous day's rejected
     /// and ignored mail (unauthenticated mail is reported only here: it gets no reply).
-    async fn digest(&self, spec: &IngestSpec) -> Result<(), PollError> {
+    /// `done` is the day the caller last covered (nothing is read again for it); returns
+    /// the day covered now, if the digest is due (sent, or with nothing to report).
+    pub async fn digest(&self, done: Option<&str>) -> Result<Option<String>, PollError> {
+        let Some(spec) = self.spec() else {
+            return Ok(None);
+        };
         if spec.owners.is_empty() {
-            return Ok(());
+            return Ok(None);
         }
         let local = self.clock.now().with_timezone(&self.config.timezone);
         if local.time() < spec.digest_at {
-            return Ok(());
+            return Ok(None);
         }
         let yesterday = (local.date_naive() - chrono::Days::new(1))
             .format("%Y-%m-%d")
             .to_string();
+        if done == Some(yesterday.as_str()) {
+            return Ok(None);
+        }
         let records = self.store.mail_records(10_000).await?;
         let day: Vec<&MailRecord> = records.iter().filter(|r| r.day == yesterday).collect();
-        let body = digest_text(&yesterday, &day);
-        let Some(body) = body else {
-            return Ok(());
-        };
-        self.tell_owners(
-            &format!("digest:{yesterday}"),
-            &format!("[ferry] ingest: mail of {yesterday}"),
-            &body,
-        )
-        .await
+        if let Some(body) = digest_text(&yesterday, &day) {
+            self.tell_owners(
+                &format!("digest:{yesterday}"),
+                &format!("[ferry] ingest: mail of {yesterday}"),
+                &body,
+            )
+            .await?;
+        }
+        Ok(Some(yesterday))
     }
 }
 
