@@ -301,54 +301,49 @@ pub enum DatasourceSpec {
         path: PathBuf,
         seed_sql: Option<PathBuf>,
     },
-    Postgres {
-        /// The connection URL, password included.
-        url: Secret,
-        /// The URL with the password replaced by `***`, for messages.
-        shown_url: String,
-        /// Most connections open at the same time (at least 1).
-        max_connections: usize,
-        connect_timeout: Duration,
-        /// How the connection is encrypted and the server's certificate checked.
-        tls: DbTls,
-        /// A CA certificate file (PEM) trusted in addition to the system's roots (only
-        /// with `verify-ca` and `verify-full`).
-        ca_file: Option<PathBuf>,
-    },
+    Postgres(ServerDatasource),
     /// A MySQL-protocol server (MySQL, MariaDB, TiDB, AnalyticDB).
-    Mysql {
-        /// The connection URL, password included.
-        url: Secret,
-        /// The URL with the password replaced by `***`, for messages.
-        shown_url: String,
-        /// Most connections open at the same time (at least 1).
-        max_connections: usize,
-        connect_timeout: Duration,
-        /// How the connection is encrypted and the server's certificate checked.
-        tls: DbTls,
-        /// A CA certificate file (PEM) trusted in addition to the system's roots (only
-        /// with `verify-ca` and `verify-full`).
-        ca_file: Option<PathBuf>,
-    },
+    Mysql(ServerDatasource),
     /// An Oracle Database, reached through its listener with a service name (the
     /// `oracle` cargo feature; Oracle Instant Client at run time).
-    Oracle {
-        /// The account ferry logs in as.
-        user: String,
-        /// Its password (percent-decoded from the URL).
-        password: Secret,
-        /// The listener's host name or address (IPv6 without brackets).
-        host: String,
-        /// The listener's port (default 1521).
-        port: u16,
-        /// The database service name (`FREEPDB1`, `orclpdb1.example.com`).
-        service: String,
-        /// The URL with the password replaced by `***`, for messages.
-        shown_url: String,
-        /// Most connections open at the same time (at least 1).
-        max_connections: usize,
-        connect_timeout: Duration,
-    },
+    Oracle(OracleDatasource),
+}
+
+/// An Oracle datasource: the listener, the service and the account.
+#[derive(Debug, Clone, PartialEq)]
+pub struct OracleDatasource {
+    /// The account ferry logs in as.
+    pub user: String,
+    /// Its password (percent-decoded from the URL).
+    pub password: Secret,
+    /// The listener's host name or address (IPv6 without brackets).
+    pub host: String,
+    /// The listener's port (default 1521).
+    pub port: u16,
+    /// The database service name (`FREEPDB1`, `orclpdb1.example.com`).
+    pub service: String,
+    /// The URL with the password replaced by `***`, for messages.
+    pub shown_url: String,
+    /// Most connections open at the same time (at least 1).
+    pub max_connections: usize,
+    pub connect_timeout: Duration,
+}
+
+/// A PostgreSQL or MySQL-protocol datasource: how to reach and log in to the server.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerDatasource {
+    /// The connection URL, password included.
+    pub url: Secret,
+    /// The URL with the password replaced by `***`, for messages.
+    pub shown_url: String,
+    /// Most connections open at the same time (at least 1).
+    pub max_connections: usize,
+    pub connect_timeout: Duration,
+    /// How the connection is encrypted and the server's certificate checked.
+    pub tls: DbTls,
+    /// A CA certificate file (PEM) trusted in addition to the system's roots (only
+    /// with `verify-ca` and `verify-full`).
+    pub ca_file: Option<PathBuf>,
 }
 
 /// A PostgreSQL or MySQL datasource's `tls:` setting (libpq's `sslmode` names).
@@ -401,9 +396,9 @@ impl DatasourceSpec {
     pub fn kind(&self) -> &'static str {
         match self {
             DatasourceSpec::Sqlite { .. } => "sqlite",
-            DatasourceSpec::Postgres { .. } => "postgres",
-            DatasourceSpec::Mysql { .. } => "mysql",
-            DatasourceSpec::Oracle { .. } => "oracle",
+            DatasourceSpec::Postgres(_) => "postgres",
+            DatasourceSpec::Mysql(_) => "mysql",
+            DatasourceSpec::Oracle(_) => "oracle",
         }
     }
 
@@ -412,9 +407,10 @@ impl DatasourceSpec {
     pub fn location(&self) -> String {
         match self {
             DatasourceSpec::Sqlite { path, .. } => path.display().to_string(),
-            DatasourceSpec::Postgres { shown_url, .. }
-            | DatasourceSpec::Mysql { shown_url, .. }
-            | DatasourceSpec::Oracle { shown_url, .. } => shown_url.clone(),
+            DatasourceSpec::Postgres(server) | DatasourceSpec::Mysql(server) => {
+                server.shown_url.clone()
+            }
+            DatasourceSpec::Oracle(oracle) => oracle.shown_url.clone(),
         }
     }
 }

@@ -31,7 +31,7 @@ use crate::config::{Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
 use crate::format::{self, Finished, FormatError, WriterOptions};
 use crate::notify::{self, Message, Registry, RunReport};
 use crate::params::RunParams;
-use crate::source;
+use crate::source::{self, QueryRequest};
 use crate::store::{
     Claim, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliverySummary, FileRecord, Outage,
     Outcome, Owner, QueuedDelivery, Status, Store, Trigger,
@@ -561,13 +561,13 @@ impl Executor {
         let mut query_error = None;
         for q in &task.queries {
             let started = source
-                .query(
-                    &q.query,
+                .query(QueryRequest {
+                    query: &q.query,
                     params,
-                    task.chunk_rows,
-                    task.timeout,
-                    query_cancel.clone(),
-                )
+                    chunk_rows: task.chunk_rows,
+                    timeout: task.timeout,
+                    cancel: query_cancel.clone(),
+                })
                 .await;
             let started = match started {
                 // A statement that is not a query (`SET`, `DO`, a write past a disabled
@@ -1007,7 +1007,11 @@ async fn check_cost(
         None => "the query".to_string(),
     };
     let estimate = source
-        .estimate_cost(sql, params, timeout)
+        .estimate_cost(source::PlanRequest {
+            sql,
+            params,
+            timeout,
+        })
         .await
         .map_err(|e| ExportError::Failed(format!("{which}: {e}")))?;
     let Some(e) = estimate else {

@@ -9,7 +9,8 @@ use serde_saphyr::Spanned;
 
 use crate::config::raw::RawDatasource;
 use crate::config::{
-    Checker, DatasourceSpec, DbTls, Secret, parse_duration, problem::hint, redact_url, resolve,
+    Checker, DatasourceSpec, DbTls, OracleDatasource, Secret, ServerDatasource, parse_duration,
+    problem::hint, redact_url, resolve,
 };
 
 /// What `ferry validate` says about a `type: oracle` datasource when this binary was built
@@ -299,25 +300,18 @@ pub fn check(
             }
             let (max_connections, connect_timeout) =
                 connection_limits(c, field, max_connections, connect_timeout);
-            let url = Secret::new(u);
+            let server = ServerDatasource {
+                url: Secret::new(u),
+                shown_url,
+                max_connections,
+                connect_timeout,
+                tls,
+                ca_file,
+            };
             Some(if mysql {
-                DatasourceSpec::Mysql {
-                    url,
-                    shown_url,
-                    max_connections,
-                    connect_timeout,
-                    tls,
-                    ca_file,
-                }
+                DatasourceSpec::Mysql(server)
             } else {
-                DatasourceSpec::Postgres {
-                    url,
-                    shown_url,
-                    max_connections,
-                    connect_timeout,
-                    tls,
-                    ca_file,
-                }
+                DatasourceSpec::Postgres(server)
             })
         }
         RawDatasource::Oracle {
@@ -349,7 +343,7 @@ pub fn check(
             };
             let (max_connections, connect_timeout) =
                 connection_limits(c, field, max_connections, connect_timeout);
-            Some(DatasourceSpec::Oracle {
+            Some(DatasourceSpec::Oracle(OracleDatasource {
                 user: parts.user,
                 password: Secret::new(parts.password),
                 host: parts.host,
@@ -358,7 +352,7 @@ pub fn check(
                 shown_url,
                 max_connections,
                 connect_timeout,
-            })
+            }))
         }
     }
 }
@@ -533,29 +527,20 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let config = load_config(&oracle_config(dir.path()), &CHECKS).unwrap();
         match &config.datasources["ora"] {
-            DatasourceSpec::Oracle {
-                user,
-                password,
-                host,
-                port,
-                service,
-                shown_url,
-                max_connections,
-                connect_timeout,
-            } => {
+            DatasourceSpec::Oracle(ora) => {
                 assert_eq!(
                     (
-                        user.as_str(),
-                        password.expose(),
-                        host.as_str(),
-                        *port,
-                        service.as_str()
+                        ora.user.as_str(),
+                        ora.password.expose(),
+                        ora.host.as_str(),
+                        ora.port,
+                        ora.service.as_str()
                     ),
                     ("ferry", "s3cret", "127.0.0.1", 1521, "FREEPDB1")
                 );
-                assert_eq!(shown_url, "oracle://ferry:***@127.0.0.1:1521/FREEPDB1");
-                assert_eq!(*max_connections, 2);
-                assert_eq!(*connect_timeout, std::time::Duration::from_secs(10));
+                assert_eq!(ora.shown_url, "oracle://ferry:***@127.0.0.1:1521/FREEPDB1");
+                assert_eq!(ora.max_connections, 2);
+                assert_eq!(ora.connect_timeout, std::time::Duration::from_secs(10));
             }
             other => panic!("{other:?}"),
         }

@@ -63,6 +63,19 @@ pub fn connection_slots(name: &str, max_connections: usize) -> Arc<Semaphore> {
         .clone()
 }
 
+/// Takes one of a datasource's [`connection_slots`], waiting for one to come free; the
+/// slot is held until the permit drops (with the connection).
+pub async fn take_slot(
+    name: &str,
+    slots: &Arc<Semaphore>,
+) -> Result<tokio::sync::OwnedSemaphorePermit, SourceError> {
+    slots
+        .clone()
+        .acquire_owned()
+        .await
+        .map_err(|_| SourceError::new(name, ErrorKind::Connect, "connection slots closed"))
+}
+
 /// An error and its causes on one line (`error: cause: cause`), each cause once, with the
 /// secrets of any URL in it redacted (a driver or HTTP client may echo the URL).
 pub fn error_chain(e: &dyn std::error::Error) -> String {
@@ -128,33 +141,43 @@ pub struct CostEstimate {
     pub rows: Option<f64>,
 }
 
+/// What [`Source::query`] is asked to run.
+pub struct QueryRequest<'a> {
+    /// The statement (SQL with `:name` placeholders bound to `params`).
+    pub query: &'a Query,
+    pub params: &'a RunParams,
+    /// Rows arrive in chunks of at most this many.
+    pub chunk_rows: usize,
+    /// The task's timeout: the server-side statement timeout where the database has one.
+    pub timeout: Duration,
+    /// When it fires, the statement is stopped in the database (not just abandoned) and
+    /// the stream ends with a `Cancelled` error.
+    pub cancel: CancellationToken,
+}
+
+/// A statement to plan, not run ([`Source::estimate_cost`]).
+#[derive(Clone, Copy)]
+pub struct PlanRequest<'a> {
+    /// SQL with `:name` placeholders bound to `params`.
+    pub sql: &'a str,
+    pub params: &'a RunParams,
+    pub timeout: Duration,
+}
+
 /// A database that ferry can export from.
 #[async_trait]
 pub trait Source: Send + Sync {
-    /// Starts `query` (SQL with `:name` placeholders bound to `params`); rows arrive in
-    /// chunks of at most `chunk_rows`. `timeout` (the task's) becomes the server-side
-    /// statement timeout where the database has one. When `cancel` fires, the statement is
-    /// stopped in the database (not just abandoned) and the stream ends with a `Cancelled`
-    /// error.
-    async fn query(
-        &self,
-        query: &Query,
-        params: &RunParams,
-        chunk_rows: usize,
-        timeout: Duration,
-        cancel: CancellationToken,
-    ) -> Result<QueryStream, SourceError>;
+    /// Starts the request's query; rows arrive in chunks (see [`QueryRequest`]).
+    async fn query(&self, request: QueryRequest<'_>) -> Result<QueryStream, SourceError>;
 
-    /// The planner's estimate for `sql` bound to `params`, from `EXPLAIN` in a read-only
-    /// transaction under `timeout`, without running the query. `None`: this backend gives
-    /// no estimate (validation refuses `max_cost` for it).
+    /// The planner's estimate for the statement, from `EXPLAIN` in a read-only
+    /// transaction under the request's timeout, without running it. `None`: this backend
+    /// gives no estimate (validation refuses `max_cost` for it).
     async fn estimate_cost(
         &self,
-        sql: &str,
-        params: &RunParams,
-        timeout: Duration,
+        plan: PlanRequest<'_>,
     ) -> Result<Option<CostEstimate>, SourceError> {
-        let _ = (sql, params, timeout);
+        let _ = plan;
         Ok(None)
     }
 
@@ -177,42 +200,14 @@ pub async fn build(name: &str, spec: &DatasourceSpec) -> Result<Box<dyn Source>,
         DatasourceSpec::Sqlite { path, seed_sql } => Ok(Box::new(
             sqlite::SqliteSource::open(name, path, seed_sql.as_deref()).await?,
         )),
-        DatasourceSpec::Postgres {
-            url,
-            shown_url,
-            max_connections,
-            connect_timeout,
-            tls,
-            ca_file,
-        } => Ok(Box::new(postgres::PostgresSource::new(
-            name,
-            url,
-            shown_url,
-            *max_connections,
-            *connect_timeout,
-            *tls,
-            ca_file.as_deref(),
-        )?)),
-        DatasourceSpec::Mysql {
-            url,
-            shown_url,
-            max_connections,
-            connect_timeout,
-            tls,
-            ca_file,
-        } => Ok(Box::new(mysql::MysqlSource::new(
-            name,
-            url,
-            shown_url,
-            *max_connections,
-            *connect_timeout,
-            *tls,
-            ca_file.as_deref(),
-        )?)),
+        DatasourceSpec::Postgres(server) => {
+            Ok(Box::new(postgres::PostgresSource::new(name, server)?))
+        }
+        DatasourceSpec::Mysql(server) => Ok(Box::new(mysql::MysqlSource::new(name, server)?)),
         #[cfg(feature = "oracle")]
-        DatasourceSpec::Oracle { .. } => Ok(Box::new(oracle::OracleSource::new(name, spec)?)),
+        DatasourceSpec::Oracle(spec) => Ok(Box::new(oracle::OracleSource::new(name, spec))),
         #[cfg(not(feature = "oracle"))]
-        DatasourceSpec::Oracle { .. } => Err(SourceError::new(
+        DatasourceSpec::Oracle(_) => Err(SourceError::new(
             name,
             ErrorKind::Config,
             crate::source::config::ORACLE_NOT_BUILT,

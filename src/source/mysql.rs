@@ -47,15 +47,14 @@ use chrono::{NaiveDateTime, NaiveTime};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, DriverError, Opts, OptsBuilder, Params, SslOpts, Value as MyValue};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
 
 use super::access::CHECK_TIMEOUT as ACCESS_CHECK_TIMEOUT;
 use super::pump::{self, Pump, Reader, ServerCancel};
 use super::{
-    Access, Chunker, CostEstimate, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo,
-    error_chain,
+    Access, Chunker, CostEstimate, ErrorKind, PlanRequest, QueryRequest, QueryStream, Source,
+    SourceError, SourceInfo, error_chain,
 };
-use crate::config::{DbTls, Secret, format_duration};
+use crate::config::{DbTls, ServerDatasource, format_duration};
 use crate::params::{self, ParamValue, RunParams};
 
 mod access;
@@ -81,20 +80,12 @@ pub struct MysqlSource {
 
 impl MysqlSource {
     /// Prepares the source; nothing connects until a query runs.
-    pub fn new(
-        name: &str,
-        url: &Secret,
-        shown_url: &str,
-        max_connections: usize,
-        connect_timeout: Duration,
-        mode: DbTls,
-        ca_file: Option<&Path>,
-    ) -> Result<MysqlSource, SourceError> {
-        let opts = Opts::from_url(url.expose()).map_err(|e| {
+    pub fn new(name: &str, server: &ServerDatasource) -> Result<MysqlSource, SourceError> {
+        let opts = Opts::from_url(server.url.expose()).map_err(|e| {
             SourceError::new(
                 name,
                 ErrorKind::Config,
-                format!("invalid url `{shown_url}`: {}", error_chain(&e)),
+                format!("invalid url `{}`: {}", server.shown_url, error_chain(&e)),
             )
         })?;
         // Stay on the address the user gave (mysql_async would otherwise switch to the
@@ -103,7 +94,7 @@ impl MysqlSource {
             .prefer_socket(false)
             .stmt_cache_size(0)
             .into();
-        let opts = match ssl_opts(mode, ca_file)
+        let opts = match ssl_opts(server.tls, server.ca_file.as_deref())
             .map_err(|e| SourceError::new(name, ErrorKind::Config, e))?
         {
             Some(ssl) => OptsBuilder::from_opts(plain.clone())
@@ -111,14 +102,14 @@ impl MysqlSource {
                 .into(),
             None => plain.clone(),
         };
-        let slots = super::connection_slots(name, max_connections);
+        let slots = super::connection_slots(name, server.max_connections);
         Ok(MysqlSource {
             name: name.to_string(),
             opts,
-            plain: (mode == DbTls::Prefer).then_some(plain),
-            mode,
-            shown_url: shown_url.to_string(),
-            connect_timeout,
+            plain: (server.tls == DbTls::Prefer).then_some(plain),
+            mode: server.tls,
+            shown_url: server.shown_url.to_string(),
+            connect_timeout: server.connect_timeout,
             slots,
         })
     }
@@ -178,12 +169,7 @@ impl MysqlSource {
     /// Opens a session (after taking a connection slot), with the options it connected
     /// with (for the `KILL QUERY` connection).
     async fn connect(&self) -> Result<(Conn, OwnedSemaphorePermit, Opts), SourceError> {
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| self.fail(ErrorKind::Connect, "connection slots closed"))?;
+        let permit = super::take_slot(&self.name, &self.slots).await?;
         let mut opts = &self.opts;
         let mut attempt = connect_within(opts, self.connect_timeout).await;
         if let (Err(ConnectError::Driver(e)), Some(plain)) = (&attempt, &self.plain)
@@ -398,55 +384,13 @@ impl ServerCancel for KillQuery {
 
 #[async_trait]
 impl Source for MysqlSource {
-    async fn query(
-        &self,
-        query: &Query,
-        params: &RunParams,
-        chunk_rows: usize,
-        timeout: Duration,
-        cancel: CancellationToken,
-    ) -> Result<QueryStream, SourceError> {
-        let (text, values) = self.bind(super::sql_text(&self.name, query)?, params)?;
-        let (mut conn, permit, opts) = self.connect().await?;
-        let server = KillQuery {
-            opts,
-            id: conn.id(),
-        };
-        let (pump, opened) = Pump::arm(&self.name, chunk_rows, cancel, server);
-        self.begin_read_only(&mut conn, pump::server_timeout(timeout))
-            .await?;
-
-        let name = self.name.clone();
-        tokio::spawn(async move {
-            // The result borrows the connection, so the statement starts on this task.
-            match conn.exec_iter(text, Params::Positional(values)).await {
-                Err(e) => pump.fail(my_error(&name, e)),
-                Ok(result) => {
-                    let (columns, decoders, warnings) = describe_columns(result.columns_ref());
-                    let mut reader = MyReader {
-                        name,
-                        result,
-                        decoders,
-                    };
-                    pump.run(columns, warnings, &mut reader).await;
-                }
-            }
-            // Dropping the connection rolls the read-only transaction back.
-            let _ = tokio::time::timeout(Duration::from_secs(10), conn.disconnect()).await;
-            drop(permit);
-        });
-        opened.wait().await
-    }
-
     async fn estimate_cost(
         &self,
-        sql: &str,
-        params: &RunParams,
-        timeout: Duration,
+        plan: PlanRequest<'_>,
     ) -> Result<Option<CostEstimate>, SourceError> {
-        let (text, values) = self.bind(sql, params)?;
+        let (text, values) = self.bind(plan.sql, plan.params)?;
         let (mut conn, _permit, _) = self.connect().await?;
-        self.begin_read_only(&mut conn, timeout).await?;
+        self.begin_read_only(&mut conn, plan.timeout).await?;
         let rows: Vec<mysql_async::Row> = conn
             .exec(format!("EXPLAIN {text}"), Params::Positional(values))
             .await
@@ -471,6 +415,40 @@ impl Source for MysqlSource {
             })
             .collect();
         Ok(Some(rows_examined(&steps)))
+    }
+
+    async fn query(&self, request: QueryRequest<'_>) -> Result<QueryStream, SourceError> {
+        let (text, values) =
+            self.bind(super::sql_text(&self.name, request.query)?, request.params)?;
+        let (mut conn, permit, opts) = self.connect().await?;
+        let server = KillQuery {
+            opts,
+            id: conn.id(),
+        };
+        let (pump, opened) = Pump::arm(&self.name, request.chunk_rows, request.cancel, server);
+        self.begin_read_only(&mut conn, pump::server_timeout(request.timeout))
+            .await?;
+
+        let name = self.name.clone();
+        tokio::spawn(async move {
+            // The result borrows the connection, so the statement starts on this task.
+            match conn.exec_iter(text, Params::Positional(values)).await {
+                Err(e) => pump.fail(my_error(&name, e)),
+                Ok(result) => {
+                    let (columns, decoders, warnings) = describe_columns(result.columns_ref());
+                    let mut reader = MyReader {
+                        name,
+                        result,
+                        decoders,
+                    };
+                    pump.run(columns, warnings, &mut reader).await;
+                }
+            }
+            // Dropping the connection rolls the read-only transaction back.
+            let _ = tokio::time::timeout(Duration::from_secs(10), conn.disconnect()).await;
+            drop(permit);
+        });
+        opened.wait().await
     }
 
     async fn healthcheck(&self) -> Result<(), SourceError> {

@@ -48,14 +48,13 @@ use chrono::{FixedOffset, NaiveDate, NaiveDateTime, TimeZone};
 use oracle::sql_type::{IntervalDS, IntervalYM, OracleType, Timestamp, ToSql};
 use oracle::{Connection, Connector, SqlValue};
 use tokio::sync::{OwnedSemaphorePermit, Semaphore};
-use tokio_util::sync::CancellationToken;
 
 use super::pump::{self, BlockingReader, Pump, ServerCancel};
 use super::{
-    Access, Chunker, CostEstimate, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo,
-    error_chain,
+    Access, Chunker, CostEstimate, ErrorKind, PlanRequest, QueryRequest, QueryStream, Source,
+    SourceError, SourceInfo, error_chain,
 };
-use crate::config::{DatasourceSpec, Secret, format_duration};
+use crate::config::{OracleDatasource, format_duration};
 use crate::params::{ParamValue, RunParams};
 use crate::value::{Column, Kind, Value};
 
@@ -77,13 +76,7 @@ pub const CLIENT_MISSING: &str = "this ferry was built with Oracle support, whic
 /// An Oracle datasource.
 pub struct OracleSource {
     name: String,
-    user: String,
-    password: Secret,
-    host: String,
-    port: u16,
-    service: String,
-    shown_url: String,
-    connect_timeout: Duration,
+    spec: OracleDatasource,
     slots: Arc<Semaphore>,
 }
 
@@ -94,37 +87,13 @@ struct Session {
 }
 
 impl OracleSource {
-    /// Prepares the source from a `DatasourceSpec::Oracle`; nothing connects until a query
-    /// runs.
-    pub fn new(name: &str, spec: &DatasourceSpec) -> Result<OracleSource, SourceError> {
-        let DatasourceSpec::Oracle {
-            user,
-            password,
-            host,
-            port,
-            service,
-            shown_url,
-            max_connections,
-            connect_timeout,
-        } = spec
-        else {
-            return Err(SourceError::new(
-                name,
-                ErrorKind::Config,
-                "not an Oracle datasource",
-            ));
-        };
-        Ok(OracleSource {
+    /// Prepares the source; nothing connects until a query runs.
+    pub fn new(name: &str, spec: &OracleDatasource) -> OracleSource {
+        OracleSource {
             name: name.to_string(),
-            user: user.clone(),
-            password: password.clone(),
-            host: host.clone(),
-            port: *port,
-            service: service.clone(),
-            shown_url: shown_url.clone(),
-            connect_timeout: *connect_timeout,
-            slots: super::connection_slots(name, *max_connections),
-        })
+            slots: super::connection_slots(name, spec.max_connections),
+            spec: spec.clone(),
+        }
     }
 
     fn fail(&self, kind: ErrorKind, msg: impl Into<String>) -> SourceError {
@@ -134,17 +103,16 @@ impl OracleSource {
     /// Opens a session after taking a connection slot. The slot stays taken until the
     /// session is closed, even when ferry stopped waiting for a slow connect.
     async fn connect(&self) -> Result<Session, SourceError> {
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| self.fail(ErrorKind::Connect, "connection slots closed"))?;
-        let descriptor =
-            connect_descriptor(&self.host, self.port, &self.service, self.connect_timeout);
+        let permit = super::take_slot(&self.name, &self.slots).await?;
+        let descriptor = connect_descriptor(
+            &self.spec.host,
+            self.spec.port,
+            &self.spec.service,
+            self.spec.connect_timeout,
+        );
         let mut connector = Connector::new(
-            self.user.as_str(),
-            self.password.expose(),
+            self.spec.user.as_str(),
+            self.spec.password.expose(),
             descriptor.as_str(),
         );
         connector
@@ -156,7 +124,7 @@ impl OracleSource {
                 _permit: permit,
             })
         });
-        let limit = self.connect_timeout + Duration::from_secs(1);
+        let limit = self.spec.connect_timeout + Duration::from_secs(1);
         match tokio::time::timeout(limit, job).await {
             Ok(Ok(Ok(session))) => Ok(session),
             Ok(Ok(Err(e))) => {
@@ -167,11 +135,11 @@ impl OracleSource {
                 };
                 let msg = connect_message(
                     &f,
-                    &self.user,
-                    &self.host,
-                    self.port,
-                    &self.service,
-                    &self.shown_url,
+                    &self.spec.user,
+                    &self.spec.host,
+                    self.spec.port,
+                    &self.spec.service,
+                    &self.spec.shown_url,
                 );
                 Err(self.fail(kind, msg).caused_by(e))
             }
@@ -179,15 +147,15 @@ impl OracleSource {
                 ErrorKind::Connect,
                 format!(
                     "cannot connect to {}: the connecting thread failed: {e}",
-                    self.shown_url
+                    self.spec.shown_url
                 ),
             )),
             Err(_) => Err(self.fail(
                 ErrorKind::Connect,
                 format!(
                     "cannot connect to {}: no answer within {} (connect_timeout)",
-                    self.shown_url,
-                    format_duration(self.connect_timeout)
+                    self.spec.shown_url,
+                    format_duration(self.spec.connect_timeout)
                 ),
             )),
         }
@@ -730,76 +698,18 @@ impl BlockingReader for OracleReader<'_> {
 
 #[async_trait]
 impl Source for OracleSource {
-    async fn query(
-        &self,
-        query: &Query,
-        params: &RunParams,
-        chunk_rows: usize,
-        timeout: Duration,
-        cancel: CancellationToken,
-    ) -> Result<QueryStream, SourceError> {
-        let sql = statement_text(super::sql_text(&self.name, query)?).to_string();
-        let session = self.connect().await?;
-        let server = OracleBreak(Arc::downgrade(&session.conn));
-        let (pump, opened) = Pump::arm(&self.name, chunk_rows, cancel, server);
-
-        let name = self.name.clone();
-        let params = params.clone();
-        let chunk_rows = chunk_rows.max(1);
-        tokio::task::spawn_blocking(move || {
-            let conn = &session.conn;
-            let started = conn
-                .set_call_timeout(Some(call_timeout(timeout)))
-                .and_then(|_| conn.execute("SET TRANSACTION READ ONLY", &[]).map(|_| ()))
-                .map_err(|e| oracle_error(&name, e))
-                .and_then(|_| {
-                    conn.statement(&sql)
-                        .fetch_array_size(chunk_rows.min(FETCH_ARRAY_SIZE) as u32)
-                        .build()
-                        .map_err(|e| oracle_error(&name, e))
-                })
-                .and_then(|mut stmt| {
-                    bind_all(&mut stmt, &params)
-                        .map_err(|e| SourceError::new(&name, ErrorKind::Query, e.message()))?;
-                    stmt.into_result_set::<oracle::Row>(&[])
-                        .map_err(|e| oracle_error(&name, e))
-                });
-            match started {
-                Err(e) => pump.fail(e),
-                Ok(rows) => {
-                    let (columns, decoders, warnings) = describe_columns(rows.column_info());
-                    let mut reader = OracleReader {
-                        name,
-                        rows,
-                        decoders,
-                    };
-                    pump.run_blocking(columns, warnings, &mut reader);
-                    // Closing the cursor stops the statement.
-                    drop(reader);
-                }
-            }
-            // The session ends read-only and rolled back, and is closed with the last
-            // reference.
-            let _ = session.conn.rollback();
-            drop(session);
-        });
-        opened.wait().await
-    }
-
     async fn estimate_cost(
         &self,
-        sql: &str,
-        params: &RunParams,
-        timeout: Duration,
+        plan: PlanRequest<'_>,
     ) -> Result<Option<CostEstimate>, SourceError> {
         let session = self.connect().await?;
         let id = statement_id();
         let explain = format!(
             "EXPLAIN PLAN SET STATEMENT_ID = '{id}' FOR {}",
-            statement_text(sql)
+            statement_text(plan.sql)
         );
-        let params = params.clone();
-        let limit = call_timeout(timeout);
+        let params = plan.params.clone();
+        let limit = call_timeout(plan.timeout);
         let (cost, rows) = self
             .blocking(session, move |conn| {
                 conn.set_call_timeout(Some(limit))?;
@@ -842,6 +752,56 @@ impl Source for OracleSource {
             unit: "Oracle optimizer cost units",
             rows,
         }))
+    }
+
+    async fn query(&self, request: QueryRequest<'_>) -> Result<QueryStream, SourceError> {
+        let sql = statement_text(super::sql_text(&self.name, request.query)?).to_string();
+        let session = self.connect().await?;
+        let server = OracleBreak(Arc::downgrade(&session.conn));
+        let (pump, opened) = Pump::arm(&self.name, request.chunk_rows, request.cancel, server);
+
+        let name = self.name.clone();
+        let params = request.params.clone();
+        let timeout = request.timeout;
+        let chunk_rows = request.chunk_rows.max(1);
+        tokio::task::spawn_blocking(move || {
+            let conn = &session.conn;
+            let started = conn
+                .set_call_timeout(Some(call_timeout(timeout)))
+                .and_then(|_| conn.execute("SET TRANSACTION READ ONLY", &[]).map(|_| ()))
+                .map_err(|e| oracle_error(&name, e))
+                .and_then(|_| {
+                    conn.statement(&sql)
+                        .fetch_array_size(chunk_rows.min(FETCH_ARRAY_SIZE) as u32)
+                        .build()
+                        .map_err(|e| oracle_error(&name, e))
+                })
+                .and_then(|mut stmt| {
+                    bind_all(&mut stmt, &params)
+                        .map_err(|e| SourceError::new(&name, ErrorKind::Query, e.message()))?;
+                    stmt.into_result_set::<oracle::Row>(&[])
+                        .map_err(|e| oracle_error(&name, e))
+                });
+            match started {
+                Err(e) => pump.fail(e),
+                Ok(rows) => {
+                    let (columns, decoders, warnings) = describe_columns(rows.column_info());
+                    let mut reader = OracleReader {
+                        name,
+                        rows,
+                        decoders,
+                    };
+                    pump.run_blocking(columns, warnings, &mut reader);
+                    // Closing the cursor stops the statement.
+                    drop(reader);
+                }
+            }
+            // The session ends read-only and rolled back, and is closed with the last
+            // reference.
+            let _ = session.conn.rollback();
+            drop(session);
+        });
+        opened.wait().await
     }
 
     async fn healthcheck(&self) -> Result<(), SourceError> {

@@ -32,7 +32,6 @@
 //! the certificate. The cancel request goes out with the same settings. With TLS, SCRAM
 //! authentication binds to the TLS channel (`SCRAM-SHA-256-PLUS`) when the server offers it.
 
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -45,15 +44,14 @@ use tokio_postgres::Client;
 use tokio_postgres::config::SslMode;
 use tokio_postgres::types::{Format, IsNull, Kind as PgKind, ToSql, Type};
 use tokio_postgres_rustls::MakeRustlsConnect;
-use tokio_util::sync::CancellationToken;
 
 use super::access::CHECK_TIMEOUT as ACCESS_CHECK_TIMEOUT;
 use super::pump::{self, Pump, Reader, ServerCancel};
 use super::{
-    Access, Chunker, CostEstimate, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo,
-    error_chain,
+    Access, Chunker, CostEstimate, ErrorKind, PlanRequest, QueryRequest, QueryStream, Source,
+    SourceError, SourceInfo, error_chain,
 };
-use crate::config::{DbTls, Secret, format_duration};
+use crate::config::{DbTls, ServerDatasource, format_duration};
 use crate::params::{self, ParamValue, RunParams};
 use crate::value::Column;
 
@@ -79,41 +77,36 @@ pub struct PostgresSource {
 
 impl PostgresSource {
     /// Prepares the source; nothing connects until a query runs.
-    pub fn new(
-        name: &str,
-        url: &Secret,
-        shown_url: &str,
-        max_connections: usize,
-        connect_timeout: Duration,
-        mode: DbTls,
-        ca_file: Option<&Path>,
-    ) -> Result<PostgresSource, SourceError> {
-        let mut config: tokio_postgres::Config = url.expose().parse().map_err(|e| {
+    pub fn new(name: &str, server: &ServerDatasource) -> Result<PostgresSource, SourceError> {
+        let mut config: tokio_postgres::Config = server.url.expose().parse().map_err(|e| {
             SourceError::new(
                 name,
                 ErrorKind::Config,
-                format!("invalid url `{shown_url}`: {}", error_chain(&e)),
+                format!("invalid url `{}`: {}", server.shown_url, error_chain(&e)),
             )
         })?;
-        config.connect_timeout(connect_timeout);
+        config.connect_timeout(server.connect_timeout);
         config.application_name("ferry");
-        config.ssl_mode(match mode {
+        config.ssl_mode(match server.tls {
             DbTls::Disable => SslMode::Disable,
             DbTls::Prefer => SslMode::Prefer,
             DbTls::Require | DbTls::VerifyCa | DbTls::VerifyFull => SslMode::Require,
         });
         // With `disable` no certificate is read: a `ca_file` is refused by validation.
-        let ca_file = ca_file.filter(|_| mode != DbTls::Disable);
-        let tls_config = crate::tls::client_config(mode.check(), ca_file)
+        let ca_file = server
+            .ca_file
+            .as_deref()
+            .filter(|_| server.tls != DbTls::Disable);
+        let tls_config = crate::tls::client_config(server.tls.check(), ca_file)
             .map_err(|e| SourceError::new(name, ErrorKind::Config, e))?;
-        let slots = super::connection_slots(name, max_connections);
+        let slots = super::connection_slots(name, server.max_connections);
         Ok(PostgresSource {
             name: name.to_string(),
             config,
-            shown_url: shown_url.to_string(),
-            connect_timeout,
+            shown_url: server.shown_url.to_string(),
+            connect_timeout: server.connect_timeout,
             slots,
-            mode,
+            mode: server.tls,
             tls: MakeRustlsConnect::new(tls_config),
         })
     }
@@ -157,12 +150,7 @@ impl PostgresSource {
     }
 
     async fn connect(&self) -> Result<(Client, OwnedSemaphorePermit), SourceError> {
-        let permit = self
-            .slots
-            .clone()
-            .acquire_owned()
-            .await
-            .map_err(|_| self.fail(ErrorKind::Connect, "connection slots closed"))?;
+        let permit = super::take_slot(&self.name, &self.slots).await?;
         // tokio-postgres applies the timeout per address; this bounds the whole attempt.
         let attempt = tokio::time::timeout(
             self.connect_timeout + Duration::from_secs(1),
@@ -405,23 +393,57 @@ impl ServerCancel for PgCancel {
 
 #[async_trait]
 impl Source for PostgresSource {
-    async fn query(
+    async fn estimate_cost(
         &self,
-        query: &Query,
-        params: &RunParams,
-        chunk_rows: usize,
-        timeout: Duration,
-        cancel: CancellationToken,
-    ) -> Result<QueryStream, SourceError> {
-        let (text, values) = self.bind(super::sql_text(&self.name, query)?, params)?;
+        plan: PlanRequest<'_>,
+    ) -> Result<Option<CostEstimate>, SourceError> {
+        let (text, values) = self.bind(plan.sql, plan.params)?;
+        let (client, _permit) = self.connect().await?;
+        self.begin_read_only(&client, plan.timeout).await?;
+        let types: Vec<Type> = values.iter().map(param_type).collect();
+        let explain = async {
+            let stmt = client
+                .prepare_typed(&format!("EXPLAIN (FORMAT JSON) {text}"), &types)
+                .await?;
+            let pg_params: Vec<PgParam<'_>> = values.iter().map(PgParam).collect();
+            let rows: Vec<tokio_postgres::Row> = client
+                .query_raw(&stmt, pg_params.iter())
+                .await?
+                .try_collect()
+                .await?;
+            Ok::<_, tokio_postgres::Error>(rows)
+        };
+        let rows = explain.await.map_err(|e| {
+            let msg = format!(
+                "cannot estimate the query's cost (EXPLAIN): {}",
+                pg_message(&e)
+            );
+            self.fail(pg_kind(&e), msg).caused_by(e)
+        })?;
+        let plan = rows
+            .first()
+            .and_then(|r| r.try_get::<_, Raw<'_>>(0).ok())
+            .and_then(|Raw(b)| b)
+            .ok_or_else(|| self.fail(ErrorKind::Query, "EXPLAIN returned no plan"))?;
+        plan_estimate(plan).map(Some).map_err(|e| {
+            self.fail(
+                ErrorKind::Query,
+                format!("cannot read the EXPLAIN plan: {e}"),
+            )
+        })
+    }
+
+    async fn query(&self, request: QueryRequest<'_>) -> Result<QueryStream, SourceError> {
+        let (text, values) =
+            self.bind(super::sql_text(&self.name, request.query)?, request.params)?;
         let (client, permit) = self.connect().await?;
         let server = PgCancel {
             token: client.cancel_token(),
             tls: self.tls.clone(),
         };
-        let (pump, opened) = Pump::arm(&self.name, chunk_rows, cancel, server);
+        let (pump, opened) = Pump::arm(&self.name, request.chunk_rows, request.cancel, server);
 
-        self.begin_read_only(&client, pump::server_timeout(timeout))
+        self.begin_read_only(&client, pump::server_timeout(request.timeout))
             .await?;
         let types: Vec<Type> = values.iter().map(param_type).collect();
         let stmt = client
@@ -466,48 +488,6 @@ impl Source for PostgresSource {
             drop(permit);
         });
         opened.wait().await
-    }
-
-    async fn estimate_cost(
-        &self,
-        sql: &str,
-        params: &RunParams,
-        timeout: Duration,
-    ) -> Result<Option<CostEstimate>, SourceError> {
-        let (text, values) = self.bind(sql, params)?;
-        let (client, _permit) = self.connect().await?;
-        self.begin_read_only(&client, timeout).await?;
-        let types: Vec<Type> = values.iter().map(param_type).collect();
-        let explain = async {
-            let stmt = client
-                .prepare_typed(&format!("EXPLAIN (FORMAT JSON) {text}"), &types)
-                .await?;
-            let pg_params: Vec<PgParam<'_>> = values.iter().map(PgParam).collect();
-            let rows: Vec<tokio_postgres::Row> = client
-                .query_raw(&stmt, pg_params.iter())
-                .await?
-                .try_collect()
-                .await?;
-            Ok::<_, tokio_postgres::Error>(rows)
-        };
-        let rows = explain.await.map_err(|e| {
-            let msg = format!(
-                "cannot estimate the query's cost (EXPLAIN): {}",
-                pg_message(&e)
-            );
-            self.fail(pg_kind(&e), msg).caused_by(e)
-        })?;
-        let plan = rows
-            .first()
-            .and_then(|r| r.try_get::<_, Raw<'_>>(0).ok())
-            .and_then(|Raw(b)| b)
-            .ok_or_else(|| self.fail(ErrorKind::Query, "EXPLAIN returned no plan"))?;
-        plan_estimate(plan).map(Some).map_err(|e| {
-            self.fail(
-                ErrorKind::Query,
-                format!("cannot read the EXPLAIN plan: {e}"),
-            )
-        })
     }
 
     async fn healthcheck(&self) -> Result<(), SourceError> {

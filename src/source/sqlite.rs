@@ -23,11 +23,12 @@ use async_trait::async_trait;
 use chrono::{DateTime, NaiveDateTime};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OpenFlags};
-use tokio_util::sync::CancellationToken;
 
 use super::pump::{BlockingReader, Pump, ServerCancel};
-use super::{Access, Chunker, ErrorKind, Query, QueryStream, Source, SourceError, SourceInfo};
-use crate::params::{self, ParamValue, RunParams};
+use super::{
+    Access, Chunker, ErrorKind, QueryRequest, QueryStream, Source, SourceError, SourceInfo,
+};
+use crate::params::{self, ParamValue};
 use crate::value::{Column, Kind, Value, parse_date, parse_naive_datetime, parse_time};
 
 /// A SQLite database file.
@@ -320,21 +321,14 @@ impl BlockingReader for SqliteReader<'_> {
 
 #[async_trait]
 impl Source for SqliteSource {
-    async fn query(
-        &self,
-        query: &Query,
-        params: &RunParams,
-        chunk_rows: usize,
-        _timeout: std::time::Duration,
-        cancel: CancellationToken,
-    ) -> Result<QueryStream, SourceError> {
+    async fn query(&self, request: QueryRequest<'_>) -> Result<QueryStream, SourceError> {
         // `$N` numbering binds each distinct name once. (An un-aliased parameter column is
         // then named `$1`; docs/configuration.md asks for aliases.)
-        let sql = super::sql_text(&self.name, query)?;
+        let sql = super::sql_text(&self.name, request.query)?;
         let (text, names) = params::rewrite(sql, params::Style::Dollar);
         let mut values = Vec::with_capacity(names.len());
         for n in &names {
-            let v = params.get(n).ok_or_else(|| {
+            let v = request.params.get(n).ok_or_else(|| {
                 SourceError::new(
                     &self.name,
                     ErrorKind::Query,
@@ -345,7 +339,7 @@ impl Source for SqliteSource {
         }
         let interrupt = Interrupt::default();
         let handle = interrupt.0.clone();
-        let (pump, opened) = Pump::arm(&self.name, chunk_rows, cancel, interrupt);
+        let (pump, opened) = Pump::arm(&self.name, request.chunk_rows, request.cancel, interrupt);
         let source = self.clone();
         tokio::task::spawn_blocking(move || {
             let name = source.name.clone();

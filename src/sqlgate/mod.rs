@@ -70,9 +70,9 @@ impl Dialect {
     pub fn of(spec: &DatasourceSpec) -> Dialect {
         match spec {
             DatasourceSpec::Sqlite { .. } => Dialect::Sqlite,
-            DatasourceSpec::Postgres { .. } => Dialect::Postgres,
-            DatasourceSpec::Mysql { .. } => Dialect::Mysql,
-            DatasourceSpec::Oracle { .. } => Dialect::Oracle,
+            DatasourceSpec::Postgres(_) => Dialect::Postgres,
+            DatasourceSpec::Mysql(_) => Dialect::Mysql,
+            DatasourceSpec::Oracle(_) => Dialect::Oracle,
         }
     }
 }

@@ -1,7 +1,7 @@
 //! Running tasks through the CLI: JSON contract, exit codes, history, failures recorded,
 //! notifications through the outbox, parameters bound from the scheduled time.
 
-use crate::support::{Project, describe, stderr, stdout};
+use crate::support::{Project, describe, refusal, stderr, stdout};
 
 fn history_json(p: &Project, task: &str) -> Vec<serde_json::Value> {
     let out = p.ferry(&["history", "--task", task, "--json"]);
@@ -398,11 +398,8 @@ fn the_sql_gate_refuses_a_write_before_it_reaches_sqlite() {
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
     let err = stderr(&out);
     for (name, _, why) in &hostile {
-        let line = err
-            .lines()
-            .find(|l| l.contains(&format!("{name}.yaml:3:8: query: refused: ")))
-            .unwrap_or_else(|| panic!("{name}: {err}"));
-        assert!(line.contains(why), "{line}");
+        let line = refusal(&err, name, why);
+        assert!(line.contains(&format!("{name}.yaml:3:8: ")), "{line}");
     }
     // A run of such a task is refused before anything connects.
     let out = p.ferry(&["run", "gate_delete", "--no-notify"]);

@@ -5,11 +5,11 @@
 
 use std::time::{Duration, Instant};
 
-use ferry::config::{DbTls, Query, Secret};
+use ferry::config::{DbTls, Query, Secret, ServerDatasource};
 use ferry::params::RunParams;
 use ferry::source::mysql::MysqlSource;
 use ferry::source::postgres::PostgresSource;
-use ferry::source::{ErrorKind, Source, SourceError};
+use ferry::source::{ErrorKind, QueryRequest, Source, SourceError};
 use tokio_util::sync::CancellationToken;
 
 fn runtime() -> tokio::runtime::Runtime {
@@ -50,29 +50,23 @@ fn closed_port(url: &str) -> String {
 }
 
 fn pg(url: &str) -> PostgresSource {
-    PostgresSource::new(
-        "pg",
-        &Secret::new(url),
-        "postgres://***",
-        2,
-        Duration::from_secs(5),
-        DbTls::Disable,
-        None,
-    )
-    .unwrap()
+    PostgresSource::new("pg", &server(url, "postgres://***")).unwrap()
 }
 
 fn my(url: &str) -> MysqlSource {
-    MysqlSource::new(
-        "my",
-        &Secret::new(url),
-        "mysql://***",
-        2,
-        Duration::from_secs(5),
-        DbTls::Disable,
-        None,
-    )
-    .unwrap()
+    MysqlSource::new("my", &server(url, "mysql://***")).unwrap()
+}
+
+/// A server datasource at `url`, without TLS, at most 2 connections.
+fn server(url: &str, shown_url: &str) -> ServerDatasource {
+    ServerDatasource {
+        url: Secret::new(url),
+        shown_url: shown_url.to_string(),
+        max_connections: 2,
+        connect_timeout: Duration::from_secs(5),
+        tls: DbTls::Disable,
+        ca_file: None,
+    }
 }
 
 /// Runs `sql` to its end; the error it ends with, if any.
@@ -86,7 +80,15 @@ async fn run(
         values: Default::default(),
     };
     let query = Query::Sql { text: sql.into() };
-    let mut stream = source.query(&query, &params, 100, timeout, cancel).await?;
+    let mut stream = source
+        .query(QueryRequest {
+            query: &query,
+            params: &params,
+            chunk_rows: 100,
+            timeout,
+            cancel,
+        })
+        .await?;
     let mut rows = 0;
     while let Some(chunk) = stream.chunks.recv().await {
         rows += chunk?.len() as u64;

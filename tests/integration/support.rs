@@ -111,6 +111,17 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
+/// The line of `ferry validate`'s error output that refuses the query of task `name`
+/// (`tasks/NAME.yaml:LINE:COL: query: refused: …`); it must give `why`.
+pub fn refusal<'a>(err: &'a str, name: &str, why: &str) -> &'a str {
+    let line = err
+        .lines()
+        .find(|l| l.contains(&format!("{name}.yaml:")) && l.contains(": query: refused: "))
+        .unwrap_or_else(|| panic!("no refusal of {name}: {err}"));
+    assert!(line.contains(why), "{name}: expected `{why}`: {line}");
+    line
+}
+
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).to_string()
 }
