@@ -8,8 +8,25 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
+# What it needs, installed when missing (scripts/test.sh runs it on a fresh CI machine).
+# cargo-deb is pinned: a version known to build with rustc 1.95 and to read our metadata.
+CARGO_DEB_VERSION=3.8.0
+if ! cargo deb --version >/dev/null 2>&1; then
+    echo "== installing cargo-deb $CARGO_DEB_VERSION (cargo install, about 2 minutes)"
+    cargo install cargo-deb --locked --version "$CARGO_DEB_VERSION"
+fi
+missing=()
+command -v systemd-analyze >/dev/null 2>&1 || missing+=(systemd)
+command -v adduser >/dev/null 2>&1 || missing+=(adduser)
+if [ "${#missing[@]}" -gt 0 ]; then
+    echo "== installing ${missing[*]}"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
 if [[ "${1:-}" != "--no-build" ]]; then
-    cargo deb
+    echo "== cargo deb (a release build: several minutes on a fresh machine)"
+    cargo deb -- --locked
 fi
 deb=$(ls -t target/debian/ferry_*.deb | head -1)
 echo "== package: $deb"

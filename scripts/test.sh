@@ -43,3 +43,16 @@ trap report_skipped EXIT
 
 echo "== cargo test --features oracle (with PostgreSQL and MariaDB from scripts/test-services.sh)"
 scripts/test-services.sh cargo test --all-targets --features oracle --locked
+
+# The Debian package (docs/install.md): built with cargo-deb, installed, its systemd unit
+# verified, its example task run as the `ferry` user, then purged. It needs root (dpkg, a
+# system user); elsewhere it is reported as skipped, and under CI=true that fails.
+echo "== the Debian package: build, install, run, purge (scripts/package-test.sh)"
+if [ "$(id -u)" -eq 0 ]; then
+    scripts/package-test.sh
+elif [ "${CI:-}" = true ]; then
+    echo "error: the package test needs root (CI=true: nothing may be skipped)" >&2
+    exit 1
+else
+    printf 'package test (scripts/package-test.sh)\tneeds root to install a Debian package\n' >>"$FERRY_SKIPPED"
+fi
