@@ -61,6 +61,9 @@ pub struct Config {
     /// Its folder: relative paths resolve against it.
     pub base_dir: PathBuf,
     pub timezone: Tz,
+    /// The language of the built-in message templates for tasks that do not set their own
+    /// (`language:`, default `en`).
+    pub language: Language,
     pub tasks_dir: PathBuf,
     pub output_dir: PathBuf,
     pub templates_dir: PathBuf,
@@ -597,6 +600,8 @@ impl SmtpSecurity {
     }
 }
 
+pub use crate::template::Language;
+
 /// A validated task.
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
@@ -613,6 +618,13 @@ pub struct TaskSpec {
     pub queries: Vec<QuerySpec>,
     pub params: BTreeMap<String, ParamValue>,
     pub period: Period,
+    /// Whether the data is for `period` (the task sets `period:` or a query reads a
+    /// `:period_*` parameter): file names and messages then name the period, otherwise
+    /// the run date.
+    pub reports_period: bool,
+    /// The language of the built-in message templates (the task's `language:`, else
+    /// config.yaml's).
+    pub language: Language,
     pub timeout: Duration,
     pub misfire_grace: Duration,
     pub catch_up: CatchUp,
@@ -623,6 +635,24 @@ pub struct TaskSpec {
     pub notify: Vec<NotifySpec>,
     /// The task's own `retention:` (a `None` field follows config.yaml's).
     pub retention: RetentionSpec,
+}
+
+impl TaskSpec {
+    /// The parameter values of a run scheduled at `at`, with what its data covers.
+    pub fn run_params(&self, at: chrono::DateTime<chrono::Utc>) -> crate::params::RunParams {
+        let params = crate::params::RunParams::compute(
+            at,
+            self.timezone,
+            self.period,
+            Some(&self.schedule),
+            &self.params,
+        );
+        if self.reports_period {
+            params
+        } else {
+            params.as_of_run()
+        }
+    }
 }
 
 /// One query of a task.

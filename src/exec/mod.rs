@@ -40,7 +40,12 @@ use crate::template::{self, MessageTemplate};
 
 /// What a run's messages (its report, the owner alert) say about it; links are added by
 /// the caller.
-fn run_report(task: &TaskSpec, r: &RunResult, scheduled_at: DateTime<Utc>) -> RunReport {
+fn run_report(
+    task: &TaskSpec,
+    r: &RunResult,
+    scheduled_at: DateTime<Utc>,
+    trigger: Trigger,
+) -> RunReport {
     RunReport {
         task: task.name.clone(),
         description: task.description.clone(),
@@ -54,6 +59,8 @@ fn run_report(task: &TaskSpec, r: &RunResult, scheduled_at: DateTime<Utc>) -> Ru
         warnings: r.warnings.clone(),
         error: r.error.clone(),
         links: Vec::new(),
+        coverage: task.run_params(scheduled_at).coverage,
+        trigger,
     }
 }
 
@@ -189,6 +196,7 @@ pub struct Executor {
 pub struct Followup {
     task: TaskSpec,
     scheduled_at: DateTime<Utc>,
+    trigger: Trigger,
     result: RunResult,
     items: Vec<deliver::Item>,
     failures: Vec<String>,
@@ -288,13 +296,7 @@ impl Executor {
         let task = &req.task;
         let clock = Instant::now();
         info!("run started");
-        let params = RunParams::compute(
-            scheduled_at,
-            task.timezone,
-            task.period,
-            Some(&task.schedule),
-            &task.params,
-        );
+        let params = task.run_params(scheduled_at);
         let rows = Arc::new(AtomicU64::new(0));
         let cancelled = Arc::new(AtomicBool::new(false));
         let query_cancel = CancellationToken::new();
@@ -367,7 +369,7 @@ impl Executor {
         };
         // Every message is rendered before the run is recorded, and recorded with it.
         let (queued, failures) = if req.notify && !empty_skip {
-            self.render_all(task, &result, scheduled_at, req.reply_to.as_ref())
+            self.render_all(task, &result, scheduled_at, req.trigger, req.reply_to.as_ref())
                 .await
         } else {
             (Vec::new(), Vec::new())
@@ -416,6 +418,7 @@ impl Executor {
         Ok(Followup {
             task: task.clone(),
             scheduled_at,
+            trigger: req.trigger,
             result,
             items,
             failures,
@@ -638,9 +641,10 @@ impl Executor {
         task: &TaskSpec,
         r: &RunResult,
         scheduled_at: DateTime<Utc>,
+        trigger: Trigger,
         reply_to: Option<&ReplyTo>,
     ) -> (Vec<QueuedDelivery>, Vec<String>) {
-        let mut report = run_report(task, r, scheduled_at);
+        let mut report = run_report(task, r, scheduled_at, trigger);
         let mut failures = Vec::new();
         // Signed download links for the files, when `links:` is configured.
         if r.status == Status::Succeeded && !r.files.is_empty() {
@@ -707,11 +711,13 @@ impl Executor {
         let Some(spec) = self.config.channels.get(&n.channel) else {
             return Err("channel is not defined".into());
         };
-        let tpl = MessageTemplate::locate(&self.config.templates_dir, &n.template);
-        let (subject, body) = tpl.render(ctx)?;
+        let tpl = MessageTemplate::in_language(&self.config.templates_dir, &n.template, task.language);
+        let via = notify::FilesVia::of(&spec.kind, n.delivery, link.is_some());
+        let ctx = minijinja::context! { files_via => via.as_str(), ..ctx.clone() };
+        let (subject, body) = tpl.render(&ctx)?;
         let caps = notify::capabilities(&spec.kind);
         let html = if caps.html {
-            tpl.render_html(ctx)?
+            tpl.render_html(&ctx)?
         } else {
             None
         };
@@ -766,6 +772,7 @@ impl Followup {
         let Followup {
             task,
             scheduled_at,
+            trigger,
             mut result,
             items,
             mut failures,
@@ -806,7 +813,7 @@ impl Followup {
             && let Some(note) = alert::alert_owners(
                 env,
                 &task,
-                run_report(&task, &result, scheduled_at),
+                run_report(&task, &result, scheduled_at, trigger),
                 &failed_deliveries,
                 1,
             )
@@ -829,19 +836,6 @@ struct Part {
     stream: source::QueryStream,
     /// Fired when the writer has read the whole result.
     done: tokio::sync::oneshot::Sender<()>,
-}
-
-/// `1234567` → `1,234,567`.
-fn group_thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// The writer thread's side of an export: each query's rows into the format writer, in
@@ -973,7 +967,7 @@ impl Writing {
             warnings.extend(
                 part_rows
                     .iter()
-                    .map(|(s, n)| format!("sheet {s}: {} rows", group_thousands(*n))),
+                    .map(|(s, n)| format!("sheet {s}: {} rows", template::group_thousands(*n))),
             );
         }
         if opts.output.zip {
@@ -1032,16 +1026,16 @@ async fn check_cost(
 
 /// A planner number for messages: `12345678.9` → `12,345,679`.
 fn human_count(n: f64) -> String {
-    group_thousands(n.max(0.0).round() as u64)
+    template::group_thousands(n.max(0.0).round() as u64)
 }
 
 #[cfg(test)]
 mod tests {
     #[test]
     fn thousands_are_grouped() {
-        assert_eq!(super::group_thousands(0), "0");
-        assert_eq!(super::group_thousands(999), "999");
-        assert_eq!(super::group_thousands(1_234), "1,234");
-        assert_eq!(super::group_thousands(1_234_567), "1,234,567");
+        assert_eq!(crate::template::group_thousands(0), "0");
+        assert_eq!(crate::template::group_thousands(999), "999");
+        assert_eq!(crate::template::group_thousands(1_234), "1,234");
+        assert_eq!(crate::template::group_thousands(1_234_567), "1,234,567");
     }
 }

@@ -158,6 +158,20 @@ pub trait Source: Send + Sync {
         Ok(None)
     }
 
+    /// Checks `query` with the database without running it (`ferry run --dry-run`): the
+    /// statement is prepared (on a server, in a read-only transaction under `timeout`)
+    /// and its result columns returned. `None`: this backend cannot check a statement
+    /// without running it.
+    async fn prepare(
+        &self,
+        query: &Query,
+        params: &RunParams,
+        timeout: Duration,
+    ) -> Result<Option<Vec<Column>>, SourceError> {
+        let _ = (query, params, timeout);
+        Ok(None)
+    }
+
     /// Checks that the source can be reached and queried.
     async fn healthcheck(&self) -> Result<(), SourceError>;
 

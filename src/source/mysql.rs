@@ -438,6 +438,28 @@ impl Source for MysqlSource {
         opened.wait().await
     }
 
+    async fn prepare(
+        &self,
+        query: &Query,
+        params: &RunParams,
+        timeout: Duration,
+    ) -> Result<Option<Vec<crate::value::Column>>, SourceError> {
+        let (text, _) = self.bind(super::sql_text(&self.name, query)?, params)?;
+        let (mut conn, _permit, _) = self.connect().await?;
+        self.begin_read_only(&mut conn, timeout).await?;
+        let columns = match conn.prep(text).await {
+            Ok(stmt) => {
+                let columns = describe_columns(&stmt.columns()).0;
+                let _ = conn.close(stmt).await;
+                Ok(Some(columns))
+            }
+            Err(e) => Err(self.my_error(e)),
+        };
+        // Dropping the connection rolls the read-only transaction back.
+        let _ = tokio::time::timeout(Duration::from_secs(10), conn.disconnect()).await;
+        columns
+    }
+
     async fn estimate_cost(
         &self,
         sql: &str,
