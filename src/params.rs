@@ -137,10 +137,7 @@ impl Coverage {
                 format!("{}-Q{}", start.year(), start.month0() / 3 + 1),
             ),
             Period::Year => ("year", start.year().to_string()),
-            Period::Hour => (
-                "hour",
-                format!("{}–{}", minute(start), end.format("%H:%M")),
-            ),
+            Period::Hour => ("hour", format!("{}–{}", minute(start), end.format("%H:%M"))),
             Period::Schedule => ("schedule", format!("{} – {}", minute(start), minute(end))),
         };
         let (first, last) = match period {
@@ -240,7 +237,10 @@ impl RunParams {
     /// The same values for a task whose data is not for a period: file names and
     /// messages name the run date.
     pub fn as_of_run(mut self) -> RunParams {
-        let date = self.get("run_date").map(ParamValue::to_text).unwrap_or_default();
+        let date = self
+            .get("run_date")
+            .map(ParamValue::to_text)
+            .unwrap_or_default();
         self.coverage = Coverage {
             kind: "run",
             label: date.clone(),
@@ -528,13 +528,22 @@ mod tests {
         let cover = |period| RunParams::compute(at, tz, period, None, &BTreeMap::new()).coverage;
         let day = cover(Period::Day);
         assert_eq!((day.kind, day.label.as_str()), ("day", "2026-12-06"));
-        assert_eq!((day.first.as_str(), day.last.as_str()), ("2026-12-06", "2026-12-06"));
+        assert_eq!(
+            (day.first.as_str(), day.last.as_str()),
+            ("2026-12-06", "2026-12-06")
+        );
         let week = cover(Period::Week);
         assert_eq!(week.label, "2026-W49");
-        assert_eq!((week.first.as_str(), week.last.as_str()), ("2026-11-30", "2026-12-06"));
+        assert_eq!(
+            (week.first.as_str(), week.last.as_str()),
+            ("2026-11-30", "2026-12-06")
+        );
         let month = cover(Period::Month);
         assert_eq!(month.label, "2026-11");
-        assert_eq!((month.first.as_str(), month.last.as_str()), ("2026-11-01", "2026-11-30"));
+        assert_eq!(
+            (month.first.as_str(), month.last.as_str()),
+            ("2026-11-01", "2026-11-30")
+        );
         assert_eq!(cover(Period::Quarter).label, "2026-Q3");
         assert_eq!(cover(Period::Year).label, "2025");
         assert_eq!(cover(Period::Hour).label, "2026-12-07 01:00–02:00");
@@ -548,6 +557,9 @@ mod tests {
         );
         assert_eq!(jan.coverage.label, "2026-W53");
         let run = RunParams::compute(at, tz, Period::Day, None, &BTreeMap::new()).as_of_run();
-        assert_eq!((run.coverage.kind, run.coverage.label.as_str()), ("run", "2026-12-07"));
+        assert_eq!(
+            (run.coverage.kind, run.coverage.label.as_str()),
+            ("run", "2026-12-07")
+        );
     }
 }

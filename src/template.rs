@@ -274,7 +274,10 @@ const BUILT_IN: &[(&str, &str)] = &[
         "report.html.j2",
         include_str!("../templates/report.html.j2"),
     ),
-    ("report_zh.md.j2", include_str!("../templates/report_zh.md.j2")),
+    (
+        "report_zh.md.j2",
+        include_str!("../templates/report_zh.md.j2"),
+    ),
     (
         "report_zh.subject.j2",
         include_str!("../templates/report_zh.subject.j2"),
@@ -377,11 +380,7 @@ pub const DEFAULT_SUBJECT: &str = "[ferry] {{ task_name }}: {{ status }}";
 impl MessageTemplate {
     /// The template `name` in `language`: `NAME_zh` for Chinese when `dir` has a
     /// `NAME_zh.md.j2` or ferry ships one, else `NAME` itself.
-    pub fn in_language(
-        dir: &Path,
-        name: &str,
-        language: Language,
-    ) -> MessageTemplate {
+    pub fn in_language(dir: &Path, name: &str, language: Language) -> MessageTemplate {
         if language != Language::En {
             let variant = format!("{name}_{}", language.as_str());
             let body = format!("{variant}.md.j2");

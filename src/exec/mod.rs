@@ -40,7 +40,7 @@ use crate::template::{self, MessageTemplate};
 
 /// What a run's messages (its report, the owner alert) say about it; links are added by
 /// the caller.
-fn run_report(
+pub fn run_report(
     task: &TaskSpec,
     r: &RunResult,
     scheduled_at: DateTime<Utc>,
@@ -369,8 +369,14 @@ impl Executor {
         };
         // Every message is rendered before the run is recorded, and recorded with it.
         let (queued, failures) = if req.notify && !empty_skip {
-            self.render_all(task, &result, scheduled_at, req.trigger, req.reply_to.as_ref())
-                .await
+            self.render_all(
+                task,
+                &result,
+                scheduled_at,
+                req.trigger,
+                req.reply_to.as_ref(),
+            )
+            .await
         } else {
             (Vec::new(), Vec::new())
         };
@@ -474,71 +480,18 @@ impl Executor {
             query_cancel,
             progress,
         } = control;
-        let spec = self.config.datasources.get(&task.source).ok_or_else(|| {
-            ExportError::Failed(format!(
-                "datasource `{}` is not defined in config.yaml",
-                task.source
-            ))
-        })?;
-        // The parser gate, before anything connects (validation normally caught this
-        // already). SQL queries only.
-        if let Some((dialect, mode)) = self.config.sql_gate(&task.source) {
-            for (q, sql) in task
-                .queries
-                .iter()
-                .filter_map(|q| Some((q, q.query.sql()?)))
-            {
-                crate::sqlgate::check(sql, dialect, mode).map_err(|reason| {
-                    ExportError::Failed(match &q.sheet {
-                        Some(sheet) => format!("query \"{sheet}\": {reason}"),
-                        None => format!("query {reason}"),
-                    })
-                })?;
-            }
-        }
-        let source = source::build(&task.source, spec)
+        let source = preflight(&self.config, task, params, &*self.clock)
             .await
-            .map_err(|e| ExportError::Failed(e.to_string()))?;
-        // Least privilege, checked: before anything runs on a datasource that requires it.
-        if self.config.requires_read_only(&task.source) {
-            source::access::require_read_only(&task.source, spec, source.as_ref(), &*self.clock)
-                .await
-                .map_err(|e| ExportError::Failed(e.to_string()))?;
-        }
-        // The cost guard, before anything is written. SQL queries only: `max_cost` prices
-        // them with the database's planner.
-        if let Some(&max_cost) = self.config.max_cost.get(&task.source) {
-            for (q, sql) in task
-                .queries
-                .iter()
-                .filter_map(|q| Some((q, q.query.sql()?)))
-            {
-                check_cost(
-                    source.as_ref(),
-                    &task.source,
-                    q,
-                    sql,
-                    params,
-                    task.timeout,
-                    max_cost,
-                )
-                .await?;
-            }
-        }
+            .map_err(ExportError::Failed)?;
 
-        let ctx = params.template_context(&task.name, run_id);
-        let folder = template::render_str(&self.config.export.directory, &ctx)
-            .map_err(|e| ExportError::Failed(format!("export.directory: {e}")))?;
-        let dir = self.config.output_dir.join(format::sanitize_dir(&folder));
+        let (dir, base_name) =
+            output_names(&self.config, task, params, run_id).map_err(ExportError::Failed)?;
         std::fs::create_dir_all(&dir).map_err(|e| {
             ExportError::Failed(format!(
                 "cannot create output folder {}: {e}",
                 dir.display()
             ))
         })?;
-        let name = template::render_str(&task.output.file_name, &ctx)
-            .map_err(|e| ExportError::Failed(format!("output.file_name: {e}")))?;
-        let base_name = format::sanitize_file_name(&name);
 
         let opts = WriterOptions {
             dir: dir.clone(),
@@ -676,8 +629,7 @@ impl Executor {
                 .iter()
                 .filter(|m| m.channel == n.channel)
                 .count();
-            let message = self
-                .render_one(task, r, n, occurrence, &ctx, link.clone())
+            let message = render_message(&self.config, task, r, n, occurrence, &ctx, link.clone())
                 .map(|mut m| {
                     if let Some(to) = reply_to {
                         m.subject = to.subject.clone();
@@ -697,60 +649,61 @@ impl Executor {
         }
         (queued, failures)
     }
+}
 
-    /// Renders one notify entry's message.
-    fn render_one(
-        &self,
-        task: &TaskSpec,
-        r: &RunResult,
-        n: &NotifySpec,
-        occurrence: usize,
-        ctx: &minijinja::Value,
-        link: Option<String>,
-    ) -> Result<Message, String> {
-        let Some(spec) = self.config.channels.get(&n.channel) else {
-            return Err("channel is not defined".into());
-        };
-        let tpl = MessageTemplate::in_language(&self.config.templates_dir, &n.template, task.language);
-        let via = notify::FilesVia::of(&spec.kind, n.delivery, link.is_some());
-        let ctx = minijinja::context! { files_via => via.as_str(), ..ctx.clone() };
-        let (subject, body) = tpl.render(&ctx)?;
-        let caps = notify::capabilities(&spec.kind);
-        let html = if caps.html {
-            tpl.render_html(&ctx)?
-        } else {
-            None
-        };
-        Ok(Message {
-            task: task.name.clone(),
-            run_id: r.run_id.clone(),
-            channel: n.channel.clone(),
-            occurrence,
-            recipients: n.recipients.clone(),
-            cc: n.cc.clone(),
-            bcc: n.bcc.clone(),
-            subject,
-            body,
-            html,
-            // Absolute, as the ledger keeps them: a retry may come from a process with
-            // another working folder (`ferry serve` after `ferry run --config config.yaml`).
-            attachments: r
-                .files
-                .iter()
-                .map(|f| FileRecord {
-                    path: std::path::absolute(&f.path)
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_else(|_| f.path.clone()),
-                    ..f.clone()
-                })
-                .collect(),
-            link,
-            delivery: n.delivery,
-            sizes: caps.sizes,
-            via: None,
-            thread: None,
-        })
-    }
+/// Renders one notify entry's message for run `r` of `task` (`ctx`: the run's
+/// [`RunReport::context`]; `link`: its first file's download link).
+pub fn render_message(
+    config: &Config,
+    task: &TaskSpec,
+    r: &RunResult,
+    n: &NotifySpec,
+    occurrence: usize,
+    ctx: &minijinja::Value,
+    link: Option<String>,
+) -> Result<Message, String> {
+    let Some(spec) = config.channels.get(&n.channel) else {
+        return Err("channel is not defined".into());
+    };
+    let tpl = MessageTemplate::in_language(&config.templates_dir, &n.template, task.language);
+    let via = notify::FilesVia::of(&spec.kind, n.delivery, link.is_some());
+    let ctx = minijinja::context! { files_via => via.as_str(), ..ctx.clone() };
+    let (subject, body) = tpl.render(&ctx)?;
+    let caps = notify::capabilities(&spec.kind);
+    let html = if caps.html {
+        tpl.render_html(&ctx)?
+    } else {
+        None
+    };
+    Ok(Message {
+        task: task.name.clone(),
+        run_id: r.run_id.clone(),
+        channel: n.channel.clone(),
+        occurrence,
+        recipients: n.recipients.clone(),
+        cc: n.cc.clone(),
+        bcc: n.bcc.clone(),
+        subject,
+        body,
+        html,
+        // Absolute, as the ledger keeps them: a retry may come from a process with
+        // another working folder (`ferry serve` after `ferry run --config config.yaml`).
+        attachments: r
+            .files
+            .iter()
+            .map(|f| FileRecord {
+                path: std::path::absolute(&f.path)
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_else(|_| f.path.clone()),
+                ..f.clone()
+            })
+            .collect(),
+        link,
+        delivery: n.delivery,
+        sizes: caps.sizes,
+        via: None,
+        thread: None,
+    })
 }
 
 impl Followup {
@@ -983,6 +936,79 @@ impl Writing {
     }
 }
 
+/// The folder a run's files go to and their base name (without extension), from
+/// `export.directory` and `output.file_name`.
+pub fn output_names(
+    config: &Config,
+    task: &TaskSpec,
+    params: &RunParams,
+    run_id: &str,
+) -> Result<(std::path::PathBuf, String), String> {
+    let ctx = params.template_context(&task.name, run_id);
+    let folder = template::render_str(&config.export.directory, &ctx)
+        .map_err(|e| format!("export.directory: {e}"))?;
+    let dir = config.output_dir.join(format::sanitize_dir(&folder));
+    let name = template::render_str(&task.output.file_name, &ctx)
+        .map_err(|e| format!("output.file_name: {e}"))?;
+    Ok((dir, format::sanitize_file_name(&name)))
+}
+
+/// What comes before a run writes anything: the SQL gate, the connection, the
+/// `require_read_only` check and the cost guard. Returns the connected source, or why the
+/// run cannot go on (`ferry run --dry-run` stops here too).
+pub async fn preflight(
+    config: &Config,
+    task: &TaskSpec,
+    params: &RunParams,
+    clock: &dyn crate::clock::Clock,
+) -> Result<Box<dyn source::Source>, String> {
+    let spec = config
+        .datasources
+        .get(&task.source)
+        .ok_or_else(|| format!("datasource `{}` is not defined in config.yaml", task.source))?;
+    let sql = || {
+        task.queries
+            .iter()
+            .filter_map(|q| Some((q, q.query.sql()?)))
+    };
+    // The parser gate, before anything connects (validation normally caught this
+    // already). SQL queries only.
+    if let Some((dialect, mode)) = config.sql_gate(&task.source) {
+        for (q, sql) in sql() {
+            crate::sqlgate::check(sql, dialect, mode).map_err(|reason| match &q.sheet {
+                Some(sheet) => format!("query \"{sheet}\": {reason}"),
+                None => format!("query {reason}"),
+            })?;
+        }
+    }
+    let source = source::build(&task.source, spec)
+        .await
+        .map_err(|e| e.to_string())?;
+    // Least privilege, checked: before anything runs on a datasource that requires it.
+    if config.requires_read_only(&task.source) {
+        source::access::require_read_only(&task.source, spec, source.as_ref(), clock)
+            .await
+            .map_err(|e| e.to_string())?;
+    }
+    // The cost guard, before anything is written. SQL queries only: `max_cost` prices
+    // them with the database's planner.
+    if let Some(&max_cost) = config.max_cost.get(&task.source) {
+        for (q, sql) in sql() {
+            check_cost(
+                source.as_ref(),
+                &task.source,
+                q,
+                sql,
+                params,
+                task.timeout,
+                max_cost,
+            )
+            .await?;
+        }
+    }
+    Ok(source)
+}
+
 /// Why a statement without result columns fails the run.
 const NO_COLUMNS: &str = "the query returned no columns: ferry exports the result of a query that selects at least one column";
 
@@ -995,7 +1021,7 @@ async fn check_cost(
     params: &RunParams,
     timeout: std::time::Duration,
     max_cost: f64,
-) -> Result<(), ExportError> {
+) -> Result<(), String> {
     let which = match &query.sheet {
         Some(sheet) => format!("query \"{sheet}\""),
         None => "the query".to_string(),
@@ -1003,23 +1029,23 @@ async fn check_cost(
     let estimate = source
         .estimate_cost(sql, params, timeout)
         .await
-        .map_err(|e| ExportError::Failed(format!("{which}: {e}")))?;
+        .map_err(|e| format!("{which}: {e}"))?;
     let Some(e) = estimate else {
-        return Err(ExportError::Failed(format!(
+        return Err(format!(
             "{which}: datasource `{datasource}` gives no cost estimate, so max_cost cannot be checked"
-        )));
+        ));
     };
     if e.cost > max_cost {
         let rows = e
             .rows
             .map(|r| format!(", about {} rows", human_count(r)))
             .unwrap_or_default();
-        return Err(ExportError::Failed(format!(
+        return Err(format!(
             "{which} was refused by the cost guard: estimated cost {} ({}{rows}) exceeds max_cost {} of datasource `{datasource}`; narrow the query (a date range, an indexed filter) or raise max_cost",
             human_count(e.cost),
             e.unit,
             human_count(max_cost),
-        )));
+        ));
     }
     Ok(())
 }

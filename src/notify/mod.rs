@@ -711,7 +711,12 @@ mod golden {
     }
 
     fn check(name: &str, report: &RunReport) {
-        render_and_compare(name, report, FilesVia::Attachment, crate::config::Language::En);
+        render_and_compare(
+            name,
+            report,
+            FilesVia::Attachment,
+            crate::config::Language::En,
+        );
     }
 
     fn render_and_compare(
@@ -723,7 +728,11 @@ mod golden {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
         // The built-in templates (the folder does not exist).
         let tpl = MessageTemplate::in_language(&dir.join("no-such-folder"), "report", language);
-        let via = if report.links.is_empty() { via } else { FilesVia::Link };
+        let via = if report.links.is_empty() {
+            via
+        } else {
+            FilesVia::Link
+        };
         let ctx = minijinja::context! { files_via => via.as_str(), ..report.context() };
         let (subject, body) = tpl.render(&ctx).unwrap();
         let html = tpl.render_html(&ctx).unwrap().unwrap();

@@ -247,7 +247,9 @@ impl PostgresSource {
 /// What kind of failure a driver error is, from its SQLSTATE.
 /// The result columns of a prepared statement, their decoders, and a warning for each
 /// column ferry cannot read.
-fn describe_statement(stmt: &tokio_postgres::Statement) -> (Vec<Column>, Vec<Decoder>, Vec<String>) {
+fn describe_statement(
+    stmt: &tokio_postgres::Statement,
+) -> (Vec<Column>, Vec<Decoder>, Vec<String>) {
     let mut columns = Vec::with_capacity(stmt.columns().len());
     let mut decoders = Vec::with_capacity(stmt.columns().len());
     let mut warnings = Vec::new();

@@ -11,6 +11,7 @@ mod conformance;
 mod crash;
 mod daemon;
 mod docs;
+mod dry_run;
 mod email;
 mod email_faults;
 mod fake_robots;
