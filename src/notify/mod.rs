@@ -213,8 +213,8 @@ impl FilesVia {
         };
         match (carries_files, delivery, linked) {
             (_, RobotDelivery::Link, true) | (false, _, true) => FilesVia::Link,
+            (_, RobotDelivery::Link, false) | (false, _, false) => FilesVia::Server,
             (true, _, _) => FilesVia::Attachment,
-            (false, _, false) => FilesVia::Server,
         }
     }
 }
@@ -830,6 +830,40 @@ mod golden {
         r.warnings.clear();
         r.error = Some("timeout: the run took longer than 30m (task `timeout`)".into());
         check("failed", &r);
+    }
+
+    #[test]
+    fn files_come_attached_linked_or_stay_on_the_server_by_channel() {
+        use crate::config::{RobotService, RobotSpec, Secret};
+        let robot = |service, delivery| {
+            ChannelKind::Robot(Box::new(RobotSpec {
+                service,
+                webhook: Secret::new("https://robot.example.test/send"),
+                secret: None,
+                keyword: None,
+                mention_all: false,
+                timeout: std::time::Duration::from_secs(5),
+                delivery,
+            }))
+        };
+        let outbox = ChannelKind::Outbox {
+            dir: "outbox".into(),
+        };
+        let ding = robot(RobotService::DingTalk, RobotDelivery::Auto);
+        let wecom = robot(RobotService::WeCom, RobotDelivery::Auto);
+        assert_eq!(FilesVia::of(&outbox, None, false), FilesVia::Attachment);
+        assert_eq!(FilesVia::of(&ding, None, false), FilesVia::Server);
+        assert_eq!(FilesVia::of(&ding, None, true), FilesVia::Link);
+        assert_eq!(FilesVia::of(&wecom, None, true), FilesVia::Attachment);
+        assert_eq!(
+            FilesVia::of(&wecom, Some(RobotDelivery::Link), true),
+            FilesVia::Link
+        );
+        // `delivery: link` without links configured: the files stay on the server.
+        assert_eq!(
+            FilesVia::of(&wecom, Some(RobotDelivery::Link), false),
+            FilesVia::Server
+        );
     }
 
     #[test]

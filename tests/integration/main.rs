@@ -34,6 +34,7 @@ mod outputs;
 mod pause;
 mod postgres;
 mod read_only;
+mod reports;
 mod robots;
 mod runs;
 mod schedule;
