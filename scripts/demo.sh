@@ -14,7 +14,7 @@ if ! command -v cargo >/dev/null 2>&1; then
 fi
 ferry="${CARGO_TARGET_DIR:-target}/demo/ferry"
 if [ ! -x "$ferry" ]; then
-    echo "== building ferry for the demo (first time: about 4 minutes on 2 cores; later runs start at once)…"
+    echo "== building ferry for the demo (first time: about 3–4 minutes on 2 cores; later runs start at once)…"
 fi
 started=$SECONDS
 cargo build --profile demo --locked
