@@ -205,10 +205,7 @@ fn print_messages(
     let link = report.links.first().map(|l| l.url.clone());
     let ctx = report.context();
     for (i, n) in task.notify.iter().enumerate() {
-        let occurrence = 1 + task.notify[..i]
-            .iter()
-            .filter(|m| m.channel == n.channel)
-            .count();
+        let occurrence = exec::occurrence(task, i);
         println!();
         if !n.on.matches(true) {
             println!("  `{}`: sent only when a run fails", n.channel);

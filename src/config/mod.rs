@@ -637,24 +637,6 @@ pub struct TaskSpec {
     pub retention: RetentionSpec,
 }
 
-impl TaskSpec {
-    /// The parameter values of a run scheduled at `at`, with what its data covers.
-    pub fn run_params(&self, at: chrono::DateTime<chrono::Utc>) -> crate::params::RunParams {
-        let params = crate::params::RunParams::compute(
-            at,
-            self.timezone,
-            self.period,
-            Some(&self.schedule),
-            &self.params,
-        );
-        if self.reports_period {
-            params
-        } else {
-            params.as_of_run()
-        }
-    }
-}
-
 /// One query of a task.
 #[derive(Debug, Clone)]
 pub struct QuerySpec {

@@ -310,6 +310,24 @@ pub fn validate_task(
     }
 }
 
+impl TaskSpec {
+    /// The parameter values of a run scheduled at `at`, with what its data covers.
+    pub fn run_params(&self, at: chrono::DateTime<chrono::Utc>) -> crate::params::RunParams {
+        let params = crate::params::RunParams::compute(
+            at,
+            self.timezone,
+            self.period,
+            Some(&self.schedule),
+            &self.params,
+        );
+        if self.reports_period {
+            params
+        } else {
+            params.as_of_run()
+        }
+    }
+}
+
 /// The task's fixed `params` (names checked; built-in names refused).
 fn fixed_params(
     c: &mut Checker,

@@ -17,6 +17,9 @@
 
 pub mod alert;
 pub mod deliver;
+mod prepare;
+
+pub use prepare::{occurrence, output_names, preflight, render_message};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,16 +30,16 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::clock::SharedClock;
-use crate::config::{Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
+use crate::config::{Config, OnEmpty, TaskSpec, format_duration};
 use crate::format::{self, Finished, FormatError, WriterOptions};
-use crate::notify::{self, Message, Registry, RunReport};
+use crate::notify::{Registry, RunReport};
 use crate::params::RunParams;
 use crate::source;
 use crate::store::{
     Claim, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliverySummary, FileRecord, Outage,
     Outcome, Owner, QueuedDelivery, Status, Store, Trigger,
 };
-use crate::template::{self, MessageTemplate};
+use crate::template;
 
 /// What a run's messages (its report, the owner alert) say about it; links are added by
 /// the caller.
@@ -625,10 +628,7 @@ impl Executor {
             if !n.on.matches(r.status == Status::Succeeded) {
                 continue;
             }
-            let occurrence = 1 + task.notify[..i]
-                .iter()
-                .filter(|m| m.channel == n.channel)
-                .count();
+            let occurrence = occurrence(task, i);
             let message = render_message(&self.config, task, r, n, occurrence, &ctx, link.clone())
                 .map(|mut m| {
                     if let Some(to) = reply_to {
@@ -649,61 +649,6 @@ impl Executor {
         }
         (queued, failures)
     }
-}
-
-/// Renders one notify entry's message for run `r` of `task` (`ctx`: the run's
-/// [`RunReport::context`]; `link`: its first file's download link).
-pub fn render_message(
-    config: &Config,
-    task: &TaskSpec,
-    r: &RunResult,
-    n: &NotifySpec,
-    occurrence: usize,
-    ctx: &minijinja::Value,
-    link: Option<String>,
-) -> Result<Message, String> {
-    let Some(spec) = config.channels.get(&n.channel) else {
-        return Err("channel is not defined".into());
-    };
-    let tpl = MessageTemplate::in_language(&config.templates_dir, &n.template, task.language);
-    let via = notify::FilesVia::of(&spec.kind, n.delivery, link.is_some());
-    let ctx = minijinja::context! { files_via => via.as_str(), ..ctx.clone() };
-    let (subject, body) = tpl.render(&ctx)?;
-    let caps = notify::capabilities(&spec.kind);
-    let html = if caps.html {
-        tpl.render_html(&ctx)?
-    } else {
-        None
-    };
-    Ok(Message {
-        task: task.name.clone(),
-        run_id: r.run_id.clone(),
-        channel: n.channel.clone(),
-        occurrence,
-        recipients: n.recipients.clone(),
-        cc: n.cc.clone(),
-        bcc: n.bcc.clone(),
-        subject,
-        body,
-        html,
-        // Absolute, as the ledger keeps them: a retry may come from a process with
-        // another working folder (`ferry serve` after `ferry run --config config.yaml`).
-        attachments: r
-            .files
-            .iter()
-            .map(|f| FileRecord {
-                path: std::path::absolute(&f.path)
-                    .map(|p| p.display().to_string())
-                    .unwrap_or_else(|_| f.path.clone()),
-                ..f.clone()
-            })
-            .collect(),
-        link,
-        delivery: n.delivery,
-        sizes: caps.sizes,
-        via: None,
-        thread: None,
-    })
 }
 
 impl Followup {
@@ -936,124 +881,8 @@ impl Writing {
     }
 }
 
-/// The folder a run's files go to and their base name (without extension), from
-/// `export.directory` and `output.file_name`.
-pub fn output_names(
-    config: &Config,
-    task: &TaskSpec,
-    params: &RunParams,
-    run_id: &str,
-) -> Result<(std::path::PathBuf, String), String> {
-    let ctx = params.template_context(&task.name, run_id);
-    let folder = template::render_str(&config.export.directory, &ctx)
-        .map_err(|e| format!("export.directory: {e}"))?;
-    let dir = config.output_dir.join(format::sanitize_dir(&folder));
-    let name = template::render_str(&task.output.file_name, &ctx)
-        .map_err(|e| format!("output.file_name: {e}"))?;
-    Ok((dir, format::sanitize_file_name(&name)))
-}
-
-/// What comes before a run writes anything: the SQL gate, the connection, the
-/// `require_read_only` check and the cost guard. Returns the connected source, or why the
-/// run cannot go on (`ferry run --dry-run` stops here too).
-pub async fn preflight(
-    config: &Config,
-    task: &TaskSpec,
-    params: &RunParams,
-    clock: &dyn crate::clock::Clock,
-) -> Result<Box<dyn source::Source>, String> {
-    let spec = config
-        .datasources
-        .get(&task.source)
-        .ok_or_else(|| format!("datasource `{}` is not defined in config.yaml", task.source))?;
-    let sql = || {
-        task.queries
-            .iter()
-            .filter_map(|q| Some((q, q.query.sql()?)))
-    };
-    // The parser gate, before anything connects (validation normally caught this
-    // already). SQL queries only.
-    if let Some((dialect, mode)) = config.sql_gate(&task.source) {
-        for (q, sql) in sql() {
-            crate::sqlgate::check(sql, dialect, mode).map_err(|reason| match &q.sheet {
-                Some(sheet) => format!("query \"{sheet}\": {reason}"),
-                None => format!("query {reason}"),
-            })?;
-        }
-    }
-    let source = source::build(&task.source, spec)
-        .await
-        .map_err(|e| e.to_string())?;
-    // Least privilege, checked: before anything runs on a datasource that requires it.
-    if config.requires_read_only(&task.source) {
-        source::access::require_read_only(&task.source, spec, source.as_ref(), clock)
-            .await
-            .map_err(|e| e.to_string())?;
-    }
-    // The cost guard, before anything is written. SQL queries only: `max_cost` prices
-    // them with the database's planner.
-    if let Some(&max_cost) = config.max_cost.get(&task.source) {
-        for (q, sql) in sql() {
-            check_cost(
-                source.as_ref(),
-                &task.source,
-                q,
-                sql,
-                params,
-                task.timeout,
-                max_cost,
-            )
-            .await?;
-        }
-    }
-    Ok(source)
-}
-
 /// Why a statement without result columns fails the run.
 const NO_COLUMNS: &str = "the query returned no columns: ferry exports the result of a query that selects at least one column";
-
-/// Refuses a query whose planner estimate exceeds the datasource's `max_cost`.
-async fn check_cost(
-    source: &dyn source::Source,
-    datasource: &str,
-    query: &crate::config::QuerySpec,
-    sql: &str,
-    params: &RunParams,
-    timeout: std::time::Duration,
-    max_cost: f64,
-) -> Result<(), String> {
-    let which = match &query.sheet {
-        Some(sheet) => format!("query \"{sheet}\""),
-        None => "the query".to_string(),
-    };
-    let estimate = source
-        .estimate_cost(sql, params, timeout)
-        .await
-        .map_err(|e| format!("{which}: {e}"))?;
-    let Some(e) = estimate else {
-        return Err(format!(
-            "{which}: datasource `{datasource}` gives no cost estimate, so max_cost cannot be checked"
-        ));
-    };
-    if e.cost > max_cost {
-        let rows = e
-            .rows
-            .map(|r| format!(", about {} rows", human_count(r)))
-            .unwrap_or_default();
-        return Err(format!(
-            "{which} was refused by the cost guard: estimated cost {} ({}{rows}) exceeds max_cost {} of datasource `{datasource}`; narrow the query (a date range, an indexed filter) or raise max_cost",
-            human_count(e.cost),
-            e.unit,
-            human_count(max_cost),
-        ));
-    }
-    Ok(())
-}
-
-/// A planner number for messages: `12345678.9` → `12,345,679`.
-fn human_count(n: f64) -> String {
-    template::group_thousands(n.max(0.0).round() as u64)
-}
 
 #[cfg(test)]
 mod tests {
