@@ -845,15 +845,24 @@ impl Project {
             ChannelKind::Robot(r) => r.keyword.clone(),
             _ => None,
         };
+        // The template messages are rendered with: `NAME_zh` for `language: zh`.
+        let in_language = |template: &str, language| {
+            crate::template::MessageTemplate::in_language(
+                &self.config.templates_dir,
+                template,
+                language,
+            )
+            .name
+        };
         for ch in self.config.channels.values() {
+            let template = in_language(&ch.template, self.config.language);
             if let Some(k) = keyword_of(ch)
-                && lacks(&ch.template, &k)
+                && lacks(&template, &k)
             {
                 out.push(format!(
-                    "{}: channels.{}.keyword: template `{}` does not contain the DingTalk keyword `{k}`: the robot would refuse its messages (310000 keywords not in content)",
+                    "{}: channels.{}.keyword: template `{template}` does not contain the DingTalk keyword `{k}`: the robot would refuse its messages (310000 keywords not in content)",
                     self.config.path.display(),
                     ch.name,
-                    ch.template
                 ));
             }
         }
@@ -862,14 +871,14 @@ impl Project {
                 let Some(ch) = self.config.channels.get(&n.channel) else {
                     continue;
                 };
+                let template = in_language(&n.template, task.language);
                 if let Some(k) = keyword_of(ch)
-                    && n.template != ch.template
-                    && lacks(&n.template, &k)
+                    && template != in_language(&ch.template, self.config.language)
+                    && lacks(&template, &k)
                 {
                     out.push(format!(
-                        "{}: notify[{i}].template: template `{}` does not contain the keyword `{k}` of DingTalk channel `{}`: the robot would refuse its messages (310000 keywords not in content)",
+                        "{}: notify[{i}].template: template `{template}` does not contain the keyword `{k}` of DingTalk channel `{}`: the robot would refuse its messages (310000 keywords not in content)",
                         task.file.display(),
-                        n.template,
                         ch.name
                     ));
                 }

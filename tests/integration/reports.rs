@@ -141,3 +141,38 @@ fn a_zh_template_of_the_project_is_checked_and_used() {
     assert_eq!(m["subject"], "周报 2026-W49");
     assert_eq!(m["body"], format!("2026-W49: {}", json["rows"]));
 }
+
+#[test]
+fn the_dingtalk_keyword_is_looked_for_in_the_template_of_the_tasks_language() {
+    // The Chinese report says 数据 (data) in every case; the English one does not.
+    let p = project("language: zh\n");
+    let config = std::fs::read_to_string(p.path().join("config.yaml")).unwrap();
+    p.write(
+        "config.yaml",
+        &config.replacen(
+            "channels:\n",
+            "channels:\n  ding: { type: dingtalk, webhook: \"https://oapi.dingtalk.example/robot/send?access_token=t\", keyword: 数据 }\n",
+            1,
+        ),
+    );
+    p.write(
+        "tasks/zh.yaml",
+        "schedule: '0 6 * * *'\nsource: db\nquery: SELECT 1 AS one\noutput: { format: csv }\nnotify: [ding]\n",
+    );
+    p.write(
+        "tasks/en.yaml",
+        "schedule: '0 6 * * *'\nsource: db\nlanguage: en\nquery: SELECT 1 AS one\noutput: { format: csv }\nnotify: [ding]\n",
+    );
+    let out = p.ferry(&["validate"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let err = crate::support::stderr(&out);
+    assert!(
+        err.contains(
+            "tasks/en.yaml: notify[0].template: template `report` does not contain the keyword `数据` of DingTalk channel `ding`"
+        ),
+        "{}",
+        describe(&out)
+    );
+    assert!(!err.contains("channels.ding.keyword"), "{}", describe(&out));
+    assert!(!err.contains("tasks/zh.yaml"), "{}", describe(&out));
+}
