@@ -97,6 +97,60 @@ pub const BUILTIN: &[&str] = &[
 #[derive(Debug, Clone, Default)]
 pub struct RunParams {
     pub values: BTreeMap<String, ParamValue>,
+    /// What the run's data covers, for file names and messages.
+    pub coverage: Coverage,
+}
+
+/// What a run's data covers, in the words file names and messages use: the task's
+/// `period` (the last complete one before the run), or the run date for a task that
+/// names no period (see [`RunParams::as_of_run`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Coverage {
+    /// `hour`, `day`, `week`, `month`, `quarter`, `year`, `schedule`, or `run` when the
+    /// task names no period.
+    pub kind: &'static str,
+    /// `2026-12-06` (day), `2026-W49` (ISO week), `2026-11` (month), `2026-Q4`, `2025`,
+    /// `2026-12-07 08:00–09:00` (hour), `2026-12-06 02:30 – 2026-12-07 02:30` (schedule);
+    /// the run date (`2026-12-07`) for `run`.
+    pub label: String,
+    /// The first and the last day covered (`YYYY-MM-DD`, both included); date-times
+    /// (`YYYY-MM-DD HH:MM`) for `hour` and `schedule`, the end excluded.
+    pub first: String,
+    pub last: String,
+}
+
+impl Coverage {
+    fn of(period: Period, start: NaiveDateTime, end: NaiveDateTime) -> Coverage {
+        let day = |d: NaiveDate| d.format("%Y-%m-%d").to_string();
+        let minute = |t: NaiveDateTime| t.format("%Y-%m-%d %H:%M").to_string();
+        let last_day = if end.time() == NaiveTime::MIN {
+            end.date() - Duration::days(1)
+        } else {
+            end.date()
+        };
+        let (kind, label) = match period {
+            Period::Day => ("day", day(start.date())),
+            Period::Week => ("week", start.date().format("%G-W%V").to_string()),
+            Period::Month => ("month", start.date().format("%Y-%m").to_string()),
+            Period::Quarter => (
+                "quarter",
+                format!("{}-Q{}", start.year(), start.month0() / 3 + 1),
+            ),
+            Period::Year => ("year", start.year().to_string()),
+            Period::Hour => ("hour", format!("{}–{}", minute(start), end.format("%H:%M"))),
+            Period::Schedule => ("schedule", format!("{} – {}", minute(start), minute(end))),
+        };
+        let (first, last) = match period {
+            Period::Hour | Period::Schedule => (minute(start), minute(end)),
+            _ => (day(start.date()), day(last_day)),
+        };
+        Coverage {
+            kind,
+            label,
+            first,
+            last,
+        }
+    }
 }
 
 impl RunParams {
@@ -174,7 +228,26 @@ impl RunParams {
         for (k, v) in fixed {
             values.insert(k.clone(), v.clone());
         }
-        RunParams { values }
+        RunParams {
+            values,
+            coverage: Coverage::of(period, trim_subsec(start), trim_subsec(end)),
+        }
+    }
+
+    /// The same values for a task whose data is not for a period: file names and
+    /// messages name the run date.
+    pub fn as_of_run(mut self) -> RunParams {
+        let date = self
+            .get("run_date")
+            .map(ParamValue::to_text)
+            .unwrap_or_default();
+        self.coverage = Coverage {
+            kind: "run",
+            label: date.clone(),
+            first: date.clone(),
+            last: date,
+        };
+        self
     }
 
     pub fn get(&self, name: &str) -> Option<&ParamValue> {
@@ -182,7 +255,8 @@ impl RunParams {
     }
 
     /// Values for file-name and folder templates: every parameter (dates as
-    /// `YYYY-MM-DD`, date-times as `YYYY-MM-DD HH:MM:SS`), plus `task` and `run_id`.
+    /// `YYYY-MM-DD`, date-times as `YYYY-MM-DD HH:MM:SS`), plus `task`, `run_id` and
+    /// `period` (the [`Coverage`] label).
     pub fn template_context(&self, task: &str, run_id: &str) -> minijinja::Value {
         let mut m: BTreeMap<String, minijinja::Value> = self
             .values
@@ -199,6 +273,7 @@ impl RunParams {
             .collect();
         m.insert("task".into(), task.into());
         m.insert("run_id".into(), run_id.into());
+        m.insert("period".into(), self.coverage.label.clone().into());
         minijinja::Value::from(m)
     }
 }
@@ -443,6 +518,48 @@ mod tests {
         assert_eq!(
             p.get("period_end").unwrap().to_text(),
             "2026-03-10 10:15:00"
+        );
+    }
+
+    #[test]
+    fn coverage_names_the_period_the_data_covers() {
+        let at = utc("2026-12-06T18:30:00Z"); // 2026-12-07 02:30 in Shanghai, a Monday
+        let tz: Tz = "Asia/Shanghai".parse().unwrap();
+        let cover = |period| RunParams::compute(at, tz, period, None, &BTreeMap::new()).coverage;
+        let day = cover(Period::Day);
+        assert_eq!((day.kind, day.label.as_str()), ("day", "2026-12-06"));
+        assert_eq!(
+            (day.first.as_str(), day.last.as_str()),
+            ("2026-12-06", "2026-12-06")
+        );
+        let week = cover(Period::Week);
+        assert_eq!(week.label, "2026-W49");
+        assert_eq!(
+            (week.first.as_str(), week.last.as_str()),
+            ("2026-11-30", "2026-12-06")
+        );
+        let month = cover(Period::Month);
+        assert_eq!(month.label, "2026-11");
+        assert_eq!(
+            (month.first.as_str(), month.last.as_str()),
+            ("2026-11-01", "2026-11-30")
+        );
+        assert_eq!(cover(Period::Quarter).label, "2026-Q3");
+        assert_eq!(cover(Period::Year).label, "2025");
+        assert_eq!(cover(Period::Hour).label, "2026-12-07 01:00–02:00");
+        // The ISO week of a year's first days can belong to the year before.
+        let jan = RunParams::compute(
+            utc("2027-01-04T01:00:00Z"),
+            Tz::UTC,
+            Period::Week,
+            None,
+            &BTreeMap::new(),
+        );
+        assert_eq!(jan.coverage.label, "2026-W53");
+        let run = RunParams::compute(at, tz, Period::Day, None, &BTreeMap::new()).as_of_run();
+        assert_eq!(
+            (run.coverage.kind, run.coverage.label.as_str()),
+            ("run", "2026-12-07")
         );
     }
 }

@@ -7,7 +7,8 @@
 //! are HTML-escaped automatically). File-name and
 //! folder templates are short strings from the task file. All of them share one
 //! environment with a `strftime` filter (`{{ run_date | strftime("%Y%m%d") }}`) and a
-//! `filesize` filter (`{{ file_size | filesize }}` → `1.2 MB`). Templates are sandboxed:
+//! `filesize` filter (`{{ file_size | filesize }}` → `1.2 MB`) and a `thousands` filter
+//! (`{{ rows_count | thousands }}` → `1,234,567`). Templates are sandboxed:
 //! they cannot read files, and execution is bounded by minijinja's fuel.
 
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ pub fn environment() -> Environment<'static> {
     env.set_fuel(Some(FUEL));
     env.add_filter("strftime", strftime);
     env.add_filter("filesize", filesize);
+    env.add_filter("thousands", group_thousands);
     env
 }
 
@@ -79,6 +81,19 @@ pub fn human_bytes(n: u64) -> String {
 
 fn filesize(n: u64) -> String {
     human_bytes(n)
+}
+
+/// `1234567` → `1,234,567` (the `thousands` filter).
+pub fn group_thousands(n: u64) -> String {
+    let digits = n.to_string();
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, ch) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
 }
 
 /// Checks the syntax of a template string; the error text names line and problem.
@@ -259,6 +274,18 @@ const BUILT_IN: &[(&str, &str)] = &[
         "report.html.j2",
         include_str!("../templates/report.html.j2"),
     ),
+    (
+        "report_zh.md.j2",
+        include_str!("../templates/report_zh.md.j2"),
+    ),
+    (
+        "report_zh.subject.j2",
+        include_str!("../templates/report_zh.subject.j2"),
+    ),
+    (
+        "report_zh.html.j2",
+        include_str!("../templates/report_zh.html.j2"),
+    ),
     ("alert.md.j2", include_str!("../templates/alert.md.j2")),
     (
         "alert.subject.j2",
@@ -287,6 +314,38 @@ pub fn built_in_names() -> Vec<&'static str> {
         .collect();
     names.sort_unstable();
     names
+}
+
+/// The language of the built-in message templates (`language: en|zh`): with `zh`, a
+/// template `NAME` is read as `NAME_zh` when that exists (in `templates_dir` or built in).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Language {
+    #[default]
+    En,
+    Zh,
+}
+
+impl Language {
+    pub const NAMES: &'static [&'static str] = &["en", "zh"];
+
+    /// Parses `en` or `zh`.
+    pub fn parse(text: &str) -> Result<Language, String> {
+        match text {
+            "en" => Ok(Language::En),
+            "zh" => Ok(Language::Zh),
+            other => Err(format!(
+                "unknown language `{other}` (one of: {})",
+                Language::NAMES.join(", ")
+            )),
+        }
+    }
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Language::En => "en",
+            Language::Zh => "zh",
+        }
+    }
 }
 
 /// The files of a message template named `name` in `dir`.
@@ -319,6 +378,19 @@ pub enum Part {
 pub const DEFAULT_SUBJECT: &str = "[ferry] {{ task_name }}: {{ status }}";
 
 impl MessageTemplate {
+    /// The template `name` in `language`: `NAME_zh` for Chinese when `dir` has a
+    /// `NAME_zh.md.j2` or ferry ships one, else `NAME` itself.
+    pub fn in_language(dir: &Path, name: &str, language: Language) -> MessageTemplate {
+        if language != Language::En {
+            let variant = format!("{name}_{}", language.as_str());
+            let body = format!("{variant}.md.j2");
+            if dir.join(&body).exists() || built_in(&body).is_some() {
+                return MessageTemplate::locate(dir, &variant);
+            }
+        }
+        MessageTemplate::locate(dir, name)
+    }
+
     pub fn locate(dir: &Path, name: &str) -> MessageTemplate {
         MessageTemplate {
             name: name.to_string(),
@@ -552,7 +624,7 @@ mod tests {
         assert!(
             e.starts_with("template `weekly` not found: expected the file ")
                 && e.ends_with(
-                    "weekly.md.j2 (built-in templates: alert, mail_result, mail_result_zh, report)"
+                    "weekly.md.j2 (built-in templates: alert, mail_result, mail_result_zh, report, report_zh)"
                 ),
             "{e}"
         );

@@ -8,6 +8,7 @@
 
 mod channels;
 mod cleanup;
+mod dry_run;
 mod history;
 mod ingest;
 mod init;
@@ -75,7 +76,7 @@ pub enum Command {
     Init(init::InitArgs),
     /// Check config.yaml and every task file; print one line per problem.
     Validate,
-    /// Run a task now.
+    /// Run a task now (`--dry-run`: check it and print what it would do, writing nothing).
     Run(run::RunArgs),
     /// Print the next fire times of a task (UTC, then the task's zone).
     Next(next::NextArgs),

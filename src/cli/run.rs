@@ -1,4 +1,5 @@
-//! `ferry run <task>`: runs a task now and reports the result (JSON with `--json`).
+//! `ferry run <task>`: runs a task now and reports the result (JSON with `--json`);
+//! `--dry-run` checks it without running it (`dry_run.rs`).
 
 use std::io::{IsTerminal, Write};
 use std::sync::Arc;
@@ -31,6 +32,11 @@ pub struct RunArgs {
     /// export; the date parameters follow it. A fire time runs at most once.
     #[arg(long, value_name = "RFC3339")]
     pub at: Option<String>,
+    /// Check the task without running it: validate, connect, have the database prepare
+    /// the query, and print the parameters, the file names and the messages it would
+    /// send. Writes nothing and sends nothing.
+    #[arg(long, conflicts_with_all = ["json", "no_notify"])]
+    pub dry_run: bool,
 }
 
 pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
@@ -61,6 +67,9 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
             )
         }
     };
+    if args.dry_run {
+        return super::dry_run::dry_run(&project.config, &task, scheduled_at, trigger).await;
+    }
     let config = Arc::new(project.config.clone());
     let (store, one_off) = match super::OneOff::open(&config).await {
         Ok(o) => o,

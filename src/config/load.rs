@@ -66,6 +66,13 @@ pub(crate) fn validate_config(
         },
         None => chrono_tz::UTC,
     };
+    let language = match &raw.language {
+        Some(l) => super::Language::parse(&l.value).unwrap_or_else(|e| {
+            c.at(l, "language", e);
+            super::Language::En
+        }),
+        None => super::Language::En,
+    };
     let tasks_dir = resolve(&base_dir, &c.env(&raw.tasks_dir, "tasks_dir", "tasks"));
     let output_dir = resolve(&base_dir, &c.env(&raw.output_dir, "output_dir", "exports"));
     let templates_dir = resolve(
@@ -113,6 +120,7 @@ pub(crate) fn validate_config(
         path: path.to_path_buf(),
         base_dir,
         timezone,
+        language,
         tasks_dir,
         output_dir,
         templates_dir,

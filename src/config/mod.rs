@@ -61,6 +61,9 @@ pub struct Config {
     /// Its folder: relative paths resolve against it.
     pub base_dir: PathBuf,
     pub timezone: Tz,
+    /// The language of the built-in message templates for tasks that do not set their own
+    /// (`language:`, default `en`).
+    pub language: Language,
     pub tasks_dir: PathBuf,
     pub output_dir: PathBuf,
     pub templates_dir: PathBuf,
@@ -593,6 +596,8 @@ impl SmtpSecurity {
     }
 }
 
+pub use crate::template::Language;
+
 /// A validated task.
 #[derive(Debug, Clone)]
 pub struct TaskSpec {
@@ -609,6 +614,13 @@ pub struct TaskSpec {
     pub queries: Vec<QuerySpec>,
     pub params: BTreeMap<String, ParamValue>,
     pub period: Period,
+    /// Whether the data is for `period` (the task sets `period:` or a query reads a
+    /// `:period_*` parameter): file names and messages then name the period, otherwise
+    /// the run date.
+    pub reports_period: bool,
+    /// The language of the built-in message templates (the task's `language:`, else
+    /// config.yaml's).
+    pub language: Language,
     pub timeout: Duration,
     pub misfire_grace: Duration,
     pub catch_up: CatchUp,
@@ -829,15 +841,24 @@ impl Project {
             ChannelKind::Robot(r) => r.keyword.clone(),
             _ => None,
         };
+        // The template messages are rendered with: `NAME_zh` for `language: zh`.
+        let in_language = |template: &str, language| {
+            crate::template::MessageTemplate::in_language(
+                &self.config.templates_dir,
+                template,
+                language,
+            )
+            .name
+        };
         for ch in self.config.channels.values() {
+            let template = in_language(&ch.template, self.config.language);
             if let Some(k) = keyword_of(ch)
-                && lacks(&ch.template, &k)
+                && lacks(&template, &k)
             {
                 out.push(format!(
-                    "{}: channels.{}.keyword: template `{}` does not contain the DingTalk keyword `{k}`: the robot would refuse its messages (310000 keywords not in content)",
+                    "{}: channels.{}.keyword: template `{template}` does not contain the DingTalk keyword `{k}`: the robot would refuse its messages (310000 keywords not in content)",
                     self.config.path.display(),
                     ch.name,
-                    ch.template
                 ));
             }
         }
@@ -846,14 +867,14 @@ impl Project {
                 let Some(ch) = self.config.channels.get(&n.channel) else {
                     continue;
                 };
+                let template = in_language(&n.template, task.language);
                 if let Some(k) = keyword_of(ch)
-                    && n.template != ch.template
-                    && lacks(&n.template, &k)
+                    && template != in_language(&ch.template, self.config.language)
+                    && lacks(&template, &k)
                 {
                     out.push(format!(
-                        "{}: notify[{i}].template: template `{}` does not contain the keyword `{k}` of DingTalk channel `{}`: the robot would refuse its messages (310000 keywords not in content)",
+                        "{}: notify[{i}].template: template `{template}` does not contain the keyword `{k}` of DingTalk channel `{}`: the robot would refuse its messages (310000 keywords not in content)",
                         task.file.display(),
-                        n.template,
                         ch.name
                     ));
                 }

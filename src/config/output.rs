@@ -8,8 +8,14 @@ use super::{CsvEncoding, CsvOptions, Format, OutputSpec};
 use crate::params::{ParamValue, Period, RunParams};
 use crate::template;
 
-/// Default file name template (without extension).
+/// Default file name template (without extension) of a task whose data is not for a
+/// calendar period (no period, `hour`, `schedule`): the run's local time.
 pub(crate) const DEFAULT_FILE_NAME: &str = "{{ task }}_{{ run_time | strftime('%Y%m%d_%H%M%S') }}";
+
+/// Default file name template of a task whose data is for a day, week, month, quarter or
+/// year: the period (`daily_sales_2026-12-06`, `weekly_2026-W49`, `monthly_2026-11`). A
+/// second run for the same period publishes `NAME_2`.
+pub(crate) const PERIOD_FILE_NAME: &str = "{{ task }}_{{ period }}";
 
 /// Checks a file-name or folder template: syntax, and a trial render with sample values
 /// (which catches unknown variables and bad `strftime` formats).
@@ -35,6 +41,7 @@ pub(crate) fn validate_output(
     task: &str,
     fixed: &BTreeMap<String, ParamValue>,
     tz: chrono_tz::Tz,
+    default_name: &str,
 ) -> OutputSpec {
     let format = Format::parse(&raw.format.value)
         .map_err(|e| c.at(&raw.format, "output.format", e))
@@ -52,7 +59,7 @@ pub(crate) fn validate_output(
             }
             f.value.clone()
         }
-        None => DEFAULT_FILE_NAME.to_string(),
+        None => default_name.to_string(),
     };
     let sheet_name = match &raw.sheet_name {
         Some(s) => {

@@ -20,6 +20,10 @@ pub struct RawConfig {
     /// Default IANA time zone of tasks (default `UTC`).
     #[schemars(with = "Option<String>")]
     pub timezone: Option<Spanned<String>>,
+    /// `en` (default) or `zh`: the language of the built-in message templates, for tasks
+    /// that do not set their own.
+    #[schemars(with = "Option<String>")]
+    pub language: Option<Spanned<String>>,
     /// Folder of task files, relative to config.yaml (default `tasks`).
     #[schemars(with = "Option<String>")]
     pub tasks_dir: Option<Spanned<String>>,
@@ -548,9 +552,14 @@ pub struct RawTask {
     #[serde(default)]
     #[schemars(with = "BTreeMap<String, RawParam>")]
     pub params: BTreeMap<String, Spanned<RawParam>>,
-    /// Which period `:period_start`/`:period_end` cover (default `day`).
+    /// Which period `:period_start`/`:period_end` cover (default `day`); file names and
+    /// messages name it.
     #[schemars(with = "Option<String>")]
     pub period: Option<Spanned<String>>,
+    /// `en` or `zh`: the language of the built-in message templates (default from
+    /// config.yaml's `language`).
+    #[schemars(with = "Option<String>")]
+    pub language: Option<Spanned<String>>,
     /// Run timeout, e.g. `45m`.
     #[schemars(with = "Option<String>")]
     pub timeout: Option<Spanned<String>>,

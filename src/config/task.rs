@@ -179,6 +179,21 @@ pub fn validate_task(
         }),
         None => Period::Day,
     };
+    // A query that reads `:period_*` gets its data for the (default) period even when
+    // the task does not name one.
+    let reports_period = raw.period.is_some()
+        || queries.iter().filter_map(|q| q.query.sql()).any(|sql| {
+            crate::params::scan(sql)
+                .iter()
+                .any(|p| p.name.starts_with("period_"))
+        });
+    let language = match &raw.language {
+        Some(l) => super::Language::parse(&l.value).unwrap_or_else(|e| {
+            c.at(l, "language", e);
+            config.language
+        }),
+        None => config.language,
+    };
     let timeout = c.duration(&raw.timeout, "timeout", config.export.timeout);
     let misfire_grace = c.duration(
         &raw.misfire_grace,
@@ -247,8 +262,14 @@ pub fn validate_task(
         None => OnEmpty::Send,
     };
 
-    let output = validate_output(&mut c, &raw.output, name, &fixed, timezone);
-    let notify = notify_entries(&mut c, config, &raw.notify, checks);
+    let calendar = reports_period && !matches!(period, Period::Hour | Period::Schedule);
+    let default_name = if calendar {
+        super::output::PERIOD_FILE_NAME
+    } else {
+        super::output::DEFAULT_FILE_NAME
+    };
+    let output = validate_output(&mut c, &raw.output, name, &fixed, timezone, default_name);
+    let notify = notify_entries(&mut c, config, &raw.notify, checks, language);
 
     for (i, o) in raw.owners.iter().enumerate() {
         if !looks_like_email(o) {
@@ -274,6 +295,8 @@ pub fn validate_task(
             queries,
             params: fixed,
             period,
+            reports_period,
+            language,
             timeout,
             misfire_grace,
             catch_up,
@@ -284,6 +307,24 @@ pub fn validate_task(
             notify,
         }),
         _ => Err(c.sorted()),
+    }
+}
+
+impl TaskSpec {
+    /// The parameter values of a run scheduled at `at`, with what its data covers.
+    pub fn run_params(&self, at: chrono::DateTime<chrono::Utc>) -> crate::params::RunParams {
+        let params = crate::params::RunParams::compute(
+            at,
+            self.timezone,
+            self.period,
+            Some(&self.schedule),
+            &self.params,
+        );
+        if self.reports_period {
+            params
+        } else {
+            params.as_of_run()
+        }
     }
 }
 
@@ -423,6 +464,7 @@ fn notify_entries(
     config: &Config,
     raw: &[Spanned<RawNotify>],
     checks: &Checks,
+    language: super::Language,
 ) -> Vec<NotifySpec> {
     let mut notify = Vec::new();
     for (i, n) in raw.iter().enumerate() {
@@ -455,6 +497,15 @@ fn notify_entries(
             }
             None => ch.template.clone(),
         };
+        // The template in the task's language, when that is another file.
+        if language != super::Language::En {
+            let tpl = MessageTemplate::in_language(&config.templates_dir, &template, language);
+            if tpl.name != template
+                && let Err(e) = tpl.check(&(checks.report_variables)())
+            {
+                c.at(n, format!("{field}.template"), e);
+            }
+        }
         let on = match n.value.on.as_deref() {
             None | Some("always") => NotifyOn::Always,
             Some("success") => NotifyOn::Success,

@@ -595,6 +595,9 @@ async fn alert_later_failure(
         warnings: run.warnings.clone(),
         error: run.error.clone(),
         links: Vec::new(),
+        coverage: task.run_params(run.scheduled_at).coverage,
+        trigger: crate::store::Trigger::parse(&run.trigger)
+            .unwrap_or(crate::store::Trigger::Schedule),
     };
     let occurrence = super::alert::later_occurrence(env.clock.now());
     if let Some(note) = super::alert::alert_owners(env, task, report, &failed, occurrence).await? {

@@ -17,6 +17,9 @@
 
 pub mod alert;
 pub mod deliver;
+mod prepare;
+
+pub use prepare::{occurrence, output_names, preflight, render_message};
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -27,20 +30,25 @@ use tokio_util::sync::CancellationToken;
 use tracing::{Instrument, error, info, info_span, warn};
 
 use crate::clock::SharedClock;
-use crate::config::{Config, NotifySpec, OnEmpty, TaskSpec, format_duration};
+use crate::config::{Config, OnEmpty, TaskSpec, format_duration};
 use crate::format::{self, Finished, FormatError, WriterOptions};
-use crate::notify::{self, Message, Registry, RunReport};
+use crate::notify::{Registry, RunReport};
 use crate::params::RunParams;
 use crate::source::{self, QueryRequest};
 use crate::store::{
     Claim, DeliveryKey, DeliveryRecord, DeliveryStatus, DeliverySummary, FileRecord, Outage,
     Outcome, Owner, QueuedDelivery, Status, Store, Trigger,
 };
-use crate::template::{self, MessageTemplate};
+use crate::template;
 
 /// What a run's messages (its report, the owner alert) say about it; links are added by
 /// the caller.
-fn run_report(task: &TaskSpec, r: &RunResult, scheduled_at: DateTime<Utc>) -> RunReport {
+pub fn run_report(
+    task: &TaskSpec,
+    r: &RunResult,
+    scheduled_at: DateTime<Utc>,
+    trigger: Trigger,
+) -> RunReport {
     RunReport {
         task: task.name.clone(),
         description: task.description.clone(),
@@ -54,6 +62,8 @@ fn run_report(task: &TaskSpec, r: &RunResult, scheduled_at: DateTime<Utc>) -> Ru
         warnings: r.warnings.clone(),
         error: r.error.clone(),
         links: Vec::new(),
+        coverage: task.run_params(scheduled_at).coverage,
+        trigger,
     }
 }
 
@@ -189,6 +199,7 @@ pub struct Executor {
 pub struct Followup {
     task: TaskSpec,
     scheduled_at: DateTime<Utc>,
+    trigger: Trigger,
     result: RunResult,
     items: Vec<deliver::Item>,
     failures: Vec<String>,
@@ -288,13 +299,7 @@ impl Executor {
         let task = &req.task;
         let clock = Instant::now();
         info!("run started");
-        let params = RunParams::compute(
-            scheduled_at,
-            task.timezone,
-            task.period,
-            Some(&task.schedule),
-            &task.params,
-        );
+        let params = task.run_params(scheduled_at);
         let rows = Arc::new(AtomicU64::new(0));
         let cancelled = Arc::new(AtomicBool::new(false));
         let query_cancel = CancellationToken::new();
@@ -367,8 +372,14 @@ impl Executor {
         };
         // Every message is rendered before the run is recorded, and recorded with it.
         let (queued, failures) = if req.notify && !empty_skip {
-            self.render_all(task, &result, scheduled_at, req.reply_to.as_ref())
-                .await
+            self.render_all(
+                task,
+                &result,
+                scheduled_at,
+                req.trigger,
+                req.reply_to.as_ref(),
+            )
+            .await
         } else {
             (Vec::new(), Vec::new())
         };
@@ -416,6 +427,7 @@ impl Executor {
         Ok(Followup {
             task: task.clone(),
             scheduled_at,
+            trigger: req.trigger,
             result,
             items,
             failures,
@@ -471,71 +483,18 @@ impl Executor {
             query_cancel,
             progress,
         } = control;
-        let spec = self.config.datasources.get(&task.source).ok_or_else(|| {
-            ExportError::Failed(format!(
-                "datasource `{}` is not defined in config.yaml",
-                task.source
-            ))
-        })?;
-        // The parser gate, before anything connects (validation normally caught this
-        // already). SQL queries only.
-        if let Some((dialect, mode)) = self.config.sql_gate(&task.source) {
-            for (q, sql) in task
-                .queries
-                .iter()
-                .filter_map(|q| Some((q, q.query.sql()?)))
-            {
-                crate::sqlgate::check(sql, dialect, mode).map_err(|reason| {
-                    ExportError::Failed(match &q.sheet {
-                        Some(sheet) => format!("query \"{sheet}\": {reason}"),
-                        None => format!("query {reason}"),
-                    })
-                })?;
-            }
-        }
-        let source = source::build(&task.source, spec)
+        let source = preflight(&self.config, task, params, &*self.clock)
             .await
-            .map_err(|e| ExportError::Failed(e.to_string()))?;
-        // Least privilege, checked: before anything runs on a datasource that requires it.
-        if self.config.requires_read_only(&task.source) {
-            source::access::require_read_only(&task.source, spec, source.as_ref(), &*self.clock)
-                .await
-                .map_err(|e| ExportError::Failed(e.to_string()))?;
-        }
-        // The cost guard, before anything is written. SQL queries only: `max_cost` prices
-        // them with the database's planner.
-        if let Some(&max_cost) = self.config.max_cost.get(&task.source) {
-            for (q, sql) in task
-                .queries
-                .iter()
-                .filter_map(|q| Some((q, q.query.sql()?)))
-            {
-                check_cost(
-                    source.as_ref(),
-                    &task.source,
-                    q,
-                    sql,
-                    params,
-                    task.timeout,
-                    max_cost,
-                )
-                .await?;
-            }
-        }
+            .map_err(ExportError::Failed)?;
 
-        let ctx = params.template_context(&task.name, run_id);
-        let folder = template::render_str(&self.config.export.directory, &ctx)
-            .map_err(|e| ExportError::Failed(format!("export.directory: {e}")))?;
-        let dir = self.config.output_dir.join(format::sanitize_dir(&folder));
+        let (dir, base_name) =
+            output_names(&self.config, task, params, run_id).map_err(ExportError::Failed)?;
         std::fs::create_dir_all(&dir).map_err(|e| {
             ExportError::Failed(format!(
                 "cannot create output folder {}: {e}",
                 dir.display()
             ))
         })?;
-        let name = template::render_str(&task.output.file_name, &ctx)
-            .map_err(|e| ExportError::Failed(format!("output.file_name: {e}")))?;
-        let base_name = format::sanitize_file_name(&name);
 
         let opts = WriterOptions {
             dir: dir.clone(),
@@ -638,9 +597,10 @@ impl Executor {
         task: &TaskSpec,
         r: &RunResult,
         scheduled_at: DateTime<Utc>,
+        trigger: Trigger,
         reply_to: Option<&ReplyTo>,
     ) -> (Vec<QueuedDelivery>, Vec<String>) {
-        let mut report = run_report(task, r, scheduled_at);
+        let mut report = run_report(task, r, scheduled_at, trigger);
         let mut failures = Vec::new();
         // Signed download links for the files, when `links:` is configured.
         if r.status == Status::Succeeded && !r.files.is_empty() {
@@ -668,12 +628,8 @@ impl Executor {
             if !n.on.matches(r.status == Status::Succeeded) {
                 continue;
             }
-            let occurrence = 1 + task.notify[..i]
-                .iter()
-                .filter(|m| m.channel == n.channel)
-                .count();
-            let message = self
-                .render_one(task, r, n, occurrence, &ctx, link.clone())
+            let occurrence = occurrence(task, i);
+            let message = render_message(&self.config, task, r, n, occurrence, &ctx, link.clone())
                 .map(|mut m| {
                     if let Some(to) = reply_to {
                         m.subject = to.subject.clone();
@@ -692,58 +648,6 @@ impl Executor {
             });
         }
         (queued, failures)
-    }
-
-    /// Renders one notify entry's message.
-    fn render_one(
-        &self,
-        task: &TaskSpec,
-        r: &RunResult,
-        n: &NotifySpec,
-        occurrence: usize,
-        ctx: &minijinja::Value,
-        link: Option<String>,
-    ) -> Result<Message, String> {
-        let Some(spec) = self.config.channels.get(&n.channel) else {
-            return Err("channel is not defined".into());
-        };
-        let tpl = MessageTemplate::locate(&self.config.templates_dir, &n.template);
-        let (subject, body) = tpl.render(ctx)?;
-        let caps = notify::capabilities(&spec.kind);
-        let html = if caps.html {
-            tpl.render_html(ctx)?
-        } else {
-            None
-        };
-        Ok(Message {
-            task: task.name.clone(),
-            run_id: r.run_id.clone(),
-            channel: n.channel.clone(),
-            occurrence,
-            recipients: n.recipients.clone(),
-            cc: n.cc.clone(),
-            bcc: n.bcc.clone(),
-            subject,
-            body,
-            html,
-            // Absolute, as the ledger keeps them: a retry may come from a process with
-            // another working folder (`ferry serve` after `ferry run --config config.yaml`).
-            attachments: r
-                .files
-                .iter()
-                .map(|f| FileRecord {
-                    path: std::path::absolute(&f.path)
-                        .map(|p| p.display().to_string())
-                        .unwrap_or_else(|_| f.path.clone()),
-                    ..f.clone()
-                })
-                .collect(),
-            link,
-            delivery: n.delivery,
-            sizes: caps.sizes,
-            via: None,
-            thread: None,
-        })
     }
 }
 
@@ -766,6 +670,7 @@ impl Followup {
         let Followup {
             task,
             scheduled_at,
+            trigger,
             mut result,
             items,
             mut failures,
@@ -806,7 +711,7 @@ impl Followup {
             && let Some(note) = alert::alert_owners(
                 env,
                 &task,
-                run_report(&task, &result, scheduled_at),
+                run_report(&task, &result, scheduled_at, trigger),
                 &failed_deliveries,
                 1,
             )
@@ -829,19 +734,6 @@ struct Part {
     stream: source::QueryStream,
     /// Fired when the writer has read the whole result.
     done: tokio::sync::oneshot::Sender<()>,
-}
-
-/// `1234567` → `1,234,567`.
-fn group_thousands(n: u64) -> String {
-    let digits = n.to_string();
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, ch) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i).is_multiple_of(3) {
-            out.push(',');
-        }
-        out.push(ch);
-    }
-    out
 }
 
 /// The writer thread's side of an export: each query's rows into the format writer, in
@@ -973,7 +865,7 @@ impl Writing {
             warnings.extend(
                 part_rows
                     .iter()
-                    .map(|(s, n)| format!("sheet {s}: {} rows", group_thousands(*n))),
+                    .map(|(s, n)| format!("sheet {s}: {} rows", template::group_thousands(*n))),
             );
         }
         if opts.output.zip {
@@ -992,60 +884,13 @@ impl Writing {
 /// Why a statement without result columns fails the run.
 const NO_COLUMNS: &str = "the query returned no columns: ferry exports the result of a query that selects at least one column";
 
-/// Refuses a query whose planner estimate exceeds the datasource's `max_cost`.
-async fn check_cost(
-    source: &dyn source::Source,
-    datasource: &str,
-    query: &crate::config::QuerySpec,
-    sql: &str,
-    params: &RunParams,
-    timeout: std::time::Duration,
-    max_cost: f64,
-) -> Result<(), ExportError> {
-    let which = match &query.sheet {
-        Some(sheet) => format!("query \"{sheet}\""),
-        None => "the query".to_string(),
-    };
-    let estimate = source
-        .estimate_cost(source::PlanRequest {
-            sql,
-            params,
-            timeout,
-        })
-        .await
-        .map_err(|e| ExportError::Failed(format!("{which}: {e}")))?;
-    let Some(e) = estimate else {
-        return Err(ExportError::Failed(format!(
-            "{which}: datasource `{datasource}` gives no cost estimate, so max_cost cannot be checked"
-        )));
-    };
-    if e.cost > max_cost {
-        let rows = e
-            .rows
-            .map(|r| format!(", about {} rows", human_count(r)))
-            .unwrap_or_default();
-        return Err(ExportError::Failed(format!(
-            "{which} was refused by the cost guard: estimated cost {} ({}{rows}) exceeds max_cost {} of datasource `{datasource}`; narrow the query (a date range, an indexed filter) or raise max_cost",
-            human_count(e.cost),
-            e.unit,
-            human_count(max_cost),
-        )));
-    }
-    Ok(())
-}
-
-/// A planner number for messages: `12345678.9` → `12,345,679`.
-fn human_count(n: f64) -> String {
-    group_thousands(n.max(0.0).round() as u64)
-}
-
 #[cfg(test)]
 mod tests {
     #[test]
     fn thousands_are_grouped() {
-        assert_eq!(super::group_thousands(0), "0");
-        assert_eq!(super::group_thousands(999), "999");
-        assert_eq!(super::group_thousands(1_234), "1,234");
-        assert_eq!(super::group_thousands(1_234_567), "1,234,567");
+        assert_eq!(crate::template::group_thousands(0), "0");
+        assert_eq!(crate::template::group_thousands(999), "999");
+        assert_eq!(crate::template::group_thousands(1_234), "1,234");
+        assert_eq!(crate::template::group_thousands(1_234_567), "1,234,567");
     }
 }

@@ -804,6 +804,11 @@ pub fn request_task(
         queries,
         params: BTreeMap::new(),
         period: Period::Day,
+        reports_period: false,
+        language: match spec.reply.language {
+            ReplyLanguage::Zh => crate::config::Language::Zh,
+            ReplyLanguage::En => crate::config::Language::En,
+        },
         timeout: d.timeout,
         misfire_grace: std::time::Duration::ZERO,
         catch_up: CatchUp::Latest,

@@ -64,6 +64,10 @@ pub struct RunReport {
     pub error: Option<String>,
     /// Download links of the files (empty without `links:` in config.yaml).
     pub links: Vec<crate::links::FileLink>,
+    /// What the data covers (the task's period, or the run date).
+    pub coverage: crate::params::Coverage,
+    /// What started the run: a manual run (`ferry run`) is said to be one.
+    pub trigger: crate::store::Trigger,
 }
 
 #[derive(Serialize)]
@@ -111,6 +115,8 @@ impl RunReport {
             warnings: Vec::new(),
             error: None,
             links: Vec::new(),
+            coverage: Default::default(),
+            trigger: crate::store::Trigger::Schedule,
         };
         crate::template::context_keys(&sample.context())
     }
@@ -160,6 +166,55 @@ impl RunReport {
             error => self.error.clone(),
             link => self.links.first().map(|l| l.url.clone()),
             link_expires => self.links.first().map(|l| self.local_time(l.expires_at)),
+            period => self.coverage.label.clone(),
+            period_kind => self.coverage.kind,
+            period_first => self.coverage.first.clone(),
+            period_last => self.coverage.last.clone(),
+            trigger => self.trigger.as_str(),
+            manual => self.trigger == crate::store::Trigger::Manual,
+            // How this channel's readers get the files; each message sets its own
+            // (`files_via`).
+            files_via => FilesVia::Attachment.as_str(),
+        }
+    }
+}
+
+/// How a message's readers get the run's files (the `files_via` template variable).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FilesVia {
+    /// Attached to the message (email, WeCom, the outbox's file list).
+    Attachment,
+    /// Download links in the message.
+    Link,
+    /// Neither: the channel carries text only and no links are configured; the files
+    /// stay in the export folder.
+    Server,
+}
+
+impl FilesVia {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            FilesVia::Attachment => "attachment",
+            FilesVia::Link => "link",
+            FilesVia::Server => "server",
+        }
+    }
+
+    /// What a channel of `kind` does with the files, under the notify entry's
+    /// `delivery` (over the channel's), when `linked` (links are configured).
+    pub fn of(kind: &ChannelKind, entry: Option<RobotDelivery>, linked: bool) -> FilesVia {
+        let (carries_files, delivery) = match kind {
+            ChannelKind::Outbox { .. } => (true, RobotDelivery::Auto),
+            ChannelKind::Email(e) => (true, entry.unwrap_or(e.delivery)),
+            ChannelKind::Robot(r) => (
+                r.service == crate::config::RobotService::WeCom,
+                entry.unwrap_or(r.delivery),
+            ),
+        };
+        match (carries_files, delivery, linked) {
+            (_, RobotDelivery::Link, true) | (false, _, true) => FilesVia::Link,
+            (_, RobotDelivery::Link, false) | (false, _, false) => FilesVia::Server,
+            (true, _, _) => FilesVia::Attachment,
         }
     }
 }
@@ -611,13 +666,74 @@ mod golden {
             ],
             error: None,
             links,
+            coverage: crate::params::RunParams::compute(
+                at("2026-11-24T22:00:00Z"),
+                chrono_tz::Asia::Shanghai,
+                crate::params::Period::Day,
+                None,
+                &BTreeMap::new(),
+            )
+            .coverage,
+            trigger: crate::store::Trigger::Schedule,
+        }
+    }
+
+    /// A run of a task with `period` scheduled at `at` (UTC), with one file and no notes.
+    fn periodic(period: crate::params::Period, at: &str, file: &str, rows: u64) -> RunReport {
+        let at: DateTime<Utc> = at.parse().unwrap();
+        let mut r = report(&[(file, 58_880)], false);
+        r.task = file.split("_20").next().unwrap().to_string();
+        r.scheduled_at = at;
+        r.rows = rows;
+        r.warnings.clear();
+        r.description = Some("Paid orders with customer and product".into());
+        r.coverage = crate::params::RunParams::compute(
+            at,
+            chrono_tz::Asia::Shanghai,
+            period,
+            None,
+            &BTreeMap::new(),
+        )
+        .coverage;
+        r
+    }
+
+    /// Renders `report` in both languages, through the channel's view (`files_via`), and
+    /// compares with `tests/golden/report_{name}.txt` and `report_{name}_zh.txt`.
+    fn check_in(name: &str, report: &RunReport, via: FilesVia) {
+        for language in [crate::config::Language::En, crate::config::Language::Zh] {
+            let file = match language {
+                crate::config::Language::En => name.to_string(),
+                crate::config::Language::Zh => format!("{name}_zh"),
+            };
+            render_and_compare(&file, report, via, language);
         }
     }
 
     fn check(name: &str, report: &RunReport) {
+        render_and_compare(
+            name,
+            report,
+            FilesVia::Attachment,
+            crate::config::Language::En,
+        );
+    }
+
+    fn render_and_compare(
+        name: &str,
+        report: &RunReport,
+        via: FilesVia,
+        language: crate::config::Language,
+    ) {
         let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let tpl = MessageTemplate::locate(&dir.join("templates"), "report");
-        let ctx = report.context();
+        // The built-in templates (the folder does not exist).
+        let tpl = MessageTemplate::in_language(&dir.join("no-such-folder"), "report", language);
+        let via = if report.links.is_empty() {
+            via
+        } else {
+            FilesVia::Link
+        };
+        let ctx = minijinja::context! { files_via => via.as_str(), ..report.context() };
         let (subject, body) = tpl.render(&ctx).unwrap();
         let html = tpl.render_html(&ctx).unwrap().unwrap();
         let rendered = format!("Subject: {subject}\n\n{body}\n----- html\n{html}");
@@ -629,6 +745,58 @@ mod golden {
         let expected = std::fs::read_to_string(&golden)
             .unwrap_or_else(|e| panic!("{}: {e}", golden.display()));
         assert_eq!(rendered, expected, "{}", golden.display());
+    }
+
+    #[test]
+    fn a_daily_report_names_the_day_before_the_run() {
+        // 2026-12-07 02:30 in Shanghai: the data is for 2026-12-06.
+        let r = periodic(
+            crate::params::Period::Day,
+            "2026-12-06T18:30:00Z",
+            "daily_sales_2026-12-06.xlsx",
+            1_234,
+        );
+        check_in("daily", &r, FilesVia::Attachment);
+    }
+
+    #[test]
+    fn a_weekly_report_names_the_iso_week_and_its_days() {
+        let r = periodic(
+            crate::params::Period::Week,
+            "2026-12-06T23:00:00Z",
+            "weekly_sales_2026-W49.csv",
+            56,
+        );
+        check_in("weekly", &r, FilesVia::Server);
+    }
+
+    #[test]
+    fn a_monthly_report_names_the_month() {
+        let r = periodic(
+            crate::params::Period::Month,
+            "2026-11-30T22:00:00Z",
+            "monthly_2026-11.csv",
+            0,
+        );
+        check_in("monthly", &r, FilesVia::Attachment);
+    }
+
+    #[test]
+    fn a_manual_run_says_so() {
+        let mut r = periodic(
+            crate::params::Period::Day,
+            "2026-12-07T02:15:00Z",
+            "daily_sales_2026-12-06.xlsx",
+            1,
+        );
+        r.trigger = crate::store::Trigger::Manual;
+        check_in("manual", &r, FilesVia::Attachment);
+        let mut failed = r.clone();
+        failed.status = Status::Failed;
+        failed.files.clear();
+        failed.rows = 0;
+        failed.error = Some("query failed: no such table: orders".into());
+        check_in("manual_failed", &failed, FilesVia::Attachment);
     }
 
     #[test]
@@ -662,5 +830,59 @@ mod golden {
         r.warnings.clear();
         r.error = Some("timeout: the run took longer than 30m (task `timeout`)".into());
         check("failed", &r);
+    }
+
+    #[test]
+    fn files_come_attached_linked_or_stay_on_the_server_by_channel() {
+        use crate::config::{RobotService, RobotSpec, Secret};
+        let robot = |service, delivery| {
+            ChannelKind::Robot(Box::new(RobotSpec {
+                service,
+                webhook: Secret::new("https://robot.example.test/send"),
+                secret: None,
+                keyword: None,
+                mention_all: false,
+                timeout: std::time::Duration::from_secs(5),
+                delivery,
+            }))
+        };
+        let outbox = ChannelKind::Outbox {
+            dir: "outbox".into(),
+        };
+        let ding = robot(RobotService::DingTalk, RobotDelivery::Auto);
+        let wecom = robot(RobotService::WeCom, RobotDelivery::Auto);
+        assert_eq!(FilesVia::of(&outbox, None, false), FilesVia::Attachment);
+        assert_eq!(FilesVia::of(&ding, None, false), FilesVia::Server);
+        assert_eq!(FilesVia::of(&ding, None, true), FilesVia::Link);
+        assert_eq!(FilesVia::of(&wecom, None, true), FilesVia::Attachment);
+        assert_eq!(
+            FilesVia::of(&wecom, Some(RobotDelivery::Link), true),
+            FilesVia::Link
+        );
+        // `delivery: link` without links configured: the files stay on the server.
+        assert_eq!(
+            FilesVia::of(&wecom, Some(RobotDelivery::Link), false),
+            FilesVia::Server
+        );
+    }
+
+    #[test]
+    fn a_task_without_a_period_names_the_run_date() {
+        let mut r = periodic(
+            crate::params::Period::Day,
+            "2026-12-07T01:00:00Z",
+            "hourly_pending_20261207_090000.xlsx",
+            3,
+        );
+        r.coverage = crate::params::RunParams::compute(
+            r.scheduled_at,
+            chrono_tz::Asia::Shanghai,
+            crate::params::Period::Day,
+            None,
+            &BTreeMap::new(),
+        )
+        .as_of_run()
+        .coverage;
+        check_in("run_date", &r, FilesVia::Attachment);
     }
 }

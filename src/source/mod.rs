@@ -181,6 +181,15 @@ pub trait Source: Send + Sync {
         Ok(None)
     }
 
+    /// Checks the statement with the database without running it (`ferry run --dry-run`):
+    /// it is prepared (on a server, in a read-only transaction under the timeout)
+    /// and its result columns returned. `None`: this backend cannot check a statement
+    /// without running it.
+    async fn prepare(&self, plan: PlanRequest<'_>) -> Result<Option<Vec<Column>>, SourceError> {
+        let _ = plan;
+        Ok(None)
+    }
+
     /// Checks that the source can be reached and queried.
     async fn healthcheck(&self) -> Result<(), SourceError>;
 

@@ -384,6 +384,26 @@ impl ServerCancel for KillQuery {
 
 #[async_trait]
 impl Source for MysqlSource {
+    async fn prepare(
+        &self,
+        plan: PlanRequest<'_>,
+    ) -> Result<Option<Vec<crate::value::Column>>, SourceError> {
+        let (text, _) = self.bind(plan.sql, plan.params)?;
+        let (mut conn, _permit, _) = self.connect().await?;
+        self.begin_read_only(&mut conn, plan.timeout).await?;
+        let columns = match conn.prep(text).await {
+            Ok(stmt) => {
+                let columns = describe_columns(&stmt.columns()).0;
+                let _ = conn.close(stmt).await;
+                Ok(Some(columns))
+            }
+            Err(e) => Err(self.my_error(e)),
+        };
+        // Dropping the connection rolls the read-only transaction back.
+        let _ = tokio::time::timeout(Duration::from_secs(10), conn.disconnect()).await;
+        columns
+    }
+
     async fn estimate_cost(
         &self,
         plan: PlanRequest<'_>,

@@ -233,6 +233,34 @@ impl PostgresSource {
 }
 
 /// What kind of failure a driver error is, from its SQLSTATE.
+/// The result columns of a prepared statement, their decoders, and a warning for each
+/// column ferry cannot read.
+fn describe_statement(
+    stmt: &tokio_postgres::Statement,
+) -> (Vec<Column>, Vec<Decoder>, Vec<String>) {
+    let mut columns = Vec::with_capacity(stmt.columns().len());
+    let mut decoders = Vec::with_capacity(stmt.columns().len());
+    let mut warnings = Vec::new();
+    for c in stmt.columns() {
+        let dec = Decoder::for_type(c.type_());
+        if dec == Decoder::Fallback {
+            warnings.push(format!(
+                "column `{}` has PostgreSQL type `{}`, which ferry cannot read: its values are written as the hex bytes of its binary form; cast it in the query (`{}::text`) to get text",
+                c.name(),
+                c.type_().name(),
+                c.name()
+            ));
+        }
+        columns.push(Column {
+            name: c.name().to_string(),
+            db_type: c.type_().name().to_string(),
+            kind: dec.kind(),
+        });
+        decoders.push(dec);
+    }
+    (columns, decoders, warnings)
+}
+
 pub fn pg_kind(e: &tokio_postgres::Error) -> ErrorKind {
     let Some(db) = e.as_db_error() else {
         // No answer from the server: the session is gone, or the driver failed.
@@ -451,26 +479,7 @@ impl Source for PostgresSource {
             .await
             .map_err(|e| self.pg_error(e))?;
 
-        let mut columns = Vec::with_capacity(stmt.columns().len());
-        let mut decoders = Vec::with_capacity(stmt.columns().len());
-        let mut warnings = Vec::new();
-        for c in stmt.columns() {
-            let dec = Decoder::for_type(c.type_());
-            if dec == Decoder::Fallback {
-                warnings.push(format!(
-                    "column `{}` has PostgreSQL type `{}`, which ferry cannot read: its values are written as the hex bytes of its binary form; cast it in the query (`{}::text`) to get text",
-                    c.name(),
-                    c.type_().name(),
-                    c.name()
-                ));
-            }
-            columns.push(Column {
-                name: c.name().to_string(),
-                db_type: c.type_().name().to_string(),
-                kind: dec.kind(),
-            });
-            decoders.push(dec);
-        }
+        let (columns, decoders, warnings) = describe_statement(&stmt);
         let pg_params: Vec<PgParam<'_>> = values.iter().map(PgParam).collect();
         let rows = client
             .query_raw(&stmt, pg_params.iter())
@@ -488,6 +497,18 @@ impl Source for PostgresSource {
             drop(permit);
         });
         opened.wait().await
+    }
+
+    async fn prepare(&self, plan: PlanRequest<'_>) -> Result<Option<Vec<Column>>, SourceError> {
+        let (text, values) = self.bind(plan.sql, plan.params)?;
+        let (client, _permit) = self.connect().await?;
+        self.begin_read_only(&client, plan.timeout).await?;
+        let types: Vec<Type> = values.iter().map(param_type).collect();
+        let stmt = client
+            .prepare_typed(&text, &types)
+            .await
+            .map_err(|e| self.pg_error(e))?;
+        Ok(Some(describe_statement(&stmt).0))
     }
 
     async fn healthcheck(&self) -> Result<(), SourceError> {

@@ -26,7 +26,8 @@ use rusqlite::{Connection, OpenFlags};
 
 use super::pump::{BlockingReader, Pump, ServerCancel};
 use super::{
-    Access, Chunker, ErrorKind, QueryRequest, QueryStream, Source, SourceError, SourceInfo,
+    Access, Chunker, ErrorKind, PlanRequest, QueryRequest, QueryStream, Source, SourceError,
+    SourceInfo,
 };
 use crate::params::{self, ParamValue};
 use crate::value::{Column, Kind, Value, parse_date, parse_naive_datetime, parse_time};
@@ -202,6 +203,23 @@ fn rule_and_kind(decl: &str) -> (Rule, Kind) {
     }
 }
 
+/// The result columns of a prepared statement, with how to read each.
+fn columns_of(stmt: &rusqlite::Statement<'_>) -> (Vec<Column>, Vec<Rule>) {
+    stmt.columns()
+        .iter()
+        .map(|c| {
+            let decl = c.decl_type().unwrap_or("").to_string();
+            let (rule, kind) = rule_and_kind(&decl);
+            let column = Column {
+                name: c.name().to_string(),
+                db_type: decl,
+                kind,
+            };
+            (column, rule)
+        })
+        .unzip()
+}
+
 fn read_value(v: ValueRef<'_>, rule: Rule) -> Value {
     match v {
         ValueRef::Null => Value::Null,
@@ -360,18 +378,7 @@ impl Source for SqliteSource {
                 Ok(s) => s,
                 Err(e) => return pump.fail(sqlite_error(&name, e)),
             };
-            let mut rules = Vec::new();
-            let mut columns = Vec::new();
-            for c in stmt.columns() {
-                let decl = c.decl_type().unwrap_or("").to_string();
-                let (rule, kind) = rule_and_kind(&decl);
-                rules.push(rule);
-                columns.push(Column {
-                    name: c.name().to_string(),
-                    db_type: decl,
-                    kind,
-                });
-            }
+            let (columns, rules) = columns_of(&stmt);
             for (i, v) in values.iter().enumerate() {
                 if let Err(e) = bind(&mut stmt, i + 1, v) {
                     return pump.fail(sqlite_error(&name, e));
@@ -385,6 +392,28 @@ impl Source for SqliteSource {
             pump.run_blocking(columns, Vec::new(), &mut reader);
         });
         opened.wait().await
+    }
+
+    async fn prepare(&self, plan: PlanRequest<'_>) -> Result<Option<Vec<Column>>, SourceError> {
+        let params = plan.params;
+        let (text, names) = params::rewrite(plan.sql, params::Style::Dollar);
+        if let Some(n) = names.iter().find(|n| params.get(n).is_none()) {
+            return Err(SourceError::new(
+                &self.name,
+                ErrorKind::Query,
+                format!("no value for parameter `:{n}`"),
+            ));
+        }
+        let source = self.clone();
+        tokio::task::spawn_blocking(move || {
+            let conn = source.connect()?;
+            let stmt = conn
+                .prepare(&text)
+                .map_err(|e| sqlite_error(&source.name, e))?;
+            Ok(Some(columns_of(&stmt).0))
+        })
+        .await
+        .map_err(|e| SourceError::new(&self.name, ErrorKind::Query, e.to_string()))?
     }
 
     async fn healthcheck(&self) -> Result<(), SourceError> {

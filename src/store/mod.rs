@@ -143,6 +143,12 @@ impl Trigger {
             Trigger::Mail => "mail",
         }
     }
+
+    pub fn parse(s: &str) -> Option<Trigger> {
+        [Trigger::Schedule, Trigger::Manual, Trigger::Mail]
+            .into_iter()
+            .find(|t| t.as_str() == s)
+    }
 }
 
 /// A published result file.

@@ -76,9 +76,7 @@ async fn run(
     timeout: Duration,
     cancel: CancellationToken,
 ) -> Result<u64, SourceError> {
-    let params = RunParams {
-        values: Default::default(),
-    };
+    let params = RunParams::default();
     let query = Query::Sql { text: sql.into() };
     let mut stream = source
         .query(QueryRequest {
