@@ -86,6 +86,7 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
             progress,
             retry_record: false,
             reply_to: None,
+            started_by: Some(super::who(&project.config)),
         })
         .await;
     one_off.end(&store).await;

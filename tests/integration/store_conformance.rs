@@ -46,6 +46,7 @@ fn claim(task: &str, at: DateTime<Utc>, node: &str, pid: u32) -> Claim {
         node: node.into(),
         pid,
         started_at: at,
+        started_by: None,
     }
 }
 

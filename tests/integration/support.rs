@@ -253,12 +253,18 @@ impl Daemon {
             .links
             .as_ref()
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("port"));
+        let http_listener = project
+            .config
+            .http
+            .as_ref()
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("port"));
         let opts = ferry::daemon::DaemonOptions {
             config_path: p.path().join("config.yaml"),
             project,
             store: store.clone(),
             clock: Arc::new(clock.clone()),
             links_listener,
+            http_listener,
             watch_files: false,
         };
         let daemon = ferry::daemon::Daemon::start(opts, shutdown.clone())
