@@ -4,6 +4,7 @@
 mod support;
 
 mod alerts;
+mod api;
 mod bad_input;
 mod cancel;
 mod cleanup;

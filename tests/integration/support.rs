@@ -240,6 +240,16 @@ pub const EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 impl Daemon {
     /// Starts the daemon on `p` with the clock at `start`.
     pub async fn start(p: &Project, start: chrono::DateTime<chrono::Utc>) -> Daemon {
+        Daemon::start_with(p, start, false).await
+    }
+
+    /// Like [`Daemon::start`]; with `watch_files` the reload watcher applies changes of
+    /// config.yaml and the task files, as in `ferry serve`.
+    pub async fn start_with(
+        p: &Project,
+        start: chrono::DateTime<chrono::Utc>,
+        watch_files: bool,
+    ) -> Daemon {
         use std::sync::Arc;
         let project = ferry::config::Project::load(&p.path().join("config.yaml"))
             .unwrap_or_else(|e| panic!("config: {e:?}"));
@@ -265,7 +275,7 @@ impl Daemon {
             clock: Arc::new(clock.clone()),
             links_listener,
             http_listener,
-            watch_files: false,
+            watch_files,
         };
         let daemon = ferry::daemon::Daemon::start(opts, shutdown.clone())
             .await
