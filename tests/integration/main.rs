@@ -47,6 +47,7 @@ mod source_errors;
 mod sources;
 mod sqlgate_corpus;
 mod store_conformance;
+mod store_conformance_access;
 mod store_faults;
 mod systemd_notify;
 mod tls;
