@@ -94,6 +94,18 @@ async fn pause(project: &Project, name: &str, reason: Option<&str>) -> i32 {
         at: crate::clock::wall_now(),
     };
     let done = store.pause_task(&pause).await;
+    if done.is_ok() {
+        let _ = crate::access::audit(
+            &*store,
+            &pause.by,
+            None,
+            "task.pause",
+            name,
+            pause.reason.clone(),
+            pause.at,
+        )
+        .await;
+    }
     store.close().await;
     match done {
         Ok(()) => {
@@ -120,6 +132,11 @@ async fn resume(project: &Project, name: &str) -> i32 {
         return EXIT_FAILED;
     };
     let done = store.resume_task(name).await;
+    if let Ok(Some(_)) = &done {
+        let who = super::who(&project.config);
+        let now = crate::clock::wall_now();
+        let _ = crate::access::audit(&*store, &who, None, "task.resume", name, None, now).await;
+    }
     store.close().await;
     match done {
         Ok(Some(p)) => {

@@ -1199,12 +1199,108 @@ fn users_tokens_and_the_loopback_guard_from_the_command_line() {
     let out = p.ferry(&["tokens", "revoke", "ci"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     assert!(stdout(&p.ferry(&["tokens", "list"])).contains("revoked"));
+    for args in [
+        &["tasks", "pause", "types_csv"][..],
+        &["tasks", "resume", "types_csv"],
+        &["run", "types_csv"],
+    ] {
+        let out = p.ferry(args);
+        assert_eq!(out.status.code(), Some(0), "{args:?}: {}", describe(&out));
+    }
     let out = p.ferry(&["audit"]);
     let audit = stdout(&out);
-    for action in ["user.add", "token.create", "token.revoke"] {
+    for action in [
+        "user.add",
+        "token.create",
+        "token.revoke",
+        "task.pause",
+        "task.resume",
+        "run.start",
+    ] {
         assert!(audit.contains(action), "{audit}");
     }
     assert!(audit.contains("root@"), "{audit}");
     let out = p.ferry(&["users", "remove", "alice"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn one_server_serves_the_api_and_token_free_signed_links_when_they_share_an_address() {
+    let p = project(
+        "links:\n  listen: \"127.0.0.1:0\"\n  public_url: \"http://files.example.test/ferry\"\n  signing_key: \"k3Y-for-the-shared-server-test-0123456789\"\n",
+    );
+    // `ferry link` signs with the wall clock: the daemon's clock starts there too.
+    let d = Daemon::start(&p, ferry::clock::wall_now()).await;
+    assert_eq!(d.handle.links_addr(), d.handle.api_addr(), "one server");
+    let api = Api::of(&d);
+    let operator = token(&d, "operator", Role::Operator, None).await;
+    let r = api
+        .post(
+            "/api/v1/tasks/types_csv/run",
+            Auth::Bearer(&operator),
+            json!({}),
+        )
+        .await;
+    expect(&r, 200, "run now");
+    let run_id = r.json()["run_id"].as_str().unwrap().to_string();
+    let run = finished(&api, Auth::Bearer(&operator), &run_id).await;
+    assert_eq!(run["status"], "succeeded", "{run}");
+    let out = p.ferry(&["link", &run_id, "--json"]);
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let made: Value = serde_json::from_slice(&out.stdout).unwrap();
+    let url = made["links"][0]["url"].as_str().unwrap();
+    let target = url.strip_prefix("http://files.example.test").unwrap();
+    // No credentials: the signature is the credential.
+    let r = api.get(target, Auth::None).await;
+    expect(&r, 200, "a signed download without a token");
+    let file = run["files"][0]["path"].as_str().unwrap();
+    assert_eq!(r.body, std::fs::read_to_string(file).unwrap());
+    expect(
+        &api.get("/api/v1/status", Auth::None).await,
+        401,
+        "the API still asks",
+    );
+    let r = api.get("/ferry/d/nope", Auth::None).await;
+    expect(&r, 404, "not a link");
+    assert_eq!(r.body, "not found\n", "plain text outside the API");
+    d.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn behind_a_tls_proxy_the_cookie_is_secure_and_the_client_is_the_forwarded_one() {
+    let p = project("  trust_proxy: true\n  session_ttl: 30m\n");
+    let d = Daemon::start(&p, t(START)).await;
+    let api = Api::of(&d);
+    add_user(&d, "alice", Role::Editor, "alice-password-1").await;
+    let r = api
+        .client
+        .post(format!("{}/api/v1/login", api.base))
+        .header("content-type", "application/json")
+        .header("x-forwarded-proto", "https")
+        .header("x-forwarded-for", "198.51.100.7, 203.0.113.5")
+        .body(json!({"user": "alice", "password": "alice-password-1"}).to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let set = r.headers()["set-cookie"].to_str().unwrap().to_string();
+    assert!(
+        set.contains("; Secure") && set.contains("Max-Age=1800"),
+        "{set}"
+    );
+    let login = d
+        .store
+        .audit(&ferry::store::AuditFilter {
+            action: Some("login".into()),
+            limit: 1,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    assert_eq!(
+        login[0].client.as_deref(),
+        Some("203.0.113.5"),
+        "the proxy's entry"
+    );
+    d.stop().await;
 }
