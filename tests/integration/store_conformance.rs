@@ -64,6 +64,22 @@ pub(crate) fn outcome(status: Status, at: DateTime<Utc>) -> Outcome {
     }
 }
 
+/// Two deliveries of a run: `ding` (rendered, pending) and `box` (not renderable).
+pub(crate) fn ding_and_box() -> [QueuedDelivery; 2] {
+    [
+        QueuedDelivery {
+            channel: "ding".into(),
+            occurrence: 1,
+            message: Ok("{}".into()),
+        },
+        QueuedDelivery {
+            channel: "box".into(),
+            occurrence: 1,
+            message: Err("template error".into()),
+        },
+    ]
+}
+
 pub(crate) async fn open(b: &dyn Backend) -> Arc<dyn Store> {
     b.open().await.expect("open the store")
 }
@@ -237,18 +253,7 @@ pub async fn ledger_attempts_are_fenced(b: &dyn Backend) {
         node: "n1".into(),
         pid: 1,
     };
-    let queued = [
-        QueuedDelivery {
-            channel: "ding".into(),
-            occurrence: 1,
-            message: Ok("{}".into()),
-        },
-        QueuedDelivery {
-            channel: "box".into(),
-            occurrence: 1,
-            message: Err("template error".into()),
-        },
-    ];
+    let queued = ding_and_box();
     s.finish_with_deliveries(&c.run_id, &outcome(Status::Succeeded, at), &queued, &me)
         .await
         .unwrap();

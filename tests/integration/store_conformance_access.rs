@@ -4,10 +4,10 @@
 
 use chrono::Duration;
 
-use crate::store_conformance::{Backend, base, claim, open, outcome};
+use crate::store_conformance::{Backend, base, claim, ding_and_box, open, outcome};
 use ferry::store::{
-    AttemptEnd, AuditFilter, AuditRecord, DeliveryKey, DeliveryStatus, Owner, QueuedDelivery, Role,
-    RunQuery, SessionRecord, Status, TokenRecord, UserRecord,
+    AttemptEnd, AuditFilter, AuditRecord, DeliveryKey, DeliveryStatus, Owner, Role, RunQuery,
+    SessionRecord, Status, TokenRecord, UserRecord,
 };
 
 fn user(name: &str, role: Role) -> UserRecord {
@@ -340,18 +340,7 @@ pub async fn the_delivery_queue_lists_and_retries(b: &dyn Backend) {
         node: "n1".into(),
         pid: 1,
     };
-    let queued = [
-        QueuedDelivery {
-            channel: "ding".into(),
-            occurrence: 1,
-            message: Ok("{}".into()),
-        },
-        QueuedDelivery {
-            channel: "box".into(),
-            occurrence: 1,
-            message: Err("template error".into()),
-        },
-    ];
+    let queued = ding_and_box();
     let at = base() + Duration::seconds(1);
     s.finish_with_deliveries(&c.run_id, &outcome(Status::Succeeded, at), &queued, &me)
         .await

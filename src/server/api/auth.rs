@@ -26,52 +26,48 @@ use crate::store::{AuditFilter, AuditRecord, SessionRecord};
 
 pub fn routes() -> Vec<Route> {
     vec![
-        Route {
-            method: Method::GET,
-            path: "/openapi.json",
-            role: None,
-            summary: "This API's OpenAPI 3.1 document, generated from the routes",
-            query: &[],
-            request: None,
-            response: schema::<serde_json::Value>,
-            handler: || get(openapi),
-        },
-        Route {
-            method: Method::POST,
-            path: "/login",
-            role: None,
-            summary: "Log in with a user's password: sets the session cookie, answers the CSRF token (rate-limited per account and address)",
-            query: &[],
-            request: Some(schema::<LoginBody>),
-            response: schema::<SessionView>,
-            handler: || post(login),
-        },
-        Route {
-            method: Method::POST,
-            path: "/logout",
-            role: Some(Role::Viewer),
-            summary: "End the session (with the cookie: needs the CSRF token)",
-            query: &[],
-            request: None,
-            response: schema::<SessionView>,
-            handler: || post(logout),
-        },
-        Route {
-            method: Method::GET,
-            path: "/session",
-            role: Some(Role::Viewer),
-            summary: "Who is calling, with which role (and the session's CSRF token)",
-            query: &[],
-            request: None,
-            response: schema::<SessionView>,
-            handler: || get(session),
-        },
-        Route {
-            method: Method::GET,
-            path: "/audit",
-            role: Some(Role::Admin),
-            summary: "The audit trail, newest first (keyset pages: pass `next_cursor` back as `cursor`)",
-            query: &[
+        Route::new(
+            Method::GET,
+            "/openapi.json",
+            None,
+            "This API's OpenAPI 3.1 document, generated from the routes",
+            schema::<serde_json::Value>,
+            || get(openapi),
+        ),
+        Route::new(
+            Method::POST,
+            "/login",
+            None,
+            "Log in with a user's password: sets the session cookie, answers the CSRF token (rate-limited per account and address)",
+            schema::<SessionView>,
+            || post(login),
+        )
+        .body(schema::<LoginBody>),
+        Route::new(
+            Method::POST,
+            "/logout",
+            Some(Role::Viewer),
+            "End the session (with the cookie: needs the CSRF token)",
+            schema::<SessionView>,
+            || post(logout),
+        ),
+        Route::new(
+            Method::GET,
+            "/session",
+            Some(Role::Viewer),
+            "Who is calling, with which role (and the session's CSRF token)",
+            schema::<SessionView>,
+            || get(session),
+        ),
+        Route::new(
+            Method::GET,
+            "/audit",
+            Some(Role::Admin),
+            "The audit trail, newest first (keyset pages: pass `next_cursor` back as `cursor`)",
+            schema::<AuditPage>,
+            || get(audit),
+        )
+        .query(&[
                 ("actor", "`user:NAME`, `token:NAME` or `LOGIN@NODE`"),
                 ("action", "e.g. `task.replace`, `run.start`, `login.failed`"),
                 ("target", "a task, run id, user or token name"),
@@ -79,51 +75,40 @@ pub fn routes() -> Vec<Route> {
                 ("until", "before this RFC 3339 instant"),
                 ("limit", "1 to 1000 (default 100)"),
                 ("cursor", "the `next_cursor` of the previous page"),
-            ],
-            request: None,
-            response: schema::<AuditPage>,
-            handler: || get(audit),
-        },
-        Route {
-            method: Method::GET,
-            path: "/users",
-            role: Some(Role::Admin),
-            summary: "The console users and their roles (`ferry users add|passwd|remove` manages them)",
-            query: &[],
-            request: None,
-            response: schema::<Vec<UserView>>,
-            handler: || get(users),
-        },
-        Route {
-            method: Method::GET,
-            path: "/tokens",
-            role: Some(Role::Admin),
-            summary: "The API tokens (never the tokens themselves)",
-            query: &[],
-            request: None,
-            response: schema::<Vec<TokenView>>,
-            handler: || get(tokens),
-        },
-        Route {
-            method: Method::POST,
-            path: "/tokens",
-            role: Some(Role::Admin),
-            summary: "Create an API token; the answer is the only time it is shown",
-            query: &[],
-            request: Some(schema::<TokenBody>),
-            response: schema::<NewToken>,
-            handler: || post(create_token),
-        },
-        Route {
-            method: Method::DELETE,
-            path: "/tokens/{name}",
-            role: Some(Role::Admin),
-            summary: "Revoke the API token of this name (or id)",
-            query: &[],
-            request: None,
-            response: schema::<Revoked>,
-            handler: || delete(revoke_token),
-        },
+            ]),
+        Route::new(
+            Method::GET,
+            "/users",
+            Some(Role::Admin),
+            "The console users and their roles (`ferry users add|passwd|remove` manages them)",
+            schema::<Vec<UserView>>,
+            || get(users),
+        ),
+        Route::new(
+            Method::GET,
+            "/tokens",
+            Some(Role::Admin),
+            "The API tokens (never the tokens themselves)",
+            schema::<Vec<TokenView>>,
+            || get(tokens),
+        ),
+        Route::new(
+            Method::POST,
+            "/tokens",
+            Some(Role::Admin),
+            "Create an API token; the answer is the only time it is shown",
+            schema::<NewToken>,
+            || post(create_token),
+        )
+        .body(schema::<TokenBody>),
+        Route::new(
+            Method::DELETE,
+            "/tokens/{name}",
+            Some(Role::Admin),
+            "Revoke the API token of this name (or id)",
+            schema::<Revoked>,
+            || delete(revoke_token),
+        ),
     ]
 }
 
@@ -236,7 +221,7 @@ async fn login(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let body: LoginBody = parse_body(&body)?;
-    let client = st.client(Some(peer), &headers);
+    let client = st.client(peer, &headers);
     let now = st.clock.now();
     if let Err(wait) = st.limiter.check(&body.user, &client, now) {
         let mut e = ApiError::new(

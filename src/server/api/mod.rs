@@ -91,20 +91,9 @@ impl ApiState {
     }
 
     /// The client address: the socket peer, or with `trust_proxy` the last address of
-    /// `X-Forwarded-For`.
-    fn client(&self, peer: Option<SocketAddr>, headers: &HeaderMap) -> String {
-        if self.http.trust_proxy
-            && let Some(ip) = headers
-                .get_all("x-forwarded-for")
-                .iter()
-                .next_back()
-                .and_then(|v| v.to_str().ok())
-                .and_then(|v| v.rsplit(',').next())
-                .and_then(|s| s.trim().parse::<std::net::IpAddr>().ok())
-        {
-            return ip.to_string();
-        }
-        peer.map_or_else(|| "unknown".into(), |p| p.ip().to_string())
+    /// `X-Forwarded-For` (as for downloads).
+    fn client(&self, peer: SocketAddr, headers: &HeaderMap) -> String {
+        super::download::client_addr(peer, headers, self.http.trust_proxy)
     }
 
     async fn audit(&self, actor: &Actor, action: &str, target: &str, detail: Option<String>) {
@@ -289,6 +278,41 @@ pub struct Route {
     pub handler: fn() -> MethodRouter<Arc<ApiState>>,
 }
 
+impl Route {
+    /// A route without query parameters or request body.
+    pub fn new(
+        method: Method,
+        path: &'static str,
+        role: Option<Role>,
+        summary: &'static str,
+        response: SchemaFn,
+        handler: fn() -> MethodRouter<Arc<ApiState>>,
+    ) -> Route {
+        Route {
+            method,
+            path,
+            role,
+            summary,
+            query: &[],
+            request: None,
+            response,
+            handler,
+        }
+    }
+
+    /// With these query parameters.
+    pub fn query(mut self, query: &'static [(&'static str, &'static str)]) -> Route {
+        self.query = query;
+        self
+    }
+
+    /// With a request body of this schema.
+    pub fn body(mut self, request: SchemaFn) -> Route {
+        self.request = Some(request);
+        self
+    }
+}
+
 /// Every route of the API: the router and the OpenAPI document are both made from it.
 pub static ROUTES: std::sync::LazyLock<Vec<Route>> = std::sync::LazyLock::new(|| {
     let mut r = Vec::new();
@@ -443,7 +467,7 @@ async fn guard(st: Arc<ApiState>, role: Role, mut req: Request, next: Next) -> R
     let peer = req
         .extensions()
         .get::<ConnectInfo<SocketAddr>>()
-        .map(|c| c.0);
+        .map_or(SocketAddr::from(([0, 0, 0, 0], 0)), |c| c.0);
     let client = st.client(peer, req.headers());
     let (actor, via) = match authenticate(&st, req.headers(), client).await {
         Ok(found) => found,

@@ -94,6 +94,25 @@ impl SqliteStore {
     }
 }
 
+impl SqliteStore {
+    /// Ends a user's sessions in the transaction that changed or removed the user, and
+    /// commits it; whether the user's row was there.
+    async fn end_sessions(
+        &self,
+        mut tx: sqlx::Transaction<'static, sqlx::Sqlite>,
+        name: &str,
+        changed: u64,
+    ) -> Result<bool, StoreError> {
+        sqlx::query("DELETE FROM sessions WHERE user_name = ?")
+            .bind(name)
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(changed == 1)
+    }
+}
+
 #[async_trait]
 impl Access for SqliteStore {
     async fn add_user(&self, u: &UserRecord) -> Result<bool, StoreError> {
@@ -137,13 +156,7 @@ impl Access for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| self.err(e))?;
-        sqlx::query("DELETE FROM sessions WHERE user_name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(res.rows_affected() == 1)
+        self.end_sessions(tx, name, res.rows_affected()).await
     }
 
     async fn remove_user(&self, name: &str) -> Result<bool, StoreError> {
@@ -153,13 +166,7 @@ impl Access for SqliteStore {
             .execute(&mut *tx)
             .await
             .map_err(|e| self.err(e))?;
-        sqlx::query("DELETE FROM sessions WHERE user_name = ?")
-            .bind(name)
-            .execute(&mut *tx)
-            .await
-            .map_err(|e| self.err(e))?;
-        tx.commit().await.map_err(|e| self.err(e))?;
-        Ok(res.rows_affected() == 1)
+        self.end_sessions(tx, name, res.rows_affected()).await
     }
 
     async fn add_token(&self, t: &TokenRecord, now: DateTime<Utc>) -> Result<bool, StoreError> {
