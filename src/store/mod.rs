@@ -23,7 +23,7 @@
 //!
 //! ## Adding a backend (PostgreSQL, MySQL for the cluster)
 //!
-//! 1. A module beside [`sqlite`] with a type implementing the six concern traits (one
+//! 1. A module beside [`sqlite`] with a type implementing the concern traits (one
 //!    file per concern), and its append-only migrations like [`sqlite::MIGRATIONS`]
 //!    (same tables and columns; types may differ). Opening migrates, and refuses a
 //!    database whose schema version is newer than the binary's.
