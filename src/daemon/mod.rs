@@ -297,7 +297,9 @@ impl Daemon {
         let mut link_state = link_state;
         if let Some(http) = &project.config.http {
             let users = store.users().await?.len();
-            crate::server::api::check_exposure(http.listen, users).map_err(DaemonError::Config)?;
+            crate::server::api::check_exposure(http.listen, users).map_err(|e| {
+                DaemonError::Config(format!("refusing to start the API: http.listen: {e}"))
+            })?;
             let state = Arc::new(crate::server::api::ApiState {
                 store: store.clone(),
                 clock: clock.clone(),

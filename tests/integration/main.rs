@@ -5,6 +5,7 @@ mod support;
 
 mod alerts;
 mod api;
+mod api_access;
 mod bad_input;
 mod cancel;
 mod cleanup;

@@ -521,7 +521,7 @@ pub fn check_exposure(listen: SocketAddr, users: usize) -> Result<(), String> {
         return Ok(());
     }
     Err(format!(
-        "http.listen {listen} is beyond loopback, but no user exists: add one first \
+        "`{listen}` is beyond loopback, but no user exists: add one first \
          (`ferry users add NAME --role admin`), or listen on 127.0.0.1"
     ))
 }
