@@ -176,7 +176,14 @@ fn http(c: &mut Checker, raw: &Spanned<RawHttp>) -> HttpSpec {
     if let Some(t) = &h.session_ttl
         && !(MIN_TTL..=MAX_TTL).contains(&session_ttl)
     {
-        c.at(t, "http.session_ttl", "must be between 5m and 30d");
+        c.at(
+            t,
+            "http.session_ttl",
+            format!(
+                "`{}` is not between 5m and 30d (how long a console login lasts)",
+                t.value
+            ),
+        );
     }
     HttpSpec {
         listen,

@@ -33,7 +33,9 @@ pub struct RevisionRecord {
 /// The revision history of task files.
 #[async_trait]
 pub trait Revisions: Send + Sync {
-    /// Appends a version of `task` (numbered after the last one); its number.
+    /// Appends a version of `task` (numbered after the last one); its number. Two writers
+    /// never get the same number: the SQLite store numbers inside its write lock; a
+    /// shared backend must lock or retry on the `(task, rev)` key.
     async fn add_revision(
         &self,
         task: &str,

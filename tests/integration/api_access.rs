@@ -457,6 +457,24 @@ fn users_tokens_and_the_loopback_guard_from_the_command_line() {
         "with a user: {}",
         describe(&out)
     );
+    // A new password, read from standard input, replaces the argon2id hash.
+    let out = with_stdin(&["users", "passwd", "alice"], "another-long-password\n");
+    assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
+    let out = with_stdin(&["users", "passwd", "nobody"], "another-long-password\n");
+    assert_eq!(out.status.code(), Some(2), "{}", describe(&out));
+    let hash = tokio::runtime::Runtime::new().unwrap().block_on(async {
+        let url = ferry::store::StoreUrl::Sqlite(p.path().join("data/ferry.db"));
+        let store = ferry::store::open(&url).await.unwrap();
+        let user = store.user("alice").await.unwrap().unwrap();
+        store.close().await;
+        user.password_hash
+    });
+    assert!(hash.starts_with("$argon2id$"), "{hash}");
+    assert!(ferry::access::verify_password(
+        "another-long-password",
+        &hash
+    ));
+    assert!(!ferry::access::verify_password("a-long-password", &hash));
 
     let out = p
         .command(&[

@@ -364,9 +364,12 @@ impl Ledger for SqliteStore {
     ) -> Result<bool, StoreError> {
         let mut tx = self.write_tx().await?;
         let res = sqlx::query(
-            "UPDATE deliveries SET status = 'pending', next_attempt_at = ?, retryable = 1,
+            // The owner is cleared before `status` is set: MySQL evaluates SET left to
+            // right with the new values, the others with the old ones.
+            "UPDATE deliveries SET
                  owner_node = CASE WHEN status = 'failed' THEN NULL ELSE owner_node END,
-                 owner_pid = CASE WHEN status = 'failed' THEN NULL ELSE owner_pid END
+                 owner_pid = CASE WHEN status = 'failed' THEN NULL ELSE owner_pid END,
+                 status = 'pending', next_attempt_at = ?, retryable = 1
              WHERE run_id = ? AND channel = ? AND occurrence = ?
                AND status IN ('pending', 'failed') AND message IS NOT NULL",
         )
