@@ -15,8 +15,10 @@
 //! 5. records the new version (or the deletion) as a revision with its author.
 //!
 //! Writes in one process are serialised (one at a time), so revisions follow the order
-//! of the files. [`diff`] shows what a revision changed.
+//! of the files. [`diff`] shows what a revision changed; [`redact`] keeps a task's own
+//! robot secrets out of what the API shows, and a mask sent back out of the files.
 
+pub mod redact;
 pub mod yaml;
 
 use std::io::Write;
@@ -78,6 +80,21 @@ fn check_name(name: &str) -> Result<(), EditError> {
 pub fn validate(config: &Config, name: &str, text: &str) -> Result<TaskSpec, EditError> {
     check_name(name)?;
     let path = task_path(config, name);
+    // A mask the API showed instead of a secret, sent back: never written over the value.
+    let masked: Vec<Problem> = redact::masked_values(text)
+        .into_iter()
+        .map(|(line, col, key)| Problem {
+            file: path.clone(),
+            pos: Some((line, col)),
+            field: format!("notify.{key}"),
+            message: format!(
+                "`***` is the mask the API shows instead of this {key}: write the real value, or better a reference such as ${{DING_SECRET}}"
+            ),
+        })
+        .collect();
+    if !masked.is_empty() {
+        return Err(EditError::Invalid(masked));
+    }
     crate::config::check_task_text(config, name, &path, text, &crate::plugins::CHECKS)
         .map_err(EditError::Invalid)
 }

@@ -12,13 +12,18 @@ use crate::api::{Api, Auth, DAILY, START, add_user, expect, fill, finished, proj
 use crate::support::{Daemon, Project, describe, stdout};
 use ferry::access::Role;
 
-/// Secrets in config.yaml that no answer may contain.
-const SECRETS: [&str; 4] = [
+/// Secrets in config.yaml and in a task file that no answer may contain.
+const SECRETS: [&str; 6] = [
     "PGSECRET-9x",
     "DINGTOKEN-7q",
     "SECDINGSECRET3z",
     "MAILPASS-5k",
+    "TASKTOKEN-2w",
+    "SECTASKSECRET8y",
 ];
+
+/// A task with its own robot webhook and secret, written literally.
+const ROBOT: &str = "schedule: \"0 3 * * *\"\nsource: db\nquery: SELECT 1 AS n\noutput: { format: csv, file_name: robot }\nnotify:\n  - channel: ding\n    webhook: \"https://oapi.dingtalk.com/robot/send?access_token=TASKTOKEN-2w\"\n    secret: SECTASKSECRET8y\n";
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn every_guarded_route_refuses_without_credentials_and_below_its_role() {
@@ -278,6 +283,17 @@ async fn the_audit_trail_records_each_change_and_no_answer_holds_a_secret() {
         200,
         "create",
     );
+    expect(
+        &api.put_yaml("/api/v1/tasks/robot", admin, ROBOT).await,
+        200,
+        "a task with its own robot secrets",
+    );
+    expect(
+        &api.put_yaml("/api/v1/tasks/robot", admin, &format!("{ROBOT}# v2\n"))
+            .await,
+        200,
+        "replace it",
+    );
     let r = api
         .post("/api/v1/tasks/types_csv/run", admin, json!({}))
         .await;
@@ -306,6 +322,46 @@ async fn the_audit_trail_records_each_change_and_no_answer_holds_a_secret() {
         );
         bodies.push(r.body);
     }
+    for path in [
+        "/api/v1/tasks/robot",
+        "/api/v1/tasks/robot/revisions",
+        "/api/v1/tasks/robot/revisions/1",
+        "/api/v1/tasks/robot/revisions/2",
+    ] {
+        let r = api.get(path, admin).await;
+        expect(&r, 200, path);
+        bodies.push(r.body);
+    }
+    let shown: Value = serde_json::from_str(bodies.last().unwrap()).unwrap();
+    let shown = shown["content"].as_str().unwrap().to_string();
+    assert!(shown.contains("    secret: \"***\"\n"), "{shown}");
+    // The masked text sent back is refused at the mask, nothing written.
+    let r = api.put_yaml("/api/v1/tasks/robot", admin, &shown).await;
+    expect(&r, 422, "a mask sent back");
+    let at: Vec<String> = r.json()["problems"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| {
+            format!(
+                "{} {}",
+                p["at"].as_str().unwrap(),
+                p["field"].as_str().unwrap()
+            )
+        })
+        .collect();
+    assert_eq!(
+        at,
+        [
+            "tasks/robot.yaml:7:14 notify.webhook",
+            "tasks/robot.yaml:8:13 notify.secret"
+        ]
+    );
+    assert!(
+        std::fs::read_to_string(p.path().join("tasks/robot.yaml"))
+            .unwrap()
+            .contains("SECTASKSECRET8y")
+    );
     let all = bodies.join("\n");
     assert!(
         all.contains("postgres://ferry:***@127.0.0.1:9/x"),
@@ -348,7 +404,13 @@ async fn the_audit_trail_records_each_change_and_no_answer_holds_a_secret() {
     let out = p.ferry(&["audit", "--action", "task.create", "--json"]);
     assert_eq!(out.status.code(), Some(0), "{}", describe(&out));
     let cli: Value = serde_json::from_str(&stdout(&out)).unwrap();
-    assert_eq!(cli[0]["target"], "daily");
+    let targets: Vec<&str> = cli
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["target"].as_str().unwrap())
+        .collect();
+    assert_eq!(targets, ["robot", "daily"], "newest first");
     d.stop().await;
 }
 

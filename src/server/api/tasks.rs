@@ -145,6 +145,9 @@ pub struct TaskSummary {
     pub name: String,
     /// False for a task file that does not validate (see `problems`).
     pub valid: bool,
+    /// The file was written but `ferry serve` has not applied it yet (its next reload
+    /// will, within about a second).
+    pub pending_reload: bool,
     pub enabled: bool,
     pub description: Option<String>,
     pub schedule: Option<String>,
@@ -193,7 +196,8 @@ pub struct TaskDetail {
     pub summary: TaskSummary,
     /// Absent for an invalid task file.
     pub config: Option<TaskConfig>,
-    /// The task file as on disk.
+    /// The task file as on disk, a notify entry's literal robot `secret` shown as `***`
+    /// and its `webhook`'s token redacted (`${VAR}` references as written).
     pub yaml: Option<String>,
     /// Where it is, relative to config.yaml.
     pub file: String,
@@ -251,23 +255,33 @@ fn format_of(t: &TaskSpec) -> String {
     f
 }
 
+/// A task's file as the daemon runs it (`project`), or else as found on disk
+/// (written, not applied by a reload yet).
+enum Loaded<'a> {
+    Valid(&'a TaskSpec),
+    Invalid(&'a [crate::config::Problem]),
+}
+
 fn summary(
     project: &Project,
     name: &str,
+    loaded: Loaded<'_>,
     paused: &BTreeMap<String, TaskPause>,
     last: &BTreeMap<String, RunRecord>,
     now: DateTime<Utc>,
 ) -> TaskSummary {
     let pause = paused.get(name).cloned();
     let last_run = last.get(name).map(LastRun::from);
-    match project.tasks.get(name) {
-        Some(t) => {
+    let pending_reload = !project.all_names().contains(&name);
+    match loaded {
+        Loaded::Valid(t) => {
             let next = (t.enabled && pause.is_none())
                 .then(|| t.schedule.next_after(now))
                 .flatten();
             TaskSummary {
                 name: name.to_string(),
                 valid: true,
+                pending_reload,
                 enabled: t.enabled,
                 description: t.description.clone(),
                 schedule: Some(t.schedule.expr().to_string()),
@@ -285,9 +299,10 @@ fn summary(
                 problems: Vec::new(),
             }
         }
-        None => TaskSummary {
+        Loaded::Invalid(problems) => TaskSummary {
             name: name.to_string(),
             valid: false,
+            pending_reload,
             enabled: false,
             description: None,
             schedule: None,
@@ -298,14 +313,24 @@ fn summary(
             next_fire: None,
             next_fire_local: None,
             last_run,
-            problems: project
-                .task_problems
-                .get(name)
-                .into_iter()
-                .flatten()
+            problems: problems
+                .iter()
                 .map(|p| ProblemJson::of(p, &project.config.base_dir))
                 .collect(),
         },
+    }
+}
+
+/// How the daemon has task `name`.
+fn loaded<'a>(project: &'a Project, name: &str) -> Loaded<'a> {
+    match project.tasks.get(name) {
+        Some(t) => Loaded::Valid(t),
+        None => Loaded::Invalid(
+            project
+                .task_problems
+                .get(name)
+                .map_or(&[][..], Vec::as_slice),
+        ),
     }
 }
 
@@ -337,7 +362,7 @@ async fn list(State(st): State<Arc<ApiState>>) -> ApiResult<Vec<TaskSummary>> {
         project
             .all_names()
             .into_iter()
-            .map(|n| summary(&project, n, &paused, &last, now))
+            .map(|n| summary(&project, n, loaded(&project, n), &paused, &last, now))
             .collect(),
     ))
 }
@@ -352,12 +377,23 @@ fn unknown(project: &Project, name: &str) -> ApiError {
 
 async fn one(State(st): State<Arc<ApiState>>, Path(name): Path<String>) -> ApiResult<TaskDetail> {
     let project = st.project();
-    if !project.all_names().contains(&name.as_str()) {
-        return Err(unknown(&project, &name));
-    }
-    let (paused, last) = context(&st).await?;
     let path = crate::edit::task_path(&project.config, &name);
-    let config = project.tasks.get(&name).map(|t| TaskConfig {
+    let known = project.all_names().contains(&name.as_str());
+    // A file written but not applied yet is read as the next reload will read it.
+    let on_disk = (!known && crate::template::is_plain_name(&name) && path.is_file())
+        .then(|| crate::config::load_task(&project.config, &name, &path, &crate::plugins::CHECKS));
+    let state = match (&on_disk, known) {
+        (_, true) => loaded(&project, &name),
+        (Some(Ok(t)), false) => Loaded::Valid(t),
+        (Some(Err(p)), false) => Loaded::Invalid(p),
+        (None, false) => return Err(unknown(&project, &name)),
+    };
+    let (paused, last) = context(&st).await?;
+    let spec = match state {
+        Loaded::Valid(t) => Some(t),
+        Loaded::Invalid(_) => None,
+    };
+    let config = spec.map(|t| TaskConfig {
         owners: t.owners.clone(),
         period: format!("{:?}", t.period).to_lowercase(),
         concurrency: format!("{:?}", t.concurrency).to_lowercase(),
@@ -375,14 +411,13 @@ async fn one(State(st): State<Arc<ApiState>>, Path(name): Path<String>) -> ApiRe
             .collect(),
         notify: t.notify.iter().map(|n| n.channel.clone()).collect(),
     });
-    let file = project
-        .tasks
-        .get(&name)
-        .map_or(path.clone(), |t| t.file.clone());
+    let file = spec.map_or(path.clone(), |t| t.file.clone());
     Ok(Json(TaskDetail {
-        summary: summary(&project, &name, &paused, &last, st.clock.now()),
+        summary: summary(&project, &name, state, &paused, &last, st.clock.now()),
         config,
-        yaml: std::fs::read_to_string(&file).ok(),
+        yaml: std::fs::read_to_string(&file)
+            .ok()
+            .map(|t| crate::edit::redact::redact(&t)),
         file: file
             .strip_prefix(&project.config.base_dir)
             .unwrap_or(&file)
@@ -598,7 +633,10 @@ async fn revision(
     State(st): State<Arc<ApiState>>,
     Path((name, rev)): Path<(String, u32)>,
 ) -> ApiResult<RevisionDetail> {
-    let history = st.store.revisions(&name).await?;
+    let mut history = st.store.revisions(&name).await?;
+    for r in &mut history {
+        r.content = r.content.as_deref().map(crate::edit::redact::redact);
+    }
     let diff = crate::edit::revision_diff(&history, rev)
         .ok_or_else(|| ApiError::not_found(format!("task `{name}` has no revision {rev}")))?;
     let revision = history
