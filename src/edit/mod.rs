@@ -41,6 +41,10 @@ pub enum EditError {
     Invalid(Vec<Problem>),
     #[error("{0}")]
     NotFound(String),
+    /// The file is not the one the writer read (`If-Match`), or exists when it should
+    /// not (`If-None-Match: *`).
+    #[error("{0}")]
+    Changed(String),
     #[error("cannot write the task file {path}: {message}")]
     Io { path: String, message: String },
     #[error(transparent)]
@@ -54,6 +58,41 @@ pub struct Editor<'a> {
     /// `user:alice`, `token:ci`, `root@db1`.
     pub author: &'a str,
     pub now: DateTime<Utc>,
+}
+
+/// What the writer expects the file to be before the write (HTTP `If-Match` /
+/// `If-None-Match: *`), so that two people editing one task do not overwrite each other.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Expect {
+    /// Whatever is there.
+    Any,
+    /// No file yet (create only).
+    Absent,
+    /// The file with this SHA-256 (hex), as read before.
+    Sha256(String),
+}
+
+/// SHA-256 of a task file's text, hex (its version tag).
+pub fn sha256(text: &str) -> String {
+    use sha2::Digest;
+    hex::encode(sha2::Sha256::digest(text.as_bytes()))
+}
+
+fn check_expect(expect: &Expect, current: Option<&str>) -> Result<(), EditError> {
+    match (expect, current) {
+        (Expect::Any, _) | (Expect::Absent, None) => Ok(()),
+        (Expect::Absent, Some(_)) => Err(EditError::Changed(
+            "the task exists already (If-None-Match: *)".into(),
+        )),
+        (Expect::Sha256(want), Some(text)) if sha256(text) == *want => Ok(()),
+        (Expect::Sha256(_), Some(text)) => Err(EditError::Changed(format!(
+            "the task file changed since it was read (now sha256 {}): read it again",
+            sha256(text)
+        ))),
+        (Expect::Sha256(_), None) => Err(EditError::Changed(
+            "the task file was deleted since it was read".into(),
+        )),
+    }
 }
 
 /// One write at a time in this process.
@@ -128,11 +167,17 @@ impl Editor<'_> {
     }
 
     /// Creates or replaces task `name` with `text`; the new revision's number.
-    pub async fn write(&self, name: &str, text: &str) -> Result<(u32, bool), EditError> {
+    pub async fn write(
+        &self,
+        name: &str,
+        text: &str,
+        expect: &Expect,
+    ) -> Result<(u32, bool), EditError> {
         validate(self.config, name, text)?;
         let _one = WRITING.lock().await;
         let path = task_path(self.config, name);
         let current = read_current(&path)?;
+        check_expect(expect, current.as_deref())?;
         self.keep_found(name, current.as_deref()).await?;
         write_atomic(&path, text)?;
         let action = if current.is_some() {
@@ -148,7 +193,7 @@ impl Editor<'_> {
     }
 
     /// Deletes task `name`'s file (its history stays); the deletion's revision number.
-    pub async fn delete(&self, name: &str) -> Result<u32, EditError> {
+    pub async fn delete(&self, name: &str, expect: &Expect) -> Result<u32, EditError> {
         check_name(name)?;
         let _one = WRITING.lock().await;
         let path = task_path(self.config, name);
@@ -158,6 +203,7 @@ impl Editor<'_> {
                 path.display()
             )));
         };
+        check_expect(expect, Some(&current))?;
         self.keep_found(name, Some(&current)).await?;
         std::fs::remove_file(&path).map_err(|e| io_err(&path, &e))?;
         let _ = crate::format::sync_dir(&self.config.tasks_dir);

@@ -345,12 +345,49 @@ async fn tasks_are_validated_written_kept_as_revisions_and_picked_up_by_the_watc
         .await;
     expect(&again, 409, "a fire runs at most once");
 
-    // Replace; an edit by hand is kept before the next write; the history round trip.
-    expect(
-        &api.put_yaml("/api/v1/tasks/daily", editor, DAILY2).await,
-        200,
-        "replace",
+    // Writes that expect what they read: a change meanwhile is not overwritten.
+    let read = api
+        .get("/api/v1/tasks/daily", Auth::Bearer(&tk.viewer))
+        .await
+        .json();
+    let sha = read["sha256"].as_str().unwrap().to_string();
+    let stale = api
+        .client
+        .put(format!("{}/api/v1/tasks/daily", api.base))
+        .header("authorization", format!("Bearer {}", tk.editor))
+        .header("if-match", "\"0000\"")
+        .body(DAILY2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(stale.status(), 412);
+    let exists = api
+        .client
+        .put(format!("{}/api/v1/tasks/daily", api.base))
+        .header("authorization", format!("Bearer {}", tk.editor))
+        .header("if-none-match", "*")
+        .body(DAILY2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(exists.status(), 412);
+    assert_eq!(
+        std::fs::read_to_string(p.path().join("tasks/daily.yaml")).unwrap(),
+        DAILY,
+        "nothing written"
     );
+    let fresh = api
+        .client
+        .put(format!("{}/api/v1/tasks/daily", api.base))
+        .header("authorization", format!("Bearer {}", tk.editor))
+        .header("if-match", format!("\"{sha}\""))
+        .body(DAILY2)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(fresh.status(), 200);
+
+    // Replace; an edit by hand is kept before the next write; the history round trip.
     let by_hand = DAILY2.replace("SELECT 2", "SELECT 3");
     std::fs::write(p.path().join("tasks/daily.yaml"), &by_hand).unwrap();
     let r = api.put_yaml("/api/v1/tasks/daily", editor, DAILY).await;

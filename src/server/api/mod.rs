@@ -146,7 +146,8 @@ pub struct ApiError {
     /// Stable, for programs: `unauthorized`, `token_expired`, `token_revoked`,
     /// `session_expired`, `forbidden`, `csrf_token_missing`, `csrf_token_invalid`,
     /// `bad_credentials`, `too_many_attempts`, `bad_request`, `not_found`,
-    /// `invalid_task`, `conflict`, `not_running`, `store_unavailable`, `internal`,
+    /// `invalid_task`, `conflict`, `not_running`, `precondition_failed`,
+    /// `store_unavailable`, `internal`,
     /// `no_such_route`, `method_not_allowed`.
     pub code: &'static str,
     /// For people.

@@ -37,6 +37,18 @@ pub fn document() -> Value {
             json!({"name": name, "in": "query", "required": false,
                    "description": what, "schema": {"type": "string"}})
         }));
+        if r.path == "/tasks/{name}" && matches!(r.method.as_str(), "PUT" | "DELETE") {
+            params.push(
+                json!({"name": "If-Match", "in": "header", "required": false,
+                "description": "the `sha256` of the file as read: 412 if it changed since",
+                "schema": {"type": "string"}}),
+            );
+            params.push(
+                json!({"name": "If-None-Match", "in": "header", "required": false,
+                "description": "`*`: create only (412 if the task exists)",
+                "schema": {"type": "string"}}),
+            );
+        }
         if !params.is_empty() {
             op.insert("parameters".into(), params.into());
         }

@@ -21,7 +21,7 @@ use super::{
 };
 use crate::access::{Actor, Role};
 use crate::config::{Project, TaskSpec};
-use crate::edit::{EditError, Editor};
+use crate::edit::{EditError, Editor, Expect};
 use crate::scheduler::RunNowError;
 use crate::store::{RevisionRecord, RunRecord, Status, TaskPause};
 
@@ -201,6 +201,9 @@ pub struct TaskDetail {
     pub yaml: Option<String>,
     /// Where it is, relative to config.yaml.
     pub file: String,
+    /// SHA-256 of the file (before masking): send it back as `If-Match` with a write so
+    /// that a change made meanwhile is not overwritten (`412`).
+    pub sha256: Option<String>,
 }
 
 /// What a write did.
@@ -412,12 +415,12 @@ async fn one(State(st): State<Arc<ApiState>>, Path(name): Path<String>) -> ApiRe
         notify: t.notify.iter().map(|n| n.channel.clone()).collect(),
     });
     let file = spec.map_or(path.clone(), |t| t.file.clone());
+    let text = std::fs::read_to_string(&file).ok();
     Ok(Json(TaskDetail {
         summary: summary(&project, &name, state, &paused, &last, st.clock.now()),
         config,
-        yaml: std::fs::read_to_string(&file)
-            .ok()
-            .map(|t| crate::edit::redact::redact(&t)),
+        sha256: text.as_deref().map(crate::edit::sha256),
+        yaml: text.as_deref().map(crate::edit::redact::redact),
         file: file
             .strip_prefix(&project.config.base_dir)
             .unwrap_or(&file)
@@ -445,6 +448,9 @@ fn edit_error(e: EditError, project: &Project) -> ApiError {
             err
         }
         EditError::NotFound(m) => ApiError::not_found(m),
+        EditError::Changed(m) => {
+            ApiError::new(StatusCode::PRECONDITION_FAILED, "precondition_failed", m)
+        }
         EditError::Io { .. } => {
             ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
         }
@@ -458,6 +464,23 @@ fn editor<'a>(st: &'a ApiState, project: &'a Project, actor: &'a Actor) -> Edito
         store: &*st.store,
         author: &actor.name,
         now: st.clock.now(),
+    }
+}
+
+/// `If-Match: "SHA256"` (the `sha256` or `ETag` of a read) or `If-None-Match: *`.
+fn expect_of(headers: &HeaderMap) -> Expect {
+    let get = |h| {
+        headers
+            .get(h)
+            .and_then(|v| v.to_str().ok())
+            .map(|v| v.trim().trim_matches('"').to_string())
+    };
+    if get(header::IF_NONE_MATCH).as_deref() == Some("*") {
+        return Expect::Absent;
+    }
+    match get(header::IF_MATCH) {
+        Some(tag) if tag != "*" => Expect::Sha256(tag),
+        _ => Expect::Any,
     }
 }
 
@@ -490,7 +513,7 @@ async fn write(
             .map_err(|_| ApiError::bad_request("the task file must be UTF-8 text"))?
     };
     let (revision, created) = editor(&st, &project, &actor)
-        .write(&name, &text)
+        .write(&name, &text, &expect_of(&headers))
         .await
         .map_err(|e| edit_error(e, &project))?;
     let action = if created {
@@ -512,10 +535,11 @@ async fn remove(
     State(st): State<Arc<ApiState>>,
     Extension(actor): Extension<Actor>,
     Path(name): Path<String>,
+    headers: HeaderMap,
 ) -> ApiResult<Written> {
     let project = st.project();
     let revision = editor(&st, &project, &actor)
-        .delete(&name)
+        .delete(&name, &expect_of(&headers))
         .await
         .map_err(|e| edit_error(e, &project))?;
     st.audit(
