@@ -112,8 +112,9 @@ pub trait Runs: Send + Sync {
     /// client's position (keyset, not offset).
     async fn page(&self, q: &RunQuery) -> Result<Vec<RunRecord>, StoreError>;
 
-    /// The run of each task's latest fire that is not deferred, without deliveries.
-    async fn last_runs(&self) -> Result<Vec<RunRecord>, StoreError>;
+    /// The run of the latest fire that is not deferred of each of these tasks (those
+    /// that have one), without deliveries: one index seek per task.
+    async fn last_runs(&self, tasks: &[&str]) -> Result<Vec<RunRecord>, StoreError>;
 
     /// One run by id.
     async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError>;

@@ -339,6 +339,7 @@ fn loaded<'a>(project: &'a Project, name: &str) -> Loaded<'a> {
 
 async fn context(
     st: &ApiState,
+    tasks: &[&str],
 ) -> Result<(BTreeMap<String, TaskPause>, BTreeMap<String, RunRecord>), ApiError> {
     let paused = st
         .store
@@ -349,7 +350,7 @@ async fn context(
         .collect();
     let last = st
         .store
-        .last_runs()
+        .last_runs(tasks)
         .await?
         .into_iter()
         .map(|r| (r.task.clone(), r))
@@ -359,7 +360,7 @@ async fn context(
 
 async fn list(State(st): State<Arc<ApiState>>) -> ApiResult<Vec<TaskSummary>> {
     let project = st.project();
-    let (paused, last) = context(&st).await?;
+    let (paused, last) = context(&st, &project.all_names()).await?;
     let now = st.clock.now();
     Ok(Json(
         project
@@ -391,7 +392,7 @@ async fn one(State(st): State<Arc<ApiState>>, Path(name): Path<String>) -> ApiRe
         (Some(Err(p)), false) => Loaded::Invalid(p),
         (None, false) => return Err(unknown(&project, &name)),
     };
-    let (paused, last) = context(&st).await?;
+    let (paused, last) = context(&st, &[name.as_str()]).await?;
     let spec = match state {
         Loaded::Valid(t) => Some(t),
         Loaded::Invalid(_) => None,

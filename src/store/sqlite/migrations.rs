@@ -230,6 +230,7 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
         16,
         "ALTER TABLE runs ADD COLUMN started_by TEXT;
     CREATE INDEX runs_scheduled ON runs (scheduled_at, run_id);
+    CREATE INDEX runs_status_scheduled ON runs (status, scheduled_at, run_id);
     CREATE TABLE users (
         name          TEXT PRIMARY KEY,
         role          TEXT NOT NULL,

@@ -228,15 +228,24 @@ impl Runs for SqliteStore {
             .map_err(|e| self.err(e))
     }
 
-    async fn last_runs(&self) -> Result<Vec<RunRecord>, StoreError> {
-        self.records(
-            "SELECT r.* FROM runs r
-             JOIN (SELECT task, MAX(scheduled_at) AS latest FROM runs
-                   WHERE status <> 'deferred' GROUP BY task) l
-               ON r.task = l.task AND r.scheduled_at = l.latest
-             ORDER BY r.task",
-        )
-        .await
+    async fn last_runs(&self, tasks: &[&str]) -> Result<Vec<RunRecord>, StoreError> {
+        let mut tx = self.read_tx().await?;
+        let mut out = Vec::new();
+        for task in tasks {
+            // The unique (task, scheduled_at) index answers each from its end.
+            let row = sqlx::query(
+                "SELECT * FROM runs WHERE task = ? AND status <> 'deferred'
+                 ORDER BY scheduled_at DESC LIMIT 1",
+            )
+            .bind(task)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+            if let Some(row) = row {
+                out.push(row_to_record(&row).map_err(|e| self.err(e))?);
+            }
+        }
+        Ok(out)
     }
 
     async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {
