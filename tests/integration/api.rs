@@ -209,6 +209,22 @@ pub(crate) async fn finished(api: &Api, auth: Auth<'_>, run_id: &str) -> Value {
     }
 }
 
+/// The actions of the audit trail, oldest first.
+pub(crate) async fn audited(d: &Daemon) -> Vec<(String, String, String)> {
+    let mut rows = d
+        .store
+        .audit(&ferry::store::AuditFilter {
+            limit: 1000,
+            ..Default::default()
+        })
+        .await
+        .unwrap();
+    rows.reverse();
+    rows.into_iter()
+        .map(|a| (a.actor, a.action, a.target))
+        .collect()
+}
+
 /// Waits until the reload watcher has applied a new task.
 async fn added(events: &mut tokio::sync::broadcast::Receiver<Event>) {
     tokio::time::timeout(crate::support::EVENT_WAIT, async {
@@ -501,6 +517,28 @@ async fn tasks_are_validated_written_kept_as_revisions_and_picked_up_by_the_watc
         .call("DELETE", "/api/v1/tasks/fromjson", editor, None)
         .await;
     expect(&r, 404, "delete twice");
+    let audit = audited(&d).await;
+    for (actor, action, target) in [
+        ("token:editor", "task.create", "daily"),
+        ("token:operator", "run.start", "daily"),
+        ("token:editor", "task.replace", "daily"),
+        ("token:editor", "task.restore", "daily"),
+        ("token:editor", "task.create", "fromjson"),
+        ("token:editor", "task.delete", "fromjson"),
+    ] {
+        assert!(
+            audit
+                .iter()
+                .any(|a| (a.0.as_str(), a.1.as_str(), a.2.as_str()) == (actor, action, target)),
+            "no {actor} {action} {target}: {audit:?}"
+        );
+    }
+    assert!(
+        audit
+            .iter()
+            .any(|a| a.0.starts_with("carol@") && a.1 == "task.restore"),
+        "{audit:?}"
+    );
     d.stop().await;
 }
 
@@ -547,6 +585,13 @@ async fn runs_are_cancelled_and_paged_stably_under_inserts() {
         .await;
     expect(&r, 409, "cancel a finished run");
     assert_eq!(r.code(), "not_running");
+    assert!(
+        audited(&d)
+            .await
+            .iter()
+            .any(|a| a.0 == "token:operator" && a.1 == "run.cancel" && a.2 == run_id),
+        "the cancel is in the audit trail"
+    );
     expect(
         &api.post(
             "/api/v1/runs/nope/cancel",
@@ -693,6 +738,13 @@ async fn deliveries_are_listed_and_retried_now() {
         .post(&retry, Auth::Bearer(&tk.operator), json!({}))
         .await;
     expect(&r, 409, "a sent delivery is not retried");
+    assert!(
+        audited(&d)
+            .await
+            .iter()
+            .any(|a| a.0 == "token:operator" && a.1 == "delivery.retry" && a.2 == run_id),
+        "the retry is in the audit trail"
+    );
     d.stop().await;
 }
 
