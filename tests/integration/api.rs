@@ -367,40 +367,24 @@ async fn tasks_are_validated_written_kept_as_revisions_and_picked_up_by_the_watc
         .await
         .json();
     let sha = read["sha256"].as_str().unwrap().to_string();
-    let stale = api
-        .client
-        .put(format!("{}/api/v1/tasks/daily", api.base))
-        .header("authorization", format!("Bearer {}", tk.editor))
-        .header("if-match", "\"0000\"")
-        .body(DAILY2)
-        .send()
-        .await
-        .unwrap();
+    let put_if = |header: &'static str, value: String| {
+        api.client
+            .put(format!("{}/api/v1/tasks/daily", api.base))
+            .header("authorization", format!("Bearer {}", tk.editor))
+            .header(header, value)
+            .body(DAILY2)
+            .send()
+    };
+    let stale = put_if("if-match", "\"0000\"".into()).await.unwrap();
     assert_eq!(stale.status(), 412);
-    let exists = api
-        .client
-        .put(format!("{}/api/v1/tasks/daily", api.base))
-        .header("authorization", format!("Bearer {}", tk.editor))
-        .header("if-none-match", "*")
-        .body(DAILY2)
-        .send()
-        .await
-        .unwrap();
+    let exists = put_if("if-none-match", "*".into()).await.unwrap();
     assert_eq!(exists.status(), 412);
     assert_eq!(
         std::fs::read_to_string(p.path().join("tasks/daily.yaml")).unwrap(),
         DAILY,
         "nothing written"
     );
-    let fresh = api
-        .client
-        .put(format!("{}/api/v1/tasks/daily", api.base))
-        .header("authorization", format!("Bearer {}", tk.editor))
-        .header("if-match", format!("\"{sha}\""))
-        .body(DAILY2)
-        .send()
-        .await
-        .unwrap();
+    let fresh = put_if("if-match", format!("\"{sha}\"")).await.unwrap();
     assert_eq!(fresh.status(), 200);
 
     // Replace; an edit by hand is kept before the next write; the history round trip.
