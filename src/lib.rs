@@ -37,7 +37,12 @@
 //! - [`links`]: signed download links (opaque ids, HMAC-SHA256 with an expiry).
 //! - [`logging`]: the log (`logging:`): text or JSON lines, a file rotated daily at a
 //!   chosen time and/or by size, gzipped, every line redacted.
-//! - [`server`]: the HTTP server of `ferry serve` (axum): signed downloads.
+//! - [`access`]: who may do what through the API: roles, argon2id passwords, API
+//!   tokens, sessions with CSRF tokens, the login limits, the audit trail.
+//! - [`edit`]: writing task files for the API and `ferry tasks restore`: validated
+//!   with `ferry validate`'s checks, written atomically, every version kept.
+//! - [`server`]: the HTTP server of `ferry serve` (axum): signed downloads and the
+//!   JSON API (`/api/v1`, with its OpenAPI document).
 //! - [`ingest`]: query by email: the verdict on a mailed request (machine mail,
 //!   authentication, allowlist, keyword, query files through the strict SQL gate).
 //! - [`daemon`]: `ferry serve` as a library: its services (scheduler, delivery, reload,
@@ -49,10 +54,21 @@
 //!   print.
 //! - [`cli`]: the `ferry` command line.
 
+/// The version `ferry --version` prints: the package's, then the git commit it was built
+/// from and that commit's date (`no git commit` outside a git checkout; see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (",
+    env!("FERRY_GIT_COMMIT"),
+    ")"
+);
+
+pub mod access;
 pub mod cli;
 pub mod clock;
 pub mod config;
 pub mod daemon;
+pub mod edit;
 pub mod exec;
 pub mod faults;
 pub mod format;

@@ -6,6 +6,7 @@
 //! notification failed for good or is still pending after the run's attempts. Errors are printed as one clear paragraph on stderr,
 //! never as a panic or a backtrace.
 
+mod audit;
 mod channels;
 mod cleanup;
 mod dry_run;
@@ -21,6 +22,7 @@ mod shell;
 mod sources;
 mod status;
 mod tasks;
+mod users;
 mod validate;
 
 use std::path::PathBuf;
@@ -39,14 +41,7 @@ pub const EXIT_CONFIG: i32 = 2;
 /// delivered (failed for good, or still pending after the run's attempts).
 pub const EXIT_UNDELIVERED: i32 = 3;
 
-/// The version `ferry --version` prints: the package's, then the git commit it was built
-/// from and that commit's date (`no git commit` outside a git checkout; see build.rs).
-pub const VERSION: &str = concat!(
-    env!("CARGO_PKG_VERSION"),
-    " (",
-    env!("FERRY_GIT_COMMIT"),
-    ")"
-);
+pub use crate::VERSION;
 
 /// ferry: scheduled exports from SQL databases to CSV and XLSX files.
 #[derive(Debug, Parser)]
@@ -96,6 +91,14 @@ pub enum Command {
     Channels(channels::ChannelsArgs),
     /// Show recent runs.
     History(history::HistoryArgs),
+    /// Console users of the HTTP API: `users add NAME --role R` (password asked, or read
+    /// from standard input), `users passwd NAME`, `users remove NAME`, `users list`.
+    Users(users::UsersArgs),
+    /// API tokens: `tokens create NAME --role R [--expires 90d]` (printed once),
+    /// `tokens list`, `tokens revoke NAME`.
+    Tokens(users::TokensArgs),
+    /// The audit trail: who changed what and started which run, newest first.
+    Audit(audit::AuditArgs),
     /// Print fresh signed download links for the files of a run (needs `links:`).
     Link(link::LinkArgs),
     /// Query by email: `ingest check FILE.eml` shows the verdict on a raw message;
@@ -175,6 +178,9 @@ pub async fn run(cli: Cli) -> i32 {
         Command::Sources(args) => sources::run(&cli, args).await,
         Command::Channels(args) => channels::run(&cli, args).await,
         Command::History(args) => history::run(&cli, args).await,
+        Command::Users(args) => users::users(&cli, args).await,
+        Command::Tokens(args) => users::tokens(&cli, args).await,
+        Command::Audit(args) => audit::run(&cli, args).await,
         Command::Link(args) => link::run(&cli, args).await,
         Command::Ingest(args) => ingest::run(&cli, args).await,
         Command::Serve => serve::run(&cli).await,
@@ -324,7 +330,16 @@ pub fn find_task<'a>(project: &'a Project, name: &str) -> Result<&'a TaskSpec, i
     Err(EXIT_CONFIG)
 }
 
-/// Prints an error paragraph with its causes.
+/// Who runs this command, for pauses, runs started by hand and the audit trail: the login
+/// name (the one behind `sudo` if any) at this node, `root@db1`.
+pub fn who(config: &crate::config::Config) -> String {
+    let user = ["SUDO_USER", "USER", "LOGNAME"]
+        .iter()
+        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
+        .unwrap_or_else(|| "unknown".into());
+    format!("{user}@{}", config.node_name)
+}
+
 /// Reports a datasource or channel name that config.yaml does not define, with a "did you
 /// mean" hint and the known names; returns the exit code for it.
 pub fn unknown_name<'a>(what: &str, name: &str, known: impl Iterator<Item = &'a String>) -> i32 {
@@ -341,6 +356,7 @@ pub fn unknown_name<'a>(what: &str, name: &str, known: impl Iterator<Item = &'a 
     EXIT_CONFIG
 }
 
+/// Prints an error paragraph with its causes.
 pub fn print_error(e: &dyn std::error::Error) {
     eprintln!("error: {}", crate::source::error_chain(e));
 }

@@ -95,8 +95,22 @@ pub async fn run(cli: &Cli, args: &RunArgs) -> i32 {
             progress,
             retry_record: false,
             reply_to: None,
+            started_by: Some(super::who(&project.config)),
         })
         .await;
+    if let Ok(r) = &result {
+        // A run started by a person is in the audit trail, as through the API.
+        let _ = crate::access::audit(
+            &*store,
+            &super::who(&project.config),
+            None,
+            "run.start",
+            &r.task,
+            Some(r.run_id.clone()),
+            SystemClock.now(),
+        )
+        .await;
+    }
     one_off.end(&store).await;
     store.close().await;
     let result = match result {

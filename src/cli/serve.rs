@@ -57,6 +57,7 @@ pub async fn run(cli: &Cli) -> i32 {
         store: store.clone(),
         clock: Arc::new(SystemClock),
         links_listener: None,
+        http_listener: None,
         watch_files: true,
     };
     let daemon = match Daemon::start(opts, shutdown.clone()).await {

@@ -1,5 +1,6 @@
 //! `ferry tasks`: every task with its schedule, zone, source, format and next fire (or
-//! who paused it); `ferry tasks pause NAME --reason …` and `ferry tasks resume NAME`.
+//! who paused it); `ferry tasks pause NAME --reason …` and `ferry tasks resume NAME`;
+//! the revision history of a task file (`history`, `diff`, `restore`; [`crate::edit`]).
 
 use std::collections::HashMap;
 
@@ -32,6 +33,31 @@ pub enum TasksCommand {
         /// The task.
         name: String,
     },
+    /// List the revisions of a task file: when, who, what (`create`, `replace`,
+    /// `delete`, `restore N`, `found on disk` for a version edited by hand).
+    History {
+        /// The task.
+        name: String,
+        /// Print one JSON array (with each revision's text).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Show what revision REV of a task file changed (a unified diff against the
+    /// revision before it).
+    Diff {
+        /// The task.
+        name: String,
+        /// The revision number (`tasks history` lists them).
+        rev: u32,
+    },
+    /// Write revision REV of a task file back (validated first); `ferry serve` applies it
+    /// at its next reload.
+    Restore {
+        /// The task.
+        name: String,
+        /// The revision number (`tasks history` lists them).
+        rev: u32,
+    },
 }
 
 pub async fn run(cli: &Cli, args: &TasksArgs) -> i32 {
@@ -45,16 +71,10 @@ pub async fn run(cli: &Cli, args: &TasksArgs) -> i32 {
             pause(&project, name, reason.as_deref()).await
         }
         Some(TasksCommand::Resume { name }) => resume(&project, name).await,
+        Some(TasksCommand::History { name, json }) => history(&project, name, *json).await,
+        Some(TasksCommand::Diff { name, rev }) => diff(&project, name, *rev).await,
+        Some(TasksCommand::Restore { name, rev }) => restore(&project, name, *rev).await,
     }
-}
-
-/// Who is pausing: the login name (the one behind `sudo` if any) at this node.
-fn who(project: &Project) -> String {
-    let user = ["SUDO_USER", "USER", "LOGNAME"]
-        .iter()
-        .find_map(|v| std::env::var(v).ok().filter(|u| !u.is_empty()))
-        .unwrap_or_else(|| "unknown".into());
-    format!("{user}@{}", project.config.node_name)
 }
 
 async fn pause(project: &Project, name: &str, reason: Option<&str>) -> i32 {
@@ -66,7 +86,7 @@ async fn pause(project: &Project, name: &str, reason: Option<&str>) -> i32 {
     };
     let pause = TaskPause {
         task: name.to_string(),
-        by: who(project),
+        by: super::who(&project.config),
         reason: reason
             .map(str::trim)
             .filter(|r| !r.is_empty())
@@ -74,6 +94,18 @@ async fn pause(project: &Project, name: &str, reason: Option<&str>) -> i32 {
         at: crate::clock::wall_now(),
     };
     let done = store.pause_task(&pause).await;
+    if done.is_ok() {
+        let _ = crate::access::audit(
+            &*store,
+            &pause.by,
+            None,
+            "task.pause",
+            name,
+            pause.reason.clone(),
+            pause.at,
+        )
+        .await;
+    }
     store.close().await;
     match done {
         Ok(()) => {
@@ -100,6 +132,11 @@ async fn resume(project: &Project, name: &str) -> i32 {
         return EXIT_FAILED;
     };
     let done = store.resume_task(name).await;
+    if let Ok(Some(_)) = &done {
+        let who = super::who(&project.config);
+        let now = crate::clock::wall_now();
+        let _ = crate::access::audit(&*store, &who, None, "task.resume", name, None, now).await;
+    }
     store.close().await;
     match done {
         Ok(Some(p)) => {
@@ -112,6 +149,125 @@ async fn resume(project: &Project, name: &str) -> i32 {
         }
         Ok(None) => {
             eprintln!("error: task `{name}` is not paused");
+            EXIT_CONFIG
+        }
+        Err(e) => {
+            print_error(&e);
+            EXIT_FAILED
+        }
+    }
+}
+
+async fn history(project: &Project, name: &str, json: bool) -> i32 {
+    let Ok(store) = super::open_store(&project.config).await else {
+        return EXIT_FAILED;
+    };
+    let found = store.revisions(name).await;
+    store.close().await;
+    let list = match found {
+        Ok(l) => l,
+        Err(e) => {
+            print_error(&e);
+            return EXIT_FAILED;
+        }
+    };
+    if json {
+        println!("{}", serde_json::to_string(&list).unwrap_or_default());
+        return EXIT_OK;
+    }
+    if list.is_empty() {
+        println!(
+            "task `{name}` has no recorded revisions (they start with the first change made through ferry)"
+        );
+        return EXIT_OK;
+    }
+    let mut rows = vec![[
+        "REV".to_string(),
+        "AT".into(),
+        "BY".into(),
+        "WHAT".into(),
+        "LINES".into(),
+    ]];
+    rows.extend(list.iter().map(|r| {
+        [
+            r.rev.to_string(),
+            fmt_instant(r.at),
+            r.author.clone(),
+            r.action.clone(),
+            r.content
+                .as_ref()
+                .map_or("-".into(), |c| c.lines().count().to_string()),
+        ]
+    }));
+    print_table(&rows);
+    EXIT_OK
+}
+
+async fn diff(project: &Project, name: &str, rev: u32) -> i32 {
+    let Ok(store) = super::open_store(&project.config).await else {
+        return EXIT_FAILED;
+    };
+    let found = store.revisions(name).await;
+    store.close().await;
+    match found.map(|h| crate::edit::revision_diff(&h, rev)) {
+        Ok(Some(d)) => {
+            print!("{d}");
+            EXIT_OK
+        }
+        Ok(None) => {
+            eprintln!(
+                "error: task `{name}` has no revision {rev} (`ferry tasks history {name}` lists them)"
+            );
+            EXIT_CONFIG
+        }
+        Err(e) => {
+            print_error(&e);
+            EXIT_FAILED
+        }
+    }
+}
+
+async fn restore(project: &Project, name: &str, rev: u32) -> i32 {
+    let Ok(store) = super::open_store(&project.config).await else {
+        return EXIT_FAILED;
+    };
+    let who = super::who(&project.config);
+    let editor = crate::edit::Editor {
+        config: &project.config,
+        store: &*store,
+        author: &who,
+        now: crate::clock::wall_now(),
+    };
+    let done = editor.restore(name, rev).await;
+    if let Ok(new) = &done {
+        let _ = crate::access::audit(
+            &*store,
+            &who,
+            None,
+            "task.restore",
+            name,
+            Some(format!("revision {rev} as revision {new}")),
+            crate::clock::wall_now(),
+        )
+        .await;
+    }
+    store.close().await;
+    match done {
+        Ok(new) => {
+            println!(
+                "task `{name}`: revision {rev} restored as revision {new}; `ferry serve` applies it at its next reload"
+            );
+            EXIT_OK
+        }
+        Err(crate::edit::EditError::Invalid(problems)) => {
+            eprintln!(
+                "error: revision {rev} of task `{name}` is not valid with today's config.yaml; nothing was written:"
+            );
+            super::print_problems(&problems);
+            EXIT_CONFIG
+        }
+        Err(e @ (crate::edit::EditError::NotFound(_) | crate::edit::EditError::BadName(_))) => {
+            eprintln!("error: {e}");
             EXIT_CONFIG
         }
         Err(e) => {

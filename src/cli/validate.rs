@@ -15,6 +15,23 @@ pub async fn run(cli: &Cli) -> i32 {
         print_problems(&problems);
         return EXIT_CONFIG;
     }
+    // The API beyond loopback needs a user (the store says whether one exists).
+    if let Some(http) = &project.config.http
+        && !http.listen.ip().is_loopback()
+    {
+        let users = match crate::store::open(&project.config.store).await {
+            Ok(store) => {
+                let n = store.users().await.map(|u| u.len());
+                store.close().await;
+                n.unwrap_or(0)
+            }
+            Err(_) => 0,
+        };
+        if let Err(e) = crate::server::api::check_exposure(http.listen, users) {
+            eprintln!("{}: http.listen: {e}", cli.config.display());
+            return EXIT_CONFIG;
+        }
+    }
     println!(
         "{} and {} task(s) are valid",
         cli.config.display(),

@@ -10,12 +10,13 @@ use super::check::{Checker, Checks};
 use super::output::check_name_template;
 use super::positions::Positions;
 use super::raw::{
-    RawAlerts, RawChannel, RawConfig, RawDatasource, RawExport, RawLogging, RawSqlGate,
+    RawAlerts, RawChannel, RawConfig, RawDatasource, RawExport, RawHttp, RawLogging, RawSqlGate,
 };
 use super::yaml::{parse_yaml, read_channels};
 use super::{
-    AlertsSpec, ChannelSpec, Config, DatasourceSpec, ExportDefaults, LogFileSpec, LogFormat,
-    LoggingSpec, Problem, SchedulerSettings, interpolate, parse_duration, problem::hint, resolve,
+    AlertsSpec, ChannelSpec, Config, DatasourceSpec, ExportDefaults, HttpSpec, LogFileSpec,
+    LogFormat, LoggingSpec, Problem, SchedulerSettings, interpolate, parse_duration, problem::hint,
+    resolve,
 };
 use crate::fsread::{self, Kind, ReadError};
 use crate::schedule::parse_zone;
@@ -93,6 +94,7 @@ pub(crate) fn validate_config(
     );
     let scheduler = scheduler_settings(&mut c, raw.scheduler.as_ref(), timezone);
     let links = raw.links.as_ref().map(|l| (checks.links)(&mut c, l));
+    let http = raw.http.as_ref().map(|h| http(&mut c, h));
     let ds = datasources(&mut c, path, &base_dir, &raw.datasources, checks);
     let channels = channels(
         &mut c,
@@ -129,6 +131,7 @@ pub(crate) fn validate_config(
         export,
         scheduler,
         links,
+        http,
         datasources: ds.specs,
         sql_gate_off: ds.sql_gate_off,
         sql_gate_strict: ds.sql_gate_strict,
@@ -149,6 +152,53 @@ pub(crate) fn validate_config(
         return Err(c.sorted());
     }
     Ok(config)
+}
+
+/// The `http:` section.
+fn http(c: &mut Checker, raw: &Spanned<RawHttp>) -> HttpSpec {
+    let h = &raw.value;
+    let default: std::net::SocketAddr = super::DEFAULT_HTTP_LISTEN.parse().expect("valid");
+    let listen = match &h.listen {
+        Some(s) => {
+            let v = c.env_req(s, "http.listen");
+            v.trim().parse().unwrap_or_else(|_| {
+                c.at(
+                    s,
+                    "http.listen",
+                    format!(
+                        "`{v}` is not a socket address such as `127.0.0.1:8481` or `[::1]:8481` (an IP address and a port)"
+                    ),
+                );
+                default
+            })
+        }
+        None => default,
+    };
+    const MIN_TTL: std::time::Duration = std::time::Duration::from_secs(5 * 60);
+    const MAX_TTL: std::time::Duration = std::time::Duration::from_secs(30 * 86_400);
+    let session_ttl = c.duration(
+        &h.session_ttl,
+        "http.session_ttl",
+        std::time::Duration::from_secs(12 * 3600),
+    );
+    if let Some(t) = &h.session_ttl
+        && !(MIN_TTL..=MAX_TTL).contains(&session_ttl)
+    {
+        c.at(
+            t,
+            "http.session_ttl",
+            format!(
+                "`{}` is not between 5m and 30d (how long a console login lasts)",
+                t.value
+            ),
+        );
+    }
+    HttpSpec {
+        listen,
+        secure_cookies: h.secure_cookies.unwrap_or(false),
+        trust_proxy: h.trust_proxy.unwrap_or(false),
+        session_ttl,
+    }
 }
 
 /// The `logging:` section.

@@ -46,7 +46,7 @@ pub use ingest::{
 };
 pub use load::load_config;
 pub use problem::Problem;
-pub use task::{load_task, load_tasks, task_files, validate_task};
+pub use task::{check_task_text, load_task, load_tasks, task_files, validate_task};
 pub use url::{redact_text, redact_url};
 pub use yaml::io_message;
 
@@ -73,6 +73,8 @@ pub struct Config {
     pub scheduler: SchedulerSettings,
     /// Signed download links (`links:`); `None` when not configured.
     pub links: Option<LinksSpec>,
+    /// The HTTP API (`http:`); `None` when not configured.
+    pub http: Option<HttpSpec>,
     /// Failure alerts to task owners (`alerts:`); `None` when not configured.
     pub alerts: Option<AlertsSpec>,
     pub datasources: BTreeMap<String, DatasourceSpec>,
@@ -274,6 +276,23 @@ pub struct LinksSpec {
     /// Take the client address from `X-Forwarded-For` (a reverse proxy in front).
     pub trust_proxy: bool,
 }
+
+/// The validated `http:` section: the HTTP API of `ferry serve` ([`crate::server`]).
+#[derive(Debug, Clone, PartialEq)]
+pub struct HttpSpec {
+    /// Where the API listens.
+    pub listen: std::net::SocketAddr,
+    /// Mark the session cookie `Secure`.
+    pub secure_cookies: bool,
+    /// Take the client address from `X-Forwarded-For` and the scheme from
+    /// `X-Forwarded-Proto` (a reverse proxy in front).
+    pub trust_proxy: bool,
+    /// How long a console session lasts.
+    pub session_ttl: Duration,
+}
+
+/// `http.listen` unless configured.
+pub const DEFAULT_HTTP_LISTEN: &str = "127.0.0.1:8481";
 
 /// A daily local-time window in which no run starts.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

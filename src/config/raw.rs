@@ -45,6 +45,10 @@ pub struct RawConfig {
     /// Signed download links served by `ferry serve` (off when absent).
     #[schemars(with = "Option<RawLinks>")]
     pub links: Option<Spanned<RawLinks>>,
+    /// The HTTP API of `ferry serve`, with users, roles and tokens (off when absent;
+    /// docs/api.md).
+    #[schemars(with = "Option<RawHttp>")]
+    pub http: Option<Spanned<RawHttp>>,
     /// Failure alerts to each task's `owners` (off when absent).
     #[schemars(with = "Option<RawAlerts>")]
     pub alerts: Option<Spanned<RawAlerts>>,
@@ -186,6 +190,25 @@ pub struct RawLinks {
     /// Record the client address from `X-Forwarded-For` (set by a reverse proxy in front of
     /// ferry) instead of the socket peer (default false).
     pub trust_proxy: Option<bool>,
+}
+
+/// `http:`: the HTTP API of `ferry serve` (docs/api.md).
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct RawHttp {
+    /// Socket address the API binds, `HOST:PORT` (default `127.0.0.1:8481`); an address
+    /// beyond loopback only once a user exists (`ferry users add`). The same address as
+    /// `links.listen`: one server serves both.
+    #[schemars(with = "Option<String>")]
+    pub listen: Option<Spanned<String>>,
+    /// Mark the session cookie `Secure` (default false: set it when HTTPS is in front).
+    pub secure_cookies: Option<bool>,
+    /// Behind a reverse proxy: the client address from `X-Forwarded-For`, and `Secure`
+    /// cookies when `X-Forwarded-Proto` is `https` (default false).
+    pub trust_proxy: Option<bool>,
+    /// How long a console login lasts, e.g. `8h` (default `12h`, 5m to 30d).
+    #[schemars(with = "Option<String>")]
+    pub session_ttl: Option<Spanned<String>>,
 }
 
 #[derive(Debug, Default, Deserialize, JsonSchema)]

@@ -96,6 +96,18 @@ pub fn load_task(
     checks: &Checks,
 ) -> Result<TaskSpec, Vec<Problem>> {
     let text = read_file(file, Kind::Task).map_err(|p| vec![p])?;
+    check_task_text(config, name, file, &text, checks)
+}
+
+/// Validates the text of a task file that is (or is about to be) at `file`: exactly what
+/// loading that file does, so that a file written after this check loads the same.
+pub fn check_task_text(
+    config: &Config,
+    name: &str,
+    file: &Path,
+    text: &str,
+    checks: &Checks,
+) -> Result<TaskSpec, Vec<Problem>> {
     let has_content = text
         .lines()
         .any(|l| !l.trim().is_empty() && !l.trim_start().starts_with('#'));
@@ -106,8 +118,8 @@ pub fn load_task(
             "the task file is empty: it needs at least `schedule`, `source`, `query` and `output`",
         )]);
     }
-    let raw: RawTask = parse_yaml(file, &text).map_err(|p| vec![p])?;
-    validate_task(config, name, file, raw, Positions::index(&text), checks)
+    let raw: RawTask = parse_yaml(file, text).map_err(|p| vec![p])?;
+    validate_task(config, name, file, raw, Positions::index(text), checks)
 }
 
 /// Validates a parsed task against the config.

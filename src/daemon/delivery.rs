@@ -11,13 +11,15 @@
 //!   `maybe_duplicate`). It never runs a query; it sends the recorded message. One pass at
 //!   a time. Each pass logs `delivery pass attempted=N` (at DEBUG when it attempted
 //!   nothing, at INFO otherwise) and publishes [`Event::DeliveryPass`].
+//! - A pass is also started when asked ([`super::Handle`]'s API seam: a delivery retried
+//!   by hand).
 //! - On shutdown, retries stop being waited for (the deliveries stay `pending` for the
 //!   next start) and attempts under way may finish within the drain.
 
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use tokio::sync::mpsc;
+use tokio::sync::{Notify, mpsc};
 use tokio::task::JoinSet;
 use tracing::{debug, error, info, warn};
 
@@ -33,6 +35,8 @@ pub struct DeliveryService {
     store: Arc<dyn Store>,
     clock: SharedClock,
     followups: mpsc::UnboundedReceiver<Followup>,
+    /// Asks for a pass now (a delivery retried through the API).
+    wake: Arc<Notify>,
 }
 
 impl DeliveryService {
@@ -40,11 +44,13 @@ impl DeliveryService {
         store: Arc<dyn Store>,
         clock: SharedClock,
         followups: mpsc::UnboundedReceiver<Followup>,
+        wake: Arc<Notify>,
     ) -> DeliveryService {
         DeliveryService {
             store,
             clock,
             followups,
+            wake,
         }
     }
 }
@@ -95,7 +101,10 @@ impl Service for DeliveryService {
             store,
             clock,
             mut followups,
+            wake: asked,
         } = *self;
+        // A pass was asked for while one ran: the next starts as soon as it ends.
+        let mut again = false;
         // Ends the in-run retries of followups at shutdown.
         let stop = Stop::new();
         let mut work: JoinSet<Done> = JoinSet::new();
@@ -158,7 +167,11 @@ impl Service for DeliveryService {
                             }
                             None => outage.ok(clock.now()),
                         }
-                        next_pass = clock.now() + chrono::Duration::from_std(interval).unwrap_or(chrono::TimeDelta::MAX);
+                        next_pass = if std::mem::take(&mut again) {
+                            clock.now()
+                        } else {
+                            clock.now() + chrono::Duration::from_std(interval).unwrap_or(chrono::TimeDelta::MAX)
+                        };
                         ctx.emit(Event::DeliveryPass { attempted, at });
                     }
                     Err(e) => {
@@ -167,6 +180,13 @@ impl Service for DeliveryService {
                     }
                 },
                 _ = wake, if !pass_running => {}
+                _ = asked.notified() => {
+                    if pass_running {
+                        again = true;
+                    } else {
+                        next_pass = clock.now();
+                    }
+                }
                 _ = ctx.shutdown.cancelled() => break,
             }
         }

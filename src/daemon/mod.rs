@@ -13,7 +13,10 @@
 //!   the ledger's due retries ([`crate::exec::deliver::deliver_due`]);
 //! - [`reload::ReloadService`]: reloads config.yaml and the tasks on file changes and on
 //!   [`Handle::reload`] (SIGHUP), and publishes the new project to the others;
-//! - [`links::LinkService`]: the HTTP server ([`crate::server`]), when `links:` is set;
+//! - [`links::HttpService`]: the HTTP servers ([`crate::server`]): the download links
+//!   when `links:` is set, the API when `http:` is (one server when both share an
+//!   address); the API reaches the scheduler through [`scheduler::Control`] (run now,
+//!   cancel) and the delivery service through a wake-up ([`links::DaemonOps`]);
 //! - [`ingest::IngestService`]: query by email, polling the request folder
 //!   ([`crate::ingest::poll`]) when `ingest:` is set;
 //! - [`retention::RetentionService`]: applies `retention:` at start and daily;
@@ -63,6 +66,8 @@ pub struct DaemonOptions {
     /// The download server's listener, already bound (tests bind port 0); `None` binds
     /// `links.listen`.
     pub links_listener: Option<std::net::TcpListener>,
+    /// The API's listener, already bound; `None` binds `http.listen`.
+    pub http_listener: Option<std::net::TcpListener>,
     /// Watch config.yaml and the tasks folder for changes (off in tests that reload by
     /// [`Handle::reload`]).
     pub watch_files: bool,
@@ -172,6 +177,8 @@ pub struct Handle {
     reload: Arc<Notify>,
     health: HealthBoard,
     links_addr: Option<SocketAddr>,
+    api_addr: Option<SocketAddr>,
+    control: scheduler::Control,
 }
 
 impl Handle {
@@ -192,6 +199,16 @@ impl Handle {
     /// Where the download server listens, when `links:` is configured.
     pub fn links_addr(&self) -> Option<SocketAddr> {
         self.links_addr
+    }
+
+    /// Where the API listens, when `http:` is configured.
+    pub fn api_addr(&self) -> Option<SocketAddr> {
+        self.api_addr
+    }
+
+    /// Run now and cancel, as the API does.
+    pub fn control(&self) -> scheduler::Control {
+        self.control.clone()
     }
 }
 
@@ -219,6 +236,7 @@ impl Daemon {
             store,
             clock,
             links_listener,
+            http_listener,
             watch_files,
         } = opts;
         // Refuse a weak link key before anything starts (validation refuses it too; this
@@ -259,8 +277,72 @@ impl Daemon {
         };
 
         let mut services: Vec<Box<dyn Service>> = Vec::new();
+        let (control, commands) = scheduler::Control::new();
+        let deliveries_wake = Arc::new(Notify::new());
+        let link_state = match &project.config.links {
+            Some(spec) => Some(
+                crate::server::Server::link_state(
+                    spec,
+                    project.config.output_dir.clone(),
+                    store.clone(),
+                    clock.clone(),
+                )
+                .map_err(DaemonError::Server)?,
+            ),
+            None => None,
+        };
         let mut links_addr = None;
-        if let Some(spec) = &project.config.links {
+        let mut api_addr = None;
+        let mut links_listener = links_listener;
+        let mut link_state = link_state;
+        if let Some(http) = &project.config.http {
+            let users = store.users().await?.len();
+            crate::server::api::check_exposure(http.listen, users).map_err(|e| {
+                DaemonError::Config(format!("refusing to start the API: http.listen: {e}"))
+            })?;
+            let state = Arc::new(crate::server::api::ApiState {
+                store: store.clone(),
+                clock: clock.clone(),
+                project: ctx.project.clone(),
+                ops: Arc::new(links::DaemonOps {
+                    control: control.clone(),
+                    health: health.clone(),
+                    deliveries: deliveries_wake.clone(),
+                }),
+                http: http.clone(),
+                limiter: Default::default(),
+                started_at: clock.now(),
+            });
+            let mut app = crate::server::api::router(state);
+            // One server for both when `links.listen` is `http.listen`.
+            let shared = project
+                .config
+                .links
+                .as_ref()
+                .is_some_and(|l| l.listen == http.listen);
+            if shared && let Some(ls) = link_state.take() {
+                app = app.merge(crate::server::link_routes(ls));
+                links_listener = None;
+            }
+            let app = app.fallback(crate::server::api::fallback);
+            let listener = crate::server::Server::bind("http.listen", http.listen, http_listener)
+                .await
+                .map_err(DaemonError::Server)?;
+            let server = crate::server::Server::serve(listener, app).map_err(|source| {
+                DaemonError::Server(StartError::Bind {
+                    field: "http.listen",
+                    addr: http.listen,
+                    source,
+                })
+            })?;
+            info!("API listening on http://{}/api/v1", server.local_addr);
+            api_addr = Some(server.local_addr);
+            if shared {
+                links_addr = api_addr;
+            }
+            services.push(Box::new(links::HttpService::new(server, "api")));
+        }
+        if let (Some(spec), Some(_)) = (&project.config.links, &link_state) {
             let server = crate::server::Server::start(
                 spec,
                 links_listener,
@@ -270,7 +352,7 @@ impl Daemon {
             )
             .await
             .map_err(DaemonError::Server)?;
-            let service = links::LinkService::new(server);
+            let service = links::HttpService::new(server, "links");
             links_addr = Some(service.local_addr());
             services.push(Box::new(service));
         }
@@ -285,11 +367,13 @@ impl Daemon {
         services.push(Box::new(scheduler::SchedulerService::new(
             sched,
             clock.clone(),
+            commands,
         )));
         services.push(Box::new(delivery::DeliveryService::new(
             store.clone(),
             clock.clone(),
             followups_rx,
+            deliveries_wake,
         )));
         services.push(Box::new(reload::ReloadService::new(
             config_path,
@@ -323,6 +407,8 @@ impl Daemon {
             reload,
             health,
             links_addr,
+            api_addr,
+            control,
         };
         Ok(Daemon {
             services,

@@ -77,6 +77,9 @@ impl ReloadService {
                 if project.config.links != current.config.links {
                     warn!("the `links:` section changed: restart `ferry serve` to apply it");
                 }
+                if project.config.http != current.config.http {
+                    warn!("the `http:` section changed: restart `ferry serve` to apply it");
+                }
                 // Accounts may have changed with the configuration: `require_read_only`
                 // checks again at each datasource's next run.
                 crate::source::access::forget_verdicts(&project.config);

@@ -148,6 +148,8 @@ pub struct RunRequest {
     pub retry_record: bool,
     /// The request this run answers (query by email): its messages are replies to it.
     pub reply_to: Option<ReplyTo>,
+    /// Who started it by hand (recorded on the run); `None` for scheduled fires.
+    pub started_by: Option<String>,
 }
 
 /// The mailed request a run answers: each message of the run takes this subject and
@@ -240,6 +242,7 @@ impl Executor {
                 node: self.config.node_name.clone(),
                 pid: std::process::id(),
                 started_at,
+                started_by: req.started_by.clone(),
             };
             if self.store.claim(&claim).await? {
                 break;

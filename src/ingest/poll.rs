@@ -280,6 +280,7 @@ impl Poller {
                 node: self.config.node_name.clone(),
                 pid: std::process::id(),
                 started_at: now,
+                started_by: None,
             }),
             _ => None,
         };
@@ -404,6 +405,7 @@ impl Poller {
                 subject: reply::reply_subject(&rec.subject, zh),
                 thread: thread_of(raw),
             }),
+            started_by: None,
         };
         match executor
             .run_claimed(request, run.run_id.clone(), scheduled_at)

@@ -29,6 +29,7 @@ pub mod email;
 pub mod feishu;
 pub mod outbox;
 pub mod parts;
+pub mod probe;
 pub mod robot;
 pub mod webhook;
 pub mod wecom;

@@ -44,6 +44,10 @@ pub struct Job {
     /// worker slot): `fired_at - scheduled_at` is the fire's lateness.
     pub fired_at: DateTime<Utc>,
     pub stop: Stop,
+    /// `schedule` for fires, `manual` for a run started by hand ([`Scheduler::run_now`]).
+    pub trigger: Trigger,
+    /// Who started it by hand.
+    pub started_by: Option<String>,
 }
 
 /// Executes claimed fires and records their outcome in the store.
@@ -72,12 +76,13 @@ impl Runner for ExecRunner {
         let req = RunRequest {
             task: (*job.task).clone(),
             scheduled_at: job.scheduled_at,
-            trigger: Trigger::Schedule,
+            trigger: job.trigger,
             notify: true,
             stop: job.stop,
             progress: None,
             retry_record: true,
             reply_to: None,
+            started_by: job.started_by.clone(),
         };
         match executor
             .record_claimed(req, job.run_id, job.scheduled_at)
@@ -414,6 +419,7 @@ impl Scheduler {
             node: self.config.node_name.clone(),
             pid: std::process::id(),
             started_at: now,
+            started_by: None,
         }
     }
 
@@ -594,6 +600,17 @@ impl Scheduler {
     }
 
     fn spawn(&mut self, task: Arc<TaskSpec>, run_id: String, at: DateTime<Utc>) {
+        self.spawn_by(task, run_id, at, Trigger::Schedule, None);
+    }
+
+    fn spawn_by(
+        &mut self,
+        task: Arc<TaskSpec>,
+        run_id: String,
+        at: DateTime<Utc>,
+        trigger: Trigger,
+        started_by: Option<String>,
+    ) {
         let stop = Stop::new();
         self.active
             .entry(task.name.clone())
@@ -609,6 +626,8 @@ impl Scheduler {
             scheduled_at: at,
             fired_at: self.clock.now(),
             stop: stop.clone(),
+            trigger,
+            started_by,
         };
         let runner = self.runner.clone();
         let workers = self.workers.clone();
@@ -777,6 +796,80 @@ impl Scheduler {
         Ok(summary)
     }
 
+    /// Runs a task now, started by a person (the API's "run now"): claimed like a fire,
+    /// as trigger `manual`, at `at` (a past period, as `ferry run --at` does) or at the
+    /// current millisecond, and executed by the same runner and worker slots as the
+    /// scheduled fires. Quiet hours and pauses do not hold it (a person asked for it);
+    /// `concurrency: forbid` does (the fire is recorded `skipped`).
+    pub async fn run_now(
+        &mut self,
+        name: &str,
+        at: Option<DateTime<Utc>>,
+        started_by: Option<String>,
+        now: DateTime<Utc>,
+    ) -> Result<String, RunNowError> {
+        self.collect_done();
+        if !self.accepting {
+            return Err(RunNowError::ShuttingDown);
+        }
+        let Some(task) = self.tasks.get(name).cloned() else {
+            return Err(RunNowError::UnknownTask(name.to_string()));
+        };
+        // A run for now takes the current millisecond, or the next free one (two people
+        // pressing "run" at once); a run for a given fire takes exactly that fire.
+        let asked = at;
+        let mut at = at.unwrap_or_else(|| {
+            DateTime::from_timestamp_millis(now.timestamp_millis()).unwrap_or(now)
+        });
+        let mut attempts = 0;
+        let (run_id, applied) = loop {
+            let mut claim = self.claim(name, at, now);
+            claim.trigger = Trigger::Manual;
+            claim.started_by = started_by.clone();
+            let run_id = claim.run_id.clone();
+            let op = match task.concurrency {
+                Concurrency::Forbid => Op::ClaimExclusive(claim),
+                Concurrency::Replace | Concurrency::Allow => Op::Claim(claim),
+            };
+            let applied = self.store.batch(&[op]).await?.remove(0);
+            attempts += 1;
+            if applied == Applied::Taken && asked.is_none() && attempts < 1000 {
+                at += chrono::Duration::milliseconds(1);
+                continue;
+            }
+            break (run_id, applied);
+        };
+        match applied {
+            Applied::Done => {
+                if task.concurrency == Concurrency::Replace && self.is_active(name) {
+                    for a in &self.active[name] {
+                        a.stop
+                            .stop("replaced by a run started by hand (concurrency: replace)");
+                    }
+                }
+                info!(task = %name, scheduled_at = %fmt_instant(at), started_by = started_by.as_deref().unwrap_or(""), "run started by hand");
+                self.spawn_by(task, run_id.clone(), at, Trigger::Manual, started_by);
+                Ok(run_id)
+            }
+            Applied::Taken => Err(RunNowError::Taken(fmt_instant(at))),
+            Applied::Skipped(reason) => Err(RunNowError::Skipped { run_id, reason }),
+        }
+    }
+
+    /// Asks a run of this daemon to stop (recorded `cancelled` with `reason`). False when
+    /// no run with this id is active here.
+    pub fn cancel(&mut self, run_id: &str, reason: &str) -> bool {
+        self.collect_done();
+        let found = self.active.values().flatten().find(|a| a.run_id == run_id);
+        match found {
+            Some(a) => {
+                a.stop.stop(reason.to_string());
+                true
+            }
+            None => false,
+        }
+    }
+
     /// Stops claiming; lets running runs finish for up to `drain`, then cancels the rest
     /// (recorded as cancelled) and waits for them to be recorded.
     pub async fn shutdown(&mut self, drain: Duration) {
@@ -809,6 +902,22 @@ impl Scheduler {
         self.collect_done();
         info!("scheduler stopped");
     }
+}
+
+/// Why a run started by hand did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum RunNowError {
+    #[error("task `{0}` is not scheduled (unknown, invalid or disabled)")]
+    UnknownTask(String),
+    #[error("the fire at {0} already has a run (a fire runs at most once)")]
+    Taken(String),
+    /// `concurrency: forbid` and the task runs: the fire was recorded skipped.
+    #[error("{reason}")]
+    Skipped { run_id: String, reason: String },
+    #[error("ferry is shutting down")]
+    ShuttingDown,
+    #[error(transparent)]
+    Store(#[from] StoreError),
 }
 
 /// Why a fire waits for the end of a quiet window, in the task's zone.

@@ -95,7 +95,7 @@ fn exp_and_sig(query: Option<&str>) -> (&str, &str) {
 
 /// The client address to record: the socket peer, or with `trust_proxy` the address the
 /// proxy appended last to `X-Forwarded-For` (earlier entries are the client's own claims).
-fn client_addr(peer: SocketAddr, headers: &HeaderMap, trust_proxy: bool) -> String {
+pub(crate) fn client_addr(peer: SocketAddr, headers: &HeaderMap, trust_proxy: bool) -> String {
     if trust_proxy
         && let Some(ip) = headers
             .get_all("x-forwarded-for")

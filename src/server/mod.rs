@@ -1,16 +1,19 @@
-//! The HTTP server of `ferry serve` (axum, plain HTTP/1.1): for now it serves signed
-//! download links ([`download`]); status pages and the API will join it here.
+//! The HTTP servers of `ferry serve` (axum, plain HTTP/1.1): signed download links
+//! ([`download`], when `links:` is configured) and the JSON API ([`api`], when `http:`
+//! is). Each binds its `listen` address; when both name the same address, one server
+//! serves both route sets. They stop with the scheduler's drain on SIGTERM
+//! ([`Server::stop`]). TLS is left to a reverse proxy in front (docs/links.md,
+//! docs/api.md). Routes:
 //!
-//! It starts only when `links:` is configured, binds `links.listen`, and stops with the
-//! scheduler's drain on SIGTERM ([`Server::stop`]). TLS is left to a reverse proxy in
-//! front (docs/links.md). Routes, all under the path of `links.public_url`:
-//!
-//! - `GET`/`HEAD /d/{id}` and `/d/{id}/{name}`: a download ([`download::download`]);
+//! - `GET`/`HEAD {links path}/d/{id}` and `/d/{id}/{name}`: a download
+//!   ([`download::download`]; no credentials: the signature is the credential);
+//! - `/api/v1/…`: the API ([`api::ROUTES`]);
 //! - anything else: 404.
 //!
 //! [`run`] takes a bound listener and a cancellation token (mini-redis style), so tests
 //! and `ferry serve` run the same code.
 
+pub mod api;
 pub mod download;
 
 use std::net::SocketAddr;
@@ -44,8 +47,9 @@ pub struct AppState {
     pub prefix: String,
 }
 
-/// The routes, mounted under `state.prefix`.
-pub fn router(state: Arc<AppState>) -> Router {
+/// The download routes, mounted under `state.prefix`, without a fallback (so that they
+/// can join the API's router).
+pub fn link_routes(state: Arc<AppState>) -> Router {
     let prefix = state.prefix.clone();
     Router::new()
         .route(&format!("{prefix}/d/{{id}}"), get(download::download))
@@ -53,8 +57,12 @@ pub fn router(state: Arc<AppState>) -> Router {
             &format!("{prefix}/d/{{id}}/{{name}}"),
             get(download::download),
         )
-        .fallback(|| async { download::plain(StatusCode::NOT_FOUND, "not found") })
         .with_state(state)
+}
+
+/// The download routes alone.
+pub fn router(state: Arc<AppState>) -> Router {
+    link_routes(state).fallback(|| async { download::plain(StatusCode::NOT_FOUND, "not found") })
 }
 
 /// Serves `app` on `listener` until `shutdown` is cancelled, then lets requests in
@@ -86,8 +94,9 @@ pub enum StartError {
     #[error("{0}")]
     Config(String),
     /// The address could not be bound (exit code 1).
-    #[error("links.listen {addr}: cannot listen: {source}")]
+    #[error("{field} {addr}: cannot listen: {source}")]
     Bind {
+        field: &'static str,
         addr: SocketAddr,
         #[source]
         source: std::io::Error,
@@ -95,8 +104,62 @@ pub enum StartError {
 }
 
 impl Server {
-    /// Checks the key again (a runtime guard beside validation), binds `links.listen`
-    /// (or takes the given listener, already bound) and starts serving.
+    /// Binds `addr` (for `field`), or takes the given listener, already bound.
+    pub async fn bind(
+        field: &'static str,
+        addr: SocketAddr,
+        listener: Option<std::net::TcpListener>,
+    ) -> Result<TcpListener, StartError> {
+        match listener {
+            Some(l) => l
+                .set_nonblocking(true)
+                .and_then(|()| TcpListener::from_std(l)),
+            None => TcpListener::bind(addr).await,
+        }
+        .map_err(|source| StartError::Bind {
+            field,
+            addr,
+            source,
+        })
+    }
+
+    /// Serves `app` on a bound listener until [`Server::stop`].
+    pub fn serve(listener: TcpListener, app: Router) -> std::io::Result<Server> {
+        let local_addr = listener.local_addr()?;
+        let shutdown = CancellationToken::new();
+        let task = tokio::spawn(run(listener, app, shutdown.clone()));
+        Ok(Server {
+            local_addr,
+            shutdown,
+            task,
+        })
+    }
+
+    /// The download routes' state, after checking the key again (a runtime guard beside
+    /// validation) and the public URL.
+    pub fn link_state(
+        spec: &LinksSpec,
+        output_dir: PathBuf,
+        store: Arc<dyn Store>,
+        clock: Arc<dyn Clock>,
+    ) -> Result<Arc<AppState>, StartError> {
+        let signer = links::signer_for(spec).map_err(|e| {
+            StartError::Config(format!("refusing to start the download server: {e}"))
+        })?;
+        links::check_public_url(&spec.public_url)
+            .map_err(|e| StartError::Config(format!("links.public_url: {e}")))?;
+        Ok(Arc::new(AppState {
+            store,
+            signer,
+            output_dir,
+            trust_proxy: spec.trust_proxy,
+            clock,
+            prefix: links::path_prefix(&spec.public_url),
+        }))
+    }
+
+    /// Checks the key, binds `links.listen` (or takes the given listener, already bound)
+    /// and starts serving downloads.
     pub async fn start(
         spec: &LinksSpec,
         listener: Option<std::net::TcpListener>,
@@ -104,45 +167,18 @@ impl Server {
         store: Arc<dyn Store>,
         clock: Arc<dyn Clock>,
     ) -> Result<Server, StartError> {
-        let signer = links::signer_for(spec).map_err(|e| {
-            StartError::Config(format!("refusing to start the download server: {e}"))
-        })?;
-        links::check_public_url(&spec.public_url)
-            .map_err(|e| StartError::Config(format!("links.public_url: {e}")))?;
-        let listener = match listener {
-            Some(l) => l
-                .set_nonblocking(true)
-                .and_then(|()| TcpListener::from_std(l)),
-            None => TcpListener::bind(spec.listen).await,
-        }
-        .map_err(|source| StartError::Bind {
+        let state = Server::link_state(spec, output_dir, store, clock)?;
+        let listener = Server::bind("links.listen", spec.listen, listener).await?;
+        let server = Server::serve(listener, router(state)).map_err(|source| StartError::Bind {
+            field: "links.listen",
             addr: spec.listen,
             source,
         })?;
-        let local_addr = listener.local_addr().map_err(|source| StartError::Bind {
-            addr: spec.listen,
-            source,
-        })?;
-        let state = Arc::new(AppState {
-            store,
-            signer,
-            output_dir,
-            trust_proxy: spec.trust_proxy,
-            clock,
-            prefix: links::path_prefix(&spec.public_url),
-        });
-        let app = router(state);
-        let shutdown = CancellationToken::new();
-        let task = tokio::spawn(run(listener, app, shutdown.clone()));
         info!(
             public_url = %spec.public_url,
-            "download server listening on http://{local_addr}"
+            "download server listening on http://{}", server.local_addr
         );
-        Ok(Server {
-            local_addr,
-            shutdown,
-            task,
-        })
+        Ok(server)
     }
 
     /// Stops accepting connections at once and gives downloads in flight up to `grace`
@@ -151,12 +187,12 @@ impl Server {
         self.shutdown.cancel();
         let abort = self.task.abort_handle();
         match tokio::time::timeout(grace, self.task).await {
-            Ok(Ok(Ok(()))) => info!("download server stopped"),
-            Ok(Ok(Err(e))) => warn!(error = %e, "download server stopped with an error"),
-            Ok(Err(e)) => warn!(error = %e, "download server task failed"),
+            Ok(Ok(Ok(()))) => info!("HTTP server stopped"),
+            Ok(Ok(Err(e))) => warn!(error = %e, "HTTP server stopped with an error"),
+            Ok(Err(e)) => warn!(error = %e, "HTTP server task failed"),
             Err(_) => {
                 abort.abort();
-                warn!("downloads still running after the drain timeout were cut");
+                warn!("requests (downloads) still running after the drain timeout were cut");
             }
         }
     }

@@ -74,6 +74,23 @@ pub trait Ledger: Send + Sync {
         limit: usize,
     ) -> Result<Vec<DueDelivery>, StoreError>;
 
+    /// The deliveries still to go out (`pending`, `sending`; with `failed`: those given
+    /// up instead), with their run's task, oldest first, at most `limit`.
+    async fn queued_deliveries(
+        &self,
+        failed: bool,
+        limit: usize,
+    ) -> Result<Vec<super::QueuedEntry>, StoreError>;
+
+    /// Makes a delivery due now: a `pending` one is tried at the next pass, a `failed`
+    /// one (whose message could be rendered) becomes `pending` again, with its failed
+    /// recipients. False when it is neither (sent, being sent, unknown).
+    async fn retry_delivery(
+        &self,
+        key: &DeliveryKey,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError>;
+
     /// Owner alerts, at most one per task per `every`: when none was sent for `task`
     /// within `every` before `now`, records one as sent now and returns how many failures
     /// were held back since the previous one; otherwise counts this failure as held back

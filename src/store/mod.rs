@@ -15,13 +15,15 @@
 //! - [`Retention`] ([`retention`]): what retention reads and deletes (`ferry cleanup`).
 //! - [`Instances`] ([`instances`]): the ferry processes on the store and their heartbeats
 //!   (the cross-node liveness rule), what a daemon must hold, closing.
+//! - [`Access`] ([`access`]): users, API tokens, console sessions, the audit trail.
+//! - [`Revisions`] ([`revisions`]): every version of the task files written through ferry.
 //!
 //! Callers hold an `Arc<dyn Store>` and call any concern's methods on it; nothing outside
 //! this module names a backend.
 //!
 //! ## Adding a backend (PostgreSQL, MySQL for the cluster)
 //!
-//! 1. A module beside [`sqlite`] with a type implementing the six concern traits (one
+//! 1. A module beside [`sqlite`] with a type implementing the concern traits (one
 //!    file per concern), and its append-only migrations like [`sqlite::MIGRATIONS`]
 //!    (same tables and columns; types may differ). Opening migrates, and refuses a
 //!    database whose schema version is newer than the binary's.
@@ -49,6 +51,7 @@
 //!   [`StoreError::is_transient`]: the daemon tries them again), and a connection that a
 //!   failed operation left in an unknown state replaced, never reused.
 
+pub mod access;
 pub mod config;
 pub mod instances;
 pub mod ledger;
@@ -56,6 +59,7 @@ pub mod links;
 pub mod mail;
 pub mod outage;
 pub mod retention;
+pub mod revisions;
 pub mod runs;
 pub mod schedule;
 pub mod sqlite;
@@ -67,6 +71,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 pub use crate::config::StoreUrl;
+pub use access::{Access, AuditFilter, AuditRecord, Role, SessionRecord, TokenRecord, UserRecord};
 pub use instances::{
     DaemonLock, HEARTBEAT_EVERY, INSTANCE_LEASE, InstanceRecord, Instances, reap_interrupted,
 };
@@ -75,11 +80,12 @@ pub use links::Links;
 pub use mail::{Mail, MailClaim, MailRecord, ReplySlot};
 pub use outage::Outage;
 pub use retention::{Deleted, Retention};
-pub use runs::{Applied, Op, Runs};
+pub use revisions::{RevisionRecord, Revisions};
+pub use runs::{Applied, Op, RunQuery, Runs};
 pub use schedule::{Schedule, TaskPause};
 
 /// The state of a run.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Status {
     Running,
@@ -152,7 +158,7 @@ impl Trigger {
 }
 
 /// A published result file.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct FileRecord {
     pub path: String,
     pub bytes: u64,
@@ -205,6 +211,9 @@ pub struct Claim {
     pub node: String,
     pub pid: u32,
     pub started_at: DateTime<Utc>,
+    /// The person who started the run by hand (`user:alice`, `token:ci`, `cli:root@node`);
+    /// `None` for scheduled fires.
+    pub started_by: Option<String>,
 }
 
 /// How a run ended.
@@ -219,7 +228,7 @@ pub struct Outcome {
 }
 
 /// One row of run history.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
 pub struct RunRecord {
     pub run_id: String,
     pub task: String,
@@ -247,6 +256,10 @@ pub struct RunRecord {
     pub deliveries: Vec<DeliveryRecord>,
     /// What the deliveries come to (`delivered`, `partially_delivered`, …).
     pub delivery: DeliverySummary,
+    /// Who started the run by hand (`user:alice`, `token:ci`, `cli:root@node`); absent
+    /// for scheduled fires.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub started_by: Option<String>,
     /// The owner alerts sent about this run (`alerts:` in config.yaml), each a delivery
     /// of its own; not part of `deliveries` or `delivery`.
     #[serde(skip_serializing_if = "Vec::is_empty")]
@@ -256,7 +269,7 @@ pub struct RunRecord {
 /// One notification of a run (one task `notify` entry on one channel) as the delivery
 /// ledger keeps it: its state, how often it was tried, when it is tried next, and what the
 /// channel answered last.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct DeliveryRecord {
     pub channel: String,
     /// 1 for the task's first notify entry on this channel, 2 for its second, …
@@ -289,7 +302,7 @@ pub struct DeliveryRecord {
 /// `(run, channel, occurrence, part, recipient)`. A recipient already `sent` (or `failed`
 /// for good) is never in a later envelope; a retry goes only to the `pending` and
 /// `unconfirmed` ones.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 pub struct RecipientRecord {
     /// 0 for a message sent whole; 1, 2, … for the parts of a split zip.
     pub part: u32,
@@ -309,7 +322,7 @@ pub struct RecipientRecord {
 }
 
 /// The state of one recipient of an email delivery.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum RecipientStatus {
     /// Not accepted yet (a 4xx reply, or the connection failed before the message).
@@ -383,7 +396,7 @@ impl DeliveryRecord {
 }
 
 /// The state of one delivery in the ledger.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliveryStatus {
     /// Recorded with the run, not sent yet, or to be tried again at `next_attempt_at`.
@@ -427,7 +440,7 @@ impl DeliveryStatus {
 }
 
 /// What the notifications of a run came to, next to its export `status`.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, schemars::JsonSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum DeliverySummary {
     /// Nothing to deliver (no notify entry applied, `--no-notify`, `on_empty: skip`).
@@ -537,6 +550,16 @@ pub struct AttemptEnd {
     pub recipients: Vec<RecipientRecord>,
 }
 
+/// A delivery still to go out or failed for good, with its run's task (the API's
+/// delivery queue).
+#[derive(Debug, Clone, PartialEq, Serialize, schemars::JsonSchema)]
+pub struct QueuedEntry {
+    pub run_id: String,
+    pub task: String,
+    #[serde(flatten)]
+    pub delivery: DeliveryRecord,
+}
+
 /// Which runs to list.
 #[derive(Debug, Clone, Default)]
 pub struct HistoryFilter {
@@ -595,9 +618,15 @@ impl StoreError {
 
 /// Everything the rest of ferry needs from a store: one trait per concern, so a caller
 /// holds one `Arc<dyn Store>` and a backend implements the concerns one file at a time.
-pub trait Store: Runs + Ledger + Links + Schedule + Instances + Mail + Retention {}
+pub trait Store:
+    Runs + Ledger + Links + Schedule + Instances + Mail + Retention + Access + Revisions
+{
+}
 
-impl<T: Runs + Ledger + Links + Schedule + Instances + Mail + Retention> Store for T {}
+impl<T: Runs + Ledger + Links + Schedule + Instances + Mail + Retention + Access + Revisions> Store
+    for T
+{
+}
 
 /// Opens the store a `store:` URL names (see [`StoreUrl`]), creating and migrating it as
 /// needed: the one place that knows the backends.

@@ -55,6 +55,24 @@ pub fn forbid_reason(running: &[String]) -> String {
     )
 }
 
+/// A page of run history ([`Runs::page`]): newest fire first, filtered, after a keyset
+/// position.
+#[derive(Debug, Clone, Default)]
+pub struct RunQuery {
+    pub task: Option<String>,
+    pub status: Option<super::Status>,
+    /// `schedule`, `manual` or `mail`.
+    pub trigger: Option<String>,
+    /// Fires at or after this instant.
+    pub since: Option<DateTime<Utc>>,
+    /// Fires before this instant.
+    pub until: Option<DateTime<Utc>>,
+    /// The last `(scheduled_at, run_id)` of the previous page: only runs after it in the
+    /// order (older fire, or same fire and smaller id).
+    pub after: Option<(DateTime<Utc>, String)>,
+    pub limit: usize,
+}
+
 /// Run history: claims, outcomes, listing, reaping.
 #[async_trait]
 pub trait Runs: Send + Sync {
@@ -88,6 +106,15 @@ pub trait Runs: Send + Sync {
 
     /// The newest runs first.
     async fn list(&self, filter: &HistoryFilter) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// A page of runs ordered by `(scheduled_at, run_id)` descending, without their
+    /// deliveries. A run inserted while a client pages never shifts the pages after the
+    /// client's position (keyset, not offset).
+    async fn page(&self, q: &RunQuery) -> Result<Vec<RunRecord>, StoreError>;
+
+    /// The run of the latest fire that is not deferred of each of these tasks (those
+    /// that have one), without deliveries: one index seek per task.
+    async fn last_runs(&self, tasks: &[&str]) -> Result<Vec<RunRecord>, StoreError>;
 
     /// One run by id.
     async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError>;

@@ -11,7 +11,7 @@ use super::{Claim, RunRecord, StoreError};
 
 /// A task paused by hand (`ferry tasks pause NAME --reason …`): while it holds, the
 /// scheduler records the task's fires as `skipped` instead of running them.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, schemars::JsonSchema)]
 pub struct TaskPause {
     pub task: String,
     /// Who paused it (`user@node`).

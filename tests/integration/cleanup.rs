@@ -29,6 +29,7 @@ async fn back_dated_run(p: &Project, task: &str, days_ago: i64, bytes: usize) ->
         node: "n".into(),
         pid: 1,
         started_at: at,
+        started_by: None,
     };
     assert!(store.claim(&claim).await.unwrap());
     store

@@ -199,6 +199,7 @@ async fn the_daemon_beats_and_reaps_the_runs_of_dead_instances() {
         node: "elsewhere".into(),
         pid: 77,
         started_at: old,
+        started_by: None,
     };
     assert!(p_store.claim(&orphan).await.unwrap());
     p_store.close().await;

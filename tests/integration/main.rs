@@ -4,6 +4,8 @@
 mod support;
 
 mod alerts;
+mod api;
+mod api_access;
 mod bad_input;
 mod cancel;
 mod cleanup;
@@ -48,6 +50,7 @@ mod source_errors;
 mod sources;
 mod sqlgate_corpus;
 mod store_conformance;
+mod store_conformance_access;
 mod store_faults;
 mod systemd_notify;
 mod tls;

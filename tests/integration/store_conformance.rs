@@ -5,7 +5,8 @@
 //! Cases: claims unique per (task, fire); many concurrent claimers; `concurrency: forbid`
 //! decided by the claim; ledger fencing; deferrals; cursors; channel pauses; task pauses; retention; heartbeats and
 //! dead instances; migrations refusing a newer schema; mail claimed once, quotas and reply
-//! caps (query by email).
+//! caps (query by email); users, tokens, sessions, audit, task revisions, run pages and
+//! the delivery queue of the HTTP API (`store_conformance_access.rs`).
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -17,6 +18,8 @@ use ferry::store::{
     HistoryFilter, InstanceRecord, LinkRecord, MailClaim, MailRecord, Op, Outcome, Owner,
     QueuedDelivery, ReplySlot, Status, Store, StoreError, TaskPause, Trigger, reap_interrupted,
 };
+
+pub use crate::store_conformance_access::*;
 
 /// A fresh, empty database of one backend.
 #[async_trait]
@@ -33,11 +36,11 @@ fn t(s: &str) -> DateTime<Utc> {
     DateTime::parse_from_rfc3339(s).unwrap().with_timezone(&Utc)
 }
 
-fn base() -> DateTime<Utc> {
+pub(crate) fn base() -> DateTime<Utc> {
     t("2026-03-01T00:00:00Z")
 }
 
-fn claim(task: &str, at: DateTime<Utc>, node: &str, pid: u32) -> Claim {
+pub(crate) fn claim(task: &str, at: DateTime<Utc>, node: &str, pid: u32) -> Claim {
     Claim {
         run_id: uuid::Uuid::now_v7().to_string(),
         task: task.into(),
@@ -46,10 +49,11 @@ fn claim(task: &str, at: DateTime<Utc>, node: &str, pid: u32) -> Claim {
         node: node.into(),
         pid,
         started_at: at,
+        started_by: None,
     }
 }
 
-fn outcome(status: Status, at: DateTime<Utc>) -> Outcome {
+pub(crate) fn outcome(status: Status, at: DateTime<Utc>) -> Outcome {
     Outcome {
         status,
         finished_at: at,
@@ -60,7 +64,23 @@ fn outcome(status: Status, at: DateTime<Utc>) -> Outcome {
     }
 }
 
-async fn open(b: &dyn Backend) -> Arc<dyn Store> {
+/// Two deliveries of a run: `ding` (rendered, pending) and `box` (not renderable).
+pub(crate) fn ding_and_box() -> [QueuedDelivery; 2] {
+    [
+        QueuedDelivery {
+            channel: "ding".into(),
+            occurrence: 1,
+            message: Ok("{}".into()),
+        },
+        QueuedDelivery {
+            channel: "box".into(),
+            occurrence: 1,
+            message: Err("template error".into()),
+        },
+    ]
+}
+
+pub(crate) async fn open(b: &dyn Backend) -> Arc<dyn Store> {
     b.open().await.expect("open the store")
 }
 
@@ -233,18 +253,7 @@ pub async fn ledger_attempts_are_fenced(b: &dyn Backend) {
         node: "n1".into(),
         pid: 1,
     };
-    let queued = [
-        QueuedDelivery {
-            channel: "ding".into(),
-            occurrence: 1,
-            message: Ok("{}".into()),
-        },
-        QueuedDelivery {
-            channel: "box".into(),
-            occurrence: 1,
-            message: Err("template error".into()),
-        },
-    ];
+    let queued = ding_and_box();
     s.finish_with_deliveries(&c.run_id, &outcome(Status::Succeeded, at), &queued, &me)
         .await
         .unwrap();
@@ -839,6 +848,11 @@ macro_rules! conformance {
                 mail_quota_holds,
                 mail_claims_its_run,
                 mail_replies_are_capped,
+                users_tokens_and_sessions_are_kept,
+                the_audit_trail_is_filtered_and_paged,
+                task_revisions_are_numbered_per_task,
+                run_pages_are_keyset_ordered_and_filtered,
+                the_delivery_queue_lists_and_retries,
             );
         }
     };

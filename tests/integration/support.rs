@@ -251,6 +251,16 @@ pub const EVENT_WAIT: std::time::Duration = std::time::Duration::from_secs(30);
 impl Daemon {
     /// Starts the daemon on `p` with the clock at `start`.
     pub async fn start(p: &Project, start: chrono::DateTime<chrono::Utc>) -> Daemon {
+        Daemon::start_with(p, start, false).await
+    }
+
+    /// Like [`Daemon::start`]; with `watch_files` the reload watcher applies changes of
+    /// config.yaml and the task files, as in `ferry serve`.
+    pub async fn start_with(
+        p: &Project,
+        start: chrono::DateTime<chrono::Utc>,
+        watch_files: bool,
+    ) -> Daemon {
         use std::sync::Arc;
         let project = ferry::config::Project::load(&p.path().join("config.yaml"))
             .unwrap_or_else(|e| panic!("config: {e:?}"));
@@ -264,13 +274,19 @@ impl Daemon {
             .links
             .as_ref()
             .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("port"));
+        let http_listener = project
+            .config
+            .http
+            .as_ref()
+            .map(|_| std::net::TcpListener::bind("127.0.0.1:0").expect("port"));
         let opts = ferry::daemon::DaemonOptions {
             config_path: p.path().join("config.yaml"),
             project,
             store: store.clone(),
             clock: Arc::new(clock.clone()),
             links_listener,
-            watch_files: false,
+            http_listener,
+            watch_files,
         };
         let daemon = ferry::daemon::Daemon::start(opts, shutdown.clone())
             .await

@@ -7,10 +7,10 @@ use chrono::{DateTime, Utc};
 use sqlx::Row;
 
 use super::runs::duration_ms;
-use super::{SqliteStore, row_to_recipient};
+use super::{SqliteStore, row_to_delivery, row_to_recipient};
 use crate::store::{
     AlertAdmission, AttemptEnd, DeliveryKey, DeliveryStatus, DueDelivery, Ledger, Outcome, Owner,
-    QueuedDelivery, RecipientRecord, StoreError, fmt_instant, parse_instant,
+    QueuedDelivery, QueuedEntry, RecipientRecord, StoreError, fmt_instant, parse_instant,
 };
 
 #[async_trait]
@@ -322,6 +322,79 @@ impl Ledger for SqliteStore {
             })
             .collect::<Result<_, _>>()
             .map_err(|e| self.err(e))
+    }
+
+    async fn queued_deliveries(
+        &self,
+        failed: bool,
+        limit: usize,
+    ) -> Result<Vec<QueuedEntry>, StoreError> {
+        let statuses = if failed {
+            "('failed')"
+        } else {
+            "('pending', 'sending')"
+        };
+        let sql = format!(
+            "SELECT d.*, coalesce(r.task, '') AS task
+             FROM deliveries d LEFT JOIN runs r ON r.run_id = d.run_id
+             WHERE d.status IN {statuses}
+             ORDER BY d.at, d.seq LIMIT ?"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(limit.min(i64::MAX as usize) as i64)
+            .fetch_all(&mut *self.read_tx().await?)
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(|row| -> Result<QueuedEntry, sqlx::Error> {
+                Ok(QueuedEntry {
+                    run_id: row.try_get("run_id")?,
+                    task: row.try_get("task")?,
+                    delivery: row_to_delivery(row)?,
+                })
+            })
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn retry_delivery(
+        &self,
+        key: &DeliveryKey,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let res = sqlx::query(
+            // The owner is cleared before `status` is set: MySQL evaluates SET left to
+            // right with the new values, the others with the old ones.
+            "UPDATE deliveries SET
+                 owner_node = CASE WHEN status = 'failed' THEN NULL ELSE owner_node END,
+                 owner_pid = CASE WHEN status = 'failed' THEN NULL ELSE owner_pid END,
+                 status = 'pending', next_attempt_at = ?, retryable = 1
+             WHERE run_id = ? AND channel = ? AND occurrence = ?
+               AND status IN ('pending', 'failed') AND message IS NOT NULL",
+        )
+        .bind(fmt_instant(now))
+        .bind(&key.run_id)
+        .bind(&key.channel)
+        .bind(i64::from(key.occurrence))
+        .execute(&mut *tx)
+        .await
+        .map_err(|e| self.err(e))?;
+        if res.rows_affected() == 1 {
+            sqlx::query(
+                "UPDATE delivery_recipients SET status = 'pending', at = ?
+                 WHERE run_id = ? AND channel = ? AND occurrence = ? AND status = 'failed'",
+            )
+            .bind(fmt_instant(now))
+            .bind(&key.run_id)
+            .bind(&key.channel)
+            .bind(i64::from(key.occurrence))
+            .execute(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+        }
+        tx.commit().await.map_err(|e| self.err(e))?;
+        Ok(res.rows_affected() == 1)
     }
 
     async fn admit_alert(

@@ -221,4 +221,62 @@ pub const MIGRATIONS: &[(i64, &str)] = &[
     CREATE INDEX downloads_link ON downloads (link_id);
     CREATE INDEX links_run ON links (run_id);",
     ),
+    // The HTTP API and the console (issue 14): who started a run by hand; the keyset
+    // order of run pages; users (argon2id hashes), API tokens (SHA-256 of the token),
+    // console sessions (SHA-256 of the cookie, with the CSRF token), the audit trail,
+    // and every version of the task files written through ferry. Portable SQL: TEXT
+    // instants, no AUTOINCREMENT, no reserved column names.
+    (
+        16,
+        "ALTER TABLE runs ADD COLUMN started_by TEXT;
+    CREATE INDEX runs_scheduled ON runs (scheduled_at, run_id);
+    CREATE INDEX runs_status_scheduled ON runs (status, scheduled_at, run_id);
+    CREATE TABLE users (
+        name          TEXT PRIMARY KEY,
+        role          TEXT NOT NULL,
+        password_hash TEXT NOT NULL,
+        created_at    TEXT NOT NULL,
+        updated_at    TEXT NOT NULL
+    );
+    CREATE TABLE api_tokens (
+        id           TEXT PRIMARY KEY,
+        name         TEXT NOT NULL,
+        role         TEXT NOT NULL,
+        token_hash   TEXT NOT NULL UNIQUE,
+        created_by   TEXT NOT NULL,
+        created_at   TEXT NOT NULL,
+        expires_at   TEXT,
+        revoked_at   TEXT,
+        last_used_at TEXT
+    );
+    CREATE INDEX api_tokens_name ON api_tokens (name);
+    CREATE TABLE sessions (
+        id_hash    TEXT PRIMARY KEY,
+        user_name  TEXT NOT NULL,
+        csrf       TEXT NOT NULL,
+        client     TEXT NOT NULL,
+        created_at TEXT NOT NULL,
+        expires_at TEXT NOT NULL
+    );
+    CREATE INDEX sessions_user ON sessions (user_name);
+    CREATE TABLE audit (
+        id     TEXT PRIMARY KEY,
+        at     TEXT NOT NULL,
+        actor  TEXT NOT NULL,
+        action TEXT NOT NULL,
+        target TEXT NOT NULL,
+        detail TEXT,
+        client TEXT
+    );
+    CREATE INDEX audit_at ON audit (at, id);
+    CREATE TABLE task_revisions (
+        task    TEXT NOT NULL,
+        rev     INTEGER NOT NULL,
+        at      TEXT NOT NULL,
+        author  TEXT NOT NULL,
+        action  TEXT NOT NULL,
+        content TEXT,
+        PRIMARY KEY (task, rev)
+    );",
+    ),
 ];

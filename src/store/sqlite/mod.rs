@@ -28,6 +28,7 @@
 //! The implementation is split by concern like the traits: [`runs`], [`ledger`], [`links`],
 //! [`schedule`], [`instances`]; the schema is in [`migrations`].
 
+mod access;
 mod instances;
 mod ledger;
 mod links;
@@ -414,6 +415,7 @@ fn row_to_record(row: &sqlx::sqlite::SqliteRow) -> Result<RunRecord, sqlx::Error
         deliveries: Vec::new(),
         delivery: DeliverySummary::None,
         alerts: Vec::new(),
+        started_by: row.try_get("started_by")?,
     })
 }
 

@@ -4,7 +4,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 
 use super::{SqliteStore, row_to_record};
-use crate::store::runs::{Applied, Op, Runs, forbid_reason};
+use crate::store::runs::{Applied, Op, RunQuery, Runs, forbid_reason};
 use crate::store::{
     Claim, HistoryFilter, Ledger, Outcome, Owner, RunRecord, Status, StoreError, fmt_instant,
     parse_instant,
@@ -72,8 +72,8 @@ pub(super) async fn insert_run(
         matches!(status, Status::Missed | Status::Skipped).then(|| fmt_instant(c.started_at));
     let res = sqlx::query(
         "INSERT INTO runs (run_id, task, scheduled_at, trigger, status, node, pid, started_at,
-                           finished_at, duration_ms, reason, deferred_until)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                           finished_at, duration_ms, reason, deferred_until, started_by)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (task, scheduled_at) DO NOTHING",
     )
     .bind(&c.run_id)
@@ -88,6 +88,7 @@ pub(super) async fn insert_run(
     .bind(finished.map(|_| 0i64))
     .bind(reason)
     .bind(until.map(fmt_instant))
+    .bind(&c.started_by)
     .execute(&mut *conn)
     .await?;
     Ok(res.rows_affected() == 1)
@@ -179,6 +180,72 @@ impl Runs for SqliteStore {
             self.add_deliveries(&mut tx, r).await?;
         }
         Ok(records)
+    }
+
+    async fn page(&self, q: &RunQuery) -> Result<Vec<RunRecord>, StoreError> {
+        let mut sql = String::from("SELECT * FROM runs WHERE 1 = 1");
+        let mut binds: Vec<String> = Vec::new();
+        if let Some(t) = &q.task {
+            sql.push_str(" AND task = ?");
+            binds.push(t.clone());
+        }
+        if let Some(s) = q.status {
+            sql.push_str(" AND status = ?");
+            binds.push(s.as_str().to_string());
+        }
+        if let Some(t) = &q.trigger {
+            sql.push_str(" AND trigger = ?");
+            binds.push(t.clone());
+        }
+        if let Some(t) = q.since {
+            sql.push_str(" AND scheduled_at >= ?");
+            binds.push(fmt_instant(t));
+        }
+        if let Some(t) = q.until {
+            sql.push_str(" AND scheduled_at < ?");
+            binds.push(fmt_instant(t));
+        }
+        if let Some((at, id)) = &q.after {
+            sql.push_str(" AND (scheduled_at < ? OR (scheduled_at = ? AND run_id < ?))");
+            binds.push(fmt_instant(*at));
+            binds.push(fmt_instant(*at));
+            binds.push(id.clone());
+        }
+        sql.push_str(" ORDER BY scheduled_at DESC, run_id DESC LIMIT ?");
+        // Only fixed fragments are formatted in; every value is bound.
+        let mut query = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for b in &binds {
+            query = query.bind(b);
+        }
+        let rows = query
+            .bind(q.limit.clamp(1, 10_000) as i64)
+            .fetch_all(&mut *self.read_tx().await?)
+            .await
+            .map_err(|e| self.err(e))?;
+        rows.iter()
+            .map(row_to_record)
+            .collect::<Result<_, _>>()
+            .map_err(|e| self.err(e))
+    }
+
+    async fn last_runs(&self, tasks: &[&str]) -> Result<Vec<RunRecord>, StoreError> {
+        let mut tx = self.read_tx().await?;
+        let mut out = Vec::new();
+        for task in tasks {
+            // The unique (task, scheduled_at) index answers each from its end.
+            let row = sqlx::query(
+                "SELECT * FROM runs WHERE task = ? AND status <> 'deferred'
+                 ORDER BY scheduled_at DESC LIMIT 1",
+            )
+            .bind(task)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(|e| self.err(e))?;
+            if let Some(row) = row {
+                out.push(row_to_record(&row).map_err(|e| self.err(e))?);
+            }
+        }
+        Ok(out)
     }
 
     async fn get(&self, run_id: &str) -> Result<Option<RunRecord>, StoreError> {

@@ -12,6 +12,7 @@ fn claim(task: &str, at: &str, run_id: &str) -> Claim {
         node: "n1".into(),
         pid: 999_999_999,
         started_at: parse_instant(at).unwrap(),
+        started_by: None,
     }
 }
 
