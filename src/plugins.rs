@@ -27,7 +27,9 @@ pub const CHECKS: Checks = Checks {
 impl Project {
     /// Loads `config_path` and every task. A broken `config.yaml` is fatal (all of its
     /// problems are returned); a broken task only removes that task.
+    /// Runs on a thread with the SQL gate's stack, so that each query is checked in place
+    /// ([`crate::sqlgate::on_gate_stack`]).
     pub fn load(config_path: &Path) -> Result<Project, Vec<Problem>> {
-        Project::load_with(config_path, &CHECKS)
+        crate::sqlgate::on_gate_stack(|| Project::load_with(config_path, &CHECKS))
     }
 }

@@ -749,3 +749,34 @@ fn refusals_have_kinds() {
         TooComplex
     );
 }
+
+/// A project load checks its queries in place on a thread with the gate's stack: the
+/// same verdicts as through the gate's thread, deep queries included, and a panic in the
+/// load reaches the caller.
+#[test]
+fn checks_on_the_gate_stack_give_the_same_verdicts() {
+    let deep = format!("SELECT {}1{}", "(".repeat(20), ")".repeat(20));
+    let deeper = format!("SELECT {}1{}", "(".repeat(5_000), ")".repeat(5_000));
+    let queries = [
+        "SELECT 1",
+        "DELETE FROM t",
+        "SELECT 1; SELECT 2",
+        deep.as_str(),
+        deeper.as_str(),
+    ];
+    let outside: Vec<_> = queries
+        .iter()
+        .map(|q| check(q, Dialect::Postgres, Mode::Standard))
+        .collect();
+    let inside = super::on_gate_stack(|| {
+        queries
+            .iter()
+            .map(|q| check(q, Dialect::Postgres, Mode::Standard))
+            .collect::<Vec<_>>()
+    });
+    assert_eq!(inside, outside);
+    assert!(outside[0].is_ok() && outside[3].is_ok(), "{outside:?}");
+    assert!(outside[1].is_err() && outside[4].is_err(), "{outside:?}");
+    let panicked = std::panic::catch_unwind(|| super::on_gate_stack(|| panic!("in the load")));
+    assert!(panicked.is_err());
+}
