@@ -192,6 +192,19 @@ pub(crate) fn fill(path: &str, run_id: &str) -> String {
 }
 
 /// Polls the API until the run has left `running` (runs end on the executor's time).
+/// Starts `task` now through the API as `operator` (a token); the run id.
+pub(crate) async fn run_now(api: &Api, operator: &str, task: &str) -> String {
+    let r = api
+        .post(
+            &format!("/api/v1/tasks/{task}/run"),
+            Auth::Bearer(operator),
+            json!({}),
+        )
+        .await;
+    expect(&r, 200, "run now");
+    r.json()["run_id"].as_str().unwrap().to_string()
+}
+
 pub(crate) async fn finished(api: &Api, auth: Auth<'_>, run_id: &str) -> Value {
     let start = std::time::Instant::now();
     loop {
@@ -314,15 +327,7 @@ async fn tasks_are_validated_written_kept_as_revisions_and_picked_up_by_the_watc
     assert_eq!(daily["next_fire_local"], "2026-03-03 03:00:00 +08:00");
 
     // It runs: started through the daemon's scheduler, by the operator.
-    let r = api
-        .post(
-            "/api/v1/tasks/daily/run",
-            Auth::Bearer(&tk.operator),
-            json!({}),
-        )
-        .await;
-    expect(&r, 200, "run now");
-    let run_id = r.json()["run_id"].as_str().unwrap().to_string();
+    let run_id = run_now(&api, &tk.operator, "daily").await;
     let run = finished(&api, Auth::Bearer(&tk.viewer), &run_id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     assert_eq!(run["trigger"], "manual");
@@ -536,15 +541,7 @@ async fn runs_are_cancelled_and_paged_stably_under_inserts() {
     let d = Daemon::start(&p, t(START)).await;
     let api = Api::of(&d);
     let tk = tokens(&d).await;
-    let r = api
-        .post(
-            "/api/v1/tasks/slow/run",
-            Auth::Bearer(&tk.operator),
-            json!({}),
-        )
-        .await;
-    expect(&r, 200, "run now");
-    let run_id = r.json()["run_id"].as_str().unwrap().to_string();
+    let run_id = run_now(&api, &tk.operator, "slow").await;
     let r = api
         .post(
             &format!("/api/v1/runs/{run_id}/cancel"),
@@ -671,14 +668,7 @@ async fn deliveries_are_listed_and_retried_now() {
     let mut d = Daemon::start(&p, t(START)).await;
     let api = Api::of(&d);
     let tk = tokens(&d).await;
-    let r = api
-        .post(
-            "/api/v1/tasks/boxed/run",
-            Auth::Bearer(&tk.operator),
-            json!({}),
-        )
-        .await;
-    let run_id = r.json()["run_id"].as_str().unwrap().to_string();
+    let run_id = run_now(&api, &tk.operator, "boxed").await;
     let id = run_id.clone();
     d.wait_for(
         "the run's followup",
@@ -751,28 +741,20 @@ async fn status_sources_channels_and_the_openapi_document_match_the_router() {
     assert_eq!(s["services"]["scheduler"], "running", "{s}");
     assert_eq!(s["services"]["api"], "running", "{s}");
     let ds = api.get("/api/v1/datasources", viewer).await.json();
-    assert_eq!(ds[0]["name"], "db");
     assert_eq!(ds[0]["type"], "sqlite");
-    let r = api
-        .post(
-            "/api/v1/datasources/db/test",
-            Auth::Bearer(&tk.operator),
-            json!({}),
-        )
-        .await;
-    expect(&r, 200, "test the datasource");
-    assert_eq!(r.json()["ok"], true, "{}", r.body);
-    let ch = api.get("/api/v1/channels", viewer).await.json();
-    assert_eq!(ch[0]["name"], "box");
-    let r = api
-        .post(
-            "/api/v1/channels/box/test",
-            Auth::Bearer(&tk.operator),
-            json!({}),
-        )
-        .await;
-    expect(&r, 200, "test the channel");
-    assert_eq!(r.json()["ok"], true, "{}", r.body);
+    for (kind, name) in [("datasources", "db"), ("channels", "box")] {
+        let list = api.get(&format!("/api/v1/{kind}"), viewer).await.json();
+        assert_eq!(list[0]["name"], name, "{list}");
+        let r = api
+            .post(
+                &format!("/api/v1/{kind}/{name}/test"),
+                Auth::Bearer(&tk.operator),
+                json!({}),
+            )
+            .await;
+        expect(&r, 200, &format!("test {kind}/{name}"));
+        assert_eq!(r.json()["ok"], true, "{}", r.body);
+    }
     assert_eq!(p.files("outbox").len(), 1, "the test message");
 
     // The document lists exactly the routes, and every documented route is served.
@@ -843,15 +825,7 @@ async fn one_server_serves_the_api_and_token_free_signed_links_when_they_share_a
     assert_eq!(d.handle.links_addr(), d.handle.api_addr(), "one server");
     let api = Api::of(&d);
     let operator = token(&d, "operator", Role::Operator, None).await;
-    let r = api
-        .post(
-            "/api/v1/tasks/types_csv/run",
-            Auth::Bearer(&operator),
-            json!({}),
-        )
-        .await;
-    expect(&r, 200, "run now");
-    let run_id = r.json()["run_id"].as_str().unwrap().to_string();
+    let run_id = run_now(&api, &operator, "types_csv").await;
     let run = finished(&api, Auth::Bearer(&operator), &run_id).await;
     assert_eq!(run["status"], "succeeded", "{run}");
     let out = p.ferry(&["link", &run_id, "--json"]);

@@ -477,22 +477,9 @@ fn users_tokens_and_the_loopback_guard_from_the_command_line() {
     );
 
     let with_stdin = |args: &[&str], input: &str| {
-        use std::io::Write;
-        let mut child = p
-            .command(args)
-            .env("USER", "root")
-            .stdin(std::process::Stdio::piped())
-            .stdout(std::process::Stdio::piped())
-            .stderr(std::process::Stdio::piped())
-            .spawn()
-            .unwrap();
-        child
-            .stdin
-            .take()
-            .unwrap()
-            .write_all(input.as_bytes())
-            .unwrap();
-        child.wait_with_output().unwrap()
+        let mut cmd = p.command(args);
+        cmd.env("USER", "root");
+        crate::support::with_stdin(cmd, input)
     };
     let out = with_stdin(&["users", "add", "alice", "--role", "admin"], "short\n");
     assert_eq!(out.status.code(), Some(2), "{}", describe(&out));

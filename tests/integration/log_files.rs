@@ -9,7 +9,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use crate::fake_robots::{FakeRobots, Settings};
-use crate::support::{Project, describe, terminate, wait_logged};
+use crate::support::{CONFIG_HEAD, Project, describe, terminate, wait_logged};
 
 const SECRETS: &[&str] = &[
     "LOGTOKEN-1q",
@@ -83,9 +83,7 @@ fn serve_logs_json_lines_to_a_rotated_file_without_secrets() {
     p.write(
         "config.yaml",
         &format!(
-            "timezone: UTC
-store: {{ url: \"sqlite://data/ferry.db\" }}
-scheduler: {{ delivery_interval: 200ms }}
+            "{CONFIG_HEAD}scheduler: {{ delivery_interval: 200ms }}
 logging:
   level: debug
   format: json

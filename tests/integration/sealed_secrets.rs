@@ -10,7 +10,7 @@ use std::os::unix::fs::PermissionsExt;
 use std::process::{Output, Stdio};
 
 use crate::fake_robots::{FakeRobots, Settings};
-use crate::support::{Project, describe, only_task, stderr, stdout};
+use crate::support::{CONFIG_HEAD, Project, describe, only_task, stderr, stdout};
 
 const TOKEN: &str = "SEALEDTOKEN-1a";
 const SIGN: &str = "SECSEALEDSIGN-2b";
@@ -252,9 +252,7 @@ fn validate_warns_about_plain_secrets_others_can_read() {
     p.write(
         "config.yaml",
         &format!(
-            "timezone: UTC
-store: {{ url: \"sqlite://data/ferry.db\" }}
-links:
+            "{CONFIG_HEAD}links:
   public_url: http://127.0.0.1:8480
   signing_key: {LINK_KEY}
 datasources:

@@ -12,7 +12,7 @@
 use std::time::Duration;
 
 use crate::fake_robots::{FakeRobots, Settings};
-use crate::support::{Project, read_log, serve, terminate, wait_logged};
+use crate::support::{CONFIG_HEAD, Project, read_log, serve, terminate, wait_logged};
 
 /// Fails naming every output that shows a secret, and the secret.
 fn assert_no_secret(outputs: &[(String, String)], secrets: &[&str]) {
@@ -103,9 +103,7 @@ fn no_command_shows_a_secret_of_a_url() {
     p.write(
         "config.yaml",
         &format!(
-            "timezone: UTC
-store: {{ url: \"sqlite://data/ferry.db\" }}
-scheduler: {{ delivery_interval: 200ms }}
+            "{CONFIG_HEAD}scheduler: {{ delivery_interval: 200ms }}
 datasources:
   db: {{ type: sqlite, url: \"sqlite://db/test.db\", seed_sql: seed.sql }}
   pg: {{ type: postgres, url: \"postgres://ferry:PGPASS-1a@127.0.0.1:1/ferry_test?password=PGQUERY-2b\", connect_timeout: 2s }}

@@ -147,20 +147,9 @@ fn renders(page: &str) {
     if !installed("groff", "groff-base") {
         return;
     }
-    let mut child = Command::new("groff")
-        .args(["-k", "-man", "-Tutf8", "-ww", "-z"])
-        .stdin(std::process::Stdio::piped())
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .unwrap();
-    use std::io::Write;
-    child
-        .stdin
-        .take()
-        .unwrap()
-        .write_all(page.as_bytes())
-        .unwrap();
-    let out = child.wait_with_output().unwrap();
+    let mut groff = Command::new("groff");
+    groff.args(["-k", "-man", "-Tutf8", "-ww", "-z"]);
+    let out = crate::support::with_stdin(groff, page);
     assert!(
         out.status.success() && out.stderr.is_empty(),
         "{}",

@@ -111,6 +111,24 @@ pub fn stderr(out: &Output) -> String {
     String::from_utf8_lossy(&out.stderr).to_string()
 }
 
+/// The first lines of a test project's `config.yaml`: UTC, the run store in `data/`.
+pub const CONFIG_HEAD: &str = "timezone: UTC\nstore: { url: \"sqlite://data/ferry.db\" }\n";
+
+/// Runs `cmd` with `input` on its standard input; what it wrote and how it ended.
+pub fn with_stdin(mut cmd: Command, input: &str) -> Output {
+    use std::io::Write;
+    let mut child = cmd
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = child.stdin.take().unwrap();
+    stdin.write_all(input.as_bytes()).unwrap();
+    drop(stdin);
+    child.wait_with_output().unwrap()
+}
+
 /// The line of `ferry validate`'s error output that refuses the query of task `name`
 /// (`tasks/NAME.yaml:LINE:COL: query: refused: …`); it must give `why`.
 pub fn refusal<'a>(err: &'a str, name: &str, why: &str) -> &'a str {
