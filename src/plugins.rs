@@ -22,6 +22,10 @@ pub const CHECKS: Checks = Checks {
     ingest: crate::ingest::config::check,
     report_variables: crate::notify::RunReport::variables,
     alert_variables: crate::exec::alert::alert_variables,
+    task_thread: (
+        crate::sqlgate::GATE_STACK_BYTES,
+        crate::sqlgate::on_this_thread,
+    ),
 };
 
 impl Project {

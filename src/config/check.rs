@@ -321,4 +321,8 @@ pub struct Checks {
     pub report_variables: fn() -> Vec<String>,
     /// The variables an alert template may use.
     pub alert_variables: fn() -> Vec<String>,
+    /// Task files are loaded on several threads: each gets this stack and calls
+    /// `task_thread` first (`crate::sqlgate::on_this_thread`: the SQL gate checks in
+    /// place there).
+    pub task_thread: (usize, fn()),
 }

@@ -117,7 +117,7 @@ pub const MAX_NESTING: usize = 50;
 /// about 25 KB each in a debug build), the walk (at most [`MAX_DEPTH`] levels, about
 /// 2.3 KB each in a debug build) and dropping the tree fit with room to spare; the
 /// pages are only reserved, not used, unless a query needs them.
-const GATE_STACK_BYTES: usize = 64 << 20;
+pub const GATE_STACK_BYTES: usize = 64 << 20;
 
 /// Why the gate refused a query: what kind of problem, and the message that says it
 /// (it starts with `refused: `). Mail requests answer with the kind (docs/ingest.md).
@@ -253,6 +253,12 @@ thread_local! {
     /// Set on a thread started with the gate's stack ([`on_gate_stack`], the gate's own
     /// thread): checks run right there.
     static ON_GATE_STACK: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
+/// Marks this thread, started with [`GATE_STACK_BYTES`] of stack, as one where checks run
+/// in place (the task-loading threads of a project load).
+pub fn on_this_thread() {
+    ON_GATE_STACK.set(true);
 }
 
 /// Runs `f` on a thread with the gate's stack, where every [`check`] runs in place
