@@ -191,7 +191,6 @@ pub(crate) fn fill(path: &str, run_id: &str) -> String {
         .replace("{occurrence}", "1")
 }
 
-/// Polls the API until the run has left `running` (runs end on the executor's time).
 /// Starts `task` now through the API as `operator` (a token); the run id.
 pub(crate) async fn run_now(api: &Api, operator: &str, task: &str) -> String {
     let r = api
@@ -205,6 +204,7 @@ pub(crate) async fn run_now(api: &Api, operator: &str, task: &str) -> String {
     r.json()["run_id"].as_str().unwrap().to_string()
 }
 
+/// Polls the API until the run has left `running` (runs end on the executor's time).
 pub(crate) async fn finished(api: &Api, auth: Auth<'_>, run_id: &str) -> Value {
     let start = std::time::Instant::now();
     loop {

@@ -209,6 +209,11 @@ impl SqliteStore {
             .fetch_all(&mut *tx)
             .await
             .map_err(|e| self.err(e))?;
+        self.to_records(&rows)
+    }
+
+    /// Rows of `runs` as records (without their deliveries).
+    fn to_records(&self, rows: &[sqlx::sqlite::SqliteRow]) -> Result<Vec<RunRecord>, StoreError> {
         rows.iter()
             .map(row_to_record)
             .collect::<Result<_, _>>()

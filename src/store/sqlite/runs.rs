@@ -171,11 +171,7 @@ impl Runs for SqliteStore {
             }
         }
         .map_err(|e| self.err(e))?;
-        let mut records: Vec<RunRecord> = rows
-            .iter()
-            .map(row_to_record)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))?;
+        let mut records = self.to_records(&rows)?;
         for r in &mut records {
             self.add_deliveries(&mut tx, r).await?;
         }
@@ -222,10 +218,7 @@ impl Runs for SqliteStore {
             .fetch_all(&mut *self.read_tx().await?)
             .await
             .map_err(|e| self.err(e))?;
-        rows.iter()
-            .map(row_to_record)
-            .collect::<Result<_, _>>()
-            .map_err(|e| self.err(e))
+        self.to_records(&rows)
     }
 
     async fn last_runs(&self, tasks: &[&str]) -> Result<Vec<RunRecord>, StoreError> {
